@@ -1,0 +1,58 @@
+# Vigie — the commands a newcomer and CI need. Everything installs itself on a fresh machine.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+UV_VERSION := 0.13.9
+# The stamp is rebuilt whenever the pinned requirements change.
+STAMP := $(VENV)/.installed
+
+.PHONY: help venv demo demo-seed test test-postgres lint typecheck check lock bench clean
+
+help:
+	@echo "make demo       set up and run the demo clinic on SQLite (http://127.0.0.1:8000)"
+	@echo "make test       set up and run the whole test suite (SQLite)"
+	@echo "make lint       ruff + mypy"
+	@echo "make bench      benchmarks"
+	@echo "make lock       recompile the pinned, hashed requirements from pyproject.toml"
+
+$(STAMP): requirements/dev.txt pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+	# --require-hashes: every wheel must match the hash recorded when we locked.
+	$(BIN)/uv pip sync --quiet --python $(BIN)/python --require-hashes requirements/dev.txt
+	$(BIN)/uv pip install --quiet --python $(BIN)/python --no-deps -e .
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+# The demo: explicit demo mode, its own VIGIE_HOME under var/, seeded once, served by granian.
+demo: $(STAMP)
+	VIGIE_MODE=demo VIGIE_HOME=$(CURDIR)/var $(BIN)/vigie demo
+
+demo-seed: $(STAMP)
+	VIGIE_MODE=demo VIGIE_HOME=$(CURDIR)/var $(BIN)/vigie demo --no-serve
+
+test: $(STAMP)
+	$(BIN)/pytest -p no:cacheprovider $(PYTEST_ARGS)
+
+# Same suite against the real PostgreSQL (pytest-django creates and drops test_vigie).
+test-postgres: $(STAMP)
+	DATABASE_URL=$${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/vigie} $(BIN)/pytest -p no:cacheprovider $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy .
+
+check: lint test
+
+lock:
+	uv pip compile pyproject.toml --generate-hashes --python-version 3.11 -q -o requirements/base.txt
+	uv pip compile pyproject.toml --extra dev --generate-hashes --python-version 3.11 -q -o requirements/dev.txt
+
+bench: $(STAMP)
+	$(BIN)/python -m bench.run
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info .mypy_cache .ruff_cache

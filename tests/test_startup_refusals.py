@@ -1,0 +1,124 @@
+"""A misconfigured installation stops with one line naming the problem and exit code 2.
+
+The incident began with an installation nobody noticed was wrong; Vigie says so at once.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import VIGIE
+
+
+def _run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*VIGIE, *args], env=env, capture_output=True, text=True, timeout=120)
+
+
+def _assert_one_line_refusal(result: subprocess.CompletedProcess[str], *needles: str) -> None:
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("vigie: error: ")
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+
+
+@pytest.fixture
+def production(bare_env: dict[str, str]) -> dict[str, str]:
+    env = {**bare_env, "VIGIE_MODE": "production"}
+    result = _run(env, "keys", "init")
+    assert result.returncode == 0, result.stderr
+    return env
+
+
+def _keyring(env: dict[str, str]) -> Path:
+    return Path(env["VIGIE_HOME"]) / "keyring" / "keyring.json"
+
+
+def test_production_refuses_to_start_without_a_secret_key(bare_env: dict[str, str]) -> None:
+    env = {**bare_env, "VIGIE_MODE": "production"}
+    _assert_one_line_refusal(_run(env, "migrate"), "no secret key")
+
+
+def test_production_refuses_to_start_without_a_keyring(production: dict[str, str]) -> None:
+    _keyring(production).unlink()
+    _assert_one_line_refusal(_run(production, "migrate"), "keyring", "not found")
+
+
+def test_it_refuses_a_group_readable_keyring(production: dict[str, str]) -> None:
+    _keyring(production).chmod(0o640)
+    _assert_one_line_refusal(_run(production, "migrate"), "keyring", "chmod 600")
+
+
+def test_it_refuses_a_world_readable_keyring(production: dict[str, str]) -> None:
+    _keyring(production).chmod(0o604)
+    _assert_one_line_refusal(_run(production, "migrate"), "keyring", "chmod 600")
+
+
+@pytest.mark.parametrize("content", ["{not json", '{"format": "other"}', ""])
+def test_it_refuses_a_corrupted_keyring(production: dict[str, str], content: str) -> None:
+    path = _keyring(production)
+    path.write_text(content)
+    path.chmod(0o600)
+    _assert_one_line_refusal(_run(production, "migrate"), "keyring", "corrupted")
+
+
+def test_it_refuses_a_keyring_with_a_truncated_key(production: dict[str, str]) -> None:
+    path = _keyring(production)
+    data = json.loads(path.read_text())
+    for key in data["keys"]:
+        key["key"] = key["key"][:10]
+    path.write_text(json.dumps(data))
+    _assert_one_line_refusal(_run(production, "migrate"), "keyring", "corrupted")
+
+
+@pytest.mark.parametrize(
+    ("url", "needle"),
+    [
+        ("postgres://nobody:hunter2@127.0.0.1:1/vigie", "cannot reach the database"),
+        ("mysql://root@127.0.0.1/vigie", "DATABASE_URL"),
+        ("not a url at all", "DATABASE_URL"),
+    ],
+)
+def test_it_refuses_a_wrong_database_url(production: dict[str, str], url: str, needle: str) -> None:
+    result = _run({**production, "DATABASE_URL": url}, "migrate")
+    _assert_one_line_refusal(result, needle)
+    assert "hunter2" not in result.stderr  # never print a password
+
+
+def test_it_refuses_an_unwritable_vigie_home(bare_env: dict[str, str]) -> None:
+    # /proc refuses new folders even to root, for whom permission bits are no obstacle.
+    env = {**bare_env, "VIGIE_HOME": "/proc/vigie-home"}
+    _assert_one_line_refusal(_run(env, "migrate"), "VIGIE_HOME=/proc/vigie-home", "not writable")
+
+
+def test_it_refuses_debug_in_production(production: dict[str, str]) -> None:
+    _assert_one_line_refusal(_run({**production, "VIGIE_DEBUG": "true"}, "migrate"), "VIGIE_DEBUG")
+
+
+def test_it_refuses_an_unknown_mode(bare_env: dict[str, str]) -> None:
+    _assert_one_line_refusal(_run({**bare_env, "VIGIE_MODE": "prod"}, "migrate"), "VIGIE_MODE")
+
+
+def test_the_demo_command_refuses_production_mode(production: dict[str, str]) -> None:
+    _assert_one_line_refusal(_run(production, "demo", "--no-serve"), "VIGIE_MODE=demo")
+
+
+def test_production_passes_djangos_deployment_checks(production: dict[str, str]) -> None:
+    result = _run(production, "check", "--deploy", "--fail-level", "WARNING")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "no issues" in result.stdout
+
+
+def test_keys_init_never_overwrites_a_keyring(production: dict[str, str]) -> None:
+    before = _keyring(production).read_bytes()
+    result = _run(production, "keys", "init")
+    assert result.returncode == 0
+    assert "nothing to do" in result.stdout
+    assert _keyring(production).read_bytes() == before
+    assert _keyring(production).stat().st_mode & 0o777 == 0o600

@@ -1,0 +1,1 @@
+"""People who use Vigie: doctors, IT administrators and the data protection officer."""

@@ -1,0 +1,1 @@
+"""The demo clinic: synthetic patients, doctors and realistic PDFs. Demo mode only."""

@@ -1,0 +1,1 @@
+"""Helpers with no models: environment parsing, startup checks, file safety."""

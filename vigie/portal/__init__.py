@@ -1,0 +1,1 @@
+"""The physician portal and the server that runs it."""

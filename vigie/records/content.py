@@ -1,0 +1,40 @@
+"""Decrypted content of a document — for the one door and for maintenance tasks only.
+
+Views must not call this directly: the portal's document view goes through
+`records.access.decide()` and the audit first. Maintenance (fsck, backup verify, key checks)
+uses it to prove that every stored document still decrypts to the bytes that were received.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+
+from vigie import vault
+from vigie.records.models import Document
+
+
+class ContentMismatch(vault.VaultError):
+    """The blob authenticates but is not the content recorded for this row."""
+
+
+def stream_verified(document: Document) -> Iterator[bytes]:
+    """Yield the plaintext; raise after the last chunk if size or SHA-256 disagree.
+
+    Chunk authentication (AES-GCM) already stops tampering; the final hash check catches a
+    row whose metadata was edited behind our back.
+    """
+    digest = hashlib.sha256()
+    size = 0
+    for chunk in vault.open(document.id, document.kek_id, bytes(document.wrapped_key)):
+        digest.update(chunk)
+        size += len(chunk)
+        yield chunk
+    if size != document.size or digest.hexdigest() != document.sha256:
+        raise ContentMismatch(f"document {document.id}: content does not match its record")
+
+
+def verify(document: Document) -> None:
+    """Decrypt and hash the whole document, discarding the bytes; raise on any problem."""
+    for _chunk in stream_verified(document):
+        pass

@@ -1,0 +1,130 @@
+"""`ingest()`: the single entry every intake path (REST, FHIR, HL7, folder, demo) goes through.
+
+Order matters for "nothing lost" and "never plaintext at rest":
+1. the content streams through the vault: encrypted chunk by chunk, fsynced, renamed;
+2. then the row (and its audit hook) commits in one transaction;
+3. only then does `ingest` return, so a caller may acknowledge.
+A crash between 1 and 2 leaves an orphan blob (ciphertext nobody references), which
+`vigie vault fsck` reports and removes; it never leaves a row without its blob.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+from typing import BinaryIO
+
+from django.conf import settings
+from django.db import transaction
+
+from vigie import vault
+from vigie.records.identifiers import InvalidIdentifier, validate_ipp, validate_nir
+from vigie.records.models import Document, DocumentKind, Patient, new_document_id
+from vigie.records.signals import document_ingested
+
+
+class IngestError(Exception):
+    """The document was not stored; the message tells the sender what to fix."""
+
+
+class UnknownPatient(IngestError):
+    pass
+
+
+class InvalidDocument(IngestError):
+    pass
+
+
+class StorageUnavailable(IngestError):
+    """The disk refused the write (full, read-only, failing): try again later, nothing kept."""
+
+
+@dataclass(frozen=True)
+class PatientRef:
+    """How a sender identifies the patient. Matching is exact; there is no guessing here."""
+
+    ins: str | None = None
+    ipp: str | None = None
+
+
+@dataclass(frozen=True)
+class DocumentMeta:
+    kind: str
+    title: str
+    clinical_date: date
+    source_system: str
+    author: str = ""
+    content_type: str = "application/pdf"
+
+
+def find_patient(ref: PatientRef) -> Patient:
+    """Exact match on INS, else on IPP. Both given and disagreeing → refused."""
+    try:
+        ins = validate_nir(ref.ins) if ref.ins else None
+        ipp = validate_ipp(ref.ipp) if ref.ipp else None
+    except InvalidIdentifier as exc:
+        raise UnknownPatient(str(exc)) from None
+    if ins is None and ipp is None:
+        raise UnknownPatient("no patient identifier given (INS or IPP)")
+    by_ins = Patient.objects.filter(ins=ins).first() if ins else None
+    by_ipp = Patient.objects.filter(ipp=ipp).first() if ipp else None
+    if by_ins and by_ipp and by_ins.pk != by_ipp.pk:
+        raise UnknownPatient("the INS and the IPP designate two different patients")
+    patient = by_ins or by_ipp
+    if patient is None:
+        raise UnknownPatient("no patient with this INS or IPP")
+    return patient
+
+
+def _validate_meta(meta: DocumentMeta) -> None:
+    if meta.kind not in DocumentKind.values:
+        raise InvalidDocument(
+            f"unknown document kind {meta.kind!r}; expected one of {', '.join(DocumentKind.values)}"
+        )
+    if not meta.title.strip():
+        raise InvalidDocument("the document title is empty")
+    if len(meta.title) > 255:
+        raise InvalidDocument("the document title is longer than 255 characters")
+    if not meta.source_system.strip():
+        raise InvalidDocument("the source system is empty")
+    if not meta.content_type or "/" not in meta.content_type:
+        raise InvalidDocument(f"invalid content type {meta.content_type!r}")
+
+
+def ingest(patient: Patient | PatientRef, meta: DocumentMeta, content: BinaryIO) -> Document:
+    """Store `content` encrypted for `patient`; return only once blob and row are durable."""
+    _validate_meta(meta)
+    target = patient if isinstance(patient, Patient) else find_patient(patient)
+    document_id = new_document_id()
+    store = vault.get_store()
+    try:
+        sealed = vault.seal(
+            document_id, content, store=store, max_size=settings.VIGIE_MAX_DOCUMENT_SIZE
+        )
+    except vault.DocumentTooLarge as exc:
+        raise InvalidDocument(str(exc)) from None
+    except OSError as exc:
+        raise StorageUnavailable(f"cannot store the document: {exc.strerror or exc}") from exc
+    try:
+        with transaction.atomic():
+            document = Document.objects.create(
+                id=document_id,
+                patient=target,
+                kind=meta.kind,
+                title=meta.title.strip(),
+                clinical_date=meta.clinical_date,
+                author=meta.author.strip(),
+                source_system=meta.source_system.strip(),
+                content_type=meta.content_type,
+                size=sealed.size,
+                sha256=sealed.sha256,
+                kek_id=sealed.kek_id,
+                wrapped_key=sealed.wrapped_key,
+            )
+            document_ingested.send(sender=Document, document=document)
+    except BaseException:
+        # The row did not commit: the blob is an orphan now, remove it rather than wait for
+        # fsck. (If we die before this line, fsck finds it.)
+        store.delete(document_id)
+        raise
+    return document

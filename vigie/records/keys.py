@@ -1,0 +1,80 @@
+"""Key rotation: re-wrap every data key under a new key-encryption key, content untouched.
+
+Rotation must never make a document unreadable, even for a process reading concurrently:
+1. the new key is added to the keyring file (durably) before any row points to it, and
+   readers that meet an unknown key id reload the keyring;
+2. each row is switched with a conditional UPDATE (only if it still holds the wrapped key we
+   read), so a concurrent rotation or restore is never overwritten with stale data;
+3. old keys stay in the keyring until `remove_key`, which refuses while any row uses them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from django.db.models import Count
+
+from vigie import vault
+from vigie.records.models import Document
+from vigie.vault.keyring import Keyring
+
+Progress = Callable[[int, int], None]
+_BATCH = 500
+
+
+@dataclass(frozen=True)
+class RotationResult:
+    new_kek_id: str
+    rewrapped: int
+
+
+def key_usage() -> dict[str, int]:
+    """How many data keys each key-encryption key wraps."""
+    rows = Document.objects.values("kek_id").annotate(n=Count("id")).order_by("kek_id")
+    return {row["kek_id"]: row["n"] for row in rows}
+
+
+def rewrap_all(keyring: Keyring | None = None, progress: Progress | None = None) -> int:
+    """Re-wrap every data key not yet under the active key. Safe to re-run after a crash."""
+    ring = keyring or vault.get_keyring()
+    total = Document.objects.exclude(kek_id=ring.active_id).count()
+    done = 0
+    # Loop until nothing is left: documents ingested by a process that had not yet seen the
+    # new key are picked up by the next pass. The active key is read again on every pass (the
+    # keyring notices when another process rotated), so a concurrent rotation cannot leave
+    # this loop chasing a key that is no longer active.
+    while True:
+        pending = Document.objects.exclude(kek_id=ring.active_id)
+        batch = list(pending.order_by("pk").values_list("pk", "kek_id", "wrapped_key")[:_BATCH])
+        if not batch:
+            break
+        for pk, kek_id, wrapped in batch:
+            new_kek, new_wrapped = vault.rewrap(pk, kek_id, bytes(wrapped), keyring=ring)
+            Document.objects.filter(pk=pk, kek_id=kek_id, wrapped_key=wrapped).update(
+                kek_id=new_kek, wrapped_key=new_wrapped
+            )
+            done += 1
+            if progress is not None:
+                progress(done, max(total, done))
+    return done
+
+
+def rotate(keyring: Keyring | None = None, progress: Progress | None = None) -> RotationResult:
+    ring = keyring or vault.get_keyring()
+    new_id = ring.add_key()
+    return RotationResult(new_kek_id=new_id, rewrapped=rewrap_all(ring, progress))
+
+
+class KeyInUse(vault.KeyringError):
+    pass
+
+
+def remove_key(kek_id: str, keyring: Keyring | None = None) -> None:
+    ring = keyring or vault.get_keyring()
+    in_use = Document.objects.filter(kek_id=kek_id).count()
+    if in_use:
+        raise KeyInUse(
+            f"key {kek_id} still wraps {in_use} data key(s); run `vigie keys rewrap` first"
+        )
+    ring.remove_key(kek_id)

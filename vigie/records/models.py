@@ -1,0 +1,210 @@
+"""Patient, Document and CareRelationship.
+
+A Document row holds metadata and the wrapped data key; its bytes live encrypted in the vault
+under the same opaque id. Rows are never deleted by cascade: a patient with documents cannot
+be removed by accident (PROTECT), because "nothing lost" outranks convenience.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Collection
+from datetime import datetime
+from typing import ClassVar
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import models
+from django.db.models import Q, QuerySet
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+from vigie.records.identifiers import (
+    InvalidIdentifier,
+    normalize_nir,
+    validate_ipp,
+    validate_nir,
+)
+
+
+def new_document_id() -> str:
+    # 192 random bits, URL-safe. Never sequential: an id in a URL must not let anyone guess
+    # its neighbours (the incident's links were indexed and enumerable).
+    return secrets.token_urlsafe(24)
+
+
+def _validate_ins(value: str) -> None:
+    try:
+        validate_nir(value)
+    except InvalidIdentifier as exc:
+        raise ValidationError(str(exc), code="invalid_ins") from None
+
+
+def _validate_ipp(value: str) -> None:
+    try:
+        validate_ipp(value)
+    except InvalidIdentifier as exc:
+        raise ValidationError(str(exc), code="invalid_ipp") from None
+
+
+class Sex(models.TextChoices):
+    FEMALE = "F", _("Female")
+    MALE = "M", _("Male")
+    UNKNOWN = "U", _("Unknown")
+
+
+class Patient(models.Model):
+    ipp = models.CharField(
+        _("IPP (local patient id)"), max_length=64, unique=True, validators=[_validate_ipp]
+    )
+    ins = models.CharField(
+        _("INS (national health id)"),
+        max_length=15,
+        unique=True,
+        null=True,
+        blank=True,
+        validators=[_validate_ins],
+    )
+    family_name = models.CharField(_("family name"), max_length=150)
+    given_names = models.CharField(_("given names"), max_length=150)
+    birth_date = models.DateField(_("birth date"))
+    sex = models.CharField(_("sex"), max_length=1, choices=Sex.choices, default=Sex.UNKNOWN)
+    address_line = models.CharField(_("address"), max_length=255, blank=True)
+    postal_code = models.CharField(_("postal code"), max_length=10, blank=True)
+    city = models.CharField(_("city"), max_length=100, blank=True)
+    created_at = models.DateTimeField(_("created at"), default=timezone.now, editable=False)
+
+    class Meta:
+        verbose_name = _("patient")
+        verbose_name_plural = _("patients")
+        ordering: ClassVar[list[str]] = ["family_name", "given_names", "birth_date"]
+        indexes: ClassVar[list[models.Index]] = [
+            models.Index(fields=["family_name", "given_names"], name="patient_name_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.family_name.upper()} {self.given_names} ({self.ipp})"
+
+    def clean_fields(self, exclude: Collection[str] | None = None) -> None:
+        # Canonical form before validation, so "1 84 12 …" is checked and stored as
+        # "18412…" and exact matching stays exact.
+        self.ins = normalize_nir(self.ins) if self.ins else None
+        self.ipp = (self.ipp or "").strip()
+        super().clean_fields(exclude=exclude)
+
+
+class DocumentKind(models.TextChoices):
+    LAB_RESULT = "lab_result", _("Lab result")
+    IMAGING_REPORT = "imaging_report", _("Imaging report")
+    CONSULTATION_LETTER = "consultation_letter", _("Consultation letter")
+    DISCHARGE_SUMMARY = "discharge_summary", _("Discharge summary")
+    PRESCRIPTION = "prescription", _("Prescription")
+    OTHER = "other", _("Other")
+
+
+class Document(models.Model):
+    id = models.CharField(primary_key=True, max_length=64, default=new_document_id, editable=False)
+    patient = models.ForeignKey(
+        Patient, on_delete=models.PROTECT, related_name="documents", verbose_name=_("patient")
+    )
+    kind = models.CharField(_("kind"), max_length=32, choices=DocumentKind.choices)
+    title = models.CharField(_("title"), max_length=255)
+    clinical_date = models.DateField(_("clinical date"))
+    author = models.CharField(_("author"), max_length=255, blank=True)
+    source_system = models.CharField(_("source system"), max_length=100)
+    content_type = models.CharField(_("content type"), max_length=100)
+    size = models.BigIntegerField(_("size (bytes)"))
+    sha256 = models.CharField(_("SHA-256 of the content"), max_length=64)
+    received_at = models.DateTimeField(_("received at"), default=timezone.now)
+    # The per-document data key, wrapped by key-encryption key `kek_id` of the keyring.
+    # Rotation rewrites these two columns only; the blob is never re-encrypted.
+    kek_id = models.CharField(_("key-encryption key"), max_length=64, editable=False)
+    wrapped_key = models.BinaryField(_("wrapped data key"), editable=False)
+
+    class Meta:
+        verbose_name = _("document")
+        verbose_name_plural = _("documents")
+        ordering: ClassVar[list[str]] = ["-clinical_date", "-received_at"]
+        indexes: ClassVar[list[models.Index]] = [
+            models.Index(fields=["patient", "-clinical_date"], name="document_timeline_idx"),
+            models.Index(fields=["kek_id"], name="document_kek_idx"),
+        ]
+        constraints: ClassVar[list[models.BaseConstraint]] = [
+            models.CheckConstraint(
+                condition=Q(kind__in=[k.value for k in DocumentKind]), name="document_kind_known"
+            ),
+            models.CheckConstraint(condition=Q(size__gte=0), name="document_size_nonnegative"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.title} ({self.clinical_date:%Y-%m-%d})"
+
+
+class CareRelationshipQuerySet(QuerySet["CareRelationship"]):
+    def active(self, at: datetime | None = None) -> CareRelationshipQuerySet:
+        moment = at or timezone.now()
+        return self.filter(valid_from__lte=moment).filter(
+            Q(valid_until__isnull=True) | Q(valid_until__gt=moment)
+        )
+
+
+class CareRole(models.TextChoices):
+    TREATING = "treating", _("Treating physician")
+    REFERRING = "referring", _("Referring physician")
+    CONSULTING = "consulting", _("Consulting specialist")
+
+
+class CareRelationship(models.Model):
+    doctor = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        related_name="care_relationships",
+        verbose_name=_("doctor"),
+    )
+    patient = models.ForeignKey(
+        Patient,
+        on_delete=models.PROTECT,
+        related_name="care_relationships",
+        verbose_name=_("patient"),
+    )
+    role = models.CharField(_("role"), max_length=16, choices=CareRole.choices)
+    valid_from = models.DateTimeField(_("valid from"), default=timezone.now)
+    valid_until = models.DateTimeField(_("valid until"), null=True, blank=True)
+    granted_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        related_name="+",
+        null=True,
+        blank=True,
+        verbose_name=_("granted by"),
+    )
+    created_at = models.DateTimeField(_("created at"), default=timezone.now, editable=False)
+
+    objects = CareRelationshipQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = _("care relationship")
+        verbose_name_plural = _("care relationships")
+        ordering: ClassVar[list[str]] = ["-valid_from"]
+        constraints: ClassVar[list[models.BaseConstraint]] = [
+            models.CheckConstraint(
+                condition=Q(valid_until__isnull=True) | Q(valid_until__gt=models.F("valid_from")),
+                name="care_relationship_period_valid",
+            ),
+            models.CheckConstraint(
+                condition=Q(role__in=[r.value for r in CareRole]), name="care_role_known"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.doctor} → {self.patient} ({self.get_role_display()})"
+
+    def is_active(self, at: datetime | None = None) -> bool:
+        moment = at or timezone.now()
+        return self.valid_from <= moment and (self.valid_until is None or moment < self.valid_until)
+
+    def clean(self) -> None:
+        from vigie.accounts.models import Role
+
+        if self.doctor_id is not None and self.doctor.role != Role.DOCTOR:
+            raise ValidationError({"doctor": _("Only doctors can have care relationships.")})

@@ -1,0 +1,188 @@
+"""The one settings module: everything is read from VIGIE_* variables (see README).
+
+Production is the default mode. Settings never invent a secret: when the secret key or the
+keyring is missing in production, `vigie.lib.startup.preflight()` stops the process with a
+one-line reason before anything is served. Only demo and test modes may create their own.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import dj_database_url
+import django_stubs_ext
+
+from vigie.lib import env
+from vigie.lib.env import ConfigError
+
+# Lets `admin.ModelAdmin[Patient]` and friends be subscripted at runtime, as the stubs type them.
+django_stubs_ext.monkeypatch()
+
+BASE_DIR = Path(__file__).resolve().parent
+
+# production (default) | demo (synthetic clinic, said on every page) | test (the test suite)
+VIGIE_MODE = env.choice("VIGIE_MODE", ["production", "demo", "test"], default="production")
+PRODUCTION = VIGIE_MODE == "production"
+
+# VIGIE_HOME holds the database, the blob store and the keyring. The keyring has its own
+# folder, never inside the blob store: whoever copies blobs must not get the keys with them.
+VIGIE_HOME = env.path("VIGIE_HOME", Path.cwd() / "var")
+VIGIE_BLOB_DIR = env.path("VIGIE_BLOB_DIR", VIGIE_HOME / "blobs")
+VIGIE_KEYRING_DIR = env.path("VIGIE_KEYRING_DIR", VIGIE_HOME / "keyring")
+VIGIE_KEYRING_FILE = VIGIE_KEYRING_DIR / "keyring.json"
+VIGIE_SECRET_KEY_DEFAULT_FILE = VIGIE_KEYRING_DIR / "secret_key"
+# Documents are encrypted in chunks of this size; it bounds memory per stream (64 KiB).
+VIGIE_VAULT_CHUNK_SIZE = env.integer("VIGIE_VAULT_CHUNK_SIZE", 64 * 1024, minimum=1024)
+# Largest document accepted by ingest (bytes); intake adapters answer clearly above it.
+VIGIE_MAX_DOCUMENT_SIZE = env.integer("VIGIE_MAX_DOCUMENT_SIZE", 256 * 1024 * 1024, minimum=1)
+
+
+def _secret_key() -> str:
+    key = env.secret("VIGIE_SECRET_KEY")
+    if key is None and VIGIE_SECRET_KEY_DEFAULT_FILE.is_file():
+        try:
+            key = VIGIE_SECRET_KEY_DEFAULT_FILE.read_text(encoding="utf-8").strip() or None
+        except OSError:
+            key = None
+    # An empty key is left for preflight to refuse with a clear reason; Django itself would
+    # only complain deep inside the first request that needs signing.
+    return key or ""
+
+
+SECRET_KEY = _secret_key()
+# Django refuses to even read an empty SECRET_KEY, so preflight asks this flag instead.
+VIGIE_SECRET_KEY_CONFIGURED = bool(SECRET_KEY)
+DEBUG = env.boolean("VIGIE_DEBUG", default=False)
+if DEBUG and PRODUCTION:
+    raise ConfigError("VIGIE_DEBUG=true is refused in production mode")
+
+ALLOWED_HOSTS = env.string_list("VIGIE_ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
+CSRF_TRUSTED_ORIGINS = env.string_list("VIGIE_CSRF_TRUSTED_ORIGINS")
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "vigie.accounts",
+    "vigie.records",
+    "vigie.portal",
+    "vigie.demo",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.locale.LocaleMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "vigie.urls"
+WSGI_APPLICATION = "vigie.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+                "vigie.lib.context.vigie_mode",
+            ],
+        },
+    },
+]
+
+# SQLite is the embedded default; DATABASE_URL selects PostgreSQL for production.
+# SQLite runs in WAL mode with synchronous=FULL: a committed row survives power loss, which
+# "nothing lost" requires (WAL's default NORMAL may drop the last commits).
+_SQLITE_OPTIONS = {
+    "init_command": ("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;"),
+    "transaction_mode": "IMMEDIATE",
+    "timeout": 20,
+}
+_database_url = env.string("DATABASE_URL")
+DATABASES: dict[str, dict[str, Any]]
+if _database_url is None:
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": str(VIGIE_HOME / "vigie.sqlite3"),
+            "OPTIONS": _SQLITE_OPTIONS,
+        }
+    }
+else:
+    try:
+        _db = dj_database_url.parse(_database_url, conn_max_age=60, conn_health_checks=True)
+    except Exception as exc:  # dj-database-url raises several types for a bad URL
+        raise ConfigError(f"DATABASE_URL is not a valid database URL ({exc})") from None
+    if _db.get("ENGINE") not in {
+        "django.db.backends.postgresql",
+        "django.db.backends.sqlite3",
+    }:
+        raise ConfigError("DATABASE_URL must use postgres:// (or sqlite:// for local tests)")
+    if _db["ENGINE"] == "django.db.backends.sqlite3":
+        _db["OPTIONS"] = _SQLITE_OPTIONS
+    DATABASES = {"default": {**_db}}
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+AUTH_USER_MODEL = "accounts.User"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {
+        "NAME": "django.contrib.auth.password_validation.MinimumLengthValidator",
+        "OPTIONS": {"min_length": 12},
+    },
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+# French first, English too.
+LANGUAGE_CODE = "fr"
+LANGUAGES = [("fr", "Français"), ("en", "English")]
+LOCALE_PATHS = [BASE_DIR / "locale"]
+TIME_ZONE = env.string("VIGIE_TIME_ZONE", "Europe/Paris") or "Europe/Paris"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = env.path("VIGIE_STATIC_ROOT", VIGIE_HOME / "static")
+STATICFILES_DIRS = [BASE_DIR / "static"]
+
+# Security headers and cookies. Production behaves as if behind TLS; a plain-HTTP local run
+# (demo, tests) relaxes only what would make the site unusable over http://127.0.0.1.
+_TLS = env.boolean("VIGIE_TLS", default=PRODUCTION)
+SECURE_SSL_REDIRECT = env.boolean("VIGIE_SSL_REDIRECT", default=_TLS)
+SESSION_COOKIE_SECURE = _TLS
+CSRF_COOKIE_SECURE = _TLS
+SECURE_HSTS_SECONDS = 63072000 if _TLS else 0
+SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+# The preload flag only takes effect if someone submits the domain to browsers' list; sending
+# it costs nothing and lets a clinic do so. VIGIE_HSTS_PRELOAD=false drops it.
+SECURE_HSTS_PRELOAD = env.boolean("VIGIE_HSTS_PRELOAD", default=True)
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "no-referrer"
+SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Strict"
+CSRF_COOKIE_HTTPONLY = True
+SILENCED_SYSTEM_CHECKS: list[str] = []
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "root": {"handlers": ["console"], "level": env.string("VIGIE_LOG_LEVEL", "INFO")},
+}

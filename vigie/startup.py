@@ -1,0 +1,129 @@
+"""Preflight: refuse to start, with one line that says why, rather than run half-configured.
+
+Called by the `vigie` command, `manage.py` and the WSGI entry point before anything is served.
+Production never creates its own secrets; `bootstrap_home()` does, and only when asked
+(`vigie keys init`) or in demo and test modes.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import tempfile
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+from django.conf import settings
+
+from vigie.lib.env import ConfigError
+from vigie.vault.errors import KeyringError
+from vigie.vault.keyring import Keyring
+
+
+class StartupError(Exception):
+    """Vigie cannot start; the message is one line naming what to fix."""
+
+
+_MIN_SECRET_KEY_LENGTH = 50
+
+
+def _check_home(home: Path) -> None:
+    try:
+        home.mkdir(parents=True, exist_ok=True)
+        # os.access() lies for root; only a real write proves the folder is writable.
+        with tempfile.TemporaryFile(dir=home):
+            pass
+    except OSError as exc:
+        raise StartupError(f"VIGIE_HOME={home} is not writable ({exc.strerror or exc})") from None
+
+
+def _check_secret_key() -> None:
+    if not settings.VIGIE_SECRET_KEY_CONFIGURED:
+        raise StartupError(
+            "no secret key: set VIGIE_SECRET_KEY_FILE (or VIGIE_SECRET_KEY), "
+            f"or create {settings.VIGIE_SECRET_KEY_DEFAULT_FILE} with `vigie keys init`"
+        )
+    length = len(settings.SECRET_KEY)
+    if settings.PRODUCTION and length < _MIN_SECRET_KEY_LENGTH:
+        raise StartupError(
+            f"the secret key is too short ({length} characters, need {_MIN_SECRET_KEY_LENGTH})"
+        )
+
+
+def _check_keyring() -> None:
+    path = Path(settings.VIGIE_KEYRING_FILE)
+    blob_dir = Path(settings.VIGIE_BLOB_DIR).resolve()
+    if path.resolve().is_relative_to(blob_dir):
+        raise StartupError(f"the keyring {path} is inside the blob store {blob_dir}: move it out")
+    try:
+        Keyring.load(path)
+    except KeyringError as exc:
+        hint = " (run `vigie keys init`)" if not path.exists() else ""
+        raise StartupError(f"{exc}{hint}") from None
+
+
+def redact_url(url: str) -> str:
+    """A database URL without its password, safe to print."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = f"{parts.username}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+def _check_database() -> None:
+    from django.db import connection
+
+    try:
+        connection.ensure_connection()
+    except Exception as exc:  # every driver has its own error types; all mean "unreachable"
+        where = redact_url(
+            os.environ.get("DATABASE_URL", "") or str(connection.settings_dict["NAME"])
+        )
+        first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise StartupError(f"cannot reach the database {where}: {first_line}") from None
+
+
+def preflight(*, database: bool = True) -> None:
+    """Every check that must pass before Vigie serves or changes anything."""
+    import django
+
+    try:
+        mode = settings.VIGIE_MODE
+    except ConfigError as exc:
+        raise StartupError(str(exc)) from None
+    del mode
+    _check_home(Path(settings.VIGIE_HOME))
+    _check_secret_key()
+    _check_keyring()
+    django.setup()
+    if database:
+        _check_database()
+
+
+def bootstrap_home() -> list[Path]:
+    """Create the secret key and keyring if absent (mode 0600, folder 0700); return what was made.
+
+    Never overwrites: an existing keyring holds the only copy of the keys to the documents.
+    """
+    created: list[Path] = []
+    home = Path(settings.VIGIE_HOME)
+    _check_home(home)
+    keyring_dir = Path(settings.VIGIE_KEYRING_DIR)
+    keyring_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    key_file = Path(settings.VIGIE_SECRET_KEY_DEFAULT_FILE)
+    if not settings.VIGIE_SECRET_KEY_CONFIGURED and not key_file.exists():
+        fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(secrets.token_urlsafe(64))
+            handle.flush()
+            os.fsync(handle.fileno())
+        created.append(key_file)
+    if not settings.VIGIE_SECRET_KEY_CONFIGURED:
+        settings.SECRET_KEY = key_file.read_text(encoding="utf-8").strip()
+        settings.VIGIE_SECRET_KEY_CONFIGURED = True
+    keyring_file = Path(settings.VIGIE_KEYRING_FILE)
+    if not keyring_file.exists():
+        Keyring.create(keyring_file)
+        created.append(keyring_file)
+    return created

@@ -1,0 +1,29 @@
+from django.contrib import admin
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect
+from django.urls import path
+from django.views.decorators.http import require_GET
+
+
+@require_GET
+def robots_txt(request: HttpRequest) -> HttpResponse:
+    # Nothing here is for search engines: the incident's records were found through them.
+    return HttpResponse("User-agent: *\nDisallow: /\n", content_type="text/plain")
+
+
+@require_GET
+def health(request: HttpRequest) -> HttpResponse:
+    return HttpResponse("ok\n", content_type="text/plain")
+
+
+def home(request: HttpRequest) -> HttpResponse:
+    # Until the physician portal lands, the admin is the only UI.
+    return redirect("admin:index")
+
+
+urlpatterns = [
+    path("", home, name="home"),
+    path("robots.txt", robots_txt, name="robots_txt"),
+    path("health", health, name="health"),
+    path("admin/", admin.site.urls),
+]
