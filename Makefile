@@ -47,9 +47,9 @@ lint: $(STAMP)
 
 check: lint test
 
-lock:
-	uv pip compile pyproject.toml --generate-hashes --python-version 3.11 -q -o requirements/base.txt
-	uv pip compile pyproject.toml --extra dev --generate-hashes --python-version 3.11 -q -o requirements/dev.txt
+lock: $(STAMP)
+	$(BIN)/uv pip compile pyproject.toml --generate-hashes --python-version 3.11 -q -o requirements/base.txt
+	$(BIN)/uv pip compile pyproject.toml --extra dev --generate-hashes --python-version 3.11 -q -o requirements/dev.txt
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.run

@@ -67,8 +67,15 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "django_otp",
+    "django_otp.plugins.otp_totp",
+    "django_otp.plugins.otp_static",
+    "axes",
+    "csp",
     "vigie.accounts",
     "vigie.records",
+    "vigie.audit",
+    "vigie.alerts",
     "vigie.portal",
     "vigie.demo",
 ]
@@ -179,6 +186,14 @@ SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Strict"
 CSRF_COOKIE_HTTPONLY = True
 SILENCED_SYSTEM_CHECKS: list[str] = []
+
+# --- accounts: login, second factor, sessions, lockout (see vigie/accounts) ---
+
+# --- security headers, CSP, deny-by-default (see vigie/lib/headers.py, vigie/portal) ---
+
+# --- records access: emergency access (break-the-glass) ---
+
+# --- audit and alerts ---
 
 LOGGING = {
     "version": 1,

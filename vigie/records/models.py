@@ -53,7 +53,16 @@ class Sex(models.TextChoices):
     UNKNOWN = "U", _("Unknown")
 
 
+def new_patient_public_id() -> str:
+    # Patient pages are addressed by this random id, not the row number, so a URL reveals
+    # neither how many patients the clinic has nor who comes next.
+    return secrets.token_urlsafe(12)
+
+
 class Patient(models.Model):
+    public_id = models.CharField(
+        max_length=32, unique=True, default=new_patient_public_id, editable=False
+    )
     ipp = models.CharField(
         _("IPP (local patient id)"), max_length=64, unique=True, validators=[_validate_ipp]
     )

@@ -1,0 +1,1 @@
+"""Alerts raised by audit rules and the guard, delivered to people who can act on them."""
