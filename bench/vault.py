@@ -23,6 +23,7 @@ from vigie.vault.store import FilesystemBlobStore
 
 DOC_SIZE = 200 * 1024
 BIG_SIZE = 50 * 1024 * 1024
+CHUNK = 64 * 1024  # the production default (VIGIE_VAULT_CHUNK_SIZE)
 
 
 def bench_seal(store: FilesystemBlobStore, ring: Keyring, count: int) -> float:
@@ -30,7 +31,14 @@ def bench_seal(store: FilesystemBlobStore, ring: Keyring, count: int) -> float:
     payload = secrets.token_bytes(DOC_SIZE)
     start = time.perf_counter()
     for i in range(count):
-        vault.seal(f"bench-seal-{i:012d}", io.BytesIO(payload), store=store, keyring=ring)
+        vault.seal(
+            f"bench-seal-{i:012d}",
+            io.BytesIO(payload),
+            store=store,
+            keyring=ring,
+            chunk_size=CHUNK,
+            max_size=DOC_SIZE,
+        )
     return count / (time.perf_counter() - start)
 
 
@@ -40,7 +48,14 @@ def bench_open(store: FilesystemBlobStore, ring: Keyring, rounds: int) -> float:
         for _ in range(BIG_SIZE // (1024 * 1024)):
             handle.write(secrets.token_bytes(1024 * 1024))
     with big.open("rb") as handle:
-        sealed = vault.seal("bench-open-000000000000", handle, store=store, keyring=ring)
+        sealed = vault.seal(
+            "bench-open-000000000000",
+            handle,
+            store=store,
+            keyring=ring,
+            chunk_size=CHUNK,
+            max_size=BIG_SIZE,
+        )
     big.unlink()
     best = 0.0
     for _ in range(rounds):

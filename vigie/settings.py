@@ -59,6 +59,9 @@ if DEBUG and PRODUCTION:
 
 ALLOWED_HOSTS = env.string_list("VIGIE_ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env.string_list("VIGIE_CSRF_TRUSTED_ORIGINS")
+# Reverse proxies (addresses or networks) whose X-Forwarded-For/-Proto we believe; set by
+# `vigie serve --behind-proxy ADDR,...`. Empty: the headers are dropped.
+VIGIE_TRUSTED_PROXIES = env.string_list("VIGIE_TRUSTED_PROXIES")
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -81,6 +84,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First: every later layer (HTTPS redirect, lockout, audit) sees the real client.
+    "vigie.lib.proxy.TrustedProxyMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.locale.LocaleMiddleware",

@@ -10,6 +10,8 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from vigie.lib.proxy import parse_networks
+
 
 def granian_argv(
     *, host: str, port: int, workers: int, threads: int, cert: str | None, key: str | None
@@ -50,10 +52,23 @@ class Command(BaseCommand):
         parser.add_argument("--threads", type=int, default=4)
         parser.add_argument("--tls-cert")
         parser.add_argument("--tls-key")
+        parser.add_argument(
+            "--behind-proxy",
+            metavar="ADDR[,ADDR]",
+            help="trust X-Forwarded-For/-Proto only from these proxy addresses or networks",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         if bool(options["tls_cert"]) != bool(options["tls_key"]):
             raise CommandError("--tls-cert and --tls-key go together", returncode=2)
+        if options["behind_proxy"]:
+            proxies = [p for p in options["behind_proxy"].split(",") if p.strip()]
+            try:
+                parse_networks(proxies)
+            except ValueError as exc:
+                raise CommandError(f"--behind-proxy: {exc}", returncode=2) from None
+            # The workers read it from the environment when they load the settings.
+            os.environ["VIGIE_TRUSTED_PROXIES"] = ",".join(proxies)
         argv = granian_argv(
             host=options["host"],
             port=options["port"],
