@@ -1,29 +1,22 @@
-"""Test-wide setup: every run gets its own VIGIE_HOME with a fresh keyring, in test mode.
-
-The environment is set at import time, before pytest-django imports the settings module.
-"""
+"""Test-wide fixtures. The environment (test mode, throwaway VIGIE_HOME) is set by
+tests/settings.py, which pytest-django loads before any conftest."""
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import pytest
 
-_HOME = Path(tempfile.mkdtemp(prefix="vigie-test-home-"))
-os.environ["VIGIE_MODE"] = "test"
-os.environ["VIGIE_HOME"] = str(_HOME)
-for _name in ("VIGIE_SECRET_KEY", "VIGIE_SECRET_KEY_FILE", "VIGIE_BLOB_DIR", "VIGIE_KEYRING_DIR"):
-    os.environ.pop(_name, None)
-
 
 @pytest.fixture(scope="session", autouse=True)
 def _vigie_home() -> Path:
+    from django.conf import settings
+
     from vigie.startup import bootstrap_home
 
+    assert settings.VIGIE_MODE == "test", "the suite must never run against a real VIGIE_HOME"
     bootstrap_home()
-    return _HOME
+    return Path(settings.VIGIE_HOME)
 
 
 @pytest.fixture

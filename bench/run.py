@@ -1,4 +1,4 @@
-"""`make bench`: every benchmark, one after the other. Later issues add fetch and ingest."""
+"""`make bench`: every benchmark, one after the other. A later issue adds ingest."""
 
 from __future__ import annotations
 
@@ -9,10 +9,12 @@ os.environ.setdefault("VIGIE_MODE", "test")
 
 
 def main() -> None:
-    from bench import vault
+    from bench import fetch, vault
 
     print("== vault ==")
     vault.main()
+    print("== fetch (nginx vs Vigie) ==")
+    fetch.main([])
 
 
 if __name__ == "__main__":

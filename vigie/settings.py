@@ -7,11 +7,13 @@ one-line reason before anything is served. Only demo and test modes may create t
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import dj_database_url
 import django_stubs_ext
+from csp.constants import NONE, SELF
 
 from vigie.lib import env
 from vigie.lib.env import ConfigError
@@ -87,13 +89,24 @@ MIDDLEWARE = [
     # First: every later layer (HTTPS redirect, lockout, audit) sees the real client.
     "vigie.lib.proxy.TrustedProxyMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    # Outermost after Security so that every answer, refusals included, gets the headers.
+    "vigie.lib.headers.SecurityHeadersMiddleware",
+    "csp.middleware.CSPMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.locale.LocaleMiddleware",
     "django.middleware.common.CommonMiddleware",
+    # Before CSRF: under no-referrer, browsers send Origin: null; Sec-Fetch-Site proves ours.
+    "vigie.lib.csrf.FetchMetadataOriginMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django_otp.middleware.OTPMiddleware",
+    # Expired sessions are flushed before deny-by-default looks at who is asking.
+    "vigie.accounts.middleware.SessionPolicyMiddleware",
+    "vigie.portal.middleware.DenyByDefaultMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes requires: it turns a lockout flagged during the view into 429.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "vigie.urls"
@@ -131,6 +144,9 @@ if _database_url is None:
             "ENGINE": "django.db.backends.sqlite3",
             "NAME": str(VIGIE_HOME / "vigie.sqlite3"),
             "OPTIONS": _SQLITE_OPTIONS,
+            # Reuse each thread's connection: opening one (and its PRAGMAs) per request was
+            # the second-hottest spot of the document fetch.
+            "CONN_MAX_AGE": 600,
         }
     }
 else:
@@ -193,12 +209,93 @@ CSRF_COOKIE_HTTPONLY = True
 SILENCED_SYSTEM_CHECKS: list[str] = []
 
 # --- accounts: login, second factor, sessions, lockout (see vigie/accounts) ---
+# Axes first: a locked-out identifier or address is refused before any password is checked.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+# Argon2id at OWASP's minimum (19 MiB, 2 passes, 1 lane). Any argon2 hash verifies with its
+# own parameters and is rehashed at these on the next login; PBKDF2 is there only so older
+# hashes still verify (and get upgraded the same way).
+PASSWORD_HASHERS = [
+    "vigie.accounts.hashers.VigieArgon2PasswordHasher",
+    "django.contrib.auth.hashers.PBKDF2PasswordHasher",
+]
+LOGIN_URL = "accounts:login"
+LOGIN_REDIRECT_URL = "/"
+LOGOUT_REDIRECT_URL = "accounts:login"
+
+# Sessions live server-side (database) so that logout and expiry really end them: a copied
+# cookie is worthless afterwards. Idle and absolute limits are enforced by
+# vigie.accounts.middleware.SessionPolicyMiddleware; the cookie itself dies with the browser.
+VIGIE_SESSION_IDLE_MINUTES = env.integer("VIGIE_SESSION_IDLE_MINUTES", 15, minimum=1)
+VIGIE_SESSION_ABSOLUTE_HOURS = env.integer("VIGIE_SESSION_ABSOLUTE_HOURS", 12, minimum=1)
+SESSION_COOKIE_AGE = VIGIE_SESSION_ABSOLUTE_HOURS * 3600
+SESSION_EXPIRE_AT_BROWSER_CLOSE = True
+# Sensitive actions (and the admin) need a second-factor proof at most this old.
+VIGIE_REAUTH_MAX_AGE_SECONDS = env.integer("VIGIE_REAUTH_MAX_AGE_SECONDS", 300, minimum=30)
+
+# Lockout: N failures (passwords and second-factor codes alike) lock the identifier and,
+# separately, the source address for M minutes.
+AXES_FAILURE_LIMIT = env.integer("VIGIE_LOCKOUT_FAILURES", 5, minimum=1)
+AXES_COOLOFF_TIME = timedelta(minutes=env.integer("VIGIE_LOCKOUT_MINUTES", 15, minimum=1))
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_USERNAME_CALLABLE = "vigie.accounts.lockout.axes_username"
+AXES_CLIENT_IP_CALLABLE = "vigie.accounts.lockout.client_ip"
+AXES_LOCKOUT_CALLABLE = "vigie.accounts.lockout.lockout_response"
+# Failures are forgotten only after a full login (password and code), never after the
+# password alone: otherwise the password step would reset the count of guessed codes.
+AXES_RESET_ON_SUCCESS = False
+# Axes' start-up banner would be printed by every `vigie` command, burying one-line errors.
+AXES_VERBOSE = False
+# Never copy secrets into the attempt log (axes records POST data).
+AXES_SENSITIVE_PARAMETERS = ["username", "ip_address", "password", "code"]
+# One counter for both factors is axes'; django-otp's own per-device back-off would make a
+# correct code fail for seconds after a typo, with no added protection.
+OTP_TOTP_THROTTLE_FACTOR = 0
+OTP_STATIC_THROTTLE_FACTOR = 0
+OTP_TOTP_ISSUER = env.string("VIGIE_TOTP_ISSUER", "Vigie") or "Vigie"
+
 
 # --- security headers, CSP, deny-by-default (see vigie/lib/headers.py, vigie/portal) ---
+# Everything else (X-Robots-Tag, Cache-Control) is set by vigie.lib.headers.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF],
+        "style-src": [SELF],
+        "img-src": [SELF, "data:"],
+        "object-src": [NONE],
+        "frame-src": [SELF],
+        "frame-ancestors": [NONE],
+        "base-uri": [NONE],
+        "form-action": [SELF],
+    }
+}
+
 
 # --- records access: emergency access (break-the-glass) ---
+# How long a break-the-glass grant lasts (hours). Short on purpose: an emergency is handled
+# in hours; a longer need is a care relationship, which IT records in the admin.
+VIGIE_EMERGENCY_ACCESS_HOURS = env.integer("VIGIE_EMERGENCY_ACCESS_HOURS", 4, minimum=1)
 
 # --- audit and alerts ---
+# Signed checkpoints of the audit chain live outside the database (see vigie/audit/checkpoints.py).
+VIGIE_AUDIT_CHECKPOINT_FILE = env.path(
+    "VIGIE_AUDIT_CHECKPOINT_FILE", VIGIE_HOME / "audit" / "checkpoints.jsonl"
+)
+VIGIE_AUDIT_CHECKPOINT_EVERY = env.integer("VIGIE_AUDIT_CHECKPOINT_EVERY", 1000, minimum=1)
+VIGIE_AUDIT_CHECKPOINT_SECONDS = env.integer("VIGIE_AUDIT_CHECKPOINT_SECONDS", 60, minimum=1)
+# Concurrent reads share one commit (one fsync) through a per-process appender thread.
+VIGIE_AUDIT_GROUP_COMMIT = env.boolean("VIGIE_AUDIT_GROUP_COMMIT", default=True)
+# Alert channels: none is required; each one configured is used.
+VIGIE_ALERT_EMAILS = env.string_list("VIGIE_ALERT_EMAILS")
+VIGIE_ALERT_WEBHOOK_URL = env.string("VIGIE_ALERT_WEBHOOK_URL")
+VIGIE_ALERT_WEBHOOK_TIMEOUT = env.integer("VIGIE_ALERT_WEBHOOK_TIMEOUT", 5, minimum=1)
+# "/dev/log", or host:port for a remote syslog over UDP.
+VIGIE_ALERT_SYSLOG = env.string("VIGIE_ALERT_SYSLOG")
+# Deliveries per channel per minute; beyond that alerts are stored (and counted) only.
+VIGIE_ALERT_RATE_PER_MINUTE = env.integer("VIGIE_ALERT_RATE_PER_MINUTE", 30, minimum=1)
 
 LOGGING = {
     "version": 1,

@@ -126,4 +126,9 @@ def bootstrap_home() -> list[Path]:
     if not keyring_file.exists():
         Keyring.create(keyring_file)
         created.append(keyring_file)
+    # The audit checkpoint signing key lives with the other keys, apart from the data.
+    from vigie.audit.checkpoints import ensure_signing_key, signing_key_path
+
+    if ensure_signing_key():
+        created.append(signing_key_path())
     return created

@@ -1,6 +1,5 @@
 from django.contrib import admin
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import redirect
 from django.urls import include, path
 from django.views.decorators.http import require_GET
 
@@ -16,15 +15,13 @@ def health(request: HttpRequest) -> HttpResponse:
     return HttpResponse("ok\n", content_type="text/plain")
 
 
-def home(request: HttpRequest) -> HttpResponse:
-    # Until the physician portal lands, the admin is the only UI.
-    return redirect("admin:index")
-
-
 urlpatterns = [
-    path("", home, name="home"),
+    path("", include("vigie.portal.urls")),
     path("robots.txt", robots_txt, name="robots_txt"),
     path("health", health, name="health"),
     path("i18n/", include("django.conf.urls.i18n")),
+    path("accounts/", include("vigie.accounts.urls")),
+    path("audit/", include("vigie.audit.urls")),
+    path("alerts/", include("vigie.alerts.urls")),
     path("admin/", admin.site.urls),
 ]

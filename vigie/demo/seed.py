@@ -20,6 +20,7 @@ from zoneinfo import ZoneInfo
 from django.conf import settings
 from django.db import transaction
 
+from vigie.accounts.demo import enrol_totp
 from vigie.accounts.models import Role, User
 from vigie.demo.clinic import Clinic, build_clinic
 from vigie.demo.pdfs import render_document
@@ -88,7 +89,14 @@ def _create_people(clinic: Clinic) -> list[DemoLogin]:
             user.is_superuser = True
         user.set_password(password)
         user.save()
-        logins.append(DemoLogin(username=user.username, password=password, role=role.value))
+        logins.append(
+            DemoLogin(
+                username=user.username,
+                password=password,
+                role=role.value,
+                totp_secret=enrol_totp(user),
+            )
+        )
     for spec in clinic.patients:
         Patient.objects.create(
             ipp=spec.ipp,

@@ -8,7 +8,7 @@ from typing import Any
 from django.contrib import admin
 from django.http import HttpRequest
 
-from vigie.records.models import CareRelationship, Document, Patient
+from vigie.records.models import CareRelationship, Document, EmergencyAccess, Patient
 
 
 @admin.register(Patient)
@@ -65,3 +65,22 @@ class CareRelationshipAdmin(admin.ModelAdmin[CareRelationship]):
         if not change:
             obj.granted_by = request.user  # type: ignore[assignment]
         super().save_model(request, obj, form, change)
+
+
+@admin.register(EmergencyAccess)
+class EmergencyAccessAdmin(admin.ModelAdmin[EmergencyAccess]):
+    """Read-only: a grant is made only through break-the-glass (audited, second factor)."""
+
+    list_display = ("doctor", "patient", "reason", "granted_at", "expires_at")
+    list_filter = ("reason",)
+    search_fields = ("=patient__ipp", "doctor__username")
+    readonly_fields = ("doctor", "patient", "reason", "justification", "granted_at", "expires_at")
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False

@@ -12,9 +12,14 @@ from collections.abc import Iterator
 
 from vigie import vault
 from vigie.records.models import Document
+from vigie.vault.errors import VaultError
+
+# Re-exported so the portal can catch vault failures without importing the vault (DESIGN:
+# portal → records → vault, one way).
+__all__ = ["ContentMismatch", "VaultError", "stream_verified", "verify"]
 
 
-class ContentMismatch(vault.VaultError):
+class ContentMismatch(VaultError):
     """The blob authenticates but is not the content recorded for this row."""
 
 
@@ -26,10 +31,12 @@ def stream_verified(document: Document) -> Iterator[bytes]:
     """
     digest = hashlib.sha256()
     size = 0
-    for chunk in vault.open(document.id, document.kek_id, bytes(document.wrapped_key)):
-        digest.update(chunk)
-        size += len(chunk)
-        yield chunk
+    # `with`: the blob's file handle closes as soon as the reader stops (client gone).
+    with vault.open(document.id, document.kek_id, bytes(document.wrapped_key)) as plaintext:
+        for chunk in plaintext:
+            digest.update(chunk)
+            size += len(chunk)
+            yield chunk
     if size != document.size or digest.hexdigest() != document.sha256:
         raise ContentMismatch(f"document {document.id}: content does not match its record")
 

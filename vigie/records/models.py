@@ -14,6 +14,7 @@ from typing import ClassVar
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.core.validators import MinLengthValidator
 from django.db import models
 from django.db.models import Q, QuerySet
 from django.utils import timezone
@@ -217,3 +218,102 @@ class CareRelationship(models.Model):
 
         if self.doctor_id is not None and self.doctor.role != Role.DOCTOR:
             raise ValidationError({"doctor": _("Only doctors can have care relationships.")})
+
+
+class EmergencyReason(models.TextChoices):
+    VITAL_EMERGENCY = "vital_emergency", _("Vital emergency")
+    PATIENT_UNCONSCIOUS = "patient_unconscious", _("Patient unconscious")
+    CONTINUITY_OF_CARE = "continuity_of_care", _("Continuity of care")
+    OTHER = "other", _("Other")
+
+
+# Long enough that "urgence" alone is refused: the auditor must be able to understand the
+# situation from the justification without calling the doctor.
+EMERGENCY_JUSTIFICATION_MIN_LENGTH = 20
+
+
+class EmergencyAccessQuerySet(QuerySet["EmergencyAccess"]):
+    def active(self, at: datetime | None = None) -> EmergencyAccessQuerySet:
+        moment = at or timezone.now()
+        return self.filter(granted_at__lte=moment, expires_at__gt=moment)
+
+
+class EmergencyAccess(models.Model):
+    """A break-the-glass grant: a doctor without a care relationship reads one patient's
+    records for a few hours, after stating why. Rows are kept forever (PROTECT) because each
+    one is reviewed by the auditor; expiry, not deletion, ends the access."""
+
+    doctor = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        related_name="emergency_accesses",
+        verbose_name=_("doctor"),
+    )
+    patient = models.ForeignKey(
+        Patient,
+        on_delete=models.PROTECT,
+        related_name="emergency_accesses",
+        verbose_name=_("patient"),
+    )
+    reason = models.CharField(_("reason"), max_length=32, choices=EmergencyReason.choices)
+    justification = models.TextField(
+        _("justification"),
+        validators=[MinLengthValidator(EMERGENCY_JUSTIFICATION_MIN_LENGTH)],
+    )
+    granted_at = models.DateTimeField(_("granted at"), default=timezone.now)
+    expires_at = models.DateTimeField(_("expires at"))
+
+    objects = EmergencyAccessQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = _("emergency access")
+        verbose_name_plural = _("emergency accesses")
+        ordering: ClassVar[list[str]] = ["-granted_at"]
+        indexes: ClassVar[list[models.Index]] = [
+            models.Index(fields=["doctor", "patient", "expires_at"], name="emergency_scope_idx"),
+        ]
+        constraints: ClassVar[list[models.BaseConstraint]] = [
+            models.CheckConstraint(
+                condition=Q(expires_at__gt=models.F("granted_at")),
+                name="emergency_access_period_valid",
+            ),
+            models.CheckConstraint(
+                condition=Q(reason__in=[r.value for r in EmergencyReason]),
+                name="emergency_reason_known",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.doctor} ⚠ {self.patient} ({self.get_reason_display()})"
+
+    def is_active(self, at: datetime | None = None) -> bool:
+        moment = at or timezone.now()
+        return self.granted_at <= moment < self.expires_at
+
+
+class PatientVisit(models.Model):
+    """When a doctor last opened a patient's page, for the "new since your last visit" mark."""
+
+    doctor = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        related_name="patient_visits",
+        verbose_name=_("doctor"),
+    )
+    patient = models.ForeignKey(
+        Patient,
+        on_delete=models.PROTECT,
+        related_name="visits",
+        verbose_name=_("patient"),
+    )
+    last_visit_at = models.DateTimeField(_("last visit at"), default=timezone.now)
+
+    class Meta:
+        verbose_name = _("patient visit")
+        verbose_name_plural = _("patient visits")
+        constraints: ClassVar[list[models.BaseConstraint]] = [
+            models.UniqueConstraint(fields=["doctor", "patient"], name="patient_visit_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.doctor} → {self.patient} ({self.last_visit_at:%Y-%m-%d %H:%M})"

@@ -17,7 +17,8 @@ def _through(settings, meta: dict[str, str], trusted: list[str]) -> HttpRequest:
         seen.append(request)
         return HttpResponse("ok")
 
-    request = RequestFactory().get("/", **meta)
+    request = RequestFactory().get("/")
+    request.META.update(meta)
     TrustedProxyMiddleware(view)(request)
     return seen[0]
 

@@ -1,0 +1,318 @@
+"""An anonymous outsider against the real server: a login page and nothing else.
+
+The crawler follows every link of the public pages (href, src, action; same origin), then
+tries the paths an attacker would guess: every document id and patient id of the database,
+the blob store's layout, traversal and encoding tricks, admin and API paths, with GET, HEAD
+and OPTIONS. Requests go out through http.client with the raw path, so nothing normalises
+"%2e%2e/" or backslashes on our side. No answer may carry PDF bytes or a patient's family
+name, no answer may be a server error, and every non-public path must be refused: a redirect
+to the login page, or 400/401/403/404/405.
+"""
+
+from __future__ import annotations
+
+import http.client
+from collections import deque
+from dataclasses import dataclass
+from html.parser import HTMLParser
+from urllib.parse import urljoin, urlsplit
+
+import pytest
+
+from tests.browser.live import Live, live_fixture  # noqa: F401 - the shared fixture
+
+pytestmark = pytest.mark.slow
+
+REFUSED = {400, 401, 403, 404, 405}
+REDIRECTS = {301, 302, 303, 307, 308}
+# Paths an outsider may see: the login pages, static assets, health, robots, language switch.
+PUBLIC_PREFIXES = ("/accounts/login", "/static/", "/health", "/robots.txt", "/i18n/", "/favicon")
+MAX_PAGES = 200
+
+
+@dataclass
+class Answer:
+    method: str
+    path: str
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+
+class _Links(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.links: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        for name, value in attrs:
+            if name in {"href", "src", "action", "formaction", "poster", "data"} and value:
+                self.links.append(value)
+            if name == "srcset" and value:
+                self.links += [part.strip().split(" ")[0] for part in value.split(",")]
+
+
+class Outsider:
+    """An anonymous client: no cookies kept, raw paths, one keep-alive connection."""
+
+    def __init__(self, base_url: str) -> None:
+        parts = urlsplit(base_url)
+        self.host = parts.hostname or "127.0.0.1"
+        self.port = parts.port or 80
+        self.origin = f"{parts.scheme}://{parts.netloc}"
+        self.conn: http.client.HTTPConnection | None = None
+        self.answers: list[Answer] = []
+
+    def request(self, method: str, path: str) -> Answer:
+        for attempt in (1, 2):
+            if self.conn is None:
+                self.conn = http.client.HTTPConnection(self.host, self.port, timeout=10)
+            try:
+                # skip_host/skip_accept_encoding off: a plain request, path sent byte for byte.
+                self.conn.putrequest(method, path, skip_accept_encoding=True)
+                self.conn.putheader("Accept", "text/html,application/pdf,*/*")
+                self.conn.putheader("User-Agent", "vigie-crawler-test")
+                self.conn.endheaders()
+                response = self.conn.getresponse()
+                body = response.read()
+                answer = Answer(method, path, response.status, dict(response.getheaders()), body)
+                if response.will_close:
+                    self.close()
+                self.answers.append(answer)
+                return answer
+            except (http.client.HTTPException, OSError):
+                self.close()
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+    def close(self) -> None:
+        if self.conn is not None:
+            self.conn.close()
+            self.conn = None
+
+    def local_path(self, link: str, base_path: str) -> str | None:
+        """The path of a same-origin link, or None for another origin / non-HTTP scheme."""
+        absolute = urljoin(self.origin + base_path, link)
+        parts = urlsplit(absolute)
+        if f"{parts.scheme}://{parts.netloc}" != self.origin:
+            return None
+        return parts.path + (f"?{parts.query}" if parts.query else "")
+
+
+def _location_path(answer: Answer) -> str:
+    location = answer.headers.get("Location") or answer.headers.get("location") or ""
+    return urlsplit(location).path
+
+
+def _is_public(path: str) -> bool:
+    # A traversal attempt is never public, whatever prefix it borrows.
+    tricks = ("..", "%2e", "%2E", "%2f", "%2F", "%5c", "%5C", "\\", "%25", "//")
+    bare = path.split("?")[0]
+    return bare.startswith(PUBLIC_PREFIXES) and not any(t in bare for t in tricks)
+
+
+@pytest.fixture(scope="module")
+def login_path(live: Live) -> str:
+    outsider = Outsider(live.base_url)
+    answer = outsider.request("GET", "/")
+    outsider.close()
+    assert answer.status in REDIRECTS, f"/ answered {answer.status} to an outsider"
+    return _location_path(answer)
+
+
+def _crawl(outsider: Outsider, start: str) -> set[str]:
+    seen: set[str] = set()
+    queue: deque[str] = deque([start, "/"])
+    while queue and len(seen) < MAX_PAGES:
+        path = queue.popleft()
+        if path in seen:
+            continue
+        seen.add(path)
+        answer = outsider.request("GET", path)
+        if answer.status in REDIRECTS:
+            target = outsider.local_path(
+                answer.headers.get("Location") or answer.headers.get("location") or "", path
+            )
+            if target is not None:
+                queue.append(target)
+            continue
+        content_type = answer.headers.get("Content-Type") or answer.headers.get("content-type")
+        if answer.status == 200 and "html" in (content_type or ""):
+            parser = _Links()
+            parser.feed(answer.body.decode("utf-8", "replace"))
+            for link in parser.links:
+                target = outsider.local_path(link, path)
+                if target is not None and target not in seen:
+                    queue.append(target)
+    return seen
+
+
+def _guessed_paths(live: Live) -> tuple[list[str], list[str]]:
+    """(paths tried with GET, paths also tried with HEAD and OPTIONS)."""
+    facts = live.installation.facts
+    ids = [d["id"] for d in facts["documents"]]
+    patients = [p["public_id"] for p in facts["patients"]]
+    get_only: list[str] = []
+    for doc in ids:
+        get_only += [
+            f"/documents/{doc}/",
+            f"/documents/{doc}/content",
+            f"/documents/{doc}/download",
+        ]
+    for patient in patients:
+        get_only += [f"/patients/{patient}/", f"/patients/{patient}"]
+    some = ids[:3]
+    every_method: list[str] = [
+        "/",
+        "/?q=a",
+        "/search/?q=a",
+        "/patients/",
+        "/documents/",
+        "/admin/",
+        "/admin/login/",
+        "/admin/records/document/",
+        "/admin/records/patient/",
+        "/admin/accounts/user/",
+        "/admin/audit/",
+        "/audit/",
+        "/api/",
+        "/api/v1/documents/",
+        "/api/documents/",
+        "/fhir/",
+        "/fhir/DocumentReference",
+        "/fhir/Patient",
+        "/intake/",
+        "/media/",
+        "/blobs/",
+        "/var/blobs/",
+        "/vigie.sqlite3",
+        "/var/vigie.sqlite3",
+        "/keyring/keyring.json",
+        "/keyring/secret_key",
+        "/demo-credentials.json",
+        "/var/demo-credentials.json",
+        "/.env",
+        "/.git/config",
+        "/__debug__/",
+        "/server-status",
+        "/metrics",
+        "/static/",
+        "/static/../blobs/",
+        "/static/../keyring/keyring.json",
+        "/static/..%2fkeyring/keyring.json",
+        "/static/%2e%2e/keyring/keyring.json",
+        "/static/%2e%2e%2fkeyring%2fkeyring.json",
+        "/static/%252e%252e/keyring/keyring.json",
+        "/static/..%5ckeyring%5ckeyring.json",
+        "/static/..\\keyring\\keyring.json",
+        "/static/../../../../etc/passwd",
+        "/static/%2e%2e/%2e%2e/%2e%2e/%2e%2e/etc/passwd",
+        "/static/....//....//etc/passwd",
+        "/static/../vigie.sqlite3",
+        "/static/%2e%2e/vigie.sqlite3",
+        "/static/%2e%2e/demo-credentials.json",
+        "//etc/passwd",
+        "/..%2f..%2f..%2fetc/passwd",
+        "/%2e%2e/%2e%2e/etc/passwd",
+    ]
+    for doc in some:
+        shard = f"{doc[:2]}/{doc}.blob"
+        every_method += [
+            f"/documents/{doc}",
+            f"/documents/{doc}/",
+            f"/documents/{doc}/content",
+            f"/documents/{doc}/content/",
+            f"/documents/{doc}/download",
+            f"/documents/{doc}/download/",
+            f"/documents/{doc}/content?inline=1",
+            f"/documents/{doc}//content",
+            f"/documents/{doc}/%63ontent",
+            f"/documents/{doc}%2fcontent",
+            f"/documents/{doc}%252fcontent",
+            f"/Documents/{doc}/content",
+            f"/documents/{doc}/content%00",
+            f"/documents/{doc}/content;.pdf",
+            f"/documents/{doc}/content.pdf",
+            f"/documents/{doc}.pdf",
+            f"/static/../documents/{doc}/content",
+            f"/static/%2e%2e/documents/{doc}/content",
+            f"/health/../documents/{doc}/content",
+            f"/accounts/login/../../documents/{doc}/content",
+            f"/accounts/login/%2e%2e/%2e%2e/documents/{doc}/content",
+            f"/accounts/login/..%2f..%2fdocuments%2f{doc}%2fcontent",
+            f"/robots.txt/../documents/{doc}/download",
+            f"/static/..%5c..%5cdocuments%5c{doc}%5cdownload",
+            f"/blobs/{shard}",
+            f"/var/blobs/{shard}",
+            f"/static/../blobs/{shard}",
+            f"/static/%2e%2e/blobs/{shard}",
+            f"/static/%252e%252e/blobs/{shard}",
+            f"/static/..%2fblobs%2f{doc[:2]}%2f{doc}.blob",
+            f"/static/..\\blobs\\{doc[:2]}\\{doc}.blob",
+            f"/media/{doc}",
+            f"/media/{shard}",
+            f"/admin/records/document/{doc}/change/",
+            f"/api/documents/{doc}",
+            f"/fhir/Binary/{doc}",
+            f"/fhir/DocumentReference/{doc}",
+        ]
+    for patient in patients[:3]:
+        every_method += [
+            f"/patients/{patient}/",
+            f"/patients/{patient}/documents/",
+            f"/patients/{patient}/../../admin/",
+            f"/static/../patients/{patient}/",
+            f"/accounts/login/../../patients/{patient}/",
+        ]
+    return get_only, every_method
+
+
+def _leaks(answer: Answer, names: list[str]) -> list[str]:
+    text = answer.body + "\n".join(f"{k}: {v}" for k, v in answer.headers.items()).encode()
+    found = [name for name in names if name.encode() in text]
+    if b"%PDF" in text:
+        found.append("%PDF")
+    return found
+
+
+def test_it_shows_an_outsider_a_login_page_and_nothing_else(live: Live, login_path: str) -> None:
+    names = sorted(
+        {p["family_name"] for p in live.installation.facts["patients"]}
+        | {p["family_name"].upper() for p in live.installation.facts["patients"]}
+    )
+    assert len(names) >= 40
+    outsider = Outsider(live.base_url)
+    try:
+        crawled = _crawl(outsider, login_path)
+        assert login_path in crawled
+        get_only, every_method = _guessed_paths(live)
+        for path in get_only:
+            outsider.request("GET", path)
+        for path in every_method:
+            for method in ("GET", "HEAD", "OPTIONS"):
+                outsider.request(method, path)
+            if not path.endswith("/"):
+                outsider.request("GET", path + "/")
+    finally:
+        outsider.close()
+
+    answers = outsider.answers
+    assert len(answers) > 1200
+    problems: list[str] = []
+    for answer in answers:
+        where = f"{answer.method} {answer.path} -> {answer.status}"
+        leaks = _leaks(answer, names)
+        if leaks:
+            problems.append(f"{where} discloses {leaks[:5]}")
+        if answer.status >= 500:
+            problems.append(f"{where}: server error")
+            continue
+        if _is_public(answer.path):
+            continue
+        if answer.status in REFUSED:
+            continue
+        if answer.status in REDIRECTS and _location_path(answer) == login_path:
+            continue
+        problems.append(f"{where} (Location {_location_path(answer)!r}) is not a refusal")
+    assert not problems, f"{len(problems)} problems:\n" + "\n".join(problems[:40])

@@ -1,0 +1,182 @@
+"""The second factor: TOTP codes and single-use recovery codes, with one lockout counter.
+
+Other apps use two names from here: `verify_code(user, code)` checks a code typed by the
+user (for re-authentication before a sensitive action) and `mark_second_factor_fresh(request)`
+records that the session has just proved the second factor.
+
+Why not django_otp.match_token(): it lets two concurrent requests both accept the same code
+(read last_t, compare, save). Here each device row is locked while it is checked, so a code is
+accepted once even under concurrency; failures go to django-axes, so one counter (per account
+and per source address) covers both passwords and codes.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import re
+import time
+from typing import TYPE_CHECKING
+
+from django.contrib.auth.signals import user_login_failed
+from django.db import transaction
+from django.http import HttpRequest
+from django_otp.models import Device
+from django_otp.plugins.otp_static.models import StaticDevice, StaticToken
+from django_otp.plugins.otp_totp.models import TOTPDevice
+
+if TYPE_CHECKING:
+    from vigie.accounts.models import User
+
+# Session key: Unix time of the last successful second-factor check in this session.
+SECOND_FACTOR_AT = "vigie_second_factor_at"
+RECOVERY_CODE_COUNT = 10
+TOTP_DEVICE_NAME = "authenticator"
+RECOVERY_DEVICE_NAME = "recovery codes"
+
+_TOTP_SHAPE = re.compile(r"\d{6,8}")
+_SEPARATORS = re.compile(r"[\s-]+")
+
+# The request being served, set by SessionPolicyMiddleware, so that a failed verify_code()
+# called without `request=` still reaches django-axes (which needs the source address).
+current_request: contextvars.ContextVar[HttpRequest | None] = contextvars.ContextVar(
+    "vigie_current_request", default=None
+)
+
+
+def _normalise(code: str) -> str:
+    # People type "123 456" or "abcde-fghij"; neither separator is part of a code.
+    return _SEPARATORS.sub("", code or "").lower()
+
+
+def _match_totp(user: User, code: str) -> Device | None:
+    if not _TOTP_SHAPE.fullmatch(code):
+        return None
+    with transaction.atomic():
+        devices = TOTPDevice.objects.select_for_update().filter(user=user, confirmed=True)
+        for device in devices:
+            # verify_token() refuses any time step <= last_t: a code works once.
+            if device.verify_token(code):
+                return device
+    return None
+
+
+def _match_recovery(user: User, code: str) -> Device | None:
+    if not code:
+        return None
+    for device in StaticDevice.objects.filter(user=user, confirmed=True):
+        # A conditional delete is atomic: of two concurrent uses, only one deletes the row.
+        deleted, _ = StaticToken.objects.filter(device=device, token=code).delete()
+        if deleted:
+            device.set_last_used_timestamp(commit=True)
+            return device
+    return None
+
+
+def match_device(user: User, code: str, *, request: HttpRequest | None = None) -> Device | None:
+    """The device that accepts `code` (consuming it), or None; a failure counts toward lockout.
+
+    Refuses everything while the account or the source address is locked out.
+    """
+    request = request if request is not None else current_request.get()
+    if request is not None and is_locked(request, user):
+        return None
+    token = _normalise(code)
+    device = _match_totp(user, token) or _match_recovery(user, token)
+    if device is None:
+        _count_failure(request, user)
+    return device
+
+
+def verify_code(user: User, code: str, *, request: HttpRequest | None = None) -> bool:
+    """True when `code` is a current TOTP code or an unused recovery code of `user`.
+
+    A TOTP code is accepted once (replay protection), a recovery code once ever. A wrong code
+    counts toward the account's and the address's lockout, like a wrong password. Pass
+    `request` when you have it; otherwise the request being served is used.
+    """
+    return match_device(user, code, request=request) is not None
+
+
+def is_recovery_device(device: Device) -> bool:
+    return isinstance(device, StaticDevice)
+
+
+def mark_second_factor_fresh(request: HttpRequest) -> None:
+    """Record that this session proved the second factor just now (for re-authentication)."""
+    request.session[SECOND_FACTOR_AT] = time.time()
+
+
+def second_factor_age(request: HttpRequest) -> float | None:
+    """Seconds since this session last proved the second factor, or None if it never did."""
+    value = request.session.get(SECOND_FACTOR_AT)
+    if not isinstance(value, int | float):
+        return None
+    return max(0.0, time.time() - float(value))
+
+
+def is_locked(request: HttpRequest, user: User) -> bool:
+    from axes.handlers.proxy import AxesProxyHandler
+
+    return bool(AxesProxyHandler.is_locked(request, {"username": user.get_username()}))
+
+
+def _count_failure(request: HttpRequest | None, user: User) -> None:
+    # django-axes listens to this signal: a wrong code is recorded exactly like a wrong
+    # password (same account, same source address, same limit).
+    user_login_failed.send(
+        sender=__name__,
+        credentials={"username": user.get_username()},
+        request=request,
+    )
+
+
+# --- enrolment ---
+
+
+def confirmed_totp_device(user: User) -> TOTPDevice | None:
+    return TOTPDevice.objects.filter(user=user, confirmed=True).first()
+
+
+def pending_totp_device(user: User) -> TOTPDevice:
+    """The unconfirmed device being enrolled; reused so a page reload keeps the scanned key."""
+    device = TOTPDevice.objects.filter(user=user, confirmed=False).first()
+    if device is None:
+        device = TOTPDevice.objects.create(user=user, name=TOTP_DEVICE_NAME, confirmed=False)
+    return device
+
+
+@transaction.atomic
+def confirm_enrolment(user: User, device: TOTPDevice) -> list[str]:
+    """Confirm `device`, drop any other authenticator, and issue fresh recovery codes."""
+    TOTPDevice.objects.filter(user=user).exclude(pk=device.pk).delete()
+    device.confirmed = True
+    device.save(update_fields=["confirmed"])
+    return new_recovery_codes(user)
+
+
+@transaction.atomic
+def new_recovery_codes(user: User) -> list[str]:
+    """Replace the user's recovery codes with RECOVERY_CODE_COUNT new ones (returned once)."""
+    StaticDevice.objects.filter(user=user).delete()
+    device = StaticDevice.objects.create(user=user, name=RECOVERY_DEVICE_NAME, confirmed=True)
+    codes = [StaticToken.random_token() for _ in range(RECOVERY_CODE_COUNT)]
+    StaticToken.objects.bulk_create(StaticToken(device=device, token=c) for c in codes)
+    return codes
+
+
+def confirm_pending_code(
+    user: User, device: TOTPDevice, code: str, *, request: HttpRequest | None = None
+) -> bool:
+    """Check a code against a device being enrolled (not yet confirmed); failures count."""
+    request = request if request is not None else current_request.get()
+    if request is not None and is_locked(request, user):
+        return False
+    token = _normalise(code)
+    ok = False
+    if _TOTP_SHAPE.fullmatch(token):
+        with transaction.atomic():
+            locked = TOTPDevice.objects.select_for_update().get(pk=device.pk)
+            ok = bool(locked.verify_token(token))
+    if not ok:
+        _count_failure(request, user)
+    return ok

@@ -1,0 +1,289 @@
+"""Login in two steps (password, then TOTP), enrolment, recovery codes, re-auth, logout.
+
+State between steps lives in the server-side session only. Each view is thin: the rules are
+in otp.py (codes, lockout counting), sessions.py (session ids, stamps) and lockout.py.
+"""
+
+from __future__ import annotations
+
+from base64 import b32encode
+from typing import TYPE_CHECKING, Any
+
+import segno
+from django.conf import settings
+from django.contrib.auth import authenticate, logout
+from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import redirect, render, resolve_url
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils.translation import gettext as _
+from django.views.decorators.cache import never_cache
+from django.views.decorators.csrf import csrf_protect
+from django.views.decorators.debug import sensitive_post_parameters
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django_otp.oath import TOTP
+
+from vigie.accounts import events, otp
+from vigie.accounts.forms import LoginForm, RecoveryCodeForm, TotpForm
+from vigie.accounts.lockout import locked_page
+from vigie.accounts.models import User
+from vigie.accounts.reauth import require_fresh_second_factor
+from vigie.accounts.sessions import NEXT_URL, complete_second_factor, start_password_session
+from vigie.portal.middleware import is_verified
+
+if TYPE_CHECKING:
+    from django_otp.plugins.otp_totp.models import TOTPDevice
+
+# Recovery codes wait here between enrolment and the page that shows them, exactly once.
+_FRESH_RECOVERY_CODES = "vigie_recovery_codes_once"
+
+
+def _safe_next(request: HttpRequest, candidate: str | None) -> str | None:
+    if candidate and url_has_allowed_host_and_scheme(
+        candidate, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
+        return candidate
+    return None
+
+
+def _after_login_url(request: HttpRequest) -> str:
+    stored = request.session.pop(NEXT_URL, None)
+    return _safe_next(request, stored if isinstance(stored, str) else None) or resolve_url(
+        settings.LOGIN_REDIRECT_URL
+    )
+
+
+def _current_user(request: HttpRequest) -> User:
+    user = request.user
+    if not isinstance(user, User):
+        # Deny-by-default lets only logged-in users reach these views; never guess otherwise.
+        raise PermissionDenied
+    return user
+
+
+def _locked_out(request: HttpRequest) -> HttpResponse:
+    # The lockout ends this login attempt entirely: the half-open session is discarded.
+    request.session.flush()
+    return locked_page(request)
+
+
+@sensitive_post_parameters("password")
+@csrf_protect
+@never_cache
+@require_http_methods(["GET", "POST"])
+def login_view(request: HttpRequest) -> HttpResponse:
+    if is_verified(request):
+        return redirect(_safe_next(request, request.GET.get("next")) or settings.LOGIN_REDIRECT_URL)
+    if request.method == "GET" and request.user.is_authenticated:
+        return redirect("accounts:verify")
+    form = LoginForm(request.POST if request.method == "POST" else None)
+    error = None
+    if request.method == "POST" and form.is_valid():
+        username = User.normalize_username(form.cleaned_data["username"])
+        user = authenticate(request, username=username, password=form.cleaned_data["password"])
+        if getattr(request, "axes_locked_out", False):
+            return _locked_out(request)
+        if not isinstance(user, User):
+            events.audit(
+                events.LOGIN_FAILURE,
+                request=request,
+                outcome="failure",
+                reason="bad_credentials",
+                extra={"username": username},
+            )
+            # One message for an unknown identifier and a wrong password: no account probing.
+            error = _("The identifier or the password is incorrect.")
+        else:
+            next_url = _safe_next(request, request.POST.get("next"))
+            if next_url:
+                request.session[NEXT_URL] = next_url
+            start_password_session(request, user)
+            # The password step only: "mfa.success" follows when the second factor is proved.
+            events.audit(
+                events.LOGIN_SUCCESS, request=request, actor=user, extra={"step": "password"}
+            )
+            if otp.confirmed_totp_device(user) is None:
+                return redirect("accounts:enrol")
+            return redirect("accounts:verify")
+    # The target survives a failed attempt: it travels in the form, not in the action URL.
+    requested = request.POST.get("next") or request.GET.get("next")
+    context = {"form": form, "error": error, "next": _safe_next(request, requested)}
+    return render(request, "accounts/login.html", context)
+
+
+def _demo_codes(user: User) -> list[str]:
+    """Current codes of the user's authenticator, for the demo only (no phone needed)."""
+    if settings.VIGIE_MODE != "demo":
+        return []
+    device: TOTPDevice | None = otp.confirmed_totp_device(user)
+    if device is None:
+        return []
+    totp = TOTP(device.bin_key, device.step, device.t0, device.digits, device.drift)
+    return [f"{totp.token():0{device.digits}d}"]
+
+
+@sensitive_post_parameters("code")
+@csrf_protect
+@never_cache
+@require_http_methods(["GET", "POST"])
+def verify_view(request: HttpRequest) -> HttpResponse:
+    user = _current_user(request)
+    if is_verified(request):
+        return redirect(_after_login_url(request))
+    if otp.confirmed_totp_device(user) is None:
+        return redirect("accounts:enrol")
+    totp_form = TotpForm()
+    recovery_form = RecoveryCodeForm()
+    error = None
+    if request.method == "POST":
+        form: TotpForm | RecoveryCodeForm = (
+            RecoveryCodeForm(request.POST)
+            if request.POST.get("kind") == "recovery"
+            else TotpForm(request.POST)
+        )
+        if form.is_valid():
+            device = otp.match_device(user, form.cleaned_data["code"], request=request)
+            if device is not None:
+                complete_second_factor(request, device)
+                return redirect(_after_login_url(request))
+            events.audit(events.MFA_FAILURE, request=request, actor=user, outcome="failure")
+            if getattr(request, "axes_locked_out", False) or otp.is_locked(request, user):
+                return _locked_out(request)
+        error = _("This code is not valid. Codes change every 30 seconds and work only once.")
+    context = {
+        "totp_form": totp_form,
+        "recovery_form": recovery_form,
+        "error": error,
+        "demo_codes": _demo_codes(user),
+    }
+    return render(request, "accounts/verify.html", context)
+
+
+def _qr_svg(device: TOTPDevice) -> str:
+    # Inline SVG made of paths with presentation attributes: no script, no style attribute,
+    # nothing the CSP would have to allow.
+    return str(
+        segno.make(device.config_url, error="m").svg_inline(
+            scale=5, light="#fff", title=_("QR code of your authentication key")
+        )
+    )
+
+
+@sensitive_post_parameters("code")
+@csrf_protect
+@never_cache
+@require_http_methods(["GET", "POST"])
+def enrol_view(request: HttpRequest) -> HttpResponse:
+    user = _current_user(request)
+    if is_verified(request):
+        return redirect(_after_login_url(request))
+    if otp.confirmed_totp_device(user) is not None:
+        # Enrolment is for a first login only; otherwise the password alone could replace
+        # the account's authenticator.
+        return redirect("accounts:verify")
+    device = otp.pending_totp_device(user)
+    form = TotpForm(request.POST if request.method == "POST" else None)
+    error = None
+    if request.method == "POST" and form.is_valid():
+        if otp.confirm_pending_code(user, device, form.cleaned_data["code"], request=request):
+            codes = otp.confirm_enrolment(user, device)
+            events.audit(events.MFA_ENROLLED, request=request, actor=user)
+            complete_second_factor(request, device)
+            request.session[_FRESH_RECOVERY_CODES] = codes
+            return redirect("accounts:recovery_codes")
+        events.audit(
+            events.MFA_FAILURE, request=request, actor=user, outcome="failure", reason="enrolment"
+        )
+        if getattr(request, "axes_locked_out", False) or otp.is_locked(request, user):
+            return _locked_out(request)
+        error = _("This code is not valid. Check the time on your phone and try the next code.")
+    secret = b32encode(device.bin_key).decode("ascii")
+    context = {
+        "form": form,
+        "error": error,
+        "qr_svg": _qr_svg(device),
+        # Grouped by four for reading aloud or typing into an app by hand.
+        "secret_groups": [secret[i : i + 4] for i in range(0, len(secret), 4)],
+    }
+    return render(request, "accounts/enrol.html", context)
+
+
+@never_cache
+@require_GET
+def recovery_codes_view(request: HttpRequest) -> HttpResponse:
+    """Shows freshly issued recovery codes once; a reload shows that they are gone."""
+    codes = request.session.pop(_FRESH_RECOVERY_CODES, None)
+    context: dict[str, Any] = {
+        "codes": codes if isinstance(codes, list) else [],
+        "next_url": _after_login_url(request),
+    }
+    return render(request, "accounts/recovery_codes.html", context)
+
+
+@csrf_protect
+@never_cache
+@require_POST
+@require_fresh_second_factor
+def new_recovery_codes_view(request: HttpRequest) -> HttpResponse:
+    """Replaces all recovery codes (the old ones stop working) and shows the new ones."""
+    request.session[_FRESH_RECOVERY_CODES] = otp.new_recovery_codes(_current_user(request))
+    return redirect("accounts:recovery_codes")
+
+
+@sensitive_post_parameters("code")
+@csrf_protect
+@never_cache
+@require_http_methods(["GET", "POST"])
+def reauth_view(request: HttpRequest) -> HttpResponse:
+    user = _current_user(request)
+    next_url = _safe_next(request, request.POST.get("next") or request.GET.get("next")) or "/"
+    totp_form = TotpForm()
+    recovery_form = RecoveryCodeForm()
+    error = None
+    if request.method == "POST":
+        form: TotpForm | RecoveryCodeForm = (
+            RecoveryCodeForm(request.POST)
+            if request.POST.get("kind") == "recovery"
+            else TotpForm(request.POST)
+        )
+        if form.is_valid():
+            device = otp.match_device(user, form.cleaned_data["code"], request=request)
+            if device is not None:
+                otp.mark_second_factor_fresh(request)
+                events.audit(
+                    events.MFA_SUCCESS, request=request, actor=user, extra={"purpose": "reauth"}
+                )
+                if otp.is_recovery_device(device):
+                    events.audit(events.MFA_RECOVERY_CODE_USED, request=request, actor=user)
+                return HttpResponseRedirect(next_url)
+            events.audit(
+                events.MFA_FAILURE, request=request, actor=user, outcome="failure", reason="reauth"
+            )
+            if getattr(request, "axes_locked_out", False) or otp.is_locked(request, user):
+                logout(request)
+                return locked_page(request)
+        error = _("This code is not valid. Codes change every 30 seconds and work only once.")
+    context = {
+        "totp_form": totp_form,
+        "recovery_form": recovery_form,
+        "error": error,
+        "next": next_url,
+        "demo_codes": _demo_codes(user),
+    }
+    return render(request, "accounts/reauth.html", context)
+
+
+@csrf_protect
+@never_cache
+@require_POST
+def logout_view(request: HttpRequest) -> HttpResponse:
+    # logout() flushes the server-side session: the cookie, wherever copied, is dead now.
+    # The audit event is written by the user_logged_out receiver (admin logout included).
+    logout(request)
+    return redirect(settings.LOGOUT_REDIRECT_URL)
+
+
+@never_cache
+@require_GET
+def locked_view(request: HttpRequest) -> HttpResponse:
+    return locked_page(request)

@@ -1,0 +1,343 @@
+"""`record()`: the one way to write an audit event.
+
+Durability — when `record()` returns, the event is as durable as the caller's situation allows:
+
+* Called outside any transaction (a document read): the event is committed, and fsynced by
+  the database, before `record()` returns. The caller may then disclose.
+* Called inside `transaction.atomic()` (an action function changing state, an ingest): the
+  event joins that transaction, so the change and its event commit together or not at all.
+  It is durable once the caller's outermost block commits.
+
+Fail closed — if the event cannot be written (read-only or locked database, lost connection,
+missing table), `record()` raises `AuditUnavailable` and the caller must not disclose (the
+portal answers 503). Programming mistakes (an unknown outcome, a float in `extra`) raise
+`ValueError`/`TypeError` instead: they must fail tests, not look like an outage.
+
+Serialisation — appends take the append lock, read the head row (last seq and hash) and
+insert with seq + 1, in the same transaction, so sequence numbers are gapless and the chain
+never forks, across threads and processes:
+
+* PostgreSQL: `pg_advisory_xact_lock(APPEND_LOCK)`, released at commit or rollback;
+* SQLite: the database-wide write lock that `BEGIN IMMEDIATE` takes (the settings use
+  `transaction_mode=IMMEDIATE`), held until commit.
+
+Group commit — outside a transaction, events go through a per-process appender thread (see
+`_Appender`): request threads queue their event and wait; the appender writes everything
+queued in one transaction, one commit, one fsync, then wakes each waiter (or hands each the
+same `AuditUnavailable`). Under load a read costs a share of an fsync, and still no read
+returns before its own event is durable. Across processes the append lock serialises
+batches. `VIGIE_AUDIT_GROUP_COMMIT=false` commits each event on the calling thread instead.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import re
+import threading
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from django.conf import settings
+from django.db import DatabaseError, connection, transaction
+from django.utils import timezone
+
+from vigie.audit import chain
+from vigie.audit.models import AuditEvent, AuditHead, Outcome
+
+if TYPE_CHECKING:
+    from django.http import HttpRequest
+
+    from vigie.accounts.models import User
+    from vigie.records.models import Document, Patient
+
+logger = logging.getLogger(__name__)
+
+# "VigieAud" as a 64-bit integer: the PostgreSQL advisory lock every append takes.
+APPEND_LOCK = 0x5669676965417564
+
+_ACTION_RE = re.compile(r"[a-z][a-z0-9_]*(\.[a-z0-9_]+)*")
+_REQUEST_ID_RE = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+_REQUEST_ID_KEY = "VIGIE_REQUEST_ID"
+# The longest a caller waits for the appender before giving up (and not disclosing).
+_WAIT_SECONDS = 30.0
+_MAX_BATCH = 500
+
+
+class AuditUnavailable(Exception):
+    """The event could not be made durable: the caller must not disclose anything."""
+
+
+@dataclass(frozen=True)
+class HeadState:
+    """The head after an append: what the checkpoint writer needs to decide if one is due."""
+
+    seq: int
+    hash: str
+    checkpoint_seq: int
+    checkpoint_at: datetime | None
+
+
+def record(
+    action: str,
+    *,
+    request: HttpRequest | None = None,
+    actor: User | None = None,
+    patient: Patient | None = None,
+    document: Document | None = None,
+    outcome: str = "success",
+    reason: str = "",
+    extra: dict[str, Any] | None = None,
+) -> AuditEvent:
+    """Append one event to the audit chain; see the module docstring for durability."""
+    event = _build(
+        action,
+        request=request,
+        actor=actor,
+        patient=patient,
+        document=document,
+        outcome=outcome,
+        reason=reason,
+        extra=extra,
+    )
+    if connection.in_atomic_block:
+        try:
+            # A savepoint, so a failed insert leaves the caller's transaction usable for its
+            # own error handling (it will not commit a change without its event: we raise).
+            with transaction.atomic():
+                head = append_batch([event])
+        except DatabaseError as exc:
+            raise AuditUnavailable(f"audit log unavailable: {exc}") from exc
+        transaction.on_commit(lambda: _after_commit(head))
+        return event
+    if settings.VIGIE_AUDIT_GROUP_COMMIT:
+        return _appender().submit(event)
+    try:
+        with transaction.atomic():
+            head = append_batch([event])
+    except DatabaseError as exc:
+        raise AuditUnavailable(f"audit log unavailable: {exc}") from exc
+    _after_commit(head)
+    return event
+
+
+def _build(
+    action: str,
+    *,
+    request: HttpRequest | None,
+    actor: User | None,
+    patient: Patient | None,
+    document: Document | None,
+    outcome: str,
+    reason: str,
+    extra: dict[str, Any] | None,
+) -> AuditEvent:
+    if len(action) > 64 or not _ACTION_RE.fullmatch(action):
+        raise ValueError(f"audit action {action!r} is not a namespaced tag like document.read")
+    if outcome not in Outcome.values:
+        raise ValueError(f"audit outcome {outcome!r} is not one of {', '.join(Outcome.values)}")
+    event = AuditEvent(
+        action=action,
+        outcome=outcome,
+        reason=chain.clean_text(reason, 4000),
+        extra=chain.clean_json(dict(extra or {})),
+    )
+    if request is not None:
+        meta = request.META
+        event.source_ip = chain.clean_text(str(meta.get("REMOTE_ADDR") or ""), 45)
+        event.user_agent = chain.clean_text(str(meta.get("HTTP_USER_AGENT") or ""), 256)
+        event.request_id = request_id(request)
+        if actor is None:
+            user = getattr(request, "user", None)
+            if user is not None and user.is_authenticated:
+                actor = user
+    if actor is not None:
+        event.actor_id = actor.pk
+        event.actor_username = chain.clean_text(actor.get_username(), 150)
+        event.actor_role = chain.clean_text(str(getattr(actor, "role", "") or ""), 16)
+        event.actor_display = chain.clean_text(actor.get_full_name() or "", 255)
+    if document is not None:
+        event.document_id = str(document.pk)
+        if patient is None:
+            patient = document.patient
+    if patient is not None:
+        event.patient_id = patient.pk
+        event.patient_ipp = chain.clean_text(patient.ipp, 64)
+    return event
+
+
+def request_id(request: HttpRequest) -> str:
+    """The request's id: the proxy's X-Request-ID when well-formed, else one made up here.
+
+    Kept on the request, so every event of one request carries the same id.
+    """
+    known = request.META.get(_REQUEST_ID_KEY)
+    if isinstance(known, str):
+        return known
+    given = str(request.META.get("HTTP_X_REQUEST_ID") or "")
+    rid = given if _REQUEST_ID_RE.fullmatch(given) else uuid.uuid4().hex
+    request.META[_REQUEST_ID_KEY] = rid
+    return rid
+
+
+def event_fields(event: AuditEvent) -> tuple[Any, ...]:
+    """The chained fields of `event`, in `chain.FIELDS` order, `at` canonical."""
+    return (
+        event.seq,
+        chain.canonical_time(event.at),
+        event.action,
+        event.actor_id,
+        event.actor_username,
+        event.actor_role,
+        event.actor_display,
+        event.patient_id,
+        event.patient_ipp,
+        event.document_id,
+        event.outcome,
+        event.source_ip,
+        event.user_agent,
+        event.request_id,
+        event.reason,
+    )
+
+
+def _lock_and_read_head() -> tuple[int, str, int, datetime | None]:
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [APPEND_LOCK])
+    # SQLite: the IMMEDIATE transaction already holds the database's write lock.
+    row = AuditHead.objects.filter(pk=1).values_list(
+        "seq", "hash", "checkpoint_seq", "checkpoint_at"
+    )[:1]
+    found = list(row)
+    if found:
+        return found[0]
+    # No head (a flushed test database, a restored dump): rebuild it from the last event.
+    last = AuditEvent.objects.order_by("-seq").values_list("seq", "hash").first()
+    seq, hash_ = last if last else (0, chain.GENESIS_HEX)
+    AuditHead.objects.create(pk=1, seq=seq, hash=hash_, checkpoint_seq=0, checkpoint_at=None)
+    return seq, hash_, 0, None
+
+
+def append_batch(events: list[AuditEvent]) -> HeadState:
+    """Number, chain and insert `events`; the caller holds an open transaction."""
+    seq, prev_hex, checkpoint_seq, checkpoint_at = _lock_and_read_head()
+    prev = bytes.fromhex(prev_hex)
+    for event in events:
+        seq += 1
+        event.seq = seq
+        event.at = timezone.now()
+        event.prev_hash = prev.hex()
+        prev = chain.link(prev, event_fields(event), chain.canonical_extra(event.extra))
+        event.hash = prev.hex()
+    AuditEvent.objects.bulk_create(events)
+    AuditHead.objects.filter(pk=1).update(seq=seq, hash=prev.hex())
+    return HeadState(seq, prev.hex(), checkpoint_seq, checkpoint_at)
+
+
+def _after_commit(head: HeadState) -> None:
+    """Write a signed checkpoint when one is due. The events are durable already: a failure
+    here is logged (and alerted), never turned into an error for the reader."""
+    from vigie.audit import checkpoints
+
+    if not checkpoints.is_due(head):
+        return
+    try:
+        checkpoints.write_checkpoint()
+    except Exception:  # any failure: the events are safe, the checkpoint waits for the next
+        logger.exception("could not write the audit checkpoint")
+
+
+@dataclass
+class _Job:
+    event: AuditEvent | None  # None: close this thread's database connection
+    done: threading.Event = field(default_factory=threading.Event)
+    error: BaseException | None = None
+
+
+class _Appender:
+    """One thread per process that commits queued events in batches (group commit)."""
+
+    def __init__(self) -> None:
+        self.queue: queue.SimpleQueue[_Job] = queue.SimpleQueue()
+        self.thread = threading.Thread(target=self._run, name="vigie-audit-appender", daemon=True)
+        self.thread.start()
+
+    def submit(self, event: AuditEvent) -> AuditEvent:
+        job = _Job(event)
+        self.queue.put(job)
+        if not job.done.wait(_WAIT_SECONDS):
+            raise AuditUnavailable("audit log unavailable: the append timed out")
+        if job.error is not None:
+            raise AuditUnavailable(f"audit log unavailable: {job.error}") from job.error
+        return event
+
+    def close_connection(self) -> None:
+        job = _Job(None)
+        self.queue.put(job)
+        job.done.wait(_WAIT_SECONDS)
+
+    def _run(self) -> None:
+        while True:
+            batch = [self.queue.get()]
+            while len(batch) < _MAX_BATCH and batch[-1].event is not None:
+                try:
+                    batch.append(self.queue.get_nowait())
+                except queue.Empty:
+                    break
+            if batch[-1].event is None:
+                closer = batch.pop()
+                if batch:
+                    self._commit(batch)
+                connection.close()
+                closer.done.set()
+            else:
+                self._commit(batch)
+
+    def _commit(self, batch: list[_Job]) -> None:
+        error: BaseException | None = None
+        head: HeadState | None = None
+        try:
+            with transaction.atomic():
+                head = append_batch([job.event for job in batch if job.event is not None])
+        except BaseException as exc:  # every waiter must be woken, whatever happened
+            error = exc
+            try:
+                connection.close()  # a broken connection is reopened by the next batch
+            except Exception:  # closing a dead connection may fail too; the next batch reopens
+                logger.debug("closing the audit connection failed", exc_info=True)
+        if head is not None:
+            # Before waking the waiters: a checkpoint is rare (every 1,000 events or 60 s),
+            # and doing it here keeps this thread idle whenever no caller is waiting.
+            _after_commit(head)
+        for job in batch:
+            job.error = error
+            job.done.set()
+
+
+_appender_lock = threading.Lock()
+_appender_state: dict[int, _Appender] = {}
+
+
+def _appender() -> _Appender:
+    # Keyed by process id: a worker forked after the first append needs its own thread.
+    pid = os.getpid()
+    current = _appender_state.get(pid)
+    if current is not None:
+        return current
+    with _appender_lock:
+        current = _appender_state.get(pid)
+        if current is None:
+            _appender_state.clear()
+            current = _appender_state[pid] = _Appender()
+        return current
+
+
+def close_appender_connection() -> None:
+    """Close the appender thread's database connection (shutdown, test teardown)."""
+    current = _appender_state.get(os.getpid())
+    if current is not None:
+        current.close_connection()

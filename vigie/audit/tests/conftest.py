@@ -1,0 +1,16 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from vigie.audit.testing import audit_committing  # noqa: F401 - a pytest fixture
+
+
+@pytest.fixture(autouse=True)
+def checkpoint_file(tmp_path: Path, settings) -> Path:
+    """Each test signs into its own checkpoint file: checkpoints of rolled-back test events
+    must not haunt the next test's verify."""
+    path = tmp_path / "audit" / "checkpoints.jsonl"
+    settings.VIGIE_AUDIT_CHECKPOINT_FILE = path
+    return path

@@ -1,0 +1,246 @@
+from __future__ import annotations
+
+import itertools
+import threading
+from pathlib import Path
+
+import pytest
+from django.db import OperationalError, connection, transaction
+from django.test import RequestFactory
+
+from vigie.accounts.models import Role, User
+from vigie.audit import chain
+from vigie.audit import log as audit_log
+from vigie.audit.log import AuditUnavailable, record
+from vigie.audit.models import AuditEvent, AuditHead
+from vigie.audit.verify import verify
+from vigie.records.tests.factories import make_document, make_patient
+
+pytestmark = pytest.mark.django_db
+
+
+def _doctor(username: str = "dr.martin") -> User:
+    return User.objects.create_user(
+        username=username, role=Role.DOCTOR, first_name="Jeanne", last_name="Martin"
+    )
+
+
+def test_it_records_who_saw_what_from_where(vault_home: Path) -> None:
+    doctor = _doctor()
+    patient = make_patient("MARTINEAU")
+    document = make_document(patient)
+    request = RequestFactory().get(
+        "/documents/x",
+        REMOTE_ADDR="192.0.2.7",
+        HTTP_USER_AGENT="Firefox/140",
+        HTTP_X_REQUEST_ID="req-42",
+    )
+    request.user = doctor
+
+    event = record("document.read", request=request, document=document)
+
+    stored = AuditEvent.objects.get(seq=event.seq)
+    assert (stored.actor_id, stored.actor_username, stored.actor_role) == (
+        doctor.pk,
+        "dr.martin",
+        "doctor",
+    )
+    assert stored.actor_display == "Jeanne Martin"
+    assert (stored.patient_id, stored.patient_ipp, stored.document_id) == (
+        patient.pk,
+        patient.ipp,
+        document.pk,
+    )
+    assert (stored.source_ip, stored.user_agent, stored.request_id) == (
+        "192.0.2.7",
+        "Firefox/140",
+        "req-42",
+    )
+    assert stored.outcome == "success"
+
+
+def test_it_gives_one_request_one_generated_id() -> None:
+    request = RequestFactory().get("/", HTTP_X_REQUEST_ID="bad id\nX-Injected: 1")
+    first = record("document.read", request=request)
+    second = record("document.download", request=request)
+    assert first.request_id == second.request_id
+    assert len(first.request_id) == 32
+    assert "\n" not in first.request_id
+
+
+def test_it_keeps_the_actor_after_the_account_is_deleted() -> None:
+    doctor = _doctor("dr.leaving")
+    event = record("document.read", actor=doctor)
+    doctor.delete()
+    stored = AuditEvent.objects.get(seq=event.seq)
+    assert stored.actor_username == "dr.leaving"
+    assert stored.actor_id is not None
+
+
+def test_it_numbers_events_without_gaps_and_chains_them() -> None:
+    events = [record("document.read", extra={"n": n}) for n in range(5)]
+    assert [e.seq for e in events] == [1, 2, 3, 4, 5]
+    assert events[0].prev_hash == chain.GENESIS_HEX
+    for before, after in itertools.pairwise(events):
+        assert after.prev_hash == before.hash
+    head = AuditHead.objects.get(pk=1)
+    assert (head.seq, head.hash) == (5, events[-1].hash)
+    assert verify().ok
+
+
+def test_it_joins_the_callers_transaction_and_rolls_back_with_it() -> None:
+    record("login.success")
+
+    def failing_action() -> None:
+        with transaction.atomic():
+            record("access.grant")
+            raise RuntimeError("the state change failed")
+
+    with pytest.raises(RuntimeError):
+        failing_action()
+    assert list(AuditEvent.objects.values_list("action", flat=True)) == ["login.success"]
+    # The rolled-back number is reused: no gap.
+    assert record("access.grant").seq == 2
+    assert verify().ok
+
+
+def test_it_writes_the_ingest_event_inside_the_ingest_transaction(vault_home: Path) -> None:
+    patient = make_patient()
+    document = make_document(patient)
+    event = AuditEvent.objects.get(action="intake.document.stored")
+    assert event.document_id == document.pk
+    assert event.patient_ipp == patient.ipp
+    assert event.extra["source_system"] == "LABO-TEST"
+
+
+def test_it_refuses_malformed_actions_outcomes_and_floats() -> None:
+    with pytest.raises(ValueError, match="namespaced"):
+        record("Document Read")
+    with pytest.raises(ValueError, match="outcome"):
+        record("document.read", outcome="maybe")
+    with pytest.raises(TypeError, match="float"):
+        record("document.read", extra={"score": 0.5})
+    assert not AuditEvent.objects.exists()
+
+
+def test_it_stores_hostile_text_safely_and_still_verifies() -> None:
+    request = RequestFactory().get("/", HTTP_USER_AGENT="A" * 5000 + "\x00")
+    event = record(
+        "document.read",
+        request=request,
+        reason="nul\x00 and surrogate \ud800 and é",
+        extra={"nested": {"b": [1, "\x00"], "a": None}, "big": 2**62},
+    )
+    stored = AuditEvent.objects.get(seq=event.seq)
+    assert len(stored.user_agent) == 256
+    assert "\x00" not in stored.reason
+    assert verify().ok
+
+
+def test_it_rebuilds_a_missing_head_from_the_last_event() -> None:
+    record("document.read")
+    last = record("document.read")
+    AuditHead.objects.all().delete()
+    assert record("document.read").prev_hash == last.hash
+    assert verify().ok
+
+
+def test_unwritable_database_makes_record_raise_audit_unavailable() -> None:
+    if connection.vendor == "sqlite":
+        record("document.read")
+        with connection.cursor() as cursor:
+            cursor.execute("PRAGMA query_only = ON")
+        try:
+            with pytest.raises(AuditUnavailable):
+                record("document.read")
+        finally:
+            with connection.cursor() as cursor:
+                cursor.execute("PRAGMA query_only = OFF")
+    else:
+        # Another session holds the append lock; we give up after 100 ms instead of waiting.
+        import psycopg
+
+        params = connection.get_connection_params()
+        params.pop("cursor_factory", None)
+        params.pop("context", None)
+        with psycopg.connect(**params, autocommit=True) as other:
+            other.execute("SELECT pg_advisory_lock(%s)", [audit_log.APPEND_LOCK])
+            with connection.cursor() as cursor:
+                cursor.execute("SET LOCAL lock_timeout = '100ms'")
+            with pytest.raises(AuditUnavailable):
+                record("document.read")
+            other.execute("SELECT pg_advisory_unlock(%s)", [audit_log.APPEND_LOCK])
+        record("document.read")
+    # The caller's transaction is still usable, and the chain is intact.
+    assert AuditEvent.objects.count() == 1
+    assert verify().ok
+
+
+@pytest.mark.usefixtures("audit_committing")
+@pytest.mark.parametrize("group_commit", [True, False])
+def test_it_commits_before_returning_outside_a_transaction(settings, group_commit: bool) -> None:
+    settings.VIGIE_AUDIT_GROUP_COMMIT = group_commit
+    assert not connection.in_atomic_block
+    event = record("document.read")
+    # Visible from another connection: committed, not merely written.
+    seen: list[bool] = []
+
+    def look() -> None:
+        from django.db import connection as other
+
+        seen.append(AuditEvent.objects.filter(seq=event.seq, hash=event.hash).exists())
+        other.close()
+
+    thread = threading.Thread(target=look)
+    thread.start()
+    thread.join()
+    assert seen == [True]
+
+
+@pytest.mark.usefixtures("audit_committing")
+def test_group_commit_shares_commits_between_concurrent_readers(monkeypatch, settings) -> None:
+    settings.VIGIE_AUDIT_GROUP_COMMIT = True
+    batches: list[int] = []
+    real = audit_log.append_batch
+
+    def counting(events: list[AuditEvent]) -> audit_log.HeadState:
+        batches.append(len(events))
+        return real(events)
+
+    monkeypatch.setattr(audit_log, "append_batch", counting)
+    results: list[int] = []
+    lock = threading.Lock()
+
+    def reader() -> None:
+        for _ in range(25):
+            event = record("document.read")
+            with lock:
+                results.append(event.seq)
+
+    threads = [threading.Thread(target=reader) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(results) == list(range(1, 201))
+    assert sum(batches) == 200
+    assert len(batches) < 200, "every event got its own commit"
+    assert verify().ok
+
+
+@pytest.mark.usefixtures("audit_committing")
+@pytest.mark.parametrize("group_commit", [True, False])
+def test_lost_connection_makes_every_waiting_reader_get_audit_unavailable(
+    monkeypatch, settings, group_commit: bool
+) -> None:
+    settings.VIGIE_AUDIT_GROUP_COMMIT = group_commit
+
+    def broken(events: list[AuditEvent]) -> audit_log.HeadState:
+        raise OperationalError("server closed the connection unexpectedly")
+
+    monkeypatch.setattr(audit_log, "append_batch", broken)
+    with pytest.raises(AuditUnavailable, match="server closed"):
+        record("document.read")
+    monkeypatch.undo()
+    # Once the database is back, appends resume with no gap.
+    assert record("document.read").seq == 1

@@ -1,0 +1,343 @@
+"""Recompute the whole chain and check it against the signed checkpoints.
+
+Streams the events in seq order (server-side cursor on PostgreSQL, one SELECT on SQLite) with
+a lean loop: raw tuples, the time formatted by the database or by slicing, `extra` re-encoded
+only when not empty. The first problem found is named with its sequence number.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from django.db import connection
+
+from vigie.audit import chain
+from vigie.audit.checkpoints import (
+    Checkpoint,
+    CheckpointError,
+    load_signing_key,
+    read_checkpoints,
+    signature_ok,
+)
+from vigie.audit.models import AuditEvent, AuditHead
+
+# Plain constants (no interpolation): the columns in `chain.FIELDS` order, then extra and hashes.
+_SQLITE_QUERY = (
+    "SELECT seq, CAST(at AS TEXT), action, actor_id, actor_username, actor_role, actor_display, "
+    "patient_id, patient_ipp, document_id, outcome, source_ip, user_agent, request_id, reason, "
+    "extra, prev_hash, hash FROM audit_auditevent WHERE seq >= %s AND seq <= %s ORDER BY seq"
+)
+_PG_QUERY = (
+    "SELECT seq, to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), action, "
+    "actor_id, actor_username, actor_role, actor_display, patient_id, patient_ipp, document_id, "
+    "outcome, source_ip, user_agent, request_id, reason, extra::text, prev_hash, hash "
+    "FROM audit_auditevent WHERE seq >= %s AND seq <= %s ORDER BY seq"
+)
+
+
+@dataclass(frozen=True)
+class Problem:
+    seq: int
+    kind: str  # gap, prev mismatch, hash mismatch, checkpoint mismatch, truncated, checkpoint
+    detail: str
+
+    def __str__(self) -> str:
+        return f"seq {self.seq}: {self.kind}: {self.detail}"
+
+
+@dataclass
+class VerifyResult:
+    checked: int = 0
+    last_seq: int = 0
+    checkpoints: int = 0
+    problems: list[Problem] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    @property
+    def first(self) -> Problem | None:
+        return min(self.problems, key=lambda p: p.seq) if self.problems else None
+
+
+def verify(
+    *,
+    checkpoint_file: Path | None = None,
+    chunk_size: int = 20_000,
+    progress: Callable[[int], None] | None = None,
+    jobs: int = 1,
+    min_per_job: int = 100_000,
+) -> VerifyResult:
+    """Check the whole log. `progress(n)` is called as each n more events are checked.
+
+    With `jobs` > 1 (and a committed log of at least `min_per_job` events per job), seq
+    ranges are verified in parallel processes, each from its first row's stored previous
+    hash; the seams are then checked here, so the result is the same as a single walk.
+    """
+    result = VerifyResult()
+    # The checkpoint file first: every checkpoint in it refers to committed events, which
+    # the events query (started afterwards) therefore sees, even while appends go on.
+    expected_hash = _check_checkpoints(checkpoint_file, result)
+    head_seq = AuditHead.objects.filter(pk=1).values_list("seq", flat=True).first() or 0
+    jobs = max(1, min(jobs, head_seq // max(min_per_job, 1)))
+    if jobs == 1 or connection.in_atomic_block:
+        segments = [_walk(1, _NO_END, expected_hash, chunk_size, progress)]
+    else:
+        segments = _walk_parallel(head_seq, jobs, expected_hash, chunk_size, progress)
+    chain_problem = _join(segments, result)
+    if chain_problem is not None:
+        result.problems.append(chain_problem)
+        return result
+    if expected_hash:
+        last_signed = max(expected_hash)
+        if last_signed > result.last_seq:
+            result.problems.append(
+                Problem(
+                    result.last_seq + 1,
+                    "truncated after checkpoint",
+                    f"a signed checkpoint covers seq {last_signed} but the log ends at "
+                    f"seq {result.last_seq}",
+                )
+            )
+    _check_head(result)
+    return result
+
+
+_NO_END = 2**62
+
+
+def _join(segments: list[Segment], result: VerifyResult) -> Problem | None:
+    """Add up the segments, checking each seam: the first problem in seq order wins."""
+    previous: Segment | None = None
+    for segment in segments:
+        if previous is not None:
+            if previous.last_seq != previous.high:
+                return Problem(
+                    previous.last_seq + 1, "gap", f"seq {previous.last_seq + 1} is missing"
+                )
+            if segment.start_prev is not None and segment.start_prev != previous.last_hash:
+                return Problem(
+                    segment.low,
+                    "prev mismatch",
+                    "the stored previous hash is not the hash of the event before",
+                )
+        result.checked += segment.checked
+        if segment.checked:
+            result.last_seq = segment.last_seq
+        if segment.problem is not None:
+            return segment.problem
+        previous = segment
+    return None
+
+
+def _segment_worker(args: tuple[int, int, dict[int, str], int]) -> Segment:
+    low, high, checkpoints, chunk_size = args
+    try:
+        return _walk(low, high, checkpoints, chunk_size, None)
+    finally:
+        connection.close()
+
+
+def _walk_parallel(
+    head_seq: int,
+    jobs: int,
+    checkpoints: dict[int, str],
+    chunk_size: int,
+    progress: Callable[[int], None] | None,
+) -> list[Segment]:
+    import multiprocessing
+
+    from django.db import connections
+
+    step = head_seq // jobs + 1
+    bounds = [(1 + k * step, (k + 1) * step) for k in range(jobs)]
+    bounds[-1] = (bounds[-1][0], _NO_END)  # the last range also takes events appended since
+    # Children must open their own connections: a shared socket or SQLite handle corrupts.
+    connections.close_all()
+    context = multiprocessing.get_context("fork")
+    segments: list[Segment] = []
+    with context.Pool(jobs) as pool:
+        work = [(low, high, checkpoints, chunk_size) for low, high in bounds]
+        for segment in pool.imap(_segment_worker, work):
+            segments.append(segment)
+            if progress is not None:
+                progress(segment.checked)
+    return segments
+
+
+def _check_checkpoints(path: Path | None, result: VerifyResult) -> dict[int, str]:
+    checkpoints, malformed = read_checkpoints(path)
+    for line, reason in malformed:
+        result.problems.append(Problem(0, "checkpoint", f"checkpoint file line {line}: {reason}"))
+    expected: dict[int, str] = {}
+    if not checkpoints:
+        return expected
+    try:
+        public = load_signing_key().public_key()
+    except CheckpointError as exc:
+        result.problems.append(Problem(0, "checkpoint", f"cannot check signatures: {exc}"))
+        return expected
+    previous: Checkpoint | None = None
+    for checkpoint in checkpoints:
+        if not signature_ok(checkpoint, public):
+            result.problems.append(
+                Problem(
+                    checkpoint.seq,
+                    "checkpoint",
+                    f"checkpoint file line {checkpoint.line}: bad signature",
+                )
+            )
+            continue
+        if previous is not None and checkpoint.seq < previous.seq:
+            result.problems.append(
+                Problem(
+                    checkpoint.seq,
+                    "checkpoint",
+                    f"checkpoint file line {checkpoint.line} goes back from seq {previous.seq}",
+                )
+            )
+        known = expected.setdefault(checkpoint.seq, checkpoint.hash)
+        if known != checkpoint.hash:
+            result.problems.append(
+                Problem(checkpoint.seq, "checkpoint", "two signed checkpoints disagree (a fork)")
+            )
+        previous = checkpoint
+        result.checkpoints += 1
+    return expected
+
+
+@dataclass
+class Segment:
+    """What one walk over seq in [low, high] found; `start_prev` is the first row's stored
+    previous hash (checked by the caller when the walk did not start at genesis)."""
+
+    low: int
+    high: int
+    checked: int = 0
+    last_seq: int = 0
+    start_prev: str | None = None
+    last_hash: str | None = None
+    problem: Problem | None = None
+
+
+def _walk(
+    low: int,
+    high: int,
+    checkpoints: dict[int, str],
+    chunk_size: int,
+    progress: Callable[[int], None] | None,
+) -> Segment:
+    segment = Segment(low, high, last_seq=low - 1)
+    postgres = connection.vendor == "postgresql"
+    sha256 = hashlib.sha256
+    dumps = chain.dumps
+    loads = json.loads
+    fmt = chain.FORMAT
+    expected_seq = low
+    prev = chain.GENESIS
+    prev_hex = chain.GENESIS_HEX
+    first = low == 1
+    with connection.chunked_cursor() if postgres else connection.cursor() as cursor:
+        cursor.execute(_PG_QUERY if postgres else _SQLITE_QUERY, [low, high])
+        while True:
+            rows = cursor.fetchmany(chunk_size)
+            if not rows:
+                break
+            if segment.start_prev is None:
+                segment.start_prev = rows[0][16]
+                if not first and isinstance(rows[0][16], str):
+                    prev_hex = rows[0][16]
+                    try:
+                        prev = bytes.fromhex(prev_hex)
+                    except ValueError:
+                        prev = b""
+            for row in rows:
+                seq = row[0]
+                if seq != expected_seq:
+                    kind = "gap" if seq > expected_seq else "out of order"
+                    segment.problem = Problem(
+                        expected_seq, kind, f"expected seq {expected_seq}, found seq {seq}"
+                    )
+                    return segment
+                try:
+                    at = row[1]
+                    if not postgres:
+                        # Django stores "YYYY-MM-DD HH:MM:SS[.ffffff]" in UTC on SQLite.
+                        at = (
+                            f"{at[:10]}T{at[11:]}Z"
+                            if len(at) == 26
+                            else f"{at[:10]}T{at[11:19]}.000000Z"
+                        )
+                    extra = row[15]
+                    if extra != "{}":
+                        extra = dumps(loads(extra))
+                    body = dumps((fmt, seq, at, *row[2:15]))
+                    leaf = sha256(
+                        b"\x00" + (body[:-1] + "," + extra + "]").encode("ascii")
+                    ).digest()
+                    digest = sha256(b"\x01" + prev + leaf).digest()
+                    digest_hex = digest.hex()
+                except (TypeError, ValueError, AttributeError):
+                    segment.problem = Problem(
+                        seq, "malformed", "a field of the event cannot be read"
+                    )
+                    return segment
+                if row[16] != prev_hex:
+                    segment.problem = Problem(
+                        seq,
+                        "prev mismatch",
+                        "the stored previous hash is not the hash of the event before",
+                    )
+                    return segment
+                if row[17] != digest_hex:
+                    segment.problem = Problem(
+                        seq, "hash mismatch", "the event's content does not match its stored hash"
+                    )
+                    return segment
+                signed = checkpoints.get(seq)
+                if signed is not None and signed != digest_hex:
+                    segment.problem = Problem(
+                        seq,
+                        "checkpoint mismatch",
+                        "the chain differs from the signed checkpoint at this seq",
+                    )
+                    return segment
+                prev = digest
+                prev_hex = digest_hex
+                expected_seq = seq + 1
+            segment.checked += len(rows)
+            segment.last_seq = expected_seq - 1
+            segment.last_hash = prev_hex
+            if progress is not None:
+                progress(len(rows))
+    return segment
+
+
+def _check_head(result: VerifyResult) -> None:
+    head = AuditHead.objects.filter(pk=1).values_list("seq", "hash").first()
+    if head is None:
+        return
+    seq, hash_ = head
+    if seq < result.last_seq:
+        result.problems.append(
+            Problem(seq + 1, "head mismatch", f"the head says seq {seq}, the log goes on")
+        )
+    elif seq > result.last_seq and not AuditEvent.objects.filter(seq=seq).exists():
+        result.problems.append(
+            Problem(
+                result.last_seq + 1,
+                "truncated",
+                f"the head says seq {seq} but the log ends at seq {result.last_seq}",
+            )
+        )
+    elif seq == result.last_seq and result.last_seq > 0:
+        last_hash = AuditEvent.objects.filter(seq=seq).values_list("hash", flat=True).first()
+        if last_hash != hash_:
+            result.problems.append(
+                Problem(seq, "head mismatch", "the head's hash is not the last event's")
+            )

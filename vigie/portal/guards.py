@@ -1,0 +1,79 @@
+"""The portal's way to the access helpers: look up a patient or document in the user's
+scope, and audit every refusal.
+
+Views call these, never `Patient.objects.get(...)`: `test_one_door` fails the build when a
+view that takes a patient or document id does not. A refusal and an unknown id both answer
+404 and both leave an audit event, so probing for ids shows up in the audit trail (and in
+its anomaly rules) without telling the prober anything.
+"""
+
+from __future__ import annotations
+
+from django.http import Http404, HttpRequest
+
+from vigie.audit.log import record
+from vigie.records.access import (
+    Action,
+    Decision,
+    OutOfScope,
+    get_document_or_404,
+    get_patient_or_404,
+)
+from vigie.records.models import Document, Patient
+
+UNKNOWN = "unknown_or_malformed_id"
+# Audit rows keep the requested id for the investigation, bounded so a junk URL stays small.
+_MAX_ID_IN_AUDIT = 80
+
+
+def patient_in_scope_or_404(
+    request: HttpRequest, public_id: str, action: Action = "view"
+) -> tuple[Patient, Decision]:
+    try:
+        return get_patient_or_404(request, public_id, action)
+    except OutOfScope as refusal:
+        record(
+            "patient.view.denied",
+            request=request,
+            patient=refusal.patient,
+            outcome="denied",
+            reason=refusal.decision.reason,
+            extra={"action": action},
+        )
+        raise
+    except Http404:
+        record(
+            "patient.view.denied",
+            request=request,
+            outcome="denied",
+            reason=UNKNOWN,
+            extra={"action": action, "requested_id": public_id[:_MAX_ID_IN_AUDIT]},
+        )
+        raise
+
+
+def document_in_scope_or_404(
+    request: HttpRequest, document_id: str, action: Action
+) -> tuple[Document, Decision]:
+    try:
+        return get_document_or_404(request, document_id, action)
+    except OutOfScope as refusal:
+        record(
+            "document.read.denied",
+            request=request,
+            patient=refusal.patient,
+            document=refusal.document,
+            outcome="denied",
+            reason=refusal.decision.reason,
+            extra={"action": action},
+        )
+        raise
+    except Http404:
+        record(
+            "document.read.denied",
+            request=request,
+            outcome="denied",
+            reason=UNKNOWN,
+            extra={"action": action, "requested_id": document_id[:_MAX_ID_IN_AUDIT]},
+        )
+        raise

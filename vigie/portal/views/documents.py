@@ -1,0 +1,55 @@
+"""The viewer page, and the two doors to a document's bytes (inline and download)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TypeVar, cast
+
+from csp.decorators import csp_replace
+from django.http import HttpRequest, HttpResponse, HttpResponseBase, StreamingHttpResponse
+from django.shortcuts import render
+from django.views.decorators.cache import never_cache
+from django.views.decorators.clickjacking import xframe_options_sameorigin
+from django.views.decorators.http import require_GET
+
+from vigie.portal.door import disposition_for, serve_document
+from vigie.portal.errors import fail_closed_without_audit
+from vigie.portal.guards import document_in_scope_or_404
+
+View = TypeVar("View", bound=Callable[..., HttpResponseBase])
+
+# django-csp types its decorators for views without URL arguments; these are the same
+# decorators, typed for ours.
+_frame_by_self_only = cast(Callable[[View], View], csp_replace({"frame-ancestors": ["'self'"]}))
+
+
+@require_GET
+@never_cache
+@fail_closed_without_audit
+def document_viewer(request: HttpRequest, doc_id: str) -> HttpResponse:
+    document, decision = document_in_scope_or_404(request, doc_id, "view")
+    return render(
+        request,
+        "portal/document.html",
+        {
+            "document": document,
+            "patient": document.patient,
+            "decision": decision,
+            "inline": disposition_for(document, "view") == "inline",
+        },
+    )
+
+
+@require_GET
+@fail_closed_without_audit
+@xframe_options_sameorigin
+@_frame_by_self_only
+def document_content(request: HttpRequest, doc_id: str) -> HttpResponse | StreamingHttpResponse:
+    # Framed by the viewer page of this same site only; every other page stays DENY.
+    return serve_document(request, doc_id, "view")
+
+
+@require_GET
+@fail_closed_without_audit
+def document_download(request: HttpRequest, doc_id: str) -> HttpResponse | StreamingHttpResponse:
+    return serve_document(request, doc_id, "download")

@@ -1,0 +1,40 @@
+"""Home: the doctor's patients, and a search that never leaves the doctor's scope."""
+
+from __future__ import annotations
+
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET
+
+from vigie.accounts.models import Role
+from vigie.portal.forms import PatientSearchForm
+from vigie.portal.services import SEARCH_LIMIT, emergency_expiries, search_patients
+
+
+@require_GET
+@never_cache
+def home(request: HttpRequest) -> HttpResponse:
+    if getattr(request.user, "role", None) != Role.DOCTOR:
+        # IT and the auditor have no patients: say where their work is instead.
+        return render(request, "portal/home_not_doctor.html")
+    form = PatientSearchForm(request.GET or None)
+    searching = form.is_bound and form.is_valid()
+    criteria = form.cleaned_data if searching else {}
+    patients = search_patients(
+        request.user, q=criteria.get("q") or "", birth_date=criteria.get("birth_date")
+    )
+    shown = list(patients[: SEARCH_LIMIT + 1])
+    expiries = emergency_expiries(request.user)
+    rows = [(patient, expiries.get(patient.pk)) for patient in shown[:SEARCH_LIMIT]]
+    return render(
+        request,
+        "portal/home.html",
+        {
+            "form": form,
+            "searching": searching,
+            "rows": rows,
+            "truncated": len(shown) > SEARCH_LIMIT,
+            "limit": SEARCH_LIMIT,
+        },
+    )

@@ -1,0 +1,204 @@
+"""Who may see what: the one access decision, and the lookups that enforce it.
+
+Every path to a patient or a document asks `decide()`. The rule is short on purpose:
+
+- only an active doctor account reads anything; IT administrators and auditors never read
+  documents (separation of duties: they manage accounts, or review the audit trail);
+- a doctor reads a patient's records while a care relationship is active, or while a
+  break-the-glass emergency grant is active (it expires after a few hours);
+- anything else is refused, and the lookups below answer 404 for it, exactly as for an id
+  that does not exist: a refusal must never confirm that a record exists.
+
+This module decides only; it records nothing and reads no bytes (the portal's one door
+records the audit event and then streams through `records.content`).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal
+
+from django.contrib.auth.base_user import AbstractBaseUser
+from django.contrib.auth.models import AnonymousUser
+from django.db.models import Q, QuerySet
+from django.http import Http404, HttpRequest
+from django.utils import timezone
+
+from vigie.accounts.models import Role
+from vigie.records.models import (
+    CareRelationship,
+    Document,
+    EmergencyAccess,
+    Patient,
+)
+
+Action = Literal["list", "view", "download"]
+ACTIONS: tuple[Action, ...] = ("list", "view", "download")
+
+# Machine-readable reasons, stored in audit events and shown to nobody but the auditor.
+CARE_RELATIONSHIP = "care_relationship"
+EMERGENCY_ACCESS = "emergency_access"
+NO_RELATIONSHIP = "no_relationship"
+ROLE_NOT_DOCTOR = "role_not_doctor"
+INACTIVE_USER = "inactive_user"
+ANONYMOUS = "anonymous"
+NO_TARGET = "no_target"
+DOCUMENT_OF_ANOTHER_PATIENT = "document_of_another_patient"
+UNKNOWN_ACTION = "unknown_action"
+
+# Ids are checked for shape before any query: junk never reaches the database, and a
+# malformed id is answered like an unknown one.
+_DOCUMENT_ID_RE = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
+_PUBLIC_ID_RE = re.compile(r"^[A-Za-z0-9_-]{8,32}$")
+
+UserLike = AbstractBaseUser | AnonymousUser
+
+
+@dataclass(frozen=True)
+class Decision:
+    allowed: bool
+    reason: str
+    # Primary key of the CareRelationship or EmergencyAccess that allows the access.
+    basis_id: int | None = None
+    emergency: bool = False
+    # When an emergency grant ends (shown in the red banner); None otherwise.
+    expires_at: datetime | None = None
+
+    def __bool__(self) -> bool:
+        return self.allowed
+
+
+def _refused(reason: str) -> Decision:
+    return Decision(allowed=False, reason=reason)
+
+
+def _reader_refusal(user: UserLike) -> Decision | None:
+    """Why this account may not read any record at all, or None if it is a working doctor."""
+    if not user.is_authenticated:
+        return _refused(ANONYMOUS)
+    if not user.is_active:
+        return _refused(INACTIVE_USER)
+    if getattr(user, "role", None) != Role.DOCTOR:
+        return _refused(ROLE_NOT_DOCTOR)
+    return None
+
+
+def decide(
+    user: UserLike | None,
+    action: Action,
+    *,
+    patient: Patient | None = None,
+    document: Document | None = None,
+    at: datetime | None = None,
+) -> Decision:
+    """May `user` list / view / download this patient's records (or this document), and why.
+
+    The same rule holds for the three actions today; the action is part of the question so
+    that a stricter rule (say, no download under emergency access) changes only this place.
+    """
+    if action not in ACTIONS:
+        return _refused(UNKNOWN_ACTION)
+    if user is None:
+        return _refused(ANONYMOUS)
+    refusal = _reader_refusal(user)
+    if refusal is not None:
+        return refusal
+    if document is not None:
+        if patient is not None and document.patient_id != patient.pk:
+            return _refused(DOCUMENT_OF_ANOTHER_PATIENT)
+        patient_id = document.patient_id
+    elif patient is not None:
+        patient_id = patient.pk
+    else:
+        return _refused(NO_TARGET)
+    moment = at or timezone.now()
+    relationship = (
+        CareRelationship.objects.active(moment)
+        .filter(doctor_id=user.pk, patient_id=patient_id)
+        .order_by("-valid_from")
+        .values_list("pk", flat=True)
+        .first()
+    )
+    if relationship is not None:
+        return Decision(allowed=True, reason=CARE_RELATIONSHIP, basis_id=relationship)
+    grant = (
+        EmergencyAccess.objects.active(moment)
+        .filter(doctor_id=user.pk, patient_id=patient_id)
+        .order_by("-expires_at")
+        .values_list("pk", "expires_at")
+        .first()
+    )
+    if grant is not None:
+        return Decision(
+            allowed=True,
+            reason=EMERGENCY_ACCESS,
+            basis_id=grant[0],
+            emergency=True,
+            expires_at=grant[1],
+        )
+    return _refused(NO_RELATIONSHIP)
+
+
+def patients_in_scope(user: UserLike | None, at: datetime | None = None) -> QuerySet[Patient]:
+    """The patients `user` may list: an active care relationship or an active emergency grant.
+
+    Keep in step with `decide()`: a patient in this queryset is one `decide()` allows.
+    """
+    if user is None or _reader_refusal(user) is not None:
+        return Patient.objects.none()
+    moment = at or timezone.now()
+    related = CareRelationship.objects.active(moment).filter(doctor_id=user.pk)
+    granted = EmergencyAccess.objects.active(moment).filter(doctor_id=user.pk)
+    return Patient.objects.filter(
+        Q(pk__in=related.values("patient_id")) | Q(pk__in=granted.values("patient_id"))
+    )
+
+
+class OutOfScope(Http404):
+    """The record exists but the user may not see it. It *is* a 404 (Django answers it as
+    such if nobody catches it); callers that audit refusals catch it to learn what was
+    asked for and why it was refused. Its message is empty: nothing leaks to the page."""
+
+    def __init__(
+        self, decision: Decision, *, patient: Patient, document: Document | None = None
+    ) -> None:
+        super().__init__("")
+        self.decision = decision
+        self.patient = patient
+        self.document = document
+
+
+def get_patient_or_404(
+    request: HttpRequest, public_id: str, action: Action = "view", *, at: datetime | None = None
+) -> tuple[Patient, Decision]:
+    """The patient with this public id if the requesting user may `action` it; else 404.
+
+    Unknown, malformed and out-of-scope ids raise the same Http404 (OutOfScope for the last,
+    so the caller can audit the refusal).
+    """
+    if not _PUBLIC_ID_RE.match(public_id or ""):
+        raise Http404("")
+    patient = Patient.objects.filter(public_id=public_id).first()
+    if patient is None:
+        raise Http404("")
+    decision = decide(request.user, action, patient=patient, at=at)
+    if not decision.allowed:
+        raise OutOfScope(decision, patient=patient)
+    return patient, decision
+
+
+def get_document_or_404(
+    request: HttpRequest, document_id: str, action: Action, *, at: datetime | None = None
+) -> tuple[Document, Decision]:
+    """The document with this id if the requesting user may `action` it; else 404."""
+    if not _DOCUMENT_ID_RE.match(document_id or ""):
+        raise Http404("")
+    document = Document.objects.select_related("patient").filter(pk=document_id).first()
+    if document is None:
+        raise Http404("")
+    decision = decide(request.user, action, document=document, at=at)
+    if not decision.allowed:
+        raise OutOfScope(decision, patient=document.patient, document=document)
+    return document, decision
