@@ -42,5 +42,4 @@ class Command(BaseCommand):
         Console().print(table)
         if options["no_serve"]:
             return
-        call_command("collectstatic", interactive=False, verbosity=0)
         call_command("serve", host=options["host"], port=options["port"])

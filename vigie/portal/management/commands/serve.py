@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
+from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from vigie.lib.proxy import parse_networks
@@ -69,6 +70,9 @@ class Command(BaseCommand):
                 raise CommandError(f"--behind-proxy: {exc}", returncode=2) from None
             # The workers read it from the environment when they load the settings.
             os.environ["VIGIE_TRUSTED_PROXIES"] = ",".join(proxies)
+        # Static assets are copied (not linked) to STATIC_ROOT, which granian serves directly;
+        # running it here keeps CSS and the admin's assets in step with the installed code.
+        call_command("collectstatic", interactive=False, verbosity=0)
         argv = granian_argv(
             host=options["host"],
             port=options["port"],
