@@ -9,6 +9,9 @@ its anomaly rules) without telling the prober anything.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TypeVar
+
 from django.http import Http404, HttpRequest
 
 from vigie.audit.log import record
@@ -22,44 +25,20 @@ from vigie.records.access import (
 from vigie.records.models import Document, Patient
 
 UNKNOWN = "unknown_or_malformed_id"
+_T = TypeVar("_T")
 # Audit rows keep the requested id for the investigation, bounded so a junk URL stays small.
 _MAX_ID_IN_AUDIT = 80
 
 
-def patient_in_scope_or_404(
-    request: HttpRequest, public_id: str, action: Action = "view"
-) -> tuple[Patient, Decision]:
+def _audit_refusals(
+    event: str, request: HttpRequest, requested_id: str, action: Action, lookup: Callable[[], _T]
+) -> _T:
+    """Run `lookup`; on a 404 (out of scope or unknown), record `event` and re-raise."""
     try:
-        return get_patient_or_404(request, public_id, action)
+        return lookup()
     except OutOfScope as refusal:
         record(
-            "patient.view.denied",
-            request=request,
-            patient=refusal.patient,
-            outcome="denied",
-            reason=refusal.decision.reason,
-            extra={"action": action},
-        )
-        raise
-    except Http404:
-        record(
-            "patient.view.denied",
-            request=request,
-            outcome="denied",
-            reason=UNKNOWN,
-            extra={"action": action, "requested_id": public_id[:_MAX_ID_IN_AUDIT]},
-        )
-        raise
-
-
-def document_in_scope_or_404(
-    request: HttpRequest, document_id: str, action: Action
-) -> tuple[Document, Decision]:
-    try:
-        return get_document_or_404(request, document_id, action)
-    except OutOfScope as refusal:
-        record(
-            "document.read.denied",
+            event,
             request=request,
             patient=refusal.patient,
             document=refusal.document,
@@ -70,10 +49,34 @@ def document_in_scope_or_404(
         raise
     except Http404:
         record(
-            "document.read.denied",
+            event,
             request=request,
             outcome="denied",
             reason=UNKNOWN,
-            extra={"action": action, "requested_id": document_id[:_MAX_ID_IN_AUDIT]},
+            extra={"action": action, "requested_id": requested_id[:_MAX_ID_IN_AUDIT]},
         )
         raise
+
+
+def patient_in_scope_or_404(
+    request: HttpRequest, public_id: str, action: Action = "view"
+) -> tuple[Patient, Decision]:
+    return _audit_refusals(
+        "patient.view.denied",
+        request,
+        public_id,
+        action,
+        lambda: get_patient_or_404(request, public_id, action),
+    )
+
+
+def document_in_scope_or_404(
+    request: HttpRequest, document_id: str, action: Action
+) -> tuple[Document, Decision]:
+    return _audit_refusals(
+        "document.read.denied",
+        request,
+        document_id,
+        action,
+        lambda: get_document_or_404(request, document_id, action),
+    )

@@ -6,7 +6,9 @@ import base64
 import json
 import os
 import re
+import shutil
 import stat
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -102,11 +104,37 @@ def test_it_does_not_hang_on_a_fifo_planted_as_keyring(keyring_path: Path) -> No
         Keyring.load(keyring_path)
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root reads any file")
-def test_it_refuses_an_unreadable_keyring(keyring: Keyring) -> None:
-    keyring.path.chmod(0o000)
-    with pytest.raises(KeyringError, match="cannot be opened"):
-        Keyring.load(keyring.path)
+def _load_as_unprivileged_user(path: Path) -> int:
+    """Load the keyring in a child that dropped to `nobody`: 0 refused, 1 loaded, 2 other."""
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - child process
+        code = 2
+        try:
+            if os.geteuid() == 0:
+                os.setgid(65534)
+                os.setuid(65534)
+            Keyring.load(path)
+            code = 1
+        except KeyringError as exc:
+            code = 0 if "cannot be opened" in str(exc) else 2
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status)
+
+
+def test_it_refuses_an_unreadable_keyring() -> None:
+    # Root reads any file, so the check runs as an unprivileged user, like the service user,
+    # in a folder that user may traverse: only the file's own mode stands in the way.
+    folder = Path(tempfile.mkdtemp(prefix="vigie-unreadable-"))
+    try:
+        folder.chmod(0o711)
+        ring = Keyring.create(folder / "keyring" / "keyring.json")
+        ring.path.parent.chmod(0o711)
+        ring.path.chmod(0o000)
+        assert _load_as_unprivileged_user(ring.path) == 0
+    finally:
+        shutil.rmtree(folder)
 
 
 def _valid(keyring: Keyring) -> dict[str, object]:
