@@ -8,11 +8,12 @@ from typing import Any
 from django.contrib import admin
 from django.http import HttpRequest
 
+from vigie.audit.admin_audit import AuditedAdminMixin
 from vigie.records.models import CareRelationship, Document, EmergencyAccess, Patient
 
 
 @admin.register(Patient)
-class PatientAdmin(admin.ModelAdmin[Patient]):
+class PatientAdmin(AuditedAdminMixin, admin.ModelAdmin[Patient]):
     list_display = ("ipp", "ins", "family_name", "given_names", "birth_date", "sex", "city")
     search_fields = ("=ipp", "=ins", "family_name", "given_names")
     list_filter = ("sex",)
@@ -20,7 +21,7 @@ class PatientAdmin(admin.ModelAdmin[Patient]):
 
 
 @admin.register(Document)
-class DocumentAdmin(admin.ModelAdmin[Document]):
+class DocumentAdmin(AuditedAdminMixin, admin.ModelAdmin[Document]):
     list_display = ("title", "kind", "patient", "clinical_date", "source_system", "size")
     list_filter = ("kind", "source_system")
     search_fields = ("=id", "title", "=patient__ipp")
@@ -51,7 +52,11 @@ class DocumentAdmin(admin.ModelAdmin[Document]):
 
 
 @admin.register(CareRelationship)
-class CareRelationshipAdmin(admin.ModelAdmin[CareRelationship]):
+class CareRelationshipAdmin(AuditedAdminMixin, admin.ModelAdmin[CareRelationship]):
+    def audit_action(self, obj: Any, verb: str) -> str:
+        # Granting and revoking access to a patient's record are the events a DPO looks for.
+        return {"add": "access.grant", "delete": "access.revoke"}.get(verb, "access.change")
+
     list_display = ("doctor", "patient", "role", "valid_from", "valid_until", "granted_by")
     list_filter = ("role",)
     search_fields = ("=patient__ipp", "patient__family_name", "doctor__username")
