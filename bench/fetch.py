@@ -373,10 +373,21 @@ def vigie_login(port: int, username: str, password: str, totp_key: str) -> str:
 
 
 def start_vigie(
-    work: Path, procs: Processes, pdf: bytes, workers: int, threads: int
+    work: Path,
+    procs: Processes,
+    pdf: bytes,
+    workers: int,
+    threads: int,
+    *,
+    name: str = "vigie",
+    wsgi_app: str | None = None,
 ) -> tuple[str, str, subprocess.Popen[bytes]]:
-    """(URL, Cookie header, server process) of the PDF served by Vigie in production mode."""
-    home = work / "vigie-home"
+    """(URL, Cookie header, server process) of the PDF served by Vigie in production mode.
+
+    `wsgi_app` runs granian on another WSGI entry (the benchmark-only no-audit build) instead
+    of `vigie serve`; everything else — home, keys, users, login — is set up the same way.
+    """
+    home = work / f"{name}-home"
     env = {
         k: v
         for k, v in os.environ.items()
@@ -410,9 +421,15 @@ def start_vigie(
     out = run("shell", "--no-imports", "-c", _SETUP.format(args=str(args_file), mark=_MARK))
     facts = json.loads(next(x for x in out.splitlines() if x.startswith(_MARK))[len(_MARK) :])
     port = free_port()
-    log = work / "vigie.log"
-    argv = [*vigie, "serve", "--host", "127.0.0.1", "--port", str(port)]
-    argv += ["--workers", str(workers), "--threads", str(threads)]
+    log = work / f"{name}.log"
+    if wsgi_app is None:
+        argv = [*vigie, "serve", "--host", "127.0.0.1", "--port", str(port)]
+        argv += ["--workers", str(workers), "--threads", str(threads)]
+    else:
+        env["PYTHONPATH"] = str(Path(__file__).resolve().parent.parent)
+        argv = [sys.executable, "-m", "granian", "--interface", "wsgi", "--host", "127.0.0.1"]
+        argv += ["--port", str(port), "--workers", str(workers)]
+        argv += ["--blocking-threads", str(threads), "--no-access-log", wsgi_app]
     process = procs.start(argv, log, env=env)
     wait_http(port, "/health", process, log)
     cookie = vigie_login(port, "bench.doctor", password, facts["totp_key"])
@@ -618,6 +635,18 @@ def run(
             vigie_url, cookie, server = start_vigie(work, procs, pdf, workers, threads)
             check_fetch(vigie_url, f"Cookie: {cookie}")
             targets["vigie"] = (vigie_url, f"Cookie: {cookie}")
+            # Same server, audit of reads off (benchmark build only): what the audit costs.
+            bare_url, bare_cookie, _bare = start_vigie(
+                work,
+                procs,
+                pdf,
+                workers,
+                threads,
+                name="vigie-noaudit",
+                wsgi_app="bench.noaudit_wsgi:application",
+            )
+            check_fetch(bare_url, f"Cookie: {bare_cookie}")
+            targets["vigie-noaudit"] = (bare_url, f"Cookie: {bare_cookie}")
         runs: dict[str, list[Run]] = {name: [] for name in targets}
         for index in range(rounds):
             print(f" round {index + 1}/{rounds}")
@@ -658,6 +687,12 @@ def run(
         "nginx_htpasswd_scheme": scheme,
         "nginx": summary["nginx"],
         "vigie": summary["vigie"],
+        "vigie_noaudit": summary.get("vigie-noaudit"),
+        "audit_cost_p50_ms": (
+            round(summary["vigie"]["p50_ms"] - summary["vigie-noaudit"]["p50_ms"], 2)
+            if "vigie-noaudit" in summary
+            else None
+        ),
         "ratio_vigie_over_nginx": round(ratio, 3),
         "targets": {
             "ratio_at_least": 0.5,
@@ -694,8 +729,10 @@ def main(argv: list[str] | None = None) -> None:
     if "partial" in results:
         print(json.dumps(results["nginx"], indent=2))
         return
-    for name in ("nginx", "vigie"):
-        r = results[name]
+    for name in ("nginx", "vigie", "vigie_noaudit"):
+        r = results.get(name)
+        if r is None:
+            continue
         print(
             f"{name:<6} {r['requests_per_s']:>9,.0f} req/s   p50 {r['p50_ms']:.2f} ms"
             f"   p99 {r['p99_ms']:.2f} ms   (median of {results['rounds']} runs)"
@@ -704,6 +741,11 @@ def main(argv: list[str] | None = None) -> None:
         f"ratio vigie/nginx {results['ratio_vigie_over_nginx']:.3f} (target ≥ 0.5); "
         f"vigie p99 {results['vigie']['p99_ms']:.2f} ms (target ≤ 25)"
     )
+    if results.get("audit_cost_p50_ms") is not None:
+        print(
+            f"audit cost at p50: {results['audit_cost_p50_ms']:.2f} ms "
+            "(vigie minus the benchmark-only no-audit build; target ≤ 1 ms)"
+        )
     for kind, title in (("self", "self time"), ("by_vigie_caller", "by Vigie caller")):
         if results["hottest_frames"].get(kind):
             print(f"hottest frames ({title}):")

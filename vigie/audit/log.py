@@ -301,6 +301,10 @@ class _Appender:
         error: BaseException | None = None
         head: HeadState | None = None
         try:
+            # This thread outlives requests, so Django's per-request connection checks never
+            # run for it: after a database restart or failover its connection would be dead
+            # and the first batch would fail. Check (and reopen) before each batch instead.
+            connection.close_if_unusable_or_obsolete()
             with transaction.atomic():
                 head = append_batch([job.event for job in batch if job.event is not None])
         except BaseException as exc:  # every waiter must be woken, whatever happened
