@@ -12,6 +12,7 @@ to the login page, or 400/401/403/404/405.
 from __future__ import annotations
 
 import http.client
+import re
 from collections import deque
 from dataclasses import dataclass
 from html.parser import HTMLParser
@@ -270,7 +271,13 @@ def _guessed_paths(live: Live) -> tuple[list[str], list[str]]:
 
 def _leaks(answer: Answer, names: list[str]) -> list[str]:
     text = answer.body + "\n".join(f"{k}: {v}" for k, v in answer.headers.items()).encode()
-    found = [name for name in names if name.encode() in text]
+    # Whole words only: a random document id echoed in a login redirect ("...RYGAY2j...")
+    # must not count as the patient "GAY", while "GAY Marie" in a page always does.
+    found = [
+        name
+        for name in names
+        if re.search(rb"(?<![A-Za-z0-9_])" + re.escape(name.encode()) + rb"(?![A-Za-z0-9_])", text)
+    ]
     if b"%PDF" in text:
         found.append("%PDF")
     return found
