@@ -82,6 +82,7 @@ INSTALLED_APPS = [
     "vigie.audit",
     "vigie.alerts",
     "vigie.portal",
+    "vigie.guard",
     "vigie.demo",
 ]
 
@@ -296,6 +297,12 @@ VIGIE_ALERT_WEBHOOK_TIMEOUT = env.integer("VIGIE_ALERT_WEBHOOK_TIMEOUT", 5, mini
 VIGIE_ALERT_SYSLOG = env.string("VIGIE_ALERT_SYSLOG")
 # Deliveries per channel per minute; beyond that alerts are stored (and counted) only.
 VIGIE_ALERT_RATE_PER_MINUTE = env.integer("VIGIE_ALERT_RATE_PER_MINUTE", 30, minimum=1)
+
+# --- exposure guard ---
+# The declared exposure and how the guard watches it (see vigie/guard/policy.py).
+VIGIE_POLICY_FILE = env.path("VIGIE_POLICY_FILE", VIGIE_HOME / "vigie-policy.toml")
+# The portal shows administrators a red banner when the guard has been silent this long.
+VIGIE_GUARD_SILENCE_SECONDS = env.integer("VIGIE_GUARD_SILENCE_SECONDS", 120, minimum=10)
 
 LOGGING = {
     "version": 1,

@@ -1,0 +1,1 @@
+"""Signal receivers of the guard (the canary tripwire connects here)."""
