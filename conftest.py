@@ -30,3 +30,7 @@ def vault_home(tmp_path: Path, settings: pytest.FixtureRequest) -> Path:
     settings.VIGIE_KEYRING_FILE = tmp_path / "keyring" / "keyring.json"  # type: ignore[attr-defined]
     Keyring.create(tmp_path / "keyring" / "keyring.json")
     return tmp_path
+
+
+# Real nftables in a throwaway network namespace (vigie/guard/testing.py).
+from vigie.guard.testing import netns  # noqa: E402, F401

@@ -35,6 +35,11 @@ _TIMEOUT_SECONDS = 30.0
 _DELETED_RE = re.compile(r"(\d+) flow entries have been deleted")
 
 
+# Tests run the real nft inside a network namespace of their own, never on the host's
+# ruleset: they set this to the namespace's name (see vigie/guard/testing.py).
+NETNS: str | None = None
+
+
 class NftUnavailable(RuntimeError):
     """nftables cannot be used here (not installed, not permitted); the message says why."""
 
@@ -54,7 +59,7 @@ class WindowElement:
 def _binary(name: str) -> str:
     path = shutil.which(name) or shutil.which(name, path="/usr/sbin:/sbin")
     if path is None:
-        package = "nftables" if name == "nft" else "conntrack"
+        package = {"nft": "nftables", "ip": "iproute2"}.get(name, name)
         raise NftUnavailable(
             f"`{name}` is not installed (Debian package `{package}`): maintenance windows "
             "need nftables, and Vigie will not pretend to open or close a port without it"
@@ -62,11 +67,18 @@ def _binary(name: str) -> str:
     return path
 
 
+def _command(name: str) -> list[str]:
+    binary = _binary(name)
+    if NETNS is None:
+        return [binary]
+    return [_binary("ip"), "netns", "exec", NETNS, binary]
+
+
 def run(args: list[str], *, script: str | None = None) -> str:
     """Run nft with `args` (and a script on stdin); return its output or raise."""
     try:
         proc = subprocess.run(  # noqa: S603  (fixed program, arguments built here)
-            [_binary("nft"), *args],
+            [*_command("nft"), *args],
             input=script,
             capture_output=True,
             text=True,
@@ -253,7 +265,7 @@ def ruleset() -> dict[str, Any]:
 
 def flush_conntrack(source: str, port: int | None = None) -> int:
     """Delete connection-tracking entries from `source` (to `port`); the number deleted."""
-    args = [_binary("conntrack"), "-D", "-s", str(ipaddress.ip_address(source))]
+    args = [*_command("conntrack"), "-D", "-s", str(ipaddress.ip_address(source))]
     if port is not None:
         args += ["-p", "tcp", "--dport", str(int(port))]
     proc = subprocess.run(  # noqa: S603  (fixed program, validated address)
@@ -269,7 +281,7 @@ def flush_conntrack(source: str, port: int | None = None) -> int:
 def monitor() -> subprocess.Popen[str]:
     """`nft monitor ruleset`: one line per change, as it happens (the caller reads stdout)."""
     return subprocess.Popen(  # noqa: S603  (fixed program and arguments)
-        [_binary("nft"), "monitor", "ruleset"],
+        [*_command("nft"), "monitor", "ruleset"],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
