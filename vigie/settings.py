@@ -103,7 +103,11 @@ MIDDLEWARE = [
     "django_otp.middleware.OTPMiddleware",
     # Expired sessions are flushed before deny-by-default looks at who is asking.
     "vigie.accounts.middleware.SessionPolicyMiddleware",
+    # Before deny-by-default: a decoy touched by an outsider (no session) must alarm too.
+    "vigie.guard.tripwire.CanaryTripwireMiddleware",
     "vigie.portal.middleware.DenyByDefaultMiddleware",
+    # After deny-by-default: only signed-in users reach it; in lockdown no records are served.
+    "vigie.guard.middleware.LockdownMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     # Last, as django-axes requires: it turns a lockout flagged during the view into 429.
@@ -124,6 +128,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "vigie.lib.context.vigie_mode",
+                "vigie.guard.context.guard_status",
             ],
         },
     },

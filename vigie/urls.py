@@ -23,5 +23,6 @@ urlpatterns = [
     path("accounts/", include("vigie.accounts.urls")),
     path("audit/", include("vigie.audit.urls")),
     path("alerts/", include("vigie.alerts.urls")),
+    path("guard/", include("vigie.guard.urls")),
     path("admin/", admin.site.urls),
 ]
