@@ -32,6 +32,13 @@ TABLE_NAME = "vigie"
 TABLE = f"{TABLE_FAMILY} {TABLE_NAME}"
 WINDOW_SETS = ("window4", "window6")
 _TIMEOUT_SECONDS = 30.0
+# One element of a window set in `nft list set` output: "10.1.2.3 . 8443 timeout 5s expires 4s820ms".
+_ELEMENT_RE = re.compile(
+    r"(?P<source>[0-9a-fA-F:.]+) \. (?P<port>\d+)"
+    r"(?: timeout (?P<timeout>[0-9dhms]+))?(?: expires (?P<expires>[0-9dhms]+))?"
+)
+_NFT_DURATION_PART_RE = re.compile(r"(\d+)(ms|d|h|m|s)")
+_NFT_UNITS = {"d": 86400.0, "h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
 _DELETED_RE = re.compile(r"(\d+) flow entries have been deleted")
 
 
@@ -230,31 +237,35 @@ def remove_window(source: str, port: int) -> bool:
 
 
 def list_windows() -> list[WindowElement]:
-    """The window elements the kernel holds right now."""
+    """The window elements the kernel holds right now (expired ones excluded).
+
+    Read from nft's text output: its JSON rounds `expires` down to whole seconds and still
+    lists elements that expired but were not yet garbage-collected.
+    """
     windows: list[WindowElement] = []
     for name in WINDOW_SETS:
         try:
-            data = json.loads(run(["-j", "list", "set", TABLE_FAMILY, TABLE_NAME, name]))
+            text = run(["list", "set", TABLE_FAMILY, TABLE_NAME, name])
         except NftError:
             continue
-        for item in data.get("nftables", []):
-            for element in item.get("set", {}).get("elem", []) or []:
-                windows.append(_parse_element(element))
+        for match in _ELEMENT_RE.finditer(text):
+            expires = match.group("expires")
+            windows.append(
+                WindowElement(
+                    source=match.group("source"),
+                    port=int(match.group("port")),
+                    expires_in=parse_nft_duration(expires) if expires else None,
+                )
+            )
     return windows
 
 
-def _parse_element(element: Any) -> WindowElement:
-    expires: float | None = None
-    value = element
-    if isinstance(element, dict) and "elem" in element:
-        expires = element["elem"].get("expires")
-        value = element["elem"]["val"]
-    parts = value["concat"]
-    return WindowElement(
-        source=str(parts[0]),
-        port=int(parts[1]),
-        expires_in=float(expires) if expires is not None else None,
-    )
+def parse_nft_duration(text: str) -> float:
+    """nft's durations: '1d2h3m4s500ms', '288ms', '2h' → seconds."""
+    parts = _NFT_DURATION_PART_RE.findall(text)
+    if not parts or "".join(f"{n}{u}" for n, u in parts) != text:
+        raise NftError(f"nft: unexpected duration {text!r}")
+    return sum(int(number) * _NFT_UNITS[unit] for number, unit in parts)
 
 
 def ruleset() -> dict[str, Any]:
