@@ -27,6 +27,11 @@ queued in one transaction, one commit, one fsync, then wakes each waiter (or han
 same `AuditUnavailable`). Under load a read costs a share of an fsync, and still no read
 returns before its own event is durable. Across processes the append lock serialises
 batches. `VIGIE_AUDIT_GROUP_COMMIT=false` commits each event on the calling thread instead.
+
+Hook — `event_recorded` is sent once an event is durable (right away outside a transaction,
+at the caller's commit inside one; never for a rolled-back event), on the recording thread,
+with `event=` and `request=` (or None). Receivers cannot break `record()`: their errors are
+logged. The canary tripwire listens here, so any path that audits a touch of a decoy alarms.
 """
 
 from __future__ import annotations
@@ -43,6 +48,7 @@ from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.db import DatabaseError, connection, transaction
+from django.dispatch import Signal
 from django.utils import timezone
 
 from vigie.audit import chain
@@ -65,6 +71,20 @@ _REQUEST_ID_KEY = "VIGIE_REQUEST_ID"
 # The longest a caller waits for the appender before giving up (and not disclosing).
 _WAIT_SECONDS = 30.0
 _MAX_BATCH = 500
+
+
+# Sent after an event is durable, with `event=` (the AuditEvent) and `request=` (or None).
+event_recorded = Signal()
+
+
+def _announce(event: AuditEvent, request: HttpRequest | None) -> None:
+    # Robust: the event is already durable, so a failing receiver must not turn a recorded
+    # read into an error for the caller.
+    for receiver, result in event_recorded.send_robust(
+        sender=AuditEvent, event=event, request=request
+    ):
+        if isinstance(result, Exception):
+            logger.error("audit receiver %r failed for %s", receiver, event.action, exc_info=result)
 
 
 class AuditUnavailable(Exception):
@@ -112,15 +132,19 @@ def record(
         except DatabaseError as exc:
             raise AuditUnavailable(f"audit log unavailable: {exc}") from exc
         transaction.on_commit(lambda: _after_commit(head))
+        transaction.on_commit(lambda: _announce(event, request))
         return event
     if settings.VIGIE_AUDIT_GROUP_COMMIT:
-        return _appender().submit(event)
+        _appender().submit(event)
+        _announce(event, request)
+        return event
     try:
         with transaction.atomic():
             head = append_batch([event])
     except DatabaseError as exc:
         raise AuditUnavailable(f"audit log unavailable: {exc}") from exc
     _after_commit(head)
+    _announce(event, request)
     return event
 
 

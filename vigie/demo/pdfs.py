@@ -570,7 +570,7 @@ def _certificate(spec: DocumentSpec, cert: Certificate, patient: PatientSpec) ->
 # --- entry point ------------------------------------------------------------------------------
 
 
-def _footer(spec: DocumentSpec) -> Callable[[Canvas, SimpleDocTemplate], None]:
+def _footer(spec: DocumentSpec, notice: str) -> Callable[[Canvas, SimpleDocTemplate], None]:
     def draw(canvas: Canvas, doc: SimpleDocTemplate) -> None:
         canvas.saveState()
         canvas.setStrokeColor(RULE)
@@ -579,15 +579,20 @@ def _footer(spec: DocumentSpec) -> Callable[[Canvas, SimpleDocTemplate], None]:
         canvas.setFillColor(GREY)
         canvas.setFont("Helvetica", 7)
         canvas.drawString(MARGIN, 8 * mm, f"{spec.source_system} · {spec.external_id}")
-        canvas.drawCentredString(PAGE_WIDTH / 2, 8 * mm, FOOTER)
+        if notice:
+            canvas.drawCentredString(PAGE_WIDTH / 2, 8 * mm, notice)
         canvas.drawRightString(PAGE_WIDTH - MARGIN, 8 * mm, f"Page {doc.page}")
         canvas.restoreState()
 
     return draw
 
 
-def render_document(spec: DocumentSpec, patient: PatientSpec) -> bytes:
-    """The PDF of `spec` for `patient`; byte-identical for equal arguments."""
+def render_document(spec: DocumentSpec, patient: PatientSpec, *, fictitious: bool = True) -> bytes:
+    """The PDF of `spec` for `patient`; byte-identical for equal arguments.
+
+    `fictitious=False` leaves out the demo notice (footer and metadata): decoy documents must
+    not tell a thief who got their bytes that they are decoys.
+    """
     if spec.patient_ipp != patient.ipp:
         raise ValueError(
             f"document {spec.external_id} belongs to {spec.patient_ipp}, not {patient.ipp}"
@@ -613,12 +618,12 @@ def render_document(spec: DocumentSpec, patient: PatientSpec) -> bytes:
         bottomMargin=17 * mm,
         title=f"{spec.title} — {patient.family_name.upper()} {patient.first_given_name}",
         author=spec.author,
-        subject=FOOTER,
-        creator="Vigie (démonstration)",
-        keywords="document fictif, démonstration",
+        subject=FOOTER if fictitious else spec.title,
+        creator="Vigie (démonstration)" if fictitious else spec.source_system,
+        keywords="document fictif, démonstration" if fictitious else "",
         lang="fr-FR",
         invariant=1,
     )
-    footer = _footer(spec)
+    footer = _footer(spec, FOOTER if fictitious else "")
     doc.build(flow, onFirstPage=footer, onLaterPages=footer)
     return buffer.getvalue()

@@ -1,0 +1,574 @@
+"""Decoy patients and documents: in nobody's scope, so any touch of one is an intrusion.
+
+`create_canaries()` seeds decoys that look exactly like real records: a patient built by the
+demo clinic's generators (French names, a valid INS, an IPP shaped like this clinic's own),
+documents rendered by the demo PDF generators and stored through `records.ingest` (encrypted
+like any other). No care relationship is ever made, so no doctor lists or opens them; only
+the `Canary` row (IT's label) tells them apart.
+
+A touch is caught on two paths, each cheap enough to run on every request or event:
+
+* HTTP (`check_request`, called by the tripwire middleware before deny-by-default): the
+  path's segments and the query string's values are looked up in an in-process set of decoy
+  tokens (public ids, document ids, admin primary keys). This sees outsiders without a
+  session, the incident's case: a leaked link fetched while the firewall was open.
+* Audit (`on_event_recorded`, connected to `audit.log.event_recorded`): every path that
+  touches a patient (portal refusals, break-the-glass, admin changes, intake, API) records
+  an event naming the patient; an event naming a decoy trips.
+
+Either way `trip()` raises a critical alert to IT and to the DPO naming the actor, address
+and user agent, records `guard.canary.touched`, and counts the touch, synchronously (the
+alert is stored before the response leaves). One request trips once. The response itself is
+never changed: the outsider gets the same login page or 404 as for any other URL.
+The guard's own outside-in probe signs its requests (`probe_auth`); a valid signature is
+recorded as `guard.canary.probed`, without an alarm.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import random
+import re
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from django.contrib.admin.utils import unquote
+from django.db import DatabaseError, transaction
+from django.db.models import F
+from django.http import HttpRequest, QueryDict
+from django.utils import timezone
+
+from vigie.alerts.models import Audience, Severity
+from vigie.alerts.services import raise_alert
+from vigie.audit.log import record, request_id
+from vigie.audit.models import AuditEvent
+from vigie.demo.clinic import Clinic, DocumentSpec, PatientSpec, build_clinic
+from vigie.demo.pdfs import render_document
+from vigie.guard import probe_auth
+from vigie.guard.models import Canary
+from vigie.records.identifiers import InvalidIdentifier, validate_ipp
+from vigie.records.ingest import DocumentMeta, ingest
+from vigie.records.models import Document, Patient
+
+logger = logging.getLogger(__name__)
+
+# How stale the in-process token set may be. A decoy created by `vigie canary create` in
+# another process is armed in every web worker within this delay; the refresh is 2 queries.
+REFRESH_SECONDS = 2.0
+
+ALERT_KIND = "guard.canary.touched"
+ACTION_CREATED = "guard.canary.created"
+ACTION_TOUCHED = "guard.canary.touched"
+ACTION_PROBED = "guard.canary.probed"
+_OWN_ACTIONS = "guard.canary."
+
+# Set on request.META once a request has tripped (or was a signed probe): the middleware and
+# the audit hook both see the same request, and one request is one alarm.
+_REQUEST_MARK = "VIGIE_CANARY"
+# Same, for events recorded without the request object but with its request id.
+_RECENT_REQUESTS = 1024
+
+# Demo-clinic patients built per attempt: enough that several follow nobody at all.
+_POOL_PATIENTS = 20
+_ATTEMPTS = 20
+_IPP_PATTERN = re.compile(r"^(.*?)(\d+)$")
+
+
+# --- the in-process index of decoy tokens --------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Snapshot:
+    # Public ids and document ids: random, so a match in any path segment or query value
+    # cannot be a coincidence.
+    tokens: Mapping[str, int]
+    documents: frozenset[str]
+    # IPP and INS: matched in query values only (a search for exactly that identifier).
+    identifiers: Mapping[str, int]
+    # Patient primary keys: small integers, so matched only where the admin puts them
+    # (/…/records/patient/<pk>/) and in audit events.
+    patients: Mapping[int, int]
+    loaded_at: float
+
+
+_EMPTY = _Snapshot({}, frozenset(), {}, {}, float("-inf"))
+
+
+@dataclass(frozen=True)
+class Match:
+    canary_id: int
+    token: str
+    document_id: str = ""
+
+
+class DecoyIndex:
+    """What identifies a decoy, refreshed from the database at most every REFRESH_SECONDS."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._snapshot = _EMPTY
+
+    def invalidate(self) -> None:
+        self._snapshot = _EMPTY
+
+    def current(self) -> _Snapshot:
+        snapshot = self._snapshot
+        if time.monotonic() - snapshot.loaded_at < REFRESH_SECONDS:
+            return snapshot
+        with self._lock:
+            snapshot = self._snapshot
+            if time.monotonic() - snapshot.loaded_at < REFRESH_SECONDS:
+                return snapshot  # another thread refreshed while we waited
+            try:
+                snapshot = _load()
+            except DatabaseError:
+                # A database hiccup must not take requests down; keep the last known decoys
+                # and try again on the next request.
+                logger.exception("could not refresh the decoy index")
+                return self._snapshot
+            self._snapshot = snapshot
+            return snapshot
+
+    def match_request(self, path: str, query_string: str) -> Match | None:
+        snapshot = self.current()
+        if not snapshot.patients:
+            return None
+        segments = [s for s in path.split("/") if s]
+        for position, segment in enumerate(segments):
+            found = _token_match(snapshot, segment)
+            if found is not None:
+                return found
+            if (
+                segment == "patient"
+                and position >= 1
+                and segments[position - 1] == "records"
+                and position + 1 < len(segments)
+            ):
+                found = _patient_pk_match(snapshot, unquote(segments[position + 1]))
+                if found is not None:
+                    return found
+        if query_string:
+            for key, values in QueryDict(query_string).lists():
+                for value in values:
+                    found = _token_match(snapshot, value) or _identifier_match(snapshot, value)
+                    if found is None and _names_a_patient(key):
+                        found = _patient_pk_match(snapshot, value)
+                    if found is None and "/" in value:
+                        # A decoy link inside a link: the login page's ?next=/documents/…/,
+                        # which is what a search engine indexes when it meets the login wall.
+                        found = next(
+                            filter(None, (_token_match(snapshot, s) for s in value.split("/"))),
+                            None,
+                        )
+                    if found is not None:
+                        return found
+        return None
+
+    def match_event(self, event: AuditEvent) -> Match | None:
+        snapshot = self.current()
+        if event.patient_id is not None and event.patient_id in snapshot.patients:
+            return Match(snapshot.patients[event.patient_id], f"patient:{event.patient_id}")
+        if event.document_id:
+            return _token_match(snapshot, event.document_id)
+        return None
+
+
+def _load() -> _Snapshot:
+    tokens: dict[str, int] = {}
+    identifiers: dict[str, int] = {}
+    patients: dict[int, int] = {}
+    rows = Canary.objects.values_list(
+        "pk", "patient_id", "patient__public_id", "patient__ipp", "patient__ins"
+    )
+    for canary_id, patient_id, public_id, ipp, ins in rows:
+        patients[patient_id] = canary_id
+        tokens[public_id] = canary_id
+        identifiers[ipp] = canary_id
+        if ins:
+            identifiers[ins] = canary_id
+    documents = Document.objects.filter(patient_id__in=list(patients)).values_list(
+        "pk", "patient_id"
+    )
+    for document_id, patient_id in documents:
+        tokens[document_id] = patients[patient_id]
+    document_ids = frozenset(document_id for document_id, _patient in documents)
+    return _Snapshot(tokens, document_ids, identifiers, patients, time.monotonic())
+
+
+def _token_match(snapshot: _Snapshot, value: str) -> Match | None:
+    canary_id = snapshot.tokens.get(value)
+    if canary_id is None and "_" in value:
+        # The admin escapes "_" (and a few others) in the primary keys it puts in URLs.
+        value = unquote(value)
+        canary_id = snapshot.tokens.get(value)
+    if canary_id is None:
+        return None
+    return Match(canary_id, value, document_id=value if value in snapshot.documents else "")
+
+
+def _identifier_match(snapshot: _Snapshot, value: str) -> Match | None:
+    canary_id = snapshot.identifiers.get(value.strip())
+    return None if canary_id is None else Match(canary_id, value.strip())
+
+
+def _patient_pk_match(snapshot: _Snapshot, value: str) -> Match | None:
+    if not value.isdigit():
+        return None
+    canary_id = snapshot.patients.get(int(value))
+    return None if canary_id is None else Match(canary_id, f"patient:{value}")
+
+
+def _names_a_patient(key: str) -> bool:
+    # The admin's filters and raw-id lookups: ?patient=…, ?patient__id__exact=…, ?patient_id=…
+    return key.split("__")[0] in {"patient", "patient_id"}
+
+
+decoys = DecoyIndex()
+
+
+# --- a touch, and the alarm -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Touch:
+    """Who touched a decoy, from where, and how (`via`: "http" or the revealing audit action)."""
+
+    actor: str
+    address: str
+    user_agent: str
+    path: str
+    via: str
+    request_id: str = ""
+    token: str = ""
+    document_id: str = ""
+    probe_header: str = ""  # "", or "invalid" when a probe signature was sent but refused
+
+
+def _actor_of(request: HttpRequest) -> str:
+    user = getattr(request, "user", None)
+    if user is not None and user.is_authenticated:
+        return str(user.get_username())
+    return "anonymous"
+
+
+def touch_from_request(request: HttpRequest, match: Match, *, via: str = "http") -> Touch:
+    meta = request.META
+    return Touch(
+        actor=_actor_of(request),
+        address=str(meta.get("REMOTE_ADDR") or ""),
+        user_agent=str(meta.get("HTTP_USER_AGENT") or "")[:256],
+        path=request.get_full_path()[:500],
+        via=via,
+        request_id=request_id(request),
+        token=match.token,
+        document_id=match.document_id,
+        probe_header="invalid" if meta.get(probe_auth.META_KEY) else "",
+    )
+
+
+def touch_from_event(event: AuditEvent, match: Match) -> Touch:
+    return Touch(
+        # No actor and no address: a process of our own (a command, a task), not a visitor.
+        actor=event.actor_username or ("anonymous" if event.source_ip else "system"),
+        address=event.source_ip,
+        user_agent=event.user_agent,
+        path="",
+        via=event.action,
+        request_id=event.request_id,
+        token=match.token,
+        document_id=event.document_id or match.document_id,
+    )
+
+
+_recent_lock = threading.Lock()
+_recent: OrderedDict[str, None] = OrderedDict()
+
+
+def _claim(request: HttpRequest | None, request_id: str) -> bool:
+    """True the first time a request asks; False for every later touch in the same request."""
+    if request is not None:
+        if request.META.get(_REQUEST_MARK):
+            return False
+        request.META[_REQUEST_MARK] = "touched"
+    if request_id:
+        with _recent_lock:
+            if request_id in _recent:
+                return False
+            _recent[request_id] = None
+            while len(_recent) > _RECENT_REQUESTS:
+                _recent.popitem(last=False)
+    return True
+
+
+def _is_signed_probe(request: HttpRequest | None) -> bool:
+    if request is None:
+        return False
+    header = request.META.get(probe_auth.META_KEY)
+    return isinstance(header, str) and probe_auth.is_valid(request.path, header)
+
+
+def trip(canary: Canary, touch: Touch, *, request: HttpRequest | None = None) -> None:
+    """Alarm: critical alerts to IT and to the DPO, an audit event, the touch counted.
+
+    Never raises: it runs in the middle of someone else's request, whose answer must not
+    change (a decoy must not reveal itself by a 500).
+    """
+    # Stored data delivered to e-mail, webhook and syslog, in one language for every
+    # channel: not translated with the language of whoever happened to trip it.
+    where = f" at {touch.path}" if touch.path else f" via {touch.via}"
+    summary = (
+        f"Decoy touched: {canary} by {touch.actor} from {touch.address or 'unknown address'}"
+        f" ({touch.user_agent or 'no user agent'}){where}"
+    )
+    details: dict[str, Any] = {
+        "decoy": str(canary),
+        "canary_id": canary.pk,
+        "actor": touch.actor,
+        "address": touch.address,
+        "user_agent": touch.user_agent,
+        "path": touch.path,
+        "via": touch.via,
+        "token": touch.token,
+        "document_id": touch.document_id,
+        "request_id": touch.request_id,
+    }
+    if touch.probe_header:
+        details["probe_signature"] = touch.probe_header
+    for audience in (Audience.ADMIN, Audience.AUDITOR):
+        try:
+            raise_alert(
+                ALERT_KIND,
+                severity=Severity.CRITICAL,
+                summary=summary,
+                details=details,
+                # Repeats by the same actor from the same address count up one alert;
+                # a new address or actor is a new alert.
+                dedupe_key=f"{ALERT_KIND}:{canary.pk}:{audience}:{touch.actor}:{touch.address}",
+                audience=audience,
+            )
+        except Exception:  # the other audience and the audit event must still happen
+            logger.exception("could not raise the decoy alert for %s", audience)
+    try:
+        Canary.objects.filter(pk=canary.pk).update(
+            touches=F("touches") + 1, last_touched_at=timezone.now()
+        )
+    except DatabaseError:
+        logger.exception("could not count the touch of decoy %s", canary.pk)
+    try:
+        record(
+            ACTION_TOUCHED,
+            request=request,
+            patient=canary.patient,
+            document=_document(touch.document_id),
+            outcome="denied",
+            reason="decoy",
+            extra={k: v for k, v in details.items() if k not in {"canary_id"}},
+        )
+    except Exception:  # the alerts are stored; an audit outage is alerted on its own
+        logger.exception("could not record the touch of decoy %s", canary.pk)
+
+
+def _document(document_id: str) -> Document | None:
+    if not document_id:
+        return None
+    return Document.objects.filter(pk=document_id).select_related("patient").first()
+
+
+def _touched(match: Match, touch: Touch, request: HttpRequest | None) -> None:
+    if not _claim(request, touch.request_id):
+        return
+    canary = Canary.objects.select_related("patient").filter(pk=match.canary_id).first()
+    if canary is None:
+        return  # removed since the index was loaded
+    if _is_signed_probe(request):
+        assert request is not None  # noqa: S101 - _is_signed_probe(None) is False
+        request.META[_REQUEST_MARK] = "probed"
+        try:
+            record(
+                ACTION_PROBED,
+                request=request,
+                patient=canary.patient,
+                document=_document(touch.document_id),
+                extra={"decoy": str(canary), "path": touch.path, "token": touch.token},
+            )
+        except Exception:  # the probe's request must be answered like any other
+            logger.exception("could not record the probe of decoy %s", canary.pk)
+        return
+    trip(canary, touch, request=request)
+
+
+def check_request(request: HttpRequest) -> None:
+    """The HTTP path: trip if the request's path or query string names a decoy."""
+    match = decoys.match_request(request.path, request.META.get("QUERY_STRING", ""))
+    if match is not None:
+        _touched(match, touch_from_request(request, match), request)
+
+
+def on_event_recorded(
+    sender: object, *, event: AuditEvent, request: HttpRequest | None = None, **kwargs: Any
+) -> None:
+    """The audit path: trip when a durable event names a decoy patient or document."""
+    if event.action.startswith(_OWN_ACTIONS):
+        return  # our own events name the decoy on purpose
+    match = decoys.match_event(event)
+    if match is None:
+        return
+    if request is not None:
+        touch = touch_from_request(request, match, via=event.action)
+        if event.actor_username:
+            # The event may name an actor the request's user does not (a login attempt).
+            touch = replace(touch, actor=event.actor_username)
+    else:
+        touch = touch_from_event(event, match)
+    _touched(match, touch, request)
+
+
+# --- creating decoys ------------------------------------------------------------------------
+
+
+def create_canaries(
+    count: int = 1, *, documents_per_patient: int = 2, rng: random.Random | None = None
+) -> list[Canary]:
+    """Seed `count` decoy patients, each with `documents_per_patient` stored documents."""
+    if count < 1:
+        raise ValueError("count must be at least 1")
+    if documents_per_patient < 1:
+        raise ValueError("documents_per_patient must be at least 1")
+    # The system's generator by default: decoys must not be predictable from the demo
+    # clinic's seed (the demo's own generators only ever see a seed drawn from it).
+    rng = rng or random.SystemRandom()
+    created = []
+    for _ in range(count):
+        created.append(_create_one(rng, documents_per_patient))
+    decoys.invalidate()
+    return created
+
+
+def _create_one(rng: random.Random, documents: int) -> Canary:
+    spec, specs = _pick(rng, documents)
+    ipp = _ipp_like_ours(rng, spec.ipp)
+    spec = replace(spec, ipp=ipp)
+    patient = Patient(
+        ipp=ipp,
+        ins=spec.ins,
+        family_name=spec.family_name,
+        given_names=spec.given_names,
+        birth_date=spec.birth_date,
+        sex=spec.sex,
+        address_line=spec.address_line,
+        postal_code=spec.postal_code,
+        city=spec.city,
+        created_at=_plausible_creation(rng),
+    )
+    patient.full_clean()
+    patient.save()
+    for doc in specs:
+        doc = replace(doc, patient_ipp=ipp)
+        ingest(
+            patient,
+            DocumentMeta(
+                kind=doc.kind,
+                title=doc.title,
+                clinical_date=doc.clinical_date,
+                author=doc.author,
+                source_system=doc.source_system,
+            ),
+            io.BytesIO(render_document(doc, spec, fictitious=False)),
+        )
+    # Last: until this row exists the patient is not a decoy, so the ingest events above do
+    # not trip. (A crash before it leaves an unlabelled patient in nobody's scope: harmless.)
+    with transaction.atomic():
+        label = f"decoy {Canary.objects.count() + 1}"
+        canary = Canary.objects.create(patient=patient, label=label)
+        record(
+            ACTION_CREATED,
+            patient=patient,
+            extra={"label": label, "documents": len(specs)},
+        )
+    return canary
+
+
+def _pick(rng: random.Random, documents: int) -> tuple[PatientSpec, list[DocumentSpec]]:
+    """A demo patient nobody follows, with an INS free here and enough past documents."""
+    today = timezone.localdate()
+    for _ in range(_ATTEMPTS):
+        clinic = build_clinic(
+            seed=rng.randrange(2**32),
+            patients=_POOL_PATIENTS,
+            documents=_POOL_PATIENTS * (documents + 2),
+        )
+        candidates = _candidates(clinic, today, documents)
+        rng.shuffle(candidates)
+        for spec, specs in candidates:
+            if Patient.objects.filter(ins=spec.ins).exists():
+                continue
+            chosen = sorted(rng.sample(specs, documents), key=lambda d: d.clinical_date)
+            return spec, chosen
+    raise RuntimeError("could not draw a decoy patient; try again")
+
+
+def _candidates(
+    clinic: Clinic, today: date, documents: int
+) -> list[tuple[PatientSpec, list[DocumentSpec]]]:
+    followed = {r.patient_ipp for r in clinic.relationships}
+    found = []
+    for spec in clinic.patients:
+        # Nobody follows them in the demo either, so no document names one of our doctors;
+        # with an INS, like most real patients (and findable by break-the-glass, as bait).
+        if spec.ipp in followed or spec.ins is None:
+            continue
+        past = [d for d in clinic.documents_of(spec.ipp) if d.clinical_date <= today]
+        if len(past) >= documents:
+            found.append((spec, past))
+    return found
+
+
+def _ipp_like_ours(rng: random.Random, fallback: str) -> str:
+    """An unused IPP shaped like this clinic's own: same prefix and width, a number within
+    the range in use (a decoy's IPP must not stand out among sequential numbers)."""
+    recent = list(
+        Patient.objects.exclude(pk__in=Canary.objects.values("patient_id"))
+        .order_by("-pk")
+        .values_list("ipp", flat=True)[:200]
+    )
+    pattern = _IPP_PATTERN.match(rng.choice(recent)) if recent else None
+    for attempt in range(100):
+        if pattern is None:
+            # No patient yet: the demo clinic's own format.
+            candidate = fallback if attempt == 0 else f"IPP{rng.randrange(1_000_000, 10_000_000)}"
+        else:
+            prefix, digits = pattern.group(1), pattern.group(2)
+            numbers = [
+                int(m.group(2))
+                for ipp in recent
+                if (m := _IPP_PATTERN.match(ipp))
+                and m.group(1) == prefix
+                and len(m.group(2)) == len(digits)
+            ]
+            low, high = min(numbers), max(numbers)
+            if high - low < 100:
+                high = low + 1000
+            number = rng.randint(low, min(high, 10 ** len(digits) - 1))
+            candidate = f"{prefix}{number:0{len(digits)}d}"
+        try:
+            candidate = validate_ipp(candidate)
+        except InvalidIdentifier:
+            continue
+        if not Patient.objects.filter(ipp=candidate).exists():
+            return candidate
+    raise RuntimeError("could not find a free IPP for a decoy")
+
+
+def _plausible_creation(rng: random.Random) -> datetime:
+    """Spread the decoys' creation dates over the clinic's history, not all at one moment."""
+    now = timezone.now()
+    first = Patient.objects.order_by("created_at").values_list("created_at", flat=True).first()
+    start = first if first is not None and first < now else now - timedelta(days=365)
+    span = max(int((now - start).total_seconds()), 1)
+    return start + timedelta(seconds=rng.randrange(span))
