@@ -1,0 +1,117 @@
+"""The dead man's switch: the guard says it is alive, and the portal notices when it stops.
+
+A guard that died is worse than none: everyone believes the perimeter is watched. So the
+guard daemon calls `beat()` every minute. The beat is written where the portal reads it
+(`GuardState.last_heartbeat`, so administrators get a red banner when it goes stale) and,
+if a URL is configured, POSTed to an outside monitor (a healthchecks-style endpoint), which
+notices the silence even when the whole machine is gone.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import urllib.request
+from datetime import datetime
+from typing import Any
+
+from django.conf import settings
+from django.db import DatabaseError
+from django.db.models import Q, QuerySet
+from django.utils import timezone
+
+from vigie.alerts.models import Alert
+from vigie.guard.models import GuardState, MaintenanceWindow
+
+logger = logging.getLogger(__name__)
+
+# The alert kinds the guard raises; also what the guard page lists for acknowledgement.
+GUARD_ALERT_PREFIXES = ("guard.", "maintenance.")
+
+
+def open_guard_alerts() -> QuerySet[Alert]:
+    """Unacknowledged alerts about the perimeter."""
+    kinds = Q()
+    for prefix in GUARD_ALERT_PREFIXES:
+        kinds |= Q(kind__startswith=prefix)
+    return Alert.objects.filter(kinds, acknowledged_at__isnull=True)
+
+
+def beat(url: str = "", *, timeout: float = 5) -> None:
+    """Record that the guard is alive and, if `url` is set, tell the outside monitor.
+
+    Never raises: a monitor that is down, or a database hiccup, must not kill the guard
+    (that would turn a small problem into the silence this switch exists to catch).
+    """
+    now = timezone.now()
+    payload: dict[str, Any] = {
+        "status": "alive",
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        "time": now.isoformat(),
+    }
+    try:
+        _record_beat(now, host=payload["host"], pid=payload["pid"])
+        state = GuardState.objects.get(pk=GuardState.SINGLETON)
+        payload["lockdown"] = state.lockdown
+        payload["open_windows"] = MaintenanceWindow.objects.open().count()
+        payload["open_alerts"] = open_guard_alerts().count()
+    except DatabaseError:
+        # The guard is alive but the portal cannot see it: the monitor should hear both.
+        logger.exception("heartbeat: cannot write the guard state")
+        payload.update(status="degraded", lockdown=None, open_windows=None, open_alerts=None)
+    if url:
+        _post(url, payload, timeout=timeout)
+
+
+def _record_beat(now: datetime, *, host: str, pid: int) -> None:
+    # A column update, not `state.save()`: the guard may engage lockdown (or an admin clear
+    # it) between our read and our write, and a full-row save would undo that change.
+    fields = {"last_heartbeat": now, "guard_pid": pid, "guard_host": host[:200]}
+    if not GuardState.objects.filter(pk=GuardState.SINGLETON).update(**fields):
+        GuardState.get()
+        GuardState.objects.filter(pk=GuardState.SINGLETON).update(**fields)
+
+
+def _post(url: str, payload: dict[str, Any], *, timeout: float) -> None:
+    if not url.startswith(("https://", "http://")):
+        logger.error("heartbeat: %r is not an http(s) URL; not sent", url)
+        return
+    request = urllib.request.Request(  # noqa: S310 - scheme checked just above
+        url,
+        data=json.dumps(payload).encode("utf-8"),
+        headers={"Content-Type": "application/json", "User-Agent": "vigie-guard"},
+        method="POST",
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
+            response.read(1024)
+    except Exception:  # any failure (refused, timeout, HTTP error, bad TLS) is only logged
+        logger.warning("heartbeat: delivery to %s failed", url, exc_info=True)
+
+
+def silence_seconds(now: datetime | None = None) -> float | None:
+    """Seconds since the guard's last beat; None if it never beat."""
+    last = (
+        GuardState.objects.filter(pk=GuardState.SINGLETON)
+        .values_list("last_heartbeat", flat=True)
+        .first()
+    )
+    return elapsed(last, now)
+
+
+def elapsed(last: datetime | None, now: datetime | None = None) -> float | None:
+    if last is None:
+        return None
+    return max(((now or timezone.now()) - last).total_seconds(), 0.0)
+
+
+def is_silent(silence: float | None) -> bool:
+    """A guard that never beat is as silent as a dead one: nobody is watching either way."""
+    return silence is None or silence > settings.VIGIE_GUARD_SILENCE_SECONDS
+
+
+def guard_is_silent(now: datetime | None = None) -> bool:
+    return is_silent(silence_seconds(now))
