@@ -192,6 +192,10 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = env.path("VIGIE_STATIC_ROOT", VIGIE_HOME / "static")
+# Vigie has no uploads. Set anyway: with Django's defaults (MEDIA_ROOT = ""), test servers
+# serve the working directory under every path (the probe found /.git/config that way).
+MEDIA_URL = "/media/"
+MEDIA_ROOT = VIGIE_HOME / "media"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 
 # Security headers and cookies. Production behaves as if behind TLS; a plain-HTTP local run

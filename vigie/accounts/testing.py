@@ -97,4 +97,4 @@ def log_in(client: Client, user: User) -> None:
 def log_in_password_only(client: Client, user: User) -> None:
     """The half-logged-in state: password accepted, second factor not yet given."""
     response = client.post("/accounts/login/", {"username": user.username, "password": PASSWORD})
-    assert response.status_code == 302, response.status_code  # noqa: S101
+    assert response.status_code == 302, response.status_code

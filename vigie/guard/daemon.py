@@ -1,0 +1,180 @@
+"""`vigie guard run`: the daemon that watches the perimeter, apart from the web server.
+
+One process per installation (an exclusive lock on `VIGIE_HOME/guard.lock`), four loops in
+threads so a slow one never delays another:
+
+- windows: every second, reconcile maintenance windows with the kernel; a window that ended
+  has its connections flushed and is checked from outside;
+- drift: at once on every `nft monitor` event, and a full snapshot at least every
+  `snapshot_interval` (≤ 10 s);
+- probe: an outside-in round every `probe_interval` (≤ 30 s);
+- heartbeat: every `heartbeat_interval` (≤ 60 s), so a dead guard is noticed.
+
+SIGTERM or SIGINT stops the loops, then the process. The guard is not what keeps windows
+closed: the kernel expires them even when this process is killed.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from types import FrameType
+
+from django.conf import settings
+from django.db import close_old_connections, connection
+
+from vigie.audit.log import record
+from vigie.guard import heartbeat, nft, probe, windows
+from vigie.guard.drift import DriftWatcher
+from vigie.guard.models import MaintenanceWindow
+from vigie.guard.policy import Policy
+
+logger = logging.getLogger(__name__)
+
+WINDOW_SWEEP_SECONDS = 1.0
+
+
+class GuardAlreadyRunning(RuntimeError):
+    pass
+
+
+@contextmanager
+def single_instance(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on `path` for the life of the guard."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "?"
+            raise GuardAlreadyRunning(
+                f"another guard is already running (pid {holder}, lock {path})"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)
+
+
+class Guard:
+    def __init__(self, policy: Policy) -> None:
+        self.policy = policy
+        self.stop = threading.Event()
+        self.drift = DriftWatcher(policy)
+        self.threads: list[threading.Thread] = []
+
+    # --- the loops ---
+
+    def _loop(self, name: str, step: Callable[[], None], wait: Callable[[], None]) -> None:
+        """Run `step` until stopped; an error is logged and retried, never fatal."""
+        while not self.stop.is_set():
+            try:
+                step()
+            except Exception:
+                logger.exception("guard: %s failed; retrying", name)
+                # A broken connection must not poison the next round.
+                connection.close()
+            finally:
+                close_old_connections()
+            wait()
+        connection.close()
+
+    def _verify_closed(self, window: MaintenanceWindow) -> bool | None:
+        return probe.port_closed_from_outside(self.policy, window.port)
+
+    def _sweep(self) -> None:
+        windows.sweep(verify=self._verify_closed)
+
+    def _check_drift(self) -> None:
+        self.drift.changed.clear()
+        self.drift.check()
+
+    def _wait_drift(self) -> None:
+        # Woken at once by the monitor thread; otherwise a full snapshot every interval.
+        deadline = time.monotonic() + self.policy.snapshot_interval
+        while not self.stop.is_set() and time.monotonic() < deadline:
+            if self.drift.changed.wait(timeout=0.2):
+                # Let a burst of changes (one `nft -f` script is several events) settle.
+                time.sleep(0.2)
+                return
+
+    def _probe(self) -> None:
+        probe.run_round(self.policy)
+
+    def _beat(self) -> None:
+        heartbeat.beat(self.policy.heartbeat_url)
+
+    def _every(self, seconds: float) -> Callable[[], None]:
+        def wait() -> None:
+            self.stop.wait(seconds)
+
+        return wait
+
+    # --- life cycle ---
+
+    def start(self) -> None:
+        nft.install(self.policy)
+        record(
+            "guard.started",
+            extra={
+                "pid": os.getpid(),
+                "policy": self.policy.path,
+                "ports": list(self.policy.public_ports),
+            },
+        )
+        self.drift.start()
+        loops: list[tuple[str, Callable[[], None], Callable[[], None]]] = [
+            ("heartbeat", self._beat, self._every(self.policy.heartbeat_interval)),
+            ("windows", self._sweep, self._every(WINDOW_SWEEP_SECONDS)),
+            ("drift", self._check_drift, self._wait_drift),
+        ]
+        if self.policy.probe_base_urls:
+            loops.append(("probe", self._probe, self._every(self.policy.probe_interval)))
+        for name, step, wait in loops:
+            thread = threading.Thread(
+                target=self._loop, args=(name, step, wait), name=f"guard-{name}", daemon=True
+            )
+            thread.start()
+            self.threads.append(thread)
+        logger.info("guard: watching ports %s", ", ".join(map(str, self.policy.public_ports)))
+
+    def shutdown(self, timeout: float = 30) -> None:
+        self.stop.set()
+        self.drift.stop()
+        for thread in self.threads:
+            thread.join(timeout)
+        try:
+            record("guard.stopped", extra={"pid": os.getpid()})
+        except Exception:
+            logger.exception("guard: could not audit the stop")
+
+
+def run(policy: Policy, *, install_signals: bool = True) -> None:
+    """Run the guard until SIGTERM/SIGINT (the management command's body)."""
+    lock = Path(settings.VIGIE_HOME) / "guard.lock"
+    with single_instance(lock):
+        nft.check_available()
+        guard = Guard(policy)
+        if install_signals:
+
+            def _stop(signum: int, frame: FrameType | None) -> None:
+                logger.info("guard: signal %s, stopping", signum)
+                guard.stop.set()
+
+            signal.signal(signal.SIGTERM, _stop)
+            signal.signal(signal.SIGINT, _stop)
+        guard.start()
+        try:
+            while not guard.stop.wait(1.0):
+                pass
+        finally:
+            guard.shutdown()
