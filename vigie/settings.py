@@ -83,6 +83,7 @@ INSTALLED_APPS = [
     "vigie.alerts",
     "vigie.portal",
     "vigie.guard",
+    "vigie.intake",
     "vigie.demo",
 ]
 

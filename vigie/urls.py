@@ -24,5 +24,7 @@ urlpatterns = [
     path("audit/", include("vigie.audit.urls")),
     path("alerts/", include("vigie.alerts.urls")),
     path("guard/", include("vigie.guard.urls")),
+    path("api/", include("vigie.intake.rest.urls")),
+    path("fhir/", include("vigie.intake.fhir.urls")),
     path("admin/", admin.site.urls),
 ]

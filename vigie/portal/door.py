@@ -38,9 +38,9 @@ AUDIT_ACTIONS: dict[DoorAction, str] = {"view": "document.read", "download": "do
 
 
 def flagged_dangerous(document: Document) -> bool:
-    """Hook for the content scanner (to come): a PDF with JavaScript, launch actions or
-    embedded files is served as an attachment only, never rendered inside the portal."""
-    return False
+    """Intake's content check found active content (a PDF with JavaScript, launch actions or
+    embedded files): served as an attachment only, never rendered inside the portal."""
+    return document.active_content
 
 
 def disposition_for(document: Document, action: DoorAction) -> Literal["inline", "attachment"]:

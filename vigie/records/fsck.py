@@ -22,7 +22,7 @@ from django.utils import timezone
 
 from vigie import vault
 from vigie.records.content import verify
-from vigie.records.models import Document
+from vigie.records.models import Document, PendingDocument
 
 Progress = Callable[[int, int], None]
 
@@ -66,6 +66,8 @@ def fsck(
                 report.corrupt.append((document.pk, str(exc)))
         if progress is not None:
             progress(report.checked, total)
+    # Documents still to be reconciled own their blobs too (attached to nobody yet).
+    known.update(PendingDocument.objects.values_list("pk", flat=True))
     for blob_id in store.iter_ids():
         if blob_id in known:
             continue

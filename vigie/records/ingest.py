@@ -10,6 +10,7 @@ A crash between 1 and 2 leaves an orphan blob (ciphertext nobody references), wh
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
 from typing import BinaryIO
@@ -19,24 +20,25 @@ from django.db import transaction
 
 from vigie import vault
 from vigie.records.identifiers import InvalidIdentifier, validate_ipp, validate_nir
+from vigie.records.ingest_errors import (
+    IngestError,
+    InvalidDocument,
+    StorageUnavailable,
+    UnknownPatient,
+)
 from vigie.records.models import Document, DocumentKind, Patient, new_document_id
 from vigie.records.signals import document_ingested
 
-
-class IngestError(Exception):
-    """The document was not stored; the message tells the sender what to fix."""
-
-
-class UnknownPatient(IngestError):
-    pass
-
-
-class InvalidDocument(IngestError):
-    pass
-
-
-class StorageUnavailable(IngestError):
-    """The disk refused the write (full, read-only, failing): try again later, nothing kept."""
+__all__ = [
+    "DocumentMeta",
+    "IngestError",
+    "InvalidDocument",
+    "PatientRef",
+    "StorageUnavailable",
+    "UnknownPatient",
+    "find_patient",
+    "ingest",
+]
 
 
 @dataclass(frozen=True)
@@ -91,8 +93,21 @@ def _validate_meta(meta: DocumentMeta) -> None:
         raise InvalidDocument(f"invalid content type {meta.content_type!r}")
 
 
-def ingest(patient: Patient | PatientRef, meta: DocumentMeta, content: BinaryIO) -> Document:
-    """Store `content` encrypted for `patient`; return only once blob and row are durable."""
+def ingest(
+    patient: Patient | PatientRef,
+    meta: DocumentMeta,
+    content: BinaryIO,
+    *,
+    active_content: bool = False,
+    content_warnings: list[str] | None = None,
+    within: Callable[[Document], None] | None = None,
+) -> Document:
+    """Store `content` encrypted for `patient`; return only once blob and row are durable.
+
+    `within(document)` runs inside the row's transaction: an intake channel records there
+    that it took this message (a control id, a file's hash), so that the document and that
+    record commit together, and a retried delivery is recognised instead of stored twice.
+    """
     _validate_meta(meta)
     target = patient if isinstance(patient, Patient) else find_patient(patient)
     document_id = new_document_id()
@@ -120,7 +135,11 @@ def ingest(patient: Patient | PatientRef, meta: DocumentMeta, content: BinaryIO)
                 sha256=sealed.sha256,
                 kek_id=sealed.kek_id,
                 wrapped_key=sealed.wrapped_key,
+                active_content=active_content,
+                content_warnings=list(content_warnings or []),
             )
+            if within is not None:
+                within(document)
             document_ingested.send(sender=Document, document=document)
     except BaseException:
         # The row did not commit: the blob is an orphan now, remove it rather than wait for

@@ -16,11 +16,13 @@ from dataclasses import dataclass
 from django.db.models import Count
 
 from vigie import vault
-from vigie.records.models import Document
+from vigie.records.models import Document, PendingDocument
 from vigie.vault.keyring import Keyring
 
 Progress = Callable[[int, int], None]
 _BATCH = 500
+# Every table that holds wrapped data keys: documents, and those still to be reconciled.
+_WRAPPED: tuple[type[Document] | type[PendingDocument], ...] = (Document, PendingDocument)
 
 
 @dataclass(frozen=True)
@@ -31,32 +33,37 @@ class RotationResult:
 
 def key_usage() -> dict[str, int]:
     """How many data keys each key-encryption key wraps."""
-    rows = Document.objects.values("kek_id").annotate(n=Count("id")).order_by("kek_id")
-    return {row["kek_id"]: row["n"] for row in rows}
+    usage: dict[str, int] = {}
+    for model in _WRAPPED:
+        rows = model.objects.values("kek_id").annotate(n=Count("id")).order_by("kek_id")
+        for row in rows:
+            usage[row["kek_id"]] = usage.get(row["kek_id"], 0) + row["n"]
+    return dict(sorted(usage.items()))
 
 
 def rewrap_all(keyring: Keyring | None = None, progress: Progress | None = None) -> int:
     """Re-wrap every data key not yet under the active key. Safe to re-run after a crash."""
     ring = keyring or vault.get_keyring()
-    total = Document.objects.exclude(kek_id=ring.active_id).count()
+    total = sum(m.objects.exclude(kek_id=ring.active_id).count() for m in _WRAPPED)
     done = 0
     # Loop until nothing is left: documents ingested by a process that had not yet seen the
     # new key are picked up by the next pass. The active key is read again on every pass (the
     # keyring notices when another process rotated), so a concurrent rotation cannot leave
     # this loop chasing a key that is no longer active.
-    while True:
-        pending = Document.objects.exclude(kek_id=ring.active_id)
-        batch = list(pending.order_by("pk").values_list("pk", "kek_id", "wrapped_key")[:_BATCH])
-        if not batch:
-            break
-        for pk, kek_id, wrapped in batch:
-            new_kek, new_wrapped = vault.rewrap(pk, kek_id, bytes(wrapped), keyring=ring)
-            Document.objects.filter(pk=pk, kek_id=kek_id, wrapped_key=wrapped).update(
-                kek_id=new_kek, wrapped_key=new_wrapped
-            )
-            done += 1
-            if progress is not None:
-                progress(done, max(total, done))
+    for model in _WRAPPED:
+        while True:
+            stale = model.objects.exclude(kek_id=ring.active_id)
+            batch = list(stale.order_by("pk").values_list("pk", "kek_id", "wrapped_key")[:_BATCH])
+            if not batch:
+                break
+            for pk, kek_id, wrapped in batch:
+                new_kek, new_wrapped = vault.rewrap(pk, kek_id, bytes(wrapped), keyring=ring)
+                model.objects.filter(pk=pk, kek_id=kek_id, wrapped_key=wrapped).update(
+                    kek_id=new_kek, wrapped_key=new_wrapped
+                )
+                done += 1
+                if progress is not None:
+                    progress(done, max(total, done))
     return done
 
 
@@ -72,7 +79,7 @@ class KeyInUse(vault.KeyringError):
 
 def remove_key(kek_id: str, keyring: Keyring | None = None) -> None:
     ring = keyring or vault.get_keyring()
-    in_use = Document.objects.filter(kek_id=kek_id).count()
+    in_use = sum(m.objects.filter(kek_id=kek_id).count() for m in _WRAPPED)
     if in_use:
         raise KeyInUse(
             f"key {kek_id} still wraps {in_use} data key(s); run `vigie keys rewrap` first"

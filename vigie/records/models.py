@@ -130,6 +130,10 @@ class Document(models.Model):
     # Rotation rewrites these two columns only; the blob is never re-encrypted.
     kek_id = models.CharField(_("key-encryption key"), max_length=64, editable=False)
     wrapped_key = models.BinaryField(_("wrapped data key"), editable=False)
+    # Set at intake when the file can act on its own (a PDF with JavaScript, launch actions,
+    # embedded files): it is stored, but served as a download only, never inside the portal.
+    active_content = models.BooleanField(_("active content"), default=False)
+    content_warnings = models.JSONField(_("content warnings"), default=list, blank=True)
 
     class Meta:
         verbose_name = _("document")
@@ -317,3 +321,88 @@ class PatientVisit(models.Model):
 
     def __str__(self) -> str:
         return f"{self.doctor} → {self.patient} ({self.last_visit_at:%Y-%m-%d %H:%M})"
+
+
+class PatientIdentifier(models.Model):
+    """An identifier another system gives this patient, e.g. a laboratory's own IPP.
+
+    Intake matches exactly on (source, value): an IPP means something only within the
+    system that assigned it.
+    """
+
+    patient = models.ForeignKey(
+        Patient, on_delete=models.CASCADE, related_name="identifiers", verbose_name=_("patient")
+    )
+    source = models.CharField(_("assigning system"), max_length=100)
+    value = models.CharField(_("identifier"), max_length=64)
+    created_at = models.DateTimeField(_("created at"), default=timezone.now, editable=False)
+
+    class Meta:
+        verbose_name = _("patient identifier")
+        verbose_name_plural = _("patient identifiers")
+        constraints: ClassVar[list[models.BaseConstraint]] = [
+            models.UniqueConstraint(fields=["source", "value"], name="patient_identifier_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.source}:{self.value}"
+
+
+class PendingStatus(models.TextChoices):
+    PENDING = "pending", _("To reconcile")
+    ATTACHED = "attached", _("Attached to a patient")
+    REJECTED = "rejected", _("Rejected")
+
+
+class PendingDocument(models.Model):
+    """A received document whose patient could not be identified exactly.
+
+    It is stored encrypted like any document (its id is its blob's id, and becomes the
+    Document's id once attached) but belongs to nobody: no doctor can see it until an
+    administrator attaches it to a patient. Vigie never attaches a document on a guess.
+    """
+
+    id = models.CharField(primary_key=True, max_length=64, default=new_document_id, editable=False)
+    status = models.CharField(
+        _("status"), max_length=16, choices=PendingStatus.choices, default=PendingStatus.PENDING
+    )
+    received_at = models.DateTimeField(_("received at"), default=timezone.now, db_index=True)
+    channel = models.CharField(_("channel"), max_length=16)
+    reason = models.CharField(_("why it was not matched"), max_length=500)
+    # What the sender said about the patient, as received (identifiers and demographics).
+    identifiers = models.JSONField(_("identifiers received"), default=dict, blank=True)
+    demographics = models.JSONField(_("demographics received"), default=dict, blank=True)
+    kind = models.CharField(_("kind"), max_length=32, choices=DocumentKind.choices)
+    title = models.CharField(_("title"), max_length=255)
+    clinical_date = models.DateField(_("clinical date"))
+    author = models.CharField(_("author"), max_length=255, blank=True)
+    source_system = models.CharField(_("source system"), max_length=100)
+    content_type = models.CharField(_("content type"), max_length=100)
+    size = models.BigIntegerField(_("size (bytes)"))
+    sha256 = models.CharField(_("SHA-256 of the content"), max_length=64)
+    kek_id = models.CharField(_("key-encryption key"), max_length=64, editable=False)
+    wrapped_key = models.BinaryField(_("wrapped data key"), editable=False)
+    active_content = models.BooleanField(_("active content"), default=False)
+    content_warnings = models.JSONField(_("content warnings"), default=list, blank=True)
+    resolved_by = models.CharField(_("resolved by"), max_length=150, blank=True)
+    resolved_at = models.DateTimeField(_("resolved at"), null=True, blank=True)
+    resolution_note = models.CharField(_("note"), max_length=500, blank=True)
+    document = models.OneToOneField(
+        Document,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("document"),
+    )
+
+    class Meta:
+        verbose_name = _("document to reconcile")
+        verbose_name_plural = _("documents to reconcile")
+        ordering: ClassVar[list[str]] = ["-received_at"]
+        indexes: ClassVar[list[models.Index]] = [
+            models.Index(fields=["kek_id"], name="pending_kek_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.title} ({self.source_system}, {self.received_at:%Y-%m-%d %H:%M})"

@@ -1,0 +1,158 @@
+"""API keys for systems: create (shown once), authenticate, revoke.
+
+A key reads `vk_<prefix>_<secret>`: the prefix finds the row, the secret is compared with
+its stored SHA-256 in constant time. Keys are for ingest only: the views that accept them
+write documents and never read one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import ipaddress
+import secrets
+from dataclasses import dataclass
+
+from django.db import transaction
+from django.http import HttpRequest
+from django.utils import timezone
+
+from vigie.audit.log import record
+from vigie.intake.models import ApiKey
+
+KEY_PREFIX = "vk_"
+_PREFIX_BYTES = 6
+_SECRET_BYTES = 32
+# Refresh last_used_at at most this often: a busy lab must not turn every request into a
+# row update.
+_LAST_USED_RESOLUTION_SECONDS = 60
+
+
+class ApiKeyError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """Why a request's key was refused (the message is safe to send back)."""
+
+    reason: str
+    message: str
+
+
+def _hash(secret: str) -> str:
+    return hashlib.sha256(secret.encode("ascii")).hexdigest()
+
+
+def _networks(values: list[str]) -> list[str]:
+    cleaned = []
+    for value in values:
+        try:
+            cleaned.append(str(ipaddress.ip_network(value.strip(), strict=False)))
+        except ValueError:
+            raise ApiKeyError(f"not an address or network: {value!r}") from None
+    return cleaned
+
+
+def create_key(
+    name: str, *, source_system: str, networks: list[str] | None = None, by: str = ""
+) -> tuple[ApiKey, str]:
+    """A new key and its full text, which is shown once and never stored."""
+    if not name.strip():
+        raise ApiKeyError("give the key a name (the system it is for)")
+    if not source_system.strip():
+        raise ApiKeyError("give the source system the key's documents come from")
+    if ApiKey.objects.filter(name=name.strip()).exists():
+        raise ApiKeyError(f"a key named {name.strip()!r} already exists")
+    prefix = secrets.token_hex(_PREFIX_BYTES)
+    secret = secrets.token_urlsafe(_SECRET_BYTES)
+    with transaction.atomic():
+        key = ApiKey.objects.create(
+            name=name.strip(),
+            prefix=prefix,
+            secret_hash=_hash(secret),
+            source_system=source_system.strip(),
+            allowed_networks=_networks(networks or []),
+            created_by=by,
+        )
+        record(
+            "intake.apikey.created",
+            extra={
+                "key": key.name,
+                "prefix": prefix,
+                "networks": key.allowed_networks,
+                "by": by,
+            },
+        )
+    return key, f"{KEY_PREFIX}{prefix}_{secret}"
+
+
+def revoke(key: ApiKey, *, by: str = "") -> None:
+    with transaction.atomic():
+        locked = ApiKey.objects.select_for_update().get(pk=key.pk)
+        if locked.revoked_at is not None:
+            return
+        locked.revoked_at = timezone.now()
+        locked.revoked_by = by
+        locked.save(update_fields=["revoked_at", "revoked_by"])
+        record("intake.apikey.revoked", extra={"key": locked.name, "by": by})
+    key.refresh_from_db()
+
+
+def presented_key(request: HttpRequest) -> str | None:
+    """The key a request carries: `Authorization: Bearer vk_…` or `X-API-Key: vk_…`."""
+    header = str(request.META.get("HTTP_AUTHORIZATION", ""))
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() == "bearer" and value.strip():
+        return value.strip()
+    value = str(request.META.get("HTTP_X_API_KEY", "")).strip()
+    return value or None
+
+
+def authenticate(request: HttpRequest) -> ApiKey | Refusal:
+    """The active key this request presents from an allowed address, or why not.
+
+    Refusals are audited here (`intake.apikey.refused`); a successful use is audited by the
+    channel, in the same transaction as what it stores.
+    """
+    text = presented_key(request)
+    if text is None:
+        return _refuse(request, "missing", "send the API key in an Authorization: Bearer header")
+    if not text.startswith(KEY_PREFIX) or text.count("_") < 2:
+        return _refuse(request, "malformed", "the API key is not in the form vk_<prefix>_<secret>")
+    prefix, _, secret = text[len(KEY_PREFIX) :].partition("_")
+    key = ApiKey.objects.filter(prefix=prefix).first()
+    # Compare even when there is no such key, so timing does not tell prefixes apart.
+    expected = key.secret_hash if key is not None else _hash("")
+    if not hmac.compare_digest(expected, _hash(secret)) or key is None:
+        return _refuse(request, "unknown", "this API key is not valid")
+    if key.revoked_at is not None:
+        return _refuse(request, "revoked", "this API key was revoked", key)
+    if key.allowed_networks and not _address_allowed(request, key.allowed_networks):
+        return _refuse(request, "network", "this API key is not allowed from this address", key)
+    now = timezone.now()
+    if (
+        key.last_used_at is None
+        or (now - key.last_used_at).total_seconds() > _LAST_USED_RESOLUTION_SECONDS
+    ):
+        ApiKey.objects.filter(pk=key.pk).update(last_used_at=now)
+    return key
+
+
+def _address_allowed(request: HttpRequest, networks: list[str]) -> bool:
+    try:
+        address = ipaddress.ip_address(str(request.META.get("REMOTE_ADDR", "")))
+    except ValueError:
+        return False
+    return any(address in ipaddress.ip_network(net, strict=False) for net in networks)
+
+
+def _refuse(request: HttpRequest, reason: str, message: str, key: ApiKey | None = None) -> Refusal:
+    record(
+        "intake.apikey.refused",
+        request=request,
+        outcome="denied",
+        reason=reason,
+        extra={"key": key.name if key else "", "path": request.path[:200]},
+    )
+    return Refusal(reason, message)

@@ -1,0 +1,121 @@
+"""What a received file really is, before it is stored: every intake path asks `inspect()`.
+
+A lab's system may send an empty file, half a file, an HTML error page named `.pdf`, or a
+PDF that runs JavaScript when opened. The first three are refused with a message the
+sender's integrator can act on; the last is stored (it is still the patient's record) but
+flagged, and the portal then offers it as a download only, never rendered inside its pages.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+from dataclasses import dataclass, field
+
+from pypdf import PdfReader
+from pypdf.errors import PdfReadError
+from pypdf.generic import ArrayObject, DictionaryObject, IndirectObject, NameObject
+
+from vigie.records.ingest_errors import InvalidDocument
+
+logger = logging.getLogger(__name__)
+
+ACCEPTED_TYPES = frozenset({"application/pdf", "image/png", "image/jpeg"})
+_MAGIC = {
+    "application/pdf": (b"%PDF-",),
+    "image/png": (b"\x89PNG\r\n\x1a\n",),
+    "image/jpeg": (b"\xff\xd8\xff",),
+}
+# PDF names that make a document act on its own when opened or clicked.
+_ACTIVE_NAMES = {
+    "/JavaScript": "javascript",
+    "/JS": "javascript",
+    "/Launch": "launch_action",
+    "/EmbeddedFile": "embedded_file",
+    "/EmbeddedFiles": "embedded_file",
+    "/RichMedia": "rich_media",
+    "/XFA": "xfa_form",
+    "/SubmitForm": "submit_form",
+    "/ImportData": "import_data",
+}
+# %%EOF must close a complete PDF; a few bytes of trailing whitespace or junk are common.
+_EOF_WINDOW = 1024
+_MAX_OBJECTS = 200_000
+
+
+@dataclass(frozen=True)
+class ContentReport:
+    content_type: str
+    active_content: bool = False
+    warnings: list[str] = field(default_factory=list)
+
+
+def inspect(data: bytes, content_type: str) -> ContentReport:
+    """Refuse what is not what it claims to be; report what may act on its own."""
+    content_type = (content_type or "").split(";")[0].strip().lower()
+    if not data:
+        raise InvalidDocument("the file is empty (0 bytes)")
+    if content_type not in ACCEPTED_TYPES:
+        raise InvalidDocument(
+            f"unsupported content type {content_type!r}; send one of "
+            f"{', '.join(sorted(ACCEPTED_TYPES))}"
+        )
+    if not data.startswith(_MAGIC[content_type]):
+        raise InvalidDocument(
+            f"the file is not a {content_type} (its first bytes are {data[:8]!r}); "
+            "check that the sending system attaches the document itself, not an error page"
+        )
+    if content_type != "application/pdf":
+        return ContentReport(content_type)
+    return _inspect_pdf(data)
+
+
+def _inspect_pdf(data: bytes) -> ContentReport:
+    if b"%%EOF" not in data[-_EOF_WINDOW:]:
+        raise InvalidDocument(
+            "the PDF is truncated (no %%EOF at its end): the transfer was probably cut; "
+            "send it again"
+        )
+    try:
+        reader = PdfReader(io.BytesIO(data), strict=False)
+        pages = len(reader.pages)
+    except (PdfReadError, ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
+        raise InvalidDocument(f"the PDF cannot be read ({type(exc).__name__}: {exc})") from None
+    if pages == 0:
+        raise InvalidDocument("the PDF has no page")
+    found = _active_features(reader) | _raw_scan(data)
+    return ContentReport("application/pdf", active_content=bool(found), warnings=sorted(found))
+
+
+def _raw_scan(data: bytes) -> set[str]:
+    # Names in uncompressed objects; compressed object streams are walked by pypdf below.
+    return {flag for name, flag in _ACTIVE_NAMES.items() if name.encode() + b" " in data
+            or name.encode() + b"(" in data or name.encode() + b"<" in data
+            or name.encode() + b"/" in data}  # fmt: skip
+
+
+def _active_features(reader: PdfReader) -> set[str]:
+    found: set[str] = set()
+    seen: set[int] = set()
+    stack: list[object] = [reader.trailer]
+    while stack and len(seen) < _MAX_OBJECTS:
+        item = stack.pop()
+        if isinstance(item, IndirectObject):
+            if item.idnum in seen:
+                continue
+            seen.add(item.idnum)
+            try:
+                item = item.get_object()
+            except Exception:  # a damaged object must not hide the rest of the file
+                logger.debug("unreadable PDF object %s", item, exc_info=True)
+                continue
+        if isinstance(item, DictionaryObject):
+            for key, value in item.items():
+                if key in _ACTIVE_NAMES:
+                    found.add(_ACTIVE_NAMES[key])
+                if isinstance(value, NameObject) and value in _ACTIVE_NAMES:
+                    found.add(_ACTIVE_NAMES[value])
+                stack.append(value)
+        elif isinstance(item, ArrayObject):
+            stack.extend(item)
+    return found

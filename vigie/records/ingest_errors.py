@@ -1,0 +1,19 @@
+"""Why a received document was not stored; each message tells the sender what to fix."""
+
+from __future__ import annotations
+
+
+class IngestError(Exception):
+    """The document was not stored; the message tells the sender what to fix."""
+
+
+class UnknownPatient(IngestError):
+    pass
+
+
+class InvalidDocument(IngestError):
+    pass
+
+
+class StorageUnavailable(IngestError):
+    """The disk refused the write (full, read-only, failing): try again later, nothing kept."""

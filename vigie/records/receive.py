@@ -1,0 +1,350 @@
+"""`receive()`: what every intake channel (REST, FHIR, HL7 v2, hot folder) calls.
+
+    bytes ─► inspect (refuse what is not what it claims) ─► match the patient exactly
+          ├─ matched ─► ingest(): a Document of that patient
+          └─ not matched exactly ─► a PendingDocument: encrypted, attached to nobody, for
+             an administrator to reconcile
+
+Matching is exact or not at all (issue 6): on the INS, or on an IPP *with the system that
+assigned it* (this clinic's own IPP is `Patient.ipp`; other systems' are
+`PatientIdentifier` rows). Names and birth date never attach a document: they only help
+the administrator who reconciles. A document attached to the wrong patient is a data
+breach; a document waiting an hour for a human is not.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any, BinaryIO
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from vigie import vault
+from vigie.audit.log import record
+from vigie.records.checks import ContentReport, inspect
+from vigie.records.identifiers import InvalidIdentifier, validate_ipp, validate_nir
+from vigie.records.ingest import DocumentMeta, _validate_meta, ingest
+from vigie.records.ingest_errors import InvalidDocument, StorageUnavailable
+from vigie.records.models import (
+    Document,
+    Patient,
+    PatientIdentifier,
+    PendingDocument,
+    PendingStatus,
+)
+from vigie.records.signals import document_ingested
+
+logger = logging.getLogger(__name__)
+
+CHANNELS = ("rest", "fhir", "hl7", "folder", "other")
+
+
+@dataclass(frozen=True)
+class Sender:
+    """What the sending system says about the patient."""
+
+    ins: str | None = None
+    ipp: str | None = None
+    # Who assigned `ipp`; empty means this clinic's own IPP (Patient.ipp).
+    ipp_source: str = ""
+    family_name: str = ""
+    given_names: str = ""
+    birth_date: date | None = None
+    sex: str = ""
+
+    def identifiers(self) -> dict[str, str]:
+        found = {"ins": self.ins or "", "ipp": self.ipp or "", "ipp_source": self.ipp_source}
+        return {k: v for k, v in found.items() if v}
+
+    def demographics(self) -> dict[str, str]:
+        found = {
+            "family_name": self.family_name,
+            "given_names": self.given_names,
+            "birth_date": self.birth_date.isoformat() if self.birth_date else "",
+            "sex": self.sex,
+        }
+        return {k: v for k, v in found.items() if v}
+
+
+@dataclass
+class Match:
+    patient: Patient | None
+    reason: str = ""
+    # (source, ipp) to remember for this patient once matched on the INS.
+    learn: tuple[str, str] | None = None
+
+
+@dataclass(frozen=True)
+class Received:
+    """The outcome: a stored Document, or a PendingDocument waiting for reconciliation."""
+
+    document: Document | None = None
+    pending: PendingDocument | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def id(self) -> str:
+        target = self.document or self.pending
+        if target is None:
+            raise ValueError("an empty Received")
+        return str(target.pk)
+
+
+def match_patient(sender: Sender) -> Match:
+    """The patient these identifiers designate exactly, or why there is none."""
+    try:
+        ins = validate_nir(sender.ins) if sender.ins else None
+    except InvalidIdentifier as exc:
+        # A wrong INS key is a typing error at the source: refuse, the sender must fix it.
+        raise InvalidDocument(f"invalid INS: {exc}") from None
+    try:
+        ipp = validate_ipp(sender.ipp) if sender.ipp else None
+    except InvalidIdentifier as exc:
+        raise InvalidDocument(f"invalid IPP: {exc}") from None
+    if ins is None and ipp is None and not sender.demographics():
+        raise InvalidDocument(
+            "no patient identification: send the INS, or the IPP with its assigning system, "
+            "or at least the patient's names and birth date"
+        )
+    by_ins = Patient.objects.filter(ins=ins).first() if ins else None
+    by_ipp: Patient | None = None
+    if ipp:
+        if sender.ipp_source:
+            by_ipp = Patient.objects.filter(
+                identifiers__source=sender.ipp_source, identifiers__value=ipp
+            ).first()
+        else:
+            by_ipp = Patient.objects.filter(ipp=ipp).first()
+    if by_ins and by_ipp and by_ins.pk != by_ipp.pk:
+        return Match(None, "the INS and the IPP designate two different patients")
+    if by_ins is not None:
+        learn = (sender.ipp_source, ipp) if (ipp and sender.ipp_source and by_ipp is None) else None
+        return Match(by_ins, learn=learn)
+    if by_ipp is not None:
+        return Match(by_ipp)
+    if ins:
+        return Match(None, "no patient has this INS here")
+    if ipp:
+        where = f"from {sender.ipp_source}" if sender.ipp_source else "of this clinic"
+        return Match(None, f"no patient has this IPP {where}")
+    return Match(None, "no identifier (INS or IPP): names and birth date are never enough")
+
+
+def _read_bounded(content: BinaryIO) -> bytes:
+    """The whole file, in memory only (never a plaintext temp file), within the size limit."""
+    limit = settings.VIGIE_MAX_DOCUMENT_SIZE
+    data = content.read(limit + 1)
+    if len(data) > limit:
+        raise InvalidDocument(f"the document is larger than the limit of {limit} bytes")
+    return data
+
+
+def receive(
+    sender: Sender,
+    meta: DocumentMeta,
+    content: BinaryIO | bytes,
+    *,
+    channel: str,
+    extra: dict[str, Any] | None = None,
+    within: Callable[[Document | PendingDocument], None] | None = None,
+) -> Received:
+    """Check, match and store a received document; see the module docstring.
+
+    Raises InvalidDocument (the sender must fix something), StorageUnavailable (retry
+    later): in both cases nothing is stored. Returns once blob and row are durable.
+    `within(row)` runs inside the row's transaction (see `ingest`); whatever it raises
+    (an IntegrityError for a message already taken) undoes the whole reception.
+    """
+    if channel not in CHANNELS:
+        raise ValueError(f"unknown channel {channel!r}")
+    _validate_meta(meta)
+    data = content if isinstance(content, bytes) else _read_bounded(content)
+    if len(data) > settings.VIGIE_MAX_DOCUMENT_SIZE:
+        raise InvalidDocument(
+            f"the document is larger than the limit of {settings.VIGIE_MAX_DOCUMENT_SIZE} bytes"
+        )
+    report = inspect(data, meta.content_type)
+    match = match_patient(sender)
+    audit_extra = {"channel": channel, "source_system": meta.source_system, **(extra or {})}
+    if match.patient is None:
+        pending = _store_pending(sender, meta, data, report, channel, match.reason, within)
+        record(
+            "intake.pending",
+            reason=match.reason,
+            extra={**audit_extra, "pending_id": pending.pk, "identifiers": sender.identifiers()},
+        )
+        return Received(pending=pending, warnings=report.warnings)
+    document = ingest(
+        match.patient,
+        _with_type(meta, report),
+        io.BytesIO(data),
+        active_content=report.active_content,
+        content_warnings=report.warnings,
+        within=within,
+    )
+    if match.learn is not None:
+        source, value = match.learn
+        try:
+            with transaction.atomic():
+                PatientIdentifier.objects.create(patient=match.patient, source=source, value=value)
+        except IntegrityError:
+            logger.info("identifier %s:%s learnt concurrently", source, value)
+    return Received(document=document, warnings=report.warnings)
+
+
+def _with_type(meta: DocumentMeta, report: ContentReport) -> DocumentMeta:
+    if meta.content_type == report.content_type:
+        return meta
+    return DocumentMeta(
+        kind=meta.kind,
+        title=meta.title,
+        clinical_date=meta.clinical_date,
+        source_system=meta.source_system,
+        author=meta.author,
+        content_type=report.content_type,
+    )
+
+
+def _store_pending(
+    sender: Sender,
+    meta: DocumentMeta,
+    data: bytes,
+    report: ContentReport,
+    channel: str,
+    reason: str,
+    within: Callable[[Document | PendingDocument], None] | None,
+) -> PendingDocument:
+    pending_id = PendingDocument._meta.get_field("id").get_default()
+    store = vault.get_store()
+    try:
+        sealed = vault.seal(pending_id, io.BytesIO(data), store=store, max_size=len(data))
+    except OSError as exc:
+        raise StorageUnavailable(f"cannot store the document: {exc.strerror or exc}") from exc
+    try:
+        with transaction.atomic():
+            pending = PendingDocument.objects.create(
+                id=pending_id,
+                channel=channel,
+                reason=reason[:500],
+                identifiers=sender.identifiers(),
+                demographics=sender.demographics(),
+                kind=meta.kind,
+                title=meta.title.strip(),
+                clinical_date=meta.clinical_date,
+                author=meta.author.strip(),
+                source_system=meta.source_system.strip(),
+                content_type=report.content_type,
+                size=sealed.size,
+                sha256=sealed.sha256,
+                kek_id=sealed.kek_id,
+                wrapped_key=sealed.wrapped_key,
+                active_content=report.active_content,
+                content_warnings=report.warnings,
+            )
+            if within is not None:
+                within(pending)
+            return pending
+    except BaseException:
+        store.delete(pending_id)
+        raise
+
+
+def candidates(pending: PendingDocument, limit: int = 10) -> list[Patient]:
+    """Patients an administrator may want to look at: same family name and birth date.
+
+    Only a suggestion for a human; nothing is ever attached from it automatically.
+    """
+    demographics = pending.demographics or {}
+    family = (demographics.get("family_name") or "").strip()
+    born = demographics.get("birth_date") or ""
+    query = Patient.objects.all()
+    if family:
+        query = query.filter(family_name__iexact=family)
+    if born:
+        query = query.filter(birth_date=born)
+    if not family and not born:
+        return []
+    return list(query.order_by("family_name", "given_names")[:limit])
+
+
+class ReconcileError(ValueError):
+    pass
+
+
+def attach(pending: PendingDocument, patient: Patient, *, by: Any, note: str = "") -> Document:
+    """An administrator's decision: this pending document belongs to `patient`.
+
+    The blob stays where it is (same id, same wrapped key): only a Document row appears.
+    If the sender gave an IPP with its system, it is remembered for next time.
+    """
+    with transaction.atomic():
+        locked = PendingDocument.objects.select_for_update().get(pk=pending.pk)
+        if locked.status != PendingStatus.PENDING:
+            raise ReconcileError("this document was already reconciled")
+        document = Document.objects.create(
+            id=locked.pk,
+            patient=patient,
+            kind=locked.kind,
+            title=locked.title,
+            clinical_date=locked.clinical_date,
+            author=locked.author,
+            source_system=locked.source_system,
+            content_type=locked.content_type,
+            size=locked.size,
+            sha256=locked.sha256,
+            received_at=locked.received_at,
+            kek_id=locked.kek_id,
+            wrapped_key=bytes(locked.wrapped_key),
+            active_content=locked.active_content,
+            content_warnings=locked.content_warnings,
+        )
+        locked.status = PendingStatus.ATTACHED
+        locked.document = document
+        locked.resolved_by = by.get_username()
+        locked.resolved_at = timezone.now()
+        locked.resolution_note = note[:500]
+        locked.save()
+        identifiers = locked.identifiers or {}
+        source, value = identifiers.get("ipp_source"), identifiers.get("ipp")
+        if source and value:
+            PatientIdentifier.objects.get_or_create(
+                source=source, value=value, defaults={"patient": patient}
+            )
+        record(
+            "intake.reconcile.attach",
+            actor=by,
+            patient=patient,
+            document=document,
+            extra={"pending_id": locked.pk, "note": note[:500]},
+        )
+        document_ingested.send(sender=Document, document=document)
+    pending.refresh_from_db()
+    return document
+
+
+def reject(pending: PendingDocument, *, by: Any, note: str) -> None:
+    """Not this clinic's patient (or junk): kept encrypted and recorded, attached to nobody."""
+    if not note.strip():
+        raise ReconcileError("say why the document is rejected")
+    with transaction.atomic():
+        locked = PendingDocument.objects.select_for_update().get(pk=pending.pk)
+        if locked.status != PendingStatus.PENDING:
+            raise ReconcileError("this document was already reconciled")
+        locked.status = PendingStatus.REJECTED
+        locked.resolved_by = by.get_username()
+        locked.resolved_at = timezone.now()
+        locked.resolution_note = note[:500]
+        locked.save()
+        record(
+            "intake.reconcile.reject",
+            actor=by,
+            reason=note[:500],
+            extra={"pending_id": locked.pk, "sha256": locked.sha256},
+        )
+    pending.refresh_from_db()
