@@ -1,0 +1,236 @@
+"""The OpenAPI 3.1 document of the REST intake, built from the code it describes.
+
+The metadata schema is the pydantic model that validates requests, and the problem types
+are the catalogue `problems.py` answers with, so the document cannot drift from behaviour;
+schemathesis then checks the running API against it.
+
+It is served behind the API key, like the endpoint itself: the portal's rule is deny by
+default with a short, reviewed allowlist, and the only readers of this document are
+integrators, who hold a key (the clinic can also hand them the file). The text is English:
+it is a technical contract read by developers, not a page of the portal.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+from http import HTTPStatus
+from typing import Any
+
+from vigie.intake.rest import idempotency
+from vigie.intake.rest.metadata import Metadata
+from vigie.intake.rest.problems import ALL_TYPES, PROBLEM_CONTENT_TYPE, ProblemType
+
+_REF = "#/components/schemas/{model}"
+
+
+def _problem_response(kinds: list[ProblemType]) -> dict[str, Any]:
+    lines = "\n".join(f"- `{kind.uri}`: {kind.description}" for kind in kinds)
+    response: dict[str, Any] = {
+        "description": f"{HTTPStatus(kinds[0].status).phrase}.\n\n{lines}",
+        "content": {PROBLEM_CONTENT_TYPE: {"schema": {"$ref": _REF.format(model="Problem")}}},
+    }
+    headers: dict[str, Any] = {}
+    if kinds[0].status == 401:
+        headers["WWW-Authenticate"] = {"schema": {"type": "string"}, "required": True}
+    if kinds[0].status == 503:
+        headers["Retry-After"] = {
+            "description": "Seconds to wait before retrying.",
+            "schema": {"type": "string", "pattern": "^[0-9]+$"},
+            "required": True,
+        }
+    if kinds[0].status == 405:
+        headers["Allow"] = {"schema": {"type": "string"}, "required": True}
+    if headers:
+        response["headers"] = headers
+    return response
+
+
+def _problems(*statuses: int) -> dict[str, Any]:
+    return {
+        str(status): _problem_response([kind for kind in ALL_TYPES if kind.status == status])
+        for status in statuses
+    }
+
+
+def _components() -> dict[str, Any]:
+    metadata = Metadata.model_json_schema(ref_template=_REF)
+    schemas: dict[str, Any] = dict(metadata.pop("$defs", {}))
+    schemas["Metadata"] = metadata
+    schemas["Received"] = {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["id", "status", "warnings"],
+        "properties": {
+            "id": {
+                "type": "string",
+                "description": "The document's id at the clinic (quote it to the clinic's IT).",
+            },
+            "status": {
+                "type": "string",
+                "enum": ["stored", "to_reconcile"],
+                "description": (
+                    "`stored`: attached to the patient the identifiers designate exactly. "
+                    "`to_reconcile`: stored encrypted, attached to nobody, until an "
+                    "administrator of the clinic identifies the patient."
+                ),
+            },
+            "warnings": {
+                "type": "array",
+                "items": {"type": "string"},
+                "description": (
+                    "What the document contains that acts on its own (`javascript`, "
+                    "`launch_action`...): it is stored, but offered as a download only."
+                ),
+            },
+        },
+    }
+    schemas["FieldError"] = {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["pointer", "detail"],
+        "properties": {
+            "pointer": {
+                "type": "string",
+                "description": "JSON pointer into the metadata (`#/patient/ins`) or a part.",
+            },
+            "detail": {"type": "string"},
+        },
+    }
+    schemas["Problem"] = {
+        "type": "object",
+        "description": "RFC 9457 problem details.",
+        "additionalProperties": False,
+        "required": ["type", "title", "status", "detail", "request_id"],
+        "properties": {
+            "type": {"type": "string", "enum": [kind.uri for kind in ALL_TYPES]},
+            "title": {"type": "string"},
+            "status": {"type": "integer", "minimum": 400, "maximum": 599},
+            "detail": {"type": "string", "description": "What to change in the request."},
+            "request_id": {
+                "type": "string",
+                "description": "The id under which the clinic's audit trail has the request.",
+            },
+            "errors": {"type": "array", "items": {"$ref": _REF.format(model="FieldError")}},
+        },
+    }
+    return {
+        "schemas": schemas,
+        "securitySchemes": {
+            "apiKey": {
+                "type": "http",
+                "scheme": "bearer",
+                "bearerFormat": "vk_<prefix>_<secret>",
+                "description": (
+                    "A key created by the clinic for one sending system (`vigie apikey "
+                    "create`), possibly bound to source networks. It can send documents, "
+                    "never read them. `X-API-Key: <key>` is accepted too."
+                ),
+            }
+        },
+    }
+
+
+@functools.cache
+def _build() -> dict[str, Any]:
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Vigie intake API",
+            "version": "1.0.0",
+            "description": (
+                "Send medical documents (PDF, PNG, JPEG) to the clinic. Patients are "
+                "matched exactly on the INS, or on the IPP with its assigning system; "
+                "anything less is kept for an administrator to reconcile. Errors are RFC "
+                "9457 problem details."
+            ),
+        },
+        "security": [{"apiKey": []}],
+        "paths": {
+            "/api/v1/documents": {
+                "post": {
+                    "operationId": "sendDocument",
+                    "summary": "Send one document with its metadata",
+                    "parameters": [
+                        {
+                            "name": idempotency.HEADER,
+                            "in": "header",
+                            "required": False,
+                            "description": (
+                                "Makes retries safe: the same key with the same file and "
+                                "metadata returns the first answer (and stores nothing "
+                                "more); with another payload, 409."
+                            ),
+                            "schema": {
+                                "type": "string",
+                                "minLength": 1,
+                                "maxLength": idempotency.MAX_LENGTH,
+                                "pattern": "^[!-~]([ -~]*[!-~])?$",
+                            },
+                        }
+                    ],
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            "multipart/form-data": {
+                                "schema": {
+                                    "type": "object",
+                                    "required": ["file", "metadata"],
+                                    "properties": {
+                                        "file": {
+                                            "type": "string",
+                                            "format": "binary",
+                                            "description": "The document itself.",
+                                        },
+                                        "metadata": {"$ref": _REF.format(model="Metadata")},
+                                    },
+                                },
+                                "encoding": {
+                                    "file": {
+                                        "contentType": "application/pdf, image/png, image/jpeg"
+                                    },
+                                    "metadata": {"contentType": "application/json"},
+                                },
+                            }
+                        },
+                    },
+                    "responses": {
+                        "201": {
+                            "description": "Stored durably (encrypted) before this answer.",
+                            "headers": {
+                                "Idempotent-Replayed": {
+                                    "description": "Present on a replayed answer.",
+                                    "schema": {"type": "string", "enum": ["true"]},
+                                }
+                            },
+                            "content": {
+                                "application/json": {
+                                    "schema": {"$ref": _REF.format(model="Received")}
+                                }
+                            },
+                        },
+                        **_problems(400, 401, 403, 409, 411, 413, 415, 422, 503),
+                    },
+                }
+            },
+            "/api/v1/openapi.json": {
+                "get": {
+                    "operationId": "getOpenApi",
+                    "summary": "This document",
+                    "responses": {
+                        "200": {
+                            "description": "The OpenAPI document.",
+                            "content": {"application/json": {"schema": {"type": "object"}}},
+                        },
+                        **_problems(401, 403, 503),
+                    },
+                }
+            },
+        },
+        "components": _components(),
+    }
+
+
+def schema() -> dict[str, Any]:
+    """The OpenAPI document (a copy: callers may not alter the cached one)."""
+    return copy.deepcopy(_build())
