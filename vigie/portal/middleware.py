@@ -30,7 +30,7 @@ from vigie.accounts.reauth import is_second_factor_fresh, reauth_redirect
 from vigie.lib.headers import static_prefix
 
 PUBLIC_VIEWS = frozenset(
-    {"accounts:login", "accounts:locked", "health", "robots_txt", "set_language"}
+    {"accounts:login", "accounts:locked", "health", "robots_txt", "set_language", "fhir:metadata"}
 )
 SECOND_FACTOR_VIEWS = frozenset({"accounts:verify", "accounts:enrol", "accounts:logout"})
 # Machine clients get a status, not a login form they cannot fill in.
