@@ -1,0 +1,154 @@
+"""A real `vigie intake mllp` process, a lab's batch over real sockets, every ACK checked."""
+
+from __future__ import annotations
+
+import json
+import selectors
+import signal
+import subprocess
+import threading
+import time
+
+import pytest
+
+from tests.conftest import VIGIE, System
+from vigie.intake.hl7.testing import MllpClient, Oru, ack_fields, ed_segment, small_pdf
+
+pytestmark = pytest.mark.slow
+
+SEED = """
+from datetime import date
+from vigie.records.models import Patient, PatientIdentifier
+patient = Patient.objects.create(ipp="IPP0000001", ins="285037500100132", family_name="DURAND",
+                                 given_names="Camille", birth_date=date(1985, 3, 14), sex="F")
+PatientIdentifier.objects.create(patient=patient, source="BIOMED", value="L123456")
+"""
+
+COUNT = """
+import json
+from vigie.intake.models import ReceivedMessage
+from vigie.records.models import Document, PendingDocument
+from vigie.audit.models import AuditEvent
+print(json.dumps({
+    "documents": Document.objects.count(),
+    "pending": PendingDocument.objects.count(),
+    "control_ids": sorted(ReceivedMessage.objects.values_list("control_id", flat=True)),
+    "patients": sorted(set(Document.objects.values_list("patient__ipp", flat=True))),
+    "received_events": AuditEvent.objects.filter(action="intake.received").count(),
+    "rejected_events": AuditEvent.objects.filter(action="intake.rejected").count(),
+    "duplicate_events": AuditEvent.objects.filter(action="intake.duplicate").count(),
+}))
+"""
+
+
+def _read_line(process: subprocess.Popen[str], timeout: float) -> str:
+    assert process.stdout is not None
+    deadline = time.monotonic() + timeout
+    with selectors.DefaultSelector() as selector:
+        selector.register(process.stdout, selectors.EVENT_READ)
+        while time.monotonic() < deadline:
+            if selector.select(deadline - time.monotonic()):
+                return process.stdout.readline()
+            if process.poll() is not None:
+                break
+    raise AssertionError("the MLLP server printed nothing before the deadline")
+
+
+def _batch() -> list[tuple[bytes, str]]:
+    """(message, expected MSA-1): good results among the kinds of bad input a lab sends."""
+    pdf = small_pdf("Compte rendu BIOMED")
+    batch: list[tuple[bytes, str]] = []
+    for n in range(12):
+        batch.append(
+            (
+                Oru(
+                    control_id=f"OK{n:02d}", version=["2.3", "2.4", "2.5", "2.5.1"][n % 4]
+                ).encode(),
+                "AA",
+            )
+        )
+    batch += [
+        (Oru(control_id="PDF01", observations=[ed_segment(pdf)]).encode(), "AA"),
+        (Oru(control_id="INS01", ipp="", ins="285037500100132").encode(), "AA"),
+        (Oru(control_id="LATIN1", charset="8859/1").encode(), "AA"),
+        (Oru(control_id="UNKNOWN1", ipp="L000000").encode(), "AA"),  # pending, to reconcile
+        (Oru(control_id="OK00").encode(), "AA"),  # a retry: acknowledged, not stored again
+        (Oru(control_id="").encode(), "AR"),
+        (Oru(control_id="BADSEP", encoding_characters="^^\\&").encode(), "AR"),
+        (Oru(control_id="BADCHARSET", charset="UNICODE UTF-8").encode("latin-1"), "AR"),
+        (Oru(control_id="ADT", message_type="ADT^A01").encode(), "AR"),
+        (Oru(control_id="CUTPDF", observations=[ed_segment(pdf)[:-20] + "||||||F"]).encode(), "AE"),
+        (Oru(control_id="BADINS", ipp="", ins="285037500100133").encode(), "AE"),
+    ]
+    return batch
+
+
+def test_a_batch_over_real_sockets_is_acknowledged_and_stored_exactly_once(system: System) -> None:
+    system.run("shell", "-c", SEED)
+    process = system.popen(
+        [*VIGIE, "intake", "mllp", "--host", "127.0.0.1", "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        line = _read_line(process, 60)
+        assert line.startswith("listening on mllp://127.0.0.1:"), line
+        port = int(line.rsplit(":", 1)[1])
+        batch = _batch()
+        assert len(batch) >= 20
+        # Two connections at once, like a lab with two interface channels; within each,
+        # messages go one after another and the ACKs come back in the same order.
+        halves = {0: batch[0::2], 1: batch[1::2]}
+        answers: dict[int, list[dict[str, str]]] = {}
+        errors: list[BaseException] = []
+
+        def send(index: int) -> None:
+            client = MllpClient("127.0.0.1", port)
+            try:
+                answers[index] = [
+                    ack_fields(client.exchange(message)) for message, _ in halves[index]
+                ]
+            except BaseException as exc:
+                errors.append(exc)
+            finally:
+                client.close()
+
+        threads = [threading.Thread(target=send, args=(i,)) for i in halves]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(120)
+        assert not errors, errors
+        for index, sent in halves.items():
+            for (message, expected), got in zip(sent, answers[index], strict=True):
+                control_id = message.split(b"|")[9].decode()
+                assert got["code"] == expected, (control_id, got)
+                assert got["control_id"] == control_id
+                assert got["receiving_application"] == "LABWARE"
+                if expected != "AA":
+                    assert got["error_code"], got
+                    assert got["text"], got
+        # A late retry of a message already taken, on a fresh connection.
+        late = MllpClient("127.0.0.1", port)
+        try:
+            assert ack_fields(late.exchange(Oru(control_id="PDF01").encode()))["code"] == "AA"
+        finally:
+            late.close()
+        process.send_signal(signal.SIGTERM)
+        out, err = process.communicate(timeout=60)
+        assert process.returncode == 0, err
+        assert "stopped" in out
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+    counts = json.loads(system.run("shell", "-c", COUNT).stdout.strip().splitlines()[-1])
+    stored = [f"OK{n:02d}" for n in range(12)] + ["INS01", "LATIN1", "PDF01"]
+    assert counts["documents"] == len(stored)
+    assert counts["pending"] == 1
+    assert counts["control_ids"] == sorted([*stored, "UNKNOWN1"])
+    assert counts["patients"] == ["IPP0000001"]
+    assert counts["received_events"] == len(stored) + 1
+    assert counts["rejected_events"] == 6
+    assert counts["duplicate_events"] == 2

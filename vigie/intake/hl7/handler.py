@@ -1,0 +1,260 @@
+"""One HL7 message in, one ACK out: parse, store through `receive()`, audit, acknowledge.
+
+Synchronous and Django-bound: the MLLP server calls it in a worker thread. It never raises:
+whatever the bytes, the answer is an ACK (AA, AE or AR), and AA is returned only once the
+document (or the document waiting for reconciliation) and its `ReceivedMessage` row are
+committed, so an acknowledged message survives a crash.
+
+AA also answers a message whose patient is not known exactly: it is stored as a pending
+document for an administrator to reconcile. The lab has delivered it; sending it again
+would not make the match better, and an AE would make its interface engine retry forever.
+
+Every message leaves an audit event: `intake.received` (in the document's transaction),
+`intake.duplicate` for a repeated control id, `intake.rejected` for AE/AR. If the audit log
+cannot be written for a rejection, the answer becomes AE 207 so the sender tries again
+rather than abandoning a message nobody recorded.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from django.db import DatabaseError, IntegrityError, close_old_connections
+
+from vigie.audit.log import AuditUnavailable, record
+from vigie.intake.hl7 import ack
+from vigie.intake.hl7.parser import (
+    ErrorCode,
+    Header,
+    HL7Error,
+    LabResult,
+    Message,
+    parse,
+    peek_header,
+    read_oru,
+)
+from vigie.intake.hl7.render import render_report
+from vigie.intake.models import ReceivedMessage
+from vigie.records.ingest import DocumentMeta
+from vigie.records.ingest_errors import InvalidDocument, StorageUnavailable
+from vigie.records.models import Document, DocumentKind, PendingDocument
+from vigie.records.receive import Sender, receive
+
+logger = logging.getLogger(__name__)
+
+CHANNEL = "hl7"
+
+
+@dataclass(frozen=True)
+class Reply:
+    """The ACK to send back, and what happened (for logs and tests)."""
+
+    ack: bytes
+    code: str
+    control_id: str = ""
+    document_id: str = ""
+    pending_id: str = ""
+    duplicate: bool = False
+    reason: str = ""
+
+
+def _header(message: Message) -> Header:
+    msh = message.msh
+    return Header(
+        sending_application=msh.value(3),
+        sending_facility=msh.value(4),
+        receiving_application=msh.value(5),
+        receiving_facility=msh.value(6),
+        control_id=message.control_id,
+        processing_id=msh.value(11),
+        version=message.version,
+        trigger=msh.value(9, 2),
+        charset=message.charset,
+    )
+
+
+def _facts(message: Message) -> dict[str, Any]:
+    return {
+        "channel": CHANNEL,
+        "source": message.source,
+        "control_id": message.control_id,
+        "version": message.version,
+    }
+
+
+def handle(raw: bytes, *, local_authority: str = "") -> Reply:
+    """The ACK for `raw` (one MLLP frame's content), after storing what it carries.
+
+    `local_authority` names this clinic's own assigning authority in PID-3: an IPP from it
+    is matched against `Patient.ipp`, any other against the sending system's identifiers.
+    """
+    close_old_connections()
+    try:
+        header = peek_header(raw)
+    except Exception:  # an ACK must go out even if the header cannot be read at all
+        logger.exception("hl7: unreadable header")
+        header = Header()
+    try:
+        return _handle(raw, header, local_authority)
+    except HL7Error as exc:
+        return refuse(header, exc)
+    except InvalidDocument as exc:
+        return refuse(header, HL7Error(ack.ERROR, ErrorCode.DATA_TYPE, str(exc)))
+    except (StorageUnavailable, AuditUnavailable, DatabaseError) as exc:
+        logger.warning("hl7: %s not stored: %s", header.control_id, exc)
+        return refuse(
+            header,
+            HL7Error(
+                ack.ERROR,
+                ErrorCode.INTERNAL_ERROR,
+                f"temporarily unable to store the message ({type(exc).__name__}); nothing was "
+                "kept: send it again later",
+            ),
+        )
+    except Exception:
+        logger.exception("hl7: unexpected failure on %s", header.control_id)
+        return refuse(
+            header,
+            HL7Error(
+                ack.ERROR,
+                ErrorCode.INTERNAL_ERROR,
+                "internal error; nothing was kept: send the message again later (the "
+                "administrator has the details in the log)",
+            ),
+        )
+    finally:
+        close_old_connections()
+
+
+def _handle(raw: bytes, header: Header, local_authority: str) -> Reply:
+    message = parse(raw)
+    header = _header(message)
+    taken = _taken(message)
+    if taken is not None:
+        return _duplicate(header, message, taken)
+    result = read_oru(message)
+    sender = _sender(result.patient, local_authority)
+    content, content_type = _content(result, message)
+    clinical_date = result.clinical_date
+    if clinical_date is None:  # read_oru requires OBR-7; kept for the type checker
+        raise HL7Error(ack.ERROR, ErrorCode.REQUIRED_FIELD_MISSING, "OBR-7 missing", segment="OBR")
+    meta = DocumentMeta(
+        kind=DocumentKind.LAB_RESULT,
+        title=result.title,
+        clinical_date=clinical_date,
+        source_system=result.source_name or message.source[:100],
+        author=result.author,
+        content_type=content_type,
+    )
+    facts = _facts(message)
+
+    def within(row: Document | PendingDocument) -> None:
+        is_document = isinstance(row, Document)
+        ReceivedMessage.objects.create(
+            channel=CHANNEL,
+            source=message.source,
+            control_id=message.control_id,
+            document_id=row.pk if is_document else "",
+            pending_id="" if is_document else row.pk,
+        )
+        record(
+            "intake.received",
+            patient=row.patient if isinstance(row, Document) else None,
+            document=row if isinstance(row, Document) else None,
+            extra={**facts, "pending_id": "" if is_document else row.pk},
+        )
+
+    try:
+        received = receive(sender, meta, content, channel=CHANNEL, extra=facts, within=within)
+    except IntegrityError:
+        # Another connection delivered the same message a moment ago and won the race.
+        taken = _taken(message)
+        if taken is None:
+            raise
+        return _duplicate(header, message, taken)
+    return Reply(
+        ack=ack.build(header, ack.ACCEPT),
+        code=ack.ACCEPT,
+        control_id=message.control_id,
+        document_id=received.document.pk if received.document else "",
+        pending_id=received.pending.pk if received.pending else "",
+    )
+
+
+def _taken(message: Message) -> ReceivedMessage | None:
+    return ReceivedMessage.objects.filter(
+        channel=CHANNEL, source=message.source, control_id=message.control_id
+    ).first()
+
+
+def _duplicate(header: Header, message: Message, taken: ReceivedMessage) -> Reply:
+    record(
+        "intake.duplicate",
+        extra={
+            **_facts(message),
+            "document_id": taken.document_id,
+            "pending_id": taken.pending_id,
+        },
+    )
+    return Reply(
+        ack=ack.build(header, ack.ACCEPT),
+        code=ack.ACCEPT,
+        control_id=message.control_id,
+        document_id=taken.document_id,
+        pending_id=taken.pending_id,
+        duplicate=True,
+    )
+
+
+def _sender(patient: Sender, local_authority: str) -> Sender:
+    if not (local_authority and patient.ipp_source.lower() == local_authority.lower()):
+        return patient
+    return Sender(
+        ins=patient.ins,
+        ipp=patient.ipp,
+        ipp_source="",
+        family_name=patient.family_name,
+        given_names=patient.given_names,
+        birth_date=patient.birth_date,
+        sex=patient.sex,
+    )
+
+
+def _content(result: LabResult, message: Message) -> tuple[bytes, str]:
+    if result.attachment is not None:
+        # The sender's own report, stored as sent: it is what the lab signed.
+        return result.attachment.data, result.attachment.content_type
+    pdf = render_report(result, control_id=message.control_id, version=message.version)
+    return pdf, "application/pdf"
+
+
+def refuse(header: Header, error: HL7Error) -> Reply:
+    """The AE/AR for a message not stored, after auditing the refusal."""
+    try:
+        record(
+            "intake.rejected",
+            outcome="failure",
+            reason=error.text[:500],
+            extra={
+                "channel": CHANNEL,
+                "source": f"{header.sending_application}^{header.sending_facility}"[:200],
+                "control_id": header.control_id[:200],
+                "ack": error.ack_code,
+                "error_code": int(error.code),
+            },
+        )
+    except Exception:
+        logger.exception("hl7: cannot audit the refusal of %s", header.control_id)
+        error = HL7Error(
+            ack.ERROR,
+            ErrorCode.INTERNAL_ERROR,
+            f"{error.text} (and the refusal could not be recorded: send the message again later)",
+        )
+    return Reply(
+        ack=ack.build(header, error.ack_code, error),
+        code=error.ack_code,
+        control_id=header.control_id,
+        reason=error.text,
+    )

@@ -1,0 +1,324 @@
+"""`vigie intake mllp`: HL7 v2 over MLLP (TCP, optionally TLS), one ACK per message.
+
+MLLP frames a message as <VT> message <FS><CR>. A connection carries any number of
+messages, one after the other, each acknowledged before the next is read (the order of
+ACKs is the order of messages, as senders expect); connections are served concurrently.
+
+The Django work (`handler.handle`) runs in a small thread pool so the event loop never
+blocks on the database or the disk, and so the number of concurrent writers stays bounded
+(SQLite serialises them anyway). The ACK is written only after `handle` returns, i.e. after
+the document is committed.
+
+Refusals without a message to read: a frame larger than --max-message-bytes is read to its
+end and discarded, then answered AR (the connection stays usable); bytes outside any frame
+(an HTTP request, a port scanner) get one AR and the connection is closed.
+
+SIGTERM/SIGINT: stop accepting, let each connection finish the message in hand and send
+its ACK, then exit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+import ssl
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, TextIO
+
+from hl7.client import CR, EB, SB
+
+from vigie.audit.log import record
+from vigie.intake.hl7 import ack
+from vigie.intake.hl7.handler import Reply, handle, refuse
+from vigie.intake.hl7.parser import ErrorCode, Header, HL7Error, peek_header
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MAX_MESSAGE_BYTES = 32 * 1024 * 1024
+# How much of an oversized frame is kept: enough for MSH, so its AR names the control id.
+_HEAD_BYTES = 4096
+_WHITESPACE = frozenset(b" \t\r\n")
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One unit of work for the connection: a message, or a framing problem to answer."""
+
+    payload: bytes = b""
+    problem: str = ""
+    # Close the connection after answering (the peer does not speak MLLP).
+    close: bool = False
+
+
+@dataclass
+class Framer:
+    """MLLP deframing, byte-fed: knows nothing of sockets, so it is tested on its own."""
+
+    max_bytes: int
+    _buffer: bytearray = field(default_factory=bytearray)
+    _inside: bool = False
+    _size: int = 0
+    _oversized: bool = False
+
+    def feed(self, data: bytes) -> Iterator[Frame]:
+        position = 0
+        while position < len(data):
+            if not self._inside:
+                start = data.find(SB, position)
+                junk = data[position : start if start != -1 else len(data)]
+                if any(b not in _WHITESPACE for b in junk):
+                    yield Frame(
+                        payload=bytes(junk[:_HEAD_BYTES]),
+                        problem="data outside an MLLP frame: each message must be sent as "
+                        "<VT> message <FS><CR> (0x0B ... 0x1C 0x0D)",
+                        close=True,
+                    )
+                    return
+                if start == -1:
+                    return
+                self._inside, self._size, self._oversized = True, 0, False
+                self._buffer.clear()
+                position = start + 1
+                continue
+            end = data.find(EB, position)
+            restart = data.find(SB, position, end if end != -1 else len(data))
+            if restart != -1:
+                # A new <VT> before the <FS>: the previous message was cut short.
+                head = bytes(self._buffer[:_HEAD_BYTES] + data[position:restart][:_HEAD_BYTES])
+                self._inside = False
+                position = restart
+                yield Frame(
+                    payload=head,
+                    problem="incomplete MLLP frame: a new message (<VT>) started before the "
+                    "end (<FS><CR>) of the previous one",
+                )
+                continue
+            chunk = data[position : end if end != -1 else len(data)]
+            self._append(chunk)
+            if end == -1:
+                return
+            self._inside = False
+            position = end + 1
+            if data[position : position + 1] == CR:
+                position += 1
+            if self._oversized:
+                yield Frame(
+                    payload=bytes(self._buffer),
+                    problem=f"message larger than the limit of {self.max_bytes} bytes "
+                    f"({self._size} bytes received); nothing was kept",
+                )
+            else:
+                yield Frame(payload=bytes(self._buffer))
+            self._buffer.clear()
+
+    def _append(self, chunk: bytes) -> None:
+        self._size += len(chunk)
+        if self._oversized:
+            return
+        if self._size > self.max_bytes:
+            # Keep the head only (for MSH), drop the rest as it comes: memory stays bounded.
+            self._oversized = True
+            self._buffer.extend(chunk)
+            del self._buffer[_HEAD_BYTES:]
+            return
+        self._buffer.extend(chunk)
+
+
+def frame(message: bytes) -> bytes:
+    framed: bytes = SB + message + EB + CR
+    return framed
+
+
+@dataclass
+class Settings:
+    host: str = "127.0.0.1"
+    port: int = 2575
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
+    workers: int = 4
+    idle_timeout: float = 300.0
+    local_authority: str = ""
+    tls_cert: str = ""
+    tls_key: str = ""
+
+
+class MllpServer:
+    """The asyncio server; `serve()` runs until `stop()`."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.executor = ThreadPoolExecutor(
+            max_workers=settings.workers, thread_name_prefix="mllp-worker"
+        )
+        self.stopping = asyncio.Event()
+        self.ready = asyncio.Event()
+        self.port = 0
+        self._connections: dict[asyncio.Task[None], bool] = {}  # task → busy
+
+    def _ssl_context(self) -> ssl.SSLContext | None:
+        if not self.settings.tls_cert:
+            return None
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        context.load_cert_chain(self.settings.tls_cert, self.settings.tls_key or None)
+        return context
+
+    async def _work(self, item: Frame) -> Reply:
+        loop = asyncio.get_running_loop()
+        if item.problem:
+            return await loop.run_in_executor(self.executor, _refuse_frame, item)
+        return await loop.run_in_executor(
+            self.executor,
+            lambda: handle(item.payload, local_authority=self.settings.local_authority),
+        )
+
+    async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None  # noqa: S101 (always inside a task here)
+        self._connections[task] = False
+        peer = writer.get_extra_info("peername")
+        framer = Framer(self.settings.max_message_bytes)
+        try:
+            while not self.stopping.is_set():
+                data = await asyncio.wait_for(reader.read(65536), self.settings.idle_timeout)
+                if not data:
+                    break
+                self._connections[task] = True
+                close = False
+                for item in framer.feed(data):
+                    reply = await self._work(item)
+                    writer.write(frame(reply.ack))
+                    await writer.drain()
+                    logger.info("mllp %s: %s %s", peer, reply.code, reply.control_id)
+                    if item.close:
+                        close = True
+                        break
+                self._connections[task] = False
+                if close:
+                    break
+        except (TimeoutError, ConnectionError, ssl.SSLError, asyncio.IncompleteReadError) as exc:
+            logger.info("mllp %s: connection ended (%s)", peer, type(exc).__name__)
+        finally:
+            self._connections.pop(task, None)
+            writer.close()
+            with contextlib.suppress(ConnectionError, ssl.SSLError, OSError):
+                await writer.wait_closed()
+
+    async def serve(self) -> None:
+        server = await asyncio.start_server(
+            self._connection,
+            self.settings.host,
+            self.settings.port,
+            ssl=self._ssl_context(),
+            limit=65536,
+        )
+        self.port = server.sockets[0].getsockname()[1]
+        self.ready.set()
+        try:
+            async with server:
+                await self.stopping.wait()
+                server.close()
+                await self._drain()
+        finally:
+            self.executor.shutdown(wait=True)
+
+    async def _drain(self, timeout: float = 30.0) -> None:
+        """Idle connections are closed now; busy ones finish their message and its ACK."""
+        for task, busy in list(self._connections.items()):
+            if not busy:
+                task.cancel()
+        pending = list(self._connections)
+        if pending:
+            _done, late = await asyncio.wait(pending, timeout=timeout)
+            for task in late:
+                task.cancel()
+
+    def stop(self) -> None:
+        self.stopping.set()
+
+
+def _refuse_frame(item: Frame) -> Reply:
+    header = peek_header(item.payload) if item.payload.lstrip().startswith(b"MSH") else None
+    error = HL7Error(ack.REJECT, ErrorCode.SEGMENT_SEQUENCE, item.problem)
+    return refuse(header or Header(), error)
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: local only)"
+    )
+    parser.add_argument("--port", type=int, default=2575, help="TCP port (default 2575; 0: any)")
+    parser.add_argument("--tls-cert", default="", help="PEM certificate chain: serve MLLP over TLS")
+    parser.add_argument("--tls-key", default="", help="PEM private key of --tls-cert")
+    parser.add_argument(
+        "--max-message-bytes",
+        type=int,
+        default=DEFAULT_MAX_MESSAGE_BYTES,
+        help=f"largest message accepted (default {DEFAULT_MAX_MESSAGE_BYTES})",
+    )
+    parser.add_argument(
+        "--workers", type=int, default=4, help="messages stored concurrently (default 4)"
+    )
+    parser.add_argument(
+        "--idle-timeout",
+        type=float,
+        default=300.0,
+        help="seconds before an idle connection is closed (default 300)",
+    )
+    parser.add_argument(
+        "--local-authority",
+        default="",
+        help="PID-3 assigning authority of this clinic's own IPP (matched on Patient.ipp)",
+    )
+
+
+def _settings(options: dict[str, Any]) -> Settings:
+    if options.get("tls_key") and not options.get("tls_cert"):
+        raise SystemExit("--tls-key needs --tls-cert")
+    if int(options["max_message_bytes"]) < 1024:
+        raise SystemExit("--max-message-bytes must be at least 1024")
+    if int(options["workers"]) < 1:
+        raise SystemExit("--workers must be at least 1")
+    return Settings(
+        host=options["host"],
+        port=int(options["port"]),
+        max_message_bytes=int(options["max_message_bytes"]),
+        workers=int(options["workers"]),
+        idle_timeout=float(options["idle_timeout"]),
+        local_authority=options.get("local_authority") or "",
+        tls_cert=options.get("tls_cert") or "",
+        tls_key=options.get("tls_key") or "",
+    )
+
+
+def run(options: dict[str, Any], stdout: TextIO) -> None:
+    """The command's body: serve until SIGTERM/SIGINT."""
+    settings = _settings(options)
+    asyncio.run(_main(settings, stdout))
+
+
+async def _main(settings: Settings, stdout: TextIO) -> None:
+    server = MllpServer(settings)
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, server.stop)
+    serving = asyncio.create_task(server.serve())
+    ready = asyncio.create_task(server.ready.wait())
+    await asyncio.wait({serving, ready}, return_when=asyncio.FIRST_COMPLETED)
+    if serving.done():
+        ready.cancel()
+        await serving  # raises the bind error (address in use, bad certificate)
+        return
+    facts = {"host": settings.host, "port": server.port, "tls": bool(settings.tls_cert)}
+    await asyncio.to_thread(record, "intake.mllp.started", extra=facts)
+    scheme = "mllps" if settings.tls_cert else "mllp"
+    stdout.write(f"listening on {scheme}://{settings.host}:{server.port}\n")
+    stdout.flush()
+    await serving
+    await asyncio.to_thread(record, "intake.mllp.stopped", extra=facts)
+    stdout.write("stopped\n")
+    stdout.flush()
