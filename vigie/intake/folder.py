@@ -1,0 +1,892 @@
+"""`vigie intake folder DIR`: take PDFs that a lab or hospital system drops in a folder.
+
+The sender's side
+=================
+
+For each document the sender puts two files in DIR, with the same stem::
+
+    DIR/CR-2026-0042.pdf     the document itself (a PDF; `.pdf` in any case)
+    DIR/CR-2026-0042.json    its sidecar: who the patient is, what the document is
+
+The sidecar is a UTF-8 JSON object (a BOM is tolerated), at most 64 KiB::
+
+    {
+      "patient": {
+        "ins": "285037500101234",         INS (NIR with its key); optional
+        "ipp": "P123456",                 patient id in `ipp_source`; optional
+        "ipp_source": "HIS-CHU",          who assigned `ipp`; "" = this clinic's own IPP
+        "family_name": "DUPONT",          names, birth date and sex never attach a
+        "given_names": "Jeanne",          document: without an exact INS or IPP match
+        "birth_date": "1985-03-14",       the document waits for an administrator
+        "sex": "F"                        ("to reconcile"); all optional
+      },
+      "document": {
+        "kind": "lab_result",             required: lab_result, imaging_report,
+                                          consultation_letter, discharge_summary,
+                                          prescription or other
+        "title": "Numération formule sanguine",   required
+        "clinical_date": "2026-11-28",    required (YYYY-MM-DD)
+        "author": "Dr Biologiste"         optional
+      },
+      "source_system": "LABO-CENTRAL"     required: the sending system's name
+    }
+
+Unknown keys are refused rather than ignored: a misspelt `"ins "` silently ignored would send
+the document to reconciliation, or worse, without anybody knowing why.
+
+A file still being written is not taken. Vigie takes a PDF and its sidecar only when
+
+* their size and modification time have not changed for `--settle` seconds (default 2), and
+* on a local filesystem, no process has them open for writing: Vigie asks the kernel for a
+  read lease (`F_SETLEASE`), which is refused while anyone holds a writer. (Where leases are
+  unavailable — another owner without CAP_LEASE, NFS, SMB — the settle time alone decides.)
+
+Senders should still write under a temporary name and rename when complete: names starting
+with `.` or `~` and names not ending in `.pdf`/`.json` (`.tmp`, `.part`, `.filepart`,
+`.crdownload`, rsync's `.name.XXXXXX`) are never looked at.
+
+A PDF whose sidecar has not appeared `--sidecar-wait` seconds (default 600, ten minutes)
+after the PDF arrived (its inode change time, which copying tools cannot backdate) goes to
+quarantine with the reason "no sidecar". A sidecar without its PDF is left alone (the PDF may
+still be on its way) and logged once.
+
+What Vigie does with each pair
+==============================
+
+    stored for its patient, or waiting for reconciliation (unknown patient)  ─► DIR/done/
+    already received (same file name and same PDF bytes)                    ─► DIR/done/
+    refused (empty, truncated, not a PDF, bad sidecar, unknown kind, ...)    ─► DIR/quarantine/
+    storage or database unavailable                                         ─► stays in DIR
+
+In quarantine, `<stem>.reason.txt` says why (the JSON error with its line and column, the
+missing field, what the PDF check found). In done/, a `<stem>.reason.txt` appears only when
+something deserves the sender's attention (a duplicate, a patient not found, active content).
+A name already used in done/ or quarantine/ gets a `~2`, `~3`... suffix: nothing is
+overwritten. With `--delete-done`, stored files are deleted instead of kept in done/
+(DIR/done/ holds plaintext copies: see the option's help).
+
+Nothing lost, nothing stored twice
+==================================
+
+A pair leaves DIR only after `receive()` has returned, that is once the encrypted copy is
+fsynced and its row committed. In that same transaction a `ReceivedMessage` row records
+(folder, sha256 of name and PDF bytes): a file that was stored just before a crash (row
+committed, file not yet moved) is recognised on restart and moved to done/ without a second
+copy. Moves go sidecar first, PDF last, each followed by an fsync of both directories; so a
+crash (or a power loss) leaves at worst a PDF alone in DIR, which the next pass recognises (by its row, or by its sidecar
+already waiting in quarantine/) and finishes moving. A corrected sidecar for the same PDF must
+come under a new file name: same name and same bytes is a duplicate.
+
+One process per folder (a lock file `DIR/.vigie-intake.lock`); SIGTERM or SIGINT stops it
+between two files.
+
+HPRIM Santé
+===========
+
+Not supported. HPRIM Santé (2.2–2.4) is a French, line-oriented format whose specification
+is published by an association (Interop'Santé) and whose laboratory dialects differ in
+practice (segment usage, encodings, result coding); we have neither the current text nor
+real files from the labs concerned to test against. A parser written from memory would
+mis-attribute results sooner or later, and a wrong patient is the one error this intake must
+never make. HPRIM files dropped here are ignored (logged once); labs sending HPRIM can usually
+also send HL7 v2 ORU (`vigie intake mllp`) or PDF + JSON.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import hashlib
+import json
+import logging
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import Any, TextIO, cast
+
+from django.conf import settings
+from django.core.management.base import CommandError, CommandParser, OutputWrapper
+from django.db import DatabaseError, IntegrityError
+from django.utils.translation import gettext as _
+
+from vigie.audit.log import record
+from vigie.intake.models import ReceivedMessage
+from vigie.records.ingest import DocumentMeta
+from vigie.records.ingest_errors import InvalidDocument, StorageUnavailable
+from vigie.records.models import Document, PendingDocument
+from vigie.records.receive import Received, Sender, receive
+
+logger = logging.getLogger(__name__)
+
+CHANNEL = "folder"
+DONE = "done"
+QUARANTINE = "quarantine"
+LOCK_NAME = ".vigie-intake.lock"
+SIDECAR_MAX_BYTES = 64 * 1024
+# A pass with at least this many pairs ready shows a progress bar (on a terminal).
+PROGRESS_THRESHOLD = 20
+
+_PATIENT_KEYS = frozenset(
+    {"ins", "ipp", "ipp_source", "family_name", "given_names", "birth_date", "sex"}
+)
+_DOCUMENT_KEYS = frozenset({"kind", "title", "clinical_date", "author"})
+_TOP_KEYS = frozenset({"patient", "document", "source_system"})
+
+
+# ---------------------------------------------------------------------------------------------
+# The sidecar
+
+
+class SidecarError(ValueError):
+    """The sidecar cannot be used; the message tells the sender what to fix."""
+
+
+@dataclass(frozen=True)
+class Sidecar:
+    sender: Sender
+    meta: DocumentMeta
+
+
+def parse_sidecar(raw: bytes) -> Sidecar:
+    """The patient and document a sidecar describes, or a SidecarError saying what is wrong."""
+    if len(raw) > SIDECAR_MAX_BYTES:
+        raise SidecarError(
+            _("the sidecar is larger than %(limit)d bytes") % {"limit": SIDECAR_MAX_BYTES}
+        )
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise SidecarError(
+            _("the sidecar is not UTF-8 text (invalid byte at offset %(offset)d)")
+            % {"offset": exc.start}
+        ) from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise SidecarError(
+            _("the sidecar is not valid JSON: %(error)s at line %(line)d, column %(column)d")
+            % {"error": exc.msg, "line": exc.lineno, "column": exc.colno}
+        ) from None
+    top = _object(data, "")
+    patient = _object(top.get("patient"), "patient")
+    document = _object(top.get("document"), "document")
+    _only(top, _TOP_KEYS, "")
+    _only(patient, _PATIENT_KEYS, "patient.")
+    _only(document, _DOCUMENT_KEYS, "document.")
+    missing = [
+        prefix + key
+        for found, prefix, keys in (
+            (document, "document.", ("kind", "title", "clinical_date")),
+            (top, "", ("source_system",)),
+        )
+        for key in keys
+        if found.get(key) in (None, "")
+    ]
+    if missing:
+        raise SidecarError(
+            _("missing required field(s): %(fields)s") % {"fields": ", ".join(missing)}
+        )
+    sender = Sender(
+        ins=_text(patient, "ins", "patient.") or None,
+        ipp=_text(patient, "ipp", "patient.") or None,
+        ipp_source=_text(patient, "ipp_source", "patient."),
+        family_name=_text(patient, "family_name", "patient."),
+        given_names=_text(patient, "given_names", "patient."),
+        birth_date=_date(patient, "birth_date", "patient.", required=False),
+        sex=_text(patient, "sex", "patient."),
+    )
+    clinical_date = _date(document, "clinical_date", "document.", required=True)
+    if clinical_date is None:  # unreachable: required=True raises instead
+        raise SidecarError(_("the sidecar has no 'document.clinical_date' (required)"))
+    meta = DocumentMeta(
+        kind=_text(document, "kind", "document.", required=True),
+        title=_text(document, "title", "document.", required=True),
+        clinical_date=clinical_date,
+        author=_text(document, "author", "document."),
+        source_system=_text(top, "source_system", "", required=True),
+    )
+    return Sidecar(sender=sender, meta=meta)
+
+
+def _object(value: object, where: str) -> dict[str, Any]:
+    if value is None and where:
+        raise SidecarError(_("the sidecar has no %(field)r object") % {"field": where})
+    if not isinstance(value, dict):
+        if not where:
+            raise SidecarError(_("the sidecar must be a JSON object"))
+        raise SidecarError(_("%(field)r must be a JSON object") % {"field": where})
+    return value
+
+
+def _only(found: dict[str, Any], allowed: frozenset[str], prefix: str) -> None:
+    unknown = sorted(set(found) - allowed)
+    if unknown:
+        raise SidecarError(
+            _("unknown field(s) in the sidecar: %(fields)s (expected: %(allowed)s)")
+            % {
+                "fields": ", ".join(prefix + name for name in unknown),
+                "allowed": ", ".join(prefix + name for name in sorted(allowed)),
+            }
+        )
+
+
+def _text(found: dict[str, Any], key: str, prefix: str, *, required: bool = False) -> str:
+    value = found.get(key)
+    if value is None or value == "":
+        if required:
+            raise SidecarError(
+                _("the sidecar has no %(field)r (required)") % {"field": prefix + key}
+            )
+        return ""
+    if not isinstance(value, str):
+        raise SidecarError(_("%(field)r must be a string") % {"field": prefix + key})
+    return value.strip()
+
+
+def _date(found: dict[str, Any], key: str, prefix: str, *, required: bool) -> date | None:
+    value = _text(found, key, prefix, required=required)
+    if not value:
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise SidecarError(
+            _("%(field)r must be a date written YYYY-MM-DD, not %(value)r")
+            % {"field": prefix + key, "value": value}
+        ) from None
+
+
+# ---------------------------------------------------------------------------------------------
+# Files in the folder
+
+
+def is_candidate(name: str) -> bool:
+    """Names a sender may be still writing (temporary, hidden) are never looked at."""
+    return not name.startswith((".", "~")) and name.lower().endswith((".pdf", ".json"))
+
+
+def control_id(name: str, content: bytes) -> str:
+    """What identifies a delivered file: its name and its bytes (see the module docstring)."""
+    digest = hashlib.sha256()
+    encoded = name.encode("utf-8", "surrogateescape")
+    digest.update(len(encoded).to_bytes(8, "big") + encoded)
+    digest.update(content)
+    return digest.hexdigest()
+
+
+def source_of(folder: Path) -> str:
+    """ReceivedMessage.source for this folder: its resolved path, hashed if too long."""
+    path = str(folder.resolve())
+    limit = ReceivedMessage._meta.get_field("source").max_length or 200
+    if len(path) <= limit:
+        return path
+    tail = hashlib.sha256(path.encode("utf-8", "surrogateescape")).hexdigest()[:16]
+    return path[: limit - 17] + "#" + tail
+
+
+def open_for_writing(path: Path) -> bool | None:
+    """True if some process holds `path` open for writing; None when the kernel cannot say.
+
+    A read lease is refused (EAGAIN) while any writer exists, and taking and dropping one
+    at once is cheap. Leases need the caller to own the file (or CAP_LEASE) and a local
+    filesystem; elsewhere the settle time alone protects us.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW)
+    except OSError:
+        return None
+    try:
+        fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_RDLCK)
+    except OSError as exc:
+        if exc.errno in (errno.EAGAIN, errno.EBUSY):
+            return True
+        return None
+    else:
+        fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_UNLCK)
+        return False
+    finally:
+        os.close(fd)
+
+
+def _raw_stream(out: TextIO | OutputWrapper | None) -> TextIO | None:
+    # rich writes control sequences: it needs the terminal stream, not Django's wrapper
+    # (which appends a newline to every write).
+    if isinstance(out, OutputWrapper):
+        return cast("TextIO", vars(out)["_out"])
+    return out
+
+
+def _read_nofollow(path: Path, limit: int) -> bytes:
+    """At most `limit` bytes of a regular file; a symlink dropped in the folder is refused."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    with os.fdopen(fd, "rb") as handle:
+        return handle.read(limit)
+
+
+def fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _split(name: str) -> tuple[str, str]:
+    stem, dot, ext = name.rpartition(".")
+    return stem, dot + ext
+
+
+@dataclass
+class _Seen:
+    size: int
+    mtime_ns: int
+    since: float
+
+
+@dataclass
+class Outcome:
+    """What became of one PDF, for the log and the tests."""
+
+    name: str
+    status: str  # "stored", "pending", "duplicate", "quarantined", "deleted"...
+    detail: str = ""
+    document_id: str = ""
+
+
+@dataclass
+class HotFolder:
+    """One watched folder. `scan()` runs one pass; the command loops over it."""
+
+    path: Path
+    settle: float = 2.0
+    sidecar_wait: float = 600.0
+    delete_done: bool = False
+    out: TextIO | OutputWrapper | None = None
+    # Injectable so tests control time without sleeping.
+    clock: Callable[[], float] = time.monotonic
+    wall_clock: Callable[[], float] = time.time
+    stop: threading.Event = field(default_factory=threading.Event)
+    _seen: dict[str, _Seen] = field(default_factory=dict)
+    _warned: set[tuple[str, str]] = field(default_factory=set)
+    # PDFs known not to be received yet, by (size, mtime), while they wait for a sidecar.
+    _lone: dict[str, tuple[int, int] | None] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.done = self.path / DONE
+        self.quarantine = self.path / QUARANTINE
+        self.source = source_of(self.path)
+
+    # -- setting up ------------------------------------------------------------------------
+
+    def prepare(self) -> None:
+        for sub in (self.done, self.quarantine):
+            sub.mkdir(mode=0o750, exist_ok=True)
+        fsync_dir(self.path)
+
+    @contextmanager
+    def locked(self) -> Iterator[None]:
+        """One process per folder: two would race to move the same files."""
+        fd = os.open(self.path / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise CommandError(
+                    _("another `vigie intake folder` is already watching %(dir)s")
+                    % {"dir": self.path},
+                    returncode=2,
+                ) from None
+            yield
+        finally:
+            os.close(fd)
+
+    # -- one pass --------------------------------------------------------------------------
+
+    def scan(self) -> tuple[list[Outcome], int]:
+        """Take every pair that is ready; return what happened and how many still settle."""
+        try:
+            entries = {e.name: e for e in os.scandir(self.path) if e.is_file(follow_symlinks=False)}
+        except OSError as exc:
+            self._warn_once("", "scan", _("cannot read %(dir)s: %(error)s")
+                            % {"dir": self.path, "error": exc.strerror or exc})  # fmt: skip
+            return [], 0
+        names = {n for n in entries if is_candidate(n)}
+        self._warn_about_others(entries, names)
+        by_lower = {n.lower(): n for n in names}
+        stable: set[str] = set()
+        settling = 0
+        for name in sorted(names):
+            try:
+                st = entries[name].stat(follow_symlinks=False)
+            except OSError:
+                continue  # gone since the listing
+            if self._is_stable(name, st):
+                stable.add(name)
+            else:
+                settling += 1
+        for gone in set(self._seen) - names:
+            del self._seen[gone]
+        for gone in set(self._lone) - names:
+            del self._lone[gone]
+        ready: list[tuple[str, str | None]] = []
+        for name in sorted(names):
+            if not name.lower().endswith(".pdf") or name not in stable:
+                continue
+            sidecar = by_lower.get(_split(name)[0].lower() + ".json")
+            if sidecar is not None and sidecar not in stable:
+                settling += 1
+                continue
+            ready.append((name, sidecar))
+        self._warn_about_lone_sidecars(names, by_lower, entries)
+        outcomes = self._take_all(ready)
+        return outcomes, settling
+
+    def _is_stable(self, name: str, st: os.stat_result) -> bool:
+        now = self.clock()
+        seen = self._seen.get(name)
+        if seen is None or (seen.size, seen.mtime_ns) != (st.st_size, st.st_mtime_ns):
+            self._seen[name] = seen = _Seen(st.st_size, st.st_mtime_ns, now)
+        if now - seen.since < self.settle:
+            return False
+        if open_for_writing(self.path / name):
+            # Still open by its writer: restart the settle time from when it is closed.
+            seen.since = now
+            return False
+        return True
+
+    def _take_all(self, ready: list[tuple[str, str | None]]) -> list[Outcome]:
+        outcomes: list[Outcome] = []
+        if len(ready) < PROGRESS_THRESHOLD:
+            for name, sidecar in ready:
+                if self.stop.is_set():
+                    break
+                self._collect(outcomes, self._take_safely(name, sidecar))
+            return outcomes
+        from rich.console import Console
+        from rich.progress import Progress
+
+        console = Console(file=_raw_stream(self.out), stderr=self.out is None)
+        self._say(_("%(count)d files to take in %(dir)s") % {"count": len(ready), "dir": self.path})
+        with Progress(console=console, transient=True, disable=not console.is_terminal) as bar:
+            task = bar.add_task(_("Taking files"), total=len(ready))
+            for name, sidecar in ready:
+                if self.stop.is_set():
+                    break
+                self._collect(outcomes, self._take_safely(name, sidecar))
+                bar.advance(task)
+        return outcomes
+
+    def _collect(self, outcomes: list[Outcome], outcome: Outcome | None) -> None:
+        if outcome is not None:
+            outcomes.append(outcome)
+
+    def _take_safely(self, name: str, sidecar: str | None) -> Outcome | None:
+        try:
+            return self.take(name, sidecar)
+        except Exception as exc:
+            # A bug or an unforeseen failure on one file must not stop the others; the file
+            # stays in DIR (nothing lost) and the traceback goes to the log, once.
+            if (name, "error") not in self._warned:
+                logger.exception("hot folder: %s", name)
+            self._warn_once(name, "error", _("%(file)s stays in the folder after an "
+                            "unexpected error: %(error)s") % {"file": name, "error": repr(exc)})  # fmt: skip
+            return None
+
+    # -- one file --------------------------------------------------------------------------
+
+    def take(self, name: str, sidecar: str | None) -> Outcome | None:
+        """Store one PDF (with its sidecar) and move both away; None if it must wait."""
+        limit = settings.VIGIE_MAX_DOCUMENT_SIZE
+        if sidecar is None and self._lone.get(name) == self._stat_key(name):
+            # Already looked up while it waits for its sidecar: no need to read it again.
+            return self._without_sidecar(name)
+        try:
+            content = _read_nofollow(self.path / name, limit + 1)
+            raw_sidecar = (
+                _read_nofollow(self.path / sidecar, SIDECAR_MAX_BYTES + 1) if sidecar else None
+            )
+        except FileNotFoundError:
+            return None  # taken away by its sender meanwhile: nothing of ours to do
+        except OSError as exc:
+            self._warn_once(name, "read", _("cannot read %(file)s: %(error)s")
+                            % {"file": name, "error": exc.strerror or exc})  # fmt: skip
+            return None
+        cid = control_id(name, content)
+        try:
+            already = ReceivedMessage.objects.filter(
+                channel=CHANNEL, source=self.source, control_id=cid
+            ).first()
+        except DatabaseError as exc:
+            self._warn_once(name, "db", _("database unavailable, %(file)s waits: %(error)s")
+                            % {"file": name, "error": exc})  # fmt: skip
+            return None
+        if already is not None:
+            return self._duplicate(name, sidecar, already)
+        if sidecar is None:
+            self._lone[name] = self._stat_key(name)
+            return self._without_sidecar(name)
+        if raw_sidecar is None:  # the sidecar was named but not read: impossible above
+            return None
+        if len(content) > limit:
+            return self._refuse(
+                name, sidecar, _("the document is larger than the limit of %(limit)d bytes")
+                % {"limit": limit},
+            )  # fmt: skip
+        try:
+            parsed = parse_sidecar(raw_sidecar)
+        except SidecarError as exc:
+            return self._refuse(
+                name, sidecar, _("%(file)s: %(error)s") % {"file": sidecar, "error": exc}
+            )
+        try:
+            received = receive(
+                parsed.sender,
+                parsed.meta,
+                content,
+                channel=CHANNEL,
+                extra={"file": name},
+                within=self._remember(name, cid),
+            )
+        except InvalidDocument as exc:
+            return self._refuse(name, sidecar, str(exc))
+        except IntegrityError:
+            # Another process took the same file between our look-up and our commit.
+            again = ReceivedMessage.objects.filter(
+                channel=CHANNEL, source=self.source, control_id=cid
+            ).first()
+            if again is None:
+                raise
+            return self._duplicate(name, sidecar, again)
+        except (StorageUnavailable, DatabaseError) as exc:
+            # Nothing was kept: leave the file where it is and try again next pass.
+            self._warn_once(name, "store", _("cannot store %(file)s now, it stays: %(error)s")
+                            % {"file": name, "error": exc})  # fmt: skip
+            return None
+        return self._stored(name, sidecar, received)
+
+    def _stat_key(self, name: str) -> tuple[int, int] | None:
+        try:
+            st = (self.path / name).stat(follow_symlinks=False)
+        except OSError:
+            return None
+        return st.st_size, st.st_mtime_ns
+
+    def _remember(self, name: str, cid: str) -> Callable[[Document | PendingDocument], None]:
+        def within(row: Document | PendingDocument) -> None:
+            # In the row's transaction: the file is "received" exactly when the row exists.
+            is_document = isinstance(row, Document)
+            ReceivedMessage.objects.create(
+                channel=CHANNEL,
+                source=self.source,
+                control_id=cid,
+                document_id=row.pk if is_document else "",
+                pending_id="" if is_document else row.pk,
+            )
+            record(
+                "intake.received",
+                document=row if isinstance(row, Document) else None,
+                patient=row.patient if isinstance(row, Document) else None,
+                extra={
+                    "channel": CHANNEL,
+                    "source": self.source,
+                    "control_id": cid,
+                    "file": name,
+                    "pending_id": "" if is_document else str(row.pk),
+                },
+            )
+
+        return within
+
+    def _stored(self, name: str, sidecar: str, received: Received) -> Outcome:
+        notes: list[str] = []
+        if received.pending is not None:
+            status = "pending"
+            notes.append(
+                _("no patient matched exactly (%(reason)s): the document waits for an "
+                  "administrator to reconcile it (%(id)s)")
+                % {"reason": received.pending.reason, "id": received.pending.pk}
+            )  # fmt: skip
+        else:
+            status = "stored"
+        if received.warnings:
+            notes.append(
+                _("stored, but flagged for active content (%(what)s): offered as a download "
+                  "only, never displayed inline")
+                % {"what": ", ".join(received.warnings)}
+            )  # fmt: skip
+        detail = "\n".join(notes)
+        self._finish(name, sidecar, detail)
+        outcome = Outcome(name, status, detail, received.id)
+        self._say(
+            _("%(file)s: %(status)s (%(id)s)") % {"file": name, "status": status, "id": received.id}
+        )
+        return outcome
+
+    def _duplicate(self, name: str, sidecar: str | None, already: ReceivedMessage) -> Outcome:
+        target = already.document_id or already.pending_id
+        detail = (
+            _("already received on %(when)s (%(id)s): not stored twice; to send corrected "
+              "metadata for the same PDF, use a new file name")
+            % {"when": already.received_at.isoformat(timespec="seconds"), "id": target}
+        )  # fmt: skip
+        self._finish(name, sidecar, detail)
+        self._say(_("%(file)s: duplicate of %(id)s") % {"file": name, "id": target})
+        return Outcome(name, "duplicate", detail, target)
+
+    def _without_sidecar(self, name: str) -> Outcome | None:
+        leftover = self._leftover_stem(self.quarantine, name)
+        if leftover is not None:
+            # A crash between moving the sidecar and the PDF to quarantine: finish the move.
+            self._move(self.path / name, self.quarantine / (leftover + _split(name)[1]))
+            self._sync(self.quarantine)
+            return Outcome(name, "quarantined", _("(completing an interrupted move)"))
+        try:
+            arrived = (self.path / name).stat().st_ctime
+        except FileNotFoundError:
+            return None
+        if self.wall_clock() - arrived < self.sidecar_wait:
+            return None
+        return self._refuse(
+            name,
+            None,
+            _("no sidecar: %(json)s did not arrive within %(wait)s s of the PDF")
+            % {"json": _split(name)[0] + ".json", "wait": f"{self.sidecar_wait:g}"},
+        )
+
+    def _refuse(self, name: str, sidecar: str | None, reason: str) -> Outcome:
+        stem = self._free_stem(self.quarantine, name)
+        self._write_reason(self.quarantine, stem, reason)
+        if sidecar is not None:
+            self._move(self.path / sidecar, self.quarantine / (stem + _split(sidecar)[1]))
+            self._sync(self.quarantine)
+        self._move(self.path / name, self.quarantine / (stem + _split(name)[1]))
+        self._sync(self.quarantine)
+        self._say(_("%(file)s: quarantined: %(reason)s") % {"file": name, "reason": reason})
+        return Outcome(name, "quarantined", reason)
+
+    def _finish(self, name: str, sidecar: str | None, detail: str) -> None:
+        """The PDF is durably received: move (or delete) it and its sidecar. Sidecar first."""
+        if self.delete_done:
+            if sidecar is not None:
+                (self.path / sidecar).unlink(missing_ok=True)
+                fsync_dir(self.path)
+            (self.path / name).unlink(missing_ok=True)
+            fsync_dir(self.path)
+            return
+        leftover = self._leftover_stem(self.done, name) if sidecar is None else None
+        stem = leftover or self._free_stem(self.done, name)
+        if detail:
+            self._write_reason(self.done, stem, detail)
+        if sidecar is not None:
+            self._move(self.path / sidecar, self.done / (stem + _split(sidecar)[1]))
+            self._sync(self.done)
+        self._move(self.path / name, self.done / (stem + _split(name)[1]))
+        self._sync(self.done)
+
+    # -- moving files ----------------------------------------------------------------------
+
+    def _free_stem(self, where: Path, name: str) -> str:
+        """A stem under which neither a PDF nor a sidecar exists in `where` (no overwrite)."""
+        stem, _ext = _split(name)
+        candidate, n = stem, 1
+        while self._stem_taken(where, candidate):
+            n += 1
+            candidate = f"{stem}~{n}"
+        return candidate
+
+    def _stem_taken(self, where: Path, stem: str) -> bool:
+        prefix = stem.lower() + "."
+        return any(
+            entry.name.lower().startswith(prefix)
+            and entry.name.lower()[len(prefix) :] in ("pdf", "json")
+            for entry in os.scandir(where)
+        )
+
+    def _leftover_stem(self, where: Path, name: str) -> str | None:
+        """The stem of a sidecar in `where` whose PDF never followed (a crash between moves)."""
+        stem, _ext = _split(name)
+        lower = {entry.name.lower() for entry in os.scandir(where)}
+        n = 1
+        candidate = stem
+        while f"{candidate.lower()}.json" in lower or f"{candidate.lower()}.pdf" in lower:
+            if f"{candidate.lower()}.pdf" not in lower:
+                return candidate
+            n += 1
+            candidate = f"{stem}~{n}"
+        return None
+
+    def _write_reason(self, where: Path, stem: str, reason: str) -> None:
+        # Written whole (temp + fsync + rename): a torn reason would be worse than none.
+        final = where / f"{stem}.reason.txt"
+        temp = where / f".{stem}.reason.tmp"
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
+        try:
+            os.write(fd, (reason.rstrip("\n") + "\n").encode("utf-8", "surrogateescape"))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        temp.replace(final)
+
+    def _move(self, source: Path, target: Path) -> None:
+        # Same filesystem (done/ and quarantine/ are inside DIR): an atomic rename.
+        source.rename(target)
+
+    def _sync(self, where: Path) -> None:
+        # After each move, not once at the end: the renames of two directories reach the
+        # disk in no particular order, and recovery relies on "sidecar first, PDF last".
+        fsync_dir(where)
+        fsync_dir(self.path)
+
+    # -- telling the operator --------------------------------------------------------------
+
+    def _say(self, message: str) -> None:
+        logger.info("%s", message)
+        if self.out is not None:
+            self.out.write(message + ("" if isinstance(self.out, OutputWrapper) else "\n"))
+
+    def _warn_once(self, name: str, kind: str, message: str) -> None:
+        if (name, kind) in self._warned:
+            return
+        self._warned.add((name, kind))
+        logger.warning("%s", message)
+        self._say(message)
+
+    def _warn_about_others(self, entries: dict[str, os.DirEntry[str]], names: set[str]) -> None:
+        for other in entries.keys() - names:
+            if other.startswith((".", "~")) or other.lower().endswith(
+                (".tmp", ".part", ".partial", ".filepart", ".crdownload")
+            ):
+                continue
+            self._warn_once(
+                other,
+                "ignored",
+                _("%(file)s ignored: only PDF files with a JSON sidecar are taken (HPRIM Santé "
+                  "is not supported)") % {"file": other},
+            )  # fmt: skip
+
+    def _warn_about_lone_sidecars(
+        self, names: set[str], by_lower: dict[str, str], entries: dict[str, os.DirEntry[str]]
+    ) -> None:
+        for name in names:
+            if not name.lower().endswith(".json"):
+                continue
+            if by_lower.get(_split(name)[0].lower() + ".pdf") is not None:
+                continue
+            try:
+                arrived = entries[name].stat(follow_symlinks=False).st_ctime
+            except OSError:
+                continue
+            if self.wall_clock() - arrived >= self.sidecar_wait:
+                self._warn_once(
+                    name, "lone", _("%(file)s has no PDF: left in place") % {"file": name}
+                )
+
+
+# ---------------------------------------------------------------------------------------------
+# The command (dispatched by vigie/intake/management/commands/intake.py)
+
+
+def configure(parser: CommandParser) -> None:
+    parser.add_argument("dir", type=Path, help=_("the folder to watch"))
+    parser.add_argument(
+        "--interval", type=float, default=1.0, help=_("seconds between passes (default 1)")
+    )
+    parser.add_argument(
+        "--settle",
+        type=float,
+        default=2.0,
+        help=_("a file is taken once its size and time have not changed for this long "
+               "(seconds, default 2)"),
+    )  # fmt: skip
+    parser.add_argument(
+        "--sidecar-wait",
+        type=float,
+        default=600.0,
+        help=_("a PDF whose JSON sidecar has not arrived after this long is quarantined "
+               "(seconds, default 600)"),
+    )  # fmt: skip
+    parser.add_argument(
+        "--once",
+        action="store_true",
+        help=_("take what is ready (waiting --settle for new files), then exit"),
+    )
+    parser.add_argument(
+        "--delete-done",
+        action="store_true",
+        help=_("delete files once stored instead of moving them to DIR/done/, which keeps "
+               "plaintext copies of medical documents outside Vigie's encrypted store"),
+    )  # fmt: skip
+
+
+def _check_folder(path: Path) -> Path:
+    if not path.is_dir():
+        raise CommandError(_("%(dir)s is not a directory") % {"dir": path}, returncode=2)
+    if not os.access(path, os.R_OK | os.W_OK | os.X_OK):
+        raise CommandError(
+            _("%(dir)s must be readable and writable by this user") % {"dir": path},
+            returncode=2,
+        )
+    resolved = path.resolve()
+    home = Path(settings.VIGIE_HOME).resolve()
+    if resolved == home or home in resolved.parents:
+        # Documents arrive in plaintext: they must not sit inside Vigie's own storage.
+        raise CommandError(
+            _("%(dir)s is inside VIGIE_HOME; use a folder outside it") % {"dir": path},
+            returncode=2,
+        )
+    return resolved
+
+
+def run(options: dict[str, Any], stdout: OutputWrapper) -> None:
+    for option in ("interval", "settle", "sidecar_wait"):
+        if options[option] < 0:
+            raise CommandError(
+                _("--%(option)s must not be negative") % {"option": option.replace("_", "-")},
+                returncode=2,
+            )
+    folder = HotFolder(
+        _check_folder(options["dir"]),
+        settle=options["settle"],
+        sidecar_wait=options["sidecar_wait"],
+        delete_done=options["delete_done"],
+        out=stdout,
+    )
+    with folder.locked(), _stopping_on_signals(folder.stop):
+        folder.prepare()
+        _loop(folder, once=options["once"], interval=options["interval"])
+
+
+@contextmanager
+def _stopping_on_signals(stop: threading.Event) -> Iterator[None]:
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    handlers: dict[signal.Signals, Any] = {}
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        handlers[signum] = signal.signal(signum, lambda *_args: stop.set())
+    # A lease broken while we hold it (see open_for_writing) sends SIGIO, whose default
+    # action is to terminate the process.
+    handlers[signal.SIGIO] = signal.signal(signal.SIGIO, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        # Called in-process (tests, call_command): give the caller its handlers back.
+        for signum, handler in handlers.items():
+            signal.signal(signum, handler)
+
+
+def _loop(folder: HotFolder, *, once: bool, interval: float) -> None:
+    started = folder.clock()
+    while not folder.stop.is_set():
+        _outcomes, settling = folder.scan()
+        # --once: new files get one settle time to prove they are complete, no more, so a
+        # writer that never finishes cannot keep a cron job running.
+        if once and (settling == 0 or folder.clock() - started >= folder.settle):
+            return
+        folder.stop.wait(min(interval, folder.settle / 2) if once else interval)
