@@ -26,5 +26,6 @@ urlpatterns = [
     path("guard/", include("vigie.guard.urls")),
     path("api/", include("vigie.intake.rest.urls")),
     path("fhir/", include("vigie.intake.fhir.urls")),
+    path("intake/reconcile/", include("vigie.intake.reconcile_urls")),
     path("admin/", admin.site.urls),
 ]
