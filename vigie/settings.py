@@ -148,7 +148,8 @@ DATABASES: dict[str, dict[str, Any]]
 if _database_url is None:
     DATABASES = {
         "default": {
-            "ENGINE": "django.db.backends.sqlite3",
+            # Django's SQLite backend, waiting for the write lock without long sleeps.
+            "ENGINE": "vigie.lib.sqlite",
             "NAME": str(VIGIE_HOME / "vigie.sqlite3"),
             "OPTIONS": _SQLITE_OPTIONS,
             # Reuse each thread's connection: opening one (and its PRAGMAs) per request was
@@ -167,6 +168,7 @@ else:
     }:
         raise ConfigError("DATABASE_URL must use postgres:// (or sqlite:// for local tests)")
     if _db["ENGINE"] == "django.db.backends.sqlite3":
+        _db["ENGINE"] = "vigie.lib.sqlite"
         _db["OPTIONS"] = _SQLITE_OPTIONS
     DATABASES = {"default": {**_db}}
 
