@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import logging
+import re
 from dataclasses import dataclass, field
 
 from pypdf import PdfReader
@@ -38,6 +39,12 @@ _ACTIVE_NAMES = {
     "/ImportData": "import_data",
 }
 _MAX_OBJECTS = 200_000
+# An active name followed by a delimiter (so /JS does not match /JSomething).
+_RAW_NAME_RE = re.compile(
+    rb"("
+    + b"|".join(re.escape(n.encode()) for n in sorted(_ACTIVE_NAMES, key=len, reverse=True))
+    + rb")(?=[\s(<\[/>])"
+)
 
 
 @dataclass(frozen=True)
@@ -103,9 +110,8 @@ def _truncated(data: bytes) -> bool:
 
 def _raw_scan(data: bytes) -> set[str]:
     # Names in uncompressed objects; compressed object streams are walked by pypdf below.
-    return {flag for name, flag in _ACTIVE_NAMES.items() if name.encode() + b" " in data
-            or name.encode() + b"(" in data or name.encode() + b"<" in data
-            or name.encode() + b"/" in data}  # fmt: skip
+    # One pass of one expression: a scan per name and delimiter cost 10% of REST ingest.
+    return {_ACTIVE_NAMES[m.group(1).decode()] for m in _RAW_NAME_RE.finditer(data)}
 
 
 def _active_features(reader: PdfReader) -> set[str]:
