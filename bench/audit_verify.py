@@ -3,27 +3,31 @@ and signed checkpoints, then time `verify()` over all of it.
 
 Target (issue 3): 1,000,000 events verified in ≤ 5 s.
 
-    .venv/bin/python -m bench.audit_verify [N]                  # SQLite in a temp VIGIE_HOME
+    .venv/bin/python -m bench.audit_verify [N] [--jobs J]       # SQLite in a temp VIGIE_HOME
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/x .venv/bin/python -m bench.audit_verify
       (PostgreSQL: a fresh database `vigie_bench_<random>` is created and dropped)
 
 Events are appended through the real `append_batch` (the code `record()` uses), 10,000 per
 transaction; one event in ten carries an `extra` object, like a read's access basis.
+`verify()` is timed with 1 process and with one per CPU, or only with `--jobs J`. The last
+line of output is the report for `bench.run` (after RESULT_MARK); the home is removed.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
 import secrets
-import sys
+import shutil
 import tempfile
 import time
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 BATCH = 10_000
+RESULT_MARK = "@@BENCH-RESULT@@"
 
 
 def _setup(home: Path) -> str | None:
@@ -58,7 +62,11 @@ def _teardown(pg: str | None) -> None:
 
 
 def main() -> None:
-    count = int(sys.argv[1]) if len(sys.argv) > 1 else 1_000_000
+    parser = argparse.ArgumentParser(description="audit verify throughput")
+    parser.add_argument("count", nargs="?", type=int, default=1_000_000)
+    parser.add_argument("--jobs", type=int, help="time verify() with this many processes only")
+    options = parser.parse_args()
+    count: int = options.count
     home = Path(tempfile.mkdtemp(prefix="vigie-bench-audit-"))
     pg = _setup(home)
     import django
@@ -108,7 +116,7 @@ def main() -> None:
         print(f"built {count:,} events in {built:.1f} s ({connection.vendor})", flush=True)
 
         timings: dict[str, float] = {}
-        for jobs in sorted({1, os.cpu_count() or 1}):
+        for jobs in [options.jobs] if options.jobs else sorted({1, os.cpu_count() or 1}):
             connection.close()
             started = time.perf_counter()
             result = verify(jobs=jobs)
@@ -133,8 +141,10 @@ def main() -> None:
         out = Path(__file__).parent / "results" / f"audit-verify-{connection.vendor}-latest.json"
         out.parent.mkdir(exist_ok=True)
         out.write_text(json.dumps(report, indent=2) + "\n")
+        print(RESULT_MARK + json.dumps(report), flush=True)
     finally:
         _teardown(pg)
+        shutil.rmtree(home, ignore_errors=True)
 
 
 if __name__ == "__main__":

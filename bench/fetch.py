@@ -1,19 +1,27 @@
-"""Fetch: one 200 KB PDF, served by nginx (static file + auth_basic) and by Vigie.
+"""Fetch: one 200 KB PDF, served by nginx, Orthanc and Vigie (SQLite, then PostgreSQL).
 
-nginx is the incident's baseline: a static file behind a password. Vigie pays for what nginx
-does not do: a server-side session, the access decision, a durable audit event before the
-first byte, and decryption. Both are driven by wrk (32 connections, 2 threads, 10 s per run),
-alternating nginx, Vigie, nginx, Vigie... so drift on a shared machine hits both alike.
+nginx is the incident's baseline: a static file behind a password (auth_basic). Orthanc is a
+real medical server: the same PDF wrapped as a DICOM Encapsulated PDF instance, fetched with
+`GET /instances/{id}/file` under its HTTP basic authentication (bench/orthanc.py). Vigie pays
+for what neither does: a server-side session, the access decision, a durable audit event
+before the first byte, and decryption. Vigie runs in production mode on plain loopback HTTP
+(VIGIE_TLS=false), once on SQLite and once on PostgreSQL (a fresh database
+`vigie_bench_<random>`, dropped afterwards); a doctor with a care relationship logs in with
+password + TOTP, and wrk replays the session cookie on /documents/<id>/content.
 
-Targets (issue): Vigie ≥ 0.5 x nginx's requests/s, Vigie p99 ≤ 25 ms.
+Every server is checked by hand first (200 and exactly the payload's bytes, so wrk never times
+a login page or a 401), then wrk (2 threads, 10 s timeout) runs `--duration` seconds per
+server and connection count (32 and 256 by default), in `--rounds` interleaved rounds: inside
+a round every server takes its turn, so drift on a shared machine hits all alike. Figures are
+medians over rounds. Targets (issue 7): Vigie ≥ 0.5 x nginx, ≥ 0.25 x Orthanc, p99 ≤ 25 ms
+at 32 connections.
 
-Vigie runs in production mode (SQLite, its own keyring) on plain loopback HTTP (VIGIE_TLS=false);
-a doctor with a care relationship logs in over HTTP with password + TOTP, and wrk replays the
-session cookie on /documents/<id>/content. py-spy (installed into the venv from PyPI when
-missing) profiles the granian worker during an extra run: bench/results/fetch-flame.svg and
-the hottest frames in fetch-latest.json.
+`--profile`: py-spy on a granian worker of Vigie (SQLite) under 32 connections,
+bench/results/fetch-flame.svg and the hottest frames. `--noaudit` adds the benchmark-only
+build without the read audit (what the audit costs).
 
-Run with `make bench` or `python -m bench.fetch [--duration 10 --rounds 3]`.
+Run with `make bench` (bench.run calls `run_fetch`) or
+`python -m bench.fetch [--duration 5 --rounds 3 --connections 32,256 --profile]`.
 """
 
 from __future__ import annotations
@@ -33,16 +41,18 @@ import secrets
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode, urljoin, urlsplit
+from urllib.parse import urlencode, urljoin, urlsplit, urlunsplit
 
 RESULTS = Path(__file__).parent / "results"
 DOC_SIZE = 200 * 1024
@@ -381,11 +391,13 @@ def start_vigie(
     *,
     name: str = "vigie",
     wsgi_app: str | None = None,
+    database_url: str | None = None,
 ) -> tuple[str, str, subprocess.Popen[bytes]]:
     """(URL, Cookie header, server process) of the PDF served by Vigie in production mode.
 
     `wsgi_app` runs granian on another WSGI entry (the benchmark-only no-audit build) instead
     of `vigie serve`; everything else — home, keys, users, login — is set up the same way.
+    `database_url` (postgres://...) selects PostgreSQL instead of the embedded SQLite.
     """
     home = work / f"{name}-home"
     env = {
@@ -400,6 +412,8 @@ def start_vigie(
         VIGIE_SSL_REDIRECT="false",
         PYTHONUNBUFFERED="1",
     )
+    if database_url:
+        env["DATABASE_URL"] = database_url
     vigie = [sys.executable, "-m", "vigie"]
 
     def run(*args: str) -> str:
@@ -414,7 +428,7 @@ def start_vigie(
     run("migrate", "--no-input")
     password = secrets.token_urlsafe(16)
     (work / "pdf.pdf").write_bytes(pdf)
-    args_file = work / "setup.json"
+    args_file = work / f"{name}-setup.json"
     args_file.write_text(
         json.dumps({"password": password, "pdf": str(work / "pdf.pdf")}), encoding="utf-8"
     )
@@ -442,6 +456,7 @@ def start_vigie(
 @dataclass
 class Run:
     name: str
+    connections: int
     requests_per_s: float
     p50_ms: float
     p99_ms: float
@@ -464,7 +479,7 @@ def _bytes(value: str) -> float:
     return float(match.group(1)) * scale
 
 
-def parse_wrk(name: str, output: str) -> Run:
+def parse_wrk(name: str, output: str, connections: int = CONNECTIONS) -> Run:
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))  # type: ignore[union-attr]
     p50 = _ms(re.search(r"\s50%\s+(\S+)", output).group(1))  # type: ignore[union-attr]
     p99 = _ms(re.search(r"\s99%\s+(\S+)", output).group(1))  # type: ignore[union-attr]
@@ -472,24 +487,32 @@ def parse_wrk(name: str, output: str) -> Run:
     errors = "; ".join(
         line.strip() for line in output.splitlines() if "Non-2xx" in line or "Socket errors" in line
     )
-    return Run(name, rps, p50, p99, transfer / rps if rps else 0.0, errors)
+    return Run(name, connections, rps, p50, p99, transfer / rps if rps else 0.0, errors)
 
 
-def wrk(name: str, url: str, header: str, duration: int) -> Run:
-    argv = ["wrk", f"-t{THREADS}", f"-c{CONNECTIONS}", f"-d{duration}s", "--latency"]
-    argv += ["-H", header, url]
+def wrk_argv(connections: int, duration: int) -> list[str]:
+    # A generous timeout: a slow answer counts in the latency figures instead of vanishing
+    # into wrk's "timeout" error count (its default is 2 s).
+    threads = min(THREADS, connections)
+    return ["wrk", f"-t{threads}", f"-c{connections}", f"-d{duration}s", "--timeout", "10s"]
+
+
+def wrk(name: str, url: str, header: str, duration: int, connections: int = CONNECTIONS) -> Run:
+    argv = [*wrk_argv(connections, duration), "--latency", "-H", header, url]
     result = subprocess.run(argv, capture_output=True, text=True, check=True, timeout=duration + 60)
-    run = parse_wrk(name, result.stdout)
+    run = parse_wrk(name, result.stdout, connections)
     print(
-        f"  {name:<6} {run.requests_per_s:>9,.0f} req/s  p50 {run.p50_ms:7.2f} ms"
-        f"  p99 {run.p99_ms:7.2f} ms  {run.bytes_per_request / 1024:6.1f} KiB/req"
+        f"  {name:<17} c={connections:<4} {run.requests_per_s:>9,.0f} req/s"
+        f"  p50 {run.p50_ms:8.2f} ms  p99 {run.p99_ms:8.2f} ms"
+        f"  {run.bytes_per_request / 1024:6.1f} KiB/req"
         + (f"  [{run.errors}]" if run.errors else "")
     )
     return run
 
 
-def check_fetch(url: str, header: str) -> None:
-    """One request by hand: a 200 with the PDF, not a login page that wrk would count as fast."""
+def check_fetch(url: str, header: str, expected: bytes | None = None) -> None:
+    """One request by hand: a 200 with exactly the payload, not a login page or a 401 that wrk
+    would count as fast. Without `expected`, any 200 KB PDF will do."""
     parts = urlsplit(url)
     conn = http.client.HTTPConnection("127.0.0.1", parts.port, timeout=10)
     key, _, value = header.partition(": ")
@@ -497,8 +520,12 @@ def check_fetch(url: str, header: str) -> None:
     response = conn.getresponse()
     body = response.read()
     conn.close()
-    if response.status != 200 or not body.startswith(b"%PDF") or len(body) != DOC_SIZE:
-        raise SystemExit(f"{url} answered {response.status} with {body[:60]!r}")
+    if expected is not None:
+        good = response.status == 200 and body == expected
+    else:
+        good = response.status == 200 and body.startswith(b"%PDF") and len(body) == DOC_SIZE
+    if not good:
+        raise SystemExit(f"{url} answered {response.status} with {len(body)} bytes {body[:60]!r}")
 
 
 # --- profile --------------------------------------------------------------------------------
@@ -564,30 +591,29 @@ def hottest(collapsed: str, top: int = 5) -> dict[str, list[dict[str, Any]]]:
     return {"self": share(own), "by_vigie_caller": share(charged)}
 
 
-def profile(
-    url: str, header: str, server: subprocess.Popen[bytes], duration: int, work: Path
+def profile_under_load(
+    name: str,
+    load_argv: list[str],
+    server: subprocess.Popen[bytes],
+    duration: int,
+    work: Path,
 ) -> dict[str, list[dict[str, Any]]]:
+    """py-spy on one of the server's workers while `load_argv` (a wrk command line without its
+    duration) keeps it busy: bench/results/{name}-flame.svg and the hottest frames."""
     py_spy = ensure_py_spy()
     if py_spy is None:
         return {}
     pid = worker_pids(server.pid)[-1]
-    raw = work / "fetch.collapsed"
+    raw = work / f"{name}.collapsed"
+    svg = RESULTS / f"{name}-flame.svg"
     load = subprocess.Popen(
-        [
-            "wrk",
-            f"-t{THREADS}",
-            f"-c{CONNECTIONS}",
-            f"-d{2 * duration + 4}s",
-            "-H",
-            header,
-            url,
-        ],
+        [*load_argv[:1], f"-d{2 * duration + 4}s", *load_argv[1:]],
         stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
         start_new_session=True,
     )
     try:
         time.sleep(1)
-        svg = RESULTS / "fetch-flame.svg"
         for out, fmt in ((svg, "flamegraph"), (raw, "raw")):
             result = subprocess.run(
                 [
@@ -605,38 +631,125 @@ def profile(
                 return {}
     finally:
         stop_group(load)
-    print(f"  flame graph: {RESULTS / 'fetch-flame.svg'}")
+    print(f"  flame graph: {svg}")
     return hottest(raw.read_text(encoding="utf-8"))
+
+
+def profile(
+    url: str, header: str, server: subprocess.Popen[bytes], duration: int, work: Path
+) -> dict[str, list[dict[str, Any]]]:
+    """Vigie's fetch path under 32 connections: bench/results/fetch-flame.svg."""
+    load = ["wrk", f"-t{THREADS}", f"-c{CONNECTIONS}", "-H", header, url]
+    return profile_under_load("fetch", load, server, duration, work)
+
+
+# --- PostgreSQL -----------------------------------------------------------------------------
+
+POSTGRES_ADMIN_URL = "postgres://postgres@127.0.0.1:5432/postgres"
+
+
+@contextlib.contextmanager
+def postgres_database(admin_url: str | None = None) -> Iterator[tuple[str, str]]:
+    """A fresh database `vigie_bench_<random>`, dropped afterwards: (its URL, server version)."""
+    import psycopg
+
+    admin = admin_url or os.environ.get("BENCH_POSTGRES_URL") or POSTGRES_ADMIN_URL
+    parts = urlsplit(admin)
+    name = f"vigie_bench_{secrets.token_hex(4)}"
+    with psycopg.connect(admin, autocommit=True, connect_timeout=5) as conn:
+        version = str(conn.execute("SHOW server_version").fetchone()[0])  # type: ignore[index]
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield urlunsplit((parts.scheme, parts.netloc, f"/{name}", "", "")), version
+    finally:
+        with psycopg.connect(admin, autocommit=True, connect_timeout=5) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 # --- main -----------------------------------------------------------------------------------
 
 
+@dataclass
+class Target:
+    """One server under test: what wrk fetches and what the answer must be."""
+
+    url: str
+    header: str
+    expected: bytes
+    process: subprocess.Popen[bytes] | None = None
+
+
+def _median(values: list[float]) -> float:
+    return float(statistics.median(values))
+
+
+def _versions(orthanc_version: str, postgres_version: str | None) -> dict[str, str | None]:
+    nginx = find("nginx")
+    out = ""
+    if nginx:
+        out = subprocess.run([nginx, "-v"], capture_output=True, text=True, check=False).stderr
+    wrk_out = subprocess.run(["wrk", "-v"], capture_output=True, text=True, check=False).stdout
+    return {
+        "nginx": out.strip().rpartition("/")[2] or None,
+        "orthanc": orthanc_version,
+        "postgresql": postgres_version,
+        "wrk": wrk_out.split()[1] if len(wrk_out.split()) > 1 else None,
+        "python": platform.python_version(),
+    }
+
+
 def run(
-    duration: int = 10,
+    duration: int = 5,
     rounds: int = 3,
-    workers: int = 1,
+    connections: list[int] | None = None,
+    workers: int = 2,
     threads: int = 8,
-    with_profile: bool = True,
-    only: str | None = None,
+    with_profile: bool = False,
     scheme: str = "sha",
+    with_postgres: bool = True,
+    with_noaudit: bool = False,
 ) -> dict[str, Any]:
+    """The fetch matrix: servers x connection counts, `rounds` interleaved rounds of
+    `duration` seconds each (inside a round, every server in turn at each connection count)."""
+    from bench.orthanc import start_orthanc
+
+    connections = list(connections or [32, 256])
     ensure_debian_packages()
     RESULTS.mkdir(parents=True, exist_ok=True)
     procs = Processes()
     work = Path(tempfile.mkdtemp(prefix="vigie-bench-fetch-"))
+    stack = contextlib.ExitStack()
+    skipped: dict[str, str] = {}
+    postgres_version: str | None = None
     try:
         pdf = make_pdf()
+        targets: dict[str, Target] = {}
         nginx_url, nginx_auth = start_nginx(work, procs, pdf, workers, scheme)
-        check_fetch(nginx_url, f"Authorization: {nginx_auth}")
-        targets = {"nginx": (nginx_url, f"Authorization: {nginx_auth}")}
-        server = None
-        if only != "nginx":
-            vigie_url, cookie, server = start_vigie(work, procs, pdf, workers, threads)
-            check_fetch(vigie_url, f"Cookie: {cookie}")
-            targets["vigie"] = (vigie_url, f"Cookie: {cookie}")
+        targets["nginx"] = Target(nginx_url, f"Authorization: {nginx_auth}", pdf)
+        orthanc = start_orthanc(work, procs, http_port=free_port(), dicom_port=free_port(), pdf=pdf)
+        targets["orthanc"] = Target(orthanc.url, orthanc.header, orthanc.instance)
+        url, cookie, process = start_vigie(work, procs, pdf, workers, threads, name="vigie-sqlite")
+        targets["vigie-sqlite"] = Target(url, f"Cookie: {cookie}", pdf, process)
+        if with_postgres:
+            try:
+                database_url, postgres_version = stack.enter_context(postgres_database())
+            except Exception as exc:  # no server, no rights: say so, measure the rest
+                skipped["vigie-postgresql"] = f"PostgreSQL unavailable: {exc}"
+                print(f"  skipping Vigie on PostgreSQL: {exc}")
+            else:
+                url, cookie, process = start_vigie(
+                    work,
+                    procs,
+                    pdf,
+                    workers,
+                    threads,
+                    name="vigie-postgresql",
+                    database_url=database_url,
+                )
+                targets["vigie-postgresql"] = Target(url, f"Cookie: {cookie}", pdf, process)
+        if with_noaudit:
             # Same server, audit of reads off (benchmark build only): what the audit costs.
-            bare_url, bare_cookie, _bare = start_vigie(
+            url, cookie, process = start_vigie(
                 work,
                 procs,
                 pdf,
@@ -645,74 +758,138 @@ def run(
                 name="vigie-noaudit",
                 wsgi_app="bench.noaudit_wsgi:application",
             )
-            check_fetch(bare_url, f"Cookie: {bare_cookie}")
-            targets["vigie-noaudit"] = (bare_url, f"Cookie: {bare_cookie}")
-        runs: dict[str, list[Run]] = {name: [] for name in targets}
+            targets["vigie-noaudit"] = Target(url, f"Cookie: {cookie}", pdf, process)
+        for target in targets.values():
+            check_fetch(target.url, target.header, target.expected)
+
+        runs: dict[str, dict[int, list[Run]]] = {
+            name: {c: [] for c in connections} for name in targets
+        }
         for index in range(rounds):
             print(f" round {index + 1}/{rounds}")
-            for name, (url, header) in targets.items():
-                runs[name].append(wrk(name, url, header, duration))
+            for count in connections:
+                for name, target in targets.items():
+                    runs[name][count].append(wrk(name, target.url, target.header, duration, count))
+        # The answers are still right after the load (a session that expired mid-run, a
+        # server that fell over, would show here).
+        for target in targets.values():
+            check_fetch(target.url, target.header, target.expected)
         hot: dict[str, list[dict[str, Any]]] = {}
-        if server is not None:
-            # The session still works after the runs: the last requests were real fetches.
-            check_fetch(*targets["vigie"])
-            if with_profile:
-                hot = profile(*targets["vigie"], server, duration, work)
+        if with_profile:
+            vigie = targets["vigie-sqlite"]
+            assert vigie.process is not None
+            hot = profile(vigie.url, vigie.header, vigie.process, duration, work)
     finally:
         procs.stop_all()
+        stack.close()
         if not os.environ.get("BENCH_KEEP"):
             shutil.rmtree(work, ignore_errors=True)
 
-    def median(values: list[float]) -> float:
-        ordered = sorted(values)
-        return ordered[len(ordered) // 2]
-
-    summary: dict[str, dict[str, Any]] = {
+    servers: dict[str, dict[str, Any]] = {
         name: {
-            "requests_per_s": round(median([r.requests_per_s for r in rs]), 1),
-            "p50_ms": round(median([r.p50_ms for r in rs]), 2),
-            "p99_ms": round(median([r.p99_ms for r in rs]), 2),
-            "runs": [r.__dict__ for r in rs],
+            str(count): {
+                "requests_per_s": round(_median([r.requests_per_s for r in rs]), 1),
+                "p50_ms": round(_median([r.p50_ms for r in rs]), 2),
+                "p99_ms": round(_median([r.p99_ms for r in rs]), 2),
+                "errors": [r.errors for r in rs if r.errors],
+                "runs": [r.__dict__ for r in rs],
+            }
+            for count, rs in by_count.items()
         }
-        for name, rs in runs.items()
+        for name, by_count in runs.items()
     }
-    if "vigie" not in summary:
-        return {"nginx": summary["nginx"], "rounds": rounds, "partial": "nginx only"}
-    ratio = summary["vigie"]["requests_per_s"] / summary["nginx"]["requests_per_s"]
+    ratios: dict[str, dict[str, float]] = {}
+    targets_met: dict[str, dict[str, bool]] = {}
+    for key in map(str, connections):
+        ratios[key], targets_met[key] = {}, {}
+        for which in (server for server in servers if server.startswith("vigie-")):
+            rate = servers[which][key]["requests_per_s"]
+            for base, floor in (("nginx", 0.5), ("orthanc", 0.25)):
+                ratio = rate / max(servers[base][key]["requests_per_s"], 1e-9)
+                ratios[key][f"{which}/{base}"] = round(ratio, 4)
+                if which != "vigie-noaudit":
+                    targets_met[key][f"{which}/{base} >= {floor}"] = ratio >= floor
+            if key == "32" and which != "vigie-noaudit":
+                p99 = servers[which][key]["p99_ms"]
+                targets_met[key][f"{which} p99 <= 25 ms"] = p99 <= 25
     return {
+        "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "document_bytes": DOC_SIZE,
-        "wrk": {"connections": CONNECTIONS, "threads": THREADS, "duration_s": duration},
+        "orthanc_instance_bytes": len(orthanc.instance),
+        "wrk": {"threads": THREADS, "duration_s": duration, "timeout_s": 10},
+        "connections": connections,
         "rounds": rounds,
-        "servers": {"workers": workers, "vigie_threads": threads, "nginx_workers": workers},
-        "nginx_htpasswd_scheme": scheme,
-        "nginx": summary["nginx"],
-        "vigie": summary["vigie"],
-        "vigie_noaudit": summary.get("vigie-noaudit"),
-        "audit_cost_p50_ms": (
-            round(summary["vigie"]["p50_ms"] - summary["vigie-noaudit"]["p50_ms"], 2)
-            if "vigie-noaudit" in summary
-            else None
-        ),
-        "ratio_vigie_over_nginx": round(ratio, 3),
+        "setup": {
+            "nginx_workers": workers,
+            "nginx_htpasswd_scheme": scheme,
+            "vigie_workers": workers,
+            "vigie_threads": threads,
+            "orthanc_http_threads": orthanc_http_threads(),
+        },
+        "servers": servers,
+        "skipped": skipped,
+        "ratios": ratios,
         "targets": {
-            "ratio_at_least": 0.5,
-            "vigie_p99_ms_at_most": 25,
-            "ratio_met": ratio >= 0.5,
-            "p99_met": summary["vigie"]["p99_ms"] <= 25,
+            "vigie_over_nginx_at_least": 0.5,
+            "vigie_over_orthanc_at_least": 0.25,
+            "vigie_p99_ms_at_most_at_32": 25,
+            "met": targets_met,
+            "all_met": all(v for per in targets_met.values() for v in per.values()),
         },
         "hottest_frames": hot,
+        "versions": _versions(orthanc.version, postgres_version),
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
     }
 
 
+def orthanc_http_threads() -> int:
+    from bench.orthanc import HTTP_THREADS
+
+    return HTTP_THREADS
+
+
+def print_table(results: dict[str, Any]) -> None:
+    print(f"{'server':<18} {'conns':>5} {'req/s':>10} {'p50 ms':>9} {'p99 ms':>9}")
+    for name, by_count in results["servers"].items():
+        for count, r in by_count.items():
+            print(
+                f"{name:<18} {count:>5} {r['requests_per_s']:>10,.0f}"
+                f" {r['p50_ms']:>9.2f} {r['p99_ms']:>9.2f}"
+                + (f"  errors: {'; '.join(r['errors'])}" if r["errors"] else "")
+            )
+    for count, per in results["ratios"].items():
+        line = ", ".join(f"{k} {v:.3f}" for k, v in per.items())
+        print(f"ratios at {count} connections: {line}")
+    for count, per in results["targets"]["met"].items():
+        for name, met in per.items():
+            print(f"  target {name} at {count} connections: {'met' if met else 'NOT met'}")
+    for kind, title in (("self", "self time"), ("by_vigie_caller", "by Vigie caller")):
+        if results["hottest_frames"].get(kind):
+            print(f"hottest frames ({title}):")
+        for spot in results["hottest_frames"].get(kind, []):
+            print(f"  {spot['percent']:5.1f}%  {spot['frame']}")
+
+
+def run_fetch(duration: int, rounds: int, connections: list[int], profile: bool) -> dict[str, Any]:
+    """The orchestrator's entry: the whole fetch matrix; also writes fetch-latest.json."""
+    results = run(duration, rounds, connections, with_profile=profile)
+    out = RESULTS / "fetch-latest.json"
+    out.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    return results
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0] if __doc__ else None)
-    parser.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
+    parser.add_argument("--duration", type=int, default=5, help="seconds per wrk run")
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--workers", type=int, default=1, help="nginx and granian workers")
+    parser.add_argument(
+        "--connections", default="32,256", help="comma-separated wrk connection counts"
+    )
+    parser.add_argument("--workers", type=int, default=2, help="nginx and granian workers")
     parser.add_argument("--threads", type=int, default=8, help="granian blocking threads")
-    parser.add_argument("--no-profile", action="store_true")
-    parser.add_argument("--only", choices=["nginx"], help="debug the nginx half alone")
+    parser.add_argument("--profile", action="store_true", help="py-spy flame graph of Vigie")
+    parser.add_argument("--no-postgres", action="store_true", help="skip Vigie on PostgreSQL")
+    parser.add_argument("--noaudit", action="store_true", help="add the no-audit build")
     parser.add_argument(
         "--htpasswd", choices=["apr1", "sha"], default="sha", help="nginx's password scheme"
     )
@@ -720,37 +897,15 @@ def main(argv: list[str] | None = None) -> None:
     results = run(
         options.duration,
         options.rounds,
+        [int(c) for c in options.connections.split(",") if c.strip()],
         options.workers,
         options.threads,
-        not options.no_profile,
-        options.only,
+        options.profile,
         options.htpasswd,
+        not options.no_postgres,
+        options.noaudit,
     )
-    if "partial" in results:
-        print(json.dumps(results["nginx"], indent=2))
-        return
-    for name in ("nginx", "vigie", "vigie_noaudit"):
-        r = results.get(name)
-        if r is None:
-            continue
-        print(
-            f"{name:<6} {r['requests_per_s']:>9,.0f} req/s   p50 {r['p50_ms']:.2f} ms"
-            f"   p99 {r['p99_ms']:.2f} ms   (median of {results['rounds']} runs)"
-        )
-    print(
-        f"ratio vigie/nginx {results['ratio_vigie_over_nginx']:.3f} (target ≥ 0.5); "
-        f"vigie p99 {results['vigie']['p99_ms']:.2f} ms (target ≤ 25)"
-    )
-    if results.get("audit_cost_p50_ms") is not None:
-        print(
-            f"audit cost at p50: {results['audit_cost_p50_ms']:.2f} ms "
-            "(vigie minus the benchmark-only no-audit build; target ≤ 1 ms)"
-        )
-    for kind, title in (("self", "self time"), ("by_vigie_caller", "by Vigie caller")):
-        if results["hottest_frames"].get(kind):
-            print(f"hottest frames ({title}):")
-        for spot in results["hottest_frames"].get(kind, []):
-            print(f"  {spot['percent']:5.1f}%  {spot['frame']}")
+    print_table(results)
     out = RESULTS / "fetch-latest.json"
     out.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
     print(f"written {out}")

@@ -1,28 +1,708 @@
-"""`make bench`: every benchmark, one after the other."""
+"""`make bench`: every benchmark in one run, then bench/results/latest.json, the chart and
+the README table.
+
+    .venv/bin/python -m bench.run            # the full run (under 10 minutes on 2 cores)
+    .venv/bin/python -m bench.run --quick    # a smoke run: every stage, short and small
+    .venv/bin/python -m bench.run --only keys,coldstart
+
+Stages, in order: vault (seal/open), fetch (nginx, Orthanc, Vigie on SQLite and PostgreSQL,
+32 and 256 connections), ingest (Vigie REST vs Orthanc POST /instances), audit verify
+(1,000,000 events), key rotation, cold start. A stage that fails is recorded with its error
+and the run goes on; Ctrl-C (or SIGTERM) stops the stage in progress, which stops what it
+started, and the run ends there. Every process started by the run carries BENCH_RUN_ID in its
+environment: after each stage, anything still carrying it is stopped and reported, so nothing
+outlives the run.
+"""
 
 from __future__ import annotations
 
+import argparse
+import contextlib
+import datetime as dt
+import json
 import os
+import platform
+import secrets
+import shutil
+import signal
+import sqlite3
 import subprocess
 import sys
+import tempfile
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from types import FrameType
+from typing import Any
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "vigie.settings")
 os.environ.setdefault("VIGIE_MODE", "test")
 
+RESULTS = Path(__file__).parent / "results"
+LATEST = RESULTS / "latest.json"
+QUICK_JSON = RESULTS / "quick.json"  # a smoke run never replaces the real figures
+RESULT_MARK = "@@BENCH-RESULT@@"  # the line a child stage prints its report on
+RUN_ID_VAR = "BENCH_RUN_ID"
+POSTGRES_ADMIN_URL = "postgres://postgres@127.0.0.1:5432/postgres"
 
-def main() -> None:
-    from bench import fetch, intake, vault
 
-    print("== vault ==")
-    vault.main()
-    print("== fetch (nginx vs Vigie) ==")
-    fetch.main([])
-    print("== ingest (REST and MLLP) ==")
-    intake.main([])
-    # Its own process: it configures Django for a throwaway home of its own.
-    print("== audit verify (1,000,000 events) ==")
-    subprocess.run([sys.executable, "-m", "bench.audit_verify"], check=True)
+# --- the plan ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Sizes and durations. The full plan aims at 9 minutes on 2 cores (the budget is 10):
+    vault ~15 s; fetch ~3.5 min (4 servers x 2 connection counts x 3 rounds x 5 s, plus
+    starting nginx, Orthanc, two Vigies and the profile); ingest ~1.5 min (2 interleaved
+    rounds, MLLP, profile); audit ~2.3 min (building the 1,000,000 events is most of it);
+    key rotation ~25 s; cold start ~40 s. Estimated from stage timings of --quick runs and
+    single-stage runs, on a machine shared with other work."""
+
+    vault_count: int = 1000
+    vault_rounds: int = 5
+    fetch_duration: int = 5
+    fetch_rounds: int = 3
+    connections: tuple[int, ...] = (32, 256)
+    ingest_duration: int = 5
+    ingest_rounds: int = 2
+    profile: bool = True
+    audit_events: int = 1_000_000
+    rotation_keys: int = 10_000
+    coldstart_runs: int = 5
+
+
+QUICK = Plan(
+    vault_count=200,
+    vault_rounds=1,
+    fetch_duration=2,
+    fetch_rounds=1,
+    ingest_duration=2,
+    ingest_rounds=1,
+    profile=False,
+    audit_events=100_000,
+    rotation_keys=1_000,
+    coldstart_runs=2,
+)
+
+
+# --- processes --------------------------------------------------------------------------------
+
+
+def _interrupted(signum: int, _frame: FrameType | None) -> None:
+    # SIGTERM (a CI timeout, `kill`) unwinds like Ctrl-C: every finally stops what it started.
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def marked_processes(run_id: str) -> list[int]:
+    """Processes (other than this one) whose environment carries this run's id."""
+    needle = f"{RUN_ID_VAR}={run_id}".encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        with contextlib.suppress(OSError):
+            if needle in (entry / "environ").read_bytes().split(b"\0"):
+                found.append(int(entry.name))
+    return found
+
+
+def _describe(pid: int) -> str:
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return f"{pid} (gone)"
+    command = raw.replace(b"\0", b" ").decode(errors="replace").strip()
+    return f"{pid} {command[:160]}"
+
+
+def reap(run_id: str) -> list[str]:
+    """Stop whatever the run left behind (TERM, then KILL); what was found, for the record."""
+    left = marked_processes(run_id)
+    if not left:
+        return []
+    described = [_describe(pid) for pid in left]
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for pid in left:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, sig)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and marked_processes(run_id):
+            time.sleep(0.1)
+        left = marked_processes(run_id)
+        if not left:
+            break
+    return described
+
+
+def run_child(argv: list[str], timeout: float, log: Path) -> dict[str, Any]:
+    """Run a stage in a process of its own (Django is configured once per process, and each
+    of these stages configures it for a throwaway home of its own); its report.
+
+    stdout is echoed, stderr goes to `log`. If interrupted, the child gets SIGINT first, so
+    its own cleanup (temporary home, PostgreSQL database) runs, then SIGKILL.
+    """
+    with log.open("ab") as err:
+        child = subprocess.Popen(
+            argv, stdout=subprocess.PIPE, stderr=err, text=True, start_new_session=True
+        )
+    report: dict[str, Any] | None = None
+    deadline = time.monotonic() + timeout
+    try:
+        assert child.stdout is not None
+        for line in child.stdout:
+            if line.startswith(RESULT_MARK):
+                report = json.loads(line[len(RESULT_MARK) :])
+            elif line.strip() and not line.startswith((" ", "{", "}")):
+                print(f"    {line.rstrip()}", flush=True)
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{argv[2]} took more than {timeout:.0f} s")
+        code = child.wait(timeout=max(1.0, deadline - time.monotonic()))
+    finally:
+        if child.poll() is None:
+            for sig, grace in ((signal.SIGINT, 15), (signal.SIGKILL, 5)):
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(child.pid, sig)
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    child.wait(timeout=grace)
+                    break
+    if code != 0 or report is None:
+        tail = log.read_text(encoding="utf-8", errors="replace")[-2000:]
+        raise RuntimeError(f"{' '.join(argv[1:])} exited {code}:\n{tail}")
+    return report
+
+
+# --- the stages -------------------------------------------------------------------------------
+
+
+def stage_vault(plan: Plan, work: Path) -> dict[str, Any]:
+    from bench import vault
+
+    return vault.run(plan.vault_count, plan.vault_rounds)
+
+
+def stage_fetch(plan: Plan, work: Path) -> dict[str, Any]:
+    from bench.fetch import run_fetch
+
+    return run_fetch(plan.fetch_duration, plan.fetch_rounds, list(plan.connections), plan.profile)
+
+
+def stage_ingest(plan: Plan, work: Path) -> dict[str, Any]:
+    from bench.intake import run_ingest
+
+    return run_ingest(plan.ingest_duration, plan.ingest_rounds, plan.profile)
+
+
+def stage_audit(plan: Plan, work: Path) -> dict[str, Any]:
+    argv = [sys.executable, "-m", "bench.audit_verify", str(plan.audit_events)]
+    argv += ["--jobs", str(os.cpu_count() or 1)]
+    return run_child(argv, 420, work / "audit.log")
+
+
+def stage_keys(plan: Plan, work: Path) -> dict[str, Any]:
+    argv = [sys.executable, "-m", "bench.keys", "--count", str(plan.rotation_keys)]
+    return run_child(argv, 240, work / "keys.log")
+
+
+def stage_coldstart(plan: Plan, work: Path) -> dict[str, Any]:
+    from bench import coldstart
+
+    return coldstart.run(plan.coldstart_runs)
+
+
+STAGES: dict[str, tuple[str, Callable[[Plan, Path], dict[str, Any]]]] = {
+    "vault": ("vault: seal 200 KB documents, open 50 MB", stage_vault),
+    "fetch": ("fetch: nginx, Orthanc, Vigie SQLite/PostgreSQL", stage_fetch),
+    "ingest": ("ingest: Vigie REST vs Orthanc POST /instances", stage_ingest),
+    "audit": ("audit verify", stage_audit),
+    "keys": ("key rotation", stage_keys),
+    "coldstart": ("cold start of `vigie serve` to first document", stage_coldstart),
+}
+
+
+# --- machine and versions ---------------------------------------------------------------------
+
+
+def _read(path: str) -> str:
+    try:
+        return Path(path).read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return ""
+
+
+def _command(*argv: str, stream: str = "stdout") -> str | None:
+    if shutil.which(argv[0]) is None and not Path(argv[0]).exists():
+        found = shutil.which(argv[0], path="/usr/sbin:/usr/bin:/sbin:/bin")
+        if found is None:
+            return None
+        argv = (found, *argv[1:])
+    try:
+        done = subprocess.run(list(argv), capture_output=True, text=True, timeout=20, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    text = (done.stdout if stream == "stdout" else done.stderr) or done.stdout or done.stderr
+    return text.strip().splitlines()[0].strip() if text.strip() else None
+
+
+def _disk(path: Path) -> str | None:
+    """The block device under `path` and whether it spins (best effort: VMs often say SSD
+    for whatever the host has)."""
+    source = _command("findmnt", "-n", "-o", "SOURCE", "--target", str(path))
+    if not source or not source.startswith("/dev/"):
+        return source
+    name = Path(os.path.realpath(source)).name
+    block = Path("/sys/class/block") / name
+    parent = block.resolve().parent.name if (block / "partition").exists() else name
+    rotational = _read(f"/sys/block/{parent}/queue/rotational").strip()
+    model = _read(f"/sys/block/{parent}/device/model").strip()
+    kind = {"0": "non-rotational (SSD)", "1": "rotational"}.get(rotational, "unknown")
+    if parent.startswith(("vd", "xvd")):
+        # A paravirtual disk reports whatever the hypervisor chose, not the host's medium.
+        kind = f"virtio, says {kind}"
+    return f"{source}: {kind}" + (f", {model}" if model else "")
+
+
+def machine() -> dict[str, Any]:
+    cpuinfo = _read("/proc/cpuinfo")
+    model = next(
+        (line.split(":", 1)[1].strip() for line in cpuinfo.splitlines() if "model name" in line),
+        platform.processor() or platform.machine(),
+    )
+    mem_kb = next(
+        (
+            int(line.split()[1])
+            for line in _read("/proc/meminfo").splitlines()
+            if "MemTotal" in line
+        ),
+        0,
+    )
+    return {
+        "cpu": model,
+        "cores": os.cpu_count(),
+        "ram_gib": round(mem_kb / 1024 / 1024, 1),
+        "kernel": platform.release(),
+        "os": platform.freedesktop_os_release().get("PRETTY_NAME")
+        if hasattr(platform, "freedesktop_os_release")
+        else None,
+        "arch": platform.machine(),
+        "virtualization": _command("systemd-detect-virt"),
+        "disk": _disk(RESULTS),
+    }
+
+
+def _postgres_version() -> str | None:
+    try:
+        import psycopg
+
+        url = os.environ.get("BENCH_POSTGRES_URL") or POSTGRES_ADMIN_URL
+        with psycopg.connect(url, connect_timeout=3) as conn:
+            row = conn.execute("SHOW server_version").fetchone()
+            return str(row[0]) if row else None
+    except Exception:  # no server: the version is simply unknown
+        return None
+
+
+def _package(name: str) -> str | None:
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def versions() -> dict[str, str | None]:
+    import django
+
+    nginx = _command("nginx", "-v", stream="stderr")
+    orthanc = _command("Orthanc", "--version")
+    wrk = _command("wrk", "-v")
+    return {
+        "python": platform.python_version(),
+        "django": django.get_version(),
+        "sqlite": sqlite3.sqlite_version,
+        "postgresql": _postgres_version(),
+        "nginx": nginx.rpartition("/")[2] if nginx else None,
+        "orthanc": orthanc.split()[-1] if orthanc else None,
+        "granian": _package("granian"),
+        "wrk": wrk.split()[1] if wrk and len(wrk.split()) > 1 else None,
+        "cryptography": _package("cryptography"),
+        "pydicom": _package("pydicom"),
+        "matplotlib": _package("matplotlib"),
+    }
+
+
+# --- figures ----------------------------------------------------------------------------------
+
+
+def _figure(
+    key: str,
+    label: str,
+    value: float | None,
+    unit: str,
+    display: str,
+    target: str | None = None,
+    met: bool | None = None,
+) -> dict[str, Any]:
+    return {
+        "key": key,
+        "label": label,
+        "value": value,
+        "unit": unit,
+        "display": display,
+        "target": target,
+        "met": met,
+    }
+
+
+SERVER_LABELS = {
+    "nginx": "nginx static + auth_basic",
+    "orthanc": "Orthanc /instances/{id}/file",
+    "vigie-sqlite": "Vigie (SQLite)",
+    "vigie-postgresql": "Vigie (PostgreSQL)",
+    "vigie-noaudit": "Vigie, no-audit build",
+}
+
+
+def fetch_figures(fetch: dict[str, Any]) -> list[dict[str, Any]]:
+    figures = []
+    servers: dict[str, dict[str, dict[str, Any]]] = fetch.get("servers", {})
+    for count in map(str, fetch.get("connections", [])):
+        base = {
+            name: servers.get(name, {}).get(count, {}).get("requests_per_s")
+            for name in ("nginx", "orthanc")
+        }
+        for name, by_count in servers.items():
+            r = by_count.get(count)
+            if r is None:
+                continue
+            label = f"fetch 200 KB, {count} conns: {SERVER_LABELS.get(name, name)}"
+            display = f"{r['requests_per_s']:,.0f} req/s, p50 {r['p50_ms']:.1f} ms, p99 {r['p99_ms']:.1f} ms"
+            if r.get("errors"):
+                display += " (errors: " + "; ".join(r["errors"])[:120] + ")"
+            if not name.startswith("vigie-") or name == "vigie-noaudit":
+                figures.append(
+                    _figure(
+                        f"fetch.{name}.{count}",
+                        label,
+                        r["requests_per_s"],
+                        "req/s",
+                        display,
+                        "baseline" if name in base else None,
+                    )
+                )
+                continue
+            rate = r["requests_per_s"]
+            ratios = {b: rate / v if v else None for b, v in base.items()}
+            parts = [
+                f"{ratios[b]:.3f} x {b}" for b in ("nginx", "orthanc") if ratios[b] is not None
+            ]
+            checks: list[bool] = []
+            targets = []
+            for b, floor in (("nginx", 0.5), ("orthanc", 0.25)):
+                ratio = ratios[b]
+                if ratio is not None:
+                    checks.append(ratio >= floor)
+                    targets.append(f"≥ {floor} × {b}")
+            if count == "32":
+                checks.append(r["p99_ms"] <= 25)
+                targets.append("p99 ≤ 25 ms")
+            figures.append(
+                _figure(
+                    f"fetch.{name}.{count}",
+                    label,
+                    rate,
+                    "req/s",
+                    display + (" = " + ", ".join(parts) if parts else ""),
+                    ", ".join(targets) or None,
+                    all(checks) if checks else None,
+                )
+            )
+    return figures
+
+
+def _ingest_rate(entry: Any) -> float | None:
+    """Documents per second in one server's ingest result, whatever its exact key."""
+    if not isinstance(entry, dict):  # counts and settings beside the results
+        return None
+    for key in ("documents_per_s", "docs_per_s", "instances_per_s", "requests_per_s", "rate"):
+        if isinstance(entry.get(key), (int, float)):
+            return float(entry[key])
+    return None
+
+
+def ingest_rates(ingest: dict[str, Any]) -> dict[str, float]:
+    """{"vigie": docs/s, "orthanc": docs/s} from run_ingest's report."""
+    rest = ingest.get("rest") or ingest
+    pool = rest.get("servers", rest)
+    rates: dict[str, float] = {}
+    for name, entry in pool.items():
+        rate = _ingest_rate(entry)
+        if rate is None or not isinstance(name, str):
+            continue
+        low = name.lower()
+        if "orthanc" in low:
+            rates.setdefault("orthanc", rate)
+        elif "vigie" in low or low in {"rest", "vigie_rest"}:
+            rates.setdefault("vigie", rate)
+    return rates
+
+
+def ingest_figures(ingest: dict[str, Any]) -> list[dict[str, Any]]:
+    rates = ingest_rates(ingest)
+    figures = []
+    if "orthanc" in rates:
+        figures.append(
+            _figure(
+                "ingest.orthanc",
+                "ingest 200 KB, 8 clients: Orthanc POST /instances",
+                rates["orthanc"],
+                "docs/s",
+                f"{rates['orthanc']:,.0f} docs/s",
+                "baseline",
+            )
+        )
+    if "vigie" in rates:
+        ratio = rates["vigie"] / rates["orthanc"] if rates.get("orthanc") else None
+        figures.append(
+            _figure(
+                "ingest.vigie",
+                "ingest 200 KB, 8 clients: Vigie REST (SQLite)",
+                rates["vigie"],
+                "docs/s",
+                f"{rates['vigie']:,.0f} docs/s"
+                + (f" = {ratio:.2f} x Orthanc" if ratio is not None else ""),
+                "≥ 1.0 × Orthanc",
+                ratio >= 1.0 if ratio is not None else None,
+            )
+        )
+    mllp = ingest.get("mllp")
+    if isinstance(mllp, dict) and isinstance(mllp.get("messages_per_s"), (int, float)):
+        rate = float(mllp["messages_per_s"])
+        figures.append(
+            _figure(
+                "ingest.mllp",
+                "HL7 v2 ORU^R01 over MLLP, 8 connections",
+                rate,
+                "msgs/s",
+                f"{rate:,.0f} messages/s",
+                f"≥ {mllp.get('target', 1000):,.0f} msgs/s",
+                mllp.get("target_met"),
+            )
+        )
+    return figures
+
+
+def figures(stages: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    vault = stages.get("vault", {}).get("result")
+    if vault:
+        seal, opened = vault["seal_200k_docs_per_s"], vault["open_50mb_gb_per_s"]
+        out.append(
+            _figure(
+                "vault.seal",
+                "seal 200 KB documents (fsync + rename each)",
+                seal,
+                "docs/s",
+                f"{seal:,.0f} docs/s",
+                "≥ 1,000 docs/s",
+                seal >= 1000,
+            )
+        )
+        out.append(
+            _figure(
+                "vault.open",
+                "open a 50 MB document (one core)",
+                opened,
+                "GB/s",
+                f"{opened:.2f} GB/s",
+                "≥ 1 GB/s",
+                opened >= 1,
+            )
+        )
+    fetch = stages.get("fetch", {}).get("result")
+    if fetch:
+        out += fetch_figures(fetch)
+    ingest = stages.get("ingest", {}).get("result")
+    if ingest:
+        out += ingest_figures(ingest)
+    audit = stages.get("audit", {}).get("result")
+    if audit:
+        rate = float(audit["events_per_second_best"])
+        seconds = min(audit["verify_seconds"].values())
+        out.append(
+            _figure(
+                "audit.verify",
+                f"audit verify, {audit['events']:,} events ({audit['engine']})",
+                rate,
+                "events/s",
+                f"{rate:,.0f} events/s ({seconds} s, {', '.join(audit['verify_seconds'])})",
+                "≥ 200,000 events/s",
+                rate >= 200_000,
+            )
+        )
+    keys = stages.get("keys", {}).get("result")
+    if keys:
+        rate = keys["data_keys_per_second"]
+        out.append(
+            _figure(
+                "keys.rotate",
+                f"key rotation, {keys['data_keys']:,} data keys ({keys['engine']})",
+                rate,
+                "keys/s",
+                f"{rate:,.0f} data keys re-wrapped/s ({keys['rotate_seconds']} s)",
+            )
+        )
+    cold = stages.get("coldstart", {}).get("result")
+    if cold:
+        out.append(
+            _figure(
+                "coldstart",
+                f"cold start of `vigie serve` to first document ({cold['runs']} runs)",
+                cold["median_s"],
+                "s",
+                f"median {cold['median_s']:.2f} s, max {cold['max_s']:.2f} s"
+                + (
+                    f" (port open at {cold['listening_median_s']:.2f} s)"
+                    if "listening_median_s" in cold
+                    else ""
+                ),
+            )
+        )
+    return out
+
+
+# --- main -------------------------------------------------------------------------------------
+
+
+def _clock(seconds: float) -> str:
+    return f"{int(seconds // 60)}m{int(seconds % 60):02d}s"
+
+
+def _bench_dirs() -> set[str]:
+    return {str(p) for p in Path(tempfile.gettempdir()).glob("vigie-bench-*")}
+
+
+def _write(document: dict[str, Any], path: Path) -> None:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(document, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    tmp.replace(path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="every Vigie benchmark in one run")
+    parser.add_argument(
+        "--quick", action="store_true", help="a smoke run (bench/results/quick.json, no README)"
+    )
+    parser.add_argument(
+        "--only",
+        help=f"comma-separated stages among {','.join(STAGES)} (quick.json, no README)",
+    )
+    parser.add_argument("--no-readme", action="store_true", help="leave README.md alone")
+    options = parser.parse_args(argv)
+    plan = QUICK if options.quick else Plan()
+    chosen = [s.strip() for s in options.only.split(",")] if options.only else list(STAGES)
+    unknown = [s for s in chosen if s not in STAGES]
+    if unknown:
+        parser.error(f"unknown stage(s): {', '.join(unknown)}")
+
+    run_id = secrets.token_hex(8)
+    os.environ[RUN_ID_VAR] = run_id  # inherited by every process the stages start
+    previous_term = signal.signal(signal.SIGTERM, _interrupted)
+    # Ctrl-C must unwind even when started with SIGINT ignored (a background job, some CI).
+    previous_int = signal.signal(signal.SIGINT, signal.default_int_handler)
+    started = time.monotonic()
+    dirs_before = _bench_dirs()
+    work = Path(tempfile.mkdtemp(prefix="vigie-bench-run-"))
+    document: dict[str, Any] = {
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "quick": options.quick,
+        "plan": plan.__dict__ | {"connections": list(plan.connections)},
+        "machine": machine(),
+        "versions": {},
+        "stages": {},
+        "figures": [],
+    }
+    print(f"bench run {run_id}{' (quick)' if options.quick else ''}: {', '.join(chosen)}")
+    interrupted = False
+    try:
+        for index, name in enumerate(chosen, 1):
+            title, function = STAGES[name]
+            print(
+                f"[{index}/{len(chosen)}] {title}  (at {_clock(time.monotonic() - started)})",
+                flush=True,
+            )
+            stage_started = time.monotonic()
+            entry: dict[str, Any] = {"ok": False}
+            document["stages"][name] = entry
+            try:
+                entry["result"] = function(plan, work)
+                entry["ok"] = True
+            except KeyboardInterrupt:
+                entry["error"] = "interrupted"
+                interrupted = True
+                raise
+            except (Exception, SystemExit) as exc:  # a failed stage is reported, the run goes on
+                entry["error"] = f"{type(exc).__name__}: {exc}"[-3000:]
+                traceback.print_exc()
+            finally:
+                entry["seconds"] = round(time.monotonic() - stage_started, 1)
+                # Ctrl-C again must not cut the clean-up short.
+                handler = signal.signal(signal.SIGINT, signal.SIG_IGN)
+                try:
+                    leftovers = reap(run_id)
+                finally:
+                    signal.signal(signal.SIGINT, handler)
+                if leftovers:
+                    entry["leftover_processes_stopped"] = leftovers
+                    print(f"    stopped {len(leftovers)} leftover process(es): {leftovers}")
+                state = "ok" if entry["ok"] else f"FAILED ({entry.get('error', '')[:200]})"
+                print(
+                    f"[{index}/{len(chosen)}] {name} {state} in {entry['seconds']:.1f} s"
+                    f"  (elapsed {_clock(time.monotonic() - started)})",
+                    flush=True,
+                )
+    finally:
+        signal.signal(signal.SIGTERM, previous_term)
+        signal.signal(signal.SIGINT, previous_int)
+        shutil.rmtree(work, ignore_errors=True)
+        document["elapsed_s"] = round(time.monotonic() - started, 1)
+        document["interrupted"] = interrupted
+        left_dirs = sorted(_bench_dirs() - dirs_before)
+        if left_dirs:
+            document["leftover_temp_dirs"] = left_dirs
+        document["figures"] = figures(document["stages"])
+        document["processes_left"] = [_describe(pid) for pid in marked_processes(run_id)]
+        if interrupted:
+            out = RESULTS / "interrupted.json"
+        else:
+            document["versions"] = versions()
+            out = QUICK_JSON if options.quick or options.only else LATEST
+        _write(document, out)
+        print(f"written {out}  (total {_clock(document['elapsed_s'])})")
+        if document["elapsed_s"] > 600 and not options.quick:
+            print("warning: over the 10-minute budget; see each stage's seconds in the JSON")
+    # Only a full run rewrites the README: its table is the reference.
+    return _finish(document, out, readme=not (options.no_readme or options.quick or options.only))
+
+
+def _finish(document: dict[str, Any], out: Path, *, readme: bool) -> int:
+    from bench import chart, report
+
+    try:
+        print(f"chart: {chart.render(document, out.with_suffix('.png'))}")
+    except Exception:  # the table still matters without the picture
+        traceback.print_exc()
+    report.print_table(document)
+    if readme:
+        report.update_readme(document)
+        print(f"README.md: the Measured section now shows this run ({out.name})")
+    if document.get("processes_left"):
+        print(f"processes still running after the run: {document['processes_left']}")
+        return 1
+    return 0 if all(s["ok"] for s in document["stages"].values()) else 1
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
