@@ -21,7 +21,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from django.db import DatabaseError, IntegrityError, close_old_connections
+from django.db import DatabaseError, IntegrityError
 
 from vigie.audit.log import AuditUnavailable, record
 from vigie.intake.hl7 import ack
@@ -89,8 +89,9 @@ def handle(raw: bytes, *, local_authority: str = "") -> Reply:
 
     `local_authority` names this clinic's own assigning authority in PID-3: an IPP from it
     is matched against `Patient.ipp`, any other against the sending system's identifiers.
+    (The caller's thread owns its database connection: the MLLP server's workers recycle
+    theirs around each message; see `server.in_worker`.)
     """
-    close_old_connections()
     try:
         header = peek_header(raw)
     except Exception:  # an ACK must go out even if the header cannot be read at all
@@ -124,8 +125,6 @@ def handle(raw: bytes, *, local_authority: str = "") -> Reply:
                 "administrator has the details in the log)",
             ),
         )
-    finally:
-        close_old_connections()
 
 
 def _handle(raw: bytes, header: Header, local_authority: str) -> Reply:

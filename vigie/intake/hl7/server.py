@@ -25,11 +25,12 @@ import contextlib
 import logging
 import signal
 import ssl
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
+from django.db import close_old_connections
 from hl7.client import CR, EB, SB
 
 from vigie.audit.log import record
@@ -43,6 +44,17 @@ DEFAULT_MAX_MESSAGE_BYTES = 32 * 1024 * 1024
 # How much of an oversized frame is kept: enough for MSH, so its AR names the control id.
 _HEAD_BYTES = 4096
 _WHITESPACE = frozenset(b" \t\r\n")
+
+
+def in_worker(work: Callable[[], Reply]) -> Reply:
+    """Run `work` in a worker thread with a usable database connection: a connection broken
+    (the database restarted) or too old is replaced before and after, as Django does around
+    each web request."""
+    close_old_connections()
+    try:
+        return work()
+    finally:
+        close_old_connections()
 
 
 @dataclass(frozen=True)
@@ -173,7 +185,9 @@ class MllpServer:
             return await loop.run_in_executor(self.executor, _refuse_frame, item)
         return await loop.run_in_executor(
             self.executor,
-            lambda: handle(item.payload, local_authority=self.settings.local_authority),
+            lambda: in_worker(
+                lambda: handle(item.payload, local_authority=self.settings.local_authority)
+            ),
         )
 
     async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
