@@ -120,8 +120,9 @@ def _validate_model(payload: Mapping[str, Any]) -> Any:
             for error in exc.errors(include_url=False)[:_MAX_ISSUES]
         ]
         raise FhirError(400, issues) from None
-    except (ValueError, TypeError, RecursionError) as exc:
-        # The models' own validators raise these on some shapes pydantic lets through.
+    except (ValueError, TypeError, AttributeError, RecursionError) as exc:
+        # The models' own validators raise these on some shapes pydantic lets through (a
+        # boolean where a URL is expected raises AttributeError: found by fuzzing).
         raise _invalid(
             f"the DocumentReference is not valid FHIR R4: {exc}", status=400, code="structure"
         ) from None
@@ -200,7 +201,10 @@ def _attachment_bytes(
 ) -> tuple[bytes, str]:
     where = "DocumentReference.content[0].attachment"
     attachment = resource.content[0].attachment
-    raw = payload["content"][0]["attachment"]
+    raw = payload["content"][0].get("attachment")
+    # The models accept a null attachment although R4 requires one (found by fuzzing).
+    if attachment is None or not isinstance(raw, dict):
+        raise _invalid("content[0].attachment is required (the document itself)", where)
     content_type = (attachment.contentType or "").strip()
     if "data" in raw and attachment.url:
         raise _invalid("give the attachment's data or its url, not both", where)
