@@ -10,6 +10,7 @@ A crash between 1 and 2 leaves an orphan blob (ciphertext nobody references), wh
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
@@ -38,6 +39,7 @@ __all__ = [
     "UnknownPatient",
     "find_patient",
     "ingest",
+    "refuse_control_characters",
 ]
 
 
@@ -95,6 +97,22 @@ def _validate_meta(meta: DocumentMeta) -> None:
         raise InvalidDocument("the source system is empty")
     if not meta.content_type or "/" not in meta.content_type:
         raise InvalidDocument(f"invalid content type {meta.content_type!r}")
+    for name in ("title", "author", "source_system", "content_type"):
+        refuse_control_characters(getattr(meta, name), f"the document's {name}")
+
+
+# C0 controls but tab, newline and carriage return, and DEL: never in a title or a name.
+# PostgreSQL refuses NUL in text outright; the others would end up in pages and reports.
+_CONTROL_RE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def refuse_control_characters(value: str, what: str) -> None:
+    match = _CONTROL_RE.search(value or "")
+    if match:
+        raise InvalidDocument(
+            f"{what} contains a control character (U+{ord(match.group()):04X}) at position "
+            f"{match.start()}: send plain text"
+        )
 
 
 def ingest(

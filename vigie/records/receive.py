@@ -29,7 +29,7 @@ from vigie import vault
 from vigie.audit.log import record
 from vigie.records.checks import ContentReport, inspect
 from vigie.records.identifiers import InvalidIdentifier, validate_ipp, validate_nir
-from vigie.records.ingest import DocumentMeta, _validate_meta, ingest
+from vigie.records.ingest import DocumentMeta, _validate_meta, ingest, refuse_control_characters
 from vigie.records.ingest_errors import InvalidDocument, StorageUnavailable
 from vigie.records.models import (
     Document,
@@ -98,6 +98,8 @@ class Received:
 
 def match_patient(sender: Sender) -> Match:
     """The patient these identifiers designate exactly, or why there is none."""
+    for name in ("ins", "ipp", "ipp_source", "family_name", "given_names", "sex"):
+        refuse_control_characters(getattr(sender, name) or "", f"the patient's {name}")
     try:
         ins = validate_nir(sender.ins) if sender.ins else None
     except InvalidIdentifier as exc:

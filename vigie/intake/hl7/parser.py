@@ -331,6 +331,15 @@ def peek_header(raw: bytes) -> Header:
 
 def parse(raw: bytes) -> Message:
     """The message's structure, or an `HL7Error` (AR) saying what is wrong with its header."""
+    # No character set has a NUL in text, and PostgreSQL refuses one in a text column: a NUL
+    # means a corrupted or binary message (found by fuzzing on PostgreSQL).
+    nul = raw.find(b"\x00")
+    if nul >= 0:
+        raise _reject(
+            ErrorCode.DATA_TYPE,
+            f"the message contains a NUL byte (at offset {nul}): it is "
+            "corrupted or not text; binary documents go in an OBX of type ED, base64-encoded",
+        )
     # MSH itself must be ASCII, so Latin-1 (which maps every byte) reads it whatever MSH-18
     # says; only then is the whole message decoded with the declared character set.
     preview = raw.decode("latin-1").lstrip()

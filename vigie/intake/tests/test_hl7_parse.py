@@ -507,3 +507,12 @@ def test_rendering_is_deterministic_and_survives_odd_characters():
     first = render_report(result, control_id="X", version="2.5.1")
     assert first == render_report(result, control_id="X", version="2.5.1")
     assert "ZHANG ?" in _pdf_text(first)
+
+
+def test_a_nul_byte_is_refused_before_anything_is_looked_up() -> None:
+    # PostgreSQL refuses NUL in text: the fuzz found one in MSH-3 that reached a query.
+    raw = Oru(sending_application="\x00ABWARE").encode()
+    with pytest.raises(HL7Error) as caught:
+        parse(raw)
+    assert caught.value.code == ErrorCode.DATA_TYPE
+    assert "NUL byte" in str(caught.value)

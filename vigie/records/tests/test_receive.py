@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import os
 import time
+from dataclasses import replace
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
@@ -446,3 +447,21 @@ def test_every_step_is_audited() -> None:
     assert rejected.actor_username == "it.admin"
     assert rejected.reason == "test message from the lab"
     assert rejected.extra["pending_id"] == junk.pk
+
+
+@pytest.mark.parametrize(
+    ("sender", "meta"),
+    [
+        (Sender(ins=None, ipp="A\x00B"), META),
+        (Sender(ins=None, ipp="IPP1", family_name="DUPONT\x01"), META),
+        (Sender(ins=None, ipp="IPP1"), replace(META, title="Bilan\x00")),
+        (Sender(ins=None, ipp="IPP1"), replace(META, author="Dr\x1bX")),
+    ],
+)
+def test_control_characters_in_identities_or_titles_are_refused_and_nothing_stored(
+    sender: Sender, meta: DocumentMeta
+) -> None:
+    with pytest.raises(InvalidDocument, match="control character"):
+        receive(sender, meta, VALID_PDF, channel="rest")
+    assert not Document.objects.exists()
+    assert not PendingDocument.objects.exists()
