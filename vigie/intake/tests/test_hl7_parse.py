@@ -322,10 +322,14 @@ def test_header_values_out_of_scope_are_rejected(oru, code, needle):
 
 
 def test_garbage_is_rejected_as_a_segment_sequence_error():
-    for raw in (b"", b"GET / HTTP/1.1\r\n\r\n", b"PID|1||x", b"\x00\xff"):
+    for raw in (b"", b"GET / HTTP/1.1\r\n\r\n", b"PID|1||x", b"\x01\xff"):
         error = _refusal(raw)
         assert (error.ack_code, error.code) == ("AR", ErrorCode.SEGMENT_SEQUENCE)
     assert _refusal(b"MSH").code == ErrorCode.DATA_TYPE  # no MSH-1 at all
+    # Binary with a NUL is refused as such, before any parsing.
+    binary = _refusal(b"\x00\xff")
+    assert (binary.ack_code, binary.code) == ("AR", ErrorCode.DATA_TYPE)
+    assert "NUL byte" in binary.text
 
 
 # -- the content ----------------------------------------------------------------------------
