@@ -22,7 +22,7 @@ def _vigie_home() -> Path:
 @pytest.fixture
 def vault_home(tmp_path: Path, settings: pytest.FixtureRequest) -> Path:
     """A private blob store and keyring for one test (isolated from other tests' blobs)."""
-    from vigie.vault.keyring import Keyring
+    from vigie.vault.kek_store import Keyring
 
     settings.VIGIE_HOME = tmp_path  # type: ignore[attr-defined]
     settings.VIGIE_BLOB_DIR = tmp_path / "blobs"  # type: ignore[attr-defined]

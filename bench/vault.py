@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from vigie import vault
-from vigie.vault.keyring import Keyring
+from vigie.vault.kek_store import Keyring
 from vigie.vault.store import FilesystemBlobStore
 
 DOC_SIZE = 200 * 1024

@@ -17,7 +17,7 @@ from django.conf import settings
 
 from vigie.lib.env import ConfigError
 from vigie.vault.errors import KeyringError
-from vigie.vault.keyring import Keyring
+from vigie.vault.kek_store import Keyring
 
 
 class StartupError(Exception):

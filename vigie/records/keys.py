@@ -17,7 +17,7 @@ from django.db.models import Count
 
 from vigie import vault
 from vigie.records.models import Document, PendingDocument
-from vigie.vault.keyring import Keyring
+from vigie.vault.kek_store import Keyring
 
 Progress = Callable[[int, int], None]
 _BATCH = 500

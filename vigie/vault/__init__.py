@@ -25,7 +25,7 @@ from vigie.vault.errors import (
     KeyringError,
     VaultError,
 )
-from vigie.vault.keyring import Keyring, get_keyring
+from vigie.vault.kek_store import Keyring, get_keyring
 from vigie.vault.store import FilesystemBlobStore, get_store
 
 __all__ = [

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from vigie.vault.keyring import Keyring
+from vigie.vault.kek_store import Keyring
 from vigie.vault.store import FilesystemBlobStore
 
 

@@ -22,7 +22,7 @@ from vigie.vault.errors import (
     KeyringError,
     VaultError,
 )
-from vigie.vault.keyring import Keyring
+from vigie.vault.kek_store import Keyring
 from vigie.vault.store import FilesystemBlobStore
 
 DOC = "doc-0123456789abcdef"
@@ -221,7 +221,7 @@ def test_it_uses_the_settings_by_default(settings, tmp_path: Path) -> None:
 def test_it_imports_no_django() -> None:
     # The vault is a library: only the get_* helpers read Django settings, when called.
     code = (
-        "import sys, vigie.vault, vigie.vault.envelope, vigie.vault.keyring, vigie.vault.store;"
+        "import sys, vigie.vault, vigie.vault.envelope, vigie.vault.kek_store, vigie.vault.store;"
         "loaded = sorted(m for m in sys.modules if m.split('.')[0] == 'django');"
         "print(loaded); sys.exit(1 if loaded else 0)"
     )

@@ -15,7 +15,7 @@ import pytest
 
 from vigie.vault.envelope import new_data_key
 from vigie.vault.errors import IntegrityError, KeyringError
-from vigie.vault.keyring import Keyring, get_keyring
+from vigie.vault.kek_store import Keyring, get_keyring
 
 DOC = "doc-0123456789abcdef"
 OTHER_DOC = "doc-fedcba9876543210"
