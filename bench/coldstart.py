@@ -19,7 +19,6 @@ import argparse
 import contextlib
 import http.client
 import json
-import os
 import secrets
 import shutil
 import statistics
@@ -30,67 +29,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.fetch import free_port, make_pdf, stop_group, tail, vigie_login, wait_http
+from bench.fetch import _SETUP, free_port, make_pdf, stop_group, tail, vigie_login, wait_http
+from bench.intake import _env, _vigie
 
 _MARK = "@@BENCH-COLDSTART@@"
 TIMEOUT = 60.0
-
-_SETUP = """
-import json
-from datetime import date, timedelta
-from pathlib import Path
-from django.utils import timezone
-from django_otp.plugins.otp_totp.models import TOTPDevice
-from vigie.accounts.models import Role, User
-from vigie.records.ingest import DocumentMeta, ingest
-from vigie.records.models import CareRelationship, CareRole, Patient
-args = json.loads(Path({args!r}).read_text())
-user = User(username="bench.cold", first_name="Banc", last_name="Froid", role=Role.DOCTOR)
-user.set_password(args["password"])
-user.save()
-device = TOTPDevice.objects.create(user=user, name="authenticator", confirmed=True)
-patient = Patient.objects.create(
-    ipp="BENCH-COLD", family_name="BANC", given_names="Froid", birth_date=date(1970, 1, 1)
-)
-CareRelationship.objects.create(
-    doctor=user, patient=patient, role=CareRole.TREATING,
-    valid_from=timezone.now() - timedelta(days=1),
-)
-with open(args["pdf"], "rb") as handle:
-    doc = ingest(patient, DocumentMeta(kind="lab_result", title="Bilan sanguin",
-        clinical_date=date.today(), source_system="bench", author="Laboratoire"), handle)
-print({mark!r} + json.dumps(dict(document=doc.id, totp_key=device.key)))
-"""
-
-
-def _env(home: Path) -> dict[str, str]:
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith("VIGIE_") and k not in {"DATABASE_URL", "DJANGO_SETTINGS_MODULE"}
-    }
-    env.update(
-        VIGIE_HOME=str(home),
-        VIGIE_MODE="production",
-        VIGIE_TLS="false",
-        VIGIE_SSL_REDIRECT="false",
-        PYTHONUNBUFFERED="1",
-    )
-    return env
-
-
-def _vigie(env: dict[str, str], *args: str) -> str:
-    result = subprocess.run(
-        [sys.executable, "-m", "vigie", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=300,
-    )
-    if result.returncode != 0:
-        raise RuntimeError(f"vigie {args[0]} failed:\n{result.stdout}\n{result.stderr}")
-    return result.stdout
 
 
 def _serve(env: dict[str, str], port: int, log: Path) -> subprocess.Popen[bytes]:
@@ -165,7 +108,7 @@ def run(runs: int = 5) -> dict[str, Any]:
         port = free_port()
         server = _serve(env, port, log)
         wait_http(port, "/health", server, log)
-        cookie = vigie_login(port, "bench.cold", password, facts["totp_key"])
+        cookie = vigie_login(port, "bench.doctor", password, facts["totp_key"])
         stop_group(server)
         server = None
 
