@@ -122,3 +122,9 @@ def test_keys_init_never_overwrites_a_keyring(production: dict[str, str]) -> Non
     assert "nothing to do" in result.stdout
     assert _keyring(production).read_bytes() == before
     assert _keyring(production).stat().st_mode & 0o777 == 0o600
+
+
+def test_a_half_restored_installation_refuses_to_serve(production: dict[str, str]) -> None:
+    # `vigie backup restore` leaves this marker until the restored data has verified.
+    (Path(production["VIGIE_HOME"]) / "RESTORING").write_text("restore in progress\n")
+    _assert_one_line_refusal(_run(production, "serve"), "RESTORING", "restore again")

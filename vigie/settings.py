@@ -84,6 +84,7 @@ INSTALLED_APPS = [
     "vigie.portal",
     "vigie.guard",
     "vigie.intake",
+    "vigie.backup",
     "vigie.demo",
 ]
 

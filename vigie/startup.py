@@ -37,6 +37,17 @@ def _check_home(home: Path) -> None:
         raise StartupError(f"VIGIE_HOME={home} is not writable ({exc.strerror or exc})") from None
 
 
+def _check_not_restoring(home: Path) -> None:
+    # Left by `vigie backup restore` until the restored installation has been verified: a
+    # half-restored portal must not serve.
+    marker = home / "RESTORING"
+    if marker.exists():
+        raise StartupError(
+            f"{marker} exists: a restore did not finish or did not verify; "
+            "restore again into an empty VIGIE_HOME"
+        )
+
+
 def _check_secret_key() -> None:
     if not settings.VIGIE_SECRET_KEY_CONFIGURED:
         raise StartupError(
@@ -94,6 +105,7 @@ def preflight(*, database: bool = True) -> None:
         raise StartupError(str(exc)) from None
     del mode
     _check_home(Path(settings.VIGIE_HOME))
+    _check_not_restoring(Path(settings.VIGIE_HOME))
     _check_secret_key()
     _check_keyring()
     django.setup()

@@ -13,7 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from django.db import connection
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from django.db import DEFAULT_DB_ALIAS, connection, connections
 
 from vigie.audit import chain
 from vigie.audit.checkpoints import (
@@ -72,21 +73,28 @@ def verify(
     progress: Callable[[int], None] | None = None,
     jobs: int = 1,
     min_per_job: int = 100_000,
+    using: str = DEFAULT_DB_ALIAS,
+    public_key: Ed25519PublicKey | None = None,
 ) -> VerifyResult:
     """Check the whole log. `progress(n)` is called as each n more events are checked.
 
     With `jobs` > 1 (and a committed log of at least `min_per_job` events per job), seq
     ranges are verified in parallel processes, each from its first row's stored previous
     hash; the seams are then checked here, so the result is the same as a single walk.
+
+    `using` and `public_key` let a backup check verify a snapshot's database against the
+    signing key of the export it came with; they default to this installation's.
     """
     result = VerifyResult()
     # The checkpoint file first: every checkpoint in it refers to committed events, which
     # the events query (started afterwards) therefore sees, even while appends go on.
-    expected_hash = _check_checkpoints(checkpoint_file, result)
-    head_seq = AuditHead.objects.filter(pk=1).values_list("seq", flat=True).first() or 0
+    expected_hash = _check_checkpoints(checkpoint_file, result, public_key)
+    head_seq = (
+        AuditHead.objects.using(using).filter(pk=1).values_list("seq", flat=True).first() or 0
+    )
     jobs = max(1, min(jobs, head_seq // max(min_per_job, 1)))
-    if jobs == 1 or connection.in_atomic_block:
-        segments = [_walk(1, _NO_END, expected_hash, chunk_size, progress)]
+    if jobs == 1 or using != DEFAULT_DB_ALIAS or connection.in_atomic_block:
+        segments = [_walk(1, _NO_END, expected_hash, chunk_size, progress, using=using)]
     else:
         segments = _walk_parallel(head_seq, jobs, expected_hash, chunk_size, progress)
     chain_problem = _join(segments, result)
@@ -104,7 +112,7 @@ def verify(
                     f"seq {result.last_seq}",
                 )
             )
-    _check_head(result)
+    _check_head(result, using)
     return result
 
 
@@ -170,18 +178,21 @@ def _walk_parallel(
     return segments
 
 
-def _check_checkpoints(path: Path | None, result: VerifyResult) -> dict[int, str]:
+def _check_checkpoints(
+    path: Path | None, result: VerifyResult, public: Ed25519PublicKey | None
+) -> dict[int, str]:
     checkpoints, malformed = read_checkpoints(path)
     for line, reason in malformed:
         result.problems.append(Problem(0, "checkpoint", f"checkpoint file line {line}: {reason}"))
     expected: dict[int, str] = {}
     if not checkpoints:
         return expected
-    try:
-        public = load_signing_key().public_key()
-    except CheckpointError as exc:
-        result.problems.append(Problem(0, "checkpoint", f"cannot check signatures: {exc}"))
-        return expected
+    if public is None:
+        try:
+            public = load_signing_key().public_key()
+        except CheckpointError as exc:
+            result.problems.append(Problem(0, "checkpoint", f"cannot check signatures: {exc}"))
+            return expected
     previous: Checkpoint | None = None
     for checkpoint in checkpoints:
         if not signature_ok(checkpoint, public):
@@ -231,8 +242,11 @@ def _walk(
     checkpoints: dict[int, str],
     chunk_size: int,
     progress: Callable[[int], None] | None,
+    *,
+    using: str = DEFAULT_DB_ALIAS,
 ) -> Segment:
     segment = Segment(low, high, last_seq=low - 1)
+    connection = connections[using]
     postgres = connection.vendor == "postgresql"
     sha256 = hashlib.sha256
     dumps = chain.dumps
@@ -318,8 +332,8 @@ def _walk(
     return segment
 
 
-def _check_head(result: VerifyResult) -> None:
-    head = AuditHead.objects.filter(pk=1).values_list("seq", "hash").first()
+def _check_head(result: VerifyResult, using: str) -> None:
+    head = AuditHead.objects.using(using).filter(pk=1).values_list("seq", "hash").first()
     if head is None:
         return
     seq, hash_ = head
@@ -327,7 +341,7 @@ def _check_head(result: VerifyResult) -> None:
         result.problems.append(
             Problem(seq + 1, "head mismatch", f"the head says seq {seq}, the log goes on")
         )
-    elif seq > result.last_seq and not AuditEvent.objects.filter(seq=seq).exists():
+    elif seq > result.last_seq and not AuditEvent.objects.using(using).filter(seq=seq).exists():
         result.problems.append(
             Problem(
                 result.last_seq + 1,
@@ -336,7 +350,9 @@ def _check_head(result: VerifyResult) -> None:
             )
         )
     elif seq == result.last_seq and result.last_seq > 0:
-        last_hash = AuditEvent.objects.filter(seq=seq).values_list("hash", flat=True).first()
+        last_hash = (
+            AuditEvent.objects.using(using).filter(seq=seq).values_list("hash", flat=True).first()
+        )
         if last_hash != hash_:
             result.problems.append(
                 Problem(seq, "head mismatch", "the head's hash is not the last event's")

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterator
+from typing import Protocol
 
 from vigie import vault
-from vigie.records.models import Document
 from vigie.vault.errors import VaultError
 
 # Re-exported so the portal can catch vault failures without importing the vault (DESIGN:
@@ -23,7 +23,22 @@ class ContentMismatch(VaultError):
     """The blob authenticates but is not the content recorded for this row."""
 
 
-def stream_verified(document: Document) -> Iterator[bytes]:
+class SealedRow(Protocol):
+    """What a row must hold to open its blob: a Document or a PendingDocument."""
+
+    id: str
+    kek_id: str
+    wrapped_key: bytes | memoryview
+    size: int
+    sha256: str
+
+
+def stream_verified(
+    document: SealedRow,
+    *,
+    store: vault.FilesystemBlobStore | None = None,
+    keyring: vault.Keyring | None = None,
+) -> Iterator[bytes]:
     """Yield the plaintext; raise after the last chunk if size or SHA-256 disagree.
 
     Chunk authentication (AES-GCM) already stops tampering; the final hash check catches a
@@ -32,7 +47,10 @@ def stream_verified(document: Document) -> Iterator[bytes]:
     digest = hashlib.sha256()
     size = 0
     # `with`: the blob's file handle closes as soon as the reader stops (client gone).
-    with vault.open(document.id, document.kek_id, bytes(document.wrapped_key)) as plaintext:
+    # `store` and `keyring` default to the installation's; a backup check passes its own.
+    with vault.open(
+        document.id, document.kek_id, bytes(document.wrapped_key), store=store, keyring=keyring
+    ) as plaintext:
         for chunk in plaintext:
             digest.update(chunk)
             size += len(chunk)
@@ -41,7 +59,12 @@ def stream_verified(document: Document) -> Iterator[bytes]:
         raise ContentMismatch(f"document {document.id}: content does not match its record")
 
 
-def verify(document: Document) -> None:
+def verify(
+    document: SealedRow,
+    *,
+    store: vault.FilesystemBlobStore | None = None,
+    keyring: vault.Keyring | None = None,
+) -> None:
     """Decrypt and hash the whole document, discarding the bytes; raise on any problem."""
-    for _chunk in stream_verified(document):
+    for _chunk in stream_verified(document, store=store, keyring=keyring):
         pass

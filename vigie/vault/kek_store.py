@@ -213,10 +213,13 @@ def _new_key(existing: set[str]) -> _Key:
 class Keyring:
     """The KEKs of one keyring file. Thread-safe; use `load`, `create` or `get_keyring`."""
 
-    def __init__(self, path: Path, state: _State) -> None:
+    def __init__(self, path: Path, state: _State, *, in_memory: bool = False) -> None:
         self._path = path
         self._state = state
         self._lock = threading.RLock()
+        # A keyring read from a passphrase-protected export (backup verify, restore) has no
+        # file to watch: it never reloads and refuses changes.
+        self._in_memory = in_memory
 
     def __repr__(self) -> str:
         return f"<Keyring {self._path} active={self._state.active_id} keys={len(self._state.keys)}>"
@@ -225,6 +228,14 @@ class Keyring:
     def load(cls, path: Path) -> Keyring:
         """Read and check the keyring file; KeyringError says what is wrong and how to fix it."""
         return cls(path, _read(path))
+
+    @classmethod
+    def from_bytes(cls, content: bytes, label: Path) -> Keyring:
+        """A read-only keyring from the content of a keyring file (e.g. a decrypted export);
+        `label` names it in error messages."""
+        if len(content) > _MAX_FILE_SIZE:
+            raise _corrupted(label, f"{len(content)} bytes is far too large for a keyring")
+        return cls(label, _parse(label, content, ()), in_memory=True)
 
     @classmethod
     def create(cls, path: Path) -> Keyring:
@@ -262,6 +273,8 @@ class Keyring:
 
     def reload(self) -> None:
         """Re-read the file, e.g. after another process rotated keys."""
+        if self._in_memory:
+            return
         with self._lock:
             self._state = _read(self._path)
 
@@ -273,6 +286,8 @@ class Keyring:
         be wrapped with a key that no longer exists anywhere. One stat per seal prevents it.
         """
         state = self._state
+        if self._in_memory:
+            return state
         try:
             changed = _stamp(self._path.stat()) != state.stamp
         except OSError:
@@ -327,6 +342,8 @@ class Keyring:
         Changes start from the file, never from our copy: starting from a stale copy would
         drop a key another process just added, and with it every document it wrapped.
         """
+        if self._in_memory:
+            raise KeyringError(f"keyring {self._path} is read-only (loaded from an export)")
         lock_path = self._path.with_name(f".{self._path.name}.lock")
         with self._lock:
             try:

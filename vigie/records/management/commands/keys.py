@@ -1,4 +1,4 @@
-"""`vigie keys init|list|rotate|rewrap|remove KEY_ID`."""
+"""`vigie keys init|list|rotate|rewrap|remove KEY_ID|export FILE`."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemaining
 from rich.table import Table
 
 from vigie import vault
+from vigie.backup import keys as key_export
 from vigie.records import keys
 
 
@@ -36,6 +37,11 @@ class Command(BaseCommand):
         sub.add_parser("rewrap", help="finish an interrupted rotation (re-wrap to active key)")
         remove = sub.add_parser("remove", help="remove a key no data key uses any more")
         remove.add_argument("kek_id")
+        export = sub.add_parser(
+            "export",
+            help="write the keys, encrypted with a passphrase, to FILE (for restores)",
+        )
+        export.add_argument("file", type=Path)
 
     def handle(self, *args: Any, **options: Any) -> None:
         console = Console(stderr=True)
@@ -64,8 +70,31 @@ class Command(BaseCommand):
             elif action == "remove":
                 keys.remove_key(options["kek_id"])
                 self.stdout.write(f"key {options['kek_id']} removed")
-        except vault.VaultError as exc:
+            elif action == "export":
+                self._export(options["file"])
+        except (vault.VaultError, key_export.KeysExportError) as exc:
             raise CommandError(str(exc), returncode=2) from None
+
+    def _export(self, path: Path) -> None:
+        from vigie.audit.checkpoints import CheckpointError
+        from vigie.audit.log import record
+
+        try:
+            bundle = key_export.collect()
+        except CheckpointError as exc:
+            raise key_export.KeysExportError(str(exc)) from None
+        passphrase = key_export.passphrase_from_env_or_prompt(confirm=True)
+        key_export.export_bundle(bundle, path, passphrase)
+        record("keys.export", extra={"file": str(path)})
+        self.stdout.write(f"keys exported to {path} (mode 0600, Argon2id + AES-256-GCM)")
+        if bundle.secret_key is None:
+            self.stdout.write(
+                "the secret key comes from the environment and is not in the export: "
+                "keep it with the deployment's configuration"
+            )
+        self.stdout.write(
+            "Keep this file and its passphrase apart from the backups: a restore needs both."
+        )
 
     def _init(self) -> None:
         from vigie.startup import bootstrap_home
