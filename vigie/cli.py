@@ -36,10 +36,13 @@ def main(argv: list[str] | None = None) -> None:
             if settings.VIGIE_MODE != "demo":
                 _fail("`vigie demo` needs VIGIE_MODE=demo (it seeds a synthetic clinic)")
             bootstrap_home()
-        # Restore builds the keyring and database it would check; verify may run on a
-        # machine that holds only the backup and a keys export.
-        if (command == "keys" and args[1:2] == ["init"]) or (
-            command == "backup" and args[1:2] in (["restore"], ["verify"])
+        # These build what preflight would demand (keys init, init, restore), report on it
+        # instead of dying of it (check), or run where only a backup and a keys export are
+        # (backup verify).
+        if (
+            command in {"check", "init"}
+            or (command == "keys" and args[1:2] == ["init"])
+            or (command == "backup" and args[1:2] in (["restore"], ["verify"]))
         ):
             import django
 

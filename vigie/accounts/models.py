@@ -22,6 +22,14 @@ class VigieUserManager(UserManager["User"]):
         # (and one lockout counter), never two doors.
         return self.get(username__iexact=(username or "").strip())
 
+    def create_superuser(
+        self, username: str, email: str | None = None, password: str | None = None, **extra: Any
+    ) -> User:
+        # `vigie createsuperuser` makes the first IT administrator: without a role the row
+        # breaks the user_role_known constraint (found when writing the install guide).
+        extra.setdefault("role", Role.ADMIN)
+        return super().create_superuser(username, email, password, **extra)
+
 
 class User(AbstractUser):
     role = models.CharField(_("role"), max_length=16, choices=Role.choices)
