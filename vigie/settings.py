@@ -195,7 +195,16 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = env.path("VIGIE_STATIC_ROOT", VIGIE_HOME / "static")
+# A wheel carries its static assets, collected when it was built (build_hooks.py): an installed
+# Vigie serves them from inside its package and never collects at run time. A source checkout
+# has no such folder and collects into VIGIE_HOME/static (`vigie serve` does it at start).
+_PACKAGED_STATIC = BASE_DIR / "static_collected"
+VIGIE_STATIC_PACKAGED = env.string("VIGIE_STATIC_ROOT") is None and _PACKAGED_STATIC.is_dir()
+STATIC_ROOT = (
+    _PACKAGED_STATIC
+    if VIGIE_STATIC_PACKAGED
+    else env.path("VIGIE_STATIC_ROOT", VIGIE_HOME / "static")
+)
 # Vigie has no uploads. Set anyway: with Django's defaults (MEDIA_ROOT = ""), test servers
 # serve the working directory under every path (the probe found /.git/config that way).
 MEDIA_URL = "/media/"

@@ -72,7 +72,9 @@ class Command(BaseCommand):
             os.environ["VIGIE_TRUSTED_PROXIES"] = ",".join(proxies)
         # Static assets are copied (not linked) to STATIC_ROOT, which granian serves directly;
         # running it here keeps CSS and the admin's assets in step with the installed code.
-        call_command("collectstatic", interactive=False, verbosity=0)
+        # An installed wheel carries them already collected inside the package (build_hooks.py).
+        if not settings.VIGIE_STATIC_PACKAGED:
+            call_command("collectstatic", interactive=False, verbosity=0)
         argv = granian_argv(
             host=options["host"],
             port=options["port"],
