@@ -85,6 +85,7 @@ INSTALLED_APPS = [
     "vigie.guard",
     "vigie.intake",
     "vigie.backup",
+    "vigie.ops",
     "vigie.demo",
 ]
 

@@ -1,0 +1,1 @@
+"""Operations: `vigie check`, the self-check of a running installation."""

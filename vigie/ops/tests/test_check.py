@@ -1,0 +1,379 @@
+"""`vigie check` against a correct installation (exit 0) and deliberately broken ones (exit 1,
+each problem named with its fix)."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from io import StringIO
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+from django.core.management import call_command
+from django.core.management.base import CommandError
+from django.utils import timezone
+
+from vigie.audit.checkpoints import ensure_signing_key, write_checkpoint
+from vigie.audit.log import record
+from vigie.guard import drift, nft
+from vigie.guard.models import GuardState
+from vigie.guard.policy import load_policy
+from vigie.ops import checks
+from vigie.vault.kek_store import Keyring
+
+POLICY = """\
+[maintenance]
+ports = [8443]
+
+[[listener]]
+name = "portal"
+address = "0.0.0.0"
+port = 8443
+exposure = "public"
+sources = ["192.168.10.0/24"]
+"""
+HOST = "portail.clinique.example"
+
+
+def make_certificate(folder: Path, *, days: int = 90) -> tuple[Path, Path]:
+    """A self-signed certificate and its key, PEM files in `folder` (key mode 0600)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, HOST)])
+    now = datetime.now(UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(days=1))
+        .not_valid_after(now + timedelta(days=days))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(HOST)]), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = folder / "portal.crt", folder / "portal.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    key_path.chmod(0o600)
+    return cert_path, key_path
+
+
+@dataclass
+class Installation:
+    home: Path
+    keyring: Path
+    policy: Path
+
+
+@pytest.fixture
+def installation(tmp_path: Path, settings: Any, monkeypatch: pytest.MonkeyPatch, db: None):
+    """Everything `vigie check` looks at, the way a correct production installation has it."""
+    home = tmp_path / "home"
+    home.mkdir(mode=0o700)
+    keyring_dir = home / "keyring"
+    settings.VIGIE_MODE = "production"
+    settings.PRODUCTION = True
+    settings.DEBUG = False
+    settings.ALLOWED_HOSTS = [HOST]
+    settings.CSRF_TRUSTED_ORIGINS = [f"https://{HOST}"]
+    settings.VIGIE_TRUSTED_PROXIES = []
+    settings.SECURE_SSL_REDIRECT = True
+    settings.SESSION_COOKIE_SECURE = True
+    settings.CSRF_COOKIE_SECURE = True
+    settings.SECURE_HSTS_SECONDS = 63072000
+    settings.VIGIE_HOME = home
+    settings.VIGIE_BLOB_DIR = home / "blobs"
+    settings.STATIC_ROOT = home / "static"
+    settings.MEDIA_ROOT = home / "media"
+    settings.VIGIE_KEYRING_DIR = keyring_dir
+    settings.VIGIE_KEYRING_FILE = keyring_dir / "keyring.json"
+    settings.VIGIE_SECRET_KEY_DEFAULT_FILE = keyring_dir / "secret_key"
+    settings.VIGIE_POLICY_FILE = home / "vigie-policy.toml"
+    settings.VIGIE_AUDIT_CHECKPOINT_FILE = home / "audit" / "checkpoints.jsonl"
+    settings.VIGIE_AUDIT_CHECKPOINT_SECONDS = 60
+    settings.VIGIE_GUARD_SILENCE_SECONDS = 120
+
+    Keyring.create(settings.VIGIE_KEYRING_FILE)
+    fd = os.open(settings.VIGIE_SECRET_KEY_DEFAULT_FILE, os.O_WRONLY | os.O_CREAT, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(settings.SECRET_KEY)
+    ensure_signing_key()
+    settings.VIGIE_POLICY_FILE.write_text(POLICY)
+
+    cert, key = make_certificate(home)
+    monkeypatch.setenv("VIGIE_TLS_CERT", str(cert))
+    monkeypatch.setenv("VIGIE_TLS_KEY", str(key))
+    for name in ("VIGIE_SECRET_KEY", "VIGIE_SECRET_KEY_FILE", "VIGIE_ALLOW_SQLITE"):
+        monkeypatch.delenv(name, raising=False)
+    # The suite's database is SQLite unless the run targets PostgreSQL.
+    monkeypatch.setenv("VIGIE_ALLOW_SQLITE", "1")
+
+    # The kernel's view: Vigie's table is there and only the portal listens. (The real nft,
+    # in a network namespace, is tested below.)
+    monkeypatch.setattr(nft, "table_exists", lambda: True)
+    portal = drift.ListeningSocket("0.0.0.0", 8443, "tcp", "granian", 4242)
+    monkeypatch.setattr(drift, "listening_sockets", lambda: (portal,))
+
+    GuardState.get()
+    GuardState.objects.filter(pk=GuardState.SINGLETON).update(
+        last_heartbeat=timezone.now(), guard_pid=4242, guard_host="vigie"
+    )
+    record("backup.create", extra={"snapshot": "20261130T010000Z"})
+    record("backup.verify", extra={"snapshot": "20261130T010000Z", "problems": 0})
+    write_checkpoint(force=True)
+    return Installation(
+        home=home, keyring=settings.VIGIE_KEYRING_FILE, policy=settings.VIGIE_POLICY_FILE
+    )
+
+
+def run_check(*args: str) -> tuple[int, str]:
+    out = StringIO()
+    try:
+        call_command("check", *args, stdout=out, stderr=StringIO())
+    except CommandError as exc:
+        return exc.returncode, out.getvalue()
+    return 0, out.getvalue()
+
+
+def findings() -> dict[str, checks.Finding]:
+    return {f.id: f for f in checks.run_all(checks.Context())}
+
+
+def assert_fails(check_id: str, *needles: str, fix: str) -> checks.Finding:
+    finding = findings()[check_id]
+    assert finding.status == checks.FAILURE, finding
+    for needle in needles:
+        assert needle in finding.message, finding
+    assert fix in finding.fix, finding
+    code, output = run_check()
+    assert code == 1
+    assert f"FAIL  {check_id}" in output
+    assert fix in output
+    return finding
+
+
+def test_it_passes_a_correct_installation(installation: Installation) -> None:
+    found = findings()
+    failures = [f for f in found.values() if f.status == checks.FAILURE]
+    assert failures == []
+    warnings = [f for f in found.values() if f.status == checks.WARNING]
+    # Only what the test suite cannot avoid: its database is SQLite (allowed explicitly).
+    assert [f.id for f in warnings] in ([], ["database.engine"]), warnings
+    code, output = run_check()
+    assert code == 0, output
+    assert "0 failure(s)" in output
+
+
+def test_it_prints_json_for_monitoring(installation: Installation) -> None:
+    code, output = run_check("--json")
+    assert code == 0
+    report = json.loads(output)
+    assert report["ok"] is True
+    ids = {f["id"] for f in report["findings"]}
+    assert {"keyring", "tls", "guard.heartbeat", "guard.nftables", "backup"} <= ids
+    assert set(report["findings"][0]) == {"id", "status", "message", "fix"}
+
+
+def test_it_reports_a_group_readable_keyring(installation: Installation) -> None:
+    installation.keyring.chmod(0o640)
+    assert_fails("keyring", "readable by group/others", "0640", fix="chmod 600")
+
+
+def test_it_reports_a_keyring_folder_open_to_others(installation: Installation) -> None:
+    installation.keyring.parent.chmod(0o755)
+    assert_fails("keyring", "keyring folder", fix="chmod 700")
+
+
+def test_it_reports_a_missing_keyring(installation: Installation) -> None:
+    installation.keyring.unlink()
+    assert_fails("keyring", "does not exist", fix="vigie keys export")
+
+
+def test_it_reports_debug_on(installation: Installation, settings: Any) -> None:
+    settings.DEBUG = True
+    assert_fails("debug", "DEBUG is on", fix="VIGIE_DEBUG")
+
+
+def test_it_reports_a_missing_policy(installation: Installation) -> None:
+    installation.policy.unlink()
+    assert_fails("guard.policy", "no such policy file", fix="vigie guard check-policy")
+
+
+def test_it_reports_an_invalid_policy(installation: Installation) -> None:
+    installation.policy.write_text(POLICY + "\n[guard]\nsnapshot_intervall = '10s'\n")
+    assert_fails("guard.policy", "snapshot_intervall", fix="vigie guard check-policy")
+
+
+def test_it_reports_a_stale_heartbeat(installation: Installation) -> None:
+    GuardState.objects.update(last_heartbeat=timezone.now() - timedelta(minutes=10))
+    assert_fails("guard.heartbeat", "10 min ago", fix="vigie guard run")
+
+
+def test_it_reports_a_guard_that_never_beat(installation: Installation) -> None:
+    GuardState.objects.update(last_heartbeat=None)
+    assert_fails("guard.heartbeat", "never reported", fix="vigie guard run")
+
+
+def test_it_reports_no_tls_and_no_proxy(
+    installation: Installation, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("VIGIE_TLS_CERT")
+    monkeypatch.delenv("VIGIE_TLS_KEY")
+    assert_fails("tls", "no TLS and no proxy", fix="VIGIE_TRUSTED_PROXIES")
+
+
+def test_behind_a_proxy_tls_is_the_proxys(
+    installation: Installation, monkeypatch: pytest.MonkeyPatch, settings: Any
+) -> None:
+    monkeypatch.delenv("VIGIE_TLS_CERT")
+    monkeypatch.delenv("VIGIE_TLS_KEY")
+    code, output = run_check("--behind-proxy", "127.0.0.1")
+    assert code == 0, output
+    settings.VIGIE_TRUSTED_PROXIES = ["10.0.0.5"]
+    assert findings()["tls"].status == checks.OK
+
+
+def test_it_reports_an_expired_certificate(
+    installation: Installation, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    cert, key = make_certificate(tmp_path, days=-1)
+    monkeypatch.setenv("VIGIE_TLS_CERT", str(cert))
+    monkeypatch.setenv("VIGIE_TLS_KEY", str(key))
+    assert_fails("tls", "expired", fix="renew")
+
+
+def test_it_warns_of_a_certificate_about_to_expire(
+    installation: Installation, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    cert, key = make_certificate(tmp_path, days=5)
+    monkeypatch.setenv("VIGIE_TLS_CERT", str(cert))
+    monkeypatch.setenv("VIGIE_TLS_KEY", str(key))
+    assert findings()["tls"].status == checks.WARNING
+    assert run_check()[0] == 0  # a warning alone does not fail the check
+
+
+def test_it_reports_a_keyring_inside_the_blob_store(
+    installation: Installation, settings: Any
+) -> None:
+    settings.VIGIE_BLOB_DIR = installation.keyring.parent.parent
+    assert_fails("keyring.location", "inside the blob store", fix="VIGIE_KEYRING_DIR")
+
+
+def test_it_reports_a_keyring_inside_the_web_root(
+    installation: Installation, settings: Any
+) -> None:
+    settings.STATIC_ROOT = installation.keyring.parent
+    assert_fails("keyring.location", "web root", fix="move the folder")
+
+
+def test_it_reports_sqlite_in_production_unless_allowed(
+    installation: Installation, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from django.db import connection
+
+    if connection.vendor != "sqlite":
+        pytest.skip("this run's database is PostgreSQL")
+    monkeypatch.delenv("VIGIE_ALLOW_SQLITE")
+    assert_fails("database.engine", "SQLite", fix="VIGIE_ALLOW_SQLITE=1")
+
+
+def test_it_reports_a_missing_table(
+    installation: Installation, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(nft, "table_exists", lambda: False)
+    assert_fails("guard.nftables", "inet vigie", fix="vigie guard run")
+
+
+def test_it_reports_nft_missing(
+    installation: Installation, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def unavailable() -> bool:
+        raise nft.NftUnavailable("`nft` is not installed (Debian package `nftables`)")
+
+    monkeypatch.setattr(nft, "table_exists", unavailable)
+    assert_fails("guard.nftables", "not installed", fix="install nftables")
+
+
+def test_it_reports_an_undeclared_public_listener(
+    installation: Installation, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sockets = (
+        drift.ListeningSocket("0.0.0.0", 8443, "tcp", "granian", 4242),
+        drift.ListeningSocket("0.0.0.0", 5432, "tcp", "postgres", 99),
+    )
+    monkeypatch.setattr(drift, "listening_sockets", lambda: sockets)
+    assert_fails("guard.listeners", "0.0.0.0:5432", "postgres", fix="[[listener]]")
+
+
+def test_it_reports_no_recent_backup(installation: Installation) -> None:
+    from vigie.audit.models import AuditEvent
+
+    # The audit table refuses UPDATE: rewind time for the check instead.
+    later = timezone.now() + timedelta(hours=27)
+    found = {f.id: f for f in checks.run_all(checks.Context(now=later))}
+    assert found["backup"].status == checks.FAILURE
+    assert "no backup in the last day" in found["backup"].message
+    assert "vigie backup create" in found["backup"].fix
+    assert AuditEvent.objects.filter(action="backup.create").exists()
+
+
+def test_it_reports_a_failed_verification(installation: Installation) -> None:
+    record("backup.verify", outcome="failure", extra={"snapshot": "s2", "problems": 3})
+    assert_fails("backup.verified", "verification failed", "s2", fix="vigie backup verify")
+
+
+def test_it_warns_of_a_late_audit_checkpoint(installation: Installation) -> None:
+    record("login.failure", extra={})
+    later = timezone.now() + timedelta(minutes=5)
+    found = {f.id: f for f in checks.run_all(checks.Context(now=later))}
+    assert found["audit.checkpoint"].status == checks.WARNING
+    assert "vigie audit watch" in found["audit.checkpoint"].fix
+
+
+def test_a_crashing_check_is_a_failure_not_a_traceback(installation: Installation) -> None:
+    def broken(ctx: checks.Context) -> checks.Finding:
+        raise RuntimeError("disk on fire\nsecond line")
+
+    found = checks.run_all(checks.Context(), [("broken", broken)])
+    assert found == [
+        checks.Finding(
+            "broken",
+            checks.FAILURE,
+            "the check itself failed: RuntimeError: disk on fire",
+            found[0].fix,
+        )
+    ]
+
+
+def test_djangos_own_options_run_djangos_check(installation: Installation) -> None:
+    out = StringIO()
+    call_command("check", "--deploy", stdout=out)
+    assert "System check identified no issues" in out.getvalue()
+    assert "keyring" not in out.getvalue()
+
+
+@pytest.mark.netns
+def test_it_reads_the_real_vigie_table(
+    installation: Installation, monkeypatch: pytest.MonkeyPatch, netns: str
+) -> None:
+    monkeypatch.undo()  # the real nft and sockets again; nft runs in the test's namespace
+    assert netns == nft.NETNS
+    ctx = checks.Context()
+    absent = checks.check_nftables(ctx)
+    assert absent.status == checks.FAILURE
+    assert "inet vigie" in absent.message
+    nft.install(load_policy(installation.policy))
+    assert checks.check_nftables(ctx).status == checks.OK
