@@ -1,0 +1,36 @@
+"""`vigie doctors import FILE [--dry-run] [--report REPORT.json]`.
+
+Creates doctor accounts in bulk from a CSV file; see `vigie.records.bulk` for the format.
+No password is ever read from the file: the accounts are created with an unusable password,
+an administrator sets a first one in the admin, and the doctor enrols TOTP at first login.
+Exit codes: 0 imported (or, with --dry-run, every line is valid), 1 some lines are wrong and
+nothing was imported, 2 the import could not run (nothing was imported either).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandParser
+
+from vigie.records.bulk import add_import_parser, run_import_command
+
+HELP = """\
+Create doctor accounts from a CSV file (UTF-8, ';' or ',' delimited, header line):
+  username;family_name;given_names;email
+  dr.martin;MARTIN;Claire;claire.martin@example.org
+French headers work too (identifiant;nom;prénom;courriel); email is optional; an rpps
+column is ignored. An existing username is an error (accounts are never updated). Every line
+is checked first: if any is wrong, each is reported with its line number and nothing is
+imported (exit code 1). Accounts get no password: an administrator sets a first one in the
+admin, and the doctor enrols an authenticator at first login."""
+
+
+class Command(BaseCommand):
+    help = HELP
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        add_import_parser(parser, HELP, "create doctor accounts from a CSV file")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        run_import_command(self, "doctors", options)
