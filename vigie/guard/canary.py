@@ -36,7 +36,7 @@ from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.contrib.admin.utils import unquote
 from django.db import DatabaseError, transaction
@@ -48,13 +48,14 @@ from vigie.alerts.models import Audience, Severity
 from vigie.alerts.services import raise_alert
 from vigie.audit.log import record, request_id
 from vigie.audit.models import AuditEvent
-from vigie.demo.clinic import Clinic, DocumentSpec, PatientSpec, build_clinic
-from vigie.demo.pdfs import render_document
 from vigie.guard import probe_auth
 from vigie.guard.models import Canary
 from vigie.records.identifiers import InvalidIdentifier, validate_ipp
 from vigie.records.ingest import DocumentMeta, ingest
 from vigie.records.models import Document, Patient
+
+if TYPE_CHECKING:
+    from vigie.demo.clinic import Clinic, DocumentSpec, PatientSpec
 
 logger = logging.getLogger(__name__)
 
@@ -451,6 +452,11 @@ def create_canaries(
 
 
 def _create_one(rng: random.Random, documents: int) -> Canary:
+    # Imported here: the demo generators (Faker, reportlab) cost every process ~1 s to
+    # import, and only `vigie canary create` needs them (this module loads at startup for
+    # its audit hook).
+    from vigie.demo.pdfs import render_document
+
     spec, specs = _pick(rng, documents)
     ipp = _ipp_like_ours(rng, spec.ipp)
     spec = replace(spec, ipp=ipp)
@@ -496,6 +502,8 @@ def _create_one(rng: random.Random, documents: int) -> Canary:
 
 def _pick(rng: random.Random, documents: int) -> tuple[PatientSpec, list[DocumentSpec]]:
     """A demo patient nobody follows, with an INS free here and enough past documents."""
+    from vigie.demo.clinic import build_clinic
+
     today = timezone.localdate()
     for _ in range(_ATTEMPTS):
         clinic = build_clinic(
