@@ -21,6 +21,7 @@ def test_createsuperuser_makes_an_it_administrator(monkeypatch) -> None:
     )
     admin = User.objects.get(username="it.admin")
     assert admin.role == Role.ADMIN
-    assert admin.is_superuser and admin.is_staff
+    assert admin.is_superuser
+    assert admin.is_staff
     # No second factor yet: enrolled at the first login, like everyone.
     assert not admin.totpdevice_set.exists()
