@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from django.core.management import call_command
+from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from vigie.accounts.models import Role, User
 
@@ -24,4 +25,4 @@ def test_createsuperuser_makes_an_it_administrator(monkeypatch) -> None:
     assert admin.is_superuser
     assert admin.is_staff
     # No second factor yet: enrolled at the first login, like everyone.
-    assert not admin.totpdevice_set.exists()
+    assert not TOTPDevice.objects.filter(user=admin).exists()
