@@ -146,6 +146,9 @@ _SQLITE_OPTIONS = {
     "timeout": 20,
 }
 _database_url = env.string("DATABASE_URL")
+# Production runs on PostgreSQL; `vigie check` fails SQLite in production unless the clinic
+# accepts it explicitly here (a small single-machine installation).
+VIGIE_ALLOW_SQLITE = env.boolean("VIGIE_ALLOW_SQLITE", default=False)
 DATABASES: dict[str, dict[str, Any]]
 if _database_url is None:
     DATABASES = {

@@ -526,7 +526,7 @@ def check_database_engine(ctx: Context) -> Finding:
 
     if connection.vendor != "sqlite" or not settings.PRODUCTION:
         return Finding("database.engine", OK, f"database engine: {connection.vendor}")
-    if env.boolean("VIGIE_ALLOW_SQLITE", default=False):
+    if settings.VIGIE_ALLOW_SQLITE:
         return Finding(
             "database.engine",
             WARNING,

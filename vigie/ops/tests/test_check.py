@@ -116,10 +116,10 @@ def installation(tmp_path: Path, settings: Any, monkeypatch: pytest.MonkeyPatch,
     cert, key = make_certificate(home)
     monkeypatch.setenv("VIGIE_TLS_CERT", str(cert))
     monkeypatch.setenv("VIGIE_TLS_KEY", str(key))
-    for name in ("VIGIE_SECRET_KEY", "VIGIE_SECRET_KEY_FILE", "VIGIE_ALLOW_SQLITE"):
+    for name in ("VIGIE_SECRET_KEY", "VIGIE_SECRET_KEY_FILE"):
         monkeypatch.delenv(name, raising=False)
     # The suite's database is SQLite unless the run targets PostgreSQL.
-    monkeypatch.setenv("VIGIE_ALLOW_SQLITE", "1")
+    settings.VIGIE_ALLOW_SQLITE = True
 
     # The kernel's view: Vigie's table is there and only the portal listens. (The real nft,
     # in a network namespace, is tested below.)
@@ -280,13 +280,13 @@ def test_it_reports_a_keyring_inside_the_web_root(
 
 
 def test_it_reports_sqlite_in_production_unless_allowed(
-    installation: Installation, monkeypatch: pytest.MonkeyPatch
+    installation: Installation, settings: Any
 ) -> None:
     from django.db import connection
 
     if connection.vendor != "sqlite":
         pytest.skip("this run's database is PostgreSQL")
-    monkeypatch.delenv("VIGIE_ALLOW_SQLITE")
+    settings.VIGIE_ALLOW_SQLITE = False
     assert_fails("database.engine", "SQLite", fix="VIGIE_ALLOW_SQLITE=1")
 
 
