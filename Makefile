@@ -37,10 +37,10 @@ test: $(STAMP)
 	$(BIN)/pytest -p no:cacheprovider $(PYTEST_ARGS)
 
 # Same suite against the real PostgreSQL (pytest-django creates and drops test_vigie).
-# The guard drill runs on SQLite whatever the database (it is about the network), and so does
-# the wheel test (it installs the demo): the SQLite pass runs them and this one leaves them out.
+# Tests marked sqlite_only run the same whatever the database (bare environments, the guard
+# drill's network namespaces, the wheel): the SQLite pass runs them and this one leaves them out.
 test-postgres: $(STAMP)
-	DATABASE_URL=$${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/vigie} $(BIN)/pytest -p no:cacheprovider --deselect tests/test_guard_drill.py --deselect tests/test_wheel.py $(PYTEST_ARGS)
+	DATABASE_URL=$${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/vigie} $(BIN)/pytest -p no:cacheprovider -m "not sqlite_only" $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -67,10 +67,13 @@ def test_a_migrated_test_installation_answers_in_json(system: System) -> None:
     assert report["ok"] is False
 
 
+# In a network namespace the host's PostgreSQL is out of reach (its own loopback): this one
+# runs on SQLite, accepted explicitly, and only in the SQLite pass.
 @pytest.mark.netns
 @pytest.mark.slow
+@pytest.mark.sqlite_only
 def test_a_correct_production_installation_exits_zero(
-    tmp_path: Path, bare_env: dict[str, str], postgres_url: str | None, netns: str
+    tmp_path: Path, bare_env: dict[str, str], netns: str
 ) -> None:
     home = Path(bare_env["VIGIE_HOME"])
     home.mkdir(mode=0o700)
@@ -84,7 +87,6 @@ def test_a_correct_production_installation_exits_zero(
         "VIGIE_TLS_CERT": str(cert),
         "VIGIE_TLS_KEY": str(key),
         "VIGIE_ALLOW_SQLITE": "1",
-        **({"DATABASE_URL": postgres_url} if postgres_url else {}),
     }
     system = System(home=home, env=env)
     system.run("keys", "init")

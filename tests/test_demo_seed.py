@@ -10,7 +10,7 @@ import pytest
 
 from tests.conftest import VIGIE
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.sqlite_only]
 
 
 def test_demo_seeds_a_clinic_and_leaves_no_pdf_on_disk(bare_env: dict[str, str]) -> None:

@@ -38,7 +38,7 @@ import pytest
 from tests.browser.live import ARTIFACTS, VIGIE, HttpClient, Installation, Login, free_port
 from vigie.guard.testing import Host, delete_netns, link, make_netns, netns_supported
 
-pytestmark = [pytest.mark.slow, pytest.mark.netns]
+pytestmark = [pytest.mark.slow, pytest.mark.netns, pytest.mark.sqlite_only]
 
 WINDOW_SECONDS = 5.0
 

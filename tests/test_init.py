@@ -16,6 +16,9 @@ import pytest
 from tests.conftest import VIGIE, _base_env
 from vigie.guard.policy import load_policy
 
+# Bare environments (no DATABASE_URL) or no database at all: the same on both passes.
+pytestmark = pytest.mark.sqlite_only
+
 REPO = Path(__file__).resolve().parent.parent
 
 

@@ -13,6 +13,9 @@ import pytest
 
 from tests.conftest import VIGIE
 
+# Bare environments (no DATABASE_URL) or no database at all: the same on both passes.
+pytestmark = pytest.mark.sqlite_only
+
 
 def _run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([*VIGIE, *args], env=env, capture_output=True, text=True, timeout=120)

@@ -8,7 +8,9 @@ from playwright.sync_api import Page, expect
 from tests.browser.live import Live
 from tests.browser.pages import Shot, fetch_in_page, log_in, path_of
 
-pytestmark = pytest.mark.slow
+# What a browser or an outsider sees does not depend on the database engine: the SQLite pass
+# runs these once (the PostgreSQL pass serves the same demo in test_audit_through_server).
+pytestmark = [pytest.mark.slow, pytest.mark.sqlite_only]
 
 
 def test_it_opens_a_patients_pdf(page: Page, live: Live, shot: Shot) -> None:

@@ -8,7 +8,9 @@ from playwright.sync_api import Page, expect
 from tests.browser.live import Live
 from tests.browser.pages import Shot, log_in, path_of
 
-pytestmark = pytest.mark.slow
+# What a browser or an outsider sees does not depend on the database engine: the SQLite pass
+# runs these once (the PostgreSQL pass serves the same demo in test_audit_through_server).
+pytestmark = [pytest.mark.slow, pytest.mark.sqlite_only]
 
 IDLE_LIMIT_MINUTES = 15  # the default of VIGIE_SESSION_IDLE_MINUTES, which the server runs
 
