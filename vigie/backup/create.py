@@ -71,7 +71,8 @@ def file_entry(path: Path) -> dict[str, Any]:
     return {"name": path.name, "size": size, "sha256": digest.hexdigest()}
 
 
-def _hashing(path: Path, digest: Any) -> Iterator[bytes]:
+def hashing_chunks(path: Path, digest: Any) -> Iterator[bytes]:
+    """The file's bytes in chunks, fed to `digest` on the way (copy and hash in one read)."""
     with path.open("rb", buffering=0) as handle:
         while chunk := handle.read(_CHUNK):
             digest.update(chunk)
@@ -85,7 +86,7 @@ def _copy_blob(
 ) -> tuple[int, str]:
     digest = hashlib.sha256()
     try:
-        size = target.write(blob_id, _hashing(source.path_for(blob_id), digest))
+        size = target.write(blob_id, hashing_chunks(source.path_for(blob_id), digest))
     except FileNotFoundError:
         raise BackupError(
             f"document {blob_id} has a row but no blob in {source.root}: "

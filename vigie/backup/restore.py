@@ -12,7 +12,7 @@ import hashlib
 import os
 import shutil
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +21,7 @@ from django.conf import settings
 
 from vigie import vault
 from vigie.backup import database
-from vigie.backup.create import CHECKPOINTS_FILE, POLICY_FILE, file_entry
+from vigie.backup.create import CHECKPOINTS_FILE, POLICY_FILE, file_entry, hashing_chunks
 from vigie.backup.destination import Destination
 from vigie.backup.keys import KeyBundle, install
 from vigie.backup.manifest import BlobEntry, Manifest
@@ -81,13 +81,6 @@ def refuse_unless_empty() -> None:
         raise RestoreError(f"cannot reach the database to restore into: {exc}") from None
     if occupied:
         raise RestoreError(f"{occupied}: restore only into an empty database")
-
-
-def _hashing_copy(path: Path, digest: hashlib._Hash) -> Iterator[bytes]:
-    with path.open("rb", buffering=0) as handle:
-        while chunk := handle.read(_CHUNK):
-            digest.update(chunk)
-            yield chunk
 
 
 def restore(
@@ -156,7 +149,7 @@ def _restore_blob(
 ) -> int:
     digest = hashlib.sha256()
     try:
-        size = target.write(entry.id, _hashing_copy(source.path_for(entry.id), digest))
+        size = target.write(entry.id, hashing_chunks(source.path_for(entry.id), digest))
     except FileNotFoundError:
         raise RestoreError(
             f"blob {entry.id} is missing from the backup; VIGIE_HOME is left incomplete "

@@ -13,7 +13,6 @@ Checked, in order, each problem named precisely:
 
 from __future__ import annotations
 
-import hashlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -51,16 +50,6 @@ class VerifyReport:
     @property
     def ok(self) -> bool:
         return not self.problems
-
-
-def _hash_file(path: Path) -> tuple[int, str]:
-    digest = hashlib.sha256()
-    size = 0
-    with path.open("rb", buffering=0) as handle:
-        while chunk := handle.read(_CHUNK):
-            digest.update(chunk)
-            size += len(chunk)
-    return size, digest.hexdigest()
 
 
 def _check_files(folder: Path, manifest: Manifest, report: VerifyReport) -> bool:
@@ -123,11 +112,12 @@ def verify_snapshot(
             report.problems.append(f"manifest lists an invalid blob id: {exc}")
             continue
         try:
-            size, digest = _hash_file(path)
+            actual = file_entry(path)
         except FileNotFoundError:
             report.problems.append(f"blob {entry.id} is missing from {store.root}")
             continue
-        if size != entry.size or digest != entry.sha256:
+        size = actual["size"]
+        if size != entry.size or actual["sha256"] != entry.sha256:
             report.problems.append(
                 f"blob {entry.id} was changed after the backup "
                 f"(size {size}, expected {entry.size}; SHA-256 differs from the manifest)"
