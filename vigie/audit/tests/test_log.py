@@ -11,7 +11,7 @@ from django.test import RequestFactory
 from vigie.accounts.models import Role, User
 from vigie.audit import chain
 from vigie.audit import log as audit_log
-from vigie.audit.log import AuditUnavailable, record
+from vigie.audit.log import AuditHeadBehind, AuditUnavailable, record
 from vigie.audit.models import AuditEvent, AuditHead
 from vigie.audit.verify import verify
 from vigie.records.tests.factories import make_document, make_patient
@@ -143,6 +143,23 @@ def test_it_rebuilds_a_missing_head_from_the_last_event() -> None:
     AuditHead.objects.all().delete()
     assert record("document.read").prev_hash == last.hash
     assert verify().ok
+
+
+def test_a_lost_head_update_is_named_and_never_forks_the_chain() -> None:
+    # What a database that lost a committed write looks like: the head one event behind.
+    record("document.read")
+    last = record("document.read")
+    AuditHead.objects.filter(pk=1).update(seq=last.seq - 1, hash=last.prev_hash)
+    with pytest.raises(
+        AuditHeadBehind, match=f"event {last.seq - 1} is the last but event {last.seq} exists"
+    ):
+        record("document.read")
+    with transaction.atomic(), pytest.raises(AuditUnavailable):
+        record("document.read")
+    # Nothing was appended, and the verifier names the same inconsistency.
+    assert AuditEvent.objects.count() == 2
+    result = verify()
+    assert [p.kind for p in result.problems] == ["head mismatch"]
 
 
 def test_unwritable_database_makes_record_raise_audit_unavailable() -> None:
