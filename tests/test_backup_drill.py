@@ -512,11 +512,15 @@ def test_backup_while_doctors_read_and_labs_ingest_restores_a_consistent_point(
     processes: list[subprocess.Popen[str]] = []
     try:
         server = installation.start_server()
-        readers: list[Tail] = []
+        # Every doctor logs in before any reader starts: a login (Argon2, TOTP) competing
+        # with three readers on a loaded machine could outlast the client's timeout.
+        cookies = []
         for doctor in seeded.doctors:
             client = HttpClient(server.base_url)
             client.login(installation, doctor)
-            cookie = "; ".join(f"{k}={v}" for k, v in client.cookies.items())
+            cookies.append("; ".join(f"{k}={v}" for k, v in client.cookies.items()))
+        readers: list[Tail] = []
+        for cookie in cookies:
             process = system.popen(
                 [
                     sys.executable,
