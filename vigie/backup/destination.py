@@ -20,6 +20,8 @@ from vigie.vault.store import FilesystemBlobStore
 SNAPSHOTS = "snapshots"
 BLOBS = "blobs"
 PARTIAL_PREFIX = ".partial-"
+# A snapshot being removed by prune: renamed first, so a crash never leaves half of one.
+DELETING_PREFIX = ".deleting-"
 # 20261130T051502Z-3fa9c1: sortable by time, unique across two backups in one second.
 SNAPSHOT_ID_RE = re.compile(r"\d{8}T\d{6}Z-[0-9a-f]{6}")
 
@@ -54,12 +56,15 @@ class Destination:
         return sorted(n for n in names if SNAPSHOT_ID_RE.fullmatch(n))
 
     def partials(self) -> list[Path]:
+        return self._hidden(PARTIAL_PREFIX)
+
+    def condemned(self) -> list[Path]:
+        """Snapshots a prune had begun to remove when it was interrupted."""
+        return self._hidden(DELETING_PREFIX)
+
+    def _hidden(self, prefix: str) -> list[Path]:
         try:
-            return [
-                entry
-                for entry in self.snapshots_dir.iterdir()
-                if entry.name.startswith(PARTIAL_PREFIX)
-            ]
+            return [e for e in self.snapshots_dir.iterdir() if e.name.startswith(prefix)]
         except FileNotFoundError:
             return []
 

@@ -14,7 +14,12 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from vigie.backup.destination import Destination, DestinationError, snapshot_time
+from vigie.backup.destination import (
+    DELETING_PREFIX,
+    Destination,
+    DestinationError,
+    snapshot_time,
+)
 from vigie.backup.manifest import ManifestError
 
 # An interrupted backup's folder older than this cannot belong to a running one.
@@ -72,6 +77,10 @@ def prune(
             if snapshot_id not in kept:
                 _remove_tree(dest.snapshot_dir(snapshot_id))
                 result.removed.append(snapshot_id)
+        for condemned in dest.condemned():
+            # Already renamed out of the listing by a prune that was interrupted: finish it.
+            shutil.rmtree(condemned)
+            result.removed_partials += 1
         now = time.time()
         for partial in dest.partials():
             if now - partial.stat().st_mtime >= PARTIAL_GRACE_SECONDS:
@@ -89,6 +98,6 @@ def prune(
 def _remove_tree(path: Path) -> None:
     # Renamed first: a crash mid-removal leaves a hidden folder, never a half snapshot that
     # still looks complete.
-    doomed = path.with_name(f".deleting-{path.name}")
+    doomed = path.with_name(f"{DELETING_PREFIX}{path.name}")
     path.rename(doomed)
     shutil.rmtree(doomed)

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import io
 from datetime import UTC, date, datetime, timedelta
 
+import pytest
+from django.core.management import CommandError, call_command
 from hypothesis import given
 from hypothesis import strategies as st
 
 from vigie.audit.checkpoints import load_signing_key
 from vigie.backup.create import create
-from vigie.backup.destination import Destination, snapshot_time
+from vigie.backup.destination import DELETING_PREFIX, Destination, snapshot_time
 from vigie.backup.retention import prune, select_kept
 from vigie.backup.verify import verify_snapshot
 from vigie.records.tests.factories import make_document
@@ -73,3 +76,40 @@ def test_prune_drops_old_snapshots_and_only_the_blobs_nobody_needs(clinic: Clini
             snapshot_id=snapshot_id,
         )
         assert report.problems == []
+
+
+def test_prune_finishes_a_removal_a_crash_interrupted(clinic: Clinic) -> None:
+    kept = create(clinic.dest, now=START).snapshot_id
+    dest = Destination(clinic.dest)
+    # What a prune killed inside rmtree leaves: a renamed, half-removed snapshot folder.
+    condemned = dest.snapshots_dir / f"{DELETING_PREFIX}20260101T000000Z-abcdef"
+    condemned.mkdir()
+    (condemned / "database.sqlite3").write_bytes(b"half")
+    result = prune(clinic.dest, keep_daily=1, keep_weekly=0, public=load_signing_key().public_key())
+    assert not condemned.exists()
+    assert result.removed_partials == 1
+    assert result.kept == [kept]
+    assert dest.snapshot_ids() == [kept]
+
+
+def test_backup_create_with_retention_prunes_after_the_new_snapshot(clinic: Clinic) -> None:
+    old = create(clinic.dest, now=START).snapshot_id
+    older_leftover = Destination(clinic.dest).snapshots_dir / f"{DELETING_PREFIX}{old}-x"
+    older_leftover.mkdir()
+    out = io.StringIO()
+    call_command(
+        "backup", "create", str(clinic.dest), "--keep-daily", "1", "--keep-weekly", "0", stdout=out
+    )
+    newest = out.getvalue().split()[1].rstrip(":")
+    assert Destination(clinic.dest).snapshot_ids() == [newest]
+    assert "kept 1 snapshot(s), removed 1 and 0 blob(s)" in out.getvalue()
+    assert "cleared 1 unfinished folder(s)" in out.getvalue()
+    assert not older_leftover.exists()
+
+
+def test_prune_refuses_a_negative_retention(clinic: Clinic) -> None:
+    create(clinic.dest, now=START)
+    with pytest.raises(CommandError, match="must be 0 or more") as raised:
+        call_command("backup", "prune", str(clinic.dest), "--keep-daily", "-1")
+    assert raised.value.returncode == 2
+    assert len(Destination(clinic.dest).snapshot_ids()) == 1

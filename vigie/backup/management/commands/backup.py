@@ -261,6 +261,12 @@ class Command(BaseCommand):
         self.stdout.write(
             f"kept {len(result.kept)} snapshot(s), removed {len(result.removed)} "
             f"and {result.removed_blobs} blob(s) no kept snapshot needs"
+            + (
+                f"; cleared {result.removed_partials} unfinished folder(s) of interrupted "
+                "backups or prunes"
+                if result.removed_partials
+                else ""
+            )
         )
 
     def _list(self, options: dict[str, Any]) -> None:
