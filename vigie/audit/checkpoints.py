@@ -22,7 +22,6 @@ import hashlib
 import json
 import logging
 import os
-import secrets
 import stat
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -89,23 +88,10 @@ def ensure_signing_key(path: Path | None = None) -> bool:
         serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     )
-    tmp = path.with_name(f".{path.name}.tmp-{secrets.token_hex(8)}")
-    fd = _fs.create_private(tmp)
     try:
-        try:
-            _fs.write_all(fd, pem)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        try:
-            _fs.publish_new(tmp, path)
-        except FileExistsError:
-            tmp.unlink(missing_ok=True)
-            return False  # another process created it first: use theirs
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _fs.fsync_dir(path.parent)
+        _fs.write_new(path, [pem])
+    except FileExistsError:
+        return False  # another process created it first: use theirs
     return True
 
 

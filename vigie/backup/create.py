@@ -33,12 +33,13 @@ from vigie.audit import checkpoints
 from vigie.backup import database
 from vigie.backup.destination import PARTIAL_PREFIX, Destination, DestinationError
 from vigie.backup.manifest import FORMAT, MANIFEST_NAME, sign
+from vigie.backup.parallel import THREADS
 from vigie.vault import _fs
 
 CHECKPOINTS_FILE = "checkpoints.jsonl"
 POLICY_FILE = "vigie-policy.toml"
 _CHUNK = 1024 * 1024
-_COPY_THREADS = 4
+
 
 Progress = Callable[[int, int], None]
 
@@ -214,7 +215,7 @@ def _fill(
     copied_bytes = 0
     if progress is not None:
         progress(done, total)
-    with ThreadPoolExecutor(max_workers=_COPY_THREADS) as pool:
+    with ThreadPoolExecutor(max_workers=THREADS) as pool:
         for blob_id, (size, digest) in zip(
             to_copy,
             pool.map(lambda b: _copy_blob(store, target, b), to_copy),

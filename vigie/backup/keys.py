@@ -168,25 +168,12 @@ def export_bundle(bundle: KeyBundle, path: Path, passphrase: str) -> None:
         "ciphertext": base64.b64encode(sealed).decode(),
     }
     content = (json.dumps(document, indent=2) + "\n").encode("utf-8")
-    tmp = path.with_name(f".{path.name}.tmp-{secrets.token_hex(6)}")
     try:
-        fd = _fs.create_private(tmp)
+        _fs.write_new(path, [content])
+    except FileExistsError:
+        raise KeysExportError(f"{path} already exists; refusing to overwrite it") from None
     except OSError as exc:
         raise KeysExportError(f"cannot write {path}: {exc.strerror}") from None
-    try:
-        try:
-            _fs.write_all(fd, content)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        _fs.publish_new(tmp, path)
-    except FileExistsError:
-        tmp.unlink(missing_ok=True)
-        raise KeysExportError(f"{path} already exists; refusing to overwrite it") from None
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _fs.fsync_dir(path.parent)
 
 
 def _field(document: Mapping[str, Any], name: str, kind: type, path: Path) -> Any:
@@ -273,13 +260,7 @@ def install(bundle: KeyBundle) -> list[Path]:
     written: list[Path] = []
     for path, content in targets:
         _fs.make_private_dir(path.parent)
-        fd = _fs.create_private(path)
-        try:
-            _fs.write_all(fd, content)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        _fs.fsync_dir(path.parent)
+        _fs.write_new(path, [content])
         written.append(path)
     if bundle.secret_key is not None and not settings.VIGIE_SECRET_KEY_CONFIGURED:
         settings.SECRET_KEY = bundle.secret_key

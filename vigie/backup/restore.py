@@ -25,11 +25,10 @@ from vigie.backup.create import CHECKPOINTS_FILE, POLICY_FILE, file_entry, hashi
 from vigie.backup.destination import Destination
 from vigie.backup.keys import KeyBundle, install
 from vigie.backup.manifest import BlobEntry, Manifest
+from vigie.backup.parallel import THREADS, check_each
 from vigie.vault import _fs
 
 MARKER = "RESTORING"
-_CHUNK = 1024 * 1024
-_THREADS = 4
 
 Progress = Callable[[str, int, int], None]
 
@@ -170,7 +169,7 @@ def _restore_blobs(
     target = vault.get_store()
     entries = manifest.blobs()
     # Threads: each copy waits on its own fsync; hashing and file I/O release the GIL.
-    with ThreadPoolExecutor(max_workers=_THREADS) as pool:
+    with ThreadPoolExecutor(max_workers=THREADS) as pool:
         sizes = pool.map(lambda entry: _restore_blob(source, target, entry), entries)
         for index, size in enumerate(sizes, start=1):
             result.blobs += 1
@@ -199,12 +198,12 @@ def _verify_restored(result: RestoreResult, manifest: Manifest, progress: Progre
             return f"document {row.id} does not decrypt: {exc}"
         return None
 
-    with ThreadPoolExecutor(max_workers=_THREADS) as pool:
-        for index, problem in enumerate(pool.map(check, rows), start=1):
-            if problem is not None:
-                result.problems.append(problem)
-            if progress is not None:
-                progress("documents", index, len(rows))
+    check_each(
+        rows,
+        check,
+        result.problems,
+        None if progress is None else lambda done, total: progress("documents", done, total),
+    )
     chain = verify_chain(jobs=min(os.cpu_count() or 1, 4))
     result.audit_events = chain.checked
     result.problems.extend(f"audit chain: {problem}" for problem in chain.problems)

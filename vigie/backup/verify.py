@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,13 +26,12 @@ from vigie.backup import database
 from vigie.backup.create import CHECKPOINTS_FILE, file_entry
 from vigie.backup.destination import Destination, DestinationError
 from vigie.backup.manifest import BlobEntry, Manifest, ManifestError
+from vigie.backup.parallel import check_each
 from vigie.records.content import SealedRow
 from vigie.records.content import verify as verify_content
 
 # (stage, done, total)
 Progress = Callable[[str, int, int], None]
-# Blobs hashed and documents decrypted at once.
-_THREADS = 4
 
 
 @dataclass
@@ -52,6 +50,12 @@ class VerifyReport:
     @property
     def ok(self) -> bool:
         return not self.problems
+
+
+def _stage(progress: Progress | None, stage: str) -> Callable[[int, int], None] | None:
+    if progress is None:
+        return None
+    return lambda done, total: progress(stage, done, total)
 
 
 def _check_files(folder: Path, manifest: Manifest, report: VerifyReport) -> bool:
@@ -125,18 +129,11 @@ def verify_snapshot(
             )
         return None
 
-    # Hashing releases the GIL: threads keep both cores and the disk busy (as restore does).
-    with ThreadPoolExecutor(max_workers=_THREADS) as pool:
-        for index, (entry, problem) in enumerate(
-            zip(entries, pool.map(check_blob, entries), strict=True), start=1
-        ):
-            if problem is None:
-                good_blobs.add(entry.id)
-                report.bytes += entry.size
-            else:
-                report.problems.append(problem)
-            if progress is not None:
-                progress("blobs", index, len(entries))
+    passed = check_each(entries, check_blob, report.problems, _stage(progress, "blobs"))
+    for entry, ok in zip(entries, passed, strict=True):
+        if ok:
+            good_blobs.add(entry.id)
+            report.bytes += entry.size
 
     if not database_trusted:
         report.problems.append(
@@ -191,12 +188,7 @@ def _check_rows(
                 return f"document {row.id} does not decrypt: {exc}"
         return None
 
-    with ThreadPoolExecutor(max_workers=_THREADS) as pool:
-        for index, problem in enumerate(pool.map(check_row, everything), start=1):
-            if problem is not None:
-                report.problems.append(problem)
-            if progress is not None:
-                progress("documents", index, len(everything))
+    check_each(everything, check_row, report.problems, _stage(progress, "documents"))
     for blob_id in sorted(listed - row_ids):
         report.problems.append(
             f"blob {blob_id} is in the manifest but no row of the database names it"

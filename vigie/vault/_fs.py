@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import errno
 import os
+import secrets
+from collections.abc import Iterable
 from pathlib import Path
 
 # Files the vault creates are for the Vigie user only, whatever the process umask says.
@@ -87,3 +89,40 @@ def publish_new(tmp: Path, final: Path) -> None:
         tmp.replace(final)
         return
     tmp.unlink()
+
+
+def write_new(
+    path: Path,
+    chunks: Iterable[bytes | bytearray | memoryview],
+    *,
+    tmp: Path | None = None,
+    replace: bool = False,
+) -> int:
+    """Write `chunks` to a private file that takes the name `path` only once complete.
+
+    The bytes go to `tmp` (by default a hidden name beside `path`), are fsynced, then the file
+    is published — refusing with FileExistsError if `path` exists, unless `replace` — and the
+    folder is fsynced. If anything fails, the iterator included, the temporary file is removed
+    and the exception propagates: `path` is the whole new content or untouched. Returns the
+    number of bytes written.
+    """
+    tmp = tmp or path.with_name(f".{path.name}.tmp-{secrets.token_hex(8)}")
+    fd = create_private(tmp)
+    written = 0
+    try:
+        try:
+            for chunk in chunks:
+                write_all(fd, chunk)
+                written += len(chunk)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        if replace:
+            tmp.replace(path)
+        else:
+            publish_new(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    fsync_dir(path.parent)
+    return written

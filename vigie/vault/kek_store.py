@@ -182,22 +182,7 @@ def _serialize(active_id: str, keys: tuple[_Key, ...]) -> bytes:
 
 def _write(path: Path, content: bytes, *, replace: bool) -> None:
     """Write the keyring atomically and durably: readers see the old file or the new one."""
-    tmp = path.with_name(f".{path.name}.tmp-{secrets.token_hex(8)}")
-    fd = _fs.create_private(tmp)
-    try:
-        try:
-            _fs.write_all(fd, content)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        if replace:
-            tmp.replace(path)
-        else:
-            _fs.publish_new(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _fs.fsync_dir(path.parent)
+    _fs.write_new(path, [content], replace=replace)
 
 
 def _new_key(existing: set[str]) -> _Key:

@@ -64,27 +64,12 @@ class FilesystemBlobStore:
         shard = final.parent
         _fs.make_private_dir(shard)
         tmp = shard / f"{TEMP_PREFIX}{blob_id}-{secrets.token_hex(6)}"
-        fd = _fs.create_private(tmp)
-        written = 0
         try:
-            try:
-                for chunk in chunks:
-                    _fs.write_all(fd, chunk)
-                    written += len(chunk)
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            _fs.publish_new(tmp, final)
+            return _fs.write_new(final, chunks, tmp=tmp)
         except FileExistsError:
-            tmp.unlink(missing_ok=True)
             raise VaultError(
                 f"blob {blob_id} already exists in {self.root}; blobs are write-once"
             ) from None
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
-        _fs.fsync_dir(shard)
-        return written
 
     def open(self, blob_id: str) -> BinaryIO:
         """The blob for reading (unbuffered: readers read whole chunks into their own buffers)."""
