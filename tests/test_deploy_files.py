@@ -8,7 +8,6 @@ gives them a throw-away root holding an executable where they expect /opt/vigie/
 
 from __future__ import annotations
 
-import datetime
 import os
 import re
 import shutil
@@ -16,10 +15,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+
+from vigie.lib.testcerts import self_signed
 
 # Bare environments (no DATABASE_URL) or no database at all: the same on both passes.
 pytestmark = pytest.mark.sqlite_only
@@ -241,29 +238,7 @@ def _directives(text: str) -> list[list[str]]:
 
 
 def _self_signed(folder: Path) -> tuple[Path, Path]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "portal.clinic.example.org")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .sign(key, hashes.SHA256())
-    )
-    cert_file, key_file = folder / "fullchain.pem", folder / "privkey.pem"
-    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_file.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return cert_file, key_file
+    return self_signed(folder, "portal.clinic.example.org", names=("fullchain.pem", "privkey.pem"))
 
 
 def test_nginx_accepts_the_example(tmp_path: Path) -> None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import datetime as dt
 import http.server
-import ipaddress
 import shlex
 import socket
 import ssl
@@ -18,10 +17,6 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from vigie.alerts.models import Alert
 from vigie.audit.models import AuditEvent
@@ -29,6 +24,7 @@ from vigie.audit.testing import audit_committing  # noqa: F401  (a pytest fixtur
 from vigie.guard import fetch, lockdown, probe, probe_auth
 from vigie.guard.models import Canary, ProbeResult
 from vigie.guard.policy import Policy
+from vigie.lib.testcerts import self_signed as make_certificate
 from vigie.records.tests.factories import make_document, make_patient
 
 PDF = b"%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\n%%EOF\n"
@@ -119,33 +115,11 @@ def serve(
 
 
 def self_signed(tmp_path: Path, *, not_after: dt.datetime) -> tuple[ssl.SSLContext, Path]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(days=30))
-        .not_valid_after(not_after)
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-            critical=False,
-        )
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    cert_file = tmp_path / "cert.pem"
-    key_file = tmp_path / "key.pem"
-    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_file.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
+    cert_file, key_file = make_certificate(
+        tmp_path,
+        "127.0.0.1",
+        not_before=dt.datetime.now(dt.UTC) - dt.timedelta(days=30),
+        not_after=not_after,
     )
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(cert_file, key_file)

@@ -12,10 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.utils import timezone
@@ -25,6 +21,7 @@ from vigie.audit.log import record
 from vigie.guard import drift, nft
 from vigie.guard.models import GuardState
 from vigie.guard.policy import load_policy
+from vigie.lib.testcerts import self_signed
 from vigie.ops import checks
 from vigie.vault.kek_store import Keyring
 
@@ -43,32 +40,15 @@ HOST = "portail.clinique.example"
 
 
 def make_certificate(folder: Path, *, days: int = 90) -> tuple[Path, Path]:
-    """A self-signed certificate and its key, PEM files in `folder` (key mode 0600)."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, HOST)])
+    """A self-signed certificate for HOST and its key, PEM files in `folder` (key mode 0600)."""
     now = datetime.now(UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - timedelta(days=1))
-        .not_valid_after(now + timedelta(days=days))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName(HOST)]), critical=False)
-        .sign(key, hashes.SHA256())
+    return self_signed(
+        folder,
+        HOST,
+        not_before=now - timedelta(days=30),
+        not_after=now + timedelta(days=days),
+        names=("portal.crt", "portal.key"),
     )
-    cert_path, key_path = folder / "portal.crt", folder / "portal.key"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    key_path.chmod(0o600)
-    return cert_path, key_path
 
 
 @dataclass
