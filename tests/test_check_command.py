@@ -101,4 +101,6 @@ def test_a_correct_production_installation_exits_zero(
     problems = [f for f in report["findings"] if f["status"] != "ok"]
     assert code == 0, problems
     assert report["ok"] is True
-    assert {f["id"] for f in problems} <= {"database.engine"}, problems
+    # Warnings the test machine cannot avoid: SQLite allowed in production, and Debian 12's
+    # SQLite library predating the WAL-reset fix.
+    assert {f["id"] for f in problems} <= {"database.engine", "database.sqlite_library"}, problems

@@ -543,6 +543,49 @@ def check_database_engine(ctx: Context) -> Finding:
     )
 
 
+# SQLite's WAL-reset bug (sqlite.org/wal.html, March 2026): from 3.7.0 to 3.51.2, when several
+# connections write and checkpoint at once, a rare timing can lose a committed write. Fixed in
+# 3.51.3 and backported to 3.44.6 and 3.50.7. Vigie's processes (web, intake, guard, backup)
+# all write to the one file, so an installation on SQLite should know which library it runs.
+WAL_RESET_FIX = (3, 51, 3)
+_WAL_RESET_BACKPORTS = ((3, 44, 6), (3, 50, 7))
+
+
+def sqlite_has_wal_reset_fix(version: tuple[int, int, int]) -> bool:
+    if version >= WAL_RESET_FIX:
+        return True
+    return any(version[:2] == fixed[:2] and version >= fixed for fixed in _WAL_RESET_BACKPORTS)
+
+
+def _sqlite_version() -> tuple[int, int, int]:
+    import sqlite3
+
+    major, minor, patch = sqlite3.sqlite_version_info
+    return major, minor, patch
+
+
+def check_sqlite_library(ctx: Context) -> list[Finding]:
+    from django.db import connection
+
+    if connection.vendor != "sqlite":
+        return []
+    version = _sqlite_version()
+    shown = ".".join(map(str, version))
+    if sqlite_has_wal_reset_fix(version):
+        return [Finding("database.sqlite_library", OK, f"SQLite library {shown}")]
+    return [
+        Finding(
+            "database.sqlite_library",
+            WARNING,
+            f"the SQLite library is {shown}, older than the fix of SQLite's WAL-reset bug "
+            "(3.51.3; backports 3.44.6, 3.50.7): with several Vigie processes writing, a rare "
+            "timing can lose a committed write",
+            "use PostgreSQL (DATABASE_URL=postgres://...), or run Vigie's Python with a fixed "
+            "SQLite; if your distribution backported the fix to this version, ignore this",
+        )
+    ]
+
+
 # --- the exposure guard --------------------------------------------------------------------
 
 _START_GUARD = (
@@ -794,6 +837,7 @@ CHECKS: tuple[tuple[str, Check], ...] = (
     ("database", check_database_reachable),
     ("database.migrations", check_migrations),
     ("database.engine", check_database_engine),
+    ("database.sqlite_library", check_sqlite_library),
     ("guard.heartbeat", check_guard_heartbeat),
     ("guard.lockdown", check_lockdown),
     ("guard.policy", check_policy),
