@@ -92,3 +92,43 @@ def test_it_still_gives_up_after_the_timeout(database: Path) -> None:
     assert time.monotonic() - begun >= 0.2
     holder.join()
     waiter.close()
+
+
+def test_a_transaction_that_waited_for_the_lock_is_a_real_transaction(database: Path) -> None:
+    # The lost-update attack on the audit chain's numbering: with several connections of one
+    # process competing, a BEGIN retried on the cursor of its failed attempts once in tens of
+    # thousands "succeeded" with no transaction open, so the block's reads and writes ran
+    # unlocked and two appenders numbered the same event (seen in the fetch benchmark). Each
+    # block here checks that SQLite really is in a transaction, and that no increment is lost.
+    stop = time.monotonic() + 8
+    outside: list[int] = []
+    done: list[int] = []
+
+    def work() -> None:
+        wrapper = _wrapper(database, 20)
+        count = 0
+        while time.monotonic() < stop:
+            wrapper._start_transaction_under_autocommit()
+            if not wrapper.connection.in_transaction:
+                outside.append(1)
+            with wrapper.cursor() as cursor:
+                cursor.execute("SELECT count(*) FROM t")
+                (seen,) = cursor.fetchone()
+                cursor.execute("INSERT INTO t VALUES (?)", [seen])
+            wrapper.connection.commit()
+            count += 1
+        wrapper.close()
+        done.append(count)
+
+    threads = [threading.Thread(target=work) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert outside == []
+    check = sqlite3.connect(database)
+    # Every block read the count and wrote it: distinct values 0..n-1 when each was atomic.
+    total, distinct = check.execute("SELECT count(*), count(DISTINCT n) FROM t").fetchone()
+    check.close()
+    assert total == sum(done)
+    assert distinct == total
