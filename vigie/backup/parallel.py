@@ -31,3 +31,12 @@ def check_each(
             if progress is not None:
                 progress(index, len(items))
     return passed
+
+
+def staged(
+    progress: Callable[[str, int, int], None] | None, stage: str
+) -> Callable[[int, int], None] | None:
+    """A (done, total) progress callback reporting under `stage`, or None without progress."""
+    if progress is None:
+        return None
+    return lambda done, total: progress(stage, done, total)

@@ -25,7 +25,7 @@ from vigie.backup.create import CHECKPOINTS_FILE, POLICY_FILE, file_entry, hashi
 from vigie.backup.destination import Destination
 from vigie.backup.keys import KeyBundle, install
 from vigie.backup.manifest import BlobEntry, Manifest
-from vigie.backup.parallel import THREADS, check_each
+from vigie.backup.parallel import THREADS, check_each, staged
 from vigie.vault import _fs
 
 MARKER = "RESTORING"
@@ -198,12 +198,7 @@ def _verify_restored(result: RestoreResult, manifest: Manifest, progress: Progre
             return f"document {row.id} does not decrypt: {exc}"
         return None
 
-    check_each(
-        rows,
-        check,
-        result.problems,
-        None if progress is None else lambda done, total: progress("documents", done, total),
-    )
+    check_each(rows, check, result.problems, staged(progress, "documents"))
     chain = verify_chain(jobs=min(os.cpu_count() or 1, 4))
     result.audit_events = chain.checked
     result.problems.extend(f"audit chain: {problem}" for problem in chain.problems)

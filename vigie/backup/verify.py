@@ -26,7 +26,7 @@ from vigie.backup import database
 from vigie.backup.create import CHECKPOINTS_FILE, file_entry
 from vigie.backup.destination import Destination, DestinationError
 from vigie.backup.manifest import BlobEntry, Manifest, ManifestError
-from vigie.backup.parallel import check_each
+from vigie.backup.parallel import check_each, staged
 from vigie.records.content import SealedRow
 from vigie.records.content import verify as verify_content
 
@@ -50,12 +50,6 @@ class VerifyReport:
     @property
     def ok(self) -> bool:
         return not self.problems
-
-
-def _stage(progress: Progress | None, stage: str) -> Callable[[int, int], None] | None:
-    if progress is None:
-        return None
-    return lambda done, total: progress(stage, done, total)
 
 
 def _check_files(folder: Path, manifest: Manifest, report: VerifyReport) -> bool:
@@ -129,7 +123,7 @@ def verify_snapshot(
             )
         return None
 
-    passed = check_each(entries, check_blob, report.problems, _stage(progress, "blobs"))
+    passed = check_each(entries, check_blob, report.problems, staged(progress, "blobs"))
     for entry, ok in zip(entries, passed, strict=True):
         if ok:
             good_blobs.add(entry.id)
@@ -188,7 +182,7 @@ def _check_rows(
                 return f"document {row.id} does not decrypt: {exc}"
         return None
 
-    check_each(everything, check_row, report.problems, _stage(progress, "documents"))
+    check_each(everything, check_row, report.problems, staged(progress, "documents"))
     for blob_id in sorted(listed - row_ids):
         report.problems.append(
             f"blob {blob_id} is in the manifest but no row of the database names it"
