@@ -7,14 +7,22 @@ headers (the signed probe header), nothing else.
 
 Input (JSON on stdin)::
 
-    {"timeout": 5, "deadline": 20, "ca_file": "/path/ca.pem" | null,
-     "requests": [{"url": "https://host/path", "headers": {...}, "want_text": false}],
+    {"timeout": 5, "deadline": 20, "ca_file": "/path/ca.pem" | null, "connect_timeout": 2,
+     "requests": [{"url": "https://host/path", "headers": {...}, "want_text": false,
+                   "expect": "text the page must hold" | absent}],
      "connect": ["host:port", ...]}
 
 Output (JSON on stdout)::
 
     {"results": [{"url", "status", "headers", "flags", "bytes", "error", "error_kind",
-                  "tls", "text"}], "connect": {"host:port": "open"|"closed"|"timeout"}}
+                  "tls", "text", "expected"}],
+     "connect": {"host:port": "open"|"closed"|"timeout"|"skipped"}}
+
+The TCP connects (the guard's port scan) run at the same time as the requests, in their
+own pool with their own short timeout, so a scan of filtered ports cannot stretch the round
+beyond the probe interval. `expected` (only when `expect` was given) says whether the
+body's first 64 KiB hold that text: the guard learns if the page is the portal's own, the
+fetcher returns no more of it.
 
 Each request is one GET, without cookies or credentials, never following a redirect (an
 outsider's browser would, but the probe must judge the first answer: a redirect to the login
@@ -39,6 +47,9 @@ from urllib.parse import urlsplit
 MAX_BODY = 64 * 1024
 MAX_TEXT = 2048
 WORKERS = 8
+# Connects are cheap and mostly refused at once; many at a time keep a scan of dropped
+# (silent) ports within a few connect timeouts.
+CONNECT_WORKERS = 32
 USER_AGENT = "vigie-probe/1"
 REPORTED_HEADERS = (
     "content-type",
@@ -245,6 +256,9 @@ class _Fetcher:
             result["flags"] = document_flags(body)
             if request.get("want_text") and not result["flags"]:
                 result["text"] = body[:MAX_TEXT].decode("utf-8", "replace")
+            expect = request.get("expect")
+            if isinstance(expect, str) and expect:
+                result["expected"] = expect.encode("utf-8") in body
         finally:
             connection.close()
 
@@ -264,7 +278,9 @@ class _Fetcher:
         return info
 
 
-def check_port(target: str, timeout: float) -> str:
+def check_port(target: str, timeout: float, deadline: float | None = None) -> str:
+    if deadline is not None and time.monotonic() > deadline:
+        return "skipped"
     host, _, port_text = target.rpartition(":")
     host = host.strip("[]")
     try:
@@ -278,13 +294,17 @@ def check_port(target: str, timeout: float) -> str:
 
 def run(job: dict[str, Any]) -> dict[str, Any]:
     timeout = float(job.get("timeout") or 5.0)
+    connect_timeout = float(job.get("connect_timeout") or timeout)
     deadline = time.monotonic() + float(job.get("deadline") or 60.0)
     fetcher = _Fetcher(timeout, deadline, job.get("ca_file") or None)
     requests = list(job.get("requests") or [])
     targets = [str(t) for t in job.get("connect") or []]
-    with ThreadPoolExecutor(max_workers=WORKERS) as pool:
-        results = list(pool.map(fetcher.fetch, requests))
-        states = list(pool.map(lambda t: check_port(t, timeout), targets))
+    # Nested, not parenthesised: the vantage point's python3 may predate 3.10's syntax.
+    with ThreadPoolExecutor(max_workers=CONNECT_WORKERS) as scan:  # noqa: SIM117
+        with ThreadPoolExecutor(max_workers=WORKERS) as pool:
+            pending = [scan.submit(check_port, t, connect_timeout, deadline) for t in targets]
+            results = list(pool.map(fetcher.fetch, requests))
+            states = [future.result() for future in pending]
     return {"results": results, "connect": dict(zip(targets, states, strict=True))}
 
 

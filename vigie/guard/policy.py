@@ -10,6 +10,7 @@ Unknown keys are errors for the same reason.
     heartbeat_interval = "60s"
     heartbeat_url = "https://monitor.example/hb/vigie"   # optional
     lockdown_on_exposure = true
+    exposure_mode = "internal"     # internal (default) or public: see below
 
     [maintenance]
     max_ttl = "4h"                 # no window may last longer (default 4 h)
@@ -20,7 +21,8 @@ Unknown keys are errors for the same reason.
     address = "0.0.0.0"
     port = 8443
     process = "granian"            # optional: the process name must start with this
-    exposure = "public"            # public (sources below may reach it) or local (loopback)
+    exposure = "public"            # public (sources below may reach it), local (loopback),
+                                   # or outside (reachable from anywhere, on purpose)
     sources = ["192.168.10.0/24"]  # who may always reach a public listener
 
     [probe]
@@ -28,6 +30,15 @@ Unknown keys are errors for the same reason.
     vantage = ["ssh", "probe@vps.example"]   # command prefix that runs the fetch outside
     sample_size = 6                # real document URLs per round
     ca_file = "/etc/vigie/ca.pem"  # optional, for a private CA
+
+`exposure_mode` says what being reachable from the probe's vantage point means. `internal`
+(the default): the portal is for the allowed sources only, so any TCP connection that
+succeeds from outside, to a guarded port or to any port the host listens on, is the
+exposure, whatever made it possible (a perimeter that forwards the port looks harmless from
+the host itself). `public`: the portal is deliberately on the internet; only its own port
+may answer, and only as the portal does. Either way, a listener declared `exposure =
+"outside"` (an administrators' SSH, say) may answer from outside: Vigie's table does not
+guard it and the probe does not alarm when it answers.
 """
 
 from __future__ import annotations
@@ -40,6 +51,10 @@ from pathlib import Path
 from typing import Any
 
 DEFAULT_MAX_TTL = 4 * 3600
+INTERNAL = "internal"
+PUBLIC = "public"
+EXPOSURE_MODES = (INTERNAL, PUBLIC)
+LISTENER_EXPOSURES = ("public", "local", "outside")
 _DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
 
@@ -69,7 +84,7 @@ class Listener:
     name: str
     address: str
     port: int
-    exposure: str  # "public" or "local"
+    exposure: str  # "public" (guarded, sources only), "local" (loopback) or "outside"
     process: str = ""
     sources: tuple[str, ...] = ()
 
@@ -93,6 +108,7 @@ class Policy:
     heartbeat_interval: float = 60.0
     heartbeat_url: str = ""
     lockdown_on_exposure: bool = True
+    exposure_mode: str = INTERNAL
     probe_base_urls: tuple[str, ...] = ()
     probe_vantage: tuple[str, ...] = ()
     probe_sample_size: int = 6
@@ -105,6 +121,11 @@ class Policy:
         """Ports the firewall guards: public listeners' and any a window may open."""
         ports = {lst.port for lst in self.listeners if lst.exposure == "public"}
         return tuple(sorted(ports | set(self.maintenance_ports)))
+
+    @property
+    def outside_ports(self) -> dict[int, str]:
+        """Ports declared reachable from outside on purpose → the listener's name."""
+        return {lst.port: lst.name for lst in self.listeners if lst.exposure == "outside"}
 
     @property
     def allowed_sources(self) -> tuple[str, ...]:
@@ -122,6 +143,7 @@ _GUARD_KEYS = {
     "heartbeat_interval",
     "heartbeat_url",
     "lockdown_on_exposure",
+    "exposure_mode",
 }
 _MAINTENANCE_KEYS = {"max_ttl", "ports"}
 _LISTENER_KEYS = {"name", "address", "port", "process", "exposure", "sources"}
@@ -179,8 +201,8 @@ def _listener(raw: Any, index: int) -> Listener:
     except ValueError:
         raise PolicyError(f"{where}.address: not an IP address: {raw['address']!r}") from None
     exposure = raw["exposure"]
-    if exposure not in ("public", "local"):
-        raise PolicyError(f"{where}.exposure: 'public' or 'local', got {exposure!r}")
+    if exposure not in LISTENER_EXPOSURES:
+        raise PolicyError(f"{where}.exposure: 'public', 'local' or 'outside', got {exposure!r}")
     sources = _str_list(raw.get("sources", []), f"{where}.sources")
     for source in sources:
         try:
@@ -194,6 +216,15 @@ def _listener(raw: Any, index: int) -> Listener:
             )
         if sources:
             raise PolicyError(f"{where}: a local listener takes no sources")
+    if exposure == "outside":
+        if ipaddress.ip_address(address).is_loopback:
+            raise PolicyError(
+                f"{where}: a loopback address cannot be reached from outside; declare it local"
+            )
+        if sources:
+            raise PolicyError(
+                f"{where}: an outside listener takes no sources (anyone may reach it)"
+            )
     process = raw.get("process", "")
     if not isinstance(process, str):
         raise PolicyError(f"{where}.process: expected a process name, got {process!r}")
@@ -225,6 +256,12 @@ def parse_policy(data: dict[str, Any], *, path: str = "") -> Policy:
         raise PolicyError("policy: two [[listener]] tables have the same name")
 
     public = sorted({lst.port for lst in listeners if lst.exposure == "public"})
+    for listener in listeners:
+        if listener.exposure == "outside" and listener.port in public:
+            raise PolicyError(
+                f"listener {listener.name!r}: port {listener.port} is declared reachable from "
+                "outside and guarded by a public listener at once"
+            )
     ports_raw = maintenance.get("ports", public)
     if not isinstance(ports_raw, list):
         raise PolicyError(f"maintenance.ports: expected a list of ports, got {ports_raw!r}")
@@ -238,6 +275,10 @@ def parse_policy(data: dict[str, Any], *, path: str = "") -> Policy:
     if not isinstance(lockdown, bool):
         raise PolicyError(f"guard.lockdown_on_exposure: true or false, got {lockdown!r}")
 
+    mode = guard.get("exposure_mode", INTERNAL)
+    if mode not in EXPOSURE_MODES:
+        raise PolicyError(f"guard.exposure_mode: 'internal' or 'public', got {mode!r}")
+
     base_urls = _str_list(probe.get("base_urls", []), "probe.base_urls")
     for url in base_urls:
         if not url.startswith(("http://", "https://")):
@@ -250,6 +291,14 @@ def parse_policy(data: dict[str, Any], *, path: str = "") -> Policy:
     if not isinstance(ca_file, str):
         raise PolicyError(f"probe.ca_file: a file path, got {ca_file!r}")
 
+    outside = {lst.port: lst.name for lst in listeners if lst.exposure == "outside"}
+    for port in ports:
+        if port in outside:
+            raise PolicyError(
+                f"maintenance.ports: port {port} is declared reachable from outside "
+                f"(listener {outside[port]!r}); a window cannot open it further"
+            )
+
     return Policy(
         listeners=listeners,
         maintenance_ports=ports,
@@ -259,6 +308,7 @@ def parse_policy(data: dict[str, Any], *, path: str = "") -> Policy:
         heartbeat_interval=_interval(guard, "heartbeat_interval", 60.0, 60.0),
         heartbeat_url=str(heartbeat_url),
         lockdown_on_exposure=lockdown,
+        exposure_mode=mode,
         probe_base_urls=base_urls,
         probe_vantage=vantage,
         probe_sample_size=sample,

@@ -16,6 +16,19 @@ robots.txt. The guard then judges each answer:
 
 The fetcher reads at most 64 KiB of each answer and only its flags (format names) reach the
 database: a leaked document's content is never copied into probe results or alerts.
+
+Being reachable is judged too (the policy's `exposure_mode`), because the incident's own
+pattern changes nothing on this host: a perimeter that forwards the portal's port through
+the clinic's network makes the portal answer from outside with the source address of an
+allowed LAN host. Each round the fetcher also tries a TCP connect, from the vantage point,
+to every base URL's host on: the guarded ports, the base URLs' ports, the ports this host
+listens on (psutil; loopback-only sockets excepted) and a short list of usual service ports.
+In `internal` mode any connect that succeeds is an exposure (LEAK), unless the port belongs
+to a listener declared `outside`; in `public` mode only the portal's own port may answer,
+and its login page must be the portal's. While a maintenance window is open the ports a
+window may open answer as a WARNING, not a LEAK: the window is why (drift follows the same
+rule, and alarms on what outlives the window). The vantage point is told host:port pairs
+only, never which process listens or why a port is on the list.
 """
 
 from __future__ import annotations
@@ -28,6 +41,7 @@ import shlex
 import subprocess
 import sys
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -36,14 +50,16 @@ from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.db import DatabaseError
+from django.db.models import Q
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from vigie.alerts.services import raise_alert
 from vigie.audit.log import AuditUnavailable, record
-from vigie.guard import fetch, lockdown, probe_auth
-from vigie.guard.models import Canary, ProbeResult
-from vigie.guard.policy import Policy
+from vigie.guard import drift, fetch, lockdown, probe_auth
+from vigie.guard.models import Canary, MaintenanceWindow, ProbeResult
+from vigie.guard.policy import INTERNAL, Policy
 from vigie.records.models import Document, Patient
 
 logger = logging.getLogger(__name__)
@@ -74,6 +90,39 @@ KEEP_DAYS = 7
 KEEP_ROWS = 5000
 REQUEST_TIMEOUT = 5.0
 ROUND_DEADLINE = 20.0
+# The port scan: services a careless opening exposes first (remote shells and desktops,
+# databases, caches, HL7, the usual web ports a perimeter forwards to the portal).
+USUAL_PORTS = (
+    21,
+    22,
+    23,
+    25,
+    80,
+    111,
+    139,
+    443,
+    445,
+    2049,
+    2575,
+    3306,
+    3389,
+    5432,
+    5900,
+    6379,
+    8000,
+    8080,
+    8443,
+    8888,
+    9200,
+    11211,
+    27017,
+)
+CONNECT_TIMEOUT = 2.0
+# At most this many host:port connects a round (32 at a time, 2 s each when all are
+# silently dropped: 16 s, inside the 30 s interval with the HTTP requests beside them).
+MAX_CONNECTS = 256
+# What the login page holds when it is Vigie's own (public mode: "answers as the portal").
+LOGIN_MARKER = 'action="{path}"'
 # Only what the fetcher may need to start (and ssh to find its keys): never the guard's
 # secrets (VIGIE_SECRET_KEY...), which have no business on a vantage point.
 _ENV_KEPT = ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "SSH_AUTH_SOCK", "USER", "LOGNAME")
@@ -237,8 +286,34 @@ def _served(answer: dict[str, Any]) -> str:
     return f"{answer.get('status')} {what}".strip()
 
 
-def judge(request: ProbeRequest, answer: dict[str, Any]) -> tuple[str, str]:
-    """(verdict, detail) for one fetcher answer."""
+def judge(
+    request: ProbeRequest,
+    answer: dict[str, Any],
+    *,
+    mode: str = INTERNAL,
+    window_open: bool = False,
+) -> tuple[str, str]:
+    """(verdict, detail) for one fetcher answer, under the policy's exposure mode."""
+    verdict, detail = _judge_content(request, answer)
+    if request.category != "login" or answer.get("status") is None or verdict == Verdict.LEAK:
+        return verdict, detail
+    if mode == INTERNAL:
+        if window_open:
+            return Verdict.WARNING, _(
+                "the portal answers from outside while a maintenance window is open (%(status)s)"
+            ) % {"status": answer.get("status")}
+        return Verdict.LEAK, _(
+            "the portal answers from outside (%(status)s) but the policy says its exposure "
+            "is internal"
+        ) % {"status": answer.get("status")}
+    if answer.get("status") == 200 and answer.get("expected") is False:
+        return Verdict.LEAK, _(
+            "something other than the portal's login page answers at the portal's address"
+        )
+    return verdict, detail
+
+
+def _judge_content(request: ProbeRequest, answer: dict[str, Any]) -> tuple[str, str]:
     status = answer.get("status")
     headers = answer.get("headers") or {}
     flags = list(answer.get("flags") or [])
@@ -306,6 +381,153 @@ def judge_tls(base: str, tls: dict[str, Any]) -> tuple[str, str]:
     return Verdict.OK, f"certificate {when}"
 
 
+# --- the port scan ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PortFacts:
+    """What the guard knows of the ports it asks about; never sent to the vantage point."""
+
+    mode: str
+    guarded: frozenset[int]
+    portal: frozenset[int]  # the base URLs' ports: where outsiders reach the portal
+    outside: Mapping[int, str]  # declared reachable from outside → listener name
+    listening: Mapping[int, str]  # this host listens there → process name(s)
+    windows: frozenset[int]  # ports a maintenance window may have opened this round
+
+
+def host_listening_ports() -> dict[int, str]:
+    """TCP ports this host listens on beyond loopback → the processes listening there."""
+    found: dict[int, set[str]] = {}
+    for sock in drift.listening_sockets():
+        if sock.proto != "tcp" or drift._is_loopback(sock.address):
+            continue
+        found.setdefault(sock.port, set()).add(sock.process or "?")
+    return {port: ", ".join(sorted(names)) for port, names in found.items()}
+
+
+def ports_to_scan(policy: Policy) -> dict[int, str]:
+    """The ports tried beyond the policy's own: this host's listeners and the usual ones."""
+    ports = dict.fromkeys(USUAL_PORTS, "")
+    try:
+        ports.update(host_listening_ports())
+    except Exception:  # psutil may be refused; the usual ports are still worth trying
+        logger.exception("probe: cannot list this host's listening ports")
+    return ports
+
+
+def _port_base(policy: Policy) -> dict[str, frozenset[int]]:
+    """Each base URL's host → the ports outsiders use for the portal there."""
+    hosts: dict[str, set[int]] = {}
+    for url in policy.probe_base_urls:
+        parts = urlsplit(url)
+        if parts.hostname:
+            port = parts.port or (443 if parts.scheme == "https" else 80)
+            hosts.setdefault(parts.hostname, set()).add(port)
+    return {host: frozenset(ports) for host, ports in hosts.items()}
+
+
+def _target(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _window_ports(policy: Policy, since: datetime, until: datetime) -> frozenset[int]:
+    """Ports a window may have opened at some moment of [since, until]: every port a window
+    may open if any window was open then (the perimeter may map another port to it)."""
+    try:
+        opened = (
+            MaintenanceWindow.objects.filter(opened_at__lte=until, ends_at__gte=since)
+            .filter(Q(closed_at__isnull=True) | Q(closed_at__gte=since))
+            .values_list("port", flat=True)
+        )
+        ports = set(opened)
+    except DatabaseError:
+        logger.exception("probe: cannot read maintenance windows; judging as if none")
+        return frozenset()
+    return frozenset(ports | set(policy.maintenance_ports)) if ports else frozenset()
+
+
+def judge_port(port: int, state: str, facts: PortFacts) -> tuple[str, str]:
+    """(verdict, detail) for one TCP connect from the vantage point."""
+    if state != "open":
+        return Verdict.UNREACHABLE, state
+    if port in facts.outside:
+        return Verdict.OK, _(
+            "port %(port)s answers from outside, as declared (listener %(name)s)"
+        ) % {"port": port, "name": facts.outside[port]}
+    if port in facts.windows and (port in facts.guarded or port in facts.portal):
+        return Verdict.WARNING, _(
+            "port %(port)s answers from outside while a maintenance window is open"
+        ) % {"port": port}
+    if facts.mode != INTERNAL and port in facts.portal:
+        return Verdict.OK, _("port %(port)s is the portal's (public exposure)") % {"port": port}
+    if port in facts.listening:
+        why = _(
+            "this host listens on it (%(process)s) and the policy does not declare it "
+            "reachable from outside"
+        ) % {"process": facts.listening[port] or "?"}
+    elif port in facts.guarded:
+        why = _("it is a port the firewall guards")
+    elif port in facts.portal:
+        why = _("it is where outsiders reach the portal")
+    else:
+        why = _("a service answers on it at the portal's address")
+    if facts.mode == INTERNAL:
+        rule = _("the policy says the exposure is internal")
+    else:
+        rule = _("only the portal's port may answer (public exposure)")
+    return Verdict.LEAK, _(
+        "port %(port)s accepts TCP connections from outside: %(why)s; %(rule)s"
+    ) % {"port": port, "why": why, "rule": rule}
+
+
+def _judge_scan(
+    outcome: ProbeRound,
+    at: datetime,
+    facts: PortFacts,
+    targets: dict[str, tuple[str, int]],
+    states: Any,
+) -> None:
+    """One row per port that answered, one row per host for the ports that did not."""
+    closed: dict[str, list[int]] = {}
+    for target, (host, port) in targets.items():
+        state = states.get(target) if isinstance(states, dict) else None
+        if not isinstance(state, str):
+            outcome.results.append(
+                _result(
+                    outcome.round_id,
+                    at,
+                    f"tcp://{target}",
+                    "port",
+                    None,
+                    Verdict.ERROR,
+                    _("the fetcher gave no answer for this port"),
+                )
+            )
+            continue
+        verdict, detail = judge_port(port, state, facts)
+        if verdict == Verdict.UNREACHABLE:
+            closed.setdefault(host, []).append(port)
+            continue
+        outcome.results.append(
+            _result(outcome.round_id, at, f"tcp://{target}", "port", None, verdict, detail)
+        )
+    for host, ports in closed.items():
+        listed = ", ".join(str(p) for p in sorted(ports))
+        outcome.results.append(
+            _result(
+                outcome.round_id,
+                at,
+                "tcp://" + (f"[{host}]" if ":" in host else host),
+                "ports",
+                None,
+                Verdict.UNREACHABLE,
+                _("%(count)s port(s) closed from outside: %(ports)s")
+                % {"count": len(ports), "ports": listed},
+            )
+        )
+
+
 # --- one round ----------------------------------------------------------------------------
 
 
@@ -333,9 +555,15 @@ def _prune(now: datetime) -> None:
         ProbeResult.objects.filter(pk__lt=cutoff[0]).delete()
 
 
-def run_round(policy: Policy, *, now: datetime | None = None) -> ProbeRound:
-    """Probe every base URL once from the vantage point; store, judge, alert, lock down."""
+def run_round(
+    policy: Policy, *, now: datetime | None = None, ports: Mapping[int, str] | None = None
+) -> ProbeRound:
+    """Probe every base URL once from the vantage point; store, judge, alert, lock down.
+
+    `ports`: the ports to try beyond the guarded and the base URLs' ones (port → what this
+    host runs there); by default this host's listening ports and the usual ones."""
     at = now or timezone.now()
+    started = timezone.now()
     outcome = ProbeRound(round_id=uuid.uuid4().hex)
     if not policy.probe_base_urls:
         return outcome
@@ -345,18 +573,34 @@ def run_round(policy: Policy, *, now: datetime | None = None) -> ProbeRound:
         # Without the sample, still probe what needs no database: an exposure must be seen.
         logger.warning("probe: cannot read records for the sample: %s", exc)
         requests = _for_each_base(policy, [(_login_path(), "login"), *_fixed_paths()])
+    extra = ports_to_scan(policy) if ports is None else dict(ports)
+    bases = _port_base(policy)
+    targets: dict[str, tuple[str, int]] = {}
+    for host, portal_ports in sorted(bases.items()):
+        # Sorted together: the vantage point cannot tell a listening port from a usual one.
+        for port in sorted(set(extra) | set(policy.public_ports) | portal_ports):
+            targets[_target(host, port)] = (host, port)
+    if len(targets) > MAX_CONNECTS:
+        logger.warning("probe: %s ports to try, only %s this round", len(targets), MAX_CONNECTS)
+        targets = dict(list(targets.items())[:MAX_CONNECTS])
+    login_marker = LOGIN_MARKER.format(path=_login_path())
     job = {
+        "connect": list(targets),
+        "connect_timeout": CONNECT_TIMEOUT,
         "requests": [
             {
                 "url": r.url,
                 "headers": {probe_auth.HEADER: probe_auth.sign(urlsplit(r.url).path)},
                 "want_text": r.want_text,
+                **({"expect": login_marker} if r.category == "login" else {}),
             }
             for r in requests
-        ]
+        ],
     }
     try:
-        answers = _run_fetcher(policy, job).get("results")
+        reply = _run_fetcher(policy, job)
+        answers = reply.get("results")
+        answer_connect = reply.get("connect")
         if not isinstance(answers, list) or len(answers) != len(requests):
             raise FetchFailed("the fetcher's answer does not match the requests")
     except FetchFailed as exc:
@@ -366,10 +610,21 @@ def run_round(policy: Policy, *, now: datetime | None = None) -> ProbeRound:
         ]
         outcome.errors = list(outcome.results)
     else:
+        windows = _window_ports(policy, started, timezone.now())
+        facts = PortFacts(
+            mode=policy.exposure_mode,
+            guarded=frozenset(policy.public_ports),
+            portal=frozenset().union(*bases.values()),
+            outside=policy.outside_ports,
+            listening={port: what for port, what in extra.items() if what},
+            windows=windows,
+        )
         tls_seen: dict[str, dict[str, Any]] = {}
         for request, answer in zip(requests, answers, strict=True):
             answer = answer if isinstance(answer, dict) else {}
-            verdict, detail = judge(request, answer)
+            verdict, detail = judge(
+                request, answer, mode=policy.exposure_mode, window_open=bool(windows)
+            )
             outcome.results.append(
                 _result(
                     outcome.round_id,
@@ -389,6 +644,7 @@ def run_round(policy: Policy, *, now: datetime | None = None) -> ProbeRound:
             outcome.results.append(
                 _result(outcome.round_id, at, origin, "tls", None, verdict, detail)
             )
+        _judge_scan(outcome, at, facts, targets, answer_connect)
         for result in outcome.results:
             bucket = {
                 Verdict.LEAK: outcome.leaks,

@@ -22,6 +22,10 @@ PORTAL = {
 }
 
 
+# An administrators' SSH, reachable from anywhere on purpose.
+SSH = {"name": "ssh", "address": "0.0.0.0", "port": 22, "exposure": "outside"}
+
+
 def _policy(**sections: object) -> dict[str, object]:
     data: dict[str, object] = {"listener": [dict(PORTAL)]}
     data.update(sections)
@@ -44,6 +48,16 @@ def test_defaults_are_the_issue_s_bounds() -> None:
     assert policy.maintenance_ports == (8443,)
     assert policy.allowed_sources == ("192.168.10.0/24",)
     assert policy.lockdown_on_exposure is True
+    # Reachable from the allowed sources only, unless the policy says otherwise.
+    assert policy.exposure_mode == "internal"
+
+
+def test_a_listener_declared_outside_is_neither_guarded_nor_an_allowed_source() -> None:
+    policy = parse_policy({"listener": [PORTAL, SSH], "guard": {"exposure_mode": "public"}})
+    assert policy.exposure_mode == "public"
+    assert policy.outside_ports == {22: "ssh"}
+    assert policy.public_ports == (8443,)
+    assert policy.allowed_sources == ("192.168.10.0/24",)
 
 
 @pytest.mark.parametrize(
@@ -60,7 +74,19 @@ def test_defaults_are_the_issue_s_bounds() -> None:
         ({"listener": []}, "declare at least one [[listener]]"),
         ({"listener": [{**PORTAL, "port": "8443"}]}, "listener 'portal'.port"),
         ({"listener": [{**PORTAL, "address": "portal.local"}]}, "not an IP address"),
-        ({"listener": [{**PORTAL, "exposure": "internet"}]}, "'public' or 'local'"),
+        ({"listener": [{**PORTAL, "exposure": "internet"}]}, "'public', 'local' or 'outside'"),
+        (_policy(guard={"exposure_mode": "open"}), "guard.exposure_mode: 'internal' or 'public'"),
+        (_policy(guard={"exposure_mode": True}), "guard.exposure_mode"),
+        (
+            {"listener": [PORTAL, {**SSH, "sources": ["198.51.100.0/24"]}]},
+            "an outside listener takes no sources",
+        ),
+        ({"listener": [PORTAL, {**SSH, "address": "127.0.0.1"}]}, "declare it local"),
+        ({"listener": [PORTAL, {**SSH, "port": 8443}]}, "declared reachable from outside and"),
+        (
+            {"listener": [PORTAL, SSH], "maintenance": {"ports": [8443, 22]}},
+            "maintenance.ports: port 22 is declared reachable from outside",
+        ),
         ({"listener": [{**PORTAL, "sources": ["10.0.0.0/33"]}]}, "not an address or network"),
         ({"listener": [PORTAL, PORTAL]}, "same name"),
         ({"listener": [{k: v for k, v in PORTAL.items() if k != "exposure"}]}, "missing"),

@@ -6,13 +6,16 @@ from __future__ import annotations
 
 import datetime as dt
 import http.server
+import json
 import shlex
 import socket
 import ssl
 import stat
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -22,8 +25,8 @@ from vigie.alerts.models import Alert
 from vigie.audit.models import AuditEvent
 from vigie.audit.testing import audit_committing  # noqa: F401  (a pytest fixture)
 from vigie.guard import fetch, lockdown, probe, probe_auth
-from vigie.guard.models import Canary, ProbeResult
-from vigie.guard.policy import Policy
+from vigie.guard.models import Canary, MaintenanceWindow, ProbeResult
+from vigie.guard.policy import Policy, parse_policy
 from vigie.lib.testcerts import self_signed as make_certificate
 from vigie.records.tests.factories import make_document, make_patient
 
@@ -38,7 +41,18 @@ def _probe_env(settings) -> None:
     settings.SECURE_SSL_REDIRECT = False
 
 
+@pytest.fixture(autouse=True)
+def _no_host_scan(monkeypatch) -> None:
+    # This machine's own services (a PostgreSQL on 5432, other test servers) are not the
+    # subject here: scan only the ports a test names. raising=False: the fixture must not
+    # be what fails on code without a port scan.
+    monkeypatch.setattr(probe, "ports_to_scan", lambda policy: {}, raising=False)
+
+
 def policy_for(*base_urls: str, **fields: Any) -> Policy:
+    # Most tests judge what a portal that answers from outside serves: a public portal.
+    # An internal one answering at all is the exposure (tests below say so explicitly).
+    fields.setdefault("exposure_mode", "public")
     return Policy(listeners=(), maintenance_ports=(), probe_base_urls=base_urls, **fields)
 
 
@@ -75,7 +89,8 @@ class CacheableLoginHandler(_Handler):
 
     def answer(self) -> tuple[int, dict[str, str], bytes]:
         if self.path.startswith("/accounts/login/"):
-            return 200, {"Content-Type": "text/html", "X-Robots-Tag": "noindex"}, b"<form>"
+            page = b'<form method="post" action="/accounts/login/">'
+            return 200, {"Content-Type": "text/html", "X-Robots-Tag": "noindex"}, page
         if self.path == "/robots.txt":
             return 200, {"Content-Type": "text/plain"}, b"User-agent: *\nDisallow: /\n"
         return 404, {"Content-Type": "text/plain"}, b"not found"
@@ -383,3 +398,246 @@ def test_fetcher_recognises_document_bytes(body: bytes, flag: str) -> None:
 
 def test_fetcher_does_not_flag_an_ordinary_page() -> None:
     assert fetch.document_flags(b"<!DOCTYPE html><p>Login</p>") == []
+
+
+# --- being reachable is the exposure (issue 15) -------------------------------------------
+
+
+class DirectoryHandler(_Handler):
+    """`python3 -m http.server` started in a folder during maintenance: a listing."""
+
+    def answer(self) -> tuple[int, dict[str, str], bytes]:
+        page = b"<html><title>Directory listing for /</title><a href='notes.txt'>notes</a>"
+        return 200, {"Content-Type": "text/html"}, page
+
+
+def _facts(mode: str, **fields: Any) -> probe.PortFacts:
+    values: dict[str, Any] = {
+        "guarded": frozenset({8443, 2575}),
+        "portal": frozenset({443}),
+        "outside": {22: "ssh"},
+        "listening": {8443: "granian", 2575: "vigie", 22: "sshd", 8000: "python3"},
+        "windows": frozenset(),
+    }
+    values.update(fields)
+    return probe.PortFacts(mode=mode, **values)
+
+
+@pytest.mark.parametrize(
+    ("mode", "port", "state", "verdict", "words"),
+    [
+        # internal: any connect that succeeds is the exposure, except declared ones.
+        ("internal", 8443, "open", Verdict.LEAK, "granian"),
+        ("internal", 2575, "open", Verdict.LEAK, "internal"),
+        ("internal", 443, "open", Verdict.LEAK, "where outsiders reach the portal"),
+        ("internal", 8000, "open", Verdict.LEAK, "python3"),
+        ("internal", 3389, "open", Verdict.LEAK, "a service answers"),
+        ("internal", 22, "open", Verdict.OK, "as declared (listener ssh)"),
+        ("internal", 8443, "closed", Verdict.UNREACHABLE, "closed"),
+        ("internal", 8443, "timeout", Verdict.UNREACHABLE, "timeout"),
+        # public: the portal's own port may answer (its pages are judged one by one).
+        ("public", 443, "open", Verdict.OK, "portal"),
+        ("public", 22, "open", Verdict.OK, "as declared"),
+        ("public", 8443, "open", Verdict.LEAK, "only the portal's port"),
+        ("public", 8000, "open", Verdict.LEAK, "python3"),
+        ("public", 6379, "closed", Verdict.UNREACHABLE, "closed"),
+    ],
+)
+def test_port_verdicts_in_both_exposure_modes(
+    mode: str, port: int, state: str, verdict: str, words: str
+) -> None:
+    got, detail = probe.judge_port(port, state, _facts(mode))
+    assert got == verdict, detail
+    assert words in detail
+    if got == Verdict.LEAK:
+        assert f"port {port} accepts TCP connections from outside" in detail
+
+
+def test_a_maintenance_window_makes_its_port_a_warning_not_a_leak() -> None:
+    facts = _facts("internal", windows=frozenset({8443}))
+    assert probe.judge_port(8443, "open", facts)[0] == Verdict.WARNING
+    # The window explains its own port only: anything else answering is still the exposure.
+    assert probe.judge_port(8000, "open", facts)[0] == Verdict.LEAK
+
+
+def test_login_verdicts_in_both_exposure_modes() -> None:
+    login = probe.ProbeRequest("https://portal.example/accounts/login/", "login")
+    portal_page = {
+        "status": 200,
+        "headers": {"x-robots-tag": "noindex", "cache-control": "no-store"},
+        "expected": True,
+    }
+    assert probe.judge(login, portal_page, mode="public")[0] == Verdict.OK
+    assert probe.judge(login, portal_page, mode="internal")[0] == Verdict.LEAK
+    window = probe.judge(login, portal_page, mode="internal", window_open=True)
+    assert window[0] == Verdict.WARNING
+    other = {**portal_page, "expected": False}
+    verdict, detail = probe.judge(login, other, mode="public")
+    assert verdict == Verdict.LEAK
+    assert "other than the portal's login page" in detail
+    refused = {"status": None, "error": "connection refused", "error_kind": "refused"}
+    assert probe.judge(login, refused, mode="internal")[0] == Verdict.UNREACHABLE
+
+
+def _internal_policy(base: str, **guard: Any) -> Policy:
+    """The shipped default: exposure_mode unset means internal."""
+    port = int(base.rsplit(":", 1)[1])
+    return parse_policy(
+        {
+            "guard": {"lockdown_on_exposure": True, **guard},
+            "listener": [
+                {
+                    "name": "portal",
+                    "address": "0.0.0.0",
+                    "port": port,
+                    "exposure": "public",
+                    "sources": ["192.168.10.0/24"],
+                }
+            ],
+            "probe": {"base_urls": [base], "sample_size": 0},
+        }
+    )
+
+
+@pytest.mark.django_db
+def test_attack_perimeter_forwarding_an_internal_portal_is_a_critical_exposure() -> None:
+    # The incident: the perimeter forwards the portal's port; the host changed nothing and
+    # the portal answers its login page, safe in itself. Being reachable is the exposure.
+    with serve(SafeHandler) as (base, _seen):
+        outcome = probe.run_round(_internal_policy(base))
+
+    port = int(base.rsplit(":", 1)[1])
+    leaked = {r.url: r.detail for r in outcome.leaks}
+    assert f"tcp://127.0.0.1:{port}" in leaked
+    assert "internal" in leaked[f"tcp://127.0.0.1:{port}"]
+    assert f"{base}/accounts/login/" in leaked
+    alert = Alert.objects.get(kind="guard.probe.exposure")
+    assert alert.severity == "critical"
+    assert f"port {port}" in alert.summary
+    assert lockdown.is_locked_down()
+    event = AuditEvent.objects.get(action="guard.probe.exposure")
+    assert f"tcp://127.0.0.1:{port}" in event.extra["urls"]
+
+
+@pytest.mark.django_db
+def test_it_refuses_a_port_opened_beyond_the_policy_reachable_from_outside() -> None:
+    # The portal itself is closed from outside; a folder served during maintenance is not.
+    closed_portal = f"http://127.0.0.1:{free_port()}"
+    with serve(DirectoryHandler) as (other, _seen):
+        port = int(other.rsplit(":", 1)[1])
+        outcome = probe.run_round(
+            _internal_policy(closed_portal, lockdown_on_exposure=False),
+            ports={port: "python3", free_port(): ""},
+        )
+
+    (leak,) = outcome.leaks
+    assert leak.url == f"tcp://127.0.0.1:{port}"
+    assert leak.category == "port"
+    assert "python3" in leak.detail
+    assert "does not declare it reachable from outside" in leak.detail
+    alert = Alert.objects.get(kind="guard.probe.exposure", severity="critical")
+    assert f"port {port}" in alert.summary
+    assert not lockdown.is_locked_down()
+    (closed,) = [r for r in outcome.results if r.category == "ports"]
+    assert closed.verdict == Verdict.UNREACHABLE
+    assert "2 port(s) closed" in closed.detail
+
+
+@pytest.mark.django_db
+def test_a_port_declared_reachable_from_outside_raises_nothing() -> None:
+    closed_portal = f"http://127.0.0.1:{free_port()}"
+    with serve(DirectoryHandler) as (other, _seen):
+        port = int(other.rsplit(":", 1)[1])
+        policy = _internal_policy(closed_portal)
+        listeners = (
+            *policy.listeners,
+            parse_policy(
+                {
+                    "listener": [
+                        {"name": "ssh", "address": "0.0.0.0", "port": port, "exposure": "outside"}
+                    ]
+                }
+            ).listeners[0],
+        )
+        outcome = probe.run_round(replace(policy, listeners=listeners), ports={port: "sshd"})
+
+    assert outcome.leaks == []
+    (row,) = [r for r in outcome.results if r.category == "port"]
+    assert row.verdict == Verdict.OK
+    assert "as declared (listener ssh)" in row.detail
+    assert not lockdown.is_locked_down()
+
+
+@pytest.mark.django_db
+def test_public_mode_lets_only_the_portal_answer_and_only_as_the_portal() -> None:
+    with serve(SafeHandler) as (base, _seen), serve(DirectoryHandler) as (other, _seen2):
+        other_port = int(other.rsplit(":", 1)[1])
+        public = replace(_internal_policy(base), exposure_mode="public")
+        quiet = probe.run_round(public, ports={})
+        noisy = probe.run_round(public, ports={other_port: ""})
+        # A server that is not the portal, at the portal's address: a listing, not a login.
+        impostor = probe.run_round(replace(public, probe_base_urls=(other,)), ports={})
+
+    assert quiet.leaks == []
+    assert [r.verdict for r in quiet.results if r.category == "port"] == [Verdict.OK]
+    assert [r.url for r in noisy.leaks] == [f"tcp://127.0.0.1:{other_port}"]
+    assert "only the portal's port may answer" in noisy.leaks[0].detail
+    login = [r for r in impostor.leaks if r.category == "login"]
+    assert login
+    assert "other than the portal's login page" in login[0].detail
+
+
+@pytest.mark.django_db
+def test_an_open_maintenance_window_is_a_warning_until_it_ends() -> None:
+    with serve(SafeHandler) as (base, _seen):
+        policy = _internal_policy(base)
+        port = int(base.rsplit(":", 1)[1])
+        window = MaintenanceWindow.objects.create(
+            who="Contractor",
+            reason="test",
+            source="203.0.113.7",
+            port=port,
+            ends_at=dt.datetime.now(dt.UTC) + dt.timedelta(hours=1),
+        )
+        during = probe.run_round(policy, ports={})
+        locked_during = lockdown.is_locked_down()
+        window.closed_at = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=1)
+        window.save()
+        after = probe.run_round(policy, ports={})
+
+    assert during.leaks == []
+    assert {r.category for r in during.warnings} >= {"port", "login"}
+    assert not locked_during
+    assert {r.category for r in after.leaks} >= {"port", "login"}
+    assert lockdown.is_locked_down()
+
+
+@pytest.mark.django_db
+def test_the_vantage_point_learns_only_host_and_port_pairs(tmp_path) -> None:
+    job_copy = tmp_path / "job.json"
+    wrapper = tmp_path / "vantage"
+    wrapper.write_text(f'#!/bin/sh\ntee "{job_copy}" | "$@"\n')
+    wrapper.chmod(wrapper.stat().st_mode | stat.S_IXUSR)
+    portal = f"http://127.0.0.1:{free_port()}"
+    policy = replace(_internal_policy(portal), probe_vantage=(str(wrapper),))
+
+    probe.run_round(policy, ports={9999: "secret-daemon", 22: "sshd", 8000: ""})
+
+    job = json.loads(job_copy.read_text())
+    assert set(job) == {"connect", "connect_timeout", "requests", "timeout", "deadline", "ca_file"}
+    ports = [int(target.rsplit(":", 1)[1]) for target in job["connect"]]
+    assert ports == sorted(ports)  # listening and usual ports mixed, not told apart
+    assert 9999 in ports
+    text = job_copy.read_text()
+    for secret in ("secret-daemon", "sshd", "192.168.10.0/24", "portal"):
+        assert secret not in text.replace("/accounts/login/", "")
+
+
+def test_a_round_of_silent_ports_fits_the_probe_interval() -> None:
+    # 256 connects to a black hole (TEST-NET-1 is never routed): bounded by the connect
+    # timeout and the pool, well inside the 30 s interval.
+    targets = [f"192.0.2.1:{port}" for port in range(1, probe.MAX_CONNECTS + 1)]
+    started = time.monotonic()
+    states = fetch.run({"connect": targets, "connect_timeout": 0.2, "deadline": 20})["connect"]
+    assert time.monotonic() - started < 10
+    assert set(states.values()) <= {"timeout", "closed"}

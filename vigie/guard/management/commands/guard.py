@@ -54,6 +54,10 @@ class Command(BaseCommand):
                 f"{listener.exposure} {listener.process or '*'} ← {sources}"
             )
         self.stdout.write(
+            _("Exposure: %(mode)s (what answering from outside means: see the policy file).")
+            % {"mode": policy.exposure_mode}
+        )
+        self.stdout.write(
             _("Maintenance windows: ports %(ports)s, at most %(cap)s s.")
             % {"ports": ", ".join(map(str, policy.maintenance_ports)), "cap": f"{policy.max_ttl:g}"}
         )
