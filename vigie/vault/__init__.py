@@ -177,6 +177,16 @@ def open(
 FILE_CHUNK_SIZE = 1024 * 1024
 
 
+def _check_file_label(label: str) -> None:
+    # Given a document's id, open_file would open that document's blob as `open` does, past
+    # records' access decision and audit: the "/" that no document id has rules that out.
+    if not isinstance(label, str) or "/" not in label:
+        raise VaultError(
+            f"invalid label {label!r} for a sealed file: it must contain '/' "
+            "(documents are opened through `open`, never as files)"
+        )
+
+
 def seal_file(
     label: str,
     source: BinaryIO,
@@ -193,6 +203,7 @@ def seal_file(
     "/" (which no document id may contain) and a sealed file can never pass for a document.
     No size limit. On any error, `target` does not exist.
     """
+    _check_file_label(label)
     if keyring is None:
         keyring = get_keyring()
     data_key = new_data_key()
@@ -214,6 +225,7 @@ def open_file(
 
     FileNotFoundError if `path` is missing; KeyringError or IntegrityError as for `open`.
     """
+    _check_file_label(label)
     if keyring is None:
         keyring = get_keyring()
     data_key = keyring.unwrap(kek_id, wrapped_key, label)

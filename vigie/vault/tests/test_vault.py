@@ -259,3 +259,14 @@ def test_sealing_a_file_never_overwrites_one(keyring: Keyring, tmp_path: Path) -
         vault.seal_file("backup/s1/database", io.BytesIO(CONTENT), target, keyring=keyring)
     assert target.read_bytes() == b"already here"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["database.sealed", "keyring"]
+
+
+def test_it_refuses_to_open_a_document_as_a_file(
+    store: FilesystemBlobStore, keyring: Keyring
+) -> None:
+    # open_file with a document's id would be a way around records' access decision and audit.
+    sealed = seal(store, keyring)
+    with pytest.raises(VaultError, match="must contain '/'"):
+        vault.open_file(
+            DOC, sealed.kek_id, sealed.wrapped_key, store.path_for(DOC), keyring=keyring
+        )
