@@ -2,13 +2,17 @@
 
 Order matters:
 1. sign the audit head now, so the snapshot's last events are covered by a signature;
-2. snapshot the database (one point in time; see `database`);
-3. copy the checkpoint file, keeping the lines up to the snapshot's head (a checkpoint signed
-   after the snapshot would make the restored log look truncated);
+2. snapshot the database (one point in time; see `database`), sealed on its way to DEST;
+3. seal the checkpoint file, keeping the lines up to the snapshot's head (a checkpoint signed
+   after the snapshot would make the restored log look truncated), and the exposure policy;
 4. copy every blob the snapshot's rows name, unless DEST has it already (blobs are
    write-once: same id, same bytes), hashing the ciphertext on the way;
 5. sign the manifest, then give the snapshot folder its final name: a crash at any earlier
    point leaves a `.partial-…` folder that is never listed as a snapshot.
+
+Nothing but ciphertext reaches DEST: blobs are copied as they are (sealed at ingest), every
+other file is sealed under the keyring (see `sealed`), and the manifest names random ids,
+sizes and hashes only. Every file is 0600 and every folder 0700, whatever the umask.
 """
 
 from __future__ import annotations
@@ -24,13 +28,13 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from django.conf import settings
 
 from vigie import vault
 from vigie.audit import checkpoints
-from vigie.backup import database
+from vigie.backup import database, sealed
 from vigie.backup.destination import PARTIAL_PREFIX, Destination, DestinationError
 from vigie.backup.manifest import FORMAT, MANIFEST_NAME, sign
 from vigie.backup.parallel import THREADS
@@ -108,8 +112,8 @@ def _known_blobs(dest: Destination) -> dict[str, tuple[int, str]]:
     return known
 
 
-def _copy_checkpoints(folder: Path, up_to_seq: int) -> dict[str, Any] | None:
-    """Copy the signed checkpoints up to the snapshot's head; return the latest one."""
+def _checkpoints_up_to(up_to_seq: int) -> tuple[bytes, dict[str, Any] | None]:
+    """The signed checkpoints up to the snapshot's head, and the latest one."""
     lines = []
     latest: dict[str, Any] | None = None
     try:
@@ -128,14 +132,13 @@ def _copy_checkpoints(folder: Path, up_to_seq: int) -> dict[str, Any] | None:
         if seq <= up_to_seq:
             lines.append(raw)
             latest = item
-    target = folder / CHECKPOINTS_FILE
-    fd = _fs.create_private(target)
-    try:
-        _fs.write_all(fd, b"".join(line + b"\n" for line in lines))
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    return latest
+    return b"".join(line + b"\n" for line in lines), latest
+
+
+def _sealed_entry(path: Path, entry: sealed.SealedEntry) -> dict[str, Any]:
+    # size and sha256 are the ciphertext's (checked before opening anything), "sealed" says
+    # how to open it and what the plaintext hashes to.
+    return {**file_entry(path), "sealed": entry.to_json()}
 
 
 def create(
@@ -181,19 +184,32 @@ def _fill(
         checkpoints.write_checkpoint(force=True)
     except checkpoints.CheckpointError as exc:
         raise BackupError(f"cannot sign the audit head before the backup: {exc}") from None
+    keyring = vault.get_keyring()
+    files: dict[str, dict[str, Any]] = {}
+
+    def seal_database(name: str, stream: BinaryIO) -> None:
+        path = partial / f"{name}{sealed.SUFFIX}"
+        files["database"] = _sealed_entry(
+            path, sealed.seal(snapshot_id, "database", stream, path, keyring)
+        )
+
     try:
-        db_file, facts = database.snapshot(partial)
+        facts = database.snapshot(seal_database)
     except database.DatabaseBackupError as exc:
         raise BackupError(str(exc)) from None
-    latest_checkpoint = _copy_checkpoints(partial, facts.audit_seq)
-    files = {
-        "database": file_entry(db_file),
-        "checkpoints": file_entry(partial / CHECKPOINTS_FILE),
-    }
+    except vault.VaultError as exc:
+        raise BackupError(f"cannot seal the database snapshot: {exc}") from None
+    content, latest_checkpoint = _checkpoints_up_to(facts.audit_seq)
+    path = partial / f"{CHECKPOINTS_FILE}{sealed.SUFFIX}"
+    files["checkpoints"] = _sealed_entry(
+        path, sealed.seal_bytes(snapshot_id, "checkpoints", content, path, keyring)
+    )
     policy = Path(settings.VIGIE_POLICY_FILE)
     if policy.is_file():
-        shutil.copyfile(policy, partial / POLICY_FILE)
-        files["policy"] = file_entry(partial / POLICY_FILE)
+        path = partial / f"{POLICY_FILE}{sealed.SUFFIX}"
+        files["policy"] = _sealed_entry(
+            path, sealed.seal_bytes(snapshot_id, "policy", policy.read_bytes(), path, keyring)
+        )
 
     known = _known_blobs(dest)
     target = dest.blobs

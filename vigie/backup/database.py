@@ -7,22 +7,28 @@ PostgreSQL: a REPEATABLE READ transaction exports its snapshot; `pg_dump --snaps
 exactly what that transaction sees, and the same transaction lists the documents whose
 blobs must be copied. Every row in the dump therefore has its blob on disk already (the vault
 writes the blob durably before the row commits), whatever is ingested meanwhile.
+
+Neither is ever written in clear to the backup disk: the snapshot is streamed into a sink that
+seals it (see `sealed`); restore and verify get its plaintext from a `fill` that decrypts it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import shutil
 import sqlite3
 import subprocess
 import tempfile
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
+from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.utils import load_backend
 
@@ -87,41 +93,66 @@ def _facts(cursor: Any) -> SnapshotFacts:
     )
 
 
-def snapshot(folder: Path) -> tuple[Path, SnapshotFacts]:
-    """Write the live database into `folder`; return the file and what it holds."""
+# Where the SQLite snapshot is taken before it is sealed into DEST. Beside the live database's
+# home, never on the backup disk: a crash there must not leave a copy in clear on the disk that
+# gets stolen. It holds what the live database holds, in the same private folder.
+SCRATCH_PREFIX = ".backup-scratch-"
+# A scratch folder older than this was left by a crashed backup, not by a running one.
+SCRATCH_GRACE_SECONDS = 6 * 3600
+
+# Receives the snapshot's file name and a stream of its plaintext; seals it into DEST.
+Sink = Callable[[str, BinaryIO], None]
+
+
+def snapshot(sink: Sink) -> SnapshotFacts:
+    """Stream one consistent snapshot of the live database into `sink`; return what it holds."""
     if engine() == "sqlite":
-        return _snapshot_sqlite(folder)
-    return _snapshot_postgres(folder)
+        return _snapshot_sqlite(sink)
+    return _snapshot_postgres(sink)
 
 
 def _sqlite_path() -> Path:
     return Path(connections[DEFAULT_DB_ALIAS].settings_dict["NAME"])
 
 
-def _snapshot_sqlite(folder: Path) -> tuple[Path, SnapshotFacts]:
-    target = folder / SQLITE_FILE
-    # A connection of our own: Django's may be inside a transaction, and the backup API
-    # needs the source idle. The timeout covers a writer holding the lock for a moment.
-    name = str(connections[DEFAULT_DB_ALIAS].settings_dict["NAME"])
-    # Django opens SQLite with URIs allowed ("file:…?mode=memory&cache=shared" in tests).
-    source = sqlite3.connect(name, timeout=60, uri=name.startswith("file:"))
-    try:
-        copy = sqlite3.connect(target)
+def _scratch_root() -> Path:
+    home = Path(settings.VIGIE_HOME)
+    _fs.make_private_dir(home)
+    now = time.time()
+    for leftover in home.glob(f"{SCRATCH_PREFIX}*"):
+        with contextlib.suppress(OSError):
+            if now - leftover.stat().st_mtime >= SCRATCH_GRACE_SECONDS:
+                shutil.rmtree(leftover)
+    return home
+
+
+def _snapshot_sqlite(sink: Sink) -> SnapshotFacts:
+    with tempfile.TemporaryDirectory(prefix=SCRATCH_PREFIX, dir=_scratch_root()) as scratch:
+        target = Path(scratch) / SQLITE_FILE
+        os.close(_fs.create_private(target))  # SQLite takes an empty file as a new database
+        # A connection of our own: Django's may be inside a transaction, and the backup API
+        # needs the source idle. The timeout covers a writer holding the lock for a moment.
+        name = str(connections[DEFAULT_DB_ALIAS].settings_dict["NAME"])
+        # Django opens SQLite with URIs allowed ("file:…?mode=memory&cache=shared" in tests).
+        source = sqlite3.connect(name, timeout=60, uri=name.startswith("file:"))
         try:
-            # One step (pages=-1): the whole database under one read transaction, so the
-            # copy is a single point in time even while others write.
-            source.backup(copy)
-            # One self-contained file: no -wal beside it.
-            copy.execute("PRAGMA journal_mode=DELETE")
-            facts = _facts(copy.cursor())
+            copy = sqlite3.connect(target)
+            try:
+                # One step (pages=-1): the whole database under one read transaction, so the
+                # copy is a single point in time even while others write.
+                source.backup(copy)
+                # One self-contained file: no -wal beside it.
+                copy.execute("PRAGMA journal_mode=DELETE")
+                facts = _facts(copy.cursor())
+            finally:
+                copy.close()
+        except sqlite3.Error as exc:
+            raise DatabaseBackupError(f"SQLite online backup failed: {exc}") from None
         finally:
-            copy.close()
-    except sqlite3.Error as exc:
-        raise DatabaseBackupError(f"SQLite online backup failed: {exc}") from None
-    finally:
-        source.close()
-    _fsync_file(target)
-    return target, facts
+            source.close()
+        with target.open("rb", buffering=0) as handle:
+            sink(SQLITE_FILE, handle)
+    return facts
 
 
 def _pg_settings(alias: str = DEFAULT_DB_ALIAS) -> dict[str, Any]:
@@ -146,13 +177,18 @@ def pg_env(settings_dict: dict[str, Any]) -> dict[str, str]:
     return env
 
 
-def _run_pg_tool(argv: list[str], env: dict[str, str], what: str) -> None:
-    tool = shutil.which(argv[0])
+def _pg_tool(name: str) -> str:
+    tool = shutil.which(name)
     if tool is None:
         raise DatabaseBackupError(
-            f"{argv[0]} not found: install PostgreSQL's client tools "
+            f"{name} not found: install PostgreSQL's client tools "
             "(Debian: apt-get install postgresql-client)"
         )
+    return tool
+
+
+def _run_pg_tool(argv: list[str], env: dict[str, str], what: str) -> None:
+    tool = _pg_tool(argv[0])
     # argv is ours (tool flags, a path we made, the configured database name); no shell.
     result = subprocess.run(  # noqa: S603
         [tool, *argv[1:]], env=env, capture_output=True, text=True, check=False
@@ -162,9 +198,9 @@ def _run_pg_tool(argv: list[str], env: dict[str, str], what: str) -> None:
         raise DatabaseBackupError(f"{what} failed: {detail}")
 
 
-def _snapshot_postgres(folder: Path) -> tuple[Path, SnapshotFacts]:
-    target = folder / PG_FILE
+def _snapshot_postgres(sink: Sink) -> SnapshotFacts:
     settings_dict = _pg_settings()
+    tool = _pg_tool("pg_dump")
     # A connection apart from Django's: it holds the exported snapshot open until the dump
     # is done, whatever the caller's own connection does.
     wrapper = connections.create_connection(DEFAULT_DB_ALIAS)
@@ -177,32 +213,41 @@ def _snapshot_postgres(folder: Path) -> tuple[Path, SnapshotFacts]:
             cursor.execute("SELECT pg_export_snapshot()")
             snapshot_name = cursor.fetchone()[0]
             facts = _facts(cursor)
-            _run_pg_tool(
-                [
-                    "pg_dump",
-                    "--format=custom",
-                    "--no-owner",
-                    "--no-privileges",
-                    f"--snapshot={snapshot_name}",
-                    f"--file={target}",
-                    f"--dbname={settings_dict['NAME']}",
-                ],
-                pg_env(settings_dict),
-                "pg_dump",
-            )
+            # The dump goes through a pipe straight into the sink: it never touches a disk
+            # in clear. stderr goes to a file so that a chatty pg_dump cannot block on it.
+            with tempfile.TemporaryFile() as errors:
+                # argv is ours (tool flags, the configured database name); no shell.
+                process = subprocess.Popen(  # noqa: S603
+                    [
+                        tool,
+                        "--format=custom",
+                        "--no-owner",
+                        "--no-privileges",
+                        f"--snapshot={snapshot_name}",
+                        f"--dbname={settings_dict['NAME']}",
+                    ],
+                    env=pg_env(settings_dict),
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.PIPE,
+                    stderr=errors,
+                )
+                stdout: Any = process.stdout  # a pipe: stdout=PIPE above
+                try:
+                    with stdout:
+                        sink(PG_FILE, stdout)
+                finally:
+                    # A sink that failed early leaves pg_dump writing to a closed pipe: it
+                    # stops on SIGPIPE, and is waited for either way.
+                    returncode = process.wait()
+                if returncode != 0:
+                    errors.seek(0)
+                    lines = errors.read().decode("utf-8", "replace").strip().splitlines()
+                    detail = (lines or [f"exit code {returncode}"])[-1]
+                    raise DatabaseBackupError(f"pg_dump failed: {detail}")
         raw.rollback()
     finally:
         wrapper.close()
-    _fsync_file(target)
-    return target, facts
-
-
-def _fsync_file(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    return facts
 
 
 # --- restore -------------------------------------------------------------------------------
@@ -226,8 +271,12 @@ def target_is_empty() -> str | None:
     return None
 
 
-def restore(snapshot_file: Path, backup_engine: str) -> None:
-    """Load the snapshot's database into the configured (empty) database."""
+# Writes the snapshot's plaintext into a new private file at the path it is given.
+Fill = Callable[[Path], None]
+
+
+def restore(fill: Fill, backup_engine: str) -> None:
+    """Load the snapshot's database (written by `fill`) into the configured, empty database."""
     if backup_engine != engine():
         raise DatabaseBackupError(
             f"this backup holds a {backup_engine} database but this installation is configured "
@@ -239,9 +288,7 @@ def restore(snapshot_file: Path, backup_engine: str) -> None:
         _fs.make_private_dir(target.parent)
         tmp = target.with_name(f".{target.name}.restore-{secrets.token_hex(6)}")
         try:
-            shutil.copyfile(snapshot_file, tmp)
-            tmp.chmod(0o600)
-            _fsync_file(tmp)
+            fill(tmp)  # private and fsynced
             _fs.publish_new(tmp, target)
         except BaseException:
             tmp.unlink(missing_ok=True)
@@ -250,7 +297,12 @@ def restore(snapshot_file: Path, backup_engine: str) -> None:
         return
     settings_dict = _pg_settings()
     connections[DEFAULT_DB_ALIAS].close()
-    _pg_restore(snapshot_file, settings_dict)
+    # The dump in clear only while pg_restore reads it (it needs a file it can seek in), in a
+    # private folder of this machine, which is about to hold the same rows in its database.
+    with tempfile.TemporaryDirectory(prefix="vigie-restore-") as scratch:
+        dump = Path(scratch) / PG_FILE
+        fill(dump)
+        _pg_restore(dump, settings_dict)
 
 
 def _pg_restore(snapshot_file: Path, settings_dict: dict[str, Any]) -> None:
@@ -273,19 +325,19 @@ def _pg_restore(snapshot_file: Path, settings_dict: dict[str, Any]) -> None:
 
 
 @contextmanager
-def attached(snapshot_file: Path, backup_engine: str) -> Iterator[str]:
-    """The snapshot's database as a Django alias, on a scratch copy; removed afterwards.
+def attached(fill: Fill, backup_engine: str) -> Iterator[str]:
+    """The snapshot's database (written by `fill`) as a Django alias; removed afterwards.
 
-    SQLite: a copy in a private temporary folder (checks never touch the backup). PostgreSQL:
-    a scratch database on the configured server, filled by pg_restore (which proves the dump
-    restores), dropped at the end.
+    SQLite: decrypted into a private temporary folder (checks never touch the backup).
+    PostgreSQL: a scratch database on the configured server, filled by pg_restore (which
+    proves the dump restores), dropped at the end; the dump in clear is gone before it opens.
     """
     alias = f"backup_{secrets.token_hex(4)}"
     base = dict(connections.settings[DEFAULT_DB_ALIAS])
     if backup_engine == "sqlite":
         with tempfile.TemporaryDirectory(prefix="vigie-verify-") as scratch:
             copy = Path(scratch) / SQLITE_FILE
-            shutil.copyfile(snapshot_file, copy)
+            fill(copy)
             base.update(
                 ENGINE="vigie.lib.sqlite",
                 NAME=str(copy),
@@ -304,7 +356,10 @@ def attached(snapshot_file: Path, backup_engine: str) -> Iterator[str]:
     server = _pg_settings()
     _admin(server, f'CREATE DATABASE "{scratch_name}"')
     try:
-        _pg_restore(snapshot_file, {**server, "NAME": scratch_name})
+        with tempfile.TemporaryDirectory(prefix="vigie-verify-") as scratch:
+            dump = Path(scratch) / PG_FILE
+            fill(dump)
+            _pg_restore(dump, {**server, "NAME": scratch_name})
         base.update(NAME=scratch_name, CONN_MAX_AGE=0, CONN_HEALTH_CHECKS=False)
         with _alias(alias, base):
             yield alias

@@ -5,6 +5,7 @@ from __future__ import annotations
 import fcntl
 import os
 import re
+import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -92,8 +93,10 @@ class Destination:
             _fs.make_private_dir(self.root)
         except OSError as exc:
             raise DestinationError(f"cannot create {self.root}: {exc.strerror}") from None
+        self._make_private()
         fd = os.open(self.root / ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
+            os.fchmod(fd, _fs.PRIVATE_FILE_MODE)  # one made before, under another umask
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
@@ -103,6 +106,14 @@ class Destination:
             yield
         finally:
             os.close(fd)
+
+    def _make_private(self) -> None:
+        """DEST itself 0700 when it is ours: an existing folder (or a mount point) may have
+        come with 0755. One owned by someone else (root's mount point) is left as it is:
+        what Vigie writes inside it is 0700 and 0600 anyway."""
+        st = self.root.stat()
+        if st.st_uid == os.geteuid() and stat.S_IMODE(st.st_mode) != _fs.PRIVATE_DIR_MODE:
+            self.root.chmod(_fs.PRIVATE_DIR_MODE)
 
 
 def snapshot_time(snapshot_id: str) -> datetime:

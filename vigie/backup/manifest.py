@@ -20,8 +20,15 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from vigie.audit.checkpoints import key_id
+from vigie.backup import sealed
+from vigie.backup.sealed import SealedEntry
+from vigie.vault import Keyring
 
-FORMAT = "vigie-backup-1"
+# 2: every file but the manifest is sealed (issue 16). 1: files in clear, still read so that
+# a clinic's older snapshots stay restorable; verify says they should go.
+FORMAT = "vigie-backup-2"
+CLEAR_FORMAT = "vigie-backup-1"
+FORMATS = (FORMAT, CLEAR_FORMAT)
 MANIFEST_NAME = "manifest.json"
 _SIGN_DOMAIN = b"vigie/backup/manifest/v1\x00"
 _MAX_MANIFEST = 256 * 1024 * 1024  # ~100 bytes a blob: millions of documents still fit
@@ -58,6 +65,27 @@ class Manifest:
         entry: dict[str, Any] = self.body["files"][role]
         return entry
 
+    @property
+    def encrypted(self) -> bool:
+        return bool(self.body["format"] == FORMAT)
+
+    def sealed(self, role: str) -> SealedEntry | None:
+        """How to open the file of `role`; None for a file in clear (a format-1 snapshot)."""
+        if not self.encrypted:
+            return None
+        entry = SealedEntry.from_json(self.file(role).get("sealed"))
+        if entry is None:  # refused when the manifest was loaded; never reached
+            raise ManifestError(f"the manifest does not say how the {role} file is sealed")
+        return entry
+
+    def extract(self, role: str, folder: Path, target: Path, keyring: Keyring) -> None:
+        """The plaintext of the file of `role` into the new private file `target`.
+
+        SealedFileError says why it cannot (missing, wrong keyring, tampered).
+        """
+        source = folder / str(self.file(role).get("name", ""))
+        sealed.extract(self.snapshot_id, role, self.sealed(role), source, target, keyring)
+
     def blobs(self) -> list[BlobEntry]:
         return [BlobEntry(b[0], b[1], b[2]) for b in self.body["blobs"]]
 
@@ -80,11 +108,18 @@ def sign(body: dict[str, Any], private: Ed25519PrivateKey) -> bytes:
 
 
 def _check_body(body: Any) -> None:
-    if not isinstance(body, dict) or body.get("format") != FORMAT:
+    if not isinstance(body, dict) or body.get("format") not in FORMATS:
         raise ManifestError(f"not a Vigie backup manifest (format is not {FORMAT})")
     for name, kind in (("id", str), ("engine", str), ("created", str), ("files", dict)):
         if not isinstance(body.get(name), kind):
             raise ManifestError(f"the manifest has no valid '{name}'")
+    for role, entry in body["files"].items():
+        if not isinstance(entry, dict):
+            raise ManifestError(f"the manifest's entry for the {role} file is malformed")
+        if body["format"] == FORMAT and SealedEntry.from_json(entry.get("sealed")) is None:
+            # Signed, so never an attacker's downgrade: a bug, and said so rather than
+            # reading a file in clear that should not exist.
+            raise ManifestError(f"the manifest does not say how the {role} file is sealed")
     blobs = body.get("blobs")
     if not isinstance(blobs, list) or not all(
         isinstance(b, list)

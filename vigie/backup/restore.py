@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -21,11 +20,12 @@ from django.conf import settings
 
 from vigie import vault
 from vigie.backup import database
-from vigie.backup.create import CHECKPOINTS_FILE, POLICY_FILE, file_entry, hashing_chunks
+from vigie.backup.create import file_entry, hashing_chunks
 from vigie.backup.destination import Destination
 from vigie.backup.keys import KeyBundle, install
 from vigie.backup.manifest import BlobEntry, Manifest
 from vigie.backup.parallel import THREADS, check_each, staged
+from vigie.backup.sealed import SealedFileError
 from vigie.vault import _fs
 
 MARKER = "RESTORING"
@@ -97,6 +97,8 @@ def restore(
     manifest = dest.manifest(snapshot_id, public)  # ManifestError: not this installation's
     refuse_unless_empty()
     _check_files(folder, manifest)
+    keyring = bundle.open_keyring(dest_root)
+    _check_sealed(folder, manifest, keyring)
     result = RestoreResult(snapshot_id)
 
     home = Path(settings.VIGIE_HOME)
@@ -108,18 +110,21 @@ def restore(
     install(bundle)
     _restore_blobs(dest, manifest, result, progress)
     try:
-        database.restore(folder / manifest.file("database")["name"], manifest.engine)
-    except database.DatabaseBackupError as exc:
+        database.restore(
+            lambda target: manifest.extract("database", folder, target, keyring),
+            manifest.engine,
+        )
+        checkpoint_target = Path(settings.VIGIE_AUDIT_CHECKPOINT_FILE)
+        _fs.make_private_dir(checkpoint_target.parent)
+        manifest.extract("checkpoints", folder, checkpoint_target, keyring)
+        policy_target = Path(settings.VIGIE_POLICY_FILE)
+        if "policy" in manifest.body["files"] and not policy_target.exists():
+            _fs.make_private_dir(policy_target.parent)
+            manifest.extract("policy", folder, policy_target, keyring)
+    except (database.DatabaseBackupError, SealedFileError) as exc:
         raise RestoreError(
             f"{exc}; VIGIE_HOME is left incomplete with its {MARKER} marker"
         ) from None
-    checkpoint_target = Path(settings.VIGIE_AUDIT_CHECKPOINT_FILE)
-    _fs.make_private_dir(checkpoint_target.parent)
-    shutil.copyfile(folder / CHECKPOINTS_FILE, checkpoint_target)
-    checkpoint_target.chmod(0o600)
-    policy = folder / POLICY_FILE
-    if "policy" in manifest.body["files"] and not Path(settings.VIGIE_POLICY_FILE).exists():
-        shutil.copyfile(policy, settings.VIGIE_POLICY_FILE)
 
     _verify_restored(result, manifest, progress)
     result.seconds = time.perf_counter() - started
@@ -140,6 +145,20 @@ def _check_files(folder: Path, manifest: Manifest) -> None:
             raise RestoreError(
                 f"{role} file {path} does not match the signed manifest (swapped or altered); "
                 "nothing was restored: try an older snapshot"
+            )
+
+
+def _check_sealed(folder: Path, manifest: Manifest, keyring: vault.Keyring) -> None:
+    """Refuse, before writing anything, a snapshot whose sealed files the keys do not open:
+    the KEK each one names must be in the export (an export older than the backup, or
+    another installation's, lacks it)."""
+    for role in manifest.body["files"]:
+        entry = manifest.sealed(role)
+        if entry is not None and entry.kek_id not in keyring.key_ids:
+            raise RestoreError(
+                f"the {role} file is sealed with key {entry.kek_id}, which the keys export "
+                "does not hold (an export made before that key, or another installation's); "
+                "nothing was restored: use a newer `vigie keys export`"
             )
 
 

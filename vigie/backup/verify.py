@@ -3,7 +3,8 @@
 Checked, in order, each problem named precisely:
 1. the manifest's signature, with the public key of the keys export or the installation
    (never a key found in the backup);
-2. the database and checkpoint files against the manifest's hashes (a swapped database);
+2. the database and checkpoint files against the manifest's hashes (a swapped database),
+   then their decryption (AES-GCM) to the plaintext hashes the manifest signed;
 3. every blob: present, of the recorded size and ciphertext SHA-256 (changed, removed);
 4. the snapshot's rows and the manifest's blobs name the same documents;
 5. every document decrypts (AES-GCM authenticates each chunk) to its recorded SHA-256;
@@ -13,6 +14,7 @@ Checked, in order, each problem named precisely:
 
 from __future__ import annotations
 
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -23,10 +25,11 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from vigie import vault
 from vigie.audit.verify import verify as verify_chain
 from vigie.backup import database
-from vigie.backup.create import CHECKPOINTS_FILE, file_entry
+from vigie.backup.create import file_entry
 from vigie.backup.destination import Destination, DestinationError
 from vigie.backup.manifest import BlobEntry, Manifest, ManifestError
 from vigie.backup.parallel import check_each, staged
+from vigie.backup.sealed import SealedFileError
 from vigie.records.content import SealedRow
 from vigie.records.content import verify as verify_content
 
@@ -46,6 +49,8 @@ class VerifyReport:
     audit_checkpoints: int = 0
     seconds: float = 0.0
     problems: list[str] = field(default_factory=list)
+    # Not failures: what the clinic should still act on.
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -75,6 +80,18 @@ def _check_files(folder: Path, manifest: Manifest, report: VerifyReport) -> bool
     return trusted
 
 
+def _check_other_files(
+    folder: Path, manifest: Manifest, keyring: vault.Keyring, report: VerifyReport
+) -> None:
+    """Files that no later step opens (the policy) must decrypt too: restore needs them."""
+    for role in sorted(set(manifest.body["files"]) - {"database", "checkpoints"}):
+        with tempfile.TemporaryDirectory(prefix="vigie-verify-") as scratch:
+            try:
+                manifest.extract(role, folder, Path(scratch) / role, keyring)
+            except SealedFileError as exc:
+                report.problems.append(str(exc))
+
+
 def verify_snapshot(
     dest_root: Path,
     *,
@@ -99,7 +116,14 @@ def verify_snapshot(
         report.problems.append(f"manifest: {exc}")
         return report
     report.engine = manifest.engine
+    if not manifest.encrypted:
+        report.warnings.append(
+            f"snapshot {snapshot_id} predates encrypted backups: its database is in clear on "
+            "the backup disk; once a newer snapshot verifies, prune this one "
+            "(`vigie backup prune`)"
+        )
     database_trusted = _check_files(folder, manifest, report)
+    _check_other_files(folder, manifest, keyring, report)
 
     store = dest.blobs
     entries = manifest.blobs()
@@ -137,11 +161,12 @@ def verify_snapshot(
         return report
     try:
         with database.attached(
-            folder / manifest.file("database")["name"], manifest.engine
+            lambda target: manifest.extract("database", folder, target, keyring),
+            manifest.engine,
         ) as alias:
             _check_rows(alias, manifest, store, keyring, good_blobs, report, progress)
-            _check_audit(alias, folder, manifest, public_key, report, progress)
-    except database.DatabaseBackupError as exc:
+            _check_audit(alias, folder, manifest, public_key, keyring, report, progress)
+    except (database.DatabaseBackupError, SealedFileError) as exc:
         report.problems.append(f"database: {exc}")
     report.seconds = time.perf_counter() - started
     return report
@@ -194,6 +219,7 @@ def _check_audit(
     folder: Path,
     manifest: Manifest,
     public_key: Ed25519PublicKey,
+    keyring: vault.Keyring,
     report: VerifyReport,
     progress: Progress | None,
 ) -> None:
@@ -207,12 +233,19 @@ def _check_audit(
         if progress is not None:
             progress("audit", seen, total)
 
-    result = verify_chain(
-        checkpoint_file=folder / CHECKPOINTS_FILE,
-        using=alias,
-        public_key=public_key,
-        progress=advance,
-    )
+    with tempfile.TemporaryDirectory(prefix="vigie-verify-") as scratch:
+        checkpoint_file = Path(scratch) / "checkpoints.jsonl"
+        try:
+            manifest.extract("checkpoints", folder, checkpoint_file, keyring)
+        except SealedFileError as exc:
+            report.problems.append(f"audit chain not checked: {exc}")
+            return
+        result = verify_chain(
+            checkpoint_file=checkpoint_file,
+            using=alias,
+            public_key=public_key,
+            progress=advance,
+        )
     report.audit_events = result.checked
     report.audit_checkpoints = result.checkpoints
     for problem in result.problems:

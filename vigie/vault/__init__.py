@@ -14,9 +14,11 @@ from __future__ import annotations
 
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from types import TracebackType
 from typing import BinaryIO
 
+from vigie.vault import _fs
 from vigie.vault.envelope import new_data_key, open_chunks, seal_chunks
 from vigie.vault.errors import (
     BlobMissing,
@@ -41,8 +43,10 @@ __all__ = [
     "get_keyring",
     "get_store",
     "open",
+    "open_file",
     "rewrap",
     "seal",
+    "seal_file",
 ]
 
 
@@ -166,6 +170,72 @@ def open(
         blob.close()
         raise
     return PlaintextStream(chunks, blob)
+
+
+# Files sealed outside the blob store (the backup's database snapshot) use bigger chunks: they
+# are read whole, never served piece by piece, so fewer tags cost less and change nothing.
+FILE_CHUNK_SIZE = 1024 * 1024
+
+
+def _check_file_label(label: str) -> None:
+    # Given a document's id, open_file would open that document's blob as `open` does, past
+    # records' access decision and audit: the "/" that no document id has rules that out.
+    if not isinstance(label, str) or "/" not in label:
+        raise VaultError(
+            f"invalid label {label!r} for a sealed file: it must contain '/' "
+            "(documents are opened through `open`, never as files)"
+        )
+
+
+def seal_file(
+    label: str,
+    source: BinaryIO,
+    target: Path,
+    *,
+    keyring: Keyring | None = None,
+    chunk_size: int = FILE_CHUNK_SIZE,
+) -> SealedDocument:
+    """Encrypt `source` into the new file `target` (mode 0600, durable when this returns).
+
+    The same envelope as a document, for what is not one: a fresh data key wrapped by the
+    active KEK, AES-256-GCM chunks. `label` takes the document id's place in every chunk's and
+    in the wrapped key's associated data, so the file opens only under that label; give it a
+    "/" (which no document id may contain) and a sealed file can never pass for a document.
+    No size limit. On any error, `target` does not exist.
+    """
+    _check_file_label(label)
+    if keyring is None:
+        keyring = get_keyring()
+    data_key = new_data_key()
+    kek_id, wrapped_key = keyring.wrap(data_key, label)
+    sealed = seal_chunks(data_key, label, source, chunk_size, None)
+    _fs.write_new(target, sealed)
+    return SealedDocument(kek_id, wrapped_key, sealed.size, sealed.sha256)
+
+
+def open_file(
+    label: str,
+    kek_id: str,
+    wrapped_key: bytes,
+    path: Path,
+    *,
+    keyring: Keyring | None = None,
+) -> PlaintextStream:
+    """Decrypt a file made by `seal_file`: authenticated plaintext chunks, as `open` gives.
+
+    FileNotFoundError if `path` is missing; KeyringError or IntegrityError as for `open`.
+    """
+    _check_file_label(label)
+    if keyring is None:
+        keyring = get_keyring()
+    data_key = keyring.unwrap(kek_id, wrapped_key, label)
+    handle = path.open("rb", buffering=0)
+    try:
+        chunks = open_chunks(data_key, label, handle)
+    except BaseException:
+        handle.close()
+        raise
+    return PlaintextStream(chunks, handle)
 
 
 def rewrap(

@@ -192,8 +192,12 @@ def test_a_snapshot_verified_with_the_wrong_keyring_is_refused(backed_up, tmp_pa
     report = verify_snapshot(
         clinic.dest, public_key=load_signing_key().public_key(), keyring=stranger
     )
-    assert len(report.problems) == len(clinic.documents)
-    assert all("does not decrypt" in p and "unknown key id" in p for p in report.problems)
+    # The database is sealed too: without the right keyring nothing of the snapshot opens.
+    [problem] = report.problems
+    name = Destination(clinic.dest).manifest(report.snapshot_id, None).file("database")["name"]
+    assert problem.startswith(f"database: database file {name} cannot be opened")
+    assert "unknown key id" in problem
+    assert report.documents == 0
 
 
 def test_a_truncated_manifest_is_named(backed_up) -> None:
@@ -220,3 +224,105 @@ def test_an_interrupted_backup_leaves_no_snapshot_and_its_blobs_are_not_trusted(
     assert result.copied == len(clinic.documents)  # the planted half blob was replaced
     assert dest.blobs.path_for(victim).read_bytes() == source
     assert _verify(clinic).problems == []
+
+
+# --- a stolen backup disk reveals nothing (issue 16) ------------------------------------------
+
+
+def _every_file(root: Path) -> list[Path]:
+    return [path for path in sorted(root.rglob("*")) if path.is_file()]
+
+
+def test_attack_a_stolen_snapshot_holds_no_patient_data_in_clear(clinic: Clinic) -> None:
+    settings.VIGIE_POLICY_FILE.write_text('[exposure]\nlisten = "internal"\n')
+    result = create(clinic.dest)
+    patient = clinic.patient
+    needles = [
+        patient.family_name.encode(),
+        patient.ipp.encode(),
+        patient.birth_date.isoformat().encode(),
+        b"SQLite format 3",
+        b"PGDMP",  # pg_dump's custom-format magic
+        b"exposure",
+    ]
+    for path in _every_file(clinic.dest):
+        content = path.read_bytes()
+        assert [n for n in needles if n in content] == [], path
+    manifest = Destination(clinic.dest).manifest(result.snapshot_id, None)
+    assert manifest.encrypted
+    assert sorted(manifest.body["files"]) == ["checkpoints", "database", "policy"]
+    for role in manifest.body["files"]:
+        assert manifest.file(role)["name"].endswith(".sealed")
+        entry = manifest.sealed(role)
+        assert entry is not None
+        assert entry.kek_id == vault.get_keyring().active_id
+
+
+def test_it_writes_every_file_0600_and_every_folder_0700_whatever_the_umask(
+    clinic: Clinic,
+) -> None:
+    import os
+    import stat
+
+    settings.VIGIE_POLICY_FILE.write_text("# policy\n")
+    clinic.dest.chmod(0o755)  # a folder made beforehand, as a mount point often is
+    umask = os.umask(0)
+    try:
+        create(clinic.dest)
+    finally:
+        os.umask(umask)
+    paths = [clinic.dest, *sorted(clinic.dest.rglob("*"))]
+    modes = {str(p): stat.S_IMODE(p.lstat().st_mode) for p in paths}
+    expected = {str(p): 0o700 if p.is_dir() else 0o600 for p in paths}
+    assert modes == expected
+
+
+def test_a_sealed_file_moved_from_another_snapshot_is_named(clinic: Clinic) -> None:
+    first = create(clinic.dest).snapshot_id
+    make_document(clinic.patient, b"%PDF-1.4 plus tard")
+    second = create(clinic.dest).snapshot_id
+    dest = Destination(clinic.dest)
+    name = dest.manifest(first, None).file("checkpoints")["name"]
+    target = dest.snapshot_dir(second) / name
+    shutil.copyfile(dest.snapshot_dir(first) / name, target)
+    report = _verify(clinic, second)
+    assert report.problems[0] == (
+        f"checkpoints file {name} does not match the manifest's SHA-256 "
+        "(it was altered after the backup)"
+    )
+
+
+def _as_clear_format(clinic: Clinic, snapshot_id: str) -> None:
+    """Rewrite a snapshot as `vigie backup create` wrote it before issue 16: files in clear."""
+    from vigie.backup.create import file_entry
+
+    dest = Destination(clinic.dest)
+    folder = dest.snapshot_dir(snapshot_id)
+    manifest = dest.manifest(snapshot_id, None)
+    body = json.loads(json.dumps(manifest.body))
+    for role, entry in body["files"].items():
+        clear = folder / entry["name"].removesuffix(".sealed")
+        manifest.extract(role, folder, clear, vault.get_keyring())
+        (folder / entry["name"]).unlink()
+        body["files"][role] = file_entry(clear)
+    body["format"] = "vigie-backup-1"
+    (folder / MANIFEST_NAME).write_bytes(sign(body, load_signing_key()))
+
+
+def test_a_snapshot_of_the_clear_format_still_verifies_and_says_to_prune_it(
+    clinic: Clinic,
+) -> None:
+    # Refusing them would leave a clinic without its older backups on the day it upgrades.
+    snapshot_id = create(clinic.dest).snapshot_id
+    _as_clear_format(clinic, snapshot_id)
+    report = _verify(clinic)
+    assert report.problems == []
+    assert report.documents == len(clinic.documents)
+    assert report.warnings == [
+        f"snapshot {snapshot_id} predates encrypted backups: its database is in clear on the "
+        "backup disk; once a newer snapshot verifies, prune this one (`vigie backup prune`)"
+    ]
+    # The next backup is sealed again, and reuses the blobs.
+    again = create(clinic.dest)
+    assert again.reused == len(clinic.documents)
+    assert _verify(clinic, again.snapshot_id).warnings == []

@@ -227,3 +227,46 @@ def test_it_imports_no_django() -> None:
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+# --- files sealed outside the store (the backup's database snapshot) --------------------------
+
+
+def test_a_sealed_file_opens_under_its_label_only(keyring: Keyring, tmp_path: Path) -> None:
+    import stat
+
+    target = tmp_path / "out" / "database.sealed"
+    target.parent.mkdir()
+    sealed = vault.seal_file("backup/s1/database", io.BytesIO(CONTENT), target, keyring=keyring)
+    assert stat.S_IMODE(target.stat().st_mode) == 0o600
+    assert MARKER not in target.read_bytes()
+    assert (sealed.size, sealed.sha256) == (len(CONTENT), hashlib.sha256(CONTENT).hexdigest())
+    with vault.open_file(
+        "backup/s1/database", sealed.kek_id, sealed.wrapped_key, target, keyring=keyring
+    ) as stream:
+        assert b"".join(stream) == CONTENT
+    # The same file under another label (another snapshot, another role) does not open.
+    with pytest.raises(IntegrityError):
+        vault.open_file(
+            "backup/s2/database", sealed.kek_id, sealed.wrapped_key, target, keyring=keyring
+        )
+
+
+def test_sealing_a_file_never_overwrites_one(keyring: Keyring, tmp_path: Path) -> None:
+    target = tmp_path / "database.sealed"
+    target.write_bytes(b"already here")
+    with pytest.raises(FileExistsError):
+        vault.seal_file("backup/s1/database", io.BytesIO(CONTENT), target, keyring=keyring)
+    assert target.read_bytes() == b"already here"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["database.sealed", "keyring"]
+
+
+def test_it_refuses_to_open_a_document_as_a_file(
+    store: FilesystemBlobStore, keyring: Keyring
+) -> None:
+    # open_file with a document's id would be a way around records' access decision and audit.
+    sealed = seal(store, keyring)
+    with pytest.raises(VaultError, match="must contain '/'"):
+        vault.open_file(
+            DOC, sealed.kek_id, sealed.wrapped_key, store.path_for(DOC), keyring=keyring
+        )

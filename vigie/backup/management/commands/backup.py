@@ -19,6 +19,7 @@ from vigie.backup.destination import Destination, DestinationError
 from vigie.backup.manifest import ManifestError
 from vigie.backup.restore import RestoreError, restore
 from vigie.backup.retention import prune
+from vigie.backup.sealed import SealedFileError
 from vigie.backup.verify import VerifyReport, verify_snapshot
 
 _STAGES = {
@@ -82,6 +83,7 @@ class Command(BaseCommand):
             DestinationError,
             ManifestError,
             RestoreError,
+            SealedFileError,
             key_export.KeysExportError,
             vault.VaultError,
         ) as exc:
@@ -205,6 +207,8 @@ class Command(BaseCommand):
             f"  audit chain: {report.audit_events} event(s), "
             f"{report.audit_checkpoints} signed checkpoint(s)"
         )
+        for warning in report.warnings:
+            out.write(f"WARNING  {warning}")
         for problem in report.problems:
             out.write(f"PROBLEM  {problem}")
         if report.ok:
