@@ -25,6 +25,7 @@ maintenance and never closed), and it is alarmed as such.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import ipaddress
 import json
@@ -44,6 +45,7 @@ from django.db import DatabaseError, transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from vigie.alerts.models import Alert
 from vigie.alerts.services import raise_alert
 from vigie.audit.log import AuditUnavailable, record
 from vigie.guard import lockdown, nft, probe
@@ -1175,20 +1177,22 @@ class DriftWatcher:
             "Repaired: Vigie's firewall table was changed by hand and has been reinstalled "
             "(%(ms)s ms). %(changes)s."
         ) % {"ms": milliseconds, "changes": changes}
-        lock, verdict = False, ""
-        seen: dict[int, bool | None] = {}
-        if exposing:
-            lock, verdict, seen = self._outside_verdict()
-            summary = f"{summary} {verdict}"
         details: dict[str, Any] = {
             "repaired": True,
             "repair_ms": milliseconds,
             "keys": [f.key for f in fixed],
             "changes": [f.summary for f in fixed[:_MAX_LISTED]],
             "exposing": exposing,
-            "closed_from_outside": {str(p): closed for p, closed in seen.items()},
             "during_window": in_window,
         }
+        # Told at once: the outside check below can take seconds (an ssh round trip).
+        alert = raise_alert(
+            ALERT_KIND,
+            severity=CRITICAL if any(f.severity == CRITICAL for f in fixed) else WARNING,
+            summary=summary,
+            details=details,
+            dedupe_key=f"{ALERT_KIND}.repaired:{_digest(_canonical(sorted(details['keys'])))}",
+        )
         events: list[DriftEvent] = []
         for finding in fixed:
             event = self._store(
@@ -1207,6 +1211,19 @@ class DriftWatcher:
             )
             if event is not None:
                 events.append(event)
+        lock = False
+        if exposing:
+            lock, verdict, seen = self._outside_verdict()
+            summary = f"{summary} {verdict}"
+            details["closed_from_outside"] = {str(p): closed for p, closed in seen.items()}
+            details["lockdown"] = lock and self.policy.lockdown_on_exposure
+            # The alert row shows the verdict too (what was delivered said "repaired").
+            with contextlib.suppress(DatabaseError):
+                Alert.objects.filter(pk=alert.pk).update(
+                    summary=summary[:500], details=json.loads(_canonical(details))
+                )
+            if lock:
+                self._lock_down(summary, details)
         try:
             record(
                 "guard.table.repaired",
@@ -1215,21 +1232,12 @@ class DriftWatcher:
                     "keys": details["keys"][:_MAX_LISTED],
                     "repair_ms": milliseconds,
                     "exposing": exposing,
+                    "closed_from_outside": details.get("closed_from_outside", {}),
                     "lockdown": lock and self.policy.lockdown_on_exposure,
                 },
             )
         except AuditUnavailable:
             logger.exception("drift: could not audit the repair of %s", nft.TABLE)
-        severity = CRITICAL if any(f.severity == CRITICAL for f in fixed) else WARNING
-        raise_alert(
-            ALERT_KIND,
-            severity=severity,
-            summary=summary,
-            details=details,
-            dedupe_key=f"{ALERT_KIND}.repaired:{_digest(_canonical(sorted(details['keys'])))}",
-        )
-        if lock:
-            self._lock_down(summary, details)
         return events
 
     def _repair_failed(self, repair: Repair) -> None:
