@@ -935,6 +935,8 @@ class DriftWatcher:
         self._from_window: dict[str, Finding] = {}
         # Findings already present when the baseline was taken.
         self._preexisting: frozenset[str] = frozenset()
+        # Findings in Vigie's table that survived a reinstall: not reinstalled again.
+        self._futile: frozenset[str] = frozenset()
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._proc: subprocess.Popen[str] | None = None
@@ -979,6 +981,7 @@ class DriftWatcher:
 
     def _set_baseline(self, snapshot: Snapshot) -> Baseline:
         self.baseline = Baseline.of(snapshot)
+        self._futile = frozenset()
         self._preexisting = frozenset(f.key for f in compare(self.policy, snapshot, self.baseline))
         return self.baseline
 
@@ -1025,13 +1028,17 @@ class DriftWatcher:
             found = compare(self.policy, snapshot, baseline)
             repair: Repair | None = None
             owned = [f for f in found if f.repairable]
-            if owned:
+            if owned and not {f.key for f in owned} <= self._futile:
                 # Vigie's table is never changed by hand legitimately (windows go through
                 # `vigie maintenance`, the policy through a restart): put it back first, then
                 # tell. A window open or not makes no difference to that.
                 repair = repair_table(self.policy, owned)
                 if repair.after is not None:
                     found = compare(self.policy, repair.after, baseline)
+                    # What a reinstall did not fix, another will not either (a starting state
+                    # taken from a tampered table): alarmed below, not reinstalled in a loop
+                    # that each reinstall's own `nft monitor` events would keep spinning.
+                    self._futile = frozenset(f.key for f in found if f.repairable)
             current = {f.key: f for f in found}
             in_window = MaintenanceWindow.objects.open().exists()
             events: list[DriftEvent] = []

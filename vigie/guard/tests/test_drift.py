@@ -694,6 +694,29 @@ def test_a_repair_that_fails_is_alarmed_and_the_exposure_locks_down(watcher, net
 
 @pytest.mark.netns
 @pytest.mark.usefixtures("audit_committing")
+def test_a_reinstall_that_fixes_nothing_is_not_repeated_in_a_loop(watcher, netns, monkeypatch):
+    w = watcher(POLICY, port_closed=lambda port: True)
+    installs: list[Policy] = []
+
+    def ineffective(policy: Policy) -> str:
+        installs.append(policy)
+        return ""
+
+    monkeypatch.setattr(nft, "install", ineffective)
+    in_ns(netns, "insert", "rule", "inet", "vigie", "input", "accept")
+
+    event = check_until(w, "rule:+:inet vigie input")
+    for _round in range(3):
+        w.check()
+
+    assert len(installs) == 1
+    assert not event.details.get("repaired")
+    assert event.alerted
+    assert GuardState.get().lockdown  # still exposed, and said so: fail closed
+
+
+@pytest.mark.netns
+@pytest.mark.usefixtures("audit_committing")
 def test_accept_in_another_table_is_recorded_as_drift_without_lockdown(watcher, netns):
     w = watcher(POLICY, port_closed=lambda port: False)
     in_ns(netns, "add", "table", "ip", "contractor")
