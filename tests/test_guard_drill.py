@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import re
 import signal
 import socket
 import sqlite3
@@ -35,7 +34,7 @@ from typing import Any
 
 import pytest
 
-from tests.browser.live import ARTIFACTS, VIGIE, HttpClient, Installation, Login, free_port
+from tests.browser.live import ARTIFACTS, VIGIE, HttpClient, Installation, free_port
 from vigie.guard.testing import Host, delete_netns, link, make_netns, netns_supported
 
 pytestmark = [pytest.mark.slow, pytest.mark.netns, pytest.mark.sqlite_only]
@@ -408,31 +407,20 @@ def test_contractor_window_closes_itself_and_every_exposure_is_caught(drill: Dri
         "drift alarm", lambda: bool(drill.alerts("guard.drift", t_flush)), 10
     )
     drill.measured["drift_alert_seconds"] = round(drift_latency, 3)
-    assert outside.call(can_connect, clinic.address, port), "the flush really exposed the port"
-
-    # Lockdown: the doctor now gets the maintenance page, not the document.
+    # The guard put its table back (issue 15; each tampering is timed in
+    # test_guard_drill_heal.py, with the lockdown an unrepairable bypass brings).
+    assert not outside.call(can_connect, clinic.address, port), "the flush was not repaired"
     drill.wait_for(
-        "lockdown engaged",
-        lambda: drill.rows("SELECT lockdown FROM guard_guardstate")[0:1] == [(1,)],
-        10,
+        "the outside verdict on the repair",
+        lambda: bool(
+            drill.rows(
+                "SELECT count(*) FROM audit_auditevent WHERE action = 'guard.table.repaired'"
+            )[0][0]
+        ),
+        30,
     )
-    during = clinic.call(doctor.request, "GET", f"/documents/{readable}/content")
-    assert during.status == 503
-    assert b"%PDF" not in during.body
-
-    # Until an administrator clears it, with the second factor.
-    admin = HttpClient(f"http://127.0.0.1:{port}")
-    admin_login: Login = drill.installation.login("admin", 0)
-    clinic.call(admin.login, drill.installation, admin_login)
-    page = clinic.call(admin.request, "GET", "/guard/")
-    assert page.status == 200
-    token = re.search(rb'name="csrfmiddlewaretoken" value="([^"]+)"', page.body)
-    assert token is not None
-    cleared = clinic.call(
-        admin.request, "POST", "/guard/lockdown/clear", {"csrfmiddlewaretoken": token[1].decode()}
-    )
-    assert cleared.status == 200, cleared.status
-    assert drill.rows("SELECT lockdown FROM guard_guardstate")[0] == (0,)
+    # Seen closed from outside: no lockdown, the doctor reads on.
+    assert drill.rows("SELECT lockdown FROM guard_guardstate")[0:1] == [(0,)]
     after = clinic.call(doctor.request, "GET", f"/documents/{readable}/content")
     assert after.status == 200
     assert after.body.startswith(b"%PDF")

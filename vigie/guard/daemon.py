@@ -10,8 +10,14 @@ threads so a slow one never delays another:
 - probe: an outside-in round every `probe_interval` (≤ 30 s);
 - heartbeat: every `heartbeat_interval` (≤ 60 s), so a dead guard is noticed.
 
-SIGTERM or SIGINT stops the loops, then the process. The guard is not what keeps windows
-closed: the kernel expires them even when this process is killed.
+Each loop runs at a fixed rate: the next round is scheduled from the start of the previous
+one (monotonic clock), less the time that round took, so that a change a round just missed
+is *reported* within one interval, not one interval plus the length of a round.
+
+At start the guard records the time nobody watched (from the last sign of life of the
+previous guard to now), then reinstalls its table. SIGTERM or SIGINT stops the loops, then
+the process. The guard is not what keeps windows closed: the kernel expires them even when
+this process is killed.
 """
 
 from __future__ import annotations
@@ -45,6 +51,18 @@ class GuardAlreadyRunning(RuntimeError):
     pass
 
 
+def next_start(started: float, interval: float, took: float) -> float:
+    """When the round after one that started at `started` and took `took` seconds begins.
+
+    From the previous start, not its end, so a slow round does not stretch the period (the
+    listener alarm took 10.1 s at a 10 s interval when the wait began after each check). The
+    round's own length is taken off too: the next round, taking about as long, then *ends*
+    (and alarms) within one interval of this one's start. At most half an interval is taken
+    off; a round longer than that is followed at once by the next.
+    """
+    return started + max(interval - took, interval / 2)
+
+
 @contextmanager
 def single_instance(path: Path) -> Iterator[None]:
     """Hold an exclusive lock on `path` for the life of the guard."""
@@ -74,9 +92,17 @@ class Guard:
 
     # --- the loops ---
 
-    def _loop(self, name: str, step: Callable[[], None], wait: Callable[[], None]) -> None:
-        """Run `step` until stopped; an error is logged and retried, never fatal."""
+    def _loop(
+        self,
+        name: str,
+        step: Callable[[], None],
+        interval: float,
+        wake: threading.Event | None = None,
+    ) -> None:
+        """Run `step` every `interval` until stopped (at once if `wake` is set); an error is
+        logged and retried, never fatal."""
         while not self.stop.is_set():
+            started = time.monotonic()
             try:
                 step()
             except Exception:
@@ -85,8 +111,19 @@ class Guard:
                 connection.close()
             finally:
                 close_old_connections()
-            wait()
+            self._wait_until(next_start(started, interval, time.monotonic() - started), wake)
         connection.close()
+
+    def _wait_until(self, deadline: float, wake: threading.Event | None) -> None:
+        if wake is None:
+            self.stop.wait(max(deadline - time.monotonic(), 0.0))
+            return
+        # The drift loop: woken at once by the `nft monitor` thread.
+        while not self.stop.is_set() and time.monotonic() < deadline:
+            if wake.wait(timeout=min(0.2, max(deadline - time.monotonic(), 0.0))):
+                # Let a burst of changes (one `nft -f` script is several events) settle.
+                time.sleep(0.2)
+                return
 
     def _verify_closed(self, window: MaintenanceWindow) -> bool | None:
         return probe.port_closed_from_outside(self.policy, window.port)
@@ -98,30 +135,17 @@ class Guard:
         self.drift.changed.clear()
         self.drift.check()
 
-    def _wait_drift(self) -> None:
-        # Woken at once by the monitor thread; otherwise a full snapshot every interval.
-        deadline = time.monotonic() + self.policy.snapshot_interval
-        while not self.stop.is_set() and time.monotonic() < deadline:
-            if self.drift.changed.wait(timeout=0.2):
-                # Let a burst of changes (one `nft -f` script is several events) settle.
-                time.sleep(0.2)
-                return
-
     def _probe(self) -> None:
         probe.run_round(self.policy)
 
     def _beat(self) -> None:
         heartbeat.beat(self.policy.heartbeat_url)
 
-    def _every(self, seconds: float) -> Callable[[], None]:
-        def wait() -> None:
-            self.stop.wait(seconds)
-
-        return wait
-
     # --- life cycle ---
 
     def start(self) -> None:
+        # Before anything this guard writes (its first heartbeat) hides the previous one's end.
+        heartbeat.record_silence()
         nft.install(self.policy)
         record(
             "guard.started",
@@ -132,16 +156,19 @@ class Guard:
             },
         )
         self.drift.start()
-        loops: list[tuple[str, Callable[[], None], Callable[[], None]]] = [
-            ("heartbeat", self._beat, self._every(self.policy.heartbeat_interval)),
-            ("windows", self._sweep, self._every(WINDOW_SWEEP_SECONDS)),
-            ("drift", self._check_drift, self._wait_drift),
+        loops: list[tuple[str, Callable[[], None], float, threading.Event | None]] = [
+            ("heartbeat", self._beat, self.policy.heartbeat_interval, None),
+            ("windows", self._sweep, WINDOW_SWEEP_SECONDS, None),
+            ("drift", self._check_drift, self.policy.snapshot_interval, self.drift.changed),
         ]
         if self.policy.probe_base_urls:
-            loops.append(("probe", self._probe, self._every(self.policy.probe_interval)))
-        for name, step, wait in loops:
+            loops.append(("probe", self._probe, self.policy.probe_interval, None))
+        for name, step, interval, wake in loops:
             thread = threading.Thread(
-                target=self._loop, args=(name, step, wait), name=f"guard-{name}", daemon=True
+                target=self._loop,
+                args=(name, step, interval, wake),
+                name=f"guard-{name}",
+                daemon=True,
             )
             thread.start()
             self.threads.append(thread)

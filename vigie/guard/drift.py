@@ -25,6 +25,7 @@ maintenance and never closed), and it is alarmed as such.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import ipaddress
 import json
@@ -32,8 +33,10 @@ import logging
 import socket
 import subprocess
 import threading
+import time
 from collections import Counter
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -42,9 +45,10 @@ from django.db import DatabaseError, transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from vigie.alerts.models import Alert
 from vigie.alerts.services import raise_alert
 from vigie.audit.log import AuditUnavailable, record
-from vigie.guard import lockdown, nft
+from vigie.guard import lockdown, nft, probe
 from vigie.guard.models import DriftEvent, MaintenanceWindow
 from vigie.guard.policy import Policy
 
@@ -108,6 +112,8 @@ class Finding:
     details: dict[str, Any] = field(default_factory=dict)
     # True when the difference may let traffic reach a guarded port (or a local service).
     exposing: bool = False
+    # True when it is in Vigie's own table, which the guard repairs by reinstalling it.
+    repairable: bool = False
 
 
 def listening_sockets() -> tuple[ListeningSocket, ...]:
@@ -175,6 +181,7 @@ class Chain:
     name: str
     hook: str  # "" for a regular (non-base) chain
     policy: str  # "" for a regular chain
+    priority: int | None  # None for a regular chain
     definition: str  # canonical JSON of type, hook, priority, policy, device
     rules: tuple[Rule, ...]
 
@@ -185,6 +192,14 @@ class Chain:
     @property
     def on_input(self) -> bool:
         return self.hook == "input"
+
+    @property
+    def before_vigie(self) -> bool:
+        """Does this chain see incoming packets before Vigie's input chain judges them?"""
+        if self.hook in ("ingress", "prerouting"):
+            return True
+        # Same hook, same priority: nftables does not say which runs first; assume the worst.
+        return self.on_input and self.priority is not None and self.priority <= nft.CHAIN_PRIORITY
 
 
 @dataclass(frozen=True)
@@ -291,6 +306,8 @@ def _statement_text(statement: Any) -> str:
     if key == "reject":
         kind = body.get("type") if isinstance(body, dict) else None
         return f"reject with {kind}" if kind else "reject"
+    if key == "mangle" and isinstance(body, dict):
+        return f"{_value_text(body.get('key'))} set {_value_text(body.get('value'))}"
     if key == "counter" and (body is None or isinstance(body, dict)):
         return "counter"
     if key in ("snat", "dnat", "redirect", "masquerade") and isinstance(body, dict):
@@ -343,6 +360,13 @@ def _object_definition(kind: str, body: dict[str, Any], *, vigie: bool) -> str:
     return _canonical(definition)
 
 
+def _priority(value: Any) -> int | None:
+    try:
+        return int(value) if value is not None else None
+    except (TypeError, ValueError):
+        return None
+
+
 def parse_ruleset(data: dict[str, Any]) -> Ruleset:
     """nft's JSON → tables, chains with their rules in order, and other objects."""
     table_ids: list[tuple[str, str]] = []
@@ -378,6 +402,7 @@ def parse_ruleset(data: dict[str, Any]) -> Ruleset:
             name=name,
             hook=str(body.get("hook", "")),
             policy=str(body.get("policy", "")),
+            priority=_priority(body.get("prio")),
             definition=_canonical(definition),
             rules=tuple(rules.get((family, table, name), [])),
         )
@@ -429,6 +454,7 @@ def _vigie_findings(
                 % {"table": nft.TABLE, "ports": ports or "-"},
                 details={"table": nft.TABLE, "guarded_ports": list(policy.public_ports)},
                 exposing=True,
+                repairable=True,
             )
         ]
     findings = _policy_set_findings(policy, data)
@@ -437,7 +463,7 @@ def _vigie_findings(
     # policy's sets above still are); the guard installs the table before it starts.
     if before is not None:
         findings += _table_findings(before, table)
-    return findings
+    return [replace(f, repairable=True) for f in findings]
 
 
 def _element_text(element: Any) -> str:
@@ -534,9 +560,35 @@ def _policy_set_findings(policy: Policy, data: dict[str, Any]) -> list[Finding]:
 
 
 def _opens_input(rule: Rule, chain: Chain) -> bool:
-    # Pragmatic: an accept added to an input-hook chain is how a firewall is "opened" by
-    # hand (the incident's gesture), whatever the rest of the ruleset would still refuse.
+    # An accept added to an input-hook chain is how a firewall is "opened" by hand (the
+    # incident's gesture). In Vigie's own chain it exposes the guarded ports. Anywhere else it
+    # cannot: in nftables an accept ends only the chain's own hook function, every other base
+    # chain on the hook still runs, and Vigie's reset is final (tested with real packets in
+    # test_nft.py). Such a change is recorded as drift, not answered with lockdown.
     return chain.on_input and rule.verdict == "accept"
+
+
+# Statements that rewrite where a packet comes from. Run before Vigie's chain judges the
+# packet, they can make a stranger look like an allowed source: the one change in another
+# table that can get past Vigie's reset (tested with real packets in test_nft.py).
+_SOURCE_FIELDS = frozenset({("ip", "saddr"), ("ip6", "saddr")})
+
+
+def _bypasses_vigie(rule: Rule, chain: Chain) -> bool:
+    if not chain.before_vigie:
+        return False
+    try:
+        expr = json.loads(rule.identity).get("expr") or []
+    except ValueError:
+        return False
+    for statement in expr:
+        single = _only(statement)
+        if single is None or single[0] != "mangle" or not isinstance(single[1], dict):
+            continue
+        payload = (single[1].get("key") or {}).get("payload") or {}
+        if (payload.get("protocol"), payload.get("field")) in _SOURCE_FIELDS:
+            return True
+    return False
 
 
 def _closes_input(rule: Rule, chain: Chain) -> bool:
@@ -596,9 +648,9 @@ def _table_removed(table: Table) -> Finding:
     return Finding(
         key=f"table:-:{table.label}",
         kind=DriftEvent.Kind.RULESET,
-        # The host's own firewall losing its drop rules is the incident's gesture, even if
-        # Vigie's table still guards the portal's ports.
-        severity=CRITICAL if closed else WARNING,
+        # The host's firewall losing its drop rules is the incident's gesture, but Vigie's
+        # table still guards the portal's ports: recorded and told, not a lockdown.
+        severity=WARNING,
         summary=_("Firewall table %(table)s removed by hand") % {"table": table.label},
         details={"table": table.label, "chains": sorted(table.chains), "drop_rules": closed},
     )
@@ -611,6 +663,12 @@ def _table_added(table: Table) -> Finding:
         for rule in chain.rules
         if _opens_input(rule, chain)
     ]
+    bypassing = [
+        f"{chain.name}: {rule.text}"
+        for chain in table.chains.values()
+        for rule in chain.rules
+        if _bypasses_vigie(rule, chain)
+    ]
     content = _canonical(
         {
             "chains": {
@@ -619,7 +677,12 @@ def _table_added(table: Table) -> Finding:
             "objects": table.objects,
         }
     )
-    if opening:
+    if bypassing:
+        summary = _(
+            "Firewall table %(table)s added by hand, rewriting source addresses before "
+            "Vigie's chain: %(rules)s"
+        ) % {"table": table.label, "rules": "; ".join(bypassing)[:_MAX_TEXT]}
+    elif opening:
         summary = _("Firewall table %(table)s added by hand, accepting input: %(rules)s") % {
             "table": table.label,
             "rules": "; ".join(opening)[:_MAX_TEXT],
@@ -630,23 +693,22 @@ def _table_added(table: Table) -> Finding:
         # The content is in the key: a later change to the new table is a new finding.
         key=f"table:+:{table.label}:{_digest(content)}",
         kind=DriftEvent.Kind.RULESET,
-        severity=CRITICAL if opening else WARNING,
+        severity=CRITICAL if bypassing else WARNING,
         summary=summary,
         details={
             "table": table.label,
             "chains": {n: _chain_listing(c) for n, c in table.chains.items()},
             "objects": sorted(table.objects),
         },
-        exposing=bool(opening),
+        exposing=bool(bypassing),
     )
 
 
 def _chain_removed(chain: Chain, *, vigie: bool) -> Finding:
-    closed = [r.text for r in chain.rules if _closes_input(r, chain)]
     return Finding(
         key=f"chain:-:{chain.label}",
         kind=DriftEvent.Kind.RULESET,
-        severity=CRITICAL if vigie or closed else WARNING,
+        severity=CRITICAL if vigie else WARNING,
         summary=_("Chain %(chain)s removed by hand") % {"chain": chain.label},
         details={"chain": chain.label, "rules": _chain_listing(chain)},
         # Vigie's input chain is the guard itself.
@@ -655,12 +717,13 @@ def _chain_removed(chain: Chain, *, vigie: bool) -> Finding:
 
 
 def _chain_added(chain: Chain, *, vigie: bool) -> Finding:
-    opening = [r.text for r in chain.rules if _opens_input(r, chain)]
+    opening = [r.text for r in chain.rules if _opens_input(r, chain)] if vigie else []
+    bypassing = [r.text for r in chain.rules if _bypasses_vigie(r, chain)] if not vigie else []
     content = _canonical([chain.definition, [r.identity for r in chain.rules]])
     return Finding(
         key=f"chain:+:{chain.label}:{_digest(content)}",
         kind=DriftEvent.Kind.RULESET,
-        severity=CRITICAL if vigie or opening else WARNING,
+        severity=CRITICAL if vigie or bypassing else WARNING,
         summary=_("Chain %(chain)s added by hand (%(hook)s, %(rules)s rules)")
         % {"chain": chain.label, "hook": chain.hook or "no hook", "rules": len(chain.rules)},
         details={
@@ -668,7 +731,7 @@ def _chain_added(chain: Chain, *, vigie: bool) -> Finding:
             "definition": chain.definition,
             "rules": _chain_listing(chain),
         },
-        exposing=bool(opening),
+        exposing=bool(opening or bypassing),
     )
 
 
@@ -683,11 +746,12 @@ def _chain_findings(old: Chain, new: Chain, *, vigie: bool) -> list[Finding]:
             Finding(
                 key=f"chain:~:{new.label}:{_digest(new.definition)}",
                 kind=DriftEvent.Kind.RULESET,
-                severity=CRITICAL if vigie or opens else WARNING,
+                severity=CRITICAL if vigie else WARNING,
                 summary=_("Chain %(chain)s redefined by hand: %(before)s → %(after)s")
                 % {"chain": new.label, "before": old.definition, "after": new.definition},
                 details={"chain": new.label, "before": old.definition, "after": new.definition},
-                exposing=opens,
+                # Only Vigie's chain guards the portal's ports (see _opens_input).
+                exposing=vigie and opens,
             )
         )
     before = Counter(r.identity for r in old.rules)
@@ -695,17 +759,17 @@ def _chain_findings(old: Chain, new: Chain, *, vigie: bool) -> list[Finding]:
     texts = {r.identity: r for r in (*old.rules, *new.rules)}
     for identity, count in sorted((after - before).items()):
         rule = texts[identity]
-        opens = _opens_input(rule, new)
+        exposing = (vigie and _opens_input(rule, new)) or (not vigie and _bypasses_vigie(rule, new))
         for occurrence in range(count):
             findings.append(
                 Finding(
                     key=f"rule:+:{new.label}:{_digest(identity)}:{occurrence}",
                     kind=DriftEvent.Kind.RULESET,
-                    severity=CRITICAL if vigie or opens else WARNING,
+                    severity=CRITICAL if vigie or exposing else WARNING,
                     summary=_("Rule added by hand to chain %(chain)s: “%(rule)s”")
                     % {"chain": new.label, "rule": rule.text},
                     details={"chain": new.label, "rule": rule.text, "verdict": rule.verdict},
-                    exposing=opens,
+                    exposing=exposing,
                 )
             )
     for identity, count in sorted((before - after).items()):
@@ -716,7 +780,7 @@ def _chain_findings(old: Chain, new: Chain, *, vigie: bool) -> list[Finding]:
                 Finding(
                     key=f"rule:-:{old.label}:{_digest(identity)}:{occurrence}",
                     kind=DriftEvent.Kind.RULESET,
-                    severity=CRITICAL if vigie or closed else WARNING,
+                    severity=CRITICAL if vigie else WARNING,
                     summary=_("Rule removed by hand from chain %(chain)s: “%(rule)s”")
                     % {"chain": old.label, "rule": rule.text},
                     details={"chain": old.label, "rule": rule.text, "verdict": rule.verdict},
@@ -815,6 +879,35 @@ def _listener_findings(policy: Policy, sockets: tuple[ListeningSocket, ...]) -> 
     return findings
 
 
+# --- the repair ---------------------------------------------------------------------------
+
+# Is this guarded port closed when tried from outside? True, False, or None: cannot tell.
+PortCheck = Callable[[int], "bool | None"]
+
+
+@dataclass
+class Repair:
+    """One reinstallation of Vigie's table, because of `findings` in it."""
+
+    findings: list[Finding]
+    seconds: float = 0.0  # the `nft -f` transaction, from the decision to reinstall
+    error: str = ""
+    after: Snapshot | None = None  # the ruleset read back once reinstalled
+
+
+def repair_table(policy: Policy, findings: list[Finding]) -> Repair:
+    """Reinstall Vigie's table from the policy in one transaction and read the result back."""
+    started = time.monotonic()
+    try:
+        nft.install(policy)
+        seconds = time.monotonic() - started
+        after = take_snapshot()
+    except (nft.NftUnavailable, nft.NftError, psutil.Error, OSError, ValueError) as exc:
+        logger.error("drift: could not repair %s: %s", nft.TABLE, exc)
+        return Repair(findings, seconds=time.monotonic() - started, error=str(exc))
+    return Repair(findings, seconds=seconds, after=after)
+
+
 # --- the watcher --------------------------------------------------------------------------
 
 
@@ -824,10 +917,17 @@ class DriftWatcher:
     `check` is meant to run in one thread (the guard's drift loop); the monitor thread only
     sets the event. Keys seen so far live in memory: a restarted guard takes a new baseline
     after reinstalling its table, and findings still present are reported afresh.
+
+    A difference in Vigie's own table is repaired at once (the table reinstalled whole, see
+    `repair_table`); whether the portal is then locked down depends on what `port_closed`
+    (by default the outside probe) sees after the repair.
     """
 
-    def __init__(self, policy: Policy) -> None:
+    def __init__(self, policy: Policy, *, port_closed: PortCheck | None = None) -> None:
         self.policy = policy
+        self.port_closed: PortCheck = port_closed or (
+            lambda port: probe.port_closed_from_outside(policy, port)
+        )
         self.changed = threading.Event()
         self.baseline: Baseline | None = None
         self._active: dict[str, Finding] = {}
@@ -835,6 +935,8 @@ class DriftWatcher:
         self._from_window: dict[str, Finding] = {}
         # Findings already present when the baseline was taken.
         self._preexisting: frozenset[str] = frozenset()
+        # Findings in Vigie's table that survived a reinstall: not reinstalled again.
+        self._futile: frozenset[str] = frozenset()
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._proc: subprocess.Popen[str] | None = None
@@ -879,6 +981,7 @@ class DriftWatcher:
 
     def _set_baseline(self, snapshot: Snapshot) -> Baseline:
         self.baseline = Baseline.of(snapshot)
+        self._futile = frozenset()
         self._preexisting = frozenset(f.key for f in compare(self.policy, snapshot, self.baseline))
         return self.baseline
 
@@ -922,9 +1025,29 @@ class DriftWatcher:
                 self._unavailable(exc)
                 return []
             baseline = self.baseline or self._set_baseline(snapshot)
-            current = {f.key: f for f in compare(self.policy, snapshot, baseline)}
+            found = compare(self.policy, snapshot, baseline)
+            repair: Repair | None = None
+            owned = [f for f in found if f.repairable]
+            if owned and not {f.key for f in owned} <= self._futile:
+                # Vigie's table is never changed by hand legitimately (windows go through
+                # `vigie maintenance`, the policy through a restart): put it back first, then
+                # tell. A window open or not makes no difference to that.
+                repair = repair_table(self.policy, owned)
+                if repair.after is not None:
+                    found = compare(self.policy, repair.after, baseline)
+                    # What a reinstall did not fix, another will not either (a starting state
+                    # taken from a tampered table): alarmed below, not reinstalled in a loop
+                    # that each reinstall's own `nft monitor` events would keep spinning.
+                    self._futile = frozenset(f.key for f in found if f.repairable)
+            current = {f.key: f for f in found}
             in_window = MaintenanceWindow.objects.open().exists()
             events: list[DriftEvent] = []
+            if repair is not None:
+                if repair.error:
+                    self._repair_failed(repair)
+                fixed = [f for f in repair.findings if f.key not in current]
+                if fixed:
+                    events += self._repaired(fixed, repair, in_window=in_window)
             for key, finding in current.items():
                 if key not in self._active:
                     # What was there when the watcher started predates it: no window can be
@@ -1018,6 +1141,122 @@ class DriftWatcher:
             self._active[finding.key] = finding
         return event
 
+    def _outside_verdict(self) -> tuple[bool, str, dict[int, bool | None]]:
+        """After a repair: lock down or not, why, and what the outside check saw per port."""
+        seen = {port: self.port_closed(port) for port in self.policy.public_ports}
+        still_open = [str(p) for p, closed in seen.items() if closed is False]
+        unknown = [str(p) for p, closed in seen.items() if closed is None]
+        if still_open:
+            return (
+                True,
+                _("Seen from outside, port %(ports)s still answers: the portal is locked down.")
+                % {"ports": ", ".join(still_open)},
+                seen,
+            )
+        if unknown:
+            # Without a probe nothing outside confirms the repair took effect where it
+            # matters (a perimeter may forward the port elsewhere): fail closed.
+            return (
+                True,
+                _(
+                    "Nothing could confirm from outside that port %(ports)s is closed again: "
+                    "the portal is locked down."
+                )
+                % {"ports": ", ".join(unknown)},
+                seen,
+            )
+        return (
+            False,
+            _("Seen from outside, port %(ports)s is closed again: no lockdown.")
+            % {"ports": ", ".join(str(p) for p in seen)},
+            seen,
+        )
+
+    def _repaired(
+        self, fixed: list[Finding], repair: Repair, *, in_window: bool
+    ) -> list[DriftEvent]:
+        exposing = any(f.exposing for f in fixed)
+        milliseconds = round(repair.seconds * 1000)
+        changes = "; ".join(f.summary for f in fixed[:3])
+        if len(fixed) > 3:
+            changes += " " + _("(and %(count)s more)") % {"count": len(fixed) - 3}
+        summary = _(
+            "Repaired: Vigie's firewall table was changed by hand and has been reinstalled "
+            "(%(ms)s ms). %(changes)s."
+        ) % {"ms": milliseconds, "changes": changes}
+        details: dict[str, Any] = {
+            "repaired": True,
+            "repair_ms": milliseconds,
+            "keys": [f.key for f in fixed],
+            "changes": [f.summary for f in fixed[:_MAX_LISTED]],
+            "exposing": exposing,
+            "during_window": in_window,
+        }
+        # Told at once: the outside check below can take seconds (an ssh round trip).
+        alert = raise_alert(
+            ALERT_KIND,
+            severity=CRITICAL if any(f.severity == CRITICAL for f in fixed) else WARNING,
+            summary=summary,
+            details=details,
+            dedupe_key=f"{ALERT_KIND}.repaired:{_digest(_canonical(sorted(details['keys'])))}",
+        )
+        events: list[DriftEvent] = []
+        for finding in fixed:
+            event = self._store(
+                finding,
+                finding.kind,
+                finding.summary,
+                {
+                    **finding.details,
+                    "key": finding.key,
+                    "severity": finding.severity,
+                    "exposing": finding.exposing,
+                    "repaired": True,
+                    "repair_ms": milliseconds,
+                },
+                in_window=False,
+            )
+            if event is not None:
+                events.append(event)
+        lock = False
+        if exposing:
+            lock, verdict, seen = self._outside_verdict()
+            summary = f"{summary} {verdict}"
+            details["closed_from_outside"] = {str(p): closed for p, closed in seen.items()}
+            details["lockdown"] = lock and self.policy.lockdown_on_exposure
+            # The alert row shows the verdict too (what was delivered said "repaired").
+            with contextlib.suppress(DatabaseError):
+                Alert.objects.filter(pk=alert.pk).update(
+                    summary=summary[:500], details=json.loads(_canonical(details))
+                )
+            if lock:
+                self._lock_down(summary, details)
+        try:
+            record(
+                "guard.table.repaired",
+                reason=summary,
+                extra={
+                    "keys": details["keys"][:_MAX_LISTED],
+                    "repair_ms": milliseconds,
+                    "exposing": exposing,
+                    "closed_from_outside": details.get("closed_from_outside", {}),
+                    "lockdown": lock and self.policy.lockdown_on_exposure,
+                },
+            )
+        except AuditUnavailable:
+            logger.exception("drift: could not audit the repair of %s", nft.TABLE)
+        return events
+
+    def _repair_failed(self, repair: Repair) -> None:
+        raise_alert(
+            "guard.drift.repair_failed",
+            severity=CRITICAL,
+            summary=_("Vigie's firewall table could not be repaired: %(error)s")
+            % {"error": repair.error},
+            details={"error": repair.error, "keys": [f.key for f in repair.findings]},
+            dedupe_key="guard.drift.repair_failed",
+        )
+
     def _persisted(self, finding: Finding) -> DriftEvent | None:
         summary = _(
             "Change made during a maintenance window, still there after it closed: %(change)s"
@@ -1031,7 +1270,9 @@ class DriftWatcher:
         event = self._store(finding, DriftEvent.Kind.PERSISTED, summary, details, in_window=False)
         raise_alert(
             ALERT_KIND,
-            severity=CRITICAL,
+            # The finding's own weight: a change elsewhere that cannot expose the portal's
+            # ports stays a warning, even when it outlived its window.
+            severity=finding.severity,
             summary=summary,
             details=details,
             dedupe_key=f"{ALERT_KIND}.persisted:{finding.key}",

@@ -5,6 +5,11 @@ guard daemon calls `beat()` every minute. The beat is written where the portal r
 (`GuardState.last_heartbeat`, so administrators get a red banner when it goes stale) and,
 if a URL is configured, POSTed to an outside monitor (a healthchecks-style endpoint), which
 notices the silence even when the whole machine is gone.
+
+The silence is also recorded afterwards: a guard that starts raises an alert for the time
+nobody watched ("the guard was not running from … to …"), from the durable trace its
+predecessor left, its `guard.stopped` audit event if it stopped cleanly, else its last beat
+(so the start of a gap after a kill is known to within one heartbeat interval).
 """
 
 from __future__ import annotations
@@ -21,9 +26,14 @@ from django.conf import settings
 from django.db import DatabaseError
 from django.db.models import Q, QuerySet
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from vigie.alerts.models import Alert
+from vigie.alerts.services import raise_alert
+from vigie.audit.log import record
+from vigie.audit.models import AuditEvent
 from vigie.guard.models import GuardState, MaintenanceWindow
+from vigie.guard.windows import format_duration
 
 logger = logging.getLogger(__name__)
 
@@ -115,3 +125,73 @@ def is_silent(silence: float | None) -> bool:
 
 def guard_is_silent(now: datetime | None = None) -> bool:
     return is_silent(silence_seconds(now))
+
+
+def _last_audit(action: str) -> datetime | None:
+    moment: datetime | None = (
+        AuditEvent.objects.filter(action=action).order_by("-seq").values_list("at", flat=True)
+    ).first()
+    return moment
+
+
+def record_silence(now: datetime | None = None) -> Alert | None:
+    """At a guard's start: alert and audit the time the previous guard left unwatched.
+
+    None when no guard ever ran here. Called before this guard writes anything (its own
+    start event and first beat would hide the previous one's end).
+    """
+    now = now or timezone.now()
+    last_beat = (
+        GuardState.objects.filter(pk=GuardState.SINGLETON)
+        .values_list("last_heartbeat", flat=True)
+        .first()
+    )
+    started, stopped = _last_audit("guard.started"), _last_audit("guard.stopped")
+    alive = max((t for t in (last_beat, started) if t is not None), default=None)
+    clean = stopped is not None and (alive is None or stopped >= alive)
+    since = stopped if clean else alive
+    if since is None:
+        return None
+    if since > now:  # clock skew: say nothing rather than a negative gap
+        return None
+    values = {
+        "start": timezone.localtime(since).strftime("%Y-%m-%d %H:%M:%S %Z"),
+        "end": timezone.localtime(now).strftime("%Y-%m-%d %H:%M:%S %Z"),
+        "duration": format_duration(round((now - since).total_seconds())),
+    }
+    if clean:
+        summary = (
+            _(
+                "The guard was not running from %(start)s to %(end)s (%(duration)s): it had "
+                "been stopped, and nothing watched the perimeter meanwhile."
+            )
+            % values
+        )
+    else:
+        summary = (
+            _(
+                "The guard was not running from %(start)s to %(end)s (%(duration)s): it ended "
+                "without stopping (killed, crashed, or the machine went down) after its last "
+                "heartbeat, and nothing watched the perimeter meanwhile."
+            )
+            % values
+        )
+    details = {
+        "from": since.isoformat(),
+        "to": now.isoformat(),
+        "seconds": round((now - since).total_seconds()),
+        "stopped_cleanly": clean,
+        "last_heartbeat": last_beat.isoformat() if last_beat else None,
+    }
+    try:
+        record("guard.silence", reason=summary, extra=details)
+    except Exception:  # the alert below must go out whatever happened to the audit
+        logger.exception("heartbeat: could not audit the guard's silence")
+    return raise_alert(
+        "guard.silence",
+        # Stopped by someone (audited) or gone without a word: the latter is the alarming one.
+        severity="warning" if clean else "critical",
+        summary=summary,
+        details=details,
+        dedupe_key=f"guard.silence:{since.isoformat()}",
+    )

@@ -31,6 +31,9 @@ TABLE_FAMILY = "inet"
 TABLE_NAME = "vigie"
 TABLE = f"{TABLE_FAMILY} {TABLE_NAME}"
 WINDOW_SETS = ("window4", "window6")
+# Vigie's input chain runs at `filter - 10`; a chain that runs before it (a lower number on
+# the same hook, or an earlier hook) sees packets Vigie has not judged yet.
+CHAIN_PRIORITY = -10
 _TIMEOUT_SECONDS = 30.0
 # One element of a window set in `nft list set` output: "10.1.2.3 . 8443 timeout 5s expires 4s820ms".
 _ELEMENT_RE = re.compile(
@@ -178,7 +181,7 @@ table {TABLE} {{
         {_elements(kept6)}
     }}
     chain input {{
-        type filter hook input priority filter - 10; policy accept;
+        type filter hook input priority {CHAIN_PRIORITY}; policy accept;
         iif "lo" accept
         tcp dport != @guarded_ports accept
         ip saddr @allowed4 accept
@@ -199,10 +202,17 @@ def table_exists() -> bool:
     return True
 
 
-def install(policy: Policy) -> None:
-    """Create (or re-create) Vigie's table from the policy, keeping open windows."""
-    keep = list_windows() if table_exists() else []
-    run(["-f", "-"], script=render_table(policy, keep))
+def install(policy: Policy) -> str:
+    """Create (or re-create) Vigie's table from the policy, keeping open windows; the script.
+
+    One `nft -f` transaction: the table is replaced whole or not at all, so a repair never
+    leaves a half-built chain behind (nor a moment without the reject rule once it runs).
+    Window elements still in the kernel are kept with their remaining time; the windows
+    module removes any that Vigie did not open.
+    """
+    script = render_table(policy, list_windows())
+    run(["-f", "-"], script=script)
+    return script
 
 
 def add_window(source: str, port: int, ttl: float) -> None:

@@ -14,14 +14,16 @@ from typing import Any, ClassVar
 
 import pytest
 from django.test import Client, RequestFactory
-from django.utils import timezone
+from django.utils import timezone, translation
 
 from vigie.accounts.models import Role
 from vigie.accounts.testing import log_in, make_user
 from vigie.alerts.models import Alert
+from vigie.audit.log import record
+from vigie.audit.models import AuditEvent
 from vigie.guard import lockdown
 from vigie.guard.context import guard_status
-from vigie.guard.heartbeat import beat, guard_is_silent, silence_seconds
+from vigie.guard.heartbeat import beat, guard_is_silent, record_silence, silence_seconds
 from vigie.guard.models import GuardState, MaintenanceWindow
 
 pytestmark = pytest.mark.django_db
@@ -244,3 +246,70 @@ def test_clock_skew_is_not_negative_silence() -> None:
     state.save()
     assert silence_seconds() == 0.0
     assert not guard_is_silent()
+
+
+# --- the silence, recorded by the next guard ---------------------------------------------------
+
+
+def _silence_alert() -> Alert:
+    return Alert.objects.get(kind="guard.silence")
+
+
+def _local(moment: datetime) -> str:
+    return timezone.localtime(moment).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def test_a_guard_that_never_ran_leaves_no_silence_to_record() -> None:
+    assert record_silence() is None
+    assert not Alert.objects.filter(kind="guard.silence").exists()
+
+
+def test_attack_killing_the_guard_is_recorded_when_it_restarts() -> None:
+    # SIGKILL leaves no stop record: the gap runs from the last beat to the next start.
+    record("guard.started", extra={"pid": 1})
+    beat()
+    last = _state().last_heartbeat
+    assert last is not None
+    restarted = last + timedelta(minutes=7, seconds=3)
+
+    alert = record_silence(restarted)
+
+    assert alert is not None
+    assert alert == _silence_alert()
+    assert alert.severity == "critical"
+    assert f"was not running from {_local(last)}" in alert.summary
+    assert f"to {_local(restarted)}" in alert.summary
+    assert "(7m3s)" in alert.summary
+    assert "killed" in alert.summary
+    assert alert.details["stopped_cleanly"] is False
+    audit = AuditEvent.objects.get(action="guard.silence")
+    assert audit.extra["seconds"] == 423
+
+
+def test_a_stopped_guard_leaves_a_gap_from_its_stop() -> None:
+    record("guard.started", extra={"pid": 1})
+    beat()
+    stop = record("guard.stopped", extra={"pid": 1})
+
+    alert = record_silence(stop.at + timedelta(seconds=90))
+
+    assert alert is not None
+    assert alert.severity == "warning"
+    assert f"was not running from {_local(stop.at)}" in alert.summary
+    assert "had been stopped" in alert.summary
+    assert alert.details["stopped_cleanly"] is True
+
+
+def test_the_silence_is_said_in_french() -> None:
+    record("guard.started", extra={"pid": 1})
+    beat()
+    last = _state().last_heartbeat
+    assert last is not None
+
+    with translation.override("fr"):
+        alert = record_silence(last + timedelta(minutes=2))
+
+    assert alert is not None
+    assert alert.summary.startswith(
+        f"La surveillance de l'exposition ne tournait pas du {_local(last)}"
+    )

@@ -8,7 +8,9 @@ through a window does not outlive it.
 
 from __future__ import annotations
 
+import json
 import socket
+import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -173,6 +175,93 @@ def test_removing_a_window_closes_the_port_at_once(pair: Pair) -> None:
     assert not _reaches(pair.outside, pair.clinic.address, GUARDED)
     # Removing it again is not an error: the kernel may already have expired it.
     assert nft.remove_window(pair.outside.address, GUARDED) is False
+
+
+def _nft_in(host: Host, script: str) -> None:
+    subprocess.run(
+        host.argv("nft", "-f", "-"), input=script, text=True, check=True, capture_output=True
+    )
+
+
+def _device(host: Host) -> tuple[str, str]:
+    """The name and MAC address of `host`'s end of the veth pair."""
+    links = json.loads(
+        subprocess.run(
+            ["ip", "-n", host.name, "-j", "link", "show"], check=True, capture_output=True
+        ).stdout
+    )
+    veth = next(link for link in links if link["ifname"] != "lo")
+    return str(veth["ifname"]), str(veth["address"])
+
+
+def test_accept_in_another_table_does_not_override_vigies_reset(pair: Pair) -> None:
+    # Why the guard answers an accept elsewhere with drift, not lockdown: every base chain
+    # on a hook runs, an accept ends only its own, and Vigie's reset is final. Tried before
+    # Vigie's chain (a lower priority, an earlier hook, the device's ingress) and after it.
+    nft.install(_policy())
+    device, _mac = _device(pair.clinic)
+    _nft_in(
+        pair.clinic,
+        f"""
+table ip early {{
+    chain in {{ type filter hook input priority -300; policy accept; accept; }}
+    chain pre {{ type filter hook prerouting priority -300; policy accept; accept; }}
+}}
+table inet late {{
+    chain in {{ type filter hook input priority 100; policy accept; accept; }}
+}}
+table netdev edge {{
+    chain in {{ type filter hook ingress device "{device}" priority -500; policy accept; accept; }}
+}}
+""",
+    )
+
+    assert not _reaches(pair.outside, pair.clinic.address, GUARDED)
+    assert _reaches(pair.outside, pair.clinic.address, UNGUARDED)
+
+
+def test_source_rewritten_before_vigies_chain_gets_past_it(pair: Pair) -> None:
+    # The change elsewhere that can expose (so drift.py calls it critical): rewrite a
+    # stranger's address into an allowed one before Vigie judges it, and back on the way out.
+    nft.install(_policy())
+    assert not _reaches(pair.outside, pair.clinic.address, GUARDED)
+    device, _mac = _device(pair.clinic)
+    _peer, peer_mac = _device(pair.outside)
+    disguise = "192.0.2.9"  # inside the policy's allowed 192.0.2.0/24
+    subprocess.run(
+        ["ip", "-n", pair.clinic.name, "route", "add", f"{disguise}/32", "dev", device], check=True
+    )
+    subprocess.run(
+        ["ip", "-n", pair.clinic.name, "neigh", "add", disguise, "lladdr", peer_mac, "dev", device],
+        check=True,
+    )
+    _nft_in(
+        pair.clinic,
+        f"""
+table netdev sneak {{
+    chain in {{
+        type filter hook ingress device "{device}" priority 0; policy accept;
+        ip saddr {pair.outside.address} ip saddr set {disguise}
+    }}
+    chain out {{
+        type filter hook egress device "{device}" priority 0; policy accept;
+        ip daddr {disguise} ip daddr set {pair.outside.address}
+    }}
+}}
+""",
+    )
+
+    assert _reaches(pair.outside, pair.clinic.address, GUARDED)
+
+
+def test_reinstalling_repairs_a_tampered_table_at_once(pair: Pair) -> None:
+    policy = _policy()
+    script = nft.install(policy)
+    _nft_in(pair.clinic, "insert rule inet vigie input accept\n")
+    assert _reaches(pair.outside, pair.clinic.address, GUARDED)
+
+    assert nft.install(policy) == script
+    assert not _reaches(pair.outside, pair.clinic.address, GUARDED)
 
 
 def test_missing_nft_is_refused_not_pretended(monkeypatch: pytest.MonkeyPatch) -> None:
