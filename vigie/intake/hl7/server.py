@@ -208,6 +208,11 @@ class MllpServer:
     """The asyncio server; `serve()` runs until `stop()`."""
 
     def __init__(self, settings: Settings) -> None:
+        # Here too, not only in the command's option check: no caller gets a listener beyond
+        # loopback that anyone could write through.
+        problem = exposure_problem(settings)
+        if problem:
+            raise ValueError(problem)
         self.settings = settings
         self.executor = ThreadPoolExecutor(
             max_workers=settings.workers, thread_name_prefix="mllp-worker"

@@ -304,3 +304,8 @@ def test_the_mllpsender_command_adds_lists_and_revokes(pki: dict[str, Any], db: 
     sender.refresh_from_db()
     assert not sender.is_active
     assert AuditEvent.objects.filter(action="intake.mllp_sender.revoked").exists()
+
+
+def test_the_server_itself_refuses_a_listener_beyond_loopback_without_mutual_tls() -> None:
+    with pytest.raises(ValueError, match="needs mutual TLS"):
+        MllpServer(Settings(host="0.0.0.0", sender="lab"))
