@@ -59,10 +59,12 @@ _SETUP = """
 import json
 from datetime import date
 from vigie.intake.apikeys import create_key
+from vigie.intake.models import MllpSender
 from vigie.records.models import Patient
 Patient.objects.create(ipp="BENCH-0001", family_name="BANC", given_names="Essai",
                        birth_date=date(1970, 1, 1))
 key, text = create_key("bench-lab", source_system="LABO-BENCH")
+MllpSender.objects.create(name="bench-lab", source_system="LABO-BENCH")
 print({mark!r} + json.dumps(dict(key=text)))
 """
 
@@ -301,7 +303,7 @@ def bench_rest_vs_orthanc(
             },
             body,
         )
-        if status != 201:
+        if status != 202:
             raise SystemExit(f"Vigie REST intake answered {status}: {answer[:300]!r}")
         stored_id = orthanc.upload(template.replace(_UID_PLACEHOLDER.encode(), _uid(0, 0, 1)))
         vigie_before = documents_count(env)
@@ -400,7 +402,7 @@ def bench_mllp(work: Path, duration: int, rounds: int) -> dict[str, Any]:
     try:
         argv = [sys.executable, "-m", "vigie", "intake", "mllp", "--port", str(port)]
         # The lab sends the clinic's own IPP, assigned by "CLINIQUE".
-        argv += ["--local-authority", "CLINIQUE"]
+        argv += ["--local-authority", "CLINIQUE", "--sender", "bench-lab"]
         process = procs.start(argv, log, env=env)
         deadline = time.monotonic() + 60
         while True:

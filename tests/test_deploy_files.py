@@ -318,3 +318,21 @@ def test_nginx_forwards_everything_to_vigie_unbuffered_and_uncached() -> None:
     assert size == ["256m"]
     settings_source = (REPO / "vigie" / "settings.py").read_text(encoding="utf-8")
     assert '"VIGIE_MAX_DOCUMENT_SIZE", 256 * 1024 * 1024' in settings_source
+
+
+def test_the_mllp_unit_listening_beyond_loopback_requires_mutual_tls() -> None:
+    from vigie.intake.hl7.server import Settings, exposure_problem
+
+    argv = _one(_unit("vigie-mllp.service"), "ExecStart").split()
+    options = dict(zip(argv[3::2], argv[4::2], strict=True))
+    settings = Settings(
+        host=options["--host"],
+        tls_cert=options.get("--tls-cert", ""),
+        tls_key=options.get("--tls-key", ""),
+        tls_client_ca=options.get("--tls-client-ca", ""),
+    )
+    assert settings.mutual_tls
+    assert exposure_problem(settings) == ""
+    # The files it names are readable under ProtectSystem=strict (/etc is read-only).
+    assert all(options[o].startswith("/etc/vigie/") for o in ("--tls-cert", "--tls-client-ca"))
+    assert "--source" in _one(_unit("vigie-folder.service"), "ExecStart").split()

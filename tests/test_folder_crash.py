@@ -110,7 +110,10 @@ def test_sigkill_during_folder_intake_stores_every_file_once_or_leaves_it(
     )
     folder = tmp_path / "drop"
     folder.mkdir()
-    command = [*VIGIE, "intake", "folder", str(folder), "--settle", "0.05", "--interval", "0.02"]
+    command = [
+        *VIGIE, "intake", "folder", str(folder), "--source", "CRASH-DRILL",
+        "--settle", "0.05", "--interval", "0.02",
+    ]  # fmt: skip
     rng = random.Random(20261130)
     dropped: dict[str, bytes] = {}
     killed_after_a_file = 0
@@ -138,7 +141,9 @@ def test_sigkill_during_folder_intake_stores_every_file_once_or_leaves_it(
             process.stdout.close()
 
     # A clean pass finishes whatever the kills interrupted.
-    system.run("intake", "folder", str(folder), "--once", "--settle", "0.05")
+    system.run(
+        "intake", "folder", str(folder), "--source", "CRASH-DRILL", "--once", "--settle", "0.05"
+    )
 
     assert killed_after_a_file >= RUNS // 4, "the kills never landed inside the intake loop"
     assert caught_between_moves >= 1, "no kill landed between the two moves"

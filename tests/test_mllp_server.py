@@ -22,6 +22,8 @@ from vigie.records.models import Patient, PatientIdentifier
 patient = Patient.objects.create(ipp="IPP0000001", ins="285037500100132", family_name="DURAND",
                                  given_names="Camille", birth_date=date(1985, 3, 14), sex="F")
 PatientIdentifier.objects.create(patient=patient, source="BIOMED", value="L123456")
+from vigie.intake.models import MllpSender
+MllpSender.objects.create(name="biomed-engine", source_system="BIOMED")
 """
 
 COUNT = """
@@ -86,7 +88,17 @@ def _batch() -> list[tuple[bytes, str]]:
 def test_a_batch_over_real_sockets_is_acknowledged_and_stored_exactly_once(system: System) -> None:
     system.run("shell", "-c", SEED)
     process = system.popen(
-        [*VIGIE, "intake", "mllp", "--host", "127.0.0.1", "--port", "0"],
+        [
+            *VIGIE,
+            "intake",
+            "mllp",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--sender",
+            "biomed-engine",
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )

@@ -14,7 +14,8 @@ The sidecar is a UTF-8 JSON object (a BOM is tolerated), at most 64 KiB::
       "patient": {
         "ins": "285037500101234",         INS (NIR with its key); optional
         "ipp": "P123456",                 patient id in `ipp_source`; optional
-        "ipp_source": "HIS-CHU",          who assigned `ipp`; "" = this clinic's own IPP
+        "ipp_source": "LABO-CENTRAL",     who assigned `ipp`: this folder's --source, or
+                                          "" for this clinic's own IPP
         "family_name": "DUPONT",          names, birth date and sex never attach a
         "given_names": "Jeanne",          document: without an exact INS or IPP match
         "birth_date": "1985-03-14",       the document waits for an administrator
@@ -28,8 +29,13 @@ The sidecar is a UTF-8 JSON object (a BOM is tolerated), at most 64 KiB::
         "clinical_date": "2026-11-28",    required (YYYY-MM-DD)
         "author": "Dr Biologiste"         optional
       },
-      "source_system": "LABO-CENTRAL"     required: the sending system's name
+      "source_system": "LABO-CENTRAL"     optional; if given, must be this folder's --source
     }
+
+The folder is one sender with one source system, set by the administrator who runs it
+(`vigie intake folder DIR --source LABO-CENTRAL`), never by the sidecar: that is what
+doctors see as the origin, and the only system whose patient numbers (`ipp_source`) the
+sidecar may name. A sidecar naming another system is quarantined, nothing stored or learnt.
 
 Unknown keys are refused rather than ignored: a misspelt `"ins "` silently ignored would send
 the document to reconciliation, or worse, without anybody knowing why.
@@ -60,7 +66,10 @@ What Vigie does with each pair
 
 In quarantine, `<stem>.reason.txt` says why (the JSON error with its line and column, the
 missing field, what the PDF check found). In done/, a `<stem>.reason.txt` appears only when
-something deserves the sender's attention (a duplicate, a patient not found, active content).
+something deserves the sender's attention (a duplicate, active content). Whether the patient
+was found is not one of them: done/ looks the same for a known and an unknown patient, so
+whoever drops files learns nothing about who is a patient here (the reason is on the
+clinic's reconciliation page).
 A name already used in done/ or quarantine/ gets a `~2`, `~3`... suffix: nothing is
 overwritten. With `--delete-done`, stored files are deleted instead of kept in done/
 (DIR/done/ holds plaintext copies: see the option's help).
@@ -153,8 +162,11 @@ class Sidecar:
     meta: DocumentMeta
 
 
-def parse_sidecar(raw: bytes) -> Sidecar:
-    """The patient and document a sidecar describes, or a SidecarError saying what is wrong."""
+def parse_sidecar(raw: bytes, *, source_system: str) -> Sidecar:
+    """The patient and document a sidecar describes, or a SidecarError saying what is wrong.
+
+    `source_system` is the folder's own (`--source`): the document's origin whatever the
+    sidecar says, which may only repeat it."""
     if len(raw) > SIDECAR_MAX_BYTES:
         raise SidecarError(
             _("the sidecar is larger than %(limit)d bytes") % {"limit": SIDECAR_MAX_BYTES}
@@ -180,13 +192,9 @@ def parse_sidecar(raw: bytes) -> Sidecar:
     _only(patient, _PATIENT_KEYS, "patient.")
     _only(document, _DOCUMENT_KEYS, "document.")
     missing = [
-        prefix + key
-        for found, prefix, keys in (
-            (document, "document.", ("kind", "title", "clinical_date")),
-            (top, "", ("source_system",)),
-        )
-        for key in keys
-        if found.get(key) in (None, "")
+        "document." + key
+        for key in ("kind", "title", "clinical_date")
+        if document.get(key) in (None, "")
     ]
     if missing:
         raise SidecarError(
@@ -209,8 +217,15 @@ def parse_sidecar(raw: bytes) -> Sidecar:
         title=_text(document, "title", "document.", required=True),
         clinical_date=clinical_date,
         author=_text(document, "author", "document."),
-        source_system=_text(top, "source_system", "", required=True),
+        source_system=source_system,
     )
+    claimed = _text(top, "source_system", "")
+    if claimed and claimed.casefold() != source_system.strip().casefold():
+        raise SidecarError(
+            _("the sidecar says source_system %(claimed)r, but this folder receives for "
+              "%(own)r only: nothing was stored")
+            % {"claimed": claimed[:100], "own": source_system}
+        )  # fmt: skip
     return Sidecar(sender=sender, meta=meta)
 
 
@@ -364,6 +379,9 @@ class HotFolder:
     """One watched folder. `scan()` runs one pass; the command loops over it."""
 
     path: Path
+    # The folder's one source system (`--source`), set by its administrator, never the
+    # sidecar's: required.
+    source_system: str = ""
     settle: float = 2.0
     sidecar_wait: float = 600.0
     delete_done: bool = False
@@ -378,6 +396,8 @@ class HotFolder:
     _lone: dict[str, tuple[int, int] | None] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        if not self.source_system.strip():
+            raise ValueError("a hot folder needs its source system (--source)")
         self.done = self.path / DONE
         self.quarantine = self.path / QUARANTINE
         self.source = source_of(self.path)
@@ -539,7 +559,7 @@ class HotFolder:
                 % {"limit": limit},
             )  # fmt: skip
         try:
-            parsed = parse_sidecar(raw_sidecar)
+            parsed = parse_sidecar(raw_sidecar, source_system=self.source_system)
         except SidecarError as exc:
             return self._refuse(
                 name, sidecar, _("%(file)s: %(error)s") % {"file": sidecar, "error": exc}
@@ -605,15 +625,9 @@ class HotFolder:
 
     def _stored(self, name: str, sidecar: str, received: Received) -> Outcome:
         notes: list[str] = []
-        if received.pending is not None:
-            status = "pending"
-            notes.append(
-                _("no patient matched exactly (%(reason)s): the document waits for an "
-                  "administrator to reconcile it (%(id)s)")
-                % {"reason": received.pending.reason, "id": received.pending.pk}
-            )  # fmt: skip
-        else:
-            status = "stored"
+        # "pending" is for this process's log (the clinic's operator), never written to
+        # done/: the sender's side looks the same whether the patient is known or not.
+        status = "pending" if received.pending is not None else "stored"
         if received.warnings:
             notes.append(
                 _("stored, but flagged for active content (%(what)s): offered as a download "
@@ -795,6 +809,12 @@ class HotFolder:
 def configure(parser: CommandParser) -> None:
     parser.add_argument("dir", type=Path, help=_("the folder to watch"))
     parser.add_argument(
+        "--source",
+        required=True,
+        help=_("the source system of the documents dropped here (who writes the folder): "
+               "their origin for doctors, and the only system whose IPPs a sidecar may name"),
+    )  # fmt: skip
+    parser.add_argument(
         "--interval", type=float, default=1.0, help=_("seconds between passes (default 1)")
     )
     parser.add_argument(
@@ -850,8 +870,11 @@ def run(options: dict[str, Any], stdout: OutputWrapper) -> None:
                 _("--%(option)s must not be negative") % {"option": option.replace("_", "-")},
                 returncode=2,
             )
+    if not options["source"].strip():
+        raise CommandError(_("--source must name the folder's source system"), returncode=2)
     folder = HotFolder(
         _check_folder(options["dir"]),
+        source_system=options["source"].strip(),
         settle=options["settle"],
         sidecar_wait=options["sidecar_wait"],
         delete_done=options["delete_done"],

@@ -93,3 +93,47 @@ class ReceivedMessage(models.Model):
 
     def __str__(self) -> str:
         return f"{self.channel}:{self.source}:{self.control_id}"
+
+
+class MllpSender(models.Model):
+    """An HL7 v2 sender over MLLP, configured by an administrator (`vigie mllpsender`).
+
+    HL7 v2 has no authentication of its own: who sends is who proved it in the TLS
+    handshake. A sender with a certificate is found by that certificate's SHA-256
+    fingerprint (the client CA only says "one of ours"; the fingerprint says which lab);
+    a sender without one is the local integration engine that a plain, loopback-only
+    listener speaks for (`vigie intake mllp --sender NAME`). Either way it has exactly one
+    source system: what doctors see as the origin of its documents and the only system
+    whose patient numbers it may name.
+    """
+
+    name = models.CharField(_("name"), max_length=150, unique=True)
+    source_system = models.CharField(_("source system"), max_length=100)
+    # SHA-256 of the client certificate (DER), lowercase hex; empty for a loopback sender.
+    fingerprint = models.CharField(_("certificate fingerprint"), max_length=64, blank=True)
+    subject = models.CharField(_("certificate subject"), max_length=500, blank=True)
+    not_after = models.DateTimeField(_("certificate expires"), null=True, blank=True)
+    created_at = models.DateTimeField(_("created at"), default=timezone.now, editable=False)
+    created_by = models.CharField(_("created by"), max_length=150, blank=True, editable=False)
+    revoked_at = models.DateTimeField(_("revoked at"), null=True, blank=True)
+    revoked_by = models.CharField(_("revoked by"), max_length=150, blank=True)
+
+    class Meta:
+        verbose_name = _("MLLP sender")
+        verbose_name_plural = _("MLLP senders")
+        ordering: ClassVar[list[str]] = ["name"]
+        constraints: ClassVar[list[models.BaseConstraint]] = [
+            # One certificate, one sender: otherwise which source would it speak for?
+            models.UniqueConstraint(
+                fields=["fingerprint"],
+                condition=~Q(fingerprint=""),
+                name="mllp_sender_fingerprint_unique",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.source_system})"
+
+    @property
+    def is_active(self) -> bool:
+        return self.revoked_at is None

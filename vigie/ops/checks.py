@@ -718,6 +718,89 @@ def check_listeners(ctx: Context) -> Finding:
     )
 
 
+def mllp_arguments(argv: Sequence[str]) -> list[str] | None:
+    """The options of a `vigie intake mllp` command line, or None if it is not one."""
+    for index in range(len(argv) - 1):
+        if argv[index] == "intake" and argv[index + 1] == "mllp":
+            return list(argv[index + 2 :])
+    return None
+
+
+@dataclass(frozen=True)
+class MllpListener:
+    pid: int
+    arguments: list[str]
+    # (address, port) of each socket it listens on.
+    addresses: list[tuple[str, int]]
+
+
+def mllp_listeners() -> list[MllpListener]:
+    """Each running `vigie intake mllp` process with its options and listening sockets
+    (a process of another user is seen only when `vigie check` runs as root)."""
+    import psutil
+
+    found: list[MllpListener] = []
+    for process in psutil.process_iter(["pid", "cmdline"]):
+        arguments = mllp_arguments(process.info.get("cmdline") or [])
+        if arguments is None:
+            continue
+        try:
+            sockets = process.net_connections(kind="inet")
+        except (psutil.Error, OSError):
+            continue
+        addresses = [
+            (str(c.laddr.ip), int(c.laddr.port))
+            for c in sockets
+            if c.status == psutil.CONN_LISTEN and c.laddr
+        ]
+        if addresses:
+            found.append(MllpListener(process.pid, arguments, addresses))
+    return found
+
+
+def check_mllp(ctx: Context) -> Finding:
+    """Every running MLLP listener that reaches beyond loopback has mutual TLS (issue 16).
+
+    The server refuses such a start itself; this finds what got round it (an older Vigie
+    still running, a unit edited by hand) by what is actually listening: each process whose
+    command line is `vigie intake mllp`, its sockets in LISTEN, and its own options.
+    """
+    import argparse
+
+    from vigie.intake.hl7 import server
+
+    parser = argparse.ArgumentParser(add_help=False, exit_on_error=False)
+    server.configure(parser)
+    listeners = mllp_listeners()
+    exposed: list[str] = []
+    for listener in listeners:
+        try:
+            options, _unknown = parser.parse_known_args(listener.arguments)
+            mutual = bool(options.tls_cert and options.tls_client_ca)
+        except (argparse.ArgumentError, SystemExit):
+            mutual = False
+        beyond = [(ip, port) for ip, port in listener.addresses if not server.is_loopback(ip)]
+        if beyond and not mutual:
+            where = ", ".join(f"{ip}:{port}" for ip, port in beyond)
+            exposed.append(f"pid {listener.pid} on {where}")
+    if exposed:
+        return Finding(
+            "intake.mllp",
+            FAILURE,
+            "an MLLP listener reaches beyond loopback without mutual TLS, so anyone who "
+            f"reaches its port can file documents under any patient: {'; '.join(exposed)}",
+            "restart it with --tls-cert, --tls-key and --tls-client-ca (see docs/operations.md, "
+            '"HL7 v2 over MLLP"), or bind it to 127.0.0.1',
+        )
+    if not listeners:
+        return Finding("intake.mllp", OK, "no MLLP listener is running")
+    return Finding(
+        "intake.mllp",
+        OK,
+        f"{len(listeners)} MLLP listener(s): on loopback only or with mutual TLS",
+    )
+
+
 # --- backups and audit ---------------------------------------------------------------------
 
 _BACKUP_FIX = (
@@ -843,6 +926,7 @@ CHECKS: tuple[tuple[str, Check], ...] = (
     ("guard.policy", check_policy),
     ("guard.nftables", check_nftables),
     ("guard.listeners", check_listeners),
+    ("intake.mllp", check_mllp),
     ("backup", check_backup),
     ("backup.verified", check_backup_verified),
     ("audit.checkpoint", check_audit_checkpoint),

@@ -15,5 +15,11 @@ class InvalidDocument(IngestError):
     pass
 
 
+class ForeignSource(InvalidDocument):
+    """The payload names another sender's source system (an IPP "assigned by LABO-B" sent
+    with LABO-A's credentials): a sender speaks only for its own, so nothing is stored and
+    nothing is learnt."""
+
+
 class StorageUnavailable(IngestError):
     """The disk refused the write (full, read-only, failing): try again later, nothing kept."""

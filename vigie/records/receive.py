@@ -5,6 +5,13 @@
           └─ not matched exactly ─► a PendingDocument: encrypted, attached to nobody, for
              an administrator to reconcile
 
+Who sends is not what the payload says (issue 16): `meta.source_system` is the configured
+sender's one source system (its API key, MLLP client certificate or hot folder), and an IPP
+is matched and learnt only in that system, or as this clinic's own IPP. A payload whose IPP
+names another system is refused before anything is read into the store (`ForeignSource`):
+otherwise Lab A could teach Vigie that "LABO-B's patient 424242" is someone, and Lab B's
+later results for its own 424242 would be filed under that someone.
+
 Matching is exact or not at all (issue 6): on the INS, or on an IPP *with the system that
 assigned it* (this clinic's own IPP is `Patient.ipp`; other systems' are
 `PatientIdentifier` rows). Names and birth date never attach a document: they only help
@@ -17,7 +24,7 @@ from __future__ import annotations
 import io
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date
 from typing import Any, BinaryIO
 
@@ -30,7 +37,7 @@ from vigie.audit.log import record
 from vigie.records.checks import ContentReport, inspect
 from vigie.records.identifiers import InvalidIdentifier, validate_ipp, validate_nir
 from vigie.records.ingest import DocumentMeta, _validate_meta, ingest, refuse_control_characters
-from vigie.records.ingest_errors import InvalidDocument, StorageUnavailable
+from vigie.records.ingest_errors import ForeignSource, InvalidDocument, StorageUnavailable
 from vigie.records.models import (
     Document,
     Patient,
@@ -94,6 +101,25 @@ class Received:
         if target is None:
             raise ValueError("an empty Received")
         return str(target.pk)
+
+
+def in_own_source(sender: Sender, source_system: str) -> Sender:
+    """`sender` with its IPP placed in `source_system`, the configured sender's own; a
+    ForeignSource error when the payload names any other assigning system.
+
+    Compared without regard to case (HL7 namespace ids are often written both ways), and
+    then written as configured, so what is learnt always lands in the sender's namespace.
+    """
+    own = source_system.strip()
+    claimed = sender.ipp_source.strip()
+    if not claimed:
+        return sender
+    if claimed.casefold() != own.casefold():
+        raise ForeignSource(
+            f"the IPP is assigned by {claimed[:100]!r}, but this sender speaks for {own!r} "
+            "only: send your own patient number (or the INS); nothing was stored"
+        )
+    return replace(sender, ipp_source=own)
 
 
 def match_patient(sender: Sender) -> Match:
@@ -162,8 +188,11 @@ def receive(
 ) -> Received:
     """Check, match and store a received document; see the module docstring.
 
-    Raises InvalidDocument (the sender must fix something), StorageUnavailable (retry
-    later): in both cases nothing is stored. Returns once blob and row are durable.
+    `meta.source_system` must be the configured sender's, never a payload's: it is what
+    doctors see as the origin, and the only system whose IPPs this sender may name.
+    Raises InvalidDocument (the sender must fix something; ForeignSource when it names
+    another sender's system), StorageUnavailable (retry later): in both cases nothing is
+    stored. Returns once blob and row are durable.
     `within(row)` runs inside the row's transaction (see `ingest`); whatever it raises
     (an IntegrityError for a message already taken) undoes the whole reception.
     """
@@ -175,6 +204,7 @@ def receive(
         raise InvalidDocument(
             f"the document is larger than the limit of {settings.VIGIE_MAX_DOCUMENT_SIZE} bytes"
         )
+    sender = in_own_source(sender, meta.source_system)
     report = inspect(data, meta.content_type)
     match = match_patient(sender)
     audit_extra = {"channel": channel, "source_system": meta.source_system, **(extra or {})}

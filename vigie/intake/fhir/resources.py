@@ -13,7 +13,6 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
-import copy
 import hashlib
 import re
 from collections.abc import Mapping, Sequence
@@ -84,6 +83,9 @@ class Submission:
     content_type: str
     data: bytes
     warnings: list[str] = field(default_factory=list)
+    # Every identifier system the subject names besides the INS and the clinic's own IPP:
+    # each must be the sending key's own source system (issue 16).
+    ipp_systems: tuple[str, ...] = ()
 
 
 def _invalid(
@@ -185,8 +187,10 @@ def parse_document_reference(
     data, content_type = _attachment_bytes(payload, resource, bundled_binaries or {})
     kind, default_title = _kind(resource)
     title = (resource.description or "").strip() or default_title
+    sender, ipp_systems = _sender(payload, resource, bundled_patients or {})
     return Submission(
-        sender=_sender(payload, resource, bundled_patients or {}),
+        sender=sender,
+        ipp_systems=ipp_systems,
         kind=kind,
         title=title[:255],
         clinical_date=_clinical_date(resource),
@@ -312,7 +316,7 @@ def _author(payload: Mapping[str, Any], resource: Any) -> str:
 
 def _sender(
     payload: Mapping[str, Any], resource: Any, bundled: Mapping[str, Mapping[str, Any]]
-) -> Sender:
+) -> tuple[Sender, tuple[str, ...]]:
     where = "DocumentReference.subject"
     subject = resource.subject
     if subject is None:
@@ -354,7 +358,20 @@ def _sender(
             if isinstance(item, Mapping)
         )
         demographics = _demographics(patient)
-    return _sender_from(identifiers, demographics, where)
+    return _sender_from(identifiers, demographics, where), _ipp_systems(identifiers)
+
+
+def _ipp_systems(identifiers: list[tuple[str, str]]) -> tuple[str, ...]:
+    own = clinic_ipp_system()
+    return tuple(
+        sorted(
+            {
+                system
+                for system, value in identifiers
+                if value.strip() and system not in ("", INS_SYSTEM) and system != own
+            }
+        )
+    )
 
 
 def _conditional_identifiers(reference: str, where: str) -> list[tuple[str, str]]:
@@ -420,30 +437,6 @@ def _demographics(patient: Mapping[str, Any]) -> dict[str, Any]:
     if isinstance(gender, str):
         found["sex"] = _GENDERS.get(gender, "U")
     return found
-
-
-def created_reply(
-    payload: Mapping[str, Any], document_id: str, size: int, at: datetime
-) -> dict[str, Any]:
-    """What a sender gets back: its own resource with Vigie's id, minus the bytes it sent.
-
-    Nothing is added about the patient (no Vigie patient id): a key never reads.
-    """
-    reply = copy.deepcopy(dict(payload))
-    reply["id"] = fhir_id(document_id)
-    reply["meta"] = {"lastUpdated": at.isoformat()}
-    reply["status"] = "current"
-    reply["contained"] = [
-        item
-        for item in reply.get("contained") or []
-        if not (isinstance(item, Mapping) and item.get("resourceType") == "Binary")
-    ] or None
-    attachment = dict(reply["content"][0]["attachment"])
-    attachment.pop("data", None)
-    attachment["url"] = f"Binary/{fhir_id(document_id)}"
-    attachment["size"] = size
-    reply["content"] = [{**reply["content"][0], "attachment": attachment}]
-    return {key: value for key, value in reply.items() if value is not None}
 
 
 def document_reference(document: Document) -> dict[str, Any]:

@@ -44,9 +44,7 @@ from vigie.intake.fhir.resources import (
     Submission,
     capability_statement,
     clinic_ipp_system,
-    created_reply,
     document_reference,
-    fhir_id,
     parse_document_reference,
     patient_resource,
     search_bundle,
@@ -59,7 +57,7 @@ from vigie.portal.middleware import authenticates_itself, is_verified
 from vigie.portal.services import SEARCH_LIMIT, search_patients
 from vigie.records.access import patients_in_scope
 from vigie.records.ingest import DocumentMeta
-from vigie.records.ingest_errors import InvalidDocument, StorageUnavailable
+from vigie.records.ingest_errors import ForeignSource, InvalidDocument, StorageUnavailable
 from vigie.records.models import Document, Patient, PendingDocument
 from vigie.records.receive import Received, receive
 
@@ -180,6 +178,15 @@ def _refused(request: HttpRequest, key: ApiKey, error: FhirError) -> HttpRespons
 
 
 def _store(request: HttpRequest, key: ApiKey, submission: Submission) -> Received:
+    foreign = [s for s in submission.ipp_systems if s.casefold() != key.source_system.casefold()]
+    if foreign:
+        # Checked over every identifier, not only the one matched: a Patient naming
+        # another lab's number is that lab's word, which this key cannot give.
+        raise ForeignSource(
+            f"the subject names the identifier system {foreign[0][:100]!r}, but this API key "
+            f"speaks for {key.source_system!r} only (and the INS, and the clinic's own IPP): "
+            "nothing was stored"
+        )
     meta = DocumentMeta(
         kind=submission.kind,
         title=submission.title,
@@ -231,6 +238,10 @@ def _create(
     )
     try:
         received = _store(request, key, submission)
+    except ForeignSource as exc:
+        raise FhirError.one(
+            422, "business-rule", str(exc), expression=["DocumentReference.subject"]
+        ) from None
     except InvalidDocument as exc:
         raise FhirError.one(422, "invalid", str(exc)) from None
     except StorageUnavailable as exc:
@@ -245,17 +256,14 @@ def _create(
         )
         for warning in received.warnings
     ]
-    if received.document is not None:
-        document = received.document
-        body = created_reply(payload, document.pk, document.size, document.received_at)
-        location = f"{_base(request)}DocumentReference/{fhir_id(document.pk)}"
-        return 201, body, {"Location": location}
-    pending = cast(PendingDocument, received.pending)
+    # One answer whether the subject was identified here or the document waits for an
+    # administrator (issue 16): a key holder must not learn whether an INS or IPP is known.
+    # The reason stays on the clinic's reconciliation page.
     issues = [
         OutcomeIssue(
             "informational",
-            f"stored as {pending.pk}, to reconcile: {pending.reason}. An administrator "
-            "will attach it to the right patient; it is shown to nobody until then",
+            f"received as {received.id}: stored encrypted at the clinic, which files it "
+            "under its patient; a key cannot read it back",
             severity="information",
         ),
         *warnings,
@@ -297,21 +305,14 @@ def transaction(request: HttpRequest) -> HttpResponse:
     try:
         bundle = _read_json(request)
         references, binaries, patients = _split_bundle(bundle)
-        status, body, headers = _create(
+        status, body, _headers = _create(
             request, references, bundled_binaries=binaries, bundled_patients=patients, key=key
         )
     except FhirError as error:
         if error.status >= 500:
             return error_response(error)
         return _refused(request, key, error)
-    entry: dict[str, Any] = {
-        "response": {"status": f"{status} {'Created' if status == 201 else 'Accepted'}"}
-    }
-    if status == 201:
-        entry["response"]["location"] = headers["Location"]
-        entry["resource"] = body
-    else:
-        entry["response"]["outcome"] = body
+    entry: dict[str, Any] = {"response": {"status": f"{status} Accepted", "outcome": body}}
     return fhir_response(
         {"resourceType": "Bundle", "type": "transaction-response", "entry": [entry]}, 200
     )

@@ -9,6 +9,13 @@ AA also answers a message whose patient is not known exactly: it is stored as a 
 document for an administrator to reconcile. The lab has delivered it; sending it again
 would not make the match better, and an AE would make its interface engine retry forever.
 
+Who sends is the configured `MllpSender` the connection authenticated as (its client
+certificate, or the loopback listener's `--sender`), never MSH-3/MSH-4: the document's
+source system, the rendered report's letterhead, the audit events and the duplicate check
+all name that sender. A PID-3 IPP is read in the sender's own assigning authority (or the
+clinic's `--local-authority`); a message naming any other authority is refused with AR,
+nothing stored or learnt.
+
 Every message leaves an audit event: `intake.received` (in the document's transaction),
 `intake.duplicate` for a repeated control id, `intake.rejected` for AE/AR. If the audit log
 cannot be written for a rejection, the answer becomes AE 207 so the sender tries again
@@ -18,7 +25,7 @@ rather than abandoning a message nobody recorded.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from django.db import DatabaseError, IntegrityError
@@ -36,9 +43,9 @@ from vigie.intake.hl7.parser import (
     read_oru,
 )
 from vigie.intake.hl7.render import render_report
-from vigie.intake.models import ReceivedMessage
+from vigie.intake.models import MllpSender, ReceivedMessage
 from vigie.records.ingest import DocumentMeta
-from vigie.records.ingest_errors import InvalidDocument, StorageUnavailable
+from vigie.records.ingest_errors import ForeignSource, InvalidDocument, StorageUnavailable
 from vigie.records.models import Document, DocumentKind, PendingDocument
 from vigie.records.receive import Sender, receive
 
@@ -75,19 +82,27 @@ def _header(message: Message) -> Header:
     )
 
 
-def _facts(message: Message) -> dict[str, Any]:
+def received_from(sender: MllpSender, message: Message) -> str:
+    """ReceivedMessage.source: the authenticated sender first, so that no sender can take a
+    control id in another's space (and have that lab's real message dropped as a
+    duplicate); MSH-3^MSH-4 within it, since one lab's applications number separately."""
+    return f"{sender.source_system}|{message.source}"[:200]
+
+
+def _facts(message: Message, sender: MllpSender) -> dict[str, Any]:
     return {
         "channel": CHANNEL,
-        "source": message.source,
+        "sender": sender.name,
+        "source_system": sender.source_system,
         "control_id": message.control_id,
         "version": message.version,
     }
 
 
-def handle(raw: bytes, *, local_authority: str = "") -> Reply:
+def handle(raw: bytes, *, sender: MllpSender, local_authority: str = "") -> Reply:
     """The ACK for `raw` (one MLLP frame's content), after storing what it carries.
 
-    `local_authority` names this clinic's own assigning authority in PID-3: an IPP from it
+    `sender` is who the connection proved to be. `local_authority` names this clinic's own assigning authority in PID-3: an IPP from it
     is matched against `Patient.ipp`, any other against the sending system's identifiers.
     (The caller's thread owns its database connection: the MLLP server's workers recycle
     theirs around each message; see `server.in_worker`.)
@@ -98,11 +113,18 @@ def handle(raw: bytes, *, local_authority: str = "") -> Reply:
         logger.exception("hl7: unreadable header")
         header = Header()
     try:
-        return _handle(raw, header, local_authority)
+        return _handle(raw, header, sender, local_authority)
     except HL7Error as exc:
-        return refuse(header, exc)
+        return refuse(header, exc, sender=sender)
+    except ForeignSource as exc:
+        # AR, not AE: resending will not make another lab's authority this sender's.
+        return refuse(
+            header,
+            HL7Error(ack.REJECT, ErrorCode.TABLE_VALUE_NOT_FOUND, str(exc), segment="PID"),
+            sender=sender,
+        )
     except InvalidDocument as exc:
-        return refuse(header, HL7Error(ack.ERROR, ErrorCode.DATA_TYPE, str(exc)))
+        return refuse(header, HL7Error(ack.ERROR, ErrorCode.DATA_TYPE, str(exc)), sender=sender)
     except (StorageUnavailable, AuditUnavailable, DatabaseError) as exc:
         logger.warning("hl7: %s not stored: %s", header.control_id, exc)
         return refuse(
@@ -113,6 +135,7 @@ def handle(raw: bytes, *, local_authority: str = "") -> Reply:
                 f"temporarily unable to store the message ({type(exc).__name__}); nothing was "
                 "kept: send it again later",
             ),
+            sender=sender,
         )
     except Exception:
         logger.exception("hl7: unexpected failure on %s", header.control_id)
@@ -124,17 +147,19 @@ def handle(raw: bytes, *, local_authority: str = "") -> Reply:
                 "internal error; nothing was kept: send the message again later (the "
                 "administrator has the details in the log)",
             ),
+            sender=sender,
         )
 
 
-def _handle(raw: bytes, header: Header, local_authority: str) -> Reply:
+def _handle(raw: bytes, header: Header, sender: MllpSender, local_authority: str) -> Reply:
     message = parse(raw)
     header = _header(message)
-    taken = _taken(message)
+    taken = _taken(message, sender)
     if taken is not None:
-        return _duplicate(header, message, taken)
-    result = read_oru(message)
-    sender = _sender(result.patient, local_authority)
+        return _duplicate(header, message, taken, sender)
+    # The letterhead of a rendered report names the authenticated sender, not MSH-4.
+    result = replace(read_oru(message), source_name=sender.source_system)
+    patient = _patient(result.patient, sender, local_authority)
     content, content_type = _content(result, message)
     clinical_date = result.clinical_date
     if clinical_date is None:  # read_oru requires OBR-7; kept for the type checker
@@ -143,17 +168,17 @@ def _handle(raw: bytes, header: Header, local_authority: str) -> Reply:
         kind=DocumentKind.LAB_RESULT,
         title=result.title,
         clinical_date=clinical_date,
-        source_system=result.source_name or message.source[:100],
+        source_system=sender.source_system,
         author=result.author,
         content_type=content_type,
     )
-    facts = _facts(message)
+    facts = _facts(message, sender)
 
     def within(row: Document | PendingDocument) -> None:
         is_document = isinstance(row, Document)
         ReceivedMessage.objects.create(
             channel=CHANNEL,
-            source=message.source,
+            source=received_from(sender, message),
             control_id=message.control_id,
             document_id=row.pk if is_document else "",
             pending_id="" if is_document else row.pk,
@@ -166,13 +191,13 @@ def _handle(raw: bytes, header: Header, local_authority: str) -> Reply:
         )
 
     try:
-        received = receive(sender, meta, content, channel=CHANNEL, extra=facts, within=within)
+        received = receive(patient, meta, content, channel=CHANNEL, extra=facts, within=within)
     except IntegrityError:
         # Another connection delivered the same message a moment ago and won the race.
-        taken = _taken(message)
+        taken = _taken(message, sender)
         if taken is None:
             raise
-        return _duplicate(header, message, taken)
+        return _duplicate(header, message, taken, sender)
     return Reply(
         ack=ack.build(header, ack.ACCEPT),
         code=ack.ACCEPT,
@@ -182,17 +207,19 @@ def _handle(raw: bytes, header: Header, local_authority: str) -> Reply:
     )
 
 
-def _taken(message: Message) -> ReceivedMessage | None:
+def _taken(message: Message, sender: MllpSender) -> ReceivedMessage | None:
     return ReceivedMessage.objects.filter(
-        channel=CHANNEL, source=message.source, control_id=message.control_id
+        channel=CHANNEL, source=received_from(sender, message), control_id=message.control_id
     ).first()
 
 
-def _duplicate(header: Header, message: Message, taken: ReceivedMessage) -> Reply:
+def _duplicate(
+    header: Header, message: Message, taken: ReceivedMessage, sender: MllpSender
+) -> Reply:
     record(
         "intake.duplicate",
         extra={
-            **_facts(message),
+            **_facts(message, sender),
             "document_id": taken.document_id,
             "pending_id": taken.pending_id,
         },
@@ -207,18 +234,14 @@ def _duplicate(header: Header, message: Message, taken: ReceivedMessage) -> Repl
     )
 
 
-def _sender(patient: Sender, local_authority: str) -> Sender:
-    if not (local_authority and patient.ipp_source.lower() == local_authority.lower()):
-        return patient
-    return Sender(
-        ins=patient.ins,
-        ipp=patient.ipp,
-        ipp_source="",
-        family_name=patient.family_name,
-        given_names=patient.given_names,
-        birth_date=patient.birth_date,
-        sex=patient.sex,
-    )
+def _patient(patient: Sender, sender: MllpSender, local_authority: str) -> Sender:
+    """PID-3's IPP in its system: the clinic's own ("" for `receive`), the sender's own when
+    unqualified, else as named (and refused by `receive` unless it is the sender's)."""
+    if local_authority and patient.ipp_source.lower() == local_authority.lower():
+        return replace(patient, ipp_source="")
+    if patient.ipp and not patient.ipp_source:
+        return replace(patient, ipp_source=sender.source_system)
+    return patient
 
 
 def _content(result: LabResult, message: Message) -> tuple[bytes, str]:
@@ -229,8 +252,9 @@ def _content(result: LabResult, message: Message) -> tuple[bytes, str]:
     return pdf, "application/pdf"
 
 
-def refuse(header: Header, error: HL7Error) -> Reply:
-    """The AE/AR for a message not stored, after auditing the refusal."""
+def refuse(header: Header, error: HL7Error, *, sender: MllpSender | None) -> Reply:
+    """The AE/AR for a message not stored, after auditing the refusal (under the sender
+    the connection proved to be, if it got that far)."""
     try:
         record(
             "intake.rejected",
@@ -238,7 +262,8 @@ def refuse(header: Header, error: HL7Error) -> Reply:
             reason=error.text[:500],
             extra={
                 "channel": CHANNEL,
-                "source": f"{header.sending_application}^{header.sending_facility}"[:200],
+                "sender": sender.name if sender else "",
+                "source_system": sender.source_system if sender else "",
                 "control_id": header.control_id[:200],
                 "ack": error.ack_code,
                 "error_code": int(error.code),

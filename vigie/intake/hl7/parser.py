@@ -531,9 +531,10 @@ def _patient(pid: Segment, message: Message) -> tuple[Sender, str]:
             ins = ins or value
         elif kind in _IPP_TYPES and not ipp:
             ipp = value
-            # The namespace id names the assigning system; its OID when that is all there is;
-            # failing both, the sending facility (a lab's own IPP is usually unqualified).
-            ipp_source = authority[0] or authority[1] or message.sending_facility
+            # The namespace id names the assigning system; its OID when that is all there is.
+            # Unqualified (a lab's own IPP usually is), it stays empty: the handler places it
+            # in the authenticated sender's own system, never in what MSH-4 claims.
+            ipp_source = authority[0] or authority[1]
     birth = parse_timestamp(pid.value(7), "PID-7 (birth date)", "PID", 7)
     sex = pid.value(8).strip().upper()
     sender = Sender(

@@ -1,5 +1,16 @@
 """`vigie intake mllp`: HL7 v2 over MLLP (TCP, optionally TLS), one ACK per message.
 
+Who may write (issue 16): HL7 v2 has no authentication of its own, and whoever reaches the
+port could otherwise file documents under any patient's INS. So, as IHE ATNA prescribes,
+a listener on anything but loopback requires mutual TLS: `--tls-cert/--tls-key` (the
+server's certificate), `--tls-client-ca` (the CA that signs the labs' certificates) and
+optionally `--tls-crl`; it refuses to start otherwise. The handshake refuses a client
+without a certificate, with one from another CA, expired or listed in the CRL; then the
+certificate's SHA-256 must map to an active `MllpSender` (`vigie mllpsender add --cert`),
+or the connection is closed before a byte is read. Plain MLLP (or TLS without client
+certificates) is for loopback only, for one configured sender (`--sender NAME`: a local
+integration engine, or stunnel terminating the TLS).
+
 MLLP frames a message as <VT> message <FS><CR>. A connection carries any number of
 messages, one after the other, each acknowledged before the next is read (the order of
 ACKs is the order of messages, as senders expect); connections are served concurrently.
@@ -22,13 +33,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import signal
 import ssl
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, TextIO
+from typing import Any, TextIO, TypeVar
 
 from django.db import close_old_connections
 from hl7.client import CR, EB, SB
@@ -37,8 +49,11 @@ from vigie.audit.log import record
 from vigie.intake.hl7 import ack
 from vigie.intake.hl7.handler import Reply, handle, refuse
 from vigie.intake.hl7.parser import ErrorCode, Header, HL7Error, peek_header
+from vigie.intake.models import MllpSender
+from vigie.intake.senders import fingerprint, loopback_sender, sender_for_certificate
 
 logger = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 DEFAULT_MAX_MESSAGE_BYTES = 32 * 1024 * 1024
 # How much of an oversized frame is kept: enough for MSH, so its AR names the control id.
@@ -46,7 +61,7 @@ _HEAD_BYTES = 4096
 _WHITESPACE = frozenset(b" \t\r\n")
 
 
-def in_worker(work: Callable[[], Reply]) -> Reply:
+def in_worker(work: Callable[[], _T]) -> _T:
     """Run `work` in a worker thread with a usable database connection: a connection broken
     (the database restarted) or too old is replaced before and after, as Django does around
     each web request."""
@@ -156,12 +171,48 @@ class Settings:
     local_authority: str = ""
     tls_cert: str = ""
     tls_key: str = ""
+    # Mutual TLS: the CA that signs the senders' client certificates, and its CRL.
+    tls_client_ca: str = ""
+    tls_crl: str = ""
+    # Without client certificates (loopback only): the one sender this listener speaks for.
+    sender: str = ""
+
+    @property
+    def mutual_tls(self) -> bool:
+        return bool(self.tls_cert and self.tls_client_ca)
+
+
+def is_loopback(host: str) -> bool:
+    """Whether binding `host` keeps the port unreachable from any other machine."""
+    if host.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip().strip("[]")).is_loopback
+    except ValueError:
+        return False  # a name, "" or "0.0.0.0"-like: assume it reaches the network
+
+
+def exposure_problem(settings: Settings) -> str:
+    """Why this listener must not start (the whole sentence), or "" when it may."""
+    if not is_loopback(settings.host) and not settings.mutual_tls:
+        return (
+            f"--host {settings.host or '(all addresses)'} reaches the network: MLLP beyond "
+            "loopback needs mutual TLS (--tls-cert, --tls-key and --tls-client-ca), or anyone "
+            "who reaches the port could file documents under any patient; bind 127.0.0.1 for "
+            "a local integration engine"
+        )
+    return ""
 
 
 class MllpServer:
     """The asyncio server; `serve()` runs until `stop()`."""
 
     def __init__(self, settings: Settings) -> None:
+        # Here too, not only in the command's option check: no caller gets a listener beyond
+        # loopback that anyone could write through.
+        problem = exposure_problem(settings)
+        if problem:
+            raise ValueError(problem)
         self.settings = settings
         self.executor = ThreadPoolExecutor(
             max_workers=settings.workers, thread_name_prefix="mllp-worker"
@@ -174,21 +225,43 @@ class MllpServer:
     def _ssl_context(self) -> ssl.SSLContext | None:
         if not self.settings.tls_cert:
             return None
-        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        # A bare server context, not create_default_context(): that one would also trust
+        # the system's public CAs for client certificates.
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.minimum_version = ssl.TLSVersion.TLSv1_2
         context.load_cert_chain(self.settings.tls_cert, self.settings.tls_key or None)
+        if self.settings.tls_client_ca:
+            context.verify_mode = ssl.CERT_REQUIRED
+            context.load_verify_locations(cafile=self.settings.tls_client_ca)
+            if self.settings.tls_crl:
+                context.load_verify_locations(cafile=self.settings.tls_crl)
+                context.verify_flags |= ssl.VERIFY_CRL_CHECK_LEAF
         return context
 
-    async def _work(self, item: Frame) -> Reply:
+    def identify(self, writer: asyncio.StreamWriter) -> MllpSender | None:
+        """The active sender this connection speaks for (a worker thread: database)."""
+        if self.settings.mutual_tls:
+            tls = writer.get_extra_info("ssl_object")
+            der = tls.getpeercert(binary_form=True) if tls is not None else None
+            return sender_for_certificate(der) if der else None
+        return loopback_sender(self.settings.sender)
+
+    async def _work(self, item: Frame, sender: MllpSender) -> Reply | None:
+        """The ACK for one frame; None when the sender was revoked meanwhile (hang up)."""
         loop = asyncio.get_running_loop()
         if item.problem:
-            return await loop.run_in_executor(self.executor, _refuse_frame, item)
-        return await loop.run_in_executor(
-            self.executor,
-            lambda: in_worker(
-                lambda: handle(item.payload, local_authority=self.settings.local_authority)
-            ),
-        )
+            return await loop.run_in_executor(self.executor, _refuse_frame, item, sender)
+
+        def work() -> Reply | None:
+            # Checked for each message: a revocation takes effect on open connections too.
+            if not MllpSender.objects.filter(pk=sender.pk, revoked_at=None).exists():
+                _refuse_connection(None, f"the sender {sender.name!r} was revoked")
+                return None
+            return handle(
+                item.payload, sender=sender, local_authority=self.settings.local_authority
+            )
+
+        return await loop.run_in_executor(self.executor, lambda: in_worker(work))
 
     async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
@@ -197,6 +270,17 @@ class MllpServer:
         peer = writer.get_extra_info("peername")
         framer = Framer(self.settings.max_message_bytes)
         try:
+            loop = asyncio.get_running_loop()
+            sender = await loop.run_in_executor(
+                self.executor, lambda: in_worker(lambda: self.identify(writer))
+            )
+            if sender is None:
+                # A certificate the CA signed but no administrator mapped (or revoked): it
+                # speaks for nobody. Closed before a byte of it is read.
+                await loop.run_in_executor(
+                    self.executor, _refuse_connection, writer, "no active sender"
+                )
+                return
             while not self.stopping.is_set():
                 data = await asyncio.wait_for(reader.read(65536), self.settings.idle_timeout)
                 if not data:
@@ -204,7 +288,10 @@ class MllpServer:
                 self._connections[task] = True
                 close = False
                 for item in framer.feed(data):
-                    reply = await self._work(item)
+                    reply = await self._work(item, sender)
+                    if reply is None:
+                        close = True
+                        break
                     writer.write(frame(reply.ack))
                     await writer.drain()
                     logger.info("mllp %s: %s %s", peer, reply.code, reply.control_id)
@@ -255,10 +342,27 @@ class MllpServer:
         self.stopping.set()
 
 
-def _refuse_frame(item: Frame) -> Reply:
+def _refuse_frame(item: Frame, sender: MllpSender) -> Reply:
     header = peek_header(item.payload) if item.payload.lstrip().startswith(b"MSH") else None
     error = HL7Error(ack.REJECT, ErrorCode.SEGMENT_SEQUENCE, item.problem)
-    return refuse(header or Header(), error)
+    return refuse(header or Header(), error, sender=sender)
+
+
+def _refuse_connection(writer: asyncio.StreamWriter | None, why: str) -> None:
+    """Audit a connection that speaks for no active sender (it is then closed)."""
+    facts: dict[str, Any] = {"channel": "hl7", "why": why}
+    if writer is not None:
+        peer = writer.get_extra_info("peername")
+        facts["peer"] = str(peer[0]) if peer else ""
+        tls = writer.get_extra_info("ssl_object")
+        der = tls.getpeercert(binary_form=True) if tls is not None else None
+        if der:
+            facts["fingerprint"] = fingerprint(der)
+    close_old_connections()
+    try:
+        record("intake.mllp.refused", outcome="denied", reason=why, extra=facts)
+    finally:
+        close_old_connections()
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -268,6 +372,21 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", type=int, default=2575, help="TCP port (default 2575; 0: any)")
     parser.add_argument("--tls-cert", default="", help="PEM certificate chain: serve MLLP over TLS")
     parser.add_argument("--tls-key", default="", help="PEM private key of --tls-cert")
+    parser.add_argument(
+        "--tls-client-ca",
+        default="",
+        help="PEM CA that signs the senders' client certificates: mutual TLS (required "
+        "beyond loopback); each certificate must be mapped with `vigie mllpsender add --cert`",
+    )
+    parser.add_argument(
+        "--tls-crl", default="", help="PEM certificate revocation list of --tls-client-ca"
+    )
+    parser.add_argument(
+        "--sender",
+        default="",
+        help="without --tls-client-ca (loopback only): the MLLP sender this listener speaks "
+        "for (`vigie mllpsender add NAME --source SYSTEM --loopback`)",
+    )
     parser.add_argument(
         "--max-message-bytes",
         type=int,
@@ -297,7 +416,21 @@ def _settings(options: dict[str, Any]) -> Settings:
         raise SystemExit("--max-message-bytes must be at least 1024")
     if int(options["workers"]) < 1:
         raise SystemExit("--workers must be at least 1")
-    return Settings(
+    if options.get("tls_client_ca") and not options.get("tls_cert"):
+        raise SystemExit("--tls-client-ca needs --tls-cert and --tls-key (the server's own)")
+    if options.get("tls_crl") and not options.get("tls_client_ca"):
+        raise SystemExit("--tls-crl needs --tls-client-ca")
+    if options.get("tls_client_ca") and options.get("sender"):
+        raise SystemExit(
+            "--sender is for a listener without client certificates: with --tls-client-ca, "
+            "each certificate names its sender"
+        )
+    if not options.get("tls_client_ca") and not options.get("sender"):
+        raise SystemExit(
+            "say who this listener speaks for: --tls-client-ca (each lab's certificate names "
+            "its sender) or, on loopback, --sender NAME"
+        )
+    chosen = Settings(
         host=options["host"],
         port=int(options["port"]),
         max_message_bytes=int(options["max_message_bytes"]),
@@ -306,7 +439,14 @@ def _settings(options: dict[str, Any]) -> Settings:
         local_authority=options.get("local_authority") or "",
         tls_cert=options.get("tls_cert") or "",
         tls_key=options.get("tls_key") or "",
+        tls_client_ca=options.get("tls_client_ca") or "",
+        tls_crl=options.get("tls_crl") or "",
+        sender=options.get("sender") or "",
     )
+    problem = exposure_problem(chosen)
+    if problem:
+        raise SystemExit(problem)
+    return chosen
 
 
 def run(options: dict[str, Any], stdout: TextIO) -> None:
@@ -315,7 +455,21 @@ def run(options: dict[str, Any], stdout: TextIO) -> None:
     asyncio.run(_main(settings, stdout))
 
 
+def _check_sender(name: str) -> None:
+    close_old_connections()
+    try:
+        if loopback_sender(name) is None:
+            raise SystemExit(
+                f"no active loopback MLLP sender named {name!r}: add it with `vigie mllpsender "
+                f"add {name} --source SYSTEM --loopback`"
+            )
+    finally:
+        close_old_connections()
+
+
 async def _main(settings: Settings, stdout: TextIO) -> None:
+    if settings.sender:
+        await asyncio.to_thread(_check_sender, settings.sender)
     server = MllpServer(settings)
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -327,7 +481,13 @@ async def _main(settings: Settings, stdout: TextIO) -> None:
         ready.cancel()
         await serving  # raises the bind error (address in use, bad certificate)
         return
-    facts = {"host": settings.host, "port": server.port, "tls": bool(settings.tls_cert)}
+    facts = {
+        "host": settings.host,
+        "port": server.port,
+        "tls": bool(settings.tls_cert),
+        "mutual_tls": settings.mutual_tls,
+        "sender": settings.sender,
+    }
     await asyncio.to_thread(record, "intake.mllp.started", extra=facts)
     scheme = "mllps" if settings.tls_cert else "mllp"
     stdout.write(f"listening on {scheme}://{settings.host}:{server.port}\n")

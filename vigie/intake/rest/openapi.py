@@ -64,15 +64,20 @@ def _components() -> dict[str, Any]:
         "properties": {
             "id": {
                 "type": "string",
-                "description": "The document's id at the clinic (quote it to the clinic's IT).",
+                "description": (
+                    "The receipt: the document's id at the clinic, whatever becomes of it "
+                    "(quote it to the clinic's IT)."
+                ),
             },
             "status": {
                 "type": "string",
-                "enum": ["stored", "to_reconcile"],
+                "enum": ["received"],
                 "description": (
-                    "`stored`: attached to the patient the identifiers designate exactly. "
-                    "`to_reconcile`: stored encrypted, attached to nobody, until an "
-                    "administrator of the clinic identifies the patient."
+                    "Always `received`: the document is stored (encrypted) and the answer "
+                    "is the same whether the identifiers designate a patient here or the "
+                    "document waits for an administrator of the clinic to reconcile it. "
+                    "Whether an INS or an IPP is known is never told to a sender; the "
+                    "reason stays on the clinic's reconciliation page."
                 ),
             },
             "warnings": {
@@ -141,8 +146,10 @@ def _build() -> dict[str, Any]:
             "description": (
                 "Send medical documents (PDF, PNG, JPEG) to the clinic. Patients are "
                 "matched exactly on the INS, or on the IPP with its assigning system; "
-                "anything less is kept for an administrator to reconcile. Errors are RFC "
-                "9457 problem details."
+                "anything less is kept for an administrator to reconcile, and the answer "
+                "does not say which (202 with a receipt id either way). A key speaks for "
+                "its own source system only: an IPP assigned by another system is refused "
+                "(422 foreign-source). Errors are RFC 9457 problem details."
             ),
         },
         "security": [{"apiKey": []}],
@@ -195,8 +202,12 @@ def _build() -> dict[str, Any]:
                         },
                     },
                     "responses": {
-                        "201": {
-                            "description": "Stored durably (encrypted) before this answer.",
+                        "202": {
+                            "description": (
+                                "Received: stored durably (encrypted) before this answer. "
+                                "The same answer whether or not the patient is identified "
+                                "here; only the receipt id differs."
+                            ),
                             "headers": {
                                 "Idempotent-Replayed": {
                                     "description": "Present on a replayed answer.",

@@ -112,6 +112,14 @@ INVALID_DOCUMENT = ProblemType(
     "The file is empty, truncated, not what it claims to be, or the patient identifiers "
     "are invalid (an INS with a wrong control key...). Nothing was stored.",
 )
+FOREIGN_SOURCE = ProblemType(
+    "foreign-source",
+    422,
+    _("Another sender's identifier"),
+    "`patient.ipp_source` names a system other than this API key's source system. A key "
+    "speaks only for its own system (or sends the clinic's own IPP with an empty "
+    "`ipp_source`). Nothing was stored and nothing was learnt.",
+)
 STORAGE_UNAVAILABLE = ProblemType(
     "storage-unavailable",
     503,
@@ -143,6 +151,7 @@ ALL_TYPES = (
     PAYLOAD_TOO_LARGE,
     UNSUPPORTED_MEDIA_TYPE,
     INVALID_DOCUMENT,
+    FOREIGN_SOURCE,
     STORAGE_UNAVAILABLE,
     AUDIT_UNAVAILABLE,
     CONFLICTING_RETRY,

@@ -37,7 +37,7 @@ from vigie.intake.rest.uploads import MemoryOnlyUploadHandler
 from vigie.portal.middleware import authenticates_itself
 from vigie.records.checks import ACCEPTED_TYPES
 from vigie.records.ingest import DocumentMeta
-from vigie.records.ingest_errors import InvalidDocument, StorageUnavailable
+from vigie.records.ingest_errors import ForeignSource, InvalidDocument, StorageUnavailable
 from vigie.records.models import Document, PendingDocument
 from vigie.records.receive import Received, Sender, receive
 
@@ -46,6 +46,9 @@ logger = logging.getLogger(__name__)
 View = Callable[[HttpRequest], HttpResponse]
 
 CHANNEL = "rest"
+# One answer whether the document found its patient or waits for reconciliation (issue 16):
+# a key holder must not learn from it whether an INS or an IPP is known here.
+RECEIVED_STATUS = 202
 # Room for the multipart framing and the metadata part on top of the document itself.
 MULTIPART_ALLOWANCE = metadata.MAX_METADATA_BYTES + 64 * 1024
 
@@ -290,7 +293,7 @@ def _receive(
     def within(row: Document | PendingDocument) -> None:
         body = _answer(row)
         if idempotency_key is not None:
-            idempotency.remember(key, idempotency_key, payload_hash, 201, body)
+            idempotency.remember(key, idempotency_key, payload_hash, RECEIVED_STATUS, body)
         record(
             "intake.received",
             request=request,
@@ -299,7 +302,8 @@ def _receive(
                 "key": key.name,
                 "channel": CHANNEL,
                 "source_address": str(request.META.get("REMOTE_ADDR") or ""),
-                "status": body["status"],
+                # For the clinic (the audit trail), not for the sender's answer:
+                "status": "stored" if isinstance(row, Document) else "to_reconcile",
                 "document_id" if isinstance(row, Document) else "pending_id": str(row.pk),
                 "idempotency_key": idempotency_key or "",
             },
@@ -307,6 +311,14 @@ def _receive(
 
     try:
         received = receive(sender, document_meta, data, channel=CHANNEL, within=within)
+    except ForeignSource as exc:
+        return _rejected(
+            request,
+            key,
+            problems.FOREIGN_SOURCE,
+            str(exc),
+            errors=[{"pointer": "#/patient/ipp_source", "detail": _("not this key's system")}],
+        )
     except InvalidDocument as exc:
         return _rejected(request, key, problems.INVALID_DOCUMENT, str(exc))
     except StorageUnavailable as exc:
@@ -319,7 +331,7 @@ def _receive(
         )
     except IntegrityError:
         return _after_conflict(request, key, idempotency_key, payload_hash)
-    return JsonResponse(_answer_of(received), status=201)
+    return JsonResponse(_answer_of(received), status=RECEIVED_STATUS)
 
 
 def _metadata_text(fields: Any, files: Any) -> str | None:
@@ -335,11 +347,12 @@ def _metadata_text(fields: Any, files: Any) -> str | None:
 
 
 def _answer(row: Document | PendingDocument) -> dict[str, Any]:
-    # Only what the sender needs to track its document: never who the patient is, nor
-    # whether a patient record exists beyond "stored" / "waiting for a human".
+    # Only a receipt: never who the patient is, nor whether the identifiers designate
+    # anyone here (a document and a pending one share their id space, and the id stays the
+    # same once an administrator attaches it). The warnings depend on the file alone.
     return {
         "id": str(row.pk),
-        "status": "stored" if isinstance(row, Document) else "to_reconcile",
+        "status": "received",
         "warnings": [str(w) for w in (row.content_warnings or [])],
     }
 

@@ -91,7 +91,7 @@ def test_the_key_created_in_the_admin_works(it_admin: Client, client: Client) ->
     text = KEY_RE.findall(_create_in_admin(it_admin).content.decode())[0]
     patient = make_patient()
     response = send(client, text, content=pdf(), meta=metadata(ins=patient.ins))
-    assert response.status_code == 201
+    assert response.status_code == 202
 
 
 def test_the_admin_refuses_a_bad_network_and_a_duplicate_name(it_admin: Client) -> None:
@@ -175,7 +175,7 @@ def test_the_cli_prints_the_new_key_once_alone_on_stdout(client: Client) -> None
     response = send(
         client, text, content=pdf(), meta=metadata(ins=patient.ins), REMOTE_ADDR="10.1.2.3"
     )
-    assert response.status_code == 201
+    assert response.status_code == 202
 
 
 def test_the_cli_lists_keys_without_their_secret() -> None:

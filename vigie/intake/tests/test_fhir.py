@@ -17,7 +17,6 @@ import pytest
 from django.test import Client
 from fhir.resources.R4B.bundle import Bundle
 from fhir.resources.R4B.capabilitystatement import CapabilityStatement
-from fhir.resources.R4B.documentreference import DocumentReference
 from fhir.resources.R4B.operationoutcome import OperationOutcome
 from fhir.resources.R4B.patient import Patient as FhirPatient
 
@@ -25,7 +24,7 @@ from vigie.accounts.models import Role
 from vigie.accounts.testing import log_in, log_in_password_only, make_user
 from vigie.audit.models import AuditEvent
 from vigie.intake.apikeys import create_key
-from vigie.intake.fhir.resources import INS_SYSTEM, fhir_id, vigie_id
+from vigie.intake.fhir.resources import INS_SYSTEM, fhir_id
 from vigie.portal.tests.conftest import relate
 from vigie.records.models import Document, PatientIdentifier, PendingDocument
 from vigie.records.tests.factories import make_document, make_patient
@@ -45,7 +44,8 @@ def _env(settings, vault_home: Path) -> None:
 
 @pytest.fixture
 def lab() -> Client:
-    _, text = create_key("labo-test", source_system="LABO-TEST")
+    # A FHIR sender's source system is the identifier system of its own patient numbers.
+    _, text = create_key("labo-test", source_system=LAB_SYSTEM)
     return Client(HTTP_AUTHORIZATION=f"Bearer {text}")
 
 
@@ -130,23 +130,22 @@ def test_it_publishes_a_valid_capability_statement_to_anyone() -> None:
 
 def test_it_creates_a_document_readable_back_by_a_doctor_in_scope(lab, doctor, patient) -> None:
     response = post(lab, doc_ref(by_ins(patient)))
-    assert response.status_code == 201, response.content
-    created: Any = DocumentReference.model_validate(json.loads(response.content))
-    assert created.status == "current"
-    document = Document.objects.get(pk=vigie_id(created.id))
-    assert response["Location"].endswith(f"/fhir/DocumentReference/{created.id}")
+    assert response.status_code == 202, response.content
+    assert "Location" not in response  # the same answer as for an unknown patient
+    document = Document.objects.get()
+    assert f"received as {document.pk}" in diagnostics(response)
     assert document.patient == patient
     assert document.kind == "lab_result"
     assert document.clinical_date == date(2026, 3, 2)
-    assert document.source_system == "LABO-TEST"  # from the key, not from the sender
+    assert document.source_system == LAB_SYSTEM  # from the key, not from the sender
     assert document.author == "Laboratoire Bio-Test"
-    assert "data" not in json.loads(response.content)["content"][0]["attachment"]
+    assert VALID_PDF[:20] not in response.content
     [event] = events("intake.fhir.create")
     assert event.document_id == document.pk
     assert event.extra["key"] == "labo-test"
 
     relate(doctor, patient)
-    read = signed_in(doctor).get(f"/fhir/Binary/{created.id}")
+    read = signed_in(doctor).get(f"/fhir/Binary/{fhir_id(document.pk)}")
     assert read.status_code == 200
     assert b"".join(read.streaming_content) == VALID_PDF  # type: ignore[attr-defined]
     assert events("document.download")[-1].document_id == document.pk
@@ -160,13 +159,13 @@ def test_it_matches_an_ipp_with_its_assigning_system(lab, patient) -> None:
         "identifier": [{"system": LAB_SYSTEM, "value": "L-778"}],
     }
     response = post(lab, doc_ref({"reference": "#p"}, contained=[contained]))
-    assert response.status_code == 201, response.content
+    assert response.status_code == 202, response.content
     assert Document.objects.get().patient == patient
 
 
 def test_it_takes_a_conditional_reference(lab, patient) -> None:
     subject = {"reference": f"Patient?identifier={INS_SYSTEM}|{patient.ins}"}
-    assert post(lab, doc_ref(subject)).status_code == 201
+    assert post(lab, doc_ref(subject)).status_code == 202
     assert Document.objects.get().patient == patient
 
 
@@ -196,7 +195,7 @@ def test_it_takes_a_binary_from_the_same_transaction(lab, patient) -> None:
     response = post(lab, bundle, "/fhir/")
     assert response.status_code == 200, response.content
     reply: Any = Bundle.model_validate(json.loads(response.content))
-    assert reply.entry[0].response.status.startswith("201")
+    assert reply.entry[0].response.status.startswith("202")
     assert Document.objects.get().sha256 == hashlib.sha256(VALID_PDF).hexdigest()
 
 
@@ -210,7 +209,7 @@ def test_unknown_patient_is_kept_to_reconcile_and_attached_to_nobody(lab) -> Non
     }
     response = post(lab, doc_ref({"reference": "#p"}, contained=[contained]))
     assert response.status_code == 202
-    assert "to reconcile" in diagnostics(response)
+    assert "NOBODY-1" not in diagnostics(response)
     assert Document.objects.count() == 0
     pending = PendingDocument.objects.get()
     assert pending.demographics["family_name"] == "MARTIN"
@@ -220,7 +219,7 @@ def test_unknown_patient_is_kept_to_reconcile_and_attached_to_nobody(lab) -> Non
 
 def test_a_pdf_with_javascript_is_stored_but_flagged(lab, patient) -> None:
     response = post(lab, doc_ref(by_ins(patient), data=pdf_with_document_javascript()))
-    assert response.status_code == 201
+    assert response.status_code == 202
     assert Document.objects.get().active_content is True
 
 

@@ -59,7 +59,9 @@ def patient(vault_home: Path) -> Patient:
 
 @pytest.fixture
 def folder(drop: Path) -> HotFolder:
-    hot = HotFolder(drop, settle=0, sidecar_wait=600, out=io.StringIO())
+    hot = HotFolder(
+        drop, source_system="LABO-CENTRAL", settle=0, sidecar_wait=600, out=io.StringIO()
+    )
     hot.prepare()
     return hot
 
@@ -68,7 +70,7 @@ def sidecar(patient: Patient | None = None, **changes: Any) -> dict[str, Any]:
     data: dict[str, Any] = {
         "patient": {"ins": patient.ins, "family_name": patient.family_name}
         if patient
-        else {"ipp": "UNKNOWN9", "ipp_source": "HIS-CHU", "family_name": "INCONNU"},
+        else {"ipp": "UNKNOWN9", "ipp_source": "LABO-CENTRAL", "family_name": "INCONNU"},
         "document": {
             "kind": "lab_result",
             "title": "Numération formule sanguine",
@@ -142,11 +144,11 @@ def test_an_unknown_patient_waits_for_reconciliation_and_the_file_goes_to_done(
     outcome = only(folder.scan())
     assert outcome.status == "pending"
     pending = PendingDocument.objects.get(pk=outcome.document_id)
-    assert pending.identifiers == {"ipp": "UNKNOWN9", "ipp_source": "HIS-CHU"}
+    assert pending.identifiers == {"ipp": "UNKNOWN9", "ipp_source": "LABO-CENTRAL"}
     assert not Document.objects.exists()
     assert ReceivedMessage.objects.get(pending_id=pending.pk)
-    assert {"unknown.pdf", "unknown.json"} <= names(drop / "done")
-    assert "reconcile" in reason(drop / "done", "unknown")
+    # done/ says nothing about the patient being unknown here (see the attack test).
+    assert names(drop / "done") == {"unknown.pdf", "unknown.json"}
 
 
 def test_a_pdf_with_javascript_is_stored_flagged_and_the_sender_is_told(
@@ -191,7 +193,9 @@ def test_the_same_name_with_other_bytes_is_a_new_document(
 def test_delete_done_removes_stored_files_but_keeps_quarantine(
     drop: Path, patient: Patient
 ) -> None:
-    folder = HotFolder(drop, settle=0, delete_done=True, out=io.StringIO())
+    folder = HotFolder(
+        drop, source_system="LABO-CENTRAL", settle=0, delete_done=True, out=io.StringIO()
+    )
     folder.prepare()
     put(drop, "stored", PDF, sidecar(patient))
     put(drop, "empty", b"", sidecar(patient))
@@ -336,7 +340,14 @@ def test_a_pdf_waits_for_its_sidecar_then_is_quarantined_with_no_sidecar(
     drop: Path, patient: Patient
 ) -> None:
     wall = FakeClock(start=(drop).stat().st_ctime)
-    folder = HotFolder(drop, settle=0, sidecar_wait=600, wall_clock=wall, out=io.StringIO())
+    folder = HotFolder(
+        drop,
+        source_system="LABO-CENTRAL",
+        settle=0,
+        sidecar_wait=600,
+        wall_clock=wall,
+        out=io.StringIO(),
+    )
     folder.prepare()
     put(drop, "alone", PDF, None)
     wall.now += 10
@@ -350,7 +361,9 @@ def test_a_pdf_waits_for_its_sidecar_then_is_quarantined_with_no_sidecar(
 
 
 def test_a_sidecar_arriving_in_time_is_used(drop: Path, patient: Patient) -> None:
-    folder = HotFolder(drop, settle=0, sidecar_wait=600, out=io.StringIO())
+    folder = HotFolder(
+        drop, source_system="LABO-CENTRAL", settle=0, sidecar_wait=600, out=io.StringIO()
+    )
     folder.prepare()
     put(drop, "late", PDF, None)
     assert folder.scan() == ([], 0)
@@ -360,7 +373,7 @@ def test_a_sidecar_arriving_in_time_is_used(drop: Path, patient: Patient) -> Non
 
 def test_a_file_still_growing_is_not_taken_until_it_is_stable(drop: Path, patient: Patient) -> None:
     clock = FakeClock()
-    folder = HotFolder(drop, settle=2, clock=clock, out=io.StringIO())
+    folder = HotFolder(drop, source_system="LABO-CENTRAL", settle=2, clock=clock, out=io.StringIO())
     folder.prepare()
     (drop / "big.json").write_text(json.dumps(sidecar(patient)))
     pdf = drop / "big.pdf"
@@ -386,7 +399,7 @@ def test_a_file_held_open_for_writing_is_not_taken_even_when_unchanged(
     drop: Path, patient: Patient
 ) -> None:
     clock = FakeClock()
-    folder = HotFolder(drop, settle=2, clock=clock, out=io.StringIO())
+    folder = HotFolder(drop, source_system="LABO-CENTRAL", settle=2, clock=clock, out=io.StringIO())
     folder.prepare()
     (drop / "slow.json").write_text(json.dumps(sidecar(patient)))
     with (drop / "slow.pdf").open("wb") as writer:
@@ -420,7 +433,7 @@ def test_a_file_stored_before_a_crash_is_recognised_and_moved_not_stored_again(
     stored = only(folder.scan())
     # The state a SIGKILL between the two moves leaves: sidecar in done/, PDF still in DIR.
     (drop / "done" / "crash.pdf").rename(drop / "crash.pdf")
-    restarted = HotFolder(drop, settle=0, out=io.StringIO())
+    restarted = HotFolder(drop, source_system="LABO-CENTRAL", settle=0, out=io.StringIO())
     outcome = only(restarted.scan())
     assert outcome.status == "duplicate"
     assert outcome.document_id == stored.document_id
@@ -436,7 +449,7 @@ def test_a_quarantine_interrupted_between_moves_is_completed(
     put(drop, "broken", PDF, b"{not json")
     folder.scan()
     (drop / "quarantine" / "broken.pdf").rename(drop / "broken.pdf")
-    restarted = HotFolder(drop, settle=0, out=io.StringIO())
+    restarted = HotFolder(drop, source_system="LABO-CENTRAL", settle=0, out=io.StringIO())
     assert only(restarted.scan()).status == "quarantined"
     assert names(drop / "quarantine") == {"broken.pdf", "broken.json", "broken.reason.txt"}
     assert "not valid JSON" in reason(drop / "quarantine", "broken")
@@ -471,7 +484,7 @@ def test_a_sidecar_with_a_bom_and_only_an_ipp_is_read() -> None:
             "source_system": "HIS",
         }
     )
-    parsed = parse_sidecar(raw.encode())
+    parsed = parse_sidecar(raw.encode(), source_system="HIS")
     assert parsed.sender.ipp == "P123"
     assert parsed.sender.ins is None
     assert parsed.sender.birth_date is not None
@@ -482,7 +495,17 @@ def test_a_sidecar_with_a_bom_and_only_an_ipp_is_read() -> None:
 def test_the_command_takes_what_is_ready_and_exits_with_once(drop: Path, patient: Patient) -> None:
     put(drop, "cmd", PDF, sidecar(patient))
     out = io.StringIO()
-    call_command("intake", "folder", str(drop), "--once", "--settle", "0", stdout=out)
+    call_command(
+        "intake",
+        "folder",
+        str(drop),
+        "--source",
+        "LABO-CENTRAL",
+        "--once",
+        "--settle",
+        "0",
+        stdout=out,
+    )
     assert "cmd.pdf: stored" in out.getvalue()
     assert {"cmd.pdf", "cmd.json"} <= names(drop / "done")
 
@@ -491,16 +514,16 @@ def test_the_command_refuses_a_folder_inside_vigie_home(vault_home: Path) -> Non
     inside = vault_home / "incoming"
     inside.mkdir()
     with pytest.raises(CommandError, match="inside VIGIE_HOME"):
-        call_command("intake", "folder", str(inside), "--once")
+        call_command("intake", "folder", str(inside), "--source", "LABO", "--once")
 
 
 def test_the_command_refuses_a_missing_folder(tmp_path: Path) -> None:
     with pytest.raises(CommandError, match="is not a directory"):
-        call_command("intake", "folder", str(tmp_path / "nowhere"), "--once")
+        call_command("intake", "folder", str(tmp_path / "nowhere"), "--source", "LABO", "--once")
 
 
 def test_two_watchers_on_one_folder_are_refused(folder: HotFolder, drop: Path) -> None:
-    other = HotFolder(drop)
+    other = HotFolder(drop, source_system="LABO-CENTRAL")
     with folder.locked(), pytest.raises(CommandError, match="already watching"):  # noqa: SIM117
         with other.locked():
             pass

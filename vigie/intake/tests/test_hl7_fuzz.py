@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from vigie.intake.hl7.handler import handle
 from vigie.intake.hl7.server import Framer
 from vigie.intake.hl7.testing import EB, SB, Oru, ack_fields, ed_segment, frame, small_pdf
+from vigie.intake.models import MllpSender
 
 BASE = [
     Oru().encode(),
@@ -97,7 +98,10 @@ def structured(draw: st.DrawFn) -> bytes:
 
 
 def _check(raw: bytes) -> None:
-    reply = handle(raw)
+    sender, _created = MllpSender.objects.get_or_create(
+        name="BIOMED", defaults={"source_system": "BIOMED"}
+    )
+    reply = handle(raw, sender=sender)
     fields = ack_fields(reply.ack)
     assert fields["code"] in ("AA", "AE", "AR")
     assert fields["code"] == reply.code

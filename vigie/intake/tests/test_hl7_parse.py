@@ -157,11 +157,12 @@ def test_it_reads_patient_order_and_results_of_a_full_message():
     assert all(o.status == "F" for o in order.observations)
 
 
-def test_it_falls_back_to_the_ordering_provider_and_to_the_sending_facility():
+def test_it_falls_back_to_the_ordering_provider_and_leaves_an_unqualified_ipp_unqualified():
     result = read_oru(parse(Oru(interpreter="", ipp_authority="").encode()))
     assert result.author == "Dr Jeanne MARTIN"
-    # An unqualified IPP belongs to the system that sent it.
-    assert result.patient.ipp_source == "BIOMED"
+    # An unqualified IPP stays unqualified here: the handler places it in the system of the
+    # sender the connection authenticated, never in what MSH-4 claims.
+    assert result.patient.ipp_source == ""
 
 
 def test_it_recognises_the_ins_only_by_its_oid():

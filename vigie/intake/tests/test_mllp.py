@@ -26,7 +26,7 @@ from vigie.intake.hl7.testing import (
     frame,
     small_pdf,
 )
-from vigie.intake.models import ReceivedMessage
+from vigie.intake.models import MllpSender, ReceivedMessage
 from vigie.records.content import stream_verified
 from vigie.records.models import Document, PatientIdentifier, PendingDocument
 from vigie.records.tests.factories import make_patient
@@ -38,6 +38,14 @@ def _stored() -> tuple[int, int, int]:
         PendingDocument.objects.count(),
         ReceivedMessage.objects.count(),
     )
+
+
+def biomed() -> MllpSender:
+    """The configured sender the tests' messages come from (Oru's defaults are BIOMED's)."""
+    sender, _created = MllpSender.objects.get_or_create(
+        name="BIOMED", defaults={"source_system": "BIOMED"}
+    )
+    return sender
 
 
 @pytest.fixture
@@ -120,7 +128,7 @@ CORPUS = [
 )
 def test_the_bad_input_corpus_gets_its_expected_ack(known, raw, code, error_code, needle, stored):
     before = _stored()
-    reply = handle(raw)
+    reply = handle(raw, sender=biomed())
     fields = ack_fields(reply.ack)
     assert (fields["code"], fields["error_code"]) == (code, error_code), fields
     assert needle in fields["text"]
@@ -138,7 +146,7 @@ def test_the_bad_input_corpus_gets_its_expected_ack(known, raw, code, error_code
 
 @pytest.mark.django_db
 def test_a_known_patient_gets_a_rendered_report(known):
-    reply = handle(Oru().encode())
+    reply = handle(Oru().encode(), sender=biomed())
     assert reply.code == "AA"
     fields = ack_fields(reply.ack)
     assert (fields["control_id"], fields["receiving_application"]) == ("MSG00001", "LABWARE")
@@ -150,8 +158,9 @@ def test_a_known_patient_gets_a_rendered_report(known):
     assert document.source_system == "BIOMED"
     content = b"".join(stream_verified(document))
     assert content.startswith(b"%PDF-")
+    # Keyed by the authenticated sender first: no one else can take BIOMED's control ids.
     taken = ReceivedMessage.objects.get(
-        channel="hl7", source="LABWARE^BIOMED", control_id="MSG00001"
+        channel="hl7", source="BIOMED|LABWARE^BIOMED", control_id="MSG00001"
     )
     assert taken.document_id == document.pk
     event = AuditEvent.objects.filter(action="intake.received").latest("seq")
@@ -161,7 +170,7 @@ def test_a_known_patient_gets_a_rendered_report(known):
 @pytest.mark.django_db
 def test_an_embedded_pdf_is_stored_as_sent(known):
     pdf = small_pdf("Compte rendu signé du laboratoire")
-    reply = handle(Oru(observations=[ed_segment(pdf)]).encode())
+    reply = handle(Oru(observations=[ed_segment(pdf)]).encode(), sender=biomed())
     assert reply.code == "AA"
     assert b"".join(stream_verified(Document.objects.get(pk=reply.document_id))) == pdf
 
@@ -169,7 +178,7 @@ def test_an_embedded_pdf_is_stored_as_sent(known):
 @pytest.mark.django_db
 def test_a_patient_matched_by_ins_alone(vault_home):
     patient = make_patient("MARTIN")
-    reply = handle(Oru(ipp="", ins=patient.ins or "").encode())
+    reply = handle(Oru(ipp="", ins=patient.ins or "").encode(), sender=biomed())
     assert reply.code == "AA"
     assert Document.objects.get(pk=reply.document_id).patient == patient
 
@@ -178,7 +187,7 @@ def test_a_patient_matched_by_ins_alone(vault_home):
 def test_an_unknown_patient_is_accepted_and_waits_for_reconciliation(known):
     # AA, not AE: the message is delivered and kept (encrypted, attached to nobody); only an
     # administrator can say whose it is, and a resend would not change that.
-    reply = handle(Oru(ipp="L999999", name="INCONNU^Jean").encode())
+    reply = handle(Oru(ipp="L999999", name="INCONNU^Jean").encode(), sender=biomed())
     assert reply.code == "AA"
     assert reply.document_id == ""
     pending = PendingDocument.objects.get(pk=reply.pending_id)
@@ -191,15 +200,17 @@ def test_an_unknown_patient_is_accepted_and_waits_for_reconciliation(known):
 
 @pytest.mark.django_db
 def test_a_repeated_control_id_is_acknowledged_without_storing_twice(known):
-    first = handle(Oru().encode())
-    again = handle(Oru().encode())
+    first = handle(Oru().encode(), sender=biomed())
+    again = handle(Oru().encode(), sender=biomed())
     assert first.code == again.code == "AA"
     assert again.duplicate
     assert again.document_id == first.document_id
     assert _stored() == (1, 0, 1)
     assert AuditEvent.objects.filter(action="intake.duplicate").count() == 1
     # The same control id from another sender is another message.
-    other = handle(Oru(sending_facility="AUTRELAB", ipp_authority="BIOMED").encode())
+    other = handle(
+        Oru(sending_facility="AUTRELAB", ipp_authority="BIOMED").encode(), sender=biomed()
+    )
     assert other.code == "AA"
     assert not other.duplicate
     assert _stored()[2] == 2
@@ -209,9 +220,12 @@ def test_a_repeated_control_id_is_acknowledged_without_storing_twice(known):
 def test_a_local_authority_ipp_matches_the_clinic_ipp(vault_home):
     patient = make_patient("LEGRAND")
     oru = Oru(ipp=patient.ipp, ipp_authority="CLINIQUE")
-    assert handle(oru.encode()).pending_id  # another system's number: no guess
+    # Another system's number, BIOMED cannot speak for it: refused, nothing kept.
+    assert handle(oru.encode(), sender=biomed()).code == "AR"
+    assert _stored() == (0, 0, 0)
     reply = handle(
         Oru(control_id="2", ipp=patient.ipp, ipp_authority="CLINIQUE").encode(),
+        sender=biomed(),
         local_authority="clinique",
     )
     assert Document.objects.get(pk=reply.document_id).patient == patient
@@ -223,13 +237,15 @@ def test_storage_trouble_asks_the_sender_to_retry(known, monkeypatch):
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(vault, "seal", full)
-    reply = handle(Oru().encode())
+    reply = handle(Oru().encode(), sender=biomed())
     fields = ack_fields(reply.ack)
     assert (fields["code"], fields["error_code"]) == ("AE", "207")
     assert "send it again later" in fields["text"]
     assert _stored() == (0, 0, 0)
     monkeypatch.undo()
-    assert handle(Oru().encode()).code == "AA"  # the retry is not taken for a duplicate
+    assert (
+        handle(Oru().encode(), sender=biomed()).code == "AA"
+    )  # the retry is not taken for a duplicate
 
 
 @pytest.mark.django_db
@@ -240,7 +256,7 @@ def test_an_unexpected_failure_is_an_ae_not_a_traceback(known, monkeypatch):
         raise RuntimeError("bug")
 
     monkeypatch.setattr(handler, "render_report", broken)
-    fields = ack_fields(handle(Oru().encode()).ack)
+    fields = ack_fields(handle(Oru().encode(), sender=biomed()).ack)
     assert (fields["code"], fields["error_code"]) == ("AE", "207")
 
 
@@ -290,8 +306,14 @@ def test_the_framer_refuses_bytes_outside_a_frame_and_a_cut_frame():
 def server(audit_committing, vault_home) -> Iterator[MllpServer]:  # noqa: F811
     # One worker: the test database is SQLite in shared-cache memory, whose table locks do
     # not wait (a file database waits; tests/test_mllp_server.py runs several workers).
+    biomed()
     settings = Settings(
-        host="127.0.0.1", port=0, max_message_bytes=64 * 1024, idle_timeout=20, workers=1
+        host="127.0.0.1",
+        port=0,
+        max_message_bytes=64 * 1024,
+        idle_timeout=20,
+        workers=1,
+        sender="BIOMED",
     )
     mllp = MllpServer(settings)
     loop = asyncio.new_event_loop()

@@ -105,9 +105,9 @@ def test_the_api_conforms_to_its_openapi_document(
 def test_a_real_document_gets_an_answer_that_conforms(
     api_schema: Any, api_key: tuple[ApiKey, str], known: bool
 ) -> None:
-    # Random bytes are never a PDF: the 201 answers are checked with real documents.
+    # Random bytes are never a PDF: the 202 answers are checked with real documents.
     patient = make_patient()
-    who = metadata(ins=patient.ins) if known else metadata(ipp="NOBODY-9", ipp_source="LAB")
+    who = metadata(ins=patient.ins) if known else metadata(ipp="NOBODY-9", ipp_source="LABO-BIO")
     operation = api_schema["/api/v1/documents"]["POST"]
     case = operation.Case(
         body={"file": pdf(), "metadata": json.dumps(who)},
@@ -117,9 +117,10 @@ def test_a_real_document_gets_an_answer_that_conforms(
     auth = {"Authorization": f"Bearer {api_key[1]}"}
     first = case.call_and_validate(headers=auth, checks=CHECKS)
     again = case.call_and_validate(headers=auth, checks=CHECKS)
-    assert first.status_code == again.status_code == 201
+    assert first.status_code == again.status_code == 202
     assert first.json() == again.json()
-    assert first.json()["status"] == ("stored" if known else "to_reconcile")
+    # The same answer for a known and an unknown patient: the receipt says nothing more.
+    assert first.json()["status"] == "received"
 
 
 def test_the_served_document_is_openapi_3_1_and_describes_the_endpoint(
@@ -128,7 +129,11 @@ def test_the_served_document_is_openapi_3_1_and_describes_the_endpoint(
     document = build_schema()
     assert document["openapi"].startswith("3.1")
     post = document["paths"]["/api/v1/documents"]["post"]
-    assert {"201", "400", "401", "403", "409", "413", "415", "422", "503"} <= set(post["responses"])
+    assert {"202", "400", "401", "403", "409", "413", "415", "422", "503"} <= set(post["responses"])
+    assert "201" not in post["responses"]
+    received = document["components"]["schemas"]["Received"]["properties"]["status"]
+    assert received["enum"] == ["received"]
+    assert "reconcil" in received["description"]
     assert document["components"]["securitySchemes"]["apiKey"]["scheme"] == "bearer"
     assert api_schema.raw_schema == document
 

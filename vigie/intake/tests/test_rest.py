@@ -82,10 +82,10 @@ def test_it_stores_the_document_for_the_patient_its_ins_designates(
     patient = make_patient("MARTINEAU")
     content = pdf()
     response = send(client, text, content=content, meta=metadata(ins=patient.ins))
-    assert response.status_code == 201, response.content
+    assert response.status_code == 202, response.content
     body = response.json()
     assert set(body) == {"id", "status", "warnings"}
-    assert body["status"] == "stored"
+    assert body["status"] == "received"
     assert body["warnings"] == []
     document = Document.objects.get(pk=body["id"])
     assert document.patient == patient
@@ -101,7 +101,7 @@ def test_the_answer_discloses_nothing_about_the_patient(
 ) -> None:
     patient = make_patient("CONFIDENTIEL")
     response = send(client, lab[1], content=pdf(), meta=metadata(ipp=patient.ipp))
-    assert response.status_code == 201
+    assert response.status_code == 202
     for secret in (patient.ipp, patient.ins, patient.public_id, "CONFIDENTIEL", "Camille"):
         assert str(secret).encode() not in response.content
 
@@ -115,9 +115,9 @@ def test_an_unknown_patient_gets_a_document_to_reconcile_attached_to_nobody(
         content=pdf(),
         meta=metadata(ipp="LAB-000123", ipp_source="LABO-BIO", family_name="INCONNU"),
     )
-    assert response.status_code == 201, response.content
+    assert response.status_code == 202, response.content
     body = response.json()
-    assert body["status"] == "to_reconcile"
+    assert body["status"] == "received"  # as for a known patient: see test_attack_...
     pending = PendingDocument.objects.get(pk=body["id"])
     assert pending.document is None
     assert pending.channel == "rest"
@@ -131,7 +131,7 @@ def test_a_pdf_with_javascript_is_stored_but_flagged(
     patient = make_patient()
     content = pdf(javascript="app.alert('hello');")
     response = send(client, lab[1], content=content, meta=metadata(ins=patient.ins))
-    assert response.status_code == 201, response.content
+    assert response.status_code == 202, response.content
     body = response.json()
     assert "javascript" in body["warnings"]
     document = Document.objects.get(pk=body["id"])
@@ -150,7 +150,7 @@ def test_it_accepts_the_metadata_as_a_json_file_part(
     response = client.post(
         URL, {"file": upload, "metadata": meta}, HTTP_AUTHORIZATION=f"Bearer {lab[1]}"
     )
-    assert response.status_code == 201, response.content
+    assert response.status_code == 202, response.content
 
 
 def test_it_is_not_subject_to_csrf_since_no_cookie_authenticates(
@@ -159,7 +159,7 @@ def test_it_is_not_subject_to_csrf_since_no_cookie_authenticates(
     patient = make_patient()
     strict = Client(enforce_csrf_checks=True)
     response = send(strict, lab[1], content=pdf(), meta=metadata(ins=patient.ins))
-    assert response.status_code == 201
+    assert response.status_code == 202
 
 
 # --- every use is audited once, with the key's name -------------------------------------
@@ -171,10 +171,10 @@ def test_every_successful_use_leaves_exactly_one_audit_event_with_the_keys_name(
 ) -> None:
     key, text = lab
     patient = make_patient()
-    who = metadata(ins=patient.ins) if known else metadata(ipp="NOBODY-1", ipp_source="X")
+    who = metadata(ins=patient.ins) if known else metadata(ipp="NOBODY-1", ipp_source="LABO-BIO")
     before = len(_events_naming(key))
     response = send(client, text, content=pdf(), meta=who, REMOTE_ADDR="192.0.2.10")
-    assert response.status_code == 201
+    assert response.status_code == 202
     events = _events_naming(key)[before:]
     assert len(events) == 1
     event = events[0]
@@ -372,7 +372,7 @@ def test_a_large_upload_never_goes_to_a_plaintext_temporary_file(
     content = pdf(pages=400)
     assert len(content) > 10 * settings.FILE_UPLOAD_MAX_MEMORY_SIZE
     response = send(client, lab[1], content=content, meta=metadata(ins=patient.ins))
-    assert response.status_code == 201, response.content
+    assert response.status_code == 202, response.content
     assert spilled == []
     # The spy would have caught Django's default handler (the test can fail).
     monkeypatch.setattr(views, "MemoryOnlyUploadHandler", _DefaultHandlers)
@@ -404,7 +404,7 @@ def test_a_retry_with_the_same_idempotency_key_gets_the_same_answer_and_no_secon
     # Same metadata, other key order and spacing: the same payload.
     reordered = json.dumps({"document": meta["document"], "patient": meta["patient"]}, indent=2)
     again = send(client, lab[1], content=content, meta=reordered, idempotency_key="order-42")
-    assert first.status_code == again.status_code == 201
+    assert first.status_code == again.status_code == 202
     assert again.json() == first.json()
     assert again["Idempotent-Replayed"] == "true"
     assert Document.objects.count() == 1
@@ -416,7 +416,7 @@ def test_the_same_idempotency_key_with_another_document_is_a_conflict(
 ) -> None:
     patient = make_patient()
     meta = metadata(ins=patient.ins)
-    assert send(client, lab[1], content=pdf(), meta=meta, idempotency_key="k1").status_code == 201
+    assert send(client, lab[1], content=pdf(), meta=meta, idempotency_key="k1").status_code == 202
     other = pdf(pages=2)
     response = send(client, lab[1], content=other, meta=meta, idempotency_key="k1")
     _problem(response, 409, "idempotency-conflict")
@@ -428,9 +428,9 @@ def test_idempotency_keys_are_per_api_key(client: Client, lab: tuple[ApiKey, str
     _other, other_text = new_key("radiologie")
     patient = make_patient()
     meta = metadata(ins=patient.ins)
-    assert send(client, lab[1], content=pdf(), meta=meta, idempotency_key="1").status_code == 201
+    assert send(client, lab[1], content=pdf(), meta=meta, idempotency_key="1").status_code == 202
     response = send(client, other_text, content=pdf(pages=2), meta=meta, idempotency_key="1")
-    assert response.status_code == 201
+    assert response.status_code == 202
     assert Document.objects.count() == 2
 
 
@@ -443,7 +443,7 @@ def test_an_idempotency_key_is_remembered_only_with_its_document(
     refused = send(client, lab[1], content=pdf()[:100], meta=meta, idempotency_key="fix-me")
     assert refused.status_code == 422
     fixed = send(client, lab[1], content=pdf(), meta=meta, idempotency_key="fix-me")
-    assert fixed.status_code == 201
+    assert fixed.status_code == 202
     record = IdempotencyRecord.objects.get(key="fix-me")
     assert record.response == fixed.json()
     assert Document.objects.filter(pk=record.response["id"]).exists()
@@ -470,7 +470,7 @@ def test_two_concurrent_requests_with_one_key_store_one_document(
     monkeypatch.setattr(idempotency, "previous", late_previous)
     second = send(client, lab[1], content=content, meta=meta, idempotency_key="race")
     assert len(calls) == 2
-    assert second.status_code == 201
+    assert second.status_code == 202
     assert second.json() == first.json()
     assert Document.objects.count() == 1
     # The loser's blob was removed with its rolled-back row: no orphan.
@@ -578,7 +578,7 @@ def test_stolen_api_key_used_from_another_network_is_refused(
     assert (refused.reason, refused.source_ip) == ("network", "203.0.113.66")
     # The lab itself, from its own network, is served.
     own = send(client, text, content=pdf(), meta=meta, REMOTE_ADDR="10.20.3.4")
-    assert own.status_code == 201
+    assert own.status_code == 202
 
 
 def test_a_forged_forwarded_for_header_does_not_launder_a_stolen_key(

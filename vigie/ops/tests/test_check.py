@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from io import StringIO
@@ -38,6 +40,8 @@ exposure = "public"
 sources = ["192.168.10.0/24"]
 """
 HOST = "portail.clinique.example"
+# Before any fixture replaces it: the attack test reads the real processes.
+REAL_MLLP_LISTENERS = checks.mllp_listeners
 
 
 def make_certificate(folder: Path, *, days: int = 90) -> tuple[Path, Path]:
@@ -107,6 +111,8 @@ def installation(tmp_path: Path, settings: Any, monkeypatch: pytest.MonkeyPatch,
     monkeypatch.setattr(nft, "table_exists", lambda: True)
     portal = drift.ListeningSocket("0.0.0.0", 8443, "tcp", "granian", 4242)
     monkeypatch.setattr(drift, "listening_sockets", lambda: (portal,))
+    # No MLLP listener here (other processes on this machine are not this installation's).
+    monkeypatch.setattr(checks, "mllp_listeners", list)
 
     GuardState.get()
     GuardState.objects.filter(pk=GuardState.SINGLETON).update(
@@ -400,3 +406,58 @@ def test_it_warns_about_a_sqlite_library_with_the_wal_reset_bug(
     assert "WARN  database.sqlite_library" in output
     monkeypatch.setattr(checks, "_sqlite_version", lambda: (3, 51, 3))
     assert findings()["database.sqlite_library"].status == checks.OK
+
+
+def _listen_as_mllp(*options: str) -> subprocess.Popen[str]:
+    """A real process whose command line is `... intake mllp OPTIONS`, listening on every
+    address: what an older Vigie (or a hand-edited unit) left running."""
+    program = (
+        "import socket, sys, time\n"
+        "s = socket.socket()\n"
+        "s.bind(('0.0.0.0', 0))\n"
+        "s.listen()\n"
+        "print(s.getsockname()[1], flush=True)\n"
+        "time.sleep(120)\n"
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-c", program, "intake", "mllp", *options],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None
+    assert process.stdout.readline().strip().isdigit()
+    return process
+
+
+def test_attack_an_mllp_listener_beyond_loopback_without_mutual_tls_fails_the_check(
+    installation: Installation, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    plain = _listen_as_mllp("--host", "0.0.0.0", "--port", "0")
+    try:
+        ours = [plain.pid]
+        monkeypatch.setattr(
+            checks, "mllp_listeners", lambda: [m for m in REAL_MLLP_LISTENERS() if m.pid in ours]
+        )
+        finding = assert_fails("intake.mllp", f"pid {plain.pid}", "0.0.0.0:", fix="--tls-client-ca")
+        assert "without mutual TLS" in finding.message
+        code, _out = run_check()
+        assert code == 1
+    finally:
+        plain.kill()
+        plain.wait()
+    mutual = _listen_as_mllp(
+        "--host",
+        "0.0.0.0",
+        "--tls-cert",
+        "s.crt",
+        "--tls-key",
+        "s.key",
+        "--tls-client-ca",
+        "ca.crt",
+    )
+    try:
+        ours[:] = [mutual.pid]
+        assert findings()["intake.mllp"].status == checks.OK
+    finally:
+        mutual.kill()
+        mutual.wait()

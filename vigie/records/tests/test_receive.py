@@ -28,7 +28,7 @@ from vigie.audit.models import AuditEvent
 from vigie.records import keys
 from vigie.records.fsck import fsck
 from vigie.records.ingest import DocumentMeta
-from vigie.records.ingest_errors import InvalidDocument
+from vigie.records.ingest_errors import ForeignSource, InvalidDocument
 from vigie.records.models import (
     CareRelationship,
     Document,
@@ -120,7 +120,10 @@ def test_an_ipp_from_another_system_matches_nobody() -> None:
     patient = make_patient()
     PatientIdentifier.objects.create(patient=patient, source="LABO-BIO", value="L-0042")
 
-    received = _receive(Sender(ipp="L-0042", ipp_source="RADIO-SUD"))
+    radio = replace(META, source_system="RADIO-SUD")
+    received = receive(
+        Sender(ipp="L-0042", ipp_source="RADIO-SUD"), radio, VALID_PDF, channel="rest"
+    )
 
     assert received.document is None
     assert received.pending is not None
@@ -465,3 +468,15 @@ def test_control_characters_in_identities_or_titles_are_refused_and_nothing_stor
         receive(sender, meta, VALID_PDF, channel="rest")
     assert not Document.objects.exists()
     assert not PendingDocument.objects.exists()
+
+
+def test_attack_a_sender_naming_another_systems_ipp_is_refused_and_nothing_is_learnt() -> None:
+    # LABO-BIO's credentials claiming "RADIO-SUD's patient L-0042" with the victim's exact
+    # INS: before, stored for the victim and (RADIO-SUD, L-0042) → victim learnt.
+    victim = make_patient()
+    with pytest.raises(ForeignSource, match="speaks for 'LABO-BIO' only"):
+        _receive(Sender(ins=victim.ins, ipp="L-0042", ipp_source="RADIO-SUD"))
+    assert not PatientIdentifier.objects.exists()
+    assert not Document.objects.exists()
+    assert not PendingDocument.objects.exists()
+    assert _blobs() == []
