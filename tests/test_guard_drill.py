@@ -400,6 +400,9 @@ def test_contractor_window_closes_itself_and_every_exposure_is_caught(drill: Dri
     before = clinic.call(doctor.request, "GET", f"/documents/{readable}/content")
     assert before.status == 200
     assert before.body.startswith(b"%PDF")
+    fhir_before = clinic.call(doctor.request, "GET", f"/fhir/Binary/{readable}")
+    assert fhir_before.status == 200
+    assert fhir_before.body.startswith(b"%PDF")
 
     # 5. The incident's mistake: someone drops the firewall by hand.
     t_flush = time.time()
@@ -419,6 +422,10 @@ def test_contractor_window_closes_itself_and_every_exposure_is_caught(drill: Dri
     during = clinic.call(doctor.request, "GET", f"/documents/{readable}/content")
     assert during.status == 503
     assert b"%PDF" not in during.body
+    # And on every other way out, FHIR's included (issue 16: Binary kept serving PDFs).
+    fhir_during = clinic.call(doctor.request, "GET", f"/fhir/Binary/{readable}")
+    assert fhir_during.status == 503
+    assert b"%PDF" not in fhir_during.body
 
     # Until an administrator clears it, with the second factor.
     admin = HttpClient(f"http://127.0.0.1:{port}")
