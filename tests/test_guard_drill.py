@@ -399,6 +399,9 @@ def test_contractor_window_closes_itself_and_every_exposure_is_caught(drill: Dri
     before = clinic.call(doctor.request, "GET", f"/documents/{readable}/content")
     assert before.status == 200
     assert before.body.startswith(b"%PDF")
+    fhir_before = clinic.call(doctor.request, "GET", f"/fhir/Binary/{readable}")
+    assert fhir_before.status == 200
+    assert fhir_before.body.startswith(b"%PDF")
 
     # 5. The incident's mistake: someone drops the firewall by hand.
     t_flush = time.time()

@@ -337,6 +337,10 @@ def test_attack_every_tampering_with_vigies_table_is_repaired_within_two_seconds
     during = clinic.call(doctor.request, "GET", f"/documents/{readable}/content")
     assert during.status == 503
     assert b"%PDF" not in during.body
+    # And on every other way out, FHIR's included (issue 16: Binary kept serving PDFs).
+    fhir_during = clinic.call(doctor.request, "GET", f"/fhir/Binary/{readable}")
+    assert fhir_during.status == 503
+    assert b"%PDF" not in fhir_during.body
 
     # Until an administrator removes it and clears the lockdown, with the second factor.
     _nft(drill, "delete", "table", "netdev", "sneak")

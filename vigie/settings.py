@@ -305,6 +305,10 @@ CONTENT_SECURITY_POLICY = {
 # How long a break-the-glass grant lasts (hours). Short on purpose: an emergency is handled
 # in hours; a longer need is a care relationship, which IT records in the admin.
 VIGIE_EMERGENCY_ACCESS_HOURS = env.integer("VIGIE_EMERGENCY_ACCESS_HOURS", 4, minimum=1)
+# The lockdown flag that every access decision asks first (records.access.ensure_served).
+# Named here, not imported, because records sits below guard in the layers: the guard owns
+# the flag, the access decision only reads it. Not configurable from the environment.
+VIGIE_LOCKDOWN_FLAG = "vigie.guard.lockdown.is_locked_down"
 
 # --- audit and alerts ---
 # Signed checkpoints of the audit chain live outside the database (see vigie/audit/checkpoints.py).

@@ -1,24 +1,24 @@
-"""Lockdown enforcement: while the guard's lockdown is on, the portal serves no records.
+"""Lockdown, as the signed-in user sees it: the maintenance page, answered with 503.
 
-Placed after deny-by-default, so only signed-in users get this far. It looks at the view
-the URL resolved to (process_view, after URL resolution, so no second resolve) and checks
-the flag only for the records' views: static assets, login, admin, alerts, the guard and
-audit pages cost no query and stay reachable, so administrators can see what happened and
-clear the lockdown. A doctor gets a plain maintenance page, never a document.
+Lockdown is *enforced* in the access decision (`vigie.records.access.ensure_served`): every
+path to a patient's record raises `LockedDown` there while the flag is on, whatever the URL.
+This middleware only turns that exception into the page that says the portal is locked
+(FHIR views answer it themselves, as an OperationOutcome). It matches no URL and reads no
+flag: pages that touch no record (login, static assets, admin, alerts, the guard and audit
+pages) cost nothing and stay reachable, so administrators can see what happened and clear
+the lockdown. Without this middleware a locked request would end in a 500, still without
+a byte of the record; `test_lockdown_every_route` checks both.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 
-from vigie.guard.lockdown import is_locked_down
+from vigie.records.access import LockedDown
 
-# URL namespaces whose views show or stream records.
-LOCKED_NAMESPACES = frozenset({"portal"})
 RETRY_AFTER_SECONDS = 300
 
 
@@ -36,16 +36,7 @@ class LockdownMiddleware:
     def __call__(self, request: HttpRequest) -> HttpResponse:
         return self.get_response(request)
 
-    def process_view(
-        self,
-        request: HttpRequest,
-        view_func: Callable[..., Any],
-        view_args: tuple[Any, ...],
-        view_kwargs: dict[str, Any],
-    ) -> HttpResponse | None:
-        match = request.resolver_match
-        if match is None or not LOCKED_NAMESPACES.intersection(match.namespaces):
-            return None
-        if is_locked_down():
+    def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
+        if isinstance(exception, LockedDown):
             return lockdown_response(request)
         return None

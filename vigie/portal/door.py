@@ -2,6 +2,10 @@
 
     access decision ─► audit event, committed ─► vault (first chunk authenticated) ─► stream
 
+During a lockdown the access decision raises `LockedDown` before anything else, and the
+door asks once more just before the vault: a lockdown engaged while this request was being
+audited still stops its bytes.
+
 Nothing else in Vigie turns a Document into plaintext for a user; `test_one_door` fails the
 build if another module calls `stream_verified` or `vault.open`. The order is the point:
 the audit event is durable before the first byte leaves, and a refused or unknown id gets
@@ -23,6 +27,7 @@ from django.utils.text import slugify
 from vigie.alerts.services import raise_alert
 from vigie.audit.log import AuditUnavailable, record
 from vigie.portal.guards import document_in_scope_or_404
+from vigie.records.access import ensure_served
 from vigie.records.content import VaultError, stream_verified
 from vigie.records.models import Document
 
@@ -74,6 +79,7 @@ def serve_document(
             "emergency": decision.emergency,
         },
     )
+    ensure_served()
     chunks = stream_verified(document)
     try:
         # Pulling the first chunk runs vault.open(), which authenticates it: a wrong key, a

@@ -18,6 +18,7 @@ from vigie.accounts.models import User
 from vigie.accounts.otp import verify_code
 from vigie.alerts.services import raise_alert
 from vigie.audit.log import record
+from vigie.records.access import ensure_served
 from vigie.records.models import EmergencyAccess, Patient
 
 logger = logging.getLogger(__name__)
@@ -33,8 +34,10 @@ def find_patient_by_identifiers(
     """Exact match only. Every identifier given must agree; an IPP needs the birth date.
 
     Returns None for "no such patient" and for "identifiers that disagree" alike, so the
-    caller cannot tell them apart either.
+    caller cannot tell them apart either. Raises LockedDown during a lockdown: the lookup
+    reaches beyond the doctor's scope, so it is the last one to keep open.
     """
+    ensure_served()
     if ins:
         candidates = Patient.objects.filter(ins=ins)
         if ipp:

@@ -4,7 +4,9 @@ scope, and audit every refusal.
 Views call these, never `Patient.objects.get(...)`: `test_one_door` fails the build when a
 view that takes a patient or document id does not. A refusal and an unknown id both answer
 404 and both leave an audit event, so probing for ids shows up in the audit trail (and in
-its anomaly rules) without telling the prober anything.
+its anomaly rules) without telling the prober anything. During a lockdown the lookups raise
+`LockedDown` (a 503) for every id; that refusal is audited too, so the investigation of an
+exposure sees who still tried to read what.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from vigie.audit.log import record
 from vigie.records.access import (
     Action,
     Decision,
+    LockedDown,
     OutOfScope,
     get_document_or_404,
     get_patient_or_404,
@@ -25,6 +28,7 @@ from vigie.records.access import (
 from vigie.records.models import Document, Patient
 
 UNKNOWN = "unknown_or_malformed_id"
+LOCKDOWN = "lockdown"
 _T = TypeVar("_T")
 # Audit rows keep the requested id for the investigation, bounded so a junk URL stays small.
 _MAX_ID_IN_AUDIT = 80
@@ -33,9 +37,19 @@ _MAX_ID_IN_AUDIT = 80
 def _audit_refusals(
     event: str, request: HttpRequest, requested_id: str, action: Action, lookup: Callable[[], _T]
 ) -> _T:
-    """Run `lookup`; on a 404 (out of scope or unknown), record `event` and re-raise."""
+    """Run `lookup`; on a 404 (out of scope or unknown) or a lockdown, record `event` and
+    re-raise."""
     try:
         return lookup()
+    except LockedDown:
+        record(
+            event,
+            request=request,
+            outcome="denied",
+            reason=LOCKDOWN,
+            extra={"action": action, "requested_id": requested_id[:_MAX_ID_IN_AUDIT]},
+        )
+        raise
     except OutOfScope as refusal:
         record(
             event,

@@ -7,7 +7,12 @@ Every path to a patient or a document asks `decide()`. The rule is short on purp
 - a doctor reads a patient's records while a care relationship is active, or while a
   break-the-glass emergency grant is active (it expires after a few hours);
 - anything else is refused, and the lookups below answer 404 for it, exactly as for an id
-  that does not exist: a refusal must never confirm that a record exists.
+  that does not exist: a refusal must never confirm that a record exists;
+- while the guard's lockdown is on, nothing is decided at all: every decision, scope and
+  lookup raises `LockedDown` before it touches a record, whatever the URL, the channel
+  (portal, FHIR, a future API) or the user. Enforcing it here, where every path to a
+  patient passes, is what makes it hold on routes nobody thought of; a URL-based rule did
+  not (issue 16: /fhir/Binary kept serving PDFs during a lockdown).
 
 This module decides only; it records nothing and reads no bytes (the portal's one door
 records the audit event and then streams through `records.content`).
@@ -20,11 +25,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
+from django.conf import settings
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.contrib.auth.models import AnonymousUser
 from django.db.models import Q, QuerySet
 from django.http import Http404, HttpRequest
 from django.utils import timezone
+from django.utils.module_loading import import_string
 
 from vigie.accounts.models import Role
 from vigie.records.models import (
@@ -70,6 +77,27 @@ class Decision:
         return self.allowed
 
 
+class LockedDown(Exception):
+    """The portal is in lockdown: no patient's record, not even a name, is served.
+
+    Not an Http404 on purpose: a doctor must be told that the portal is locked, not that
+    the record is missing, and no caller may mistake it for a refusal it can handle. The
+    lockdown middleware and the FHIR views turn it into a 503; anywhere else it still ends
+    the request without a byte of the record (a 500 at worst).
+    """
+
+
+def ensure_served() -> None:
+    """Raise LockedDown while the guard's lockdown is on (or its flag cannot be read).
+
+    Every decision and scope below calls it first; the door calls it again just before the
+    vault, so a lockdown engaged mid-request stops the bytes too.
+    """
+    is_locked_down = import_string(settings.VIGIE_LOCKDOWN_FLAG)
+    if is_locked_down():
+        raise LockedDown
+
+
 def _refused(reason: str) -> Decision:
     return Decision(allowed=False, reason=reason)
 
@@ -97,7 +125,20 @@ def decide(
 
     The same rule holds for the three actions today; the action is part of the question so
     that a stricter rule (say, no download under emergency access) changes only this place.
+    Raises LockedDown during a lockdown.
     """
+    ensure_served()
+    return _decide(user, action, patient=patient, document=document, at=at)
+
+
+def _decide(
+    user: UserLike | None,
+    action: Action,
+    *,
+    patient: Patient | None = None,
+    document: Document | None = None,
+    at: datetime | None = None,
+) -> Decision:
     if action not in ACTIONS:
         return _refused(UNKNOWN_ACTION)
     if user is None:
@@ -145,7 +186,9 @@ def patients_in_scope(user: UserLike | None, at: datetime | None = None) -> Quer
     """The patients `user` may list: an active care relationship or an active emergency grant.
 
     Keep in step with `decide()`: a patient in this queryset is one `decide()` allows.
+    Raises LockedDown during a lockdown (an empty list would read as "no patients").
     """
+    ensure_served()
     if user is None or _reader_refusal(user) is not None:
         return Patient.objects.none()
     moment = at or timezone.now()
@@ -176,14 +219,16 @@ def get_patient_or_404(
     """The patient with this public id if the requesting user may `action` it; else 404.
 
     Unknown, malformed and out-of-scope ids raise the same Http404 (OutOfScope for the last,
-    so the caller can audit the refusal).
+    so the caller can audit the refusal). During a lockdown every id, known or not, raises
+    LockedDown before any lookup: the answer must not tell which ids exist.
     """
+    ensure_served()
     if not _PUBLIC_ID_RE.match(public_id or ""):
         raise Http404("")
     patient = Patient.objects.filter(public_id=public_id).first()
     if patient is None:
         raise Http404("")
-    decision = decide(request.user, action, patient=patient, at=at)
+    decision = _decide(request.user, action, patient=patient, at=at)
     if not decision.allowed:
         raise OutOfScope(decision, patient=patient)
     return patient, decision
@@ -192,13 +237,15 @@ def get_patient_or_404(
 def get_document_or_404(
     request: HttpRequest, document_id: str, action: Action, *, at: datetime | None = None
 ) -> tuple[Document, Decision]:
-    """The document with this id if the requesting user may `action` it; else 404."""
+    """The document with this id if the requesting user may `action` it; else 404
+    (LockedDown during a lockdown, before any lookup, as for patients)."""
+    ensure_served()
     if not _DOCUMENT_ID_RE.match(document_id or ""):
         raise Http404("")
     document = Document.objects.select_related("patient").filter(pk=document_id).first()
     if document is None:
         raise Http404("")
-    decision = decide(request.user, action, document=document, at=at)
+    decision = _decide(request.user, action, document=document, at=at)
     if not decision.allowed:
         raise OutOfScope(decision, patient=document.patient, document=document)
     return document, decision

@@ -55,7 +55,7 @@ from vigie.portal.door import serve_document
 from vigie.portal.guards import document_in_scope_or_404, patient_in_scope_or_404
 from vigie.portal.middleware import authenticates_itself, is_verified
 from vigie.portal.services import SEARCH_LIMIT, search_patients
-from vigie.records.access import patients_in_scope
+from vigie.records.access import LockedDown, patients_in_scope
 from vigie.records.ingest import DocumentMeta
 from vigie.records.ingest_errors import ForeignSource, InvalidDocument, StorageUnavailable
 from vigie.records.models import Document, Patient, PendingDocument
@@ -74,7 +74,8 @@ _STARTED = timezone.now()
 
 
 def _fhir_view(view: View) -> View:
-    """Fail closed, in FHIR: no audit → 503 and nothing served; never a traceback."""
+    """Fail closed, in FHIR: no audit or a lockdown → 503 and nothing served; never a
+    traceback. (The lockdown itself is enforced by the access decision every read asks.)"""
 
     @wraps(view)
     def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
@@ -85,6 +86,11 @@ def _fhir_view(view: View) -> View:
         except AuditUnavailable:
             logger.exception("audit trail unavailable: refusing %s", request.path)
             return unavailable("the audit trail is unavailable; nothing was read or stored")
+        except LockedDown:
+            # The reason of the lockdown is for administrators, not for every client.
+            return unavailable(
+                "the portal is in lockdown: no record is served until an administrator clears it"
+            )
 
     return cast(View, authenticates_itself(csrf_exempt(wrapped)))
 

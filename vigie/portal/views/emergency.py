@@ -25,7 +25,7 @@ from vigie.portal.emergency import (
 )
 from vigie.portal.errors import fail_closed_without_audit
 from vigie.portal.forms import EmergencyGrantForm, EmergencyLookupForm
-from vigie.records.access import decide
+from vigie.records.access import decide, ensure_served
 from vigie.records.models import Patient
 
 CANDIDATE_KEY = "vigie_emergency_candidate"
@@ -37,6 +37,9 @@ def _doctor(request: HttpRequest) -> User:
     user = request.user
     if not isinstance(user, User) or user.role != Role.DOCTOR or not user.is_active:
         raise PermissionDenied
+    # During a lockdown the doctor gets the maintenance page at once, not a form whose
+    # answer (or the candidate kept in the session) would name a patient.
+    ensure_served()
     return user
 
 
