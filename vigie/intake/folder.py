@@ -421,6 +421,15 @@ class HotFolder:
 
         FolderTampered (after a critical alert) when the outbox is no longer Vigie's own.
         """
+        ready, settling = self.ready()
+        return self._take_all(ready), settling
+
+    def ready(self) -> tuple[list[tuple[str, str | None]], int]:
+        """The (PDF, sidecar) pairs ready to take, and how many files still settle.
+
+        A name listed here may be swapped by the writer before `take()` opens it: `take()`
+        trusts nothing it saw here.
+        """
         try:
             self.box.verify()
         except FolderTampered as exc:
@@ -457,8 +466,7 @@ class HotFolder:
                 continue
             ready.append((name, sidecar))
         self._warn_about_lone_sidecars(names, by_lower, entries)
-        outcomes = self._take_all(ready)
-        return outcomes, settling
+        return ready, settling
 
     def _is_stable(self, name: str, st: Entry) -> bool:
         now = self.clock()
