@@ -325,7 +325,9 @@ def test_attack_a_subfolder_planted_by_the_drop_account_is_never_entered(
     folder: HotFolder, depot: Path, outbox: Path, patient: Patient
 ) -> None:
     attack = as_drop_account(
-        f"cd {depot} && mkdir -m 777 done quarantine inbox && "
+        # Taking over done/ and quarantine/ where an older Vigie kept them, in the depot.
+        f"cd {depot} && (mv done done.old; mv quarantine quarantine.old; true) 2>/dev/null && "
+        "mkdir -m 777 done quarantine inbox && "
         f"printf '%%s' '{json.dumps(sidecar(patient))}' > inbox/in.json && "
         f"printf '%%PDF-1.4' > inbox/in.pdf"
     )
