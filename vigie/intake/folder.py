@@ -53,17 +53,22 @@ still be on its way) and logged once.
 What Vigie does with each pair
 ==============================
 
-    stored for its patient, or waiting for reconciliation (unknown patient)  ─► DIR/done/
-    already received (same file name and same PDF bytes)                    ─► DIR/done/
-    refused (empty, truncated, not a PDF, bad sidecar, unknown kind, ...)    ─► DIR/quarantine/
+    stored for its patient, or waiting for reconciliation (unknown patient)  ─► OUT/done/
+    already received (same file name and same PDF bytes)                    ─► OUT/done/
+    refused (empty, truncated, not a PDF, bad sidecar, unknown kind, ...)    ─► OUT/quarantine/
+    a symbolic link, whatever it points to (never followed, never read)      ─► OUT/quarantine/
     storage or database unavailable                                         ─► stays in DIR
+
+OUT, the outbox, is Vigie's own folder, apart from DIR: the sender's account may rename or
+replace anything in DIR, so nothing Vigie writes lives there (see vigie/intake/depot.py).
 
 In quarantine, `<stem>.reason.txt` says why (the JSON error with its line and column, the
 missing field, what the PDF check found). In done/, a `<stem>.reason.txt` appears only when
 something deserves the sender's attention (a duplicate, a patient not found, active content).
 A name already used in done/ or quarantine/ gets a `~2`, `~3`... suffix: nothing is
 overwritten. With `--delete-done`, stored files are deleted instead of kept in done/
-(DIR/done/ holds plaintext copies: see the option's help).
+(OUT/done/ holds plaintext copies: see the option's help). A linked file is not moved: the
+link is deleted and the reason quotes its target.
 
 Nothing lost, nothing stored twice
 ==================================
@@ -77,7 +82,7 @@ crash (or a power loss) leaves at worst a PDF alone in DIR, which the next pass 
 already waiting in quarantine/) and finishes moving. A corrected sidecar for the same PDF must
 come under a new file name: same name and same bytes is a duplicate.
 
-One process per folder (a lock file `DIR/.vigie-intake.lock`); SIGTERM or SIGINT stops it
+One process per outbox (a lock file `OUT/.vigie-intake.lock`); SIGTERM or SIGINT stops it
 between two files.
 
 HPRIM Santé
