@@ -330,6 +330,15 @@ class Outbox(_Dir):
             os.close(fd)
         os.rename(temp, name, src_dir_fd=where, dst_dir_fd=where)
 
+    def read_text(self, place: str, name: str) -> str:
+        """`place/name` as text, "" if absent (a file Vigie wrote: never through a link)."""
+        try:
+            fd = os.open(name, _READ, dir_fd=self._places[place].fd)
+        except FileNotFoundError:
+            return ""
+        with os.fdopen(fd, "rb") as handle:
+            return handle.read().decode("utf-8", "surrogateescape")
+
     def move_in(self, depot: Depot, name: str, place: str, target: str) -> str:
         """Move `name` from the depot to `place/target` by one rename.
 

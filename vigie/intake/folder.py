@@ -731,8 +731,10 @@ class HotFolder:
             if note:
                 notes.append(_("%(file)s was %(what)s") % {"file": each, "what": note})
         if notes:
-            # The writer swapped a name between our look and the move: say what arrived.
-            self._write_reason(place, stem, "\n".join([reason or "", *notes]).strip())
+            # The writer swapped a name between our look and the move: say what arrived,
+            # after the reason already there (from this call or from an interrupted one).
+            before = self.box.read_text(place, f"{stem}.reason.txt")
+            self._write_reason(place, stem, "\n".join([before.rstrip("\n"), *notes]).strip())
 
     def _free_stem(self, place: str, name: str) -> str:
         """A stem under which neither a PDF nor a sidecar exists in `place` (no overwrite)."""

@@ -318,6 +318,14 @@ def test_it_removes_a_link_swapped_in_just_before_the_move(
     note = Outbox.move_in(folder.box, folder.depot, "late.pdf", "quarantine", "late.pdf")
     assert "symbolic link" in note
     assert not os.path.lexists(outbox / "quarantine" / "late.pdf")
+    # Through the refusal itself: the reason keeps what was found, then says what arrived.
+    (depot / "later.pdf").symlink_to(canary)
+    outcome = folder._refuse("later.pdf", None, "the file is empty (0 bytes)")
+    assert outcome.status == "quarantined"
+    reason = (outbox / "quarantine" / "later.reason.txt").read_text()
+    assert reason.startswith("the file is empty (0 bytes)\n")
+    assert f"later.pdf was a symbolic link to {str(canary)!r}: removed, never followed" in reason
+    assert not os.path.lexists(outbox / "quarantine" / "later.pdf")
     assert canary.read_bytes() == CANARY_BYTES
 
 
