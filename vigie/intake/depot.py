@@ -283,6 +283,21 @@ class Outbox(_Dir):
                     problem = _("%(dir)s was renamed or replaced") % {"dir": where}
             if problem is not None:
                 raise FolderTampered(problem)
+        try:
+            lock = os.stat(LOCK_NAME, dir_fd=self.fd, follow_symlinks=False)
+        except FileNotFoundError:
+            return
+        self._check_lock(lock)
+
+    def _check_lock(self, st: os.stat_result) -> None:
+        where = self.path / LOCK_NAME
+        if not stat.S_ISREG(st.st_mode):
+            raise FolderTampered(_("%(file)s is not a plain file") % {"file": where})
+        if st.st_uid != os.geteuid():
+            raise FolderTampered(
+                _("%(dir)s belongs to user %(uid)d, not to Vigie's user (%(own)d)")
+                % {"dir": where, "uid": st.st_uid, "own": os.geteuid()}
+            )
 
     def dev(self) -> int:
         return os.fstat(self.fd).st_dev
@@ -296,12 +311,16 @@ class Outbox(_Dir):
         try:
             fd = os.open(LOCK_NAME, _CREATE, 0o600, dir_fd=self.fd)
         except FileExistsError:  # flock() needs no write access: reopen it read-only
-            fd = os.open(LOCK_NAME, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=self.fd)
+            try:
+                fd = os.open(LOCK_NAME, _READ, dir_fd=self.fd)
+            except OSError as exc:
+                if exc.errno == errno.ELOOP:
+                    raise FolderTampered(
+                        _("%(file)s is not a plain file") % {"file": self.path / LOCK_NAME}
+                    ) from None
+                raise
         try:
-            if not stat.S_ISREG(os.fstat(fd).st_mode):
-                raise FolderTampered(
-                    _("%(file)s is not a plain file") % {"file": self.path / LOCK_NAME}
-                )
+            self._check_lock(os.fstat(fd))
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:

@@ -230,6 +230,22 @@ def test_attack_a_quarantine_owned_by_another_user_stops_the_command_with_a_crit
     assert "quarantine" in alert.summary
 
 
+@pytest.mark.parametrize("kind", ["another-users-file", "link"])
+def test_attack_a_lock_file_not_vigies_own_stops_the_command_with_a_critical_alert(
+    depot: Path, outbox: Path, canary: Path, kind: str
+) -> None:
+    lock = outbox / ".vigie-intake.lock"
+    if kind == "link":
+        lock.symlink_to(canary)
+    else:
+        lock.touch()
+        os.chown(lock, DROP.pw_uid, DROP.pw_gid)
+    with pytest.raises(CommandError, match=r"vigie-intake\.lock"):
+        call_command("intake", "folder", str(depot), "--outbox", str(outbox), "--once")
+    assert critical_alerts()
+    assert canary.read_bytes() == CANARY_BYTES
+
+
 def test_it_refuses_an_outbox_that_others_can_write(depot: Path, outbox: Path) -> None:
     outbox.chmod(0o777)
     with pytest.raises(CommandError, match="must be writable by Vigie only"):
