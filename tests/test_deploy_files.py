@@ -189,7 +189,7 @@ def test_each_service_writes_only_where_it_must() -> None:
         "vigie-web.service": [],
         "vigie-guard.service": [],
         "vigie-mllp.service": [],
-        "vigie-folder.service": ["/srv/vigie-depot"],
+        "vigie-folder.service": ["/srv/vigie-depot", "/srv/vigie-intake"],
         "vigie-backup.service": ["/srv/vigie-backup"],
     }
     assert set(expected) == set(SERVICES)
@@ -212,7 +212,10 @@ def test_the_other_daemons_run_the_documented_commands() -> None:
     mllp = _one(_unit("vigie-mllp.service"), "ExecStart").split()
     assert mllp[1:3] == ["intake", "mllp"]
     assert mllp[mllp.index("--port") + 1] == "2575"  # above 1024: no capability needed
-    assert _one(_unit("vigie-folder.service"), "ExecStart").split()[1:3] == ["intake", "folder"]
+    folder = _one(_unit("vigie-folder.service"), "ExecStart").split()
+    assert folder[1:4] == ["intake", "folder", "/srv/vigie-depot"]
+    # done/ and quarantine/ out of the depot, where the drop account cannot reach them.
+    assert folder[folder.index("--outbox") + 1] == "/srv/vigie-intake"
     backup = _one(_unit("vigie-backup.service"), "ExecStart").split()
     assert backup[1:3] == ["backup", "create"]
     timer = _unit("vigie-backup.timer")

@@ -110,8 +110,10 @@ def test_sigkill_during_folder_intake_stores_every_file_once_or_leaves_it(
     )
     folder = tmp_path / "drop"
     folder.mkdir()
+    outbox = tmp_path / "outbox"  # Vigie's own done/ and quarantine/, apart from the drop zone
+    outbox.mkdir(mode=0o700)
     command = [
-        *VIGIE, "intake", "folder", str(folder), "--source", "CRASH-DRILL",
+        *VIGIE, "intake", "folder", str(folder), "--outbox", str(outbox), "--source", "CRASH-DRILL",
         "--settle", "0.05", "--interval", "0.02",
     ]  # fmt: skip
     rng = random.Random(20261130)
@@ -129,7 +131,7 @@ def test_sigkill_during_folder_intake_stores_every_file_once_or_leaves_it(
             time.sleep(rng.uniform(0.0, 2.5))  # anywhere from start-up to mid-batch
         elif run % 4 == 1:
             # Aimed at the narrowest window: a sidecar already in done/, its PDF not yet.
-            caught_between_moves += _wait_for_half_move(folder / "done", time.monotonic() + 30)
+            caught_between_moves += _wait_for_half_move(outbox / "done", time.monotonic() + 30)
         elif _first_line(process, time.monotonic() + 60):
             # A file has just been taken: the next ones are in flight (sealing,
             # committing, moving, a few milliseconds each).
@@ -142,12 +144,21 @@ def test_sigkill_during_folder_intake_stores_every_file_once_or_leaves_it(
 
     # A clean pass finishes whatever the kills interrupted.
     system.run(
-        "intake", "folder", str(folder), "--source", "CRASH-DRILL", "--once", "--settle", "0.05"
+        "intake",
+        "folder",
+        str(folder),
+        "--outbox",
+        str(outbox),
+        "--source",
+        "CRASH-DRILL",
+        "--once",
+        "--settle",
+        "0.05",
     )
 
     assert killed_after_a_file >= RUNS // 4, "the kills never landed inside the intake loop"
     assert caught_between_moves >= 1, "no kill landed between the two moves"
-    done, quarantine = folder / "done", folder / "quarantine"
+    done, quarantine = outbox / "done", outbox / "quarantine"
     hashes = {stem: hashlib.sha256(content).hexdigest() for stem, content in dropped.items()}
     view = _database_view(system, sorted(set(hashes.values())))
     stored = 0

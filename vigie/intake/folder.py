@@ -59,10 +59,14 @@ still be on its way) and logged once.
 What Vigie does with each pair
 ==============================
 
-    stored for its patient, or waiting for reconciliation (unknown patient)  ─► DIR/done/
-    already received (same file name and same PDF bytes)                    ─► DIR/done/
-    refused (empty, truncated, not a PDF, bad sidecar, unknown kind, ...)    ─► DIR/quarantine/
+    stored for its patient, or waiting for reconciliation (unknown patient)  ─► OUT/done/
+    already received (same file name and same PDF bytes)                    ─► OUT/done/
+    refused (empty, truncated, not a PDF, bad sidecar, unknown kind, ...)    ─► OUT/quarantine/
+    a symbolic link, whatever it points to (never followed, never read)      ─► OUT/quarantine/
     storage or database unavailable                                         ─► stays in DIR
+
+OUT, the outbox, is Vigie's own folder, apart from DIR: the sender's account may rename or
+replace anything in DIR, so nothing Vigie writes lives there (see vigie/intake/depot.py).
 
 In quarantine, `<stem>.reason.txt` says why (the JSON error with its line and column, the
 missing field, what the PDF check found). In done/, a `<stem>.reason.txt` appears only when
@@ -72,7 +76,8 @@ whoever drops files learns nothing about who is a patient here (the reason is on
 clinic's reconciliation page).
 A name already used in done/ or quarantine/ gets a `~2`, `~3`... suffix: nothing is
 overwritten. With `--delete-done`, stored files are deleted instead of kept in done/
-(DIR/done/ holds plaintext copies: see the option's help).
+(OUT/done/ holds plaintext copies: see the option's help). A linked file is not moved: the
+link is deleted and the reason quotes its target.
 
 Nothing lost, nothing stored twice
 ==================================
@@ -86,7 +91,7 @@ crash (or a power loss) leaves at worst a PDF alone in DIR, which the next pass 
 already waiting in quarantine/) and finishes moving. A corrected sidecar for the same PDF must
 come under a new file name: same name and same bytes is a duplicate.
 
-One process per folder (a lock file `DIR/.vigie-intake.lock`); SIGTERM or SIGINT stops it
+One process per outbox (a lock file `OUT/.vigie-intake.lock`); SIGTERM or SIGINT stops it
 between two files.
 
 HPRIM Santé
@@ -103,8 +108,6 @@ also send HL7 v2 ORU (`vigie intake mllp`) or PDF + JSON.
 
 from __future__ import annotations
 
-import errno
-import fcntl
 import hashlib
 import json
 import logging
@@ -124,7 +127,10 @@ from django.core.management.base import CommandError, CommandParser, OutputWrapp
 from django.db import DatabaseError, IntegrityError
 from django.utils.translation import gettext as _
 
+from vigie.alerts.models import Severity
+from vigie.alerts.services import raise_alert
 from vigie.audit.log import record
+from vigie.intake.depot import DONE, QUARANTINE, Depot, Entry, FolderTampered, NotRegular, Outbox
 from vigie.intake.models import ReceivedMessage
 from vigie.records.ingest import DocumentMeta
 from vigie.records.ingest_errors import InvalidDocument, StorageUnavailable
@@ -134,9 +140,6 @@ from vigie.records.receive import Received, Sender, receive
 logger = logging.getLogger(__name__)
 
 CHANNEL = "folder"
-DONE = "done"
-QUARANTINE = "quarantine"
-LOCK_NAME = ".vigie-intake.lock"
 SIDECAR_MAX_BYTES = 64 * 1024
 # A pass with at least this many pairs ready shows a progress bar (on a terminal).
 PROGRESS_THRESHOLD = 20
@@ -305,51 +308,12 @@ def source_of(folder: Path) -> str:
     return path[: limit - 17] + "#" + tail
 
 
-def open_for_writing(path: Path) -> bool | None:
-    """True if some process holds `path` open for writing; None when the kernel cannot say.
-
-    A read lease is refused (EAGAIN) while any writer exists, and taking and dropping one
-    at once is cheap. Leases need the caller to own the file (or CAP_LEASE) and a local
-    filesystem; elsewhere the settle time alone protects us.
-    """
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW)
-    except OSError:
-        return None
-    try:
-        fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_RDLCK)
-    except OSError as exc:
-        if exc.errno in (errno.EAGAIN, errno.EBUSY):
-            return True
-        return None
-    else:
-        fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_UNLCK)
-        return False
-    finally:
-        os.close(fd)
-
-
 def _raw_stream(out: TextIO | OutputWrapper | None) -> TextIO | None:
     # rich writes control sequences: it needs the terminal stream, not Django's wrapper
     # (which appends a newline to every write).
     if isinstance(out, OutputWrapper):
         return cast("TextIO", vars(out)["_out"])
     return out
-
-
-def _read_nofollow(path: Path, limit: int) -> bytes:
-    """At most `limit` bytes of a regular file; a symlink dropped in the folder is refused."""
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
-    with os.fdopen(fd, "rb") as handle:
-        return handle.read(limit)
-
-
-def fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _split(name: str) -> tuple[str, str]:
@@ -376,9 +340,14 @@ class Outcome:
 
 @dataclass
 class HotFolder:
-    """One watched folder. `scan()` runs one pass; the command loops over it."""
+    """One watched folder. `scan()` runs one pass; the command loops over it.
+
+    `path` is the depot, shared with the senders; `outbox` is Vigie's own folder, where
+    done/ and quarantine/ live (see vigie/intake/depot.py for why they are apart).
+    """
 
     path: Path
+    outbox: Path
     # The folder's one source system (`--source`), set by its administrator, never the
     # sidecar's: required.
     source_system: str = ""
@@ -394,59 +363,117 @@ class HotFolder:
     _warned: set[tuple[str, str]] = field(default_factory=set)
     # PDFs known not to be received yet, by (size, mtime), while they wait for a sidecar.
     _lone: dict[str, tuple[int, int] | None] = field(default_factory=dict)
+    _depot: Depot | None = None
+    _box: Outbox | None = None
 
     def __post_init__(self) -> None:
         if not self.source_system.strip():
             raise ValueError("a hot folder needs its source system (--source)")
-        self.done = self.path / DONE
-        self.quarantine = self.path / QUARANTINE
+        self.done = self.outbox / DONE
+        self.quarantine = self.outbox / QUARANTINE
         self.source = source_of(self.path)
 
     # -- setting up ------------------------------------------------------------------------
 
     def prepare(self) -> None:
-        for sub in (self.done, self.quarantine):
-            sub.mkdir(mode=0o750, exist_ok=True)
-        fsync_dir(self.path)
+        """Open the depot and the outbox (creating done/ and quarantine/); FolderTampered."""
+        if self._depot is None:
+            self._depot = Depot(self.path)
+        if self._box is None:
+            try:
+                self._box = Outbox(self.outbox)
+            except FolderTampered as exc:
+                self._tampered(exc)
+                raise
+            if self._box.dev() != os.fstat(self._depot.fd).st_dev:
+                raise CommandError(
+                    _("%(outbox)s must be on the same filesystem as %(dir)s: files leave the "
+                      "folder by an atomic rename") % {"outbox": self.outbox, "dir": self.path},
+                    returncode=2,
+                )  # fmt: skip
+
+    def close(self) -> None:
+        for place in (self._depot, self._box):
+            if place is not None:
+                place.close()
+        self._depot = self._box = None
+
+    @property
+    def depot(self) -> Depot:
+        if self._depot is None:
+            self.prepare()
+        return cast("Depot", self._depot)
+
+    @property
+    def box(self) -> Outbox:
+        if self._box is None:
+            self.prepare()
+        return cast("Outbox", self._box)
 
     @contextmanager
     def locked(self) -> Iterator[None]:
         """One process per folder: two would race to move the same files."""
-        fd = os.open(self.path / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
+        with self.box.locked() as held:
+            if not held:
                 raise CommandError(
                     _("another `vigie intake folder` is already watching %(dir)s")
                     % {"dir": self.path},
                     returncode=2,
-                ) from None
+                )
             yield
-        finally:
-            os.close(fd)
+
+    def _tampered(self, exc: FolderTampered) -> None:
+        # Not the senders' doing (they cannot reach the outbox) or a mistake that would let
+        # them: either way a person must look, and no file moves until then.
+        message = _("hot folder %(dir)s stopped: %(problem)s") % {
+            "dir": self.path,
+            "problem": exc,
+        }
+        logger.critical("%s", message)
+        self._say(message)
+        raise_alert(
+            "intake.folder_tampered",
+            severity=Severity.CRITICAL,
+            summary=message,
+            details={"folder": str(self.path), "outbox": str(self.outbox), "problem": str(exc)},
+            dedupe_key=f"intake.folder_tampered:{self.outbox}",
+        )
 
     # -- one pass --------------------------------------------------------------------------
 
     def scan(self) -> tuple[list[Outcome], int]:
-        """Take every pair that is ready; return what happened and how many still settle."""
+        """Take every pair that is ready; return what happened and how many still settle.
+
+        FolderTampered (after a critical alert) when the outbox is no longer Vigie's own.
+        """
+        ready, settling = self.ready()
+        return self._take_all(ready), settling
+
+    def ready(self) -> tuple[list[tuple[str, str | None]], int]:
+        """The (PDF, sidecar) pairs ready to take, and how many files still settle.
+
+        A name listed here may be swapped by the writer before `take()` opens it: `take()`
+        trusts nothing it saw here.
+        """
         try:
-            entries = {e.name: e for e in os.scandir(self.path) if e.is_file(follow_symlinks=False)}
+            self.box.verify()
+        except FolderTampered as exc:
+            self._tampered(exc)
+            raise
+        try:
+            entries = self.depot.entries()
         except OSError as exc:
             self._warn_once("", "scan", _("cannot read %(dir)s: %(error)s")
                             % {"dir": self.path, "error": exc.strerror or exc})  # fmt: skip
             return [], 0
-        names = {n for n in entries if is_candidate(n)}
+        # Links are taken too, to be refused (quarantined without being followed).
+        names = {n for n, e in entries.items() if is_candidate(n) and (e.is_file or e.is_symlink)}
         self._warn_about_others(entries, names)
         by_lower = {n.lower(): n for n in names}
         stable: set[str] = set()
         settling = 0
         for name in sorted(names):
-            try:
-                st = entries[name].stat(follow_symlinks=False)
-            except OSError:
-                continue  # gone since the listing
-            if self._is_stable(name, st):
+            if self._is_stable(name, entries[name]):
                 stable.add(name)
             else:
                 settling += 1
@@ -464,17 +491,16 @@ class HotFolder:
                 continue
             ready.append((name, sidecar))
         self._warn_about_lone_sidecars(names, by_lower, entries)
-        outcomes = self._take_all(ready)
-        return outcomes, settling
+        return ready, settling
 
-    def _is_stable(self, name: str, st: os.stat_result) -> bool:
+    def _is_stable(self, name: str, st: Entry) -> bool:
         now = self.clock()
         seen = self._seen.get(name)
-        if seen is None or (seen.size, seen.mtime_ns) != (st.st_size, st.st_mtime_ns):
-            self._seen[name] = seen = _Seen(st.st_size, st.st_mtime_ns, now)
+        if seen is None or (seen.size, seen.mtime_ns) != (st.size, st.mtime_ns):
+            self._seen[name] = seen = _Seen(st.size, st.mtime_ns, now)
         if now - seen.since < self.settle:
             return False
-        if open_for_writing(self.path / name):
+        if self.depot.open_for_writing(name):
             # Still open by its writer: restart the settle time from when it is closed.
             seen.since = now
             return False
@@ -527,10 +553,11 @@ class HotFolder:
             # Already looked up while it waits for its sidecar: no need to read it again.
             return self._without_sidecar(name)
         try:
-            content = _read_nofollow(self.path / name, limit + 1)
-            raw_sidecar = (
-                _read_nofollow(self.path / sidecar, SIDECAR_MAX_BYTES + 1) if sidecar else None
-            )
+            content = self.depot.read(name, limit + 1)
+            raw_sidecar = self.depot.read(sidecar, SIDECAR_MAX_BYTES + 1) if sidecar else None
+        except NotRegular as exc:
+            # Planted, or swapped in since the listing: O_NOFOLLOW refused it, nothing was read.
+            return self._refuse_irregular(name, sidecar, exc)
         except FileNotFoundError:
             return None  # taken away by its sender meanwhile: nothing of ours to do
         except OSError as exc:
@@ -591,11 +618,25 @@ class HotFolder:
         return self._stored(name, sidecar, received)
 
     def _stat_key(self, name: str) -> tuple[int, int] | None:
-        try:
-            st = (self.path / name).stat(follow_symlinks=False)
-        except OSError:
-            return None
-        return st.st_size, st.st_mtime_ns
+        st = self.depot.lstat(name)
+        return None if st is None else (st.size, st.mtime_ns)
+
+    def _refuse_irregular(self, name: str, sidecar: str | None, exc: NotRegular) -> Outcome:
+        raise_alert(
+            "intake.folder_not_a_file",
+            severity=Severity.WARNING,
+            summary=_("hot folder %(dir)s: %(file)s is %(what)s, refused without being read")
+            % {"dir": self.path, "file": exc.name, "what": exc.what},
+            details={"folder": str(self.path), "file": exc.name, "what": exc.what},
+            dedupe_key=f"intake.folder_not_a_file:{self.source}",
+        )
+        return self._refuse(
+            name,
+            sidecar,
+            _("%(file)s is %(what)s: Vigie reads only plain files and never follows a link; "
+              "nothing of it was read or stored")
+            % {"file": exc.name, "what": exc.what},
+        )  # fmt: skip
 
     def _remember(self, name: str, cid: str) -> Callable[[Document | PendingDocument], None]:
         def within(row: Document | PendingDocument) -> None:
@@ -654,17 +695,15 @@ class HotFolder:
         return Outcome(name, "duplicate", detail, target)
 
     def _without_sidecar(self, name: str) -> Outcome | None:
-        leftover = self._leftover_stem(self.quarantine, name)
+        leftover = self._leftover_stem(QUARANTINE, name)
         if leftover is not None:
             # A crash between moving the sidecar and the PDF to quarantine: finish the move.
-            self._move(self.path / name, self.quarantine / (leftover + _split(name)[1]))
-            self._sync(self.quarantine)
+            self._move_all(QUARANTINE, leftover, [name], reason=None)
             return Outcome(name, "quarantined", _("(completing an interrupted move)"))
-        try:
-            arrived = (self.path / name).stat().st_ctime
-        except FileNotFoundError:
+        st = self.depot.lstat(name)
+        if st is None:
             return None
-        if self.wall_clock() - arrived < self.sidecar_wait:
+        if self.wall_clock() - st.ctime < self.sidecar_wait:
             return None
         return self._refuse(
             name,
@@ -674,58 +713,57 @@ class HotFolder:
         )
 
     def _refuse(self, name: str, sidecar: str | None, reason: str) -> Outcome:
-        stem = self._free_stem(self.quarantine, name)
-        self._write_reason(self.quarantine, stem, reason)
-        if sidecar is not None:
-            self._move(self.path / sidecar, self.quarantine / (stem + _split(sidecar)[1]))
-            self._sync(self.quarantine)
-        self._move(self.path / name, self.quarantine / (stem + _split(name)[1]))
-        self._sync(self.quarantine)
+        stem = self._free_stem(QUARANTINE, name)
+        self._move_all(QUARANTINE, stem, [sidecar, name], reason)
         self._say(_("%(file)s: quarantined: %(reason)s") % {"file": name, "reason": reason})
         return Outcome(name, "quarantined", reason)
 
     def _finish(self, name: str, sidecar: str | None, detail: str) -> None:
         """The PDF is durably received: move (or delete) it and its sidecar. Sidecar first."""
         if self.delete_done:
-            if sidecar is not None:
-                (self.path / sidecar).unlink(missing_ok=True)
-                fsync_dir(self.path)
-            (self.path / name).unlink(missing_ok=True)
-            fsync_dir(self.path)
+            for each in (sidecar, name):
+                if each is not None:
+                    self.depot.unlink(each)
+                    self.depot.fsync()
             return
-        leftover = self._leftover_stem(self.done, name) if sidecar is None else None
-        stem = leftover or self._free_stem(self.done, name)
-        if detail:
-            self._write_reason(self.done, stem, detail)
-        if sidecar is not None:
-            self._move(self.path / sidecar, self.done / (stem + _split(sidecar)[1]))
-            self._sync(self.done)
-        self._move(self.path / name, self.done / (stem + _split(name)[1]))
-        self._sync(self.done)
+        leftover = self._leftover_stem(DONE, name) if sidecar is None else None
+        stem = leftover or self._free_stem(DONE, name)
+        self._move_all(DONE, stem, [sidecar, name], detail or None)
 
     # -- moving files ----------------------------------------------------------------------
 
-    def _free_stem(self, where: Path, name: str) -> str:
-        """A stem under which neither a PDF nor a sidecar exists in `where` (no overwrite)."""
+    def _move_all(self, place: str, stem: str, files: list[str | None], reason: str | None) -> None:
+        """Reason first, then each file (sidecar before PDF), each move made durable."""
+        if reason:
+            self._write_reason(place, stem, reason)
+        notes: list[str] = []
+        for each in files:
+            if each is None:
+                continue
+            note = self.box.move_in(self.depot, each, place, stem + _split(each)[1])
+            self._sync(place)
+            if note:
+                notes.append(_("%(file)s was %(what)s") % {"file": each, "what": note})
+        if notes:
+            # The writer swapped a name between our look and the move: say what arrived,
+            # after the reason already there (from this call or from an interrupted one).
+            before = self.box.read_text(place, f"{stem}.reason.txt")
+            self._write_reason(place, stem, "\n".join([before.rstrip("\n"), *notes]).strip())
+
+    def _free_stem(self, place: str, name: str) -> str:
+        """A stem under which neither a PDF nor a sidecar exists in `place` (no overwrite)."""
         stem, _ext = _split(name)
+        taken = {n.lower() for n in self.box.place(place).names()}
         candidate, n = stem, 1
-        while self._stem_taken(where, candidate):
+        while f"{candidate.lower()}.pdf" in taken or f"{candidate.lower()}.json" in taken:
             n += 1
             candidate = f"{stem}~{n}"
         return candidate
 
-    def _stem_taken(self, where: Path, stem: str) -> bool:
-        prefix = stem.lower() + "."
-        return any(
-            entry.name.lower().startswith(prefix)
-            and entry.name.lower()[len(prefix) :] in ("pdf", "json")
-            for entry in os.scandir(where)
-        )
-
-    def _leftover_stem(self, where: Path, name: str) -> str | None:
-        """The stem of a sidecar in `where` whose PDF never followed (a crash between moves)."""
+    def _leftover_stem(self, place: str, name: str) -> str | None:
+        """The stem of a sidecar in `place` whose PDF never followed (a crash between moves)."""
         stem, _ext = _split(name)
-        lower = {entry.name.lower() for entry in os.scandir(where)}
+        lower = {n.lower() for n in self.box.place(place).names()}
         n = 1
         candidate = stem
         while f"{candidate.lower()}.json" in lower or f"{candidate.lower()}.pdf" in lower:
@@ -735,27 +773,15 @@ class HotFolder:
             candidate = f"{stem}~{n}"
         return None
 
-    def _write_reason(self, where: Path, stem: str, reason: str) -> None:
+    def _write_reason(self, place: str, stem: str, reason: str) -> None:
         # Written whole (temp + fsync + rename): a torn reason would be worse than none.
-        final = where / f"{stem}.reason.txt"
-        temp = where / f".{stem}.reason.tmp"
-        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
-        try:
-            os.write(fd, (reason.rstrip("\n") + "\n").encode("utf-8", "surrogateescape"))
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        temp.replace(final)
+        self.box.write_text(place, f"{stem}.reason.txt", reason.rstrip("\n") + "\n")
 
-    def _move(self, source: Path, target: Path) -> None:
-        # Same filesystem (done/ and quarantine/ are inside DIR): an atomic rename.
-        source.rename(target)
-
-    def _sync(self, where: Path) -> None:
+    def _sync(self, place: str) -> None:
         # After each move, not once at the end: the renames of two directories reach the
         # disk in no particular order, and recovery relies on "sidecar first, PDF last".
-        fsync_dir(where)
-        fsync_dir(self.path)
+        self.box.place(place).fsync()
+        self.depot.fsync()
 
     # -- telling the operator --------------------------------------------------------------
 
@@ -771,8 +797,11 @@ class HotFolder:
         logger.warning("%s", message)
         self._say(message)
 
-    def _warn_about_others(self, entries: dict[str, os.DirEntry[str]], names: set[str]) -> None:
+    def _warn_about_others(self, entries: dict[str, Entry], names: set[str]) -> None:
         for other in entries.keys() - names:
+            if entries[other].is_dir:
+                self._warn_about_subfolder(entries[other])
+                continue
             if other.startswith((".", "~")) or other.lower().endswith(
                 (".tmp", ".part", ".partial", ".filepart", ".crdownload")
             ):
@@ -784,19 +813,30 @@ class HotFolder:
                   "is not supported)") % {"file": other},
             )  # fmt: skip
 
+    def _warn_about_subfolder(self, entry: Entry) -> None:
+        if entry.name in (DONE, QUARANTINE):
+            # Left by an older Vigie (or planted to look like one): its files are readable by
+            # every writer of the depot, and Vigie no longer writes there.
+            message = _(
+                "%(dir)s/%(name)s/ is not used: done/ and quarantine/ are in %(outbox)s, out of "
+                "the senders' reach; move what it holds there (docs/operations.md, Upgrading)"
+            ) % {"dir": self.path, "name": entry.name, "outbox": self.outbox}
+        else:
+            message = _(
+                "%(dir)s/%(name)s/ ignored (owner uid %(uid)d): Vigie never enters a subfolder "
+                "of the folder"
+            ) % {"dir": self.path, "name": entry.name, "uid": entry.uid}
+        self._warn_once(entry.name, "subfolder", message)
+
     def _warn_about_lone_sidecars(
-        self, names: set[str], by_lower: dict[str, str], entries: dict[str, os.DirEntry[str]]
+        self, names: set[str], by_lower: dict[str, str], entries: dict[str, Entry]
     ) -> None:
         for name in names:
             if not name.lower().endswith(".json"):
                 continue
             if by_lower.get(_split(name)[0].lower() + ".pdf") is not None:
                 continue
-            try:
-                arrived = entries[name].stat(follow_symlinks=False).st_ctime
-            except OSError:
-                continue
-            if self.wall_clock() - arrived >= self.sidecar_wait:
+            if self.wall_clock() - entries[name].ctime >= self.sidecar_wait:
                 self._warn_once(
                     name, "lone", _("%(file)s has no PDF: left in place") % {"file": name}
                 )
@@ -813,6 +853,13 @@ def configure(parser: CommandParser) -> None:
         required=True,
         help=_("the source system of the documents dropped here (who writes the folder): "
                "their origin for doctors, and the only system whose IPPs a sidecar may name"),
+    )  # fmt: skip
+    parser.add_argument(
+        "--outbox",
+        type=Path,
+        required=True,
+        help=_("Vigie's own folder for done/ and quarantine/: outside the watched folder, on "
+               "the same filesystem, owned by Vigie's user and writable by it only (0700)"),
     )  # fmt: skip
     parser.add_argument(
         "--interval", type=float, default=1.0, help=_("seconds between passes (default 1)")
@@ -839,7 +886,7 @@ def configure(parser: CommandParser) -> None:
     parser.add_argument(
         "--delete-done",
         action="store_true",
-        help=_("delete files once stored instead of moving them to DIR/done/, which keeps "
+        help=_("delete files once stored instead of moving them to OUTBOX/done/, which keeps "
                "plaintext copies of medical documents outside Vigie's encrypted store"),
     )  # fmt: skip
 
@@ -863,6 +910,24 @@ def _check_folder(path: Path) -> Path:
     return resolved
 
 
+def _check_outbox(path: Path, depot: Path) -> Path:
+    if not path.is_dir():
+        raise CommandError(
+            _("%(dir)s is not a directory; create it for Vigie's user only, e.g. "
+              "`install -d -o vigie -g vigie -m 0700 %(dir)s`") % {"dir": path},
+            returncode=2,
+        )  # fmt: skip
+    resolved = _check_folder(path)
+    if resolved == depot or depot in resolved.parents or resolved in depot.parents:
+        # Inside the depot, its writers could rename or replace done/ and quarantine/.
+        raise CommandError(
+            _("%(outbox)s and %(dir)s must be apart: neither inside the other")
+            % {"outbox": path, "dir": depot},
+            returncode=2,
+        )
+    return resolved
+
+
 def run(options: dict[str, Any], stdout: OutputWrapper) -> None:
     for option in ("interval", "settle", "sidecar_wait"):
         if options[option] < 0:
@@ -872,17 +937,24 @@ def run(options: dict[str, Any], stdout: OutputWrapper) -> None:
             )
     if not options["source"].strip():
         raise CommandError(_("--source must name the folder's source system"), returncode=2)
+    depot = _check_folder(options["dir"])
     folder = HotFolder(
-        _check_folder(options["dir"]),
+        depot,
+        _check_outbox(options["outbox"], depot),
         source_system=options["source"].strip(),
         settle=options["settle"],
         sidecar_wait=options["sidecar_wait"],
         delete_done=options["delete_done"],
         out=stdout,
     )
-    with folder.locked(), _stopping_on_signals(folder.stop):
+    try:
         folder.prepare()
-        _loop(folder, once=options["once"], interval=options["interval"])
+        with folder.locked(), _stopping_on_signals(folder.stop):
+            _loop(folder, once=options["once"], interval=options["interval"])
+    except FolderTampered as exc:
+        raise CommandError(str(exc), returncode=2) from None
+    finally:
+        folder.close()
 
 
 @contextmanager

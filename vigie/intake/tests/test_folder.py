@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -53,17 +54,24 @@ def drop(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
+def outbox(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    # Vigie's own folder for done/ and quarantine/: apart from the drop zone, mode 0700.
+    return tmp_path_factory.mktemp("outbox")
+
+
+@pytest.fixture
 def patient(vault_home: Path) -> Patient:
     return make_patient("MARTINEAU")
 
 
 @pytest.fixture
-def folder(drop: Path) -> HotFolder:
+def folder(drop: Path, outbox: Path) -> Iterator[HotFolder]:
     hot = HotFolder(
-        drop, source_system="LABO-CENTRAL", settle=0, sidecar_wait=600, out=io.StringIO()
+        drop, outbox, source_system="LABO-CENTRAL", settle=0, sidecar_wait=600, out=io.StringIO()
     )
     hot.prepare()
-    return hot
+    yield hot
+    hot.close()
 
 
 def sidecar(patient: Patient | None = None, **changes: Any) -> dict[str, Any]:
@@ -108,18 +116,18 @@ def reason(where: Path, stem: str) -> str:
     return (where / f"{stem}.reason.txt").read_text()
 
 
-def quarantined(drop: Path, stem: str) -> str:
-    assert {f"{stem}.pdf"} <= names(drop / "quarantine")
+def quarantined(drop: Path, outbox: Path, stem: str) -> str:
+    assert {f"{stem}.pdf"} <= names(outbox / "quarantine")
     assert not (drop / f"{stem}.pdf").exists()
     assert not (drop / f"{stem}.json").exists()
-    return reason(drop / "quarantine", stem)
+    return reason(outbox / "quarantine", stem)
 
 
 # -- what is stored --------------------------------------------------------------------------
 
 
 def test_it_stores_a_pdf_with_its_sidecar_and_moves_both_to_done(
-    folder: HotFolder, drop: Path, patient: Patient
+    folder: HotFolder, drop: Path, patient: Patient, outbox: Path
 ) -> None:
     put(drop, "CR-0042", PDF, sidecar(patient))
     outcome = only(folder.scan())
@@ -128,8 +136,8 @@ def test_it_stores_a_pdf_with_its_sidecar_and_moves_both_to_done(
     assert document.patient == patient
     assert document.title == "Numération formule sanguine"
     assert document.source_system == "LABO-CENTRAL"
-    assert names(drop / "done") == {"CR-0042.pdf", "CR-0042.json"}
-    assert names(drop) == {"done", "quarantine"}
+    assert names(outbox / "done") == {"CR-0042.pdf", "CR-0042.json"}
+    assert names(drop) == set()
     message = ReceivedMessage.objects.get(channel="folder", document_id=document.pk)
     assert message.source == str(drop.resolve())
     event = AuditEvent.objects.get(action="intake.received")
@@ -138,7 +146,7 @@ def test_it_stores_a_pdf_with_its_sidecar_and_moves_both_to_done(
 
 
 def test_an_unknown_patient_waits_for_reconciliation_and_the_file_goes_to_done(
-    folder: HotFolder, drop: Path, vault_home: Path
+    folder: HotFolder, drop: Path, vault_home: Path, outbox: Path
 ) -> None:
     put(drop, "unknown", PDF, sidecar(None))
     outcome = only(folder.scan())
@@ -148,11 +156,11 @@ def test_an_unknown_patient_waits_for_reconciliation_and_the_file_goes_to_done(
     assert not Document.objects.exists()
     assert ReceivedMessage.objects.get(pending_id=pending.pk)
     # done/ says nothing about the patient being unknown here (see the attack test).
-    assert names(drop / "done") == {"unknown.pdf", "unknown.json"}
+    assert names(outbox / "done") == {"unknown.pdf", "unknown.json"}
 
 
 def test_a_pdf_with_javascript_is_stored_flagged_and_the_sender_is_told(
-    folder: HotFolder, drop: Path, patient: Patient
+    folder: HotFolder, drop: Path, patient: Patient, outbox: Path
 ) -> None:
     put(drop, "armed", pdf_with_document_javascript(), sidecar(patient))
     outcome = only(folder.scan())
@@ -160,11 +168,11 @@ def test_a_pdf_with_javascript_is_stored_flagged_and_the_sender_is_told(
     document = Document.objects.get(pk=outcome.document_id)
     assert document.active_content
     assert "javascript" in document.content_warnings
-    assert "javascript" in reason(drop / "done", "armed")
+    assert "javascript" in reason(outbox / "done", "armed")
 
 
 def test_a_duplicate_goes_to_done_without_being_stored_twice(
-    folder: HotFolder, drop: Path, patient: Patient
+    folder: HotFolder, drop: Path, patient: Patient, outbox: Path
 ) -> None:
     put(drop, "twice", PDF, sidecar(patient))
     first = only(folder.scan())
@@ -175,9 +183,9 @@ def test_a_duplicate_goes_to_done_without_being_stored_twice(
     assert Document.objects.count() == 1
     assert ReceivedMessage.objects.count() == 1
     # Nothing overwritten: the second copy sits next to the first, with its explanation.
-    assert {"twice.pdf", "twice.json", "twice~2.pdf", "twice~2.json"} <= names(drop / "done")
-    assert "already received" in reason(drop / "done", "twice~2")
-    assert not (drop / "done" / "twice.reason.txt").exists()
+    assert {"twice.pdf", "twice.json", "twice~2.pdf", "twice~2.json"} <= names(outbox / "done")
+    assert "already received" in reason(outbox / "done", "twice~2")
+    assert not (outbox / "done" / "twice.reason.txt").exists()
 
 
 def test_the_same_name_with_other_bytes_is_a_new_document(
@@ -191,19 +199,19 @@ def test_the_same_name_with_other_bytes_is_a_new_document(
 
 
 def test_delete_done_removes_stored_files_but_keeps_quarantine(
-    drop: Path, patient: Patient
+    drop: Path, patient: Patient, outbox: Path
 ) -> None:
     folder = HotFolder(
-        drop, source_system="LABO-CENTRAL", settle=0, delete_done=True, out=io.StringIO()
+        drop, outbox, source_system="LABO-CENTRAL", settle=0, delete_done=True, out=io.StringIO()
     )
     folder.prepare()
     put(drop, "stored", PDF, sidecar(patient))
     put(drop, "empty", b"", sidecar(patient))
     folder.scan()
-    assert names(drop / "done") == set()
+    assert names(outbox / "done") == set()
     assert Document.objects.count() == 1
-    assert names(drop) == {"done", "quarantine"}
-    assert "empty" in quarantined(drop, "empty")
+    assert names(drop) == set()
+    assert "empty" in quarantined(drop, outbox, "empty")
 
 
 # -- what is refused, and why ----------------------------------------------------------------
@@ -219,13 +227,13 @@ def test_delete_done_removes_stored_files_but_keeps_quarantine(
     ids=["zero-bytes", "truncated", "html-named-pdf"],
 )
 def test_a_bad_pdf_is_quarantined_with_the_check_that_refused_it(
-    folder: HotFolder, drop: Path, patient: Patient, content: bytes, expected: str
+    folder: HotFolder, drop: Path, patient: Patient, content: bytes, expected: str, outbox: Path
 ) -> None:
     put(drop, "bad", content, sidecar(patient))
     assert only(folder.scan()).status == "quarantined"
-    assert expected in quarantined(drop, "bad")
-    assert (drop / "quarantine" / "bad.json").exists()
-    assert (drop / "quarantine" / "bad.pdf").read_bytes() == content
+    assert expected in quarantined(drop, outbox, "bad")
+    assert (outbox / "quarantine" / "bad.json").exists()
+    assert (outbox / "quarantine" / "bad.pdf").read_bytes() == content
     assert not Document.objects.exists()
     assert not ReceivedMessage.objects.exists()
 
@@ -292,56 +300,59 @@ def test_a_bad_pdf_is_quarantined_with_the_check_that_refused_it(
     ],
 )
 def test_a_bad_sidecar_is_quarantined_with_what_to_fix(
-    folder: HotFolder, drop: Path, patient: Patient, raw: bytes, expected: str
+    folder: HotFolder, drop: Path, patient: Patient, raw: bytes, expected: str, outbox: Path
 ) -> None:
     put(drop, "meta", PDF, raw)
     assert only(folder.scan()).status == "quarantined"
-    text = quarantined(drop, "meta")
+    text = quarantined(drop, outbox, "meta")
     assert text.startswith("meta.json: ")
     assert expected in text
-    assert (drop / "quarantine" / "meta.json").read_bytes() == raw
+    assert (outbox / "quarantine" / "meta.json").read_bytes() == raw
 
 
 def test_an_unknown_kind_is_quarantined_naming_the_accepted_kinds(
-    folder: HotFolder, drop: Path, patient: Patient
+    folder: HotFolder, drop: Path, patient: Patient, outbox: Path
 ) -> None:
     put(drop, "kind", PDF, sidecar(patient, kind="blood_test"))
     folder.scan()
-    text = quarantined(drop, "kind")
+    text = quarantined(drop, outbox, "kind")
     assert "unknown document kind 'blood_test'" in text
     assert "lab_result" in text
 
 
-def test_a_wrong_ins_key_is_quarantined(folder: HotFolder, drop: Path, patient: Patient) -> None:
+def test_a_wrong_ins_key_is_quarantined(
+    folder: HotFolder, drop: Path, patient: Patient, outbox: Path
+) -> None:
     data = sidecar(patient)
     data["patient"]["ins"] = "285037500101299"
     put(drop, "ins", PDF, data)
     folder.scan()
-    assert "invalid INS" in quarantined(drop, "ins")
+    assert "invalid INS" in quarantined(drop, outbox, "ins")
 
 
 def test_a_name_already_in_quarantine_is_not_overwritten(
-    folder: HotFolder, drop: Path, patient: Patient
+    folder: HotFolder, drop: Path, patient: Patient, outbox: Path
 ) -> None:
     put(drop, "again", b"", sidecar(patient))
     folder.scan()
     put(drop, "again", b"<html>", sidecar(patient))
     folder.scan()
-    assert (drop / "quarantine" / "again.pdf").read_bytes() == b""
-    assert (drop / "quarantine" / "again~2.pdf").read_bytes() == b"<html>"
-    assert "empty" in reason(drop / "quarantine", "again")
-    assert "not a application/pdf" in reason(drop / "quarantine", "again~2")
+    assert (outbox / "quarantine" / "again.pdf").read_bytes() == b""
+    assert (outbox / "quarantine" / "again~2.pdf").read_bytes() == b"<html>"
+    assert "empty" in reason(outbox / "quarantine", "again")
+    assert "not a application/pdf" in reason(outbox / "quarantine", "again~2")
 
 
 # -- waiting ---------------------------------------------------------------------------------
 
 
 def test_a_pdf_waits_for_its_sidecar_then_is_quarantined_with_no_sidecar(
-    drop: Path, patient: Patient
+    drop: Path, patient: Patient, outbox: Path
 ) -> None:
     wall = FakeClock(start=(drop).stat().st_ctime)
     folder = HotFolder(
         drop,
+        outbox,
         source_system="LABO-CENTRAL",
         settle=0,
         sidecar_wait=600,
@@ -355,14 +366,14 @@ def test_a_pdf_waits_for_its_sidecar_then_is_quarantined_with_no_sidecar(
     assert (drop / "alone.pdf").exists()
     wall.now += 601
     assert only(folder.scan()).status == "quarantined"
-    assert "no sidecar" in quarantined(drop, "alone")
-    assert "alone.json" in reason(drop / "quarantine", "alone")
+    assert "no sidecar" in quarantined(drop, outbox, "alone")
+    assert "alone.json" in reason(outbox / "quarantine", "alone")
     assert not Document.objects.exists()
 
 
-def test_a_sidecar_arriving_in_time_is_used(drop: Path, patient: Patient) -> None:
+def test_a_sidecar_arriving_in_time_is_used(drop: Path, patient: Patient, outbox: Path) -> None:
     folder = HotFolder(
-        drop, source_system="LABO-CENTRAL", settle=0, sidecar_wait=600, out=io.StringIO()
+        drop, outbox, source_system="LABO-CENTRAL", settle=0, sidecar_wait=600, out=io.StringIO()
     )
     folder.prepare()
     put(drop, "late", PDF, None)
@@ -371,9 +382,13 @@ def test_a_sidecar_arriving_in_time_is_used(drop: Path, patient: Patient) -> Non
     assert only(folder.scan()).status == "stored"
 
 
-def test_a_file_still_growing_is_not_taken_until_it_is_stable(drop: Path, patient: Patient) -> None:
+def test_a_file_still_growing_is_not_taken_until_it_is_stable(
+    drop: Path, patient: Patient, outbox: Path
+) -> None:
     clock = FakeClock()
-    folder = HotFolder(drop, source_system="LABO-CENTRAL", settle=2, clock=clock, out=io.StringIO())
+    folder = HotFolder(
+        drop, outbox, source_system="LABO-CENTRAL", settle=2, clock=clock, out=io.StringIO()
+    )
     folder.prepare()
     (drop / "big.json").write_text(json.dumps(sidecar(patient)))
     pdf = drop / "big.pdf"
@@ -396,10 +411,12 @@ def test_a_file_still_growing_is_not_taken_until_it_is_stable(drop: Path, patien
 
 
 def test_a_file_held_open_for_writing_is_not_taken_even_when_unchanged(
-    drop: Path, patient: Patient
+    drop: Path, patient: Patient, outbox: Path
 ) -> None:
     clock = FakeClock()
-    folder = HotFolder(drop, source_system="LABO-CENTRAL", settle=2, clock=clock, out=io.StringIO())
+    folder = HotFolder(
+        drop, outbox, source_system="LABO-CENTRAL", settle=2, clock=clock, out=io.StringIO()
+    )
     folder.prepare()
     (drop / "slow.json").write_text(json.dumps(sidecar(patient)))
     with (drop / "slow.pdf").open("wb") as writer:
@@ -414,45 +431,45 @@ def test_a_file_held_open_for_writing_is_not_taken_even_when_unchanged(
 
 @pytest.mark.parametrize("name", [".hidden.pdf", "~lock.pdf", "upload.pdf.part", "x.pdf.tmp"])
 def test_temporary_and_hidden_names_are_never_looked_at(
-    folder: HotFolder, drop: Path, patient: Patient, name: str
+    folder: HotFolder, drop: Path, patient: Patient, name: str, outbox: Path
 ) -> None:
     (drop / name).write_bytes(b"")
     (drop / (name + ".json")).write_text(json.dumps(sidecar(patient)))
     folder.scan()
     assert (drop / name).exists()
-    assert names(drop / "quarantine") == set()
+    assert names(outbox / "quarantine") == set()
 
 
 # -- after a crash ---------------------------------------------------------------------------
 
 
 def test_a_file_stored_before_a_crash_is_recognised_and_moved_not_stored_again(
-    folder: HotFolder, drop: Path, patient: Patient
+    folder: HotFolder, drop: Path, patient: Patient, outbox: Path
 ) -> None:
     put(drop, "crash", PDF, sidecar(patient))
     stored = only(folder.scan())
     # The state a SIGKILL between the two moves leaves: sidecar in done/, PDF still in DIR.
-    (drop / "done" / "crash.pdf").rename(drop / "crash.pdf")
-    restarted = HotFolder(drop, source_system="LABO-CENTRAL", settle=0, out=io.StringIO())
+    (outbox / "done" / "crash.pdf").rename(drop / "crash.pdf")
+    restarted = HotFolder(drop, outbox, source_system="LABO-CENTRAL", settle=0, out=io.StringIO())
     outcome = only(restarted.scan())
     assert outcome.status == "duplicate"
     assert outcome.document_id == stored.document_id
     assert Document.objects.count() == 1
     # The PDF joins its own sidecar rather than taking a new name.
-    assert {"crash.pdf", "crash.json"} <= names(drop / "done")
-    assert not any(n.startswith("crash~") for n in names(drop / "done"))
+    assert {"crash.pdf", "crash.json"} <= names(outbox / "done")
+    assert not any(n.startswith("crash~") for n in names(outbox / "done"))
 
 
 def test_a_quarantine_interrupted_between_moves_is_completed(
-    folder: HotFolder, drop: Path, patient: Patient
+    folder: HotFolder, drop: Path, patient: Patient, outbox: Path
 ) -> None:
     put(drop, "broken", PDF, b"{not json")
     folder.scan()
-    (drop / "quarantine" / "broken.pdf").rename(drop / "broken.pdf")
-    restarted = HotFolder(drop, source_system="LABO-CENTRAL", settle=0, out=io.StringIO())
+    (outbox / "quarantine" / "broken.pdf").rename(drop / "broken.pdf")
+    restarted = HotFolder(drop, outbox, source_system="LABO-CENTRAL", settle=0, out=io.StringIO())
     assert only(restarted.scan()).status == "quarantined"
-    assert names(drop / "quarantine") == {"broken.pdf", "broken.json", "broken.reason.txt"}
-    assert "not valid JSON" in reason(drop / "quarantine", "broken")
+    assert names(outbox / "quarantine") == {"broken.pdf", "broken.json", "broken.reason.txt"}
+    assert "not valid JSON" in reason(outbox / "quarantine", "broken")
 
 
 def test_storage_failure_leaves_the_file_where_it_is(
@@ -492,38 +509,95 @@ def test_a_sidecar_with_a_bom_and_only_an_ipp_is_read() -> None:
     assert parsed.meta.author == ""
 
 
-def test_the_command_takes_what_is_ready_and_exits_with_once(drop: Path, patient: Patient) -> None:
+def test_the_command_takes_what_is_ready_and_exits_with_once(
+    drop: Path, patient: Patient, outbox: Path
+) -> None:
     put(drop, "cmd", PDF, sidecar(patient))
     out = io.StringIO()
     call_command(
-        "intake",
-        "folder",
-        str(drop),
-        "--source",
-        "LABO-CENTRAL",
-        "--once",
-        "--settle",
-        "0",
+        "intake", "folder", str(drop), "--outbox", str(outbox), "--source", "LABO-CENTRAL", "--once", "--settle", "0",
         stdout=out,
-    )
+    )  # fmt: skip
     assert "cmd.pdf: stored" in out.getvalue()
-    assert {"cmd.pdf", "cmd.json"} <= names(drop / "done")
+    assert {"cmd.pdf", "cmd.json"} <= names(outbox / "done")
 
 
-def test_the_command_refuses_a_folder_inside_vigie_home(vault_home: Path) -> None:
+def test_the_command_refuses_a_folder_inside_vigie_home(
+    vault_home: Path, drop: Path, outbox: Path
+) -> None:
     inside = vault_home / "incoming"
     inside.mkdir()
     with pytest.raises(CommandError, match="inside VIGIE_HOME"):
-        call_command("intake", "folder", str(inside), "--source", "LABO", "--once")
+        call_command(
+            "intake",
+            "folder",
+            str(inside),
+            "--outbox",
+            str(outbox),
+            "--source",
+            "LABO-CENTRAL",
+            "--once",
+        )
+    # done/ and quarantine/ hold plaintext too: not in VIGIE_HOME either.
+    with pytest.raises(CommandError, match="inside VIGIE_HOME"):
+        call_command(
+            "intake",
+            "folder",
+            str(drop),
+            "--outbox",
+            str(inside),
+            "--source",
+            "LABO-CENTRAL",
+            "--once",
+        )
 
 
-def test_the_command_refuses_a_missing_folder(tmp_path: Path) -> None:
+def test_the_command_refuses_a_missing_folder(tmp_path: Path, outbox: Path) -> None:
     with pytest.raises(CommandError, match="is not a directory"):
-        call_command("intake", "folder", str(tmp_path / "nowhere"), "--source", "LABO", "--once")
+        call_command(
+            "intake",
+            "folder",
+            str(tmp_path / "nowhere"),
+            "--outbox",
+            str(outbox),
+            "--source",
+            "LABO-CENTRAL",
+            "--once",
+        )
+    with pytest.raises(CommandError, match="install -d -o vigie"):
+        call_command(
+            "intake",
+            "folder",
+            str(tmp_path),
+            "--outbox",
+            str(tmp_path / "nowhere"),
+            "--source",
+            "LABO",
+            "--once",
+        )
 
 
-def test_two_watchers_on_one_folder_are_refused(folder: HotFolder, drop: Path) -> None:
-    other = HotFolder(drop, source_system="LABO-CENTRAL")
+def test_the_command_needs_an_outbox_apart_from_the_folder(drop: Path) -> None:
+    with pytest.raises(CommandError, match="required: --outbox"):
+        call_command("intake", "folder", str(drop), "--source", "LABO", "--once")
+    (drop / "box").mkdir(mode=0o700)
+    with pytest.raises(CommandError, match="must be apart"):
+        call_command(
+            "intake",
+            "folder",
+            str(drop),
+            "--outbox",
+            str(drop / "box"),
+            "--source",
+            "LABO",
+            "--once",
+        )
+
+
+def test_two_watchers_on_one_folder_are_refused(
+    folder: HotFolder, drop: Path, outbox: Path
+) -> None:
+    other = HotFolder(drop, outbox, source_system="LABO-CENTRAL")
     with folder.locked(), pytest.raises(CommandError, match="already watching"):  # noqa: SIM117
         with other.locked():
             pass

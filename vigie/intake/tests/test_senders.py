@@ -285,7 +285,10 @@ def sidecar(**patient: Any) -> dict[str, Any]:
 def hot_folder(tmp_path: Path, name: str, source: str) -> HotFolder:
     path = tmp_path / name
     path.mkdir()
-    folder = HotFolder(path, source_system=source, settle=0, out=io.StringIO())
+    # Vigie's own done/ and quarantine/, apart from the depot (the hot folder's own rule).
+    outbox = tmp_path / f"{name}-outbox"
+    outbox.mkdir(mode=0o700)
+    folder = HotFolder(path, outbox, source_system=source, settle=0, out=io.StringIO())
     folder.prepare()
     return folder
 
@@ -318,5 +321,5 @@ def test_attack_the_folder_says_the_same_for_a_known_and_an_unknown_ins(
     drop_pair(lab.path, "unknown", sidecar(ins=unknown_ins()))
     statuses = sorted(o.status for o in lab.scan()[0])
     assert statuses == ["pending", "stored"]  # for the clinic's log only
-    done = sorted(p.name for p in (lab.path / "done").iterdir())
+    done = sorted(p.name for p in (lab.outbox / "done").iterdir())
     assert done == ["known.json", "known.pdf", "unknown.json", "unknown.pdf"]
