@@ -26,6 +26,7 @@ from vigie.vault.errors import (
     VaultError,
 )
 from vigie.vault.kek_store import Keyring, get_keyring
+from vigie.vault.small import open_small, seal_small
 from vigie.vault.store import FilesystemBlobStore, get_store
 
 __all__ = [
@@ -41,8 +42,10 @@ __all__ = [
     "get_keyring",
     "get_store",
     "open",
+    "open_small",
     "rewrap",
     "seal",
+    "seal_small",
 ]
 
 
