@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 from django import forms
@@ -87,9 +86,7 @@ class UserAdmin(AuditedAdminMixin, DjangoUserAdmin[User]):
         ),
         ("Vigie", {"fields": ("role", "second_factor", "last_login", "date_joined")}),
     )
-    add_fieldsets = (
-        (None, {"fields": ("username", "first_name", "last_name", "email", "role")}),
-    )
+    add_fieldsets = ((None, {"fields": ("username", "first_name", "last_name", "email", "role")}),)
 
     @admin.display(description=gettext_lazy("second factor"))
     def second_factor(self, obj: User) -> str:
@@ -98,7 +95,7 @@ class UserAdmin(AuditedAdminMixin, DjangoUserAdmin[User]):
             return _("authenticator enrolled")
         return _("not enrolled")
 
-    def get_readonly_fields(self, request: HttpRequest, obj: User | None = None) -> Sequence[str]:
+    def get_readonly_fields(self, request: HttpRequest, obj: User | None = None) -> list[str]:
         fields = ["second_factor", "last_login", "date_joined"]
         if obj is not None and obj.pk == request.user.pk:
             fields.extend(SELF_LOCKED_FIELDS)

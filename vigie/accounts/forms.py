@@ -80,9 +80,8 @@ class InvitationForm(forms.Form):
 
     def clean(self) -> dict[str, object]:
         cleaned = super().clean() or {}
-        if (
-            cleaned.get("password") is not None
-            and cleaned.get("password") != cleaned.get("password_again")
+        if cleaned.get("password") is not None and cleaned.get("password") != cleaned.get(
+            "password_again"
         ):
             self.add_error("password_again", _("The two passwords differ."))
         return cleaned

@@ -126,9 +126,7 @@ def reset(user: User, *, by: str, request: HttpRequest | None = None) -> IssuedI
     return issue(user, by=by, request=request)
 
 
-def role_changed(
-    user: User, old: str, *, by: str, request: HttpRequest | None = None
-) -> None:
+def role_changed(user: User, old: str, *, by: str, request: HttpRequest | None = None) -> None:
     """Record a change of role; becoming a doctor alerts the auditor."""
     _audit(ROLE_CHANGED, request=request, user=user, by=by, old=old, new=user.role)
     if user.role == Role.DOCTOR and old != Role.DOCTOR:
@@ -150,9 +148,7 @@ def find(username: str, code: str) -> Invitation:
 
 
 @transaction.atomic
-def redeem(
-    username: str, code: str, password: str, *, request: HttpRequest | None = None
-) -> User:
+def redeem(username: str, code: str, password: str, *, request: HttpRequest | None = None) -> User:
     """Spend the invitation: set `password` (validated), clear any second factor, return the
     user, who must now enrol an authenticator. Raises InvitationError or ValidationError."""
     invitation = find(username, code)

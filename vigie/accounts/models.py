@@ -97,8 +97,11 @@ class TotpSeed(models.Model):
             models.Index(fields=["kek_id"], name="totpseed_kek_idx"),
         ]
 
+    def __str__(self) -> str:
+        return f"sealed seed of authenticator {self.device_id}"
 
-class SealedTOTPDevice(TOTPDevice):
+
+class SealedTOTPDevice(TOTPDevice):  # type: ignore[misc]  # django-otp ships no types
     """django-otp's TOTP device whose key is read from its sealed seed.
 
     Every check and enrolment in Vigie goes through this proxy (accounts.otp): the key

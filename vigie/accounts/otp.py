@@ -154,12 +154,17 @@ def _count_failure(request: HttpRequest | None, user: User) -> None:
 
 
 def confirmed_totp_device(user: User) -> SealedTOTPDevice | None:
-    return SealedTOTPDevice.objects.filter(user=user, confirmed=True).first()
+    device: SealedTOTPDevice | None = SealedTOTPDevice.objects.filter(
+        user=user, confirmed=True
+    ).first()
+    return device
 
 
 def pending_totp_device(user: User) -> SealedTOTPDevice:
     """The unconfirmed device being enrolled; reused so a page reload keeps the scanned key."""
-    device = SealedTOTPDevice.objects.filter(user=user, confirmed=False).first()
+    device: SealedTOTPDevice | None = SealedTOTPDevice.objects.filter(
+        user=user, confirmed=False
+    ).first()
     if device is None:
         device = SealedTOTPDevice.objects.create(user=user, name=TOTP_DEVICE_NAME, confirmed=False)
     return device
@@ -168,8 +173,8 @@ def pending_totp_device(user: User) -> SealedTOTPDevice:
 @transaction.atomic
 def revoke_all_devices(user: User) -> int:
     """Delete every second factor of `user` (authenticators, their seeds, recovery codes)."""
-    totp, _ = TOTPDevice.objects.filter(user=user).delete()
-    static, _ = StaticDevice.objects.filter(user=user).delete()
+    totp: int = TOTPDevice.objects.filter(user=user).delete()[0]
+    static: int = StaticDevice.objects.filter(user=user).delete()[0]
     return totp + static
 
 

@@ -52,8 +52,11 @@ def _before_save(sender: Any, instance: Any, **kwargs: Any) -> None:
         seed = bytes.fromhex(instance.key)
         seed_id = new_secret_id()
         kek_id, wrapped, ciphertext = vault.seal_small(seed_id, seed)
-        setattr(instance, _SEALED, TotpSeed(id=seed_id, kek_id=kek_id, wrapped_key=wrapped,
-                                           ciphertext=ciphertext))
+        setattr(
+            instance,
+            _SEALED,
+            TotpSeed(id=seed_id, kek_id=kek_id, wrapped_key=wrapped, ciphertext=ciphertext),
+        )
         setattr(instance, _CLEAR_KEY, instance.key)
         setattr(instance, _CACHED, seed)
         clear = instance.key

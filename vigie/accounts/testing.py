@@ -40,7 +40,8 @@ def make_user(
 
 
 def totp_device(user: User) -> SealedTOTPDevice:
-    return SealedTOTPDevice.objects.get(user=user, confirmed=True)
+    device: SealedTOTPDevice = SealedTOTPDevice.objects.get(user=user, confirmed=True)
+    return device
 
 
 def code_at_step(device: SealedTOTPDevice, step: int) -> str:

@@ -36,9 +36,7 @@ class AuditedAdminMixin:
     # Set on admins whose pages show patient data: reading them is audited as well.
     audit_reads = False
 
-    def _audit_read(
-        self, request: HttpRequest, verb: str, object_id: str | None = None
-    ) -> None:
+    def _audit_read(self, request: HttpRequest, verb: str, object_id: str | None = None) -> None:
         model = self.model  # type: ignore[attr-defined]
         meta = model._meta
         obj = None
@@ -62,7 +60,8 @@ class AuditedAdminMixin:
     ) -> HttpResponse:
         if self.audit_reads and request.method in ("GET", "HEAD"):
             self._audit_read(request, "list")
-        return super().changelist_view(request, extra_context)  # type: ignore[misc]
+        result: HttpResponse = super().changelist_view(request, extra_context)  # type: ignore[misc]
+        return result
 
     def change_view(
         self,
@@ -73,14 +72,16 @@ class AuditedAdminMixin:
     ) -> HttpResponse:
         if self.audit_reads and request.method in ("GET", "HEAD"):
             self._audit_read(request, "view", object_id)
-        return super().change_view(request, object_id, form_url, extra_context)  # type: ignore[misc]
+        result: HttpResponse = super().change_view(request, object_id, form_url, extra_context)  # type: ignore[misc]
+        return result
 
     def history_view(
         self, request: HttpRequest, object_id: str, extra_context: dict[str, Any] | None = None
     ) -> HttpResponse:
         if self.audit_reads:
             self._audit_read(request, "history", object_id)
-        return super().history_view(request, object_id, extra_context)  # type: ignore[misc]
+        result: HttpResponse = super().history_view(request, object_id, extra_context)  # type: ignore[misc]
+        return result
 
     def delete_view(
         self, request: HttpRequest, object_id: str, extra_context: dict[str, Any] | None = None
@@ -88,7 +89,8 @@ class AuditedAdminMixin:
         # The confirmation page names the object (a patient, for instance).
         if self.audit_reads and request.method in ("GET", "HEAD"):
             self._audit_read(request, "view", object_id)
-        return super().delete_view(request, object_id, extra_context)  # type: ignore[misc]
+        result: HttpResponse = super().delete_view(request, object_id, extra_context)  # type: ignore[misc]
+        return result
 
     def get_search_results(
         self, request: HttpRequest, queryset: models.QuerySet[Any], search_term: str
@@ -98,7 +100,9 @@ class AuditedAdminMixin:
             # The autocomplete widget of another form (a care relationship's patient) is a
             # search of this model too; its list page is audited in changelist_view.
             self._audit_read(request, "search")
-        return super().get_search_results(request, queryset, search_term)  # type: ignore[misc]
+        found = super().get_search_results(request, queryset, search_term)  # type: ignore[misc]
+        result: tuple[models.QuerySet[Any], bool] = found
+        return result
 
     def audit_action(self, obj: models.Model, verb: str) -> str:
         meta = obj._meta

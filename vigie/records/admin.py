@@ -67,6 +67,7 @@ class DocumentAdmin(AuditedAdminMixin, admin.ModelAdmin[Document]):
 @admin.register(CareRelationship)
 class CareRelationshipAdmin(AuditedAdminMixin, admin.ModelAdmin[CareRelationship]):
     audit_reads = True
+
     def audit_action(self, obj: Any, verb: str) -> str:
         # Granting and revoking access to a patient's record are the events a DPO looks for.
         return {"add": "access.grant", "delete": "access.revoke"}.get(verb, "access.change")

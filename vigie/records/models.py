@@ -121,7 +121,7 @@ def _keep_content_verdict(row: models.Model, update_fields: Collection[str] | No
         update_fields is not None and not set(update_fields) & set(CONTENT_VERDICT_FIELDS)
     ):
         return
-    stored = type(row).objects.filter(pk=row.pk).values(*CONTENT_VERDICT_FIELDS).first()
+    stored = type(row)._default_manager.filter(pk=row.pk).values(*CONTENT_VERDICT_FIELDS).first()
     if stored is None:
         return
     for field in CONTENT_VERDICT_FIELDS:

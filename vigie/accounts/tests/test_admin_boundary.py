@@ -179,4 +179,5 @@ def test_a_change_of_role_to_doctor_alerts_the_auditor(it_client: Client) -> Non
     assert alert.audience == Audience.AUDITOR
     assert "it.other" in alert.summary
     event = AuditEvent.objects.get(action="account.role_changed")
-    assert event.extra["old"] == Role.ADMIN and event.extra["new"] == Role.DOCTOR
+    assert event.extra["old"] == Role.ADMIN
+    assert event.extra["new"] == Role.DOCTOR
