@@ -864,7 +864,9 @@ def report_lines(report: ImportReport) -> list[str]:
     if report.kind == "doctors" and report.created:
         lines.append(FIRST_LOGIN)
         for username, code, expires_at in report.invitations:
-            lines.append(f"invitation for {username}: {code} (valid until {expires_at:%Y-%m-%d %H:%M} UTC)")
+            lines.append(
+                f"invitation for {username}: {code} (valid until {expires_at:%Y-%m-%d %H:%M} UTC)"
+            )
     return lines
 
 
