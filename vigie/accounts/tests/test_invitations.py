@@ -58,7 +58,7 @@ def test_it_refuses_an_invitation_used_twice(client: Client, newcomer: User) -> 
     assert _accept(client, "dr.new", issued.code).status_code == 302
     again = _accept(Client(), "dr.new", issued.code, "someone else's choice 2718")
     assert again.status_code == 200
-    assert "not valid" in again.content.decode()
+    assert 'id="invitation-error"' in again.content.decode()
     newcomer.refresh_from_db()
     assert newcomer.check_password(NEW_PASSWORD)
 

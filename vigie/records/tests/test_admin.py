@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from django.core.exceptions import ValidationError
 from django.test import Client
+from django.utils.translation import gettext
 
 from vigie.accounts.models import Role, User
 from vigie.accounts.testing import log_in, make_user
@@ -141,7 +142,9 @@ def test_attack_admin_grants_himself_a_care_relationship(it_admin: User, it_clie
         },
     )
     assert response.status_code == 200
-    assert "Nobody can grant themselves access" in response.content.decode()
+    assert response.context["adminform"].form.non_field_errors() == [
+        gettext("Nobody can grant themselves access to a patient.")
+    ]
     assert not CareRelationship.objects.filter(doctor=it_admin).exists()
 
 
