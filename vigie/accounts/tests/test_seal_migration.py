@@ -7,12 +7,13 @@ from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
 
 from vigie.accounts.otp import recovery_code_hash, verify_code
+from vigie.audit.testing import audit_committing  # noqa: F401 - a pytest fixture
 
 BEFORE = [("accounts", "0002_sealed_seeds_and_invitations")]
 AFTER = [("accounts", "0003_seal_second_factors")]
 
 
-@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("audit_committing")  # a transactional test that PostgreSQL can flush
 def test_it_seals_the_seeds_and_hashes_the_codes_stored_in_clear() -> None:
     executor = MigrationExecutor(connection)
     executor.migrate(BEFORE)
