@@ -282,6 +282,9 @@ AXES_SENSITIVE_PARAMETERS = ["username", "ip_address", "password", "code"]
 OTP_TOTP_THROTTLE_FACTOR = 0
 OTP_STATIC_THROTTLE_FACTOR = 0
 OTP_TOTP_ISSUER = env.string("VIGIE_TOTP_ISSUER", "Vigie") or "Vigie"
+# Vigie unregisters django-otp's device admins (accounts/admin.py); should one come back, it
+# still shows no key, QR code or recovery code.
+OTP_ADMIN_HIDE_SENSITIVE_DATA = True
 
 
 # --- security headers, CSP, deny-by-default (see vigie/lib/headers.py, vigie/portal) ---

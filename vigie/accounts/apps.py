@@ -11,7 +11,9 @@ class AccountsConfig(AppConfig):
         from axes.signals import user_locked_out
         from django.contrib.auth.signals import user_logged_out
 
-        from vigie.accounts import signals
+        from vigie.accounts import seeds, signals
+
+        seeds.connect()
 
         user_logged_out.connect(signals.on_logged_out, dispatch_uid="vigie.accounts.logout")
         user_locked_out.connect(signals.on_locked_out, dispatch_uid="vigie.accounts.locked")

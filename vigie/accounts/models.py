@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import secrets
 from typing import Any, ClassVar
 
 from django.contrib.auth.models import AbstractUser, UserManager
 from django.db import models
+from django.db.models.functions import Now
+from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
+from django_otp.plugins.otp_totp.models import TOTPDevice
 
 
 class Role(models.TextChoices):
@@ -61,3 +65,89 @@ class User(AbstractUser):
     def __str__(self) -> str:
         full = self.get_full_name()
         return f"{full} ({self.username})" if full else self.username
+
+
+def new_secret_id() -> str:
+    # Also the label the vault binds the ciphertext to (16 to 64 URL-safe characters).
+    return secrets.token_urlsafe(24)
+
+
+class TotpSeed(models.Model):
+    """The sealed seed of one authenticator, so a database dump holds no usable seed.
+
+    django-otp's own `key` column then holds a throwaway random value that nothing knows
+    (not a constant, which would be a key anyone could compute codes from). The seed opens
+    only with the keyring, which is kept apart from the database and its backups.
+    """
+
+    # Named `id` with `kek_id` and `wrapped_key` like documents, so key rotation
+    # (records.keys) rewraps these data keys too.
+    id = models.CharField(primary_key=True, max_length=64, default=new_secret_id, editable=False)
+    device = models.OneToOneField(
+        "otp_totp.TOTPDevice", on_delete=models.CASCADE, related_name="vigie_seed"
+    )
+    kek_id = models.CharField(max_length=64, editable=False)
+    wrapped_key = models.BinaryField(editable=False)
+    ciphertext = models.BinaryField(editable=False)
+
+    class Meta:
+        verbose_name = _("sealed authenticator seed")
+        verbose_name_plural = _("sealed authenticator seeds")
+        indexes: ClassVar[list[models.Index]] = [
+            models.Index(fields=["kek_id"], name="totpseed_kek_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"sealed seed of authenticator {self.device_id}"
+
+
+class SealedTOTPDevice(TOTPDevice):  # type: ignore[misc]  # django-otp ships no types
+    """django-otp's TOTP device whose key is read from its sealed seed.
+
+    Every check and enrolment in Vigie goes through this proxy (accounts.otp): the key
+    column of the table never holds the real seed.
+    """
+
+    class Meta:
+        proxy = True
+        verbose_name = _("authenticator")
+
+    @property
+    def bin_key(self) -> bytes:
+        from vigie.accounts.seeds import open_seed
+
+        return open_seed(self)
+
+
+class InvitationQuerySet(models.QuerySet["Invitation"]):
+    def usable(self) -> InvitationQuerySet:
+        return self.filter(used_at__isnull=True, revoked_at__isnull=True, expires_at__gt=Now())
+
+
+class Invitation(models.Model):
+    """A one-time code with which a person sets their own password and second factor.
+
+    Administrators create accounts and reset them, but never choose or learn the final
+    credentials: they hand over this code (shown once), the person does the rest. Only a
+    hash of the code is stored.
+    """
+
+    user = models.ForeignKey(
+        User, on_delete=models.CASCADE, related_name="invitations", verbose_name=_("user")
+    )
+    code_hash = models.CharField(max_length=64, unique=True, editable=False)
+    created_at = models.DateTimeField(_("created at"), default=timezone.now, editable=False)
+    expires_at = models.DateTimeField(_("expires at"), editable=False)
+    created_by = models.CharField(_("created by"), max_length=150, blank=True, editable=False)
+    used_at = models.DateTimeField(_("used at"), null=True, blank=True, editable=False)
+    revoked_at = models.DateTimeField(_("revoked at"), null=True, blank=True, editable=False)
+
+    objects = InvitationQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = _("invitation")
+        verbose_name_plural = _("invitations")
+        ordering: ClassVar[list[str]] = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.user.username} ({self.created_at:%Y-%m-%d %H:%M})"

@@ -20,9 +20,12 @@ from typing import TYPE_CHECKING
 from django.contrib.auth.signals import user_login_failed
 from django.db import transaction
 from django.http import HttpRequest
+from django.utils.crypto import salted_hmac
 from django_otp.models import Device
 from django_otp.plugins.otp_static.models import StaticDevice, StaticToken
 from django_otp.plugins.otp_totp.models import TOTPDevice
+
+from vigie.accounts.models import SealedTOTPDevice
 
 if TYPE_CHECKING:
     from vigie.accounts.models import User
@@ -48,11 +51,26 @@ def _normalise(code: str) -> str:
     return _SEPARATORS.sub("", code or "").lower()
 
 
+# Kept in step with accounts/migrations/0003_seal_second_factors.py, which hashed the codes
+# stored in clear before.
+RECOVERY_CODE_SALT = "vigie.accounts.recovery-code"
+
+
+def recovery_code_hash(code: str) -> str:
+    """What is stored for a recovery code: a keyed hash, never the code.
+
+    Keyed with the secret key (kept with the keyring, apart from the database), so a stolen
+    database cannot even be searched offline for the 40-bit codes; 64 bits fit django-otp's
+    16-character token column, far beyond what the lockout lets anyone try online.
+    """
+    return salted_hmac(RECOVERY_CODE_SALT, _normalise(code), algorithm="sha256").hexdigest()[:16]
+
+
 def _match_totp(user: User, code: str) -> Device | None:
     if not _TOTP_SHAPE.fullmatch(code):
         return None
     with transaction.atomic():
-        devices = TOTPDevice.objects.select_for_update().filter(user=user, confirmed=True)
+        devices = SealedTOTPDevice.objects.select_for_update().filter(user=user, confirmed=True)
         for device in devices:
             # verify_token() refuses any time step <= last_t: a code works once.
             if device.verify_token(code):
@@ -65,7 +83,9 @@ def _match_recovery(user: User, code: str) -> Device | None:
         return None
     for device in StaticDevice.objects.filter(user=user, confirmed=True):
         # A conditional delete is atomic: of two concurrent uses, only one deletes the row.
-        deleted, _ = StaticToken.objects.filter(device=device, token=code).delete()
+        deleted, _ = StaticToken.objects.filter(
+            device=device, token=recovery_code_hash(code)
+        ).delete()
         if deleted:
             device.set_last_used_timestamp(commit=True)
             return device
@@ -133,16 +153,29 @@ def _count_failure(request: HttpRequest | None, user: User) -> None:
 # --- enrolment ---
 
 
-def confirmed_totp_device(user: User) -> TOTPDevice | None:
-    return TOTPDevice.objects.filter(user=user, confirmed=True).first()
-
-
-def pending_totp_device(user: User) -> TOTPDevice:
-    """The unconfirmed device being enrolled; reused so a page reload keeps the scanned key."""
-    device = TOTPDevice.objects.filter(user=user, confirmed=False).first()
-    if device is None:
-        device = TOTPDevice.objects.create(user=user, name=TOTP_DEVICE_NAME, confirmed=False)
+def confirmed_totp_device(user: User) -> SealedTOTPDevice | None:
+    device: SealedTOTPDevice | None = SealedTOTPDevice.objects.filter(
+        user=user, confirmed=True
+    ).first()
     return device
+
+
+def pending_totp_device(user: User) -> SealedTOTPDevice:
+    """The unconfirmed device being enrolled; reused so a page reload keeps the scanned key."""
+    device: SealedTOTPDevice | None = SealedTOTPDevice.objects.filter(
+        user=user, confirmed=False
+    ).first()
+    if device is None:
+        device = SealedTOTPDevice.objects.create(user=user, name=TOTP_DEVICE_NAME, confirmed=False)
+    return device
+
+
+@transaction.atomic
+def revoke_all_devices(user: User) -> int:
+    """Delete every second factor of `user` (authenticators, their seeds, recovery codes)."""
+    totp: int = TOTPDevice.objects.filter(user=user).delete()[0]
+    static: int = StaticDevice.objects.filter(user=user).delete()[0]
+    return totp + static
 
 
 @transaction.atomic
@@ -160,7 +193,9 @@ def new_recovery_codes(user: User) -> list[str]:
     StaticDevice.objects.filter(user=user).delete()
     device = StaticDevice.objects.create(user=user, name=RECOVERY_DEVICE_NAME, confirmed=True)
     codes = [StaticToken.random_token() for _ in range(RECOVERY_CODE_COUNT)]
-    StaticToken.objects.bulk_create(StaticToken(device=device, token=c) for c in codes)
+    StaticToken.objects.bulk_create(
+        StaticToken(device=device, token=recovery_code_hash(c)) for c in codes
+    )
     return codes
 
 
@@ -175,7 +210,7 @@ def confirm_pending_code(
     ok = False
     if _TOTP_SHAPE.fullmatch(token):
         with transaction.atomic():
-            locked = TOTPDevice.objects.select_for_update().get(pk=device.pk)
+            locked = SealedTOTPDevice.objects.select_for_update().get(pk=device.pk)
             ok = bool(locked.verify_token(token))
     if not ok:
         _count_failure(request, user)

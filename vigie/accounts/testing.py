@@ -16,9 +16,8 @@ from typing import Any
 from django.test import Client
 from django_otp import DEVICE_ID_SESSION_KEY
 from django_otp.oath import TOTP
-from django_otp.plugins.otp_totp.models import TOTPDevice
 
-from vigie.accounts.models import Role, User
+from vigie.accounts.models import Role, SealedTOTPDevice, User
 from vigie.accounts.otp import SECOND_FACTOR_AT, TOTP_DEVICE_NAME
 from vigie.accounts.sessions import AUTH_AT, LAST_SEEN
 
@@ -36,25 +35,26 @@ def make_user(
     user.set_password(PASSWORD)
     user.save()
     if enrolled:
-        TOTPDevice.objects.create(user=user, name=TOTP_DEVICE_NAME, confirmed=True)
+        SealedTOTPDevice.objects.create(user=user, name=TOTP_DEVICE_NAME, confirmed=True)
     return user
 
 
-def totp_device(user: User) -> TOTPDevice:
-    return TOTPDevice.objects.get(user=user, confirmed=True)
+def totp_device(user: User) -> SealedTOTPDevice:
+    device: SealedTOTPDevice = SealedTOTPDevice.objects.get(user=user, confirmed=True)
+    return device
 
 
-def code_at_step(device: TOTPDevice, step: int) -> str:
+def code_at_step(device: SealedTOTPDevice, step: int) -> str:
     totp = TOTP(device.bin_key, device.step, device.t0, device.digits, 0)
     totp.time = device.t0 + step * device.step
     return f"{totp.token():0{device.digits}d}"
 
 
-def current_step(device: TOTPDevice) -> int:
+def current_step(device: SealedTOTPDevice) -> int:
     return int((time.time() - device.t0) // device.step)
 
 
-def fresh_code(device: TOTPDevice) -> str:
+def fresh_code(device: SealedTOTPDevice) -> str:
     """A code the device accepts now and has not accepted before (replay protection)."""
     device.refresh_from_db()
     now = current_step(device)
@@ -72,7 +72,7 @@ def fresh_code(device: TOTPDevice) -> str:
     return code_at_step(device, min(current_or_later) if current_or_later else max(usable))
 
 
-def current_codes(device: TOTPDevice) -> set[str]:
+def current_codes(device: SealedTOTPDevice) -> set[str]:
     """Every code the device could accept around now (for "never displayed" checks)."""
     now = current_step(device)
     return {code_at_step(device, s) for s in range(now - 2, now + 3)}
@@ -81,9 +81,9 @@ def current_codes(device: TOTPDevice) -> set[str]:
 def log_in(client: Client, user: User) -> None:
     """Give `client` a fully logged-in, second-factor-verified, freshly re-authenticated
     session for `user`."""
-    device = TOTPDevice.objects.filter(user=user, confirmed=True).first()
+    device = SealedTOTPDevice.objects.filter(user=user, confirmed=True).first()
     if device is None:
-        device = TOTPDevice.objects.create(user=user, name=TOTP_DEVICE_NAME, confirmed=True)
+        device = SealedTOTPDevice.objects.create(user=user, name=TOTP_DEVICE_NAME, confirmed=True)
     client.force_login(user, backend="django.contrib.auth.backends.ModelBackend")
     session = client.session
     stamp = time.time()

@@ -6,6 +6,7 @@ app_name = "accounts"
 
 urlpatterns = [
     path("login/", views.login_view, name="login"),
+    path("invitation/", views.invitation_view, name="invitation"),
     path("verify/", views.verify_view, name="verify"),
     path("enrol/", views.enrol_view, name="enrol"),
     path("recovery-codes/", views.recovery_codes_view, name="recovery_codes"),

@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING, Any
 import segno
 from django.conf import settings
 from django.contrib.auth import authenticate, logout
-from django.core.exceptions import PermissionDenied
+from django.contrib.auth.signals import user_login_failed
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import redirect, render, resolve_url
 from django.utils.http import url_has_allowed_host_and_scheme
@@ -23,8 +24,8 @@ from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_otp.oath import TOTP
 
-from vigie.accounts import events, otp
-from vigie.accounts.forms import LoginForm, RecoveryCodeForm, TotpForm
+from vigie.accounts import events, invitations, otp
+from vigie.accounts.forms import InvitationForm, LoginForm, RecoveryCodeForm, TotpForm
 from vigie.accounts.lockout import locked_page
 from vigie.accounts.models import User
 from vigie.accounts.reauth import require_fresh_second_factor
@@ -109,6 +110,48 @@ def login_view(request: HttpRequest) -> HttpResponse:
     requested = request.POST.get("next") or request.GET.get("next")
     context = {"form": form, "error": error, "next": _safe_next(request, requested)}
     return render(request, "accounts/login.html", context)
+
+
+@sensitive_post_parameters("code", "password", "password_again")
+@csrf_protect
+@never_cache
+@require_http_methods(["GET", "POST"])
+def invitation_view(request: HttpRequest) -> HttpResponse:
+    """Spend an invitation: choose a password, then enrol an authenticator."""
+    form = InvitationForm(request.POST if request.method == "POST" else None)
+    error = None
+    if request.method == "POST" and form.is_valid():
+        username = User.normalize_username(form.cleaned_data["username"])
+        credentials = {"username": username}
+        from axes.handlers.proxy import AxesProxyHandler
+
+        if AxesProxyHandler.is_locked(request, credentials):
+            return _locked_out(request)
+        try:
+            user = invitations.redeem(
+                username, form.cleaned_data["code"], form.cleaned_data["password"], request=request
+            )
+        except invitations.InvitationError:
+            # Counted like a wrong password (same account, same address, same limit).
+            user_login_failed.send(sender=__name__, credentials=credentials, request=request)
+            events.audit(
+                invitations.REFUSED,
+                request=request,
+                outcome="failure",
+                reason="bad_invitation",
+                extra={"username": username},
+            )
+            # One message for an unknown identifier, a wrong, used or expired code.
+            error = _(
+                "This invitation is not valid: check the identifier and the code, or ask "
+                "for a new invitation (a code works once, for 72 hours)."
+            )
+        except ValidationError as exc:
+            form.add_error("password", exc)
+        else:
+            start_password_session(request, user)
+            return redirect("accounts:enrol")
+    return render(request, "accounts/invitation.html", {"form": form, "error": error})
 
 
 def _demo_codes(user: User) -> list[str]:

@@ -97,7 +97,10 @@ def _reauth(request: HttpRequest, back_to: str) -> HttpResponseRedirect:
 
 @require_GET
 def pending_list(request: HttpRequest) -> HttpResponse:
-    _admin_or_404(request)
+    user = _admin_or_404(request)
+    # The list shows titles, senders' patient identities and where resolved ones went:
+    # reading it is on the record, before it is shown.
+    record("intake.reconcile.list", request=request, actor=user)
     waiting = PendingDocument.objects.filter(status=PendingStatus.PENDING).order_by("received_at")
     resolved = PendingDocument.objects.exclude(status=PendingStatus.PENDING).order_by(
         "-resolved_at"
@@ -117,6 +120,7 @@ def pending_list(request: HttpRequest) -> HttpResponse:
 def pending_detail(request: HttpRequest, pending_id: str) -> HttpResponse:
     user = _admin_or_404(request)
     pending = _waiting_or_404(pending_id)
+    record("intake.reconcile.view", request=request, actor=user, extra={"pending_id": pending.pk})
     search = SearchForm(request.GET if "q" in request.GET else None)
     found: list[Patient] | None = None
     if search.is_valid():

@@ -1,7 +1,8 @@
 """Deny by default: every URL needs a logged-in, second-factor-verified session.
 
 The few exceptions are listed here by URL name, in one place, so a review sees them all:
-- anyone: the login page, the lockout page, health, robots.txt, the language switch and
+- anyone: the login page, the invitation page (its one-time code is the credential), the
+  lockout page, health, robots.txt, the language switch and
   static assets;
 - after the password, before the second factor ("half logged in"): additionally the
   second-factor, enrolment and logout steps, and nothing else.
@@ -30,7 +31,15 @@ from vigie.accounts.reauth import is_second_factor_fresh, reauth_redirect
 from vigie.lib.headers import static_prefix
 
 PUBLIC_VIEWS = frozenset(
-    {"accounts:login", "accounts:locked", "health", "robots_txt", "set_language", "fhir:metadata"}
+    {
+        "accounts:login",
+        "accounts:invitation",
+        "accounts:locked",
+        "health",
+        "robots_txt",
+        "set_language",
+        "fhir:metadata",
+    }
 )
 SECOND_FACTOR_VIEWS = frozenset({"accounts:verify", "accounts:enrol", "accounts:logout"})
 # Machine clients get a status, not a login form they cannot fill in.

@@ -23,9 +23,10 @@ Doctors (one new account per line)::
 * An `rpps` column is accepted and ignored: the user model has no RPPS field yet.
 
 No password column: secrets do not belong in spreadsheets. Accounts are created active with
-an unusable password; an administrator sets a first password in the admin and hands it over
-in person, and at the first login the doctor must enrol an authenticator app (TOTP, QR code)
-and receives recovery codes: the portal's ordinary first-login path.
+an unusable password and a one-time invitation each (valid 72 hours), whose code the command
+prints once (never into the --report file); the operator hands each code over in person, and
+the doctor uses it to choose a password and enrol an authenticator app (TOTP, QR code). The
+auditor gets one alert for the new doctor accounts.
 
 Care relationships (one grant per line)::
 
@@ -164,6 +165,8 @@ class ImportReport:
     # One description per planned (dry run) or created item, in file order.
     items: list[dict[str, Any]] = field(default_factory=list)
     created: int = 0
+    # (username, one-time code, expiry) of each new account: printed once, never in as_json().
+    invitations: list[tuple[str, str, datetime]] = field(default_factory=list, repr=False)
 
     @property
     def ok(self) -> bool:
@@ -472,13 +475,14 @@ def validate_doctors(text: str) -> tuple[Table, list[DoctorRow]]:
 def _create_doctors(
     rows: list[DoctorRow], report: ImportReport, operator: str, progress: Progress | None
 ) -> None:
+    from vigie.accounts import invitations
     from vigie.audit.log import record
 
     for done, row in enumerate(rows, start=1):
         user = User.objects.create_user(
             username=row.username,
             email=row.email,
-            password=None,  # unusable: an administrator sets the first one
+            password=None,  # unusable: the doctor sets it with the invitation
             first_name=row.given_names,
             last_name=row.family_name,
             role=Role.DOCTOR,
@@ -496,9 +500,13 @@ def _create_doctors(
                 "line": row.line,
             },
         )
+        issued = invitations.issue(user, by=operator)
+        report.invitations.append((user.username, issued.code, issued.invitation.expires_at))
         report.created += 1
         if progress is not None:
             progress(done, len(rows))
+    if rows:
+        invitations.doctors_created([r.username for r in rows], by=operator)
 
 
 def _doctor_item(row: DoctorRow) -> dict[str, Any]:
@@ -820,10 +828,12 @@ def import_relationships(
 # The report, as the commands print it (English, like every CLI output)
 
 FIRST_LOGIN = (
-    "The new accounts have no password (none is ever taken from a spreadsheet), so nobody can "
-    "log in with them yet. For each doctor, an administrator sets a first password in the "
-    "admin (Users → the account → “Set password”) and hands it over in person; at the first "
-    "login the doctor must enrol an authenticator app (QR code) and receives ten recovery codes."
+    "The new accounts have no password (none is ever taken from a spreadsheet, and no "
+    "administrator ever chooses one). Hand each doctor their invitation code below in person "
+    "(it is shown only now and is valid 72 hours); at /accounts/invitation/ the doctor chooses "
+    "a password, then enrols an authenticator app (QR code) and receives ten recovery codes. "
+    "A lost or expired code: reset the account in the admin (Users → select → “Reset "
+    "credentials”), which issues a new one."
 )
 
 
@@ -853,6 +863,10 @@ def report_lines(report: ImportReport) -> list[str]:
     lines.append(f"{report.created} {noun}(s) created (file SHA-256 {report.file_sha256})")
     if report.kind == "doctors" and report.created:
         lines.append(FIRST_LOGIN)
+        for username, code, expires_at in report.invitations:
+            lines.append(
+                f"invitation for {username}: {code} (valid until {expires_at:%Y-%m-%d %H:%M} UTC)"
+            )
     return lines
 
 

@@ -16,13 +16,19 @@ from dataclasses import dataclass
 from django.db.models import Count
 
 from vigie import vault
+from vigie.accounts.models import TotpSeed
 from vigie.records.models import Document, PendingDocument
 from vigie.vault.kek_store import Keyring
 
 Progress = Callable[[int, int], None]
 _BATCH = 500
-# Every table that holds wrapped data keys: documents, and those still to be reconciled.
-_WRAPPED: tuple[type[Document] | type[PendingDocument], ...] = (Document, PendingDocument)
+# Every table that holds wrapped data keys: documents, those still to be reconciled, and
+# the sealed authenticator seeds (same envelope, their id is the vault label).
+_WRAPPED: tuple[type[Document] | type[PendingDocument] | type[TotpSeed], ...] = (
+    Document,
+    PendingDocument,
+    TotpSeed,
+)
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Collection
 from datetime import datetime
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -103,6 +103,35 @@ class Patient(models.Model):
         super().clean_fields(exclude=exclude)
 
 
+# Set once, at intake, from the content checks; nothing may change them afterwards.
+CONTENT_VERDICT_FIELDS = ("active_content", "content_warnings")
+
+
+class ContentVerdictChanged(ValidationError):
+    pass
+
+
+def _keep_content_verdict(row: models.Model, update_fields: Collection[str] | None) -> None:
+    """Refuse a save that would change a stored document's content verdict.
+
+    Clearing `active_content` would show a PDF with JavaScript inline in the portal; the flag
+    comes from the file itself, so no form, admin or script gets to overrule it.
+    """
+    if row._state.adding or (
+        update_fields is not None and not set(update_fields) & set(CONTENT_VERDICT_FIELDS)
+    ):
+        return
+    stored = type(row)._default_manager.filter(pk=row.pk).values(*CONTENT_VERDICT_FIELDS).first()
+    if stored is None:
+        return
+    for field in CONTENT_VERDICT_FIELDS:
+        if stored[field] != getattr(row, field):
+            raise ContentVerdictChanged(
+                _("%(field)s is set at intake and cannot be changed.") % {"field": field},
+                code="content_verdict_read_only",
+            )
+
+
 class DocumentKind(models.TextChoices):
     LAB_RESULT = "lab_result", _("Lab result")
     IMAGING_REPORT = "imaging_report", _("Imaging report")
@@ -152,6 +181,10 @@ class Document(models.Model):
 
     def __str__(self) -> str:
         return f"{self.title} ({self.clinical_date:%Y-%m-%d})"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        _keep_content_verdict(self, kwargs.get("update_fields"))
+        super().save(*args, **kwargs)
 
 
 class CareRelationshipQuerySet(QuerySet["CareRelationship"]):
@@ -406,3 +439,7 @@ class PendingDocument(models.Model):
 
     def __str__(self) -> str:
         return f"{self.title} ({self.source_system}, {self.received_at:%Y-%m-%d %H:%M})"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        _keep_content_verdict(self, kwargs.get("update_fields"))
+        super().save(*args, **kwargs)

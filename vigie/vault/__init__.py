@@ -28,6 +28,7 @@ from vigie.vault.errors import (
     VaultError,
 )
 from vigie.vault.kek_store import Keyring, get_keyring
+from vigie.vault.small import open_small, seal_small
 from vigie.vault.store import FilesystemBlobStore, get_store
 
 __all__ = [
@@ -44,9 +45,11 @@ __all__ = [
     "get_store",
     "open",
     "open_file",
+    "open_small",
     "rewrap",
     "seal",
     "seal_file",
+    "seal_small",
 ]
 
 

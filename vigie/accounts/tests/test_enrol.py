@@ -9,7 +9,8 @@ from django_otp.oath import TOTP
 from django_otp.plugins.otp_static.models import StaticToken
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
-from vigie.accounts.models import User
+from vigie.accounts.models import SealedTOTPDevice, User
+from vigie.accounts.otp import recovery_code_hash
 from vigie.accounts.testing import PASSWORD, fresh_code, log_in_password_only, totp_device
 from vigie.audit.models import AuditEvent
 
@@ -40,9 +41,11 @@ def test_it_shows_a_qr_code_and_the_key_without_script_or_style(
     assert "style=" not in html
     assert 'autocomplete="one-time-code"' in html
     assert 'inputmode="numeric"' in html
-    device = TOTPDevice.objects.get(user=newcomer)
+    device = SealedTOTPDevice.objects.get(user=newcomer)
     assert device.confirmed is False
     assert _secret(html) == device.bin_key
+    # The table itself never holds the seed (it is sealed under the keyring).
+    assert TOTPDevice.objects.get(user=newcomer).key != device.bin_key.hex()
 
 
 def test_it_keeps_the_same_key_when_the_page_is_reloaded(client: Client, newcomer: User) -> None:
@@ -59,7 +62,9 @@ def test_it_enrols_and_shows_ten_recovery_codes_once(client: Client, newcomer: U
     shown = re.findall(r"<li><code>([a-z2-7]+)</code></li>", html)
     assert len(shown) == 10
     stored = set(StaticToken.objects.filter(device__user=newcomer).values_list("token", flat=True))
-    assert set(shown) == stored
+    # Stored as keyed hashes, never as the codes themselves.
+    assert {recovery_code_hash(code) for code in shown} == stored
+    assert not set(shown) & stored
     # Shown once: a reload (or someone at the same browser later) does not see them.
     again = client.get("/accounts/recovery-codes/").content.decode()
     assert not any(code in again for code in shown)

@@ -441,7 +441,7 @@ def test_doctors_are_created_without_password_and_audited(tmp_path: Path) -> Non
     assert code == 0, out
     assert "ignored column(s): rpps" in out
     assert "2 account(s) created" in out
-    assert "sets a first password in the admin" in out
+    assert "Hand each doctor their invitation code" in out
     martin = User.objects.get(username="dr.martin")
     assert (martin.role, martin.last_name, martin.first_name) == (Role.DOCTOR, "MARTIN", "Claire")
     assert martin.email == "claire.martin@example.org"
@@ -450,6 +450,29 @@ def test_doctors_are_created_without_password_and_audited(tmp_path: Path) -> Non
     events = AuditEvent.objects.filter(action="account.created").order_by("seq")
     assert [e.extra["username"] for e in events] == ["dr.martin", "dr.bernard"]
     assert AuditEvent.objects.get(action="import.csv").extra["created"] == 2
+
+
+def test_the_import_issues_invitations_printed_once_and_never_in_the_report(
+    tmp_path: Path,
+) -> None:
+    import re
+
+    from vigie.accounts import invitations
+    from vigie.alerts.models import Alert
+
+    report = tmp_path / "report.json"
+    content = f"{DOCTORS_HEADER}\ndr.martin;MARTIN;Claire;;\ndr.bernard;BERNARD;Paul;;\n"
+    code, out, _ = _run(tmp_path, "doctors", content, "--report", str(report))
+    assert code == 0, out
+    codes = dict(re.findall(r"invitation for (\S+): ([A-Z2-7-]{24})", out))
+    assert set(codes) == {"dr.martin", "dr.bernard"}
+    assert not any(c in report.read_text(encoding="utf-8") for c in codes.values())
+    # Each code opens its own account only, and nobody chose the password but the doctor.
+    assert invitations.find("dr.martin", codes["dr.martin"]).user.username == "dr.martin"
+    with pytest.raises(invitations.InvitationError):
+        invitations.find("dr.martin", codes["dr.bernard"])
+    alert = Alert.objects.get(kind="account.role_changed")
+    assert alert.details["users"] == ["dr.martin", "dr.bernard"]
 
 
 def test_doctor_lines_with_errors_import_nothing(tmp_path: Path) -> None:

@@ -58,3 +58,18 @@ def test_rewrap_is_idempotent(vault_home: Path) -> None:
     keys.rotate()
     assert keys.rewrap_all() == 0
     assert Document.objects.exclude(kek_id=vault.get_keyring().active_id).count() == 0
+
+
+def test_rotation_rewraps_the_sealed_authenticator_seeds_too(vault_home: Path) -> None:
+    from vigie.accounts.models import SealedTOTPDevice, TotpSeed
+    from vigie.accounts.testing import make_user
+
+    device = SealedTOTPDevice.objects.get(user=make_user("dr.seed"))
+    seed = device.bin_key
+    old_kek = vault.get_keyring().active_id
+    assert keys.key_usage() == {old_kek: 1}
+    result = keys.rotate()
+    assert result.rewrapped == 1
+    keys.remove_key(old_kek)
+    assert TotpSeed.objects.get(device=device).kek_id == result.new_kek_id
+    assert SealedTOTPDevice.objects.get(pk=device.pk).bin_key == seed

@@ -1,0 +1,154 @@
+"""The invitation: the only way to a password, used once, for 72 hours; a reset ends every
+credential and session of the account."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from django.test import Client
+from django.utils import timezone
+from django_otp.plugins.otp_static.models import StaticDevice
+from django_otp.plugins.otp_totp.models import TOTPDevice
+
+from vigie.accounts import invitations, otp
+from vigie.accounts.models import Invitation, Role, User
+from vigie.accounts.testing import PASSWORD, log_in, make_user
+from vigie.alerts.models import Alert, Audience
+from vigie.audit.models import AuditEvent
+
+pytestmark = pytest.mark.django_db
+
+NEW_PASSWORD = "a password only the doctor knows 314"
+
+
+@pytest.fixture(autouse=True)
+def _audit_inline(settings: Any) -> None:
+    settings.VIGIE_AUDIT_GROUP_COMMIT = False
+
+
+def _accept(client: Client, username: str, code: str, password: str = NEW_PASSWORD) -> Any:
+    return client.post(
+        "/accounts/invitation/",
+        {"username": username, "code": code, "password": password, "password_again": password},
+    )
+
+
+def test_the_invitation_page_is_public_and_asks_for_the_code(client: Client) -> None:
+    response = client.get("/accounts/invitation/")
+    assert response.status_code == 200
+    assert 'name="code"' in response.content.decode()
+
+
+def test_it_sets_the_password_then_sends_to_enrolment(client: Client, newcomer: User) -> None:
+    issued = invitations.issue(newcomer, by="it.admin")
+    # People read codes aloud: case and separators do not matter.
+    response = _accept(client, "DR.NEW", issued.code.lower().replace("-", " "))
+    assert response.status_code == 302
+    assert response["Location"] == "/accounts/enrol/"
+    newcomer.refresh_from_db()
+    assert newcomer.check_password(NEW_PASSWORD)
+    assert client.get("/accounts/enrol/").status_code == 200
+    assert AuditEvent.objects.filter(action="account.invitation.used").count() == 1
+
+
+def test_it_refuses_an_invitation_used_twice(client: Client, newcomer: User) -> None:
+    issued = invitations.issue(newcomer, by="it.admin")
+    assert _accept(client, "dr.new", issued.code).status_code == 302
+    again = _accept(Client(), "dr.new", issued.code, "someone else's choice 2718")
+    assert again.status_code == 200
+    assert 'id="invitation-error"' in again.content.decode()
+    newcomer.refresh_from_db()
+    assert newcomer.check_password(NEW_PASSWORD)
+
+
+def test_it_refuses_an_expired_invitation(client: Client, newcomer: User) -> None:
+    issued = invitations.issue(newcomer, by="it.admin")
+    assert issued.invitation.expires_at - issued.invitation.created_at == timedelta(hours=72)
+    Invitation.objects.filter(pk=issued.invitation.pk).update(
+        expires_at=timezone.now() - timedelta(seconds=1)
+    )
+    assert _accept(client, "dr.new", issued.code).status_code == 200
+    newcomer.refresh_from_db()
+    assert not newcomer.has_usable_password() or not newcomer.check_password(NEW_PASSWORD)
+    assert AuditEvent.objects.filter(action="account.invitation.refused").count() == 1
+
+
+def test_it_refuses_a_code_for_another_account(client: Client, newcomer: User) -> None:
+    victim = make_user("dr.victim", enrolled=True)
+    issued = invitations.issue(newcomer, by="it.admin")
+    assert _accept(client, victim.username, issued.code).status_code == 200
+    victim.refresh_from_db()
+    assert victim.check_password(PASSWORD)
+
+
+def test_a_new_invitation_revokes_the_previous_one(client: Client, newcomer: User) -> None:
+    first = invitations.issue(newcomer, by="it.admin")
+    invitations.issue(newcomer, by="it.admin")
+    assert _accept(client, "dr.new", first.code).status_code == 200
+
+
+def test_it_refuses_a_weak_password_and_keeps_the_invitation(
+    client: Client, newcomer: User
+) -> None:
+    issued = invitations.issue(newcomer, by="it.admin")
+    assert _accept(client, "dr.new", issued.code, "12345678").status_code == 200
+    assert Invitation.objects.usable().filter(pk=issued.invitation.pk).exists()
+
+
+def test_reset_revokes_every_device_and_session_and_alerts_the_auditor(doctor: User) -> None:
+    it = make_user("it.admin", role=Role.ADMIN)
+    otp.new_recovery_codes(doctor)
+    doctor_browser = Client()
+    log_in(doctor_browser, doctor)
+    assert doctor_browser.get("/").status_code == 200
+    admin_browser = Client()
+    log_in(admin_browser, it)
+    response = admin_browser.post(
+        "/admin/accounts/user/",
+        {"action": "reset_credentials", "_selected_action": [doctor.pk]},
+    )
+    assert response.status_code == 200
+    code = response.context["issued"][0]["code"]
+    doctor.refresh_from_db()
+    assert not doctor.has_usable_password()
+    assert not TOTPDevice.objects.filter(user=doctor).exists()
+    assert not StaticDevice.objects.filter(user=doctor).exists()
+    # The doctor's open session is gone (a stolen copy of its cookie too).
+    assert doctor_browser.get("/")["Location"].startswith("/accounts/login/")
+    alert = Alert.objects.get(kind="account.reset")
+    assert alert.audience == Audience.AUDITOR
+    assert "it.admin" in alert.summary
+    assert AuditEvent.objects.filter(action="account.reset", actor_username="it.admin").exists()
+    # The new invitation works, and starts from nothing: a new authenticator is enrolled.
+    assert _accept(Client(), doctor.username, code)["Location"] == "/accounts/enrol/"
+
+
+# --- invitations from the admin ---
+
+
+def test_a_new_account_gets_an_invitation_shown_once_and_no_password() -> None:
+    it_client = Client()
+    log_in(it_client, make_user("it.admin", role=Role.ADMIN))
+    response = it_client.post(
+        "/admin/accounts/user/add/",
+        {
+            "username": "Dr.Newman",
+            "first_name": "Ann",
+            "last_name": "Newman",
+            "email": "",
+            "role": Role.DOCTOR,
+        },
+    )
+    assert response.status_code == 200
+    assert response["Cache-Control"] == "no-store"
+    user = User.objects.get(username="dr.newman")
+    assert not user.has_usable_password()
+    invitation = Invitation.objects.get(user=user)
+    code = response.context["issued"][0]["code"]
+    assert code in response.content.decode()
+    assert code not in invitation.code_hash
+    assert Alert.objects.filter(kind="account.role_changed", summary__contains="dr.newman")
+    # Shown once: nothing on any later page.
+    assert code not in it_client.get(f"/admin/accounts/user/{user.pk}/change/").content.decode()
