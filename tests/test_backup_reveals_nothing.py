@@ -35,13 +35,14 @@ _MIN_NEEDLE = 6
 _SECRETS = f"""
 import json
 from django.contrib.sessions.models import Session
-from django_otp.plugins.otp_totp.models import TOTPDevice
+from vigie.accounts.models import SealedTOTPDevice
 from vigie.records.models import Patient
 patients = [dict(family=p.family_name, given=p.given_names, ins=p.ins,
                  birth=p.birth_date.isoformat()) for p in Patient.objects.all()]
 print({_MARK!r} + json.dumps(dict(
     patients=patients,
-    totp=[d.key for d in TOTPDevice.objects.all()],
+    # The real seeds: the device table's own key column holds a throwaway value.
+    totp=[d.bin_key.hex() for d in SealedTOTPDevice.objects.all()],
     sessions=list(Session.objects.values_list("session_key", flat=True)),
 )))
 """

@@ -16,7 +16,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from django.db import models
+from django.contrib.admin.utils import NestedObjects
+from django.db import models, router
 from django.http import HttpRequest, HttpResponse
 
 from vigie.audit.log import record
@@ -28,6 +29,23 @@ def _patient_of(obj: models.Model) -> Any:
     if isinstance(obj, Patient):
         return obj
     return getattr(obj, "patient", None)
+
+
+def _touches_patient_data(objs: Any) -> bool:
+    """Whether deleting `objs` would cascade to, or be blocked by, patient data."""
+    from vigie.records.models import (
+        CareRelationship,
+        Document,
+        EmergencyAccess,
+        Patient,
+        PendingDocument,
+    )
+
+    patient_data = {Patient, Document, CareRelationship, EmergencyAccess, PendingDocument}
+    collector = NestedObjects(using=router.db_for_write(objs.model))
+    collector.collect(objs)
+    touched = set(collector.model_objs) | {type(obj) for obj in collector.protected}
+    return bool(touched & patient_data)
 
 
 class AuditedAdminMixin:
@@ -54,6 +72,28 @@ class AuditedAdminMixin:
                 **({"query": params} if params else {}),
             },
         )
+
+    def get_queryset(self, request: HttpRequest) -> models.QuerySet[Any]:
+        # Lockdown holds here too (issue 16.1): every page of a patient-data admin (list,
+        # object, history, delete confirmation, another form's autocomplete) reads through
+        # this queryset, so the access decision's own check refuses them all while the
+        # guard's lockdown is on. The LockdownMiddleware draws the 503 page.
+        if self.audit_reads:
+            from vigie.records.access import ensure_served
+
+            ensure_served()
+        result: models.QuerySet[Any] = super().get_queryset(request)  # type: ignore[misc]
+        return result
+
+    def get_deleted_objects(self, objs: Any, request: HttpRequest) -> Any:
+        # The confirmation page of any deletion (a doctor's account, say) lists what would go
+        # with it, care relationships and their patients included: during a lockdown it is
+        # refused whenever that list would name patient data.
+        if _touches_patient_data(objs):
+            from vigie.records.access import ensure_served
+
+            ensure_served()
+        return super().get_deleted_objects(objs, request)  # type: ignore[misc]
 
     def changelist_view(
         self, request: HttpRequest, extra_context: dict[str, Any] | None = None

@@ -29,6 +29,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from vigie.accounts.models import Role, User
 from vigie.accounts.reauth import is_second_factor_fresh
 from vigie.audit.log import record
+from vigie.records.access import ensure_served
 from vigie.records.identifiers import InvalidIdentifier, validate_nir
 from vigie.records.models import Patient, PendingDocument, PendingStatus
 from vigie.records.receive import ReconcileError, attach, candidates, reject
@@ -67,6 +68,9 @@ def _admin_or_404(request: HttpRequest) -> User:
     user = request.user
     if not isinstance(user, User) or not user.is_authenticated or user.role != Role.ADMIN:
         raise Http404
+    # These pages show senders' patient identities and search the clinic's patients: a
+    # lockdown stops them like every other path to patient data (issue 16.1).
+    ensure_served()
     return user
 
 

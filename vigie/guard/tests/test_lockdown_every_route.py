@@ -8,7 +8,9 @@ decision and the one door), and this walk proves it without naming a single rout
 1. every route of the URL configuration is found at run time and filled with the real
    ids of a patient and a document in the doctor's scope;
 2. each is asked by GET (bare, and with every search parameter naming the patient) and by
-   POST (a form naming the patient), as a verified doctor and as an API-key client;
+   POST (a form naming the patient), as a verified doctor and as an API-key client, and by
+   GET as a verified IT administrator (whose admin and reconciliation pages list patients;
+   his POSTs would edit the scene, and reading is the question);
 3. before the lockdown, the walk must see the patient's data somewhere (else it proves
    nothing); during the lockdown, no answer of any route may carry the document's bytes,
    the patient's name, INS, IPP or the document's title, and every request that disclosed
@@ -63,6 +65,7 @@ def _env(settings: Any, vault_home: Any) -> None:
 @dataclass(frozen=True)
 class Scene:
     doctor: User
+    admin: User
     patient: Patient
     document: Document
     key_text: str
@@ -96,7 +99,8 @@ def scene() -> Scene:
     )
     document = make_document(patient, PDF, title=TITLE)
     _key, key_text = new_key("labo-walk")
-    return Scene(doctor, patient, document, key_text)
+    admin = make_user("it.walk", role=Role.ADMIN)
+    return Scene(doctor, admin, patient, document, key_text)
 
 
 # --- the routes, found at run time ---------------------------------------------------
@@ -251,6 +255,8 @@ def _refuses_whoever_asks(response: HttpResponseBase) -> bool:
 def walk(scene: Scene) -> list[Answer]:
     answers: list[Answer] = []
     doctor = _doctor_client(scene)
+    it_admin = Client(raise_request_exception=False)
+    log_in(it_admin, scene.admin)
     key_client = Client(
         raise_request_exception=False, HTTP_AUTHORIZATION=f"Bearer {scene.key_text}"
     )
@@ -264,10 +270,14 @@ def walk(scene: Scene) -> list[Answer]:
         answers.append(
             Answer(who, method, url, view_name, response.status_code, _text(response), sent)
         )
-        if who == "doctor" and "_auth_user_id" not in doctor.session:
-            # A route logged the doctor out (logout): sign in again, or every later
-            # answer would be a login redirect that hides a leak.
-            log_in(doctor, scene.doctor)
+        for name, signed_in, user in (
+            ("doctor", doctor, scene.doctor),
+            ("admin", it_admin, scene.admin),
+        ):
+            if who == name and "_auth_user_id" not in signed_in.session:
+                # A route logged this user out (logout): sign in again, or every later
+                # answer would be a login redirect that hides a leak.
+                log_in(signed_in, user)
         return response
 
     bare, *searches = _queries(scene)
@@ -281,6 +291,10 @@ def walk(scene: Scene) -> list[Answer]:
                 for query in searches:
                     ask(who, client, view_name, path, "GET", query)
             ask(who, client, view_name, path, "POST", _form(scene))
+        first = ask("admin", it_admin, view_name, path, "GET", bare)
+        if not _refuses_whoever_asks(first):
+            for query in searches:
+                ask("admin", it_admin, view_name, path, "GET", query)
     return answers
 
 
@@ -306,6 +320,9 @@ def test_attack_lockdown_leaves_a_route_that_discloses_patient_data(scene: Scene
         "fhir:document_reference_read",
         "fhir:patient_type",
         "fhir:patient_read",
+        "admin:records_patient_changelist",
+        "admin:records_patient_change",
+        "admin:records_document_changelist",
     } <= seen, seen
 
     lockdown.engage("test: exposure seen from outside")
