@@ -13,7 +13,6 @@ Before the keys left the data tree the stranger got `keyring/keyring.json`, `sec
 from __future__ import annotations
 
 import html.parser
-import os
 import socket
 import sqlite3
 import subprocess
@@ -176,6 +175,5 @@ def test_attack_serving_vigie_home_yields_nothing_decryptable(
 
     # The control: with the keyring (what the old layout served) the same code decrypts the
     # same document from the same fetched files — the test above is not vacuous.
-    os.chmod(keys_dir / "keyring.json", 0o600)
     plaintext = _decrypt_with(mirror, keys_dir / "keyring.json", documents[0])
     assert plaintext.startswith(b"%PDF")
