@@ -68,19 +68,18 @@ def test_it_refuses_to_start_until_the_keys_are_moved_then_reads_with_them(
         assert (dest / name).stat().st_mode & 0o777 == 0o600
     assert not (system.home / "keyring").exists()
 
-    env = {"VIGIE_KEYS_DIR": str(dest)}
-    assert "READ 1" in system.run("shell", "-c", READ_ALL, **env).stdout
+    assert "READ 1" in system.run("shell", "-c", READ_ALL, VIGIE_KEYS_DIR=str(dest)).stdout
     # The move is recorded with the document it decrypted to verify.
     events = system.run(
         "shell",
         "-c",
         "from vigie.audit.models import AuditEvent; import json;"
         "print(json.dumps([e.extra for e in AuditEvent.objects.filter(action='keys.move')]))",
-        **env,
+        VIGIE_KEYS_DIR=str(dest),
     ).stdout
     assert json.loads(events.strip().splitlines()[-1])[0]["to"] == str(dest)
     # Again: nothing to do, nothing changed.
-    again = system.run("keys", "move", str(dest), **env)
+    again = system.run("keys", "move", str(dest), VIGIE_KEYS_DIR=str(dest))
     assert "nothing to do" in again.stdout
     assert _tree(dest) == before
 
@@ -172,15 +171,19 @@ def test_it_reads_the_keys_from_systemd_credentials_and_says_so(
     credentials = _credentials(system, tmp_path)
     # The keys folder is gone: only the credentials can open the document.
     shutil.rmtree(system.env["VIGIE_KEYS_DIR"])
-    env = {"CREDENTIALS_DIRECTORY": str(credentials)}
-    assert "READ 1" in system.run("shell", "-c", READ_ALL, **env).stdout
-    report = json.loads(system.run("check", "--json", check=False, **env).stdout)
+    assert (
+        "READ 1"
+        in system.run("shell", "-c", READ_ALL, CREDENTIALS_DIRECTORY=str(credentials)).stdout
+    )
+    report = json.loads(
+        system.run("check", "--json", check=False, CREDENTIALS_DIRECTORY=str(credentials)).stdout
+    )
     found = {f["id"]: f for f in report["findings"]}
     assert found["keyring.location"]["status"] == "ok"
     assert f"systemd credentials {credentials}" in found["keyring.location"]["message"]
     assert found["keyring"]["status"] == "ok"
     # Rotation writes the keyring: refused clearly, the credentials are systemd's.
-    rotate = system.run("keys", "rotate", check=False, **env)
+    rotate = system.run("keys", "rotate", check=False, CREDENTIALS_DIRECTORY=str(credentials))
     assert rotate.returncode == 2
     assert "systemd-creds encrypt" in rotate.stderr
 
