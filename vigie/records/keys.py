@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from django.conf import settings
+from django.db import DatabaseError
 from django.db.models import Count
 
 from vigie import vault
@@ -204,7 +205,18 @@ def verify_keys(folder: Path) -> str | None:
         raise KeyMoveError(
             f"the moved keyring does not load ({exc}); nothing was removed"
         ) from None
-    document = Document.objects.order_by("received_at", "pk").first()
+    # Only the columns every schema has had: the move runs before `vigie migrate` on upgrade
+    # (preflight refuses migrate while keys lie in the data tree).
+    try:
+        document = (
+            Document.objects.only("id", "kek_id", "wrapped_key", "size", "sha256")
+            .order_by("pk")
+            .first()
+        )
+    except DatabaseError as exc:
+        raise KeyMoveError(
+            f"cannot read a document to verify the moved keys ({exc}); nothing was removed"
+        ) from None
     try:
         if document is None:
             probe = "keys-move-verification"

@@ -125,7 +125,7 @@ class Command(BaseCommand):
         )
 
     def _move(self, dest: Path, source: Path | None) -> None:
-        from vigie.audit.log import record
+        from vigie.audit.log import AuditUnavailable, record
 
         result = keys.move_keys(dest, source)
         if result.source == result.dest:
@@ -143,14 +143,18 @@ class Command(BaseCommand):
             for name in result.removed:
                 self.stdout.write(f"removed  {result.source / name}")
             # A decryption was done to verify: it is recorded, like every use of the keys.
-            record(
-                "keys.move",
-                extra={
-                    "from": str(result.source),
-                    "to": str(result.dest),
-                    "verified_document": result.verified_document,
-                },
-            )
+            try:
+                record(
+                    "keys.move",
+                    extra={
+                        "from": str(result.source),
+                        "to": str(result.dest),
+                        "verified_document": result.verified_document,
+                    },
+                )
+            except AuditUnavailable as exc:
+                # The keys are already moved; say so rather than hide it behind a traceback.
+                self.stderr.write(f"warning: the move is done but was not audited: {exc}")
         configured = Path(settings.VIGIE_KEYS_DIR)
         if configured.resolve() != result.dest.resolve():
             self.stdout.write(
