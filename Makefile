@@ -28,12 +28,13 @@ $(STAMP): requirements/dev.txt pyproject.toml
 
 venv: $(STAMP)
 
-# The demo: explicit demo mode, its own VIGIE_HOME under var/, seeded once, served by granian.
+# The demo: explicit demo mode, its own VIGIE_HOME under var/ and its keys apart in var-keys/
+# (the production layout: serving var/ gives away no key), seeded once, served by granian.
 demo: $(STAMP)
-	VIGIE_MODE=demo VIGIE_HOME=$(CURDIR)/var $(BIN)/vigie demo
+	VIGIE_MODE=demo VIGIE_HOME=$(CURDIR)/var VIGIE_KEYS_DIR=$(CURDIR)/var-keys $(BIN)/vigie demo
 
 demo-seed: $(STAMP)
-	VIGIE_MODE=demo VIGIE_HOME=$(CURDIR)/var $(BIN)/vigie demo --no-serve
+	VIGIE_MODE=demo VIGIE_HOME=$(CURDIR)/var VIGIE_KEYS_DIR=$(CURDIR)/var-keys $(BIN)/vigie demo --no-serve
 
 # Our own modules' bytecode too (the whole-system tests start hundreds of `vigie` processes).
 bytecode: $(STAMP)

@@ -21,15 +21,26 @@ def _vigie_home() -> Path:
 
 @pytest.fixture
 def vault_home(tmp_path: Path, settings: pytest.FixtureRequest) -> Path:
-    """A private blob store and keyring for one test (isolated from other tests' blobs)."""
+    """A private blob store and keyring for one test (isolated from other tests' blobs).
+
+    VIGIE_HOME is `tmp_path`; the keys are in a folder beside it, never in it (see
+    vigie/vault/layout.py), as `vault_keys_dir(home)` says.
+    """
     from vigie.vault.kek_store import Keyring
 
+    keys = vault_keys_dir(tmp_path)
     settings.VIGIE_HOME = tmp_path  # type: ignore[attr-defined]
     settings.VIGIE_BLOB_DIR = tmp_path / "blobs"  # type: ignore[attr-defined]
-    settings.VIGIE_KEYRING_DIR = tmp_path / "keyring"  # type: ignore[attr-defined]
-    settings.VIGIE_KEYRING_FILE = tmp_path / "keyring" / "keyring.json"  # type: ignore[attr-defined]
-    Keyring.create(tmp_path / "keyring" / "keyring.json")
+    settings.VIGIE_KEYS_DIR = keys  # type: ignore[attr-defined]
+    settings.VIGIE_KEYRING_FILE = keys / "keyring.json"  # type: ignore[attr-defined]
+    settings.VIGIE_SECRET_KEY_DEFAULT_FILE = keys / "secret_key"  # type: ignore[attr-defined]
+    Keyring.create(keys / "keyring.json")
     return tmp_path
+
+
+def vault_keys_dir(home: Path) -> Path:
+    """The keys folder of a test's VIGIE_HOME: its sibling, as in the demo (var -> var-keys)."""
+    return home.with_name(f"{home.name}-keys")
 
 
 # Real nftables in a throwaway network namespace (vigie/guard/testing.py).

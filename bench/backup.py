@@ -75,6 +75,8 @@ def _env(home: Path, passphrase: str) -> dict[str, str]:
     env = _clean_env()
     env.update(
         VIGIE_HOME=str(home),
+        # Beside the throwaway home: production's default is the host's /etc/vigie/keys.
+        VIGIE_KEYS_DIR=str(home.with_name(f"{home.name}-keys")),
         VIGIE_MODE="production",
         VIGIE_KEYS_PASSPHRASE=passphrase,
         DJANGO_SETTINGS_MODULE="vigie.settings",

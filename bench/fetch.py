@@ -407,6 +407,8 @@ def start_vigie(
     }
     env.update(
         VIGIE_HOME=str(home),
+        # Beside the throwaway home: production's default is the host's /etc/vigie/keys.
+        VIGIE_KEYS_DIR=str(home.with_name(f"{home.name}-keys")),
         VIGIE_MODE="production",
         VIGIE_TLS="false",
         VIGIE_SSL_REDIRECT="false",

@@ -34,7 +34,11 @@ def _setup(home: Path) -> None:
     for name in [k for k in os.environ if k.startswith("VIGIE_") or k == "DATABASE_URL"]:
         del os.environ[name]
     os.environ.update(
-        VIGIE_MODE="production", VIGIE_HOME=str(home), DJANGO_SETTINGS_MODULE="vigie.settings"
+        VIGIE_MODE="production",
+        VIGIE_HOME=str(home),
+        # Beside the throwaway home: production's default is the host's /etc/vigie/keys.
+        VIGIE_KEYS_DIR=str(home.with_name(f"{home.name}-keys")),
+        DJANGO_SETTINGS_MODULE="vigie.settings",
     )
 
 
@@ -138,6 +142,7 @@ def main(argv: list[str] | None = None) -> None:
         report = measure(options.count)
     finally:
         shutil.rmtree(home, ignore_errors=True)
+        shutil.rmtree(home.with_name(f"{home.name}-keys"), ignore_errors=True)
     print(
         f"rotate: {report['data_keys']:,} data keys re-wrapped in {report['rotate_seconds']} s"
         f" = {report['data_keys_per_second']:,.0f}/s ({report['engine']})",

@@ -51,8 +51,21 @@ def _base_env(home: Path) -> dict[str, str]:
         for k, v in os.environ.items()
         if not k.startswith("VIGIE_") and k not in {"DATABASE_URL", "DJANGO_SETTINGS_MODULE"}
     }
-    env.update(VIGIE_HOME=str(home), VIGIE_MODE="test", PYTHONUNBUFFERED="1")
+    # The keys beside the data, never in it, and never in the host's /etc/vigie/keys (the
+    # production default) even when a test switches to VIGIE_MODE=production.
+    env.update(
+        VIGIE_HOME=str(home),
+        VIGIE_KEYS_DIR=str(keys_dir(home)),
+        VIGIE_MODE="test",
+        PYTHONUNBUFFERED="1",
+    )
+    env.pop("CREDENTIALS_DIRECTORY", None)
     return env
+
+
+def keys_dir(home: Path) -> Path:
+    """Where a whole-system test's keys live: beside its VIGIE_HOME (home -> home-keys)."""
+    return home.with_name(f"{home.name}-keys")
 
 
 @pytest.fixture

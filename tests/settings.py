@@ -12,7 +12,10 @@ import tempfile
 
 os.environ["VIGIE_MODE"] = "test"
 os.environ["VIGIE_HOME"] = tempfile.mkdtemp(prefix="vigie-test-home-")
+# The keys apart from the data, as in production (never /etc/vigie/keys from a test).
+os.environ["VIGIE_KEYS_DIR"] = tempfile.mkdtemp(prefix="vigie-test-keys-")
 for _name in (
+    "CREDENTIALS_DIRECTORY",
     "VIGIE_SECRET_KEY",
     "VIGIE_SECRET_KEY_FILE",
     "VIGIE_BLOB_DIR",

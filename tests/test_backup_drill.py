@@ -35,7 +35,7 @@ from urllib.parse import urlsplit, urlunsplit
 import pytest
 
 from tests.browser.live import HttpClient, Installation, Login, stop_process_group
-from tests.conftest import System, _base_env
+from tests.conftest import System, _base_env, keys_dir
 
 pytestmark = pytest.mark.slow
 
@@ -274,7 +274,8 @@ def empty_target(tmp_path: Path) -> Iterator[Callable[[System, str], System]]:
     created: list[str] = []
 
     def make(system: System, name: str) -> System:
-        env = {**system.env, "VIGIE_HOME": str(tmp_path / name)}
+        home = tmp_path / name
+        env = {**system.env, "VIGIE_HOME": str(home), "VIGIE_KEYS_DIR": str(keys_dir(home))}
         if _is_postgres(system):
             db = f"vigie_restore_{secrets.token_hex(4)}"
             _pg_admin(system.env["DATABASE_URL"], f'CREATE DATABASE "{db}"')
@@ -404,8 +405,9 @@ def test_drill_lose_everything_then_restore_every_byte(system: System, tmp_path:
     assert _query(system, "SELECT count(*), max(seq) FROM audit_auditevent") == rows_before
     assert _document_ids(system) == set(seeded.hashes)
 
-    # The disaster: VIGIE_HOME gone, the database replaced by an empty one.
+    # The disaster: VIGIE_HOME and the keys folder gone, the database replaced by an empty one.
     shutil.rmtree(system.home)
+    shutil.rmtree(system.env["VIGIE_KEYS_DIR"])
     if _is_postgres(system):
         url = system.env["DATABASE_URL"]
         name = urlsplit(url).path.lstrip("/")
@@ -424,6 +426,16 @@ def test_drill_lose_everything_then_restore_every_byte(system: System, tmp_path:
     assert f"restored snapshot {snapshot}: {len(SIZES)} document(s)" in restored.stdout
     report = _prove_restored(system, seeded.hashes, exact=True, cli=True)
     assert report["drill_events"] == 5
+    # The keys from the export went to the keys folder, apart from the restored data.
+    restored_keys = Path(system.env["VIGIE_KEYS_DIR"])
+    assert sorted(p.name for p in restored_keys.iterdir()) == [
+        "audit-signing.key",
+        "keyring.json",
+        "secret_key",
+    ]
+    assert not {"keyring.json", "secret_key", "audit-signing.key"} & {
+        p.name for p in system.home.rglob("*")
+    }
 
 
 # --- 2. backup under load -------------------------------------------------------------------

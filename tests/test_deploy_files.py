@@ -200,6 +200,67 @@ def test_each_service_writes_only_where_it_must() -> None:
             assert f" {path} " in _one(unit, "ExecStart") + " ", name
 
 
+# --- keys apart from the data (issue 15) -----------------------------------------------------
+
+CREDENTIALS_DROPIN = SYSTEMD / "vigie-.service.d" / "keys-credentials.conf"
+
+
+@pytest.mark.parametrize("name", SERVICES)
+def test_every_service_keeps_its_keys_outside_its_data(name: str) -> None:
+    unit = _unit(name)
+    environment = dict(v.split("=", 1) for v in unit["Service.Environment"])
+    keys = Path(environment["VIGIE_KEYS_DIR"])
+    assert keys == Path("/etc/vigie/keys")
+    assert not keys.is_relative_to(environment["VIGIE_HOME"])
+    assert not keys.is_relative_to(Path("/var/lib") / _one(unit, "StateDirectory"))
+
+
+def test_the_credentials_dropin_loads_every_key_by_the_name_vigie_reads() -> None:
+    from vigie.vault.layout import KEY_FILE_NAMES
+
+    values = []
+    section = ""
+    for raw in CREDENTIALS_DROPIN.read_text(encoding="utf-8").splitlines():
+        line = raw.strip()
+        if line.startswith("["):
+            section = line
+        elif line and not line.startswith("#"):
+            assert section == "[Service]"
+            key, _, value = line.partition("=")
+            assert key == "LoadCredentialEncrypted", line
+            values.append(value)
+    names = [value.split(":", 1)[0] for value in values]
+    assert sorted(names) == sorted(KEY_FILE_NAMES)
+    for value in values:
+        name, path = value.split(":", 1)
+        assert path == f"/etc/vigie/credentials/{name}.cred"
+    assert "systemd-creds encrypt" in CREDENTIALS_DROPIN.read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize("name", SERVICES)
+def test_systemd_analyze_verify_accepts_each_service_with_the_credentials_dropin(
+    fake_root: Path, name: str
+) -> None:
+    dropin = fake_root / "etc/systemd/system/vigie-.service.d"
+    dropin.mkdir(exist_ok=True)
+    try:
+        (dropin / CREDENTIALS_DROPIN.name).write_text(
+            CREDENTIALS_DROPIN.read_text(encoding="utf-8"), encoding="utf-8"
+        )
+        result = _verify(fake_root, name, (SYSTEMD / name).read_text(encoding="utf-8"))
+        output = (result.stdout + result.stderr).strip()
+        assert result.returncode == 0, output
+        assert output == "", output
+        # And systemd does read that drop-in for this unit: a typo in it is reported.
+        (dropin / CREDENTIALS_DROPIN.name).write_text(
+            "[Service]\nLoadCredentialEncrypte=keyring.json:/x\n", encoding="utf-8"
+        )
+        typo = _verify(fake_root, name, (SYSTEMD / name).read_text(encoding="utf-8"))
+        assert "LoadCredentialEncrypte" in typo.stdout + typo.stderr
+    finally:
+        shutil.rmtree(dropin)
+
+
 def test_the_web_server_listens_on_loopback_behind_the_proxy() -> None:
     argv = _one(_unit("vigie-web.service"), "ExecStart").split()
     assert argv[1] == "serve"

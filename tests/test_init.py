@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import VIGIE, _base_env
+from tests.conftest import VIGIE, _base_env, keys_dir
 from vigie.guard.policy import load_policy
 
 # Bare environments (no DATABASE_URL) or no database at all: the same on both passes.
@@ -49,7 +49,7 @@ def _mode(path: Path) -> int:
 
 
 def _files(home: Path) -> dict[str, Path]:
-    keyring = home / "keyring"
+    keyring = keys_dir(home)
     return {
         "secret key": keyring / "secret_key",
         "keyring": keyring / "keyring.json",
@@ -60,12 +60,13 @@ def _files(home: Path) -> dict[str, Path]:
 
 def _snapshot(home: Path) -> dict[str, tuple[int, int, bytes]]:
     return {
-        str(path.relative_to(home)): (
+        str(path): (
             path.stat().st_mode,
             path.stat().st_mtime_ns,
             path.read_bytes(),
         )
-        for path in sorted(home.rglob("*"))
+        for folder in (home, keys_dir(home))
+        for path in sorted(folder.rglob("*"))
         if path.is_file()
     }
 
@@ -77,13 +78,17 @@ def test_it_creates_the_keys_and_the_policy_private(
     home = Path(env["VIGIE_HOME"])
     assert result.returncode == 0, result.stderr
     assert _mode(home) == 0o700
-    assert _mode(home / "keyring") == 0o700
+    assert _mode(keys_dir(home)) == 0o700
+    # The keys apart from the data: serving or copying VIGIE_HOME yields none of them.
+    assert not keys_dir(home).resolve().is_relative_to(home.resolve())
+    assert sorted(p.name for p in home.rglob("*")) == ["vigie-policy.toml"]
     for what, path in _files(home).items():
         assert path.is_file(), what
         assert _mode(path) == 0o600, what
         # Each created path is printed with its mode.
         assert f"created  {path}  (0600)" in result.stdout, what
     assert f"created  {home}  (0700)" in result.stdout
+    assert f"created  {keys_dir(home)}  (0700)" in result.stdout
     assert "Traceback" not in result.stderr
 
 
@@ -192,6 +197,6 @@ def test_a_secret_key_from_the_environment_is_not_written(production: dict[str, 
     env = {**production, "VIGIE_SECRET_KEY": "k" * 64}
     result = _init(env, "--production")
     assert result.returncode == 0, result.stderr
-    assert not (home / "keyring" / "secret_key").exists()
-    assert _mode(home / "keyring" / "keyring.json") == 0o600
+    assert not (keys_dir(home) / "secret_key").exists()
+    assert _mode(keys_dir(home) / "keyring.json") == 0o600
     assert "secret key from the environment" in result.stdout

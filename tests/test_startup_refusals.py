@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import VIGIE
+from tests.conftest import VIGIE, keys_dir
 
 # Bare environments (no DATABASE_URL) or no database at all: the same on both passes.
 pytestmark = pytest.mark.sqlite_only
@@ -40,7 +40,7 @@ def production(bare_env: dict[str, str]) -> dict[str, str]:
 
 
 def _keyring(env: dict[str, str]) -> Path:
-    return Path(env["VIGIE_HOME"]) / "keyring" / "keyring.json"
+    return keys_dir(Path(env["VIGIE_HOME"])) / "keyring.json"
 
 
 def test_production_refuses_to_start_without_a_secret_key(bare_env: dict[str, str]) -> None:
@@ -131,3 +131,86 @@ def test_a_half_restored_installation_refuses_to_serve(production: dict[str, str
     # `vigie backup restore` leaves this marker until the restored data has verified.
     (Path(production["VIGIE_HOME"]) / "RESTORING").write_text("restore in progress\n")
     _assert_one_line_refusal(_run(production, "serve"), "RESTORING", "restore again")
+
+
+# --- the keys never lie beside the data (issue 15) -------------------------------------------
+
+
+def _move_keys_to(env: dict[str, str], folder: Path) -> dict[str, str]:
+    """The installation's keys, moved (as an operator might) to `folder`."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    Path(env["VIGIE_KEYS_DIR"]).rename(folder)
+    return {**env, "VIGIE_KEYS_DIR": str(folder)}
+
+
+@pytest.mark.parametrize(
+    ("where", "extra", "label"),
+    [
+        ("home/keys", {}, "inside VIGIE_HOME"),
+        ("home/media/keys", {}, "inside the web root (MEDIA_ROOT)"),
+        ("blobs/keys", {"VIGIE_BLOB_DIR": "blobs"}, "inside the blob store (VIGIE_BLOB_DIR)"),
+        ("static/keys", {"VIGIE_STATIC_ROOT": "static"}, "inside the web root (STATIC_ROOT)"),
+    ],
+)
+def test_it_refuses_to_start_with_the_keys_in_a_data_folder(
+    production: dict[str, str], tmp_path: Path, where: str, extra: dict[str, str], label: str
+) -> None:
+    env = _move_keys_to(production, tmp_path / where)
+    env.update({name: str(tmp_path / value) for name, value in extra.items()})
+    result = _run(env, "migrate")
+    _assert_one_line_refusal(result, "key material", label, "vigie keys move")
+
+
+def test_it_refuses_keys_reached_through_a_symlink_into_vigie_home(
+    production: dict[str, str], tmp_path: Path
+) -> None:
+    inside = tmp_path / "home" / "keys"
+    env = _move_keys_to(production, inside)
+    link = tmp_path / "etc" / "vigie-keys"
+    link.parent.mkdir()
+    link.symlink_to(inside)
+    _assert_one_line_refusal(
+        _run({**env, "VIGIE_KEYS_DIR": str(link)}, "migrate"), "inside VIGIE_HOME"
+    )
+
+
+def test_it_refuses_keys_in_a_home_reached_through_a_symlink(
+    production: dict[str, str], tmp_path: Path
+) -> None:
+    # VIGIE_HOME is a symlink to the real data folder, and the keys sit in the real one.
+    real_home = tmp_path / "data"
+    Path(production["VIGIE_HOME"]).rename(real_home)
+    Path(production["VIGIE_HOME"]).symlink_to(real_home)
+    env = _move_keys_to(production, real_home / "keys")
+    _assert_one_line_refusal(_run(env, "migrate"), "inside VIGIE_HOME")
+
+
+def test_it_refuses_keys_named_with_dot_dot_into_vigie_home(
+    production: dict[str, str], tmp_path: Path
+) -> None:
+    env = _move_keys_to(production, tmp_path / "home" / "keys")
+    sneaky = tmp_path / "elsewhere" / ".." / "home" / "keys"
+    (tmp_path / "elsewhere").mkdir()
+    _assert_one_line_refusal(
+        _run({**env, "VIGIE_KEYS_DIR": str(sneaky)}, "migrate"), "inside VIGIE_HOME"
+    )
+
+
+def test_it_refuses_a_secret_key_file_inside_vigie_home(production: dict[str, str]) -> None:
+    secret = Path(production["VIGIE_HOME"]) / "secret"
+    secret.write_text("s" * 64)
+    secret.chmod(0o600)
+    result = _run({**production, "VIGIE_SECRET_KEY_FILE": str(secret)}, "migrate")
+    _assert_one_line_refusal(result, str(secret), "inside VIGIE_HOME")
+
+
+def test_it_refuses_keys_left_in_the_old_place_after_an_upgrade(
+    production: dict[str, str],
+) -> None:
+    # The layout before issue 15: VIGIE_HOME/keyring/. The settings now point elsewhere, but a
+    # copy left there would still be served with the data.
+    old = Path(production["VIGIE_HOME"]) / "keyring"
+    old.mkdir(mode=0o700)
+    (old / "audit-signing.key").write_bytes(b"left behind")
+    result = _run(production, "serve")
+    _assert_one_line_refusal(result, str(old / "audit-signing.key"), "vigie keys move")

@@ -37,11 +37,11 @@ def main(argv: list[str] | None = None) -> None:
                 _fail("`vigie demo` needs VIGIE_MODE=demo (it seeds a synthetic clinic)")
             bootstrap_home()
         # These build what preflight would demand (keys init, init, restore), report on it
-        # instead of dying of it (check), or run where only a backup and a keys export are
-        # (backup verify).
+        # instead of dying of it (check), repair what it refuses (keys move: keys left in the
+        # data tree), or run where only a backup and a keys export are (backup verify).
         if (
             command in {"check", "init"}
-            or (command == "keys" and args[1:2] == ["init"])
+            or (command == "keys" and args[1:2] in (["init"], ["move"]))
             or (command == "backup" and args[1:2] in (["restore"], ["verify"]))
         ):
             import django

@@ -27,13 +27,37 @@ BASE_DIR = Path(__file__).resolve().parent
 VIGIE_MODE = env.choice("VIGIE_MODE", ["production", "demo", "test"], default="production")
 PRODUCTION = VIGIE_MODE == "production"
 
-# VIGIE_HOME holds the database, the blob store and the keyring. The keyring has its own
-# folder, never inside the blob store: whoever copies blobs must not get the keys with them.
+# VIGIE_HOME holds the database, the blob store, the audit checkpoints and the policy: the
+# data. The keys that open it never lie beside it (see vigie/vault/layout.py): a folder served
+# or copied by mistake must yield nothing decryptable, and preflight refuses to start otherwise.
 VIGIE_HOME = env.path("VIGIE_HOME", Path.cwd() / "var")
 VIGIE_BLOB_DIR = env.path("VIGIE_BLOB_DIR", VIGIE_HOME / "blobs")
-VIGIE_KEYRING_DIR = env.path("VIGIE_KEYRING_DIR", VIGIE_HOME / "keyring")
-VIGIE_KEYRING_FILE = VIGIE_KEYRING_DIR / "keyring.json"
-VIGIE_SECRET_KEY_DEFAULT_FILE = VIGIE_KEYRING_DIR / "secret_key"
+if env.string("VIGIE_KEYRING_DIR") is not None:
+    # The old name pointed at the keyring alone; the folder now holds every key.
+    raise ConfigError(
+        "VIGIE_KEYRING_DIR was renamed VIGIE_KEYS_DIR (the folder of all the keys); rename it"
+    )
+# The keyring, the secret key and the audit signing key, in one of two places:
+# - systemd credentials: when the unit loads them (LoadCredentialEncrypted=, see
+#   deploy/systemd/vigie-.service.d/), systemd decrypts them at start into the service's
+#   private $CREDENTIALS_DIRECTORY, which is then the keys folder (read-only);
+# - a keys folder of its own: /etc/vigie/keys in production; beside VIGIE_HOME, never in it,
+#   for the demo and the tests (var/ -> var-keys/), so a demo teaches the production layout.
+_CREDENTIALS_DIRECTORY = env.string("CREDENTIALS_DIRECTORY")
+if _CREDENTIALS_DIRECTORY is not None and any(
+    (Path(_CREDENTIALS_DIRECTORY) / name).exists()
+    for name in ("keyring.json", "secret_key", "audit-signing.key")
+):
+    VIGIE_KEYS_SOURCE = "systemd credentials"
+    VIGIE_KEYS_DIR = Path(_CREDENTIALS_DIRECTORY).absolute()
+else:
+    VIGIE_KEYS_SOURCE = "keys directory"
+    VIGIE_KEYS_DIR = env.path(
+        "VIGIE_KEYS_DIR",
+        Path("/etc/vigie/keys") if PRODUCTION else VIGIE_HOME.with_name(f"{VIGIE_HOME.name}-keys"),
+    )
+VIGIE_KEYRING_FILE = VIGIE_KEYS_DIR / "keyring.json"
+VIGIE_SECRET_KEY_DEFAULT_FILE = VIGIE_KEYS_DIR / "secret_key"
 # Documents are encrypted in chunks of this size; it bounds memory per stream (64 KiB).
 VIGIE_VAULT_CHUNK_SIZE = env.integer("VIGIE_VAULT_CHUNK_SIZE", 64 * 1024, minimum=1024)
 # Largest document accepted by ingest (bytes); intake adapters answer clearly above it.

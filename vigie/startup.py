@@ -16,6 +16,7 @@ from urllib.parse import urlsplit, urlunsplit
 from django.conf import settings
 
 from vigie.lib.env import ConfigError
+from vigie.vault import _fs, layout
 from vigie.vault.errors import KeyringError
 from vigie.vault.kek_store import Keyring
 
@@ -46,6 +47,14 @@ def _check_not_restoring(home: Path) -> None:
             f"{marker} exists: a restore did not finish or did not verify; "
             "restore again into an empty VIGIE_HOME"
         )
+
+
+def _check_keys_apart() -> None:
+    # Before anything reads a key: an installation that keeps its keys in the data tree must
+    # not serve another request until they are moved out (`vigie keys move`).
+    misplaced = layout.misplaced_keys()
+    if misplaced:
+        raise StartupError(layout.refusal_message(misplaced))
 
 
 def _check_secret_key() -> None:
@@ -106,6 +115,7 @@ def preflight(*, database: bool = True) -> None:
     del mode
     _check_home(Path(settings.VIGIE_HOME))
     _check_not_restoring(Path(settings.VIGIE_HOME))
+    _check_keys_apart()
     _check_secret_key()
     _check_keyring()
     django.setup()
@@ -114,33 +124,45 @@ def preflight(*, database: bool = True) -> None:
 
 
 def bootstrap_home() -> list[Path]:
-    """Create the secret key and keyring if absent (mode 0600, folder 0700); return what was made.
+    """Create the secret key, keyring and audit signing key if absent, in the keys folder
+    (files 0600, folder 0700), apart from VIGIE_HOME; return what was made.
 
     Never overwrites: an existing keyring holds the only copy of the keys to the documents.
+    Refuses to create keys inside the data tree, and to create any when they come from systemd
+    credentials (that folder is systemd's, read-only; the keys are made on the host and
+    encrypted with `systemd-creds encrypt`).
     """
+    from vigie.audit.checkpoints import ensure_signing_key, signing_key_path
+
     created: list[Path] = []
     home = Path(settings.VIGIE_HOME)
     _check_home(home)
-    keyring_dir = Path(settings.VIGIE_KEYRING_DIR)
-    keyring_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    _check_keys_apart()
+    keys_dir = Path(settings.VIGIE_KEYS_DIR)
     key_file = Path(settings.VIGIE_SECRET_KEY_DEFAULT_FILE)
+    keyring_file = Path(settings.VIGIE_KEYRING_FILE)
+    if settings.VIGIE_KEYS_SOURCE == layout.SOURCE_CREDENTIALS:
+        wanted = [keyring_file, signing_key_path()]
+        if not settings.VIGIE_SECRET_KEY_CONFIGURED:
+            wanted.append(key_file)
+        missing = [path.name for path in wanted if not path.exists()]
+        if missing:
+            raise StartupError(
+                f"the systemd credentials in {keys_dir} lack {', '.join(missing)}: create the "
+                "keys in a keys folder (`vigie keys init`), then `systemd-creds encrypt` each "
+                "one (docs/operations.md)"
+            )
+        return created
+    layout.make_keys_dir(keys_dir)
     if not settings.VIGIE_SECRET_KEY_CONFIGURED and not key_file.exists():
-        fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(secrets.token_urlsafe(64))
-            handle.flush()
-            os.fsync(handle.fileno())
+        _fs.write_new(key_file, [secrets.token_urlsafe(64).encode("ascii")])
         created.append(key_file)
     if not settings.VIGIE_SECRET_KEY_CONFIGURED:
         settings.SECRET_KEY = key_file.read_text(encoding="utf-8").strip()
         settings.VIGIE_SECRET_KEY_CONFIGURED = True
-    keyring_file = Path(settings.VIGIE_KEYRING_FILE)
     if not keyring_file.exists():
         Keyring.create(keyring_file)
         created.append(keyring_file)
-    # The audit checkpoint signing key lives with the other keys, apart from the data.
-    from vigie.audit.checkpoints import ensure_signing_key, signing_key_path
-
     if ensure_signing_key():
         created.append(signing_key_path())
     return created

@@ -35,13 +35,13 @@ from django.db import transaction
 from django.utils import timezone
 
 from vigie.audit import chain
-from vigie.vault import _fs
+from vigie.vault import _fs, layout
 
 logger = logging.getLogger("vigie.audit.checkpoints")
 
 FORMAT = "vigie-audit-checkpoint-1"
 _SIGN_DOMAIN = b"vigie/audit/checkpoint/v1\x00"
-SIGNING_KEY_NAME = "audit-signing.key"
+SIGNING_KEY_NAME = layout.SIGNING_KEY_NAME
 _MAX_KEY_FILE = 4096
 
 
@@ -70,7 +70,7 @@ class Checkpoint:
 
 
 def signing_key_path() -> Path:
-    return Path(settings.VIGIE_KEYRING_DIR) / SIGNING_KEY_NAME
+    return Path(settings.VIGIE_KEYS_DIR) / SIGNING_KEY_NAME
 
 
 def ensure_signing_key(path: Path | None = None) -> bool:

@@ -31,7 +31,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from django.conf import settings
 
-from vigie.vault import _fs
+from vigie.vault import _fs, layout
 from vigie.vault.kek_store import Keyring
 
 FORMAT = "vigie-keys-export-1"
@@ -259,7 +259,8 @@ def install(bundle: KeyBundle) -> list[Path]:
             raise KeysExportError(f"{path} already exists; refusing to replace a key file")
     written: list[Path] = []
     for path, content in targets:
-        _fs.make_private_dir(path.parent)
+        # Into the keys folder (apart from VIGIE_HOME), its parents left traversable.
+        layout.make_keys_dir(path.parent)
         _fs.write_new(path, [content])
         written.append(path)
     if bundle.secret_key is not None and not settings.VIGIE_SECRET_KEY_CONFIGURED:

@@ -26,7 +26,7 @@ from vigie.backup.keys import KeyBundle, install
 from vigie.backup.manifest import BlobEntry, Manifest
 from vigie.backup.parallel import THREADS, check_each, staged
 from vigie.backup.sealed import SealedFileError
-from vigie.vault import _fs
+from vigie.vault import _fs, layout
 
 MARKER = "RESTORING"
 
@@ -63,11 +63,15 @@ def _not_empty(path: Path) -> bool:
 
 
 def refuse_unless_empty() -> None:
+    misplaced = layout.misplaced_keys()
+    if misplaced:
+        # The keys are installed by the restore: never into the data tree they protect.
+        raise RestoreError(layout.refusal_message(misplaced) + "; nothing was changed")
     home = Path(settings.VIGIE_HOME)
     for label, path in (
         ("VIGIE_HOME", home),
         ("the blob store", Path(settings.VIGIE_BLOB_DIR)),
-        ("the keyring folder", Path(settings.VIGIE_KEYRING_DIR)),
+        ("the keys folder (VIGIE_KEYS_DIR)", Path(settings.VIGIE_KEYS_DIR)),
     ):
         if _not_empty(path):
             raise RestoreError(

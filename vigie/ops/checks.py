@@ -290,23 +290,28 @@ def check_keyring(ctx: Context) -> Finding:
 
 
 def check_keyring_location(ctx: Context) -> Finding:
-    path = Path(settings.VIGIE_KEYRING_FILE)
-    places = [
-        ("the blob store (VIGIE_BLOB_DIR)", Path(settings.VIGIE_BLOB_DIR)),
-        ("the web root (STATIC_ROOT)", Path(settings.STATIC_ROOT)),
-        ("the web root (MEDIA_ROOT)", Path(settings.MEDIA_ROOT)),
-    ]
-    for name, folder in places:
-        if _inside(path, folder):
-            return Finding(
-                "keyring.location",
-                FAILURE,
-                f"the keyring {path} is inside {name} {folder}: whoever copies or serves "
-                "that folder gets the keys with the documents",
-                f"stop Vigie, move the folder {path.parent} out of {folder} and point "
-                "VIGIE_KEYRING_DIR at its new place",
-            )
-    return Finding("keyring.location", OK, "the keyring is apart from the blobs and the web root")
+    """Which of the two key sources is in use, and that no key lies in the data tree."""
+    from vigie.vault import layout
+
+    source = settings.VIGIE_KEYS_SOURCE
+    where = f"{source} {settings.VIGIE_KEYS_DIR}"
+    misplaced = layout.misplaced_keys()
+    if misplaced:
+        first = misplaced[0]
+        more = f" (and {len(misplaced) - 1} more)" if len(misplaced) > 1 else ""
+        return Finding(
+            "keyring.location",
+            FAILURE,
+            f"keys from the {where}, but key material {first}{more}: whoever copies or "
+            "serves that folder gets the keys with the documents",
+            "stop Vigie and run `vigie keys move /etc/vigie/keys` (copies, verifies, then "
+            "removes), then set VIGIE_KEYS_DIR=/etc/vigie/keys",
+        )
+    return Finding(
+        "keyring.location",
+        OK,
+        f"keys from the {where}, apart from VIGIE_HOME, the blobs and the web root",
+    )
 
 
 def check_signing_key(ctx: Context) -> Finding:

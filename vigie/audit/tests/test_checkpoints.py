@@ -6,6 +6,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.utils import timezone
@@ -21,7 +22,7 @@ pytestmark = pytest.mark.django_db
 
 
 def test_it_creates_the_signing_key_private_and_never_overwrites_it(vault_home: Path) -> None:
-    path = vault_home / "keyring" / "audit-signing.key"
+    path = Path(settings.VIGIE_KEYS_DIR) / "audit-signing.key"
     assert ensure_signing_key() is True
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     before = path.read_bytes()
@@ -32,7 +33,7 @@ def test_it_creates_the_signing_key_private_and_never_overwrites_it(vault_home: 
 
 def test_a_signing_key_readable_by_others_is_refused(vault_home: Path) -> None:
     ensure_signing_key()
-    path = vault_home / "keyring" / "audit-signing.key"
+    path = Path(settings.VIGIE_KEYS_DIR) / "audit-signing.key"
     path.chmod(0o644)
     with pytest.raises(CheckpointError, match="chmod 600"):
         load_signing_key()

@@ -68,7 +68,7 @@ def installation(tmp_path: Path, settings: Any, monkeypatch: pytest.MonkeyPatch,
     """Everything `vigie check` looks at, the way a correct production installation has it."""
     home = tmp_path / "home"
     home.mkdir(mode=0o700)
-    keyring_dir = home / "keyring"
+    keyring_dir = tmp_path / "keys"  # apart from the data, as /etc/vigie/keys is
     settings.VIGIE_MODE = "production"
     settings.PRODUCTION = True
     settings.DEBUG = False
@@ -83,7 +83,7 @@ def installation(tmp_path: Path, settings: Any, monkeypatch: pytest.MonkeyPatch,
     settings.VIGIE_BLOB_DIR = home / "blobs"
     settings.STATIC_ROOT = home / "static"
     settings.MEDIA_ROOT = home / "media"
-    settings.VIGIE_KEYRING_DIR = keyring_dir
+    settings.VIGIE_KEYS_DIR = keyring_dir
     settings.VIGIE_KEYRING_FILE = keyring_dir / "keyring.json"
     settings.VIGIE_SECRET_KEY_DEFAULT_FILE = keyring_dir / "secret_key"
     settings.VIGIE_POLICY_FILE = home / "vigie-policy.toml"
@@ -258,14 +258,59 @@ def test_it_reports_a_keyring_inside_the_blob_store(
     installation: Installation, settings: Any
 ) -> None:
     settings.VIGIE_BLOB_DIR = installation.keyring.parent.parent
-    assert_fails("keyring.location", "inside the blob store", fix="VIGIE_KEYRING_DIR")
+    assert_fails("keyring.location", "inside the blob store", fix="vigie keys move")
 
 
 def test_it_reports_a_keyring_inside_the_web_root(
     installation: Installation, settings: Any
 ) -> None:
     settings.STATIC_ROOT = installation.keyring.parent
-    assert_fails("keyring.location", "web root", fix="move the folder")
+    assert_fails("keyring.location", "web root", fix="vigie keys move")
+
+
+def test_it_says_the_keys_come_from_a_keys_directory(installation: Installation) -> None:
+    finding = findings()["keyring.location"]
+    assert finding.status == checks.OK
+    assert f"keys directory {installation.keyring.parent}" in finding.message
+
+
+def test_it_says_the_keys_come_from_systemd_credentials(
+    installation: Installation, settings: Any
+) -> None:
+    # What settings decide when $CREDENTIALS_DIRECTORY holds the keys (tested in
+    # tests/test_keys_apart.py with real processes).
+    settings.VIGIE_KEYS_SOURCE = "systemd credentials"
+    finding = findings()["keyring.location"]
+    assert finding.status == checks.OK
+    assert f"systemd credentials {installation.keyring.parent}" in finding.message
+
+
+def test_it_fails_keys_inside_vigie_home(installation: Installation, settings: Any) -> None:
+    settings.VIGIE_HOME = installation.keyring.parent.parent
+    assert_fails("keyring.location", "inside VIGIE_HOME", fix="vigie keys move")
+
+
+def test_it_fails_keys_reached_through_a_symlink_into_vigie_home(
+    installation: Installation, settings: Any, tmp_path: Path
+) -> None:
+    inside = installation.home / "keys"
+    installation.keyring.parent.rename(inside)
+    link = tmp_path / "etc-keys"
+    link.symlink_to(inside)
+    settings.VIGIE_KEYS_DIR = link
+    settings.VIGIE_KEYRING_FILE = link / "keyring.json"
+    settings.VIGIE_SECRET_KEY_DEFAULT_FILE = link / "secret_key"
+    assert_fails("keyring.location", "inside VIGIE_HOME", fix="vigie keys move")
+
+
+def test_it_fails_keys_left_in_the_old_place(installation: Installation) -> None:
+    # Upgraded but not moved: the settings point elsewhere, the old files still sit in the
+    # data tree, where serving VIGIE_HOME would give them away.
+    old = installation.home / "keyring"
+    old.mkdir(mode=0o700)
+    (old / "keyring.json").write_bytes(installation.keyring.read_bytes())
+    finding = assert_fails("keyring.location", "inside VIGIE_HOME", fix="vigie keys move")
+    assert str(old / "keyring.json") in finding.message
 
 
 def test_it_reports_sqlite_in_production_unless_allowed(

@@ -1,7 +1,8 @@
 """`vigie init --production`: the first command of a production installation.
 
-Creates VIGIE_HOME (0700), the secret key, the keyring and the audit signing key (0600, via
-`vigie.startup.bootstrap_home()`), and the exposure guard's policy file from the commented
+Creates VIGIE_HOME (0700) for the data, the keys folder apart from it (VIGIE_KEYS_DIR,
+/etc/vigie/keys by default, 0700) with the secret key, the keyring and the audit signing key
+(0600, via `vigie.startup.bootstrap_home()`), and the exposure guard's policy file from the commented
 template shipped in the package; then prints what it made and the numbered next steps.
 
 Nothing is ever overwritten: the keyring holds the only copy of the keys to the documents, and
@@ -80,14 +81,14 @@ class Command(BaseCommand):
         os.umask(0o077)
         home = Path(settings.VIGIE_HOME)
         policy = Path(settings.VIGIE_POLICY_FILE)
-        keyring_dir = Path(settings.VIGIE_KEYRING_DIR)
+        keys_dir = Path(settings.VIGIE_KEYS_DIR)
         from vigie.audit.checkpoints import signing_key_path
 
         # A secret key given in the environment is used as is; otherwise it is a file here.
         secret_from_env = bool(
             os.environ.get("VIGIE_SECRET_KEY") or os.environ.get("VIGIE_SECRET_KEY_FILE")
         )
-        watched = [home, keyring_dir]
+        watched = [home, keys_dir]
         if not secret_from_env:
             watched.append(Path(settings.VIGIE_SECRET_KEY_DEFAULT_FILE))
         watched += [Path(settings.VIGIE_KEYRING_FILE), signing_key_path(), policy]
@@ -104,7 +105,7 @@ class Command(BaseCommand):
             where = exc.filename or home
             raise CommandError(f"{where}: {exc.strerror or exc}", returncode=2) from None
 
-        self.stdout.write(f"Vigie production setup in {home}")
+        self.stdout.write(f"Vigie production setup: data in {home}, keys in {keys_dir}")
         changed = False
         for path in watched:
             label = "directory" if path.is_dir() else "file"
@@ -130,9 +131,9 @@ class Command(BaseCommand):
         if hasattr(os, "geteuid") and os.geteuid() == 0:
             self.stderr.write(
                 f"warning: run as root, these files belong to root; the services run as "
-                f"`vigie`: chown -R vigie:vigie {home}"
+                f"`vigie`: chown -R vigie:vigie {home} {keys_dir}"
             )
-        self._next_steps(home, policy)
+        self._next_steps(home, keys_dir, policy)
 
     def _write_policy(self, policy: Path) -> None:
         if policy.exists():
@@ -144,14 +145,18 @@ class Command(BaseCommand):
             handle.flush()
             os.fsync(handle.fileno())
 
-    def _next_steps(self, home: Path, policy: Path) -> None:
+    def _next_steps(self, home: Path, keys_dir: Path, policy: Path) -> None:
         database = os.environ.get("DATABASE_URL")
         now_db = f"now {redact_url(database)}" if database else "now SQLite in VIGIE_HOME"
         hosts = ",".join(settings.ALLOWED_HOSTS)
         steps = [
             f"The system user: `useradd --system --home-dir {home} --shell /usr/sbin/nologin "
             f"vigie`; the services run as `vigie` and VIGIE_HOME must be its own "
-            f"(`chown -R vigie:vigie {home}` if this ran as root).",
+            f"(`chown -R vigie:vigie {home} {keys_dir}` if this ran as root).",
+            f"Keys: {keys_dir} holds the keyring, the secret key and the audit signing key, "
+            f"apart from the data in {home}; Vigie refuses to start with keys in the data. "
+            "On a host with systemd 250 or later you may instead encrypt them as systemd "
+            "credentials (`systemd-creds encrypt`, deploy/systemd/vigie-.service.d/).",
             "Settings: copy deploy/vigie.env.example to /etc/vigie/vigie.env (root, mode 0600) "
             "and fill it in. Run every `vigie` command below as the `vigie` user with those "
             "settings, e.g. `systemd-run --pty --wait --collect --uid=vigie --gid=vigie "
@@ -185,6 +190,6 @@ class Command(BaseCommand):
         for number, text in enumerate(steps, start=1):
             self.stdout.write(f"  {number:2d}. {text}")
         self.stdout.write(
-            f"Keep the keyring ({Path(settings.VIGIE_KEYRING_DIR)}) apart from the data: "
-            "without it no document can be read."
+            f"Keep the keys ({keys_dir}) apart from the data and out of its backups: "
+            "without them no document can be read, with them the data is plaintext."
         )

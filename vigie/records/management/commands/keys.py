@@ -1,4 +1,4 @@
-"""`vigie keys init|list|rotate|rewrap|remove KEY_ID|export FILE`."""
+"""`vigie keys init|list|rotate|rewrap|remove KEY_ID|export FILE|move DEST`."""
 
 from __future__ import annotations
 
@@ -42,10 +42,36 @@ class Command(BaseCommand):
             help="write the keys, encrypted with a passphrase, to FILE (for restores)",
         )
         export.add_argument("file", type=Path)
+        move = sub.add_parser(
+            "move",
+            help="move the keys out of the data tree to the keys folder DEST (verified, "
+            "safe to run again if interrupted)",
+        )
+        move.add_argument("dest", type=Path)
+        move.add_argument(
+            "--from",
+            dest="source",
+            type=Path,
+            default=None,
+            help="the folder holding the keys now (default: VIGIE_KEYS_DIR, else the old "
+            "place VIGIE_HOME/keyring)",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         console = Console(stderr=True)
         action = options["action"]
+        from vigie.startup import StartupError
+        from vigie.vault import layout
+
+        if action in {"init", "rotate", "rewrap", "remove"} and (
+            settings.VIGIE_KEYS_SOURCE == layout.SOURCE_CREDENTIALS
+        ):
+            raise CommandError(
+                f"the keys come from systemd credentials ({settings.VIGIE_KEYS_DIR}, read-only):"
+                f" run `vigie keys {action}` on the keys folder the credentials were made from, "
+                "then encrypt them again with `systemd-creds encrypt` (docs/operations.md)",
+                returncode=2,
+            )
         try:
             if action == "init":
                 self._init()
@@ -72,7 +98,9 @@ class Command(BaseCommand):
                 self.stdout.write(f"key {options['kek_id']} removed")
             elif action == "export":
                 self._export(options["file"])
-        except (vault.VaultError, key_export.KeysExportError) as exc:
+            elif action == "move":
+                self._move(options["dest"], options["source"])
+        except (vault.VaultError, key_export.KeysExportError, StartupError) as exc:
             raise CommandError(str(exc), returncode=2) from None
 
     def _export(self, path: Path) -> None:
@@ -96,6 +124,44 @@ class Command(BaseCommand):
             "Keep this file and its passphrase apart from the backups: a restore needs both."
         )
 
+    def _move(self, dest: Path, source: Path | None) -> None:
+        from vigie.audit.log import AuditUnavailable, record
+
+        result = keys.move_keys(dest, source)
+        if result.source == result.dest:
+            self.stdout.write(f"nothing to do: the keys are already in {result.dest}")
+        else:
+            for name in result.copied:
+                self.stdout.write(f"copied   {result.source / name} -> {result.dest / name}")
+            if result.verified_document:
+                self.stdout.write(
+                    f"verified the keyring in {result.dest} decrypts document "
+                    f"{result.verified_document}"
+                )
+            else:
+                self.stdout.write(f"verified the keyring in {result.dest} (no documents yet)")
+            for name in result.removed:
+                self.stdout.write(f"removed  {result.source / name}")
+            # A decryption was done to verify: it is recorded, like every use of the keys.
+            try:
+                record(
+                    "keys.move",
+                    extra={
+                        "from": str(result.source),
+                        "to": str(result.dest),
+                        "verified_document": result.verified_document,
+                    },
+                )
+            except AuditUnavailable as exc:
+                # The keys are already moved; say so rather than hide it behind a traceback.
+                self.stderr.write(f"warning: the move is done but was not audited: {exc}")
+        configured = Path(settings.VIGIE_KEYS_DIR)
+        if configured.resolve() != result.dest.resolve():
+            self.stdout.write(
+                f"now set VIGIE_KEYS_DIR={result.dest} in Vigie's environment "
+                "(/etc/vigie/vigie.env), then restart the services"
+            )
+
     def _init(self) -> None:
         from vigie.startup import bootstrap_home
 
@@ -105,7 +171,9 @@ class Command(BaseCommand):
         if not created:
             self.stdout.write(f"nothing to do: {Path(settings.VIGIE_KEYRING_FILE)} already exists")
         self.stdout.write(
-            "Back up the keyring apart from the data: without it no document can be read."
+            f"The keys are in {settings.VIGIE_KEYS_DIR}, apart from the data; keep a "
+            "`vigie keys export` of them apart from the backups: without them no document "
+            "can be read."
         )
 
     def _list(self) -> None:
