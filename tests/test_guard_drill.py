@@ -422,6 +422,31 @@ def test_contractor_window_closes_itself_and_every_exposure_is_caught(drill: Dri
         ),
         30,
     )
+    # The flush comes right after the guard's restart, so it may land in the guard's first
+    # probe round, which then sees the port open for the ~0.3 s before the repair. Whether
+    # it did or not, wait until every round that could have seen it has ended: one that
+    # began after the repair has stored its results (rounds run one after another).
+    repaired_at = max(
+        _epoch(at)
+        for (at,) in drill.rows(
+            "SELECT at FROM audit_auditevent WHERE action = 'guard.table.repaired'"
+        )
+    )
+    drill.wait_for(
+        "a probe round after the repair",
+        lambda: any(
+            _epoch(at) > repaired_at
+            for (at,) in drill.rows("SELECT DISTINCT checked_at FROM guard_proberesult")
+        ),
+        40,
+    )
+    # A round that raced the repair recorded the exposure, and that it was closed again.
+    raced = drill.alerts("guard.probe.exposure", t_flush)
+    drill.measured["probe_round_raced_the_repair"] = bool(raced)
+    for summary, details in raced:
+        recheck = json.loads(details)["recheck"]
+        assert recheck["closed"], summary
+        assert recheck["still_open"] == [], summary
     # Seen closed from outside: no lockdown, the doctor reads on.
     assert drill.rows("SELECT lockdown FROM guard_guardstate")[0:1] == [(0,)]
     after = clinic.call(doctor.request, "GET", f"/documents/{readable}/content")

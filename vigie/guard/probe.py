@@ -29,6 +29,15 @@ and its login page must be the portal's. While a maintenance window is open the 
 window may open answer as a WARNING, not a LEAK: the window is why (drift follows the same
 rule, and alarms on what outlives the window). The vantage point is told host:port pairs
 only, never which process listens or why a port is on the list.
+
+A round whose only leaks are reachability (a port accepting TCP, the login page answering
+in `internal` mode: nothing disclosed) asks again, RECHECK_SECONDS later, whether those
+ports still answer from outside before it locks down. A round that starts while somebody
+flushes the ruleset sees the port open for the ~0.3 s the guard takes to put its table back
+(drift.py); locking the doctors out for what the repair already closed would be wrong, and
+hiding it would be worse: the critical alert says the port was reachable then and is closed
+now. Still reachable, or nothing could tell → lockdown, as before. A leak that discloses
+data (document bytes, a 200 on a protected path) locks down at once, without asking again.
 """
 
 from __future__ import annotations
@@ -40,6 +49,7 @@ import random
 import shlex
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -121,6 +131,10 @@ CONNECT_TIMEOUT = 2.0
 # At most this many host:port connects a round (32 at a time, 2 s each when all are
 # silently dropped: 16 s, inside the 30 s interval with the HTTP requests beside them).
 MAX_CONNECTS = 256
+# How long a reachability-only exposure waits before it is checked again from outside: the
+# guard's own repair of a flushed table takes ~0.3 s (drift.py); this leaves it ample room
+# and stays far inside the probe interval (perimeter forwarding is still caught in ≤ 30 s).
+RECHECK_SECONDS = 1.5
 # What the login page holds when it is Vigie's own (public mode: "answers as the portal").
 LOGIN_MARKER = 'action="{path}"'
 # Only what the fetcher may need to start (and ssh to find its keys): never the guard's
@@ -137,13 +151,36 @@ class ProbeRequest:
 
 
 @dataclass
+class Recheck:
+    """What the vantage point saw when asked again about the ports a round found reachable."""
+
+    seen_at: datetime  # when the round's fetcher reported them reachable
+    checked_at: datetime
+    still_open: list[str]  # host:port targets
+    closed: list[str]
+    error: str = ""  # the fetcher failed: nothing confirms the ports closed
+
+    @property
+    def closed_now(self) -> bool:
+        return not self.error and not self.still_open
+
+
+@dataclass
 class ProbeRound:
     round_id: str
     results: list[ProbeResult] = field(default_factory=list)
     leaks: list[ProbeResult] = field(default_factory=list)
     warnings: list[ProbeResult] = field(default_factory=list)
     errors: list[ProbeResult] = field(default_factory=list)
+    # Leaks that only show the portal reachable (result url → the host:port it answered on);
+    # a leak not in here disclosed something.
+    reachable: dict[str, str] = field(default_factory=dict)
+    recheck: Recheck | None = None
     lockdown_engaged: bool = False
+
+    @property
+    def only_reachability(self) -> bool:
+        return bool(self.leaks) and all(r.url in self.reachable for r in self.leaks)
 
 
 class FetchFailed(RuntimeError):
@@ -509,6 +546,9 @@ def _judge_scan(
         if verdict == Verdict.UNREACHABLE:
             closed.setdefault(host, []).append(port)
             continue
+        if verdict == Verdict.LEAK:
+            # A port that accepts a connection discloses nothing by itself.
+            outcome.reachable[f"tcp://{target}"] = target
         outcome.results.append(
             _result(outcome.round_id, at, f"tcp://{target}", "port", None, verdict, detail)
         )
@@ -625,6 +665,8 @@ def run_round(
             verdict, detail = judge(
                 request, answer, mode=policy.exposure_mode, window_open=bool(windows)
             )
+            if verdict == Verdict.LEAK and _only_reachable(request, answer, policy.exposure_mode):
+                outcome.reachable[request.url] = _request_target(request.url)
             outcome.results.append(
                 _result(
                     outcome.round_id,
@@ -653,6 +695,8 @@ def run_round(
             }.get(Verdict(result.verdict))
             if bucket is not None:
                 bucket.append(result)
+        if outcome.only_reachability:
+            outcome.recheck = recheck(policy, outcome, seen_at=timezone.now())
 
     try:
         ProbeResult.objects.bulk_create(outcome.results)
@@ -663,18 +707,71 @@ def run_round(
     return outcome
 
 
+def _only_reachable(request: ProbeRequest, answer: dict[str, Any], mode: str) -> bool:
+    """The login page answering in internal mode: an exposure by where it answers, not by
+    what it shows (its content judged on its own is no leak)."""
+    return (
+        request.category == "login"
+        and mode == INTERNAL
+        and _judge_content(request, answer)[0] != Verdict.LEAK
+    )
+
+
+def _request_target(url: str) -> str:
+    parts = urlsplit(url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    return _target(parts.hostname or "", port)
+
+
+def recheck(policy: Policy, outcome: ProbeRound, *, seen_at: datetime) -> Recheck:
+    """Ask the vantage point again, RECHECK_SECONDS later, whether the ports this round
+    found reachable still accept connections (the guard may have repaired its table)."""
+    targets = sorted(set(outcome.reachable.values()))
+    time.sleep(RECHECK_SECONDS)
+    job = {"requests": [], "connect": targets, "connect_timeout": CONNECT_TIMEOUT}
+    try:
+        states = _run_fetcher(policy, job).get("connect")
+        if not isinstance(states, dict) or set(states) != set(targets):
+            raise FetchFailed("the fetcher's answer does not match the ports asked")
+    except FetchFailed as exc:
+        logger.warning("probe: cannot check again from outside: %s", exc)
+        return Recheck(seen_at, timezone.now(), still_open=[], closed=[], error=str(exc))
+    still_open = [t for t in targets if states[t] == "open"]
+    closed = [t for t in targets if states[t] != "open"]
+    return Recheck(seen_at, timezone.now(), still_open=still_open, closed=closed)
+
+
 def _listing(results: list[ProbeResult], limit: int = 5) -> str:
     shown = "; ".join(f"{r.url} → {r.detail}" for r in results[:limit])
     more = len(results) - limit
     return shown + (f"; and {more} more" if more > 0 else "")
 
 
+def _recheck_verdict(checked: Recheck) -> str:
+    seen = timezone.localtime(checked.seen_at).strftime("%H:%M:%S")
+    seconds = f"{(checked.checked_at - checked.seen_at).total_seconds():.1f}"
+    if checked.error:
+        return _("Reachable at %(seen)s; nothing could check again from outside (%(error)s).") % {
+            "seen": seen,
+            "error": checked.error,
+        }
+    if checked.still_open:
+        return _("Reachable at %(seen)s and still %(seconds)s s later (%(targets)s).") % {
+            "seen": seen,
+            "seconds": seconds,
+            "targets": ", ".join(checked.still_open),
+        }
+    return _(
+        "Reachable at %(seen)s, closed from outside %(seconds)s s later (%(targets)s): no lockdown."
+    ) % {"seen": seen, "seconds": seconds, "targets": ", ".join(checked.closed)}
+
+
 def _react(policy: Policy, outcome: ProbeRound) -> None:
     """Alerts, audit and lockdown for a round; each step runs even if another fails."""
     if outcome.leaks:
         origins = sorted({"{0.scheme}://{0.netloc}".format(urlsplit(r.url)) for r in outcome.leaks})
-        summary = f"Exposure seen from outside: {_listing(outcome.leaks)}"
-        details = {
+        summary = _("Exposure seen from outside: %(leaks)s") % {"leaks": _listing(outcome.leaks)}
+        details: dict[str, Any] = {
             "round_id": outcome.round_id,
             "leaks": [
                 {"url": r.url, "category": r.category, "status": r.status, "served": r.detail}
@@ -682,7 +779,20 @@ def _react(policy: Policy, outcome: ProbeRound) -> None:
             ],
             "leak_count": len(outcome.leaks),
         }
-        if policy.lockdown_on_exposure:
+        checked = outcome.recheck
+        if checked is not None:
+            summary = f"{summary}. {_recheck_verdict(checked)}"
+            details["recheck"] = {
+                "reachable_at": checked.seen_at.isoformat(),
+                "checked_at": checked.checked_at.isoformat(),
+                "still_open": checked.still_open,
+                "closed": checked.closed,
+                "error": checked.error,
+            }
+        # Reachable a moment ago and closed now (the guard repaired its table): recorded,
+        # not answered by cutting the doctors off.
+        closed_again = checked is not None and checked.closed_now
+        if policy.lockdown_on_exposure and not closed_again:
             try:
                 outcome.lockdown_engaged = lockdown.engage(
                     f"the outside-in probe saw an exposure ({len(outcome.leaks)} URL(s))",
@@ -707,6 +817,7 @@ def _react(policy: Policy, outcome: ProbeRound) -> None:
                     "urls": [r.url for r in outcome.leaks[:20]],
                     "leak_count": len(outcome.leaks),
                     "lockdown_engaged": outcome.lockdown_engaged,
+                    "closed_on_recheck": closed_again,
                 },
             )
         except (AuditUnavailable, DatabaseError):

@@ -16,6 +16,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import math
+import time
 from collections.abc import Callable
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
@@ -41,6 +42,11 @@ logger = logging.getLogger(__name__)
 VANISH_GRACE = timedelta(seconds=1)
 # Windows closed by hand are verified from outside by the next sweeps, if this recent.
 VERIFY_WITHIN = timedelta(minutes=10)
+# A port seen open after a window ended is asked about again this much later, as the probe
+# does (probe.RECHECK_SECONDS): the check may have run during the ~0.3 s the guard takes to
+# reinstall a flushed table. Closed by then → recorded (the alert says it was reachable),
+# and the window counts as verified closed.
+RECHECK_SECONDS = 1.5
 
 Verifier = Callable[[MaintenanceWindow], bool | None]
 
@@ -453,19 +459,32 @@ def _awaiting_verification(closed: list[MaintenanceWindow]) -> list[MaintenanceW
     return list(pending.values())
 
 
-def _verify(window: MaintenanceWindow, verify: Verifier) -> None:
+def _ask(window: MaintenanceWindow, verify: Verifier) -> bool | None:
     try:
-        result = verify(window)
+        return verify(window)
     except Exception:
         logger.exception("outside check of window %s failed", window.pk)
-        result = None
+        return None
+
+
+def _verify(window: MaintenanceWindow, verify: Verifier) -> None:
+    result = _ask(window, verify)
+    reachable_at = None
+    if result is False:
+        reachable_at = timezone.now()
+        time.sleep(RECHECK_SECONDS)
+        # Nothing could tell the second time: what was seen stands (still open).
+        result = _ask(window, verify) or False
     now = timezone.now()
-    details = {
+    details: dict[str, Any] = {
         "window": window.pk,
         "source": window.source,
         "port": window.port,
         "closed_from_outside": result,
     }
+    if reachable_at is not None:
+        details["reachable_at"] = _stamp(reachable_at)
+        details["rechecked_at"] = _stamp(now)
     with transaction.atomic():
         MaintenanceWindow.objects.filter(pk=window.pk).update(
             verified_closed=result, verified_at=now
@@ -477,6 +496,23 @@ def _verify(window: MaintenanceWindow, verify: Verifier) -> None:
             extra=details,
         )
     window.verified_closed, window.verified_at = result, now
+    if reachable_at is not None and result:
+        raise_alert(
+            "guard.window.still_open",
+            severity="critical",
+            summary=_(
+                "Port %(port)s was still reachable from outside after maintenance window "
+                "%(id)s ended (%(seen)s); closed from outside %(seconds)s s later"
+            )
+            % {
+                "port": window.port,
+                "id": window.pk,
+                "seen": timezone.localtime(reachable_at).strftime("%H:%M:%S"),
+                "seconds": f"{(now - reachable_at).total_seconds():.1f}",
+            },
+            details=details,
+            dedupe_key=f"guard.window.still_open:{window.pk}",
+        )
     if result is False:
         raise_alert(
             "guard.window.still_open",

@@ -49,6 +49,13 @@ def _no_host_scan(monkeypatch) -> None:
     monkeypatch.setattr(probe, "ports_to_scan", lambda policy: {}, raising=False)
 
 
+@pytest.fixture(autouse=True)
+def _quick_recheck(monkeypatch) -> None:
+    # The wait before asking again leaves a real guard time to repair its table; here the
+    # "repair" is the fake fetcher's next answer.
+    monkeypatch.setattr(probe, "RECHECK_SECONDS", 0.01, raising=False)
+
+
 def policy_for(*base_urls: str, **fields: Any) -> Policy:
     # Most tests judge what a portal that answers from outside serves: a public portal.
     # An internal one answering at all is the exposure (tests below say so explicitly).
@@ -641,3 +648,114 @@ def test_a_round_of_silent_ports_fits_the_probe_interval() -> None:
     states = fetch.run({"connect": targets, "connect_timeout": 0.2, "deadline": 20})["connect"]
     assert time.monotonic() - started < 10
     assert set(states.values()) <= {"timeout", "closed"}
+
+
+# --- a round that races the guard's own repair --------------------------------------------
+
+
+class FakeVantage:
+    """The vantage point as the fetcher answers it: the round, then each check again.
+
+    `rounds` is what each connect sees, in order ("open"/"closed"); the login page answers
+    200 when its port is open; `document_bytes` makes a document URL serve a PDF."""
+
+    def __init__(self, *states: str, document_bytes: bool = False) -> None:
+        self.states = list(states)
+        self.document_bytes = document_bytes
+        self.jobs: list[dict[str, Any]] = []
+
+    def __call__(self, policy: Policy, job: dict[str, Any]) -> dict[str, Any]:
+        self.jobs.append(job)
+        state = self.states[min(len(self.jobs), len(self.states)) - 1]
+        results: list[dict[str, Any]] = []
+        for request in job["requests"]:
+            if state != "open":
+                results.append({"status": None, "error": "refused", "error_kind": "refused"})
+            elif "/accounts/login/" in request["url"]:
+                headers = {"cache-control": "no-store", "x-robots-tag": "noindex"}
+                results.append({"status": 200, "headers": headers, "expected": True})
+            elif self.document_bytes and "/documents/" in request["url"]:
+                results.append({"status": 200, "headers": {}, "flags": ["pdf"]})
+            else:
+                results.append({"status": 302, "headers": {"location": "/accounts/login/"}})
+        return {"results": results, "connect": dict.fromkeys(job["connect"], state)}
+
+
+PORTAL = "http://192.0.2.10:8443"
+
+
+@pytest.mark.django_db
+def test_a_port_reachable_only_until_the_guard_repairs_it_is_alerted_not_locked_down(
+    monkeypatch,
+) -> None:
+    # The race of the drill: the round ran while the ruleset was flushed; 0.3 s later the
+    # guard had put its table back. Seen closed again: the alert says so, no lockdown.
+    vantage = FakeVantage("open", "closed")
+    monkeypatch.setattr(probe, "_run_fetcher", vantage)
+
+    outcome = probe.run_round(_internal_policy(PORTAL), ports={})
+
+    assert {r.category for r in outcome.leaks} == {"port", "login"}
+    assert not lockdown.is_locked_down()
+    assert not outcome.lockdown_engaged
+    recheck = vantage.jobs[1]
+    assert recheck["requests"] == []
+    assert recheck["connect"] == ["192.0.2.10:8443"]
+    alert = Alert.objects.get(kind="guard.probe.exposure")
+    assert alert.severity == "critical"  # the event is never hidden
+    assert "Reachable at" in alert.summary
+    assert "closed from outside" in alert.summary
+    assert "no lockdown" in alert.summary
+    assert alert.details["recheck"]["closed"] == ["192.0.2.10:8443"]
+    event = AuditEvent.objects.get(action="guard.probe.exposure")
+    assert event.extra["closed_on_recheck"] is True
+    assert event.extra["lockdown_engaged"] is False
+
+
+@pytest.mark.django_db
+def test_attack_a_port_still_reachable_when_checked_again_locks_down(monkeypatch) -> None:
+    vantage = FakeVantage("open", "open")
+    monkeypatch.setattr(probe, "_run_fetcher", vantage)
+
+    outcome = probe.run_round(_internal_policy(PORTAL), ports={})
+
+    assert len(vantage.jobs) == 2
+    assert outcome.lockdown_engaged
+    assert lockdown.is_locked_down()
+    alert = Alert.objects.get(kind="guard.probe.exposure")
+    assert "and still" in alert.summary
+    assert alert.details["recheck"]["still_open"] == ["192.0.2.10:8443"]
+
+
+@pytest.mark.django_db
+def test_attack_a_recheck_that_cannot_run_locks_down(monkeypatch) -> None:
+    vantage = FakeVantage("open")
+
+    def round_then_broken(policy: Policy, job: dict[str, Any]) -> dict[str, Any]:
+        if job["requests"]:
+            return vantage(policy, job)
+        raise probe.FetchFailed("ssh: connection refused")
+
+    monkeypatch.setattr(probe, "_run_fetcher", round_then_broken)
+
+    probe.run_round(_internal_policy(PORTAL), ports={})
+
+    assert lockdown.is_locked_down()
+    assert "nothing could check again" in Alert.objects.get(kind="guard.probe.exposure").summary
+
+
+@pytest.mark.django_db
+@pytest.mark.usefixtures("vault_home")
+def test_attack_document_bytes_lock_down_at_once_without_asking_again(monkeypatch) -> None:
+    patient = make_patient()
+    make_document(patient)
+    vantage = FakeVantage("open", "closed", document_bytes=True)
+    monkeypatch.setattr(probe, "_run_fetcher", vantage)
+    policy = replace(_internal_policy(PORTAL), probe_sample_size=1)
+
+    outcome = probe.run_round(policy, ports={})
+
+    assert any(r.category == "document" for r in outcome.leaks)
+    assert len(vantage.jobs) == 1  # no second look: data left, closing now changes nothing
+    assert outcome.recheck is None
+    assert lockdown.is_locked_down()
