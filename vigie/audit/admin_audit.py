@@ -31,7 +31,7 @@ def _patient_of(obj: models.Model) -> Any:
     return getattr(obj, "patient", None)
 
 
-def _touches_patient_data(objs: Any) -> bool:
+def _touches_patient_data(model: type[models.Model], objs: Any) -> bool:
     """Whether deleting `objs` would cascade to, or be blocked by, patient data."""
     from vigie.records.models import (
         CareRelationship,
@@ -42,7 +42,7 @@ def _touches_patient_data(objs: Any) -> bool:
     )
 
     patient_data = {Patient, Document, CareRelationship, EmergencyAccess, PendingDocument}
-    collector = NestedObjects(using=router.db_for_write(objs.model))
+    collector = NestedObjects(using=router.db_for_write(model))
     collector.collect(objs)
     touched = set(collector.model_objs) | {type(obj) for obj in collector.protected}
     return bool(touched & patient_data)
@@ -89,7 +89,7 @@ class AuditedAdminMixin:
         # The confirmation page of any deletion (a doctor's account, say) lists what would go
         # with it, care relationships and their patients included: during a lockdown it is
         # refused whenever that list would name patient data.
-        if _touches_patient_data(objs):
+        if _touches_patient_data(self.model, objs):  # type: ignore[attr-defined]
             from vigie.records.access import ensure_served
 
             ensure_served()
