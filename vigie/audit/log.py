@@ -66,7 +66,11 @@ logger = logging.getLogger(__name__)
 APPEND_LOCK = 0x5669676965417564
 
 _ACTION_RE = re.compile(r"[a-z][a-z0-9_]*(\.[a-z0-9_]+)*")
-_REQUEST_ID_RE = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+# What a client's own X-Request-ID may keep: the characters of the usual id formats (UUIDs,
+# a proxy's hex or base64 ids), so that a header cannot smuggle line breaks or markup into
+# reports, exports and syslog.
+_CLIENT_REQUEST_ID_UNSAFE = re.compile(r"[^A-Za-z0-9._:-]")
+_CLIENT_REQUEST_ID_LIMIT = 64
 _REQUEST_ID_KEY = "VIGIE_REQUEST_ID"
 # The longest a caller waits for the appender before giving up (and not disclosing).
 _WAIT_SECONDS = 30.0
@@ -167,11 +171,18 @@ def _build(
         raise ValueError(f"audit action {action!r} is not a namespaced tag like document.read")
     if outcome not in Outcome.values:
         raise ValueError(f"audit outcome {outcome!r} is not one of {', '.join(Outcome.values)}")
+    details = dict(extra or {})
+    if request is not None:
+        given = client_request_id(request)
+        if given:
+            # Beside Vigie's own id, for correlation with the client's or the proxy's logs;
+            # chained like the rest of `extra`, and never used to decide anything.
+            details["client_request_id"] = given
     event = AuditEvent(
         action=action,
         outcome=outcome,
         reason=chain.clean_text(reason, 4000),
-        extra=chain.clean_json(dict(extra or {})),
+        extra=chain.clean_json(details),
     )
     if request is not None:
         meta = request.META
@@ -198,17 +209,29 @@ def _build(
 
 
 def request_id(request: HttpRequest) -> str:
-    """The request's id: the proxy's X-Request-ID when well-formed, else one made up here.
+    """The request's id, made up here (random, 32 hex digits) whatever the client sends.
 
-    Kept on the request, so every event of one request carries the same id.
+    Kept on the request, so every event of one request carries the same id. Never the
+    client's X-Request-ID: the decoy alarm counts one touch per request id, and a value the
+    client chooses would let it pass every request off as one (one alarm, then silence).
+    The client's own id is kept beside it, see `client_request_id`.
     """
     known = request.META.get(_REQUEST_ID_KEY)
     if isinstance(known, str):
         return known
-    given = str(request.META.get("HTTP_X_REQUEST_ID") or "")
-    rid = given if _REQUEST_ID_RE.fullmatch(given) else uuid.uuid4().hex
+    rid = uuid.uuid4().hex
     request.META[_REQUEST_ID_KEY] = rid
     return rid
+
+
+def client_request_id(request: HttpRequest) -> str:
+    """The client's (or its proxy's) X-Request-ID, for the record only: "" when absent.
+
+    Cut to 64 characters and stripped of anything outside [A-Za-z0-9._:-]. Whoever sends it
+    chooses it, so it correlates logs and never decides anything.
+    """
+    given = str(request.META.get("HTTP_X_REQUEST_ID") or "")[: _CLIENT_REQUEST_ID_LIMIT * 4]
+    return _CLIENT_REQUEST_ID_UNSAFE.sub("", given)[:_CLIENT_REQUEST_ID_LIMIT]
 
 
 def event_fields(event: AuditEvent) -> tuple[Any, ...]:

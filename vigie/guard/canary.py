@@ -72,7 +72,9 @@ _OWN_ACTIONS = "guard.canary."
 # Set on request.META once a request has tripped (or was a signed probe): the middleware and
 # the audit hook both see the same request, and one request is one alarm.
 _REQUEST_MARK = "VIGIE_CANARY"
-# Same, for events recorded without the request object but with its request id.
+# Same, for events recorded without the request object but with its request id. The id is
+# Vigie's own (`audit.log.request_id`), never the client's X-Request-ID: one value chosen by
+# the client would otherwise mute every later touch, from any address.
 _RECENT_REQUESTS = 1024
 
 # Demo-clinic patients built per attempt: enough that several follow nobody at all.
@@ -203,10 +205,17 @@ def _load() -> _Snapshot:
 
 
 def _token_match(snapshot: _Snapshot, value: str) -> Match | None:
+    given = value
     canary_id = snapshot.tokens.get(value)
-    if canary_id is None and "_" in value:
+    if canary_id is None and "_" in given:
         # The admin escapes "_" (and a few others) in the primary keys it puts in URLs.
-        value = unquote(value)
+        value = unquote(given)
+        canary_id = snapshot.tokens.get(value)
+    if canary_id is None and "." in given:
+        # The FHIR form (`intake.fhir.resources.fhir_id`): "_" written as ".", which the
+        # FHIR views turn back into "_" wholesale, so any mix of the two names the same
+        # record. Vigie's ids never hold a ".", so this cannot match a different token.
+        value = given.replace(".", "_")
         canary_id = snapshot.tokens.get(value)
     if canary_id is None:
         return None

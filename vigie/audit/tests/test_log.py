@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import itertools
+import re
 import threading
 from pathlib import Path
 
@@ -51,11 +52,10 @@ def test_it_records_who_saw_what_from_where(vault_home: Path) -> None:
         patient.ipp,
         document.pk,
     )
-    assert (stored.source_ip, stored.user_agent, stored.request_id) == (
-        "192.0.2.7",
-        "Firefox/140",
-        "req-42",
-    )
+    assert (stored.source_ip, stored.user_agent) == ("192.0.2.7", "Firefox/140")
+    # The request id is Vigie's own; the client's is kept beside it, for correlation only.
+    assert re.fullmatch(r"[0-9a-f]{32}", stored.request_id)
+    assert stored.extra == {"client_request_id": "req-42"}
     assert stored.outcome == "success"
 
 
@@ -66,6 +66,33 @@ def test_it_gives_one_request_one_generated_id() -> None:
     assert first.request_id == second.request_id
     assert len(first.request_id) == 32
     assert "\n" not in first.request_id
+
+
+def test_attack_it_refuses_a_client_chosen_request_id() -> None:
+    # Two requests sending the same X-Request-ID are still two requests: the decoy alarm
+    # counts one touch per request id, so a shared client id would mute every later touch.
+    first = record("document.read", request=RequestFactory().get("/", HTTP_X_REQUEST_ID="x"))
+    second = record("document.read", request=RequestFactory().get("/", HTTP_X_REQUEST_ID="x"))
+    assert first.request_id != second.request_id
+    assert "x" not in {first.request_id, second.request_id}
+    assert first.extra["client_request_id"] == second.extra["client_request_id"] == "x"
+
+
+def test_it_keeps_the_clients_request_id_short_and_clean() -> None:
+    request = RequestFactory().get(
+        "/", HTTP_X_REQUEST_ID="<script>bad id\r\nX-Injected: 1</script>" + "a" * 500
+    )
+    event = record("document.read", request=request, extra={"n": 1})
+    stored = AuditEvent.objects.get(seq=event.seq)
+    given = stored.extra["client_request_id"]
+    assert len(given) == 64
+    assert re.fullmatch(r"[A-Za-z0-9._:-]+", given)
+    assert given.startswith("scriptbadidX-Injected:1")
+    assert stored.extra["n"] == 1
+    # No header, nothing beside Vigie's id.
+    plain = record("document.read", request=RequestFactory().get("/"))
+    assert "client_request_id" not in plain.extra
+    assert verify().ok
 
 
 def test_it_keeps_the_actor_after_the_account_is_deleted() -> None:

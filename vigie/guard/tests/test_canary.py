@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import random
 import re
+import secrets
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -318,6 +319,83 @@ def test_a_touch_from_a_process_without_request_names_the_system(decoy: Canary) 
     record("export.patient", patient=Patient.objects.get(pk=decoy.patient_id))
     alerts = wait_for_alarm(actor="system", via="export.patient")
     assert len(alerts) == 2
+
+
+def test_attack_one_client_request_id_cannot_mute_the_alarm_for_other_addresses(
+    decoy: Canary,
+) -> None:
+    # The same X-Request-ID on every touch: each is still its own request, counted and
+    # alarmed, whoever chose the header.
+    path = f"/documents/{decoy_documents(decoy)[0].pk}/content"
+    addresses = [f"203.0.113.{n}" for n in range(10, 20)]
+    for address in addresses:
+        Client(REMOTE_ADDR=address, HTTP_X_REQUEST_ID="x").get(path)
+
+    events = touched_events()
+    assert len(events) == 10
+    assert sorted(e.source_ip for e in events) == sorted(addresses)
+    assert len({e.request_id for e in events}) == 10
+    assert {e.extra["client_request_id"] for e in events} == {"x"}
+    decoy.refresh_from_db()
+    assert decoy.touches == 10
+    for address in addresses:
+        alerts = wait_for_alarm(address=address)
+        assert {a.audience for a in alerts} == {Audience.ADMIN, Audience.AUDITOR}
+
+
+def _fhir_form(vigie_id: str) -> str:
+    # As `intake.fhir.resources.fhir_id` writes it (the guard may not import intake).
+    return vigie_id.replace("_", ".")
+
+
+@pytest.fixture
+def decoy_with_underscores(monkeypatch: pytest.MonkeyPatch) -> Canary:
+    # Vigie's ids are URL-safe base64: "_" is common but not certain; make it certain here.
+    urlsafe = secrets.token_urlsafe
+    monkeypatch.setattr(secrets, "token_urlsafe", lambda n=None: "_" + urlsafe(n)[1:])
+    make_patient("REEL")
+    (created,) = create_canaries(1, documents_per_patient=1, rng=random.Random(11))
+    monkeypatch.setattr(secrets, "token_urlsafe", urlsafe)
+    return created
+
+
+@pytest.mark.parametrize("resource", ["DocumentReference", "Binary", "Patient"])
+def test_attack_a_decoy_id_in_fhir_form_fetched_anonymously_raises_alarm(
+    decoy_with_underscores: Canary, resource: str
+) -> None:
+    decoy = decoy_with_underscores
+    if resource == "Patient":
+        vigie_id = Patient.objects.get(pk=decoy.patient_id).public_id
+    else:
+        vigie_id = decoy_documents(decoy)[0].pk
+    assert "_" in vigie_id
+    path = f"/fhir/{resource}/{_fhir_form(vigie_id)}"
+
+    response = Client(REMOTE_ADDR=OUTSIDER_IP, HTTP_USER_AGENT=OUTSIDER_UA).get(path)
+
+    assert response.status_code == 401  # no API key: the same answer as for any id
+    alerts = wait_for_alarm(address=OUTSIDER_IP)
+    assert {a.audience for a in alerts} == {Audience.ADMIN, Audience.AUDITOR}
+    assert alerts[0].details["actor"] == "anonymous"
+    assert alerts[0].details["token"] == vigie_id
+    decoy.refresh_from_db()
+    assert decoy.touches == 1
+
+
+def test_a_mixed_fhir_form_and_a_fhir_form_in_a_search_trip_too(
+    decoy_with_underscores: Canary,
+) -> None:
+    public_id = Patient.objects.get(pk=decoy_with_underscores.patient_id).public_id
+    fhir = _fhir_form(public_id)
+    # The FHIR views turn every "." back into "_": a partly converted id names the decoy too.
+    mixed = fhir.replace(".", "_", 1) if fhir.count(".") > 1 else fhir
+    assert canary.decoys.match_request(f"/fhir/Patient/{mixed}", "") is not None
+    assert (
+        canary.decoys.match_request("/fhir/DocumentReference", f"patient=Patient/{fhir}")
+        is not None
+    )
+    # An id that is not a decoy's, in either form, matches nothing.
+    assert canary.decoys.match_request("/fhir/Patient/abc.def", "") is None
 
 
 # --- the guard's own probe --------------------------------------------------------------------
