@@ -878,6 +878,39 @@ def check_backup_verified(ctx: Context) -> Finding:
     )
 
 
+_START_AUDIT_WATCH = (
+    "start the audit watcher: `vigie audit watch` (e.g. `systemctl enable --now "
+    "vigie-audit-watch`), then read its log"
+)
+
+
+def check_audit_watch(ctx: Context) -> Finding:
+    """The watcher signs the tail every minute and runs the anomaly rules: it must be alive."""
+    from vigie.audit import watch
+
+    beat = watch.last_beat()
+    limit = watch.silence_limit()
+    if beat is None:
+        return Finding(
+            "audit.watch",
+            FAILURE,
+            "the audit watcher has never reported: the audit tail is not anchored every "
+            "minute and the anomaly rules (crawler, many patients, denials) never run",
+            _START_AUDIT_WATCH,
+        )
+    silence = (ctx.now - beat).total_seconds()
+    if silence > limit.total_seconds():
+        return Finding(
+            "audit.watch",
+            FAILURE,
+            f"the audit watcher's last heartbeat was {_ago(silence)} ago "
+            f"(limit {int(limit.total_seconds())} s): it is stopped or stuck, the audit tail "
+            "is not anchored and the anomaly rules do not run",
+            _START_AUDIT_WATCH,
+        )
+    return Finding("audit.watch", OK, f"the audit watcher is alive, last beat {_ago(silence)} ago")
+
+
 def check_audit_checkpoint(ctx: Context) -> Finding:
     """Events wait at most one interval for their signed checkpoint; twice that is late."""
     from vigie.audit.models import AuditEvent, AuditHead
@@ -935,6 +968,7 @@ CHECKS: tuple[tuple[str, Check], ...] = (
     ("backup", check_backup),
     ("backup.verified", check_backup_verified),
     ("audit.checkpoint", check_audit_checkpoint),
+    ("audit.watch", check_audit_watch),
 )
 
 

@@ -19,6 +19,7 @@ from django.core.management.base import CommandError
 from django.db import connection
 from django.utils import timezone
 
+from vigie.audit import watch
 from vigie.audit.checkpoints import ensure_signing_key, write_checkpoint
 from vigie.audit.log import record
 from vigie.guard import drift, nft
@@ -121,6 +122,8 @@ def installation(tmp_path: Path, settings: Any, monkeypatch: pytest.MonkeyPatch,
     record("backup.create", extra={"snapshot": "20261130T010000Z"})
     record("backup.verify", extra={"snapshot": "20261130T010000Z", "problems": 0})
     write_checkpoint(force=True)
+    settings.VIGIE_AUDIT_WATCH_HEARTBEAT_FILE = home / "audit" / "watch.heartbeat"
+    watch.beat(0)
     return Installation(
         home=home, keyring=settings.VIGIE_KEYRING_FILE, policy=settings.VIGIE_POLICY_FILE
     )
@@ -204,6 +207,17 @@ def test_it_reports_a_missing_policy(installation: Installation) -> None:
 def test_it_reports_an_invalid_policy(installation: Installation) -> None:
     installation.policy.write_text(POLICY + "\n[guard]\nsnapshot_intervall = '10s'\n")
     assert_fails("guard.policy", "snapshot_intervall", fix="vigie guard check-policy")
+
+
+def test_it_fails_when_the_audit_watcher_is_stopped(installation: Installation) -> None:
+    # Without it the tail is anchored only when someone reads, and no anomaly rule runs.
+    watch.beat(0, now=timezone.now() - timedelta(minutes=5))
+    assert_fails("audit.watch", "5 min ago", fix="vigie audit watch")
+
+
+def test_it_fails_when_the_audit_watcher_never_ran(installation: Installation) -> None:
+    watch.heartbeat_path().unlink()
+    assert_fails("audit.watch", "never reported", fix="vigie-audit-watch")
 
 
 def test_it_reports_a_stale_heartbeat(installation: Installation) -> None:
