@@ -913,16 +913,20 @@ def check_audit_watch(ctx: Context) -> Finding:
 
 def check_audit_checkpoint(ctx: Context) -> Finding:
     """Events wait at most one interval for their signed checkpoint; twice that is late."""
+    from vigie.audit import checkpoints
     from vigie.audit.models import AuditEvent, AuditHead
 
     skipped = _needs_database(ctx, "audit.checkpoint")
     if skipped:
         return skipped
     head = AuditHead.objects.filter(pk=1).first()
-    if head is None or head.seq <= head.checkpoint_seq:
+    # The signed file, not the head row's checkpoint_seq: that column is the database's word,
+    # which someone with database access alone can set to the head.
+    signed = checkpoints.last_signed_seq()
+    if head is None or head.seq <= signed:
         return Finding("audit.checkpoint", OK, "every audit event is under a signed checkpoint")
     oldest = (
-        AuditEvent.objects.filter(seq__gt=head.checkpoint_seq)
+        AuditEvent.objects.filter(seq__gt=signed)
         .order_by("seq")
         .values_list("at", flat=True)
         .first()
@@ -934,7 +938,7 @@ def check_audit_checkpoint(ctx: Context) -> Finding:
     return Finding(
         "audit.checkpoint",
         WARNING,
-        f"{head.seq - head.checkpoint_seq} audit event(s) have waited "
+        f"{head.seq - signed} audit event(s) have waited "
         f"{_ago((ctx.now - oldest).total_seconds())} for a signed checkpoint ({last})",
         "run `vigie audit watch` as a service (it signs a checkpoint every "
         f"{settings.VIGIE_AUDIT_CHECKPOINT_SECONDS} s), or `vigie audit checkpoint` from cron",

@@ -17,11 +17,13 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import connection
+from django.db.models import F
 from django.utils import timezone
 
 from vigie.audit import watch
 from vigie.audit.checkpoints import ensure_signing_key, write_checkpoint
 from vigie.audit.log import record
+from vigie.audit.models import AuditHead
 from vigie.guard import drift, nft
 from vigie.guard.models import GuardState
 from vigie.guard.policy import load_policy
@@ -389,6 +391,16 @@ def test_it_warns_of_a_late_audit_checkpoint(installation: Installation) -> None
     found = {f.id: f for f in checks.run_all(checks.Context(now=later))}
     assert found["audit.checkpoint"].status == checks.WARNING
     assert "vigie audit watch" in found["audit.checkpoint"].fix
+
+
+def test_it_refuses_a_head_row_claiming_its_tail_is_signed(installation: Installation) -> None:
+    # Database access alone: the head row says everything is checkpointed; the file says not.
+    record("login.failure", extra={})
+    AuditHead.objects.filter(pk=1).update(checkpoint_seq=F("seq"))
+    later = timezone.now() + timedelta(minutes=5)
+    found = {f.id: f for f in checks.run_all(checks.Context(now=later))}
+    assert found["audit.checkpoint"].status == checks.WARNING
+    assert "1 audit event(s) have waited" in found["audit.checkpoint"].message
 
 
 def test_a_crashing_check_is_a_failure_not_a_traceback(installation: Installation) -> None:
