@@ -12,7 +12,7 @@ import pytest
 from django.utils import timezone
 
 from vigie.audit import chain, watch
-from vigie.audit.checkpoints import write_checkpoint
+from vigie.audit.checkpoints import read_checkpoints, write_checkpoint
 from vigie.audit.log import event_fields, record
 from vigie.audit.models import AuditEvent
 from vigie.audit.tests import helpers
@@ -91,3 +91,28 @@ def test_verify_command_reports_the_tail(capsys: pytest.CaptureFixture[str]) -> 
     _log_with_a_tail()
     call_command("audit", "verify", "--quiet", "--jobs", "1")
     assert "unanchored tail: 3 event(s)" in capsys.readouterr().out
+
+
+def test_the_watcher_anchors_every_interval_on_its_own_clock(settings) -> None:
+    """Driven by a fake monotonic clock (no sleeping): a pass 10 s after the last signature
+    signs nothing, the one 60 s after signs the new tail, though the head row says it is
+    signed."""
+    settings.VIGIE_AUDIT_CHECKPOINT_SECONDS = 60
+    record("document.read")
+    clock = iter([0.0, 0.0, 10.0, 60.0, 60.0])
+    stop = threading.Event()
+    calls: list[float] = []
+
+    def monotonic() -> float:
+        now = next(clock)
+        if now == 10.0:
+            record("document.read")  # traffic between passes...
+            _mute_the_head_row()  # ...and a head row claiming it is already signed
+        calls.append(now)
+        return now
+
+    # Stop once the clock has been read for the last time (after the 60 s pass signed).
+    stop.wait = lambda timeout=None: len(calls) == 5  # type: ignore[method-assign]
+    watch.run(stop, interval=0, monotonic=monotonic)
+    signed, _ = read_checkpoints()
+    assert [c.seq for c in signed] == [1, 2]
