@@ -95,6 +95,8 @@ def test_a_correct_production_installation_exits_zero(
     system.run("backup", "create", str(backups))
     system.run("backup", "verify", str(backups))
     system.run("shell", "-c", "from vigie.guard.heartbeat import beat; beat()")
+    # One pass of the audit watcher: its heartbeat, and the tail anchored.
+    system.run("audit", "watch", "--once")
     # The guard's table, in the namespace where this `vigie check` runs (never the host's).
     nft.install(load_policy(home / "vigie-policy.toml"))
     code, report = _check_json(env, "ip", "netns", "exec", netns)

@@ -26,7 +26,7 @@ SYSTEMD = REPO / "deploy" / "systemd"
 NGINX_CONF = REPO / "deploy" / "nginx" / "vigie.conf"
 ENV_EXAMPLE = REPO / "deploy" / "vigie.env.example"
 
-DAEMONS = ["vigie-web", "vigie-guard", "vigie-mllp", "vigie-folder"]
+DAEMONS = ["vigie-web", "vigie-guard", "vigie-mllp", "vigie-folder", "vigie-audit-watch"]
 SERVICES = sorted(p.name for p in SYSTEMD.glob("*.service"))
 UNITS = sorted(p.name for p in SYSTEMD.iterdir() if p.suffix in {".service", ".timer"})
 
@@ -191,6 +191,7 @@ def test_each_service_writes_only_where_it_must() -> None:
         "vigie-mllp.service": [],
         "vigie-folder.service": ["/srv/vigie-depot", "/srv/vigie-intake"],
         "vigie-backup.service": ["/srv/vigie-backup"],
+        "vigie-audit-watch.service": [],
     }
     assert set(expected) == set(SERVICES)
     for name, paths in expected.items():
@@ -277,6 +278,8 @@ def test_the_other_daemons_run_the_documented_commands() -> None:
     assert folder[1:4] == ["intake", "folder", "/srv/vigie-depot"]
     # done/ and quarantine/ out of the depot, where the drop account cannot reach them.
     assert folder[folder.index("--outbox") + 1] == "/srv/vigie-intake"
+    # The only periodic checkpoint writer and runner of the anomaly rules (issue 17).
+    assert _one(_unit("vigie-audit-watch.service"), "ExecStart").split()[1:3] == ["audit", "watch"]
     backup = _one(_unit("vigie-backup.service"), "ExecStart").split()
     assert backup[1:3] == ["backup", "create"]
     timer = _unit("vigie-backup.timer")

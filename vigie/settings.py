@@ -344,6 +344,11 @@ VIGIE_AUDIT_CHECKPOINT_FILE = env.path(
 )
 VIGIE_AUDIT_CHECKPOINT_EVERY = env.integer("VIGIE_AUDIT_CHECKPOINT_EVERY", 1000, minimum=1)
 VIGIE_AUDIT_CHECKPOINT_SECONDS = env.integer("VIGIE_AUDIT_CHECKPOINT_SECONDS", 60, minimum=1)
+# `vigie audit watch` (the periodic checkpoint writer and the anomaly rules) proves it is alive
+# here; `vigie check` fails when this is older than two checkpoint intervals.
+VIGIE_AUDIT_WATCH_HEARTBEAT_FILE = env.path(
+    "VIGIE_AUDIT_WATCH_HEARTBEAT_FILE", VIGIE_HOME / "audit" / "watch.heartbeat"
+)
 # Concurrent reads share one commit (one fsync) through a per-process appender thread.
 VIGIE_AUDIT_GROUP_COMMIT = env.boolean("VIGIE_AUDIT_GROUP_COMMIT", default=True)
 # Alert channels: none is required; each one configured is used.

@@ -1,7 +1,8 @@
 """Signed checkpoints of the chain head, kept outside the database.
 
 At least every `VIGIE_AUDIT_CHECKPOINT_EVERY` events (1,000) or `VIGIE_AUDIT_CHECKPOINT_SECONDS`
-(60 s, checked at the next append; `vigie audit checkpoint` forces one), the head (seq, hash)
+(60 s: checked at the next append, and by `vigie audit watch` whatever the traffic, see
+`anchor_tail`; `vigie audit checkpoint` forces one), the head (seq, hash)
 is signed with an Ed25519 key from the keyring folder and appended, one JSON line, to
 `VIGIE_AUDIT_CHECKPOINT_FILE` (O_APPEND, fsync). Each line is also logged at INFO on the
 ``vigie.audit.checkpoints`` logger, which a deployment may route to syslog.
@@ -147,8 +148,44 @@ def is_due(head: object) -> bool:
     return age >= timedelta(seconds=settings.VIGIE_AUDIT_CHECKPOINT_SECONDS)
 
 
-def write_checkpoint(*, force: bool = False) -> Checkpoint | None:
-    """Sign the current head and append it to the checkpoint file; None if nothing new."""
+def last_signed_seq(path: Path | None = None) -> int:
+    """The seq of the file's last well-formed line (0 if none), reading only its end.
+
+    The watcher decides from this, not from the head row's `checkpoint_seq`: someone with
+    database access alone could set that column to the head to stop checkpoints forever.
+    """
+    path = path or checkpoint_path()
+    try:
+        with path.open("rb") as handle:
+            size = handle.seek(0, os.SEEK_END)
+            handle.seek(max(size - 8192, 0))
+            tail = handle.read()
+    except FileNotFoundError:
+        return 0
+    for raw in reversed(tail.split(b"\n")):
+        try:
+            seq = json.loads(raw)["seq"]
+        except (ValueError, KeyError, TypeError):
+            continue
+        if isinstance(seq, int):
+            return seq
+    return 0
+
+
+def anchor_tail() -> Checkpoint | None:
+    """Sign the head if events lie past the last signed checkpoint in the file.
+
+    `vigie audit watch` calls this every `VIGIE_AUDIT_CHECKPOINT_SECONDS` whatever the traffic,
+    so the events an attacker could rewrite unnoticed are at most one interval old.
+    """
+    return write_checkpoint(force=True, past=last_signed_seq())
+
+
+def write_checkpoint(*, force: bool = False, past: int | None = None) -> Checkpoint | None:
+    """Sign the current head and append it to the checkpoint file; None if nothing new.
+
+    `past`: the last seq known to be signed, when the caller does not trust the head row's.
+    """
     from vigie.audit.log import _lock_and_read_head
     from vigie.audit.models import AuditHead
 
@@ -157,7 +194,8 @@ def write_checkpoint(*, force: bool = False) -> Checkpoint | None:
     with transaction.atomic():
         seq, hash_, checkpoint_seq, checkpoint_at = _lock_and_read_head()
         head = _Head(seq, checkpoint_seq, checkpoint_at)
-        if seq == 0 or seq == checkpoint_seq or not (force or is_due(head)):
+        signed = checkpoint_seq if past is None else past
+        if seq == 0 or seq == signed or not (force or is_due(head)):
             return None
         unsigned = Checkpoint(
             line=0,

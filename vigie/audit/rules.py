@@ -25,8 +25,9 @@ from django.utils import timezone
 
 from vigie.alerts.services import raise_alert
 from vigie.audit.models import AuditEvent
+from vigie.records import events
 
-READ_ACTIONS = ("document.read", "document.download")
+READ_ACTIONS = (events.DOCUMENT_READ, events.DOCUMENT_DOWNLOAD)
 
 
 @dataclass(frozen=True)
@@ -42,18 +43,18 @@ class Thresholds:
 def scan(after_seq: int, thresholds: Thresholds | None = None, *, limit: int = 10_000) -> int:
     """Apply the rules to events after `after_seq`; return the last seq looked at."""
     rules = thresholds or Thresholds()
-    events = list(AuditEvent.objects.filter(seq__gt=after_seq).order_by("seq")[:limit])
-    if not events:
+    new_events = list(AuditEvent.objects.filter(seq__gt=after_seq).order_by("seq")[:limit])
+    if not new_events:
         return after_seq
     window_start = timezone.now() - timedelta(minutes=rules.window_minutes)
     actors: set[int] = set()
     addresses: set[str] = set()
-    for event in events:
+    for event in new_events:
         if event.actor_id is not None:
             actors.add(event.actor_id)
         if event.outcome == "denied" and event.source_ip:
             addresses.add(event.source_ip)
-        if event.action == "canary.touched":
+        if event.action == events.CANARY_TOUCHED:
             raise_alert(
                 "canary.touched",
                 severity="critical",
@@ -62,7 +63,7 @@ def scan(after_seq: int, thresholds: Thresholds | None = None, *, limit: int = 1
                 dedupe_key=f"canary:{event.actor_username}:{event.source_ip}",
                 audience="auditor",
             )
-        elif event.action == "document.download" and event.outcome == "success":
+        elif event.action == events.DOCUMENT_DOWNLOAD and event.outcome == "success":
             hour = timezone.localtime(event.at).hour
             if not rules.workday_start_hour <= hour < rules.workday_end_hour:
                 raise_alert(
@@ -115,7 +116,7 @@ def scan(after_seq: int, thresholds: Thresholds | None = None, *, limit: int = 1
                 details={"source_ip": address, "denied": denied},
                 dedupe_key=f"denials:ip:{address}",
             )
-    return events[-1].seq
+    return new_events[-1].seq
 
 
 def _details(event: AuditEvent) -> dict[str, object]:

@@ -11,10 +11,12 @@ import hashlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from django.db import DEFAULT_DB_ALIAS, connection, connections
+from django.utils import timezone
 
 from vigie.audit import chain
 from vigie.audit.checkpoints import (
@@ -56,6 +58,10 @@ class VerifyResult:
     last_seq: int = 0
     checkpoints: int = 0
     problems: list[Problem] = field(default_factory=list)
+    # The unanchored tail: events past the last signed checkpoint, which someone with database
+    # access alone could still rewrite or drop unnoticed, and how old the oldest of them is.
+    tail_events: int = 0
+    tail_age: timedelta | None = None
 
     @property
     def ok(self) -> bool:
@@ -75,6 +81,8 @@ def verify(
     min_per_job: int = 100_000,
     using: str = DEFAULT_DB_ALIAS,
     public_key: Ed25519PublicKey | None = None,
+    max_tail_age: timedelta | None = None,
+    now: datetime | None = None,
 ) -> VerifyResult:
     """Check the whole log. `progress(n)` is called as each n more events are checked.
 
@@ -84,6 +92,10 @@ def verify(
 
     `using` and `public_key` let a backup check verify a snapshot's database against the
     signing key of the export it came with; they default to this installation's.
+
+    With `max_tail_age` (`vigie audit verify` passes two checkpoint intervals), an unanchored
+    tail older than that is a problem: the checkpoint writer is not running, or was kept from
+    signing, and that tail cannot be trusted.
     """
     result = VerifyResult()
     # The checkpoint file first: every checkpoint in it refers to committed events, which
@@ -113,7 +125,39 @@ def verify(
                 )
             )
     _check_head(result, using)
+    _check_tail(result, max(expected_hash, default=0), using, max_tail_age, now)
     return result
+
+
+def _check_tail(
+    result: VerifyResult,
+    last_signed: int,
+    using: str,
+    max_tail_age: timedelta | None,
+    now: datetime | None,
+) -> None:
+    if result.last_seq <= last_signed:
+        return
+    result.tail_events = result.last_seq - last_signed
+    oldest = (
+        AuditEvent.objects.using(using)
+        .filter(seq=last_signed + 1)
+        .values_list("at", flat=True)
+        .first()
+    )
+    if oldest is None:
+        return
+    result.tail_age = max((now or timezone.now()) - oldest, timedelta(0))
+    if max_tail_age is not None and result.tail_age > max_tail_age:
+        result.problems.append(
+            Problem(
+                last_signed + 1,
+                "unanchored tail",
+                f"{result.tail_events} event(s) after the last signed checkpoint "
+                f"(seq {last_signed}), the oldest {int(result.tail_age.total_seconds())} s old, "
+                f"beyond {int(max_tail_age.total_seconds())} s: is `vigie audit watch` running?",
+            )
+        )
 
 
 _NO_END = 2**62

@@ -17,6 +17,7 @@ from vigie.alerts.models import Alert
 from vigie.audit import reports
 from vigie.audit.log import record
 from vigie.audit.models import AuditEvent
+from vigie.records import events
 
 _REPORT_LIMIT = 2000
 
@@ -32,7 +33,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
     _auditor_or_404(request)
     since = timezone.now() - timedelta(days=14)
     reads = AuditEvent.objects.filter(
-        at__gte=since, action__in=("document.read", "document.download")
+        at__gte=since, action__in=(events.DOCUMENT_READ, events.DOCUMENT_DOWNLOAD)
     )
     per_day = list(
         reads.annotate(day=TruncDate("at")).values("day").annotate(n=Count("seq")).order_by("day")

@@ -878,18 +878,55 @@ def check_backup_verified(ctx: Context) -> Finding:
     )
 
 
+_START_AUDIT_WATCH = (
+    "start the audit watcher: `vigie audit watch` (e.g. `systemctl enable --now "
+    "vigie-audit-watch`), then read its log"
+)
+
+
+def check_audit_watch(ctx: Context) -> Finding:
+    """The watcher signs the tail every minute and runs the anomaly rules: it must be alive."""
+    from vigie.audit import watch
+
+    beat = watch.last_beat()
+    limit = watch.silence_limit()
+    if beat is None:
+        return Finding(
+            "audit.watch",
+            FAILURE,
+            "the audit watcher has never reported: the audit tail is not anchored every "
+            "minute and the anomaly rules (crawler, many patients, denials) never run",
+            _START_AUDIT_WATCH,
+        )
+    silence = (ctx.now - beat).total_seconds()
+    if silence > limit.total_seconds():
+        return Finding(
+            "audit.watch",
+            FAILURE,
+            f"the audit watcher's last heartbeat was {_ago(silence)} ago "
+            f"(limit {int(limit.total_seconds())} s): it is stopped or stuck, the audit tail "
+            "is not anchored and the anomaly rules do not run",
+            _START_AUDIT_WATCH,
+        )
+    return Finding("audit.watch", OK, f"the audit watcher is alive, last beat {_ago(silence)} ago")
+
+
 def check_audit_checkpoint(ctx: Context) -> Finding:
     """Events wait at most one interval for their signed checkpoint; twice that is late."""
+    from vigie.audit import checkpoints
     from vigie.audit.models import AuditEvent, AuditHead
 
     skipped = _needs_database(ctx, "audit.checkpoint")
     if skipped:
         return skipped
     head = AuditHead.objects.filter(pk=1).first()
-    if head is None or head.seq <= head.checkpoint_seq:
+    # The signed file, not the head row's checkpoint_seq: that column is the database's word,
+    # which someone with database access alone can set to the head.
+    signed = checkpoints.last_signed_seq()
+    if head is None or head.seq <= signed:
         return Finding("audit.checkpoint", OK, "every audit event is under a signed checkpoint")
     oldest = (
-        AuditEvent.objects.filter(seq__gt=head.checkpoint_seq)
+        AuditEvent.objects.filter(seq__gt=signed)
         .order_by("seq")
         .values_list("at", flat=True)
         .first()
@@ -901,7 +938,7 @@ def check_audit_checkpoint(ctx: Context) -> Finding:
     return Finding(
         "audit.checkpoint",
         WARNING,
-        f"{head.seq - head.checkpoint_seq} audit event(s) have waited "
+        f"{head.seq - signed} audit event(s) have waited "
         f"{_ago((ctx.now - oldest).total_seconds())} for a signed checkpoint ({last})",
         "run `vigie audit watch` as a service (it signs a checkpoint every "
         f"{settings.VIGIE_AUDIT_CHECKPOINT_SECONDS} s), or `vigie audit checkpoint` from cron",
@@ -935,6 +972,7 @@ CHECKS: tuple[tuple[str, Check], ...] = (
     ("backup", check_backup),
     ("backup.verified", check_backup_verified),
     ("audit.checkpoint", check_audit_checkpoint),
+    ("audit.watch", check_audit_watch),
 )
 
 

@@ -27,6 +27,7 @@ from django.utils.text import slugify
 from vigie.alerts.services import raise_alert
 from vigie.audit.log import AuditUnavailable, record
 from vigie.portal.guards import document_in_scope_or_404
+from vigie.records import events
 from vigie.records.access import ensure_served
 from vigie.records.content import VaultError, stream_verified
 from vigie.records.models import Document
@@ -39,7 +40,10 @@ DoorAction = Literal["view", "download"]
 # Anything else (an HTML or SVG file sent by a misconfigured source system) is a download.
 INLINE_SAFE_TYPES = frozenset({"application/pdf", "image/png", "image/jpeg"})
 
-AUDIT_ACTIONS: dict[DoorAction, str] = {"view": "document.read", "download": "document.download"}
+AUDIT_ACTIONS: dict[DoorAction, str] = {
+    "view": events.DOCUMENT_READ,
+    "download": events.DOCUMENT_DOWNLOAD,
+}
 
 
 def flagged_dangerous(document: Document) -> bool:

@@ -14,3 +14,10 @@ def checkpoint_file(tmp_path: Path, settings) -> Path:
     path = tmp_path / "audit" / "checkpoints.jsonl"
     settings.VIGIE_AUDIT_CHECKPOINT_FILE = path
     return path
+
+
+@pytest.fixture(autouse=True)
+def watch_heartbeat_file(tmp_path: Path, settings) -> Path:
+    path = tmp_path / "audit" / "watch.heartbeat"
+    settings.VIGIE_AUDIT_WATCH_HEARTBEAT_FILE = path
+    return path

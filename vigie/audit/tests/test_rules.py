@@ -9,7 +9,9 @@ from django.utils import timezone
 from vigie.accounts.models import Role, User
 from vigie.alerts.models import Alert
 from vigie.audit.log import record
+from vigie.audit.models import AuditEvent
 from vigie.audit.rules import Thresholds, scan
+from vigie.records import events
 from vigie.records.models import Patient
 from vigie.records.tests.factories import make_patient
 
@@ -61,8 +63,23 @@ def test_repeated_denials_from_one_address_raise_an_alert() -> None:
     assert "203.0.113.9" in Alert.objects.get(kind="access.denials").summary
 
 
-def test_a_touched_canary_is_always_critical() -> None:
-    record("canary.touched", reason="decoy patient opened", outcome="success")
+def _touch_a_decoy(doctor: User, capture_on_commit) -> None:
+    """Through the guard's real path: an audited event names a decoy patient, the guard's
+    receiver trips and records its own tag (no tag written by hand here)."""
+    from vigie.guard import canary
+    from vigie.guard.models import Canary
+
+    decoy = Canary.objects.create(patient=make_patient(), label="test decoy")
+    canary.decoys.invalidate()
+    with capture_on_commit(execute=True):
+        record("patient.view", actor=doctor, patient=decoy.patient)
+    assert AuditEvent.objects.filter(action=events.CANARY_TOUCHED).exists()
+
+
+def test_a_touched_canary_is_always_critical(
+    doctor: User, django_capture_on_commit_callbacks
+) -> None:
+    _touch_a_decoy(doctor, django_capture_on_commit_callbacks)
     scan(0)
     alert = Alert.objects.get(kind="canary.touched")
     assert (alert.severity, alert.audience) == ("critical", "auditor")
@@ -76,10 +93,13 @@ def test_a_night_download_is_flagged(doctor: User) -> None:
     assert Alert.objects.get(kind="access.off_hours_download")
 
 
-def test_watch_once_applies_the_rules(doctor: User, capsys) -> None:
+def test_watch_once_applies_the_rules(
+    doctor: User, capsys, django_capture_on_commit_callbacks
+) -> None:
     from django.core.management import call_command
 
-    record("canary.touched", actor=doctor)
+    _touch_a_decoy(doctor, django_capture_on_commit_callbacks)
+    last = AuditEvent.objects.order_by("-seq").values_list("seq", flat=True).first()
     call_command("audit", "watch", "--once")
     assert Alert.objects.filter(kind="canary.touched").exists()
-    assert "watch stopped at seq 1" in capsys.readouterr().out
+    assert f"watch stopped at seq {last}" in capsys.readouterr().out

@@ -17,10 +17,13 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import connection
+from django.db.models import F
 from django.utils import timezone
 
+from vigie.audit import watch
 from vigie.audit.checkpoints import ensure_signing_key, write_checkpoint
 from vigie.audit.log import record
+from vigie.audit.models import AuditHead
 from vigie.guard import drift, nft
 from vigie.guard.models import GuardState
 from vigie.guard.policy import load_policy
@@ -121,6 +124,8 @@ def installation(tmp_path: Path, settings: Any, monkeypatch: pytest.MonkeyPatch,
     record("backup.create", extra={"snapshot": "20261130T010000Z"})
     record("backup.verify", extra={"snapshot": "20261130T010000Z", "problems": 0})
     write_checkpoint(force=True)
+    settings.VIGIE_AUDIT_WATCH_HEARTBEAT_FILE = home / "audit" / "watch.heartbeat"
+    watch.beat(0)
     return Installation(
         home=home, keyring=settings.VIGIE_KEYRING_FILE, policy=settings.VIGIE_POLICY_FILE
     )
@@ -204,6 +209,17 @@ def test_it_reports_a_missing_policy(installation: Installation) -> None:
 def test_it_reports_an_invalid_policy(installation: Installation) -> None:
     installation.policy.write_text(POLICY + "\n[guard]\nsnapshot_intervall = '10s'\n")
     assert_fails("guard.policy", "snapshot_intervall", fix="vigie guard check-policy")
+
+
+def test_it_fails_when_the_audit_watcher_is_stopped(installation: Installation) -> None:
+    # Without it the tail is anchored only when someone reads, and no anomaly rule runs.
+    watch.beat(0, now=timezone.now() - timedelta(minutes=5))
+    assert_fails("audit.watch", "5 min ago", fix="vigie audit watch")
+
+
+def test_it_fails_when_the_audit_watcher_never_ran(installation: Installation) -> None:
+    watch.heartbeat_path().unlink()
+    assert_fails("audit.watch", "never reported", fix="vigie-audit-watch")
 
 
 def test_it_reports_a_stale_heartbeat(installation: Installation) -> None:
@@ -375,6 +391,16 @@ def test_it_warns_of_a_late_audit_checkpoint(installation: Installation) -> None
     found = {f.id: f for f in checks.run_all(checks.Context(now=later))}
     assert found["audit.checkpoint"].status == checks.WARNING
     assert "vigie audit watch" in found["audit.checkpoint"].fix
+
+
+def test_it_refuses_a_head_row_claiming_its_tail_is_signed(installation: Installation) -> None:
+    # Database access alone: the head row says everything is checkpointed; the file says not.
+    record("login.failure", extra={})
+    AuditHead.objects.filter(pk=1).update(checkpoint_seq=F("seq"))
+    later = timezone.now() + timedelta(minutes=5)
+    found = {f.id: f for f in checks.run_all(checks.Context(now=later))}
+    assert found["audit.checkpoint"].status == checks.WARNING
+    assert "1 audit event(s) have waited" in found["audit.checkpoint"].message
 
 
 def test_a_crashing_check_is_a_failure_not_a_traceback(installation: Installation) -> None:

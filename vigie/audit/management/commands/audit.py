@@ -1,4 +1,4 @@
-"""`vigie audit verify|checkpoint`: check the audit chain, or sign its head now."""
+"""`vigie audit verify|checkpoint|watch`: check the chain, sign its head now, or watch it."""
 
 from __future__ import annotations
 
@@ -6,16 +6,14 @@ import os
 import signal
 import threading
 import time
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
-from django.utils import timezone
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
-from vigie.audit import checkpoints
+from vigie.audit import checkpoints, watch
 from vigie.audit.models import AuditHead
 from vigie.audit.verify import verify
 
@@ -79,15 +77,25 @@ class Command(BaseCommand):
                 checkpoint_file=checkpoint_file,
                 progress=lambda done: progress.advance(task, done),
                 jobs=jobs,
+                max_tail_age=watch.silence_limit(),
             )
         elapsed = time.perf_counter() - started
         first = result.first
+        if result.tail_age is None:
+            tail = "every event is under a signed checkpoint"
+        else:
+            tail = (
+                f"unanchored tail: {result.tail_events} event(s), the oldest "
+                f"{int(result.tail_age.total_seconds())} s old "
+                f"(limit {int(watch.silence_limit().total_seconds())} s)"
+            )
         if first is None:
             self.stdout.write(
                 f"audit log OK: {result.checked} events, {result.checkpoints} signed "
-                f"checkpoints, head seq {result.last_seq} ({elapsed:.2f} s)"
+                f"checkpoints, head seq {result.last_seq} ({elapsed:.2f} s); {tail}"
             )
             return
+        self.stdout.write(tail)
         self.stdout.write(
             f"audit log NOT OK: first bad seq {first.seq}: {first.kind}: {first.detail}"
         )
@@ -96,23 +104,9 @@ class Command(BaseCommand):
         raise CommandError(f"audit verification failed at seq {first.seq}", returncode=1)
 
     def _watch(self, *, once: bool, interval: float) -> None:
-        """Scan new events every `interval` seconds until SIGTERM/SIGINT; also checkpoint."""
-        from vigie.audit import rules
-        from vigie.audit.models import AuditEvent
-
+        """Scan and anchor until SIGTERM/SIGINT (see vigie.audit.watch)."""
         stop = threading.Event()
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, lambda *_: stop.set())
-        thresholds = rules.thresholds_from_settings()
-        # Start with the rules' window, so a restart does not miss a burst in progress.
-        since = timezone.now() - timedelta(minutes=thresholds.window_minutes)
-        first = (
-            AuditEvent.objects.filter(at__gte=since).order_by("seq").values_list("seq", flat=True)
-        )
-        position = max((first.first() or 1) - 1, 0)
-        while True:
-            position = rules.scan(position, thresholds)
-            checkpoints.write_checkpoint()  # the 60-second rule, even when nobody reads
-            if once or stop.wait(interval):
-                break
+        position = watch.run(stop, interval=interval, once=once)
         self.stdout.write(f"watch stopped at seq {position}")

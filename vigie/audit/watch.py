@@ -1,0 +1,82 @@
+"""`vigie audit watch`: the periodic checkpoint writer and the runner of the anomaly rules.
+
+Each pass applies `rules.scan` to the new events; every `VIGIE_AUDIT_CHECKPOINT_SECONDS` (on
+its own clock, whatever the traffic) it signs the head if events lie past the last signed
+checkpoint (`checkpoints.anchor_tail`). After each pass it writes its heartbeat, one JSON
+object replaced atomically and fsynced in `VIGIE_AUDIT_WATCH_HEARTBEAT_FILE`, outside the
+database, so that `vigie check` fails when the watcher is stopped or stuck (with it stop the
+rules and the anchoring of the tail). Runs as `deploy/systemd/vigie-audit-watch.service`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from django.conf import settings
+from django.utils import timezone
+
+from vigie.audit import checkpoints, rules
+from vigie.audit.models import AuditEvent
+from vigie.vault import _fs
+
+
+def heartbeat_path() -> Path:
+    return Path(settings.VIGIE_AUDIT_WATCH_HEARTBEAT_FILE)
+
+
+def beat(position: int, *, now: datetime | None = None) -> None:
+    """Durably record that the watcher completed a pass (atomic replace, file and folder fsynced)."""
+    path = heartbeat_path()
+    _fs.make_private_dir(path.parent)
+    body = {"at": (now or timezone.now()).isoformat(), "pid": os.getpid(), "seq": position}
+    _fs.write_new(path, [json.dumps(body, sort_keys=True).encode()], replace=True)
+
+
+def last_beat() -> datetime | None:
+    """When the watcher last completed a pass; None if never (or the file is unreadable)."""
+    try:
+        body = json.loads(heartbeat_path().read_bytes())
+        at = datetime.fromisoformat(body["at"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return at if timezone.is_aware(at) else None
+
+
+def silence_limit() -> timedelta:
+    return timedelta(seconds=2 * settings.VIGIE_AUDIT_CHECKPOINT_SECONDS)
+
+
+def start_position(thresholds: rules.Thresholds) -> int:
+    # Start with the rules' window, so a restart does not miss a burst in progress.
+    since = timezone.now() - timedelta(minutes=thresholds.window_minutes)
+    first = AuditEvent.objects.filter(at__gte=since).order_by("seq").values_list("seq", flat=True)
+    return max((first.first() or 1) - 1, 0)
+
+
+def run(
+    stop: threading.Event,
+    *,
+    interval: float,
+    once: bool = False,
+    monotonic: Callable[[], float] = time.monotonic,
+) -> int:
+    """Loop until `stop` is set (or one pass if `once`); return the last seq scanned."""
+    thresholds = rules.thresholds_from_settings()
+    position = start_position(thresholds)
+    anchored_at: float | None = None
+    while True:
+        position = rules.scan(position, thresholds)
+        if anchored_at is None or (
+            monotonic() - anchored_at >= settings.VIGIE_AUDIT_CHECKPOINT_SECONDS
+        ):
+            checkpoints.anchor_tail()
+            anchored_at = monotonic()
+        beat(position)
+        if once or stop.wait(interval):
+            return position

@@ -1,0 +1,14 @@
+"""Audit tags for what happens to records, shared by the apps that record and the audit rules.
+
+A rule matches one of these constants, never a string of its own: renaming a tag breaks an
+import instead of silently disabling the rule that watches for it (the canary rule once
+matched "canary.touched" while the guard recorded "guard.canary.touched"). Decoy records are
+records in nobody's scope; the guard records their touch, the audit rules (below the guard in
+the layers, so unable to import it) alarm on it, hence the tag lives here.
+"""
+
+from __future__ import annotations
+
+DOCUMENT_READ = "document.read"
+DOCUMENT_DOWNLOAD = "document.download"
+CANARY_TOUCHED = "guard.canary.touched"
