@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 
 from tests.browser.live import HttpClient, Installation
-from tests.conftest import System, _base_env
+from tests.conftest import System, _base_env, keys_dir
 
 pytestmark = pytest.mark.slow
 
@@ -162,7 +162,12 @@ def test_attack_a_stolen_backup_disk_reveals_no_patient_seed_or_session(
     assert "backup OK" in verified.stdout
     assert "WARNING" not in verified.stdout
 
-    target_env = {**env, "VIGIE_HOME": str(tmp_path / "restored")}
+    # A new machine: its own data folder and its own (empty) keys folder beside it.
+    target_env = {
+        **env,
+        "VIGIE_HOME": str(tmp_path / "restored"),
+        "VIGIE_KEYS_DIR": str(keys_dir(tmp_path / "restored")),
+    }
     if postgres_url:
         target_env["DATABASE_URL"] = _fresh_database(postgres_url)
     target = System(home=tmp_path / "restored", env=target_env)

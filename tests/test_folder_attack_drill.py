@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import VIGIE, System
+from tests.conftest import VIGIE, System, keys_dir
 
 DROP = pwd.getpwnam("nobody")
 SIDECAR = {
@@ -72,7 +72,7 @@ def _count(system: System, code: str) -> str:
 def test_attack_a_drop_account_cannot_make_a_real_watcher_touch_the_keyring(
     system: System, depot: Path, tmp_path: Path
 ) -> None:
-    keyring = system.home / "keyring" / "keyring.json"
+    keyring = keys_dir(system.home) / "keyring.json"
     before = hashlib.sha256(keyring.read_bytes()).hexdigest()
     outbox = tmp_path / "outbox"
     outbox.mkdir(mode=0o700)
