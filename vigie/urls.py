@@ -1,7 +1,9 @@
+from django.conf import settings
 from django.contrib import admin
 from django.http import HttpRequest, HttpResponse
-from django.urls import include, path
+from django.urls import include, path, re_path
 from django.views.decorators.http import require_GET
+from django.views.static import serve
 
 
 @require_GET
@@ -28,4 +30,10 @@ urlpatterns = [
     path("fhir/", include("vigie.intake.fhir.urls")),
     path("intake/reconcile/", include("vigie.intake.reconcile_urls")),
     path("admin/", admin.site.urls),
+    # Collected assets, served here rather than by granian's static route so that every
+    # answer under /static/ (file, 404, traversal refusal) passes the header middleware.
+    # django.views.static normalises the path and refuses anything outside STATIC_ROOT; the
+    # few small CSS/JS files are cached by browsers (Last-Modified, 304), so the cost of the
+    # middleware stack per asset is paid rarely.
+    re_path(r"^static/(?P<path>.*)$", serve, {"document_root": settings.STATIC_ROOT}),
 ]

@@ -9,6 +9,10 @@ that delivers it to each configured channel — email (`VIGIE_ALERT_EMAILS`), a 
 alert is still delivered, unsaved. Delivery waits for the caller's transaction to commit: an
 alert about something rolled back is not sent.
 
+What leaves the building never names a patient: the stored alert (shown on the /alerts pages
+to authorised users) keeps the IPP, but e-mail, webhook and syslog receive `patient_ref`, the
+patient's opaque public id, and neither the IPP nor a name.
+
 Repeats are delivered at counts 1, 10, 100, 1000…: the first tells, the next say it goes on.
 """
 
@@ -57,11 +61,14 @@ def raise_alert(
     key = (dedupe_key or f"{kind}:{summary}")[:200]
     if audience is None:
         audience = Audience.ADMIN if kind.startswith(_ADMIN_PREFIXES) else Audience.AUDITOR
+    details = dict(details or {})
+    if details.get("patient_ipp") and "patient_ref" not in details:
+        details["patient_ref"] = _patient_ref(str(details["patient_ipp"]))
     alert = Alert(
         kind=kind[:64],
         severity=severity,
         summary=summary[:500],
-        details=json.loads(json.dumps(details or {}, default=str)),
+        details=json.loads(json.dumps(details, default=str)),
         dedupe_key=key,
         audience=audience,
     )
@@ -122,13 +129,35 @@ def acknowledge(alert: Alert, user: User) -> Alert:
     return current
 
 
+def _patient_ref(ipp: str) -> str:
+    """The patient's public id: meaningless outside Vigie, followed inside it by an auditor."""
+    # Looked up by name, not imported: alerts sit beside records, not above them.
+    from django.apps import apps
+
+    try:
+        public_id = (
+            apps.get_model("records", "Patient")
+            .objects.filter(ipp=ipp)
+            .values_list("public_id", flat=True)
+            .first()
+        )
+    except DatabaseError:
+        public_id = None
+    return public_id or "unknown"
+
+
+# Kept in the stored alert, never handed to a channel: they name or identify the patient.
+WITHHELD_FROM_CHANNELS = frozenset({"patient_ipp", "patient_name", "patient"})
+
+
 def _payload(alert: Alert) -> dict[str, Any]:
+    details = {k: v for k, v in alert.details.items() if k not in WITHHELD_FROM_CHANNELS}
     return {
         "id": alert.pk,
         "kind": alert.kind,
         "severity": alert.severity,
         "summary": alert.summary,
-        "details": alert.details,
+        "details": details,
         "count": alert.count,
         "audience": alert.audience,
         "first_seen": alert.first_seen.isoformat(),

@@ -149,6 +149,7 @@ def _alert_unreadable(document: Document, exc: VaultError, *, mid_stream: bool) 
             details={
                 "document_id": document.pk,
                 "patient_ipp": document.patient.ipp,
+                "patient_ref": document.patient.public_id,
                 "error": type(exc).__name__,
                 "message": str(exc),
                 "mid_stream": mid_stream,

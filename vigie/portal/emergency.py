@@ -103,20 +103,21 @@ def grant_emergency_access(
 
 
 def _alert_auditor(grant: EmergencyAccess) -> None:
-    # Names stay out of alert channels (e-mail, webhooks leave the building): the auditor
-    # follows the grant id and the IPP into Vigie to see who and why.
+    # Names and the IPP stay out of alert channels (e-mail, webhooks leave the building): the
+    # auditor follows the grant id and the patient's public id into Vigie to see who and why.
     try:
         raise_alert(
             "emergency.access",
             severity="warning",
             summary=(
                 f"Emergency access by {grant.doctor.get_username()} to patient "
-                f"IPP {grant.patient.ipp} until {grant.expires_at:%Y-%m-%d %H:%M %Z}"
+                f"{grant.patient.public_id} until {grant.expires_at:%Y-%m-%d %H:%M %Z}"
             ),
             details={
                 "grant_id": grant.pk,
                 "doctor": grant.doctor.get_username(),
                 "patient_ipp": grant.patient.ipp,
+                "patient_ref": grant.patient.public_id,
                 "reason": grant.reason,
                 "granted_at": grant.granted_at.isoformat(),
                 "expires_at": grant.expires_at.isoformat(),

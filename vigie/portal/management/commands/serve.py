@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import sys
-from pathlib import Path
 from typing import Any
 
 from django.conf import settings
@@ -33,10 +32,8 @@ def granian_argv(
         str(threads),
         "--no-access-log",
     ]
-    static_root = Path(settings.STATIC_ROOT)
-    if static_root.is_dir():
-        # Only collected static assets are served directly; the blob store never is.
-        argv += ["--static-path-route", "/static", "--static-path-mount", str(static_root)]
+    # No granian static route: it answered /static/ (200, 404, traversal) without Vigie's
+    # headers. Django serves STATIC_ROOT instead, through the middleware that sets them.
     if cert and key:
         argv += ["--ssl-certificate", cert, "--ssl-keyfile", key]
     argv.append("vigie.wsgi:application")
@@ -71,7 +68,7 @@ class Command(BaseCommand):
                 raise CommandError(f"--behind-proxy: {exc}", returncode=2) from None
             # The workers read it from the environment when they load the settings.
             os.environ["VIGIE_TRUSTED_PROXIES"] = ",".join(proxies)
-        # Static assets are copied (not linked) to STATIC_ROOT, which granian serves directly;
+        # Static assets are copied (not linked) to STATIC_ROOT, which vigie/urls.py serves;
         # running it here keeps CSS and the admin's assets in step with the installed code.
         # An installed wheel carries them already collected inside the package (build_hooks.py).
         if not settings.VIGIE_STATIC_PACKAGED:
