@@ -226,18 +226,18 @@ def test_the_cli_explains_what_it_cannot_do(args: tuple[str, ...]) -> None:
 )
 @pytest.mark.parametrize("channel", ["rest", "fhir"])
 def test_attack_a_non_ascii_api_key_is_refused_401_and_audited(
-    headers: dict[str, str], channel: str
+    headers: dict[str, Any], channel: str
 ) -> None:
     # Headers reach WSGI as latin-1: a UTF-8 "é" arrives as "Ã©". Hashing such a secret once
     # raised UnicodeEncodeError, a 500 with no trace in the audit log.
     new_key()
     patient = make_patient()
-    client = Client(**headers)
+    client = Client()
     if channel == "rest":
-        response = send(client, None, content=pdf(), meta=metadata(ins=patient.ins))
+        response = send(client, None, content=pdf(), meta=metadata(ins=patient.ins), **headers)
     else:
         response = client.post(
-            "/fhir/DocumentReference", "{}", content_type="application/fhir+json"
+            "/fhir/DocumentReference", "{}", content_type="application/fhir+json", **headers
         )
     assert response.status_code == 401
     refused = AuditEvent.objects.filter(action="intake.apikey.refused").get()
