@@ -22,6 +22,10 @@ def _fail(message: object) -> NoReturn:
 def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "vigie.settings")
+    # First, before anything (settings, a database connection) can create a file.
+    from vigie.startup import restrict_umask
+
+    restrict_umask()
     from vigie.lib.env import ConfigError
     from vigie.vault.errors import VaultError
 

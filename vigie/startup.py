@@ -28,9 +28,22 @@ class StartupError(Exception):
 _MIN_SECRET_KEY_LENGTH = 50
 
 
+# Everything Vigie writes (database, blobs, logs, exports) is for its own user: systemd's
+# UMask=0077 says so in production, and this says it wherever else Vigie is started (by hand,
+# cron, a container), where the inherited umask is typically 022 (database 0644, folders 0755).
+PRIVATE_UMASK = 0o077
+
+
+def restrict_umask() -> None:
+    """Make every file and folder this process creates private to the Vigie user."""
+    os.umask(PRIVATE_UMASK)
+
+
 def _check_home(home: Path) -> None:
     try:
-        home.mkdir(parents=True, exist_ok=True)
+        # 0700 whatever the umask; an existing folder is left as it is (`vigie check` reports
+        # one that others can read, with the chmod that fixes it).
+        home.mkdir(mode=0o700, parents=True, exist_ok=True)
         # os.access() lies for root; only a real write proves the folder is writable.
         with tempfile.TemporaryFile(dir=home):
             pass

@@ -10,8 +10,10 @@ from django.core.wsgi import get_wsgi_application
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "vigie.settings")
 
 from vigie.lib.env import ConfigError
-from vigie.startup import StartupError, preflight
+from vigie.startup import StartupError, preflight, restrict_umask
 
+# Before preflight creates VIGIE_HOME or opens the database: files private whoever starts us.
+restrict_umask()
 try:
     preflight()
 except (ConfigError, StartupError) as exc:

@@ -118,7 +118,15 @@ def authenticate(request: HttpRequest) -> ApiKey | Refusal:
     text = presented_key(request)
     if text is None:
         return _refuse(request, "missing", "send the API key in an Authorization: Bearer header")
-    if not text.startswith(KEY_PREFIX) or text.count("_") < 2:
+    # Keys we issue are hex and URL-safe base64: anything else (a header decoded as latin-1
+    # carrying UTF-8, control characters) is malformed, refused and audited like any bad key
+    # rather than reaching the hash and failing there with a 500 that leaves no trace.
+    if (
+        not text.isascii()
+        or not text.isprintable()
+        or not text.startswith(KEY_PREFIX)
+        or text.count("_") < 2
+    ):
         return _refuse(request, "malformed", "the API key is not in the form vk_<prefix>_<secret>")
     prefix, _, secret = text[len(KEY_PREFIX) :].partition("_")
     key = ApiKey.objects.filter(prefix=prefix).first()

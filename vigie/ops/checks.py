@@ -548,6 +548,59 @@ def check_database_engine(ctx: Context) -> Finding:
     )
 
 
+def sqlite_database_file() -> Path | None:
+    """The SQLite database file this installation uses; None on PostgreSQL or in memory."""
+    from django.db import connection
+
+    if connection.vendor != "sqlite":
+        return None
+    name = str(connection.settings_dict["NAME"])
+    if not name or name == ":memory:" or name.startswith("file:"):
+        return None
+    return Path(name)
+
+
+def _open_mode(path: Path) -> int | None:
+    """The group/other bits of `path`, or None when it does not exist (yet)."""
+    try:
+        return stat.S_IMODE(path.stat().st_mode) & 0o077
+    except FileNotFoundError:
+        return None
+
+
+def check_data_permissions(ctx: Context) -> Finding:
+    """VIGIE_HOME, the blob store and a SQLite database are for the Vigie user alone.
+
+    Outside systemd (no UMask=0077), a folder made by hand or a database created before Vigie
+    set its own umask is typically 0755/0644: every local account could then read the
+    database, and the encrypted blobs whose sizes and dates alone say a lot.
+    """
+    wanted: list[tuple[Path, str, str]] = [
+        (Path(settings.VIGIE_HOME), "VIGIE_HOME", "700"),
+        (Path(settings.VIGIE_BLOB_DIR), "the blob store", "700"),
+    ]
+    database = sqlite_database_file()
+    if database is not None:
+        wanted.append((database, "the SQLite database", "600"))
+        # SQLite's journal files hold recent pages of the database itself.
+        for suffix in ("-wal", "-shm", "-journal"):
+            wanted.append((Path(f"{database}{suffix}"), "the SQLite journal", "600"))
+    problems = []
+    fixes = []
+    for path, what, fix_mode in wanted:
+        bits = _open_mode(path)
+        if bits:
+            full = stat.S_IMODE(path.stat().st_mode)
+            access = "readable" if bits & 0o044 else "open"
+            problems.append(f"{what} {path} is {access} by group/others (mode {full:04o})")
+            fixes.append(f"chmod {fix_mode} {path}")
+    if problems:
+        return Finding("data.permissions", FAILURE, "; ".join(problems), " && ".join(fixes))
+    return Finding(
+        "data.permissions", OK, "VIGIE_HOME, the blob store and the database are private"
+    )
+
+
 # SQLite's WAL-reset bug (sqlite.org/wal.html, March 2026): from 3.7.0 to 3.51.2, when several
 # connections write and checkpoint at once, a rare timing can lose a committed write. Fixed in
 # 3.51.3 and backported to 3.44.6 and 3.50.7. Vigie's processes (web, intake, guard, backup)
@@ -963,6 +1016,7 @@ CHECKS: tuple[tuple[str, Check], ...] = (
     ("database.migrations", check_migrations),
     ("database.engine", check_database_engine),
     ("database.sqlite_library", check_sqlite_library),
+    ("data.permissions", check_data_permissions),
     ("guard.heartbeat", check_guard_heartbeat),
     ("guard.lockdown", check_lockdown),
     ("guard.policy", check_policy),

@@ -14,7 +14,13 @@ import re
 from dataclasses import dataclass, field
 
 from pypdf import PdfReader
-from pypdf.generic import ArrayObject, DictionaryObject, IndirectObject, NameObject
+from pypdf.generic import (
+    ArrayObject,
+    DictionaryObject,
+    IndirectObject,
+    NameObject,
+    NullObject,
+)
 
 from vigie.records.ingest_errors import InvalidDocument
 
@@ -37,7 +43,14 @@ _ACTIVE_NAMES = {
     "/XFA": "xfa_form",
     "/SubmitForm": "submit_form",
     "/ImportData": "import_data",
+    # Actions that leave the document: a web address, another file (a UNC path hands the
+    # reader's Windows credentials to whoever serves it), a file embedded in another.
+    "/URI": "uri_action",
+    "/GoToR": "remote_goto",
+    "/GoToE": "embedded_goto",
 }
+# What pypdf could not read was not checked, so it is not trusted: download only.
+UNPARSED = "unparsed_content"
 _MAX_OBJECTS = 200_000
 # An active name followed by a delimiter (so /JS does not match /JSomething).
 _RAW_NAME_RE = re.compile(
@@ -118,17 +131,26 @@ def _active_features(reader: PdfReader) -> set[str]:
     found: set[str] = set()
     seen: set[int] = set()
     stack: list[object] = [reader.trailer]
-    while stack and len(seen) < _MAX_OBJECTS:
+    while stack:
+        if len(seen) >= _MAX_OBJECTS:
+            found.add(UNPARSED)  # the rest was never looked at
+            break
         item = stack.pop()
         if isinstance(item, IndirectObject):
             if item.idnum in seen:
                 continue
             seen.add(item.idnum)
             try:
-                item = item.get_object()
+                resolved = item.get_object()
             except Exception:  # a damaged object must not hide the rest of the file
                 logger.debug("unreadable PDF object %s", item, exc_info=True)
+                resolved = None
+            # pypdf answers null for an object it gave up on (and only warns): a lenient
+            # viewer may still read what is there, so the file is not trusted.
+            if resolved is None or isinstance(resolved, NullObject):
+                found.add(UNPARSED)
                 continue
+            item = resolved
         if isinstance(item, DictionaryObject):
             for key, value in item.items():
                 if key in _ACTIVE_NAMES:

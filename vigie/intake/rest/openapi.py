@@ -85,7 +85,8 @@ def _components() -> dict[str, Any]:
                 "items": {"type": "string"},
                 "description": (
                     "What the document contains that acts on its own (`javascript`, "
-                    "`launch_action`...): it is stored, but offered as a download only."
+                    "`launch_action`, `uri_action`...) or that could not be checked "
+                    "(`unparsed_content`): it is stored, but offered as a download only."
                 ),
             },
         },

@@ -210,3 +210,36 @@ def test_the_cli_explains_what_it_cannot_do(args: tuple[str, ...]) -> None:
     assert failure.value.returncode == 2
     assert str(failure.value)
     assert ApiKey.objects.count() == 1
+
+
+# --- keys that are not text we issue --------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"HTTP_AUTHORIZATION": "Bearer vk_abc_dÃ©f"},
+        {"HTTP_AUTHORIZATION": "Bearer vk_Ã©_secret"},
+        {"HTTP_X_API_KEY": "vk_abc_\u2603"},
+    ],
+    ids=["secret", "prefix", "x-api-key"],
+)
+@pytest.mark.parametrize("channel", ["rest", "fhir"])
+def test_attack_a_non_ascii_api_key_is_refused_401_and_audited(
+    headers: dict[str, Any], channel: str
+) -> None:
+    # Headers reach WSGI as latin-1: a UTF-8 "é" arrives as "Ã©". Hashing such a secret once
+    # raised UnicodeEncodeError, a 500 with no trace in the audit log.
+    new_key()
+    patient = make_patient()
+    client = Client()
+    if channel == "rest":
+        response = send(client, None, content=pdf(), meta=metadata(ins=patient.ins), **headers)
+    else:
+        response = client.post(
+            "/fhir/DocumentReference", "{}", content_type="application/fhir+json", **headers
+        )
+    assert response.status_code == 401
+    refused = AuditEvent.objects.filter(action="intake.apikey.refused").get()
+    assert refused.reason == "malformed"
+    assert refused.outcome == "denied"

