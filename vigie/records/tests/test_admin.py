@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from django.contrib.admin.utils import quote
 from django.core.exceptions import ValidationError
 from django.test import Client
 from django.utils.translation import gettext
@@ -76,7 +77,7 @@ def test_every_admin_page_with_patient_data_is_audited(it_client: Client) -> Non
     )
     pages = {
         "/admin/records/document/": "admin.records.document.list",
-        f"/admin/records/document/{document.pk}/change/": "admin.records.document.view",
+        f"/admin/records/document/{quote(document.pk)}/change/": "admin.records.document.view",
         "/admin/records/carerelationship/": "admin.records.carerelationship.list",
         f"/admin/records/carerelationship/{relationship.pk}/change/": (
             "admin.records.carerelationship.view"
@@ -162,7 +163,7 @@ def test_attack_admin_clears_active_content(it_client: Client) -> None:
         active_content=True, content_warnings=["JavaScript"]
     )
     response = it_client.post(
-        f"/admin/records/document/{document.pk}/change/", _change_form(document)
+        f"/admin/records/document/{quote(document.pk)}/change/", _change_form(document)
     )
     assert response.status_code in (200, 302, 403)
     document.refresh_from_db()
