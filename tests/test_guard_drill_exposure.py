@@ -266,9 +266,17 @@ table ip perimeter {{
             5,
         )
         MEASURED["perimeter_forwarding_lockdown_seconds"] = round(latency + locked, 3)
-        assert drill.rows(
-            "SELECT count(*) FROM audit_auditevent WHERE action = 'guard.probe.exposure'"
-        )[0][0]
+        # The event is appended after the alert has gone out to its channels: wait for it.
+        drill.wait_for(
+            "the exposure's audit event",
+            lambda: (
+                drill.rows(
+                    "SELECT count(*) FROM audit_auditevent WHERE action = 'guard.probe.exposure'"
+                )[0][0]
+                > 0
+            ),
+            10,
+        )
         # Nothing on the clinic host moved: no drift alarm explains it, only the probe.
         assert not drill.alerts("guard.drift", t_forward)
         MEASURED["probe_round_spacing_seconds"] = round(_round_spacing(drill), 3)

@@ -18,12 +18,13 @@ import json
 import logging
 import os
 import socket
+import time
 import urllib.request
 from datetime import datetime
 from typing import Any
 
 from django.conf import settings
-from django.db import DatabaseError
+from django.db import DatabaseError, OperationalError
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -76,7 +77,25 @@ def beat(url: str = "", *, timeout: float = 5) -> None:
         _post(url, payload, timeout=timeout)
 
 
+# SQLite answers "database table is locked" at once (no busy wait) when another connection of
+# the same process holds the table; that clears in milliseconds, and a beat lost to it would
+# read as a guard that stopped. A few short retries, then the failure is reported as before.
+_LOCKED_RETRIES = 5
+_LOCKED_PAUSE = 0.05
+
+
 def _record_beat(now: datetime, *, host: str, pid: int) -> None:
+    for attempt in range(_LOCKED_RETRIES):
+        try:
+            _write_beat(now, host=host, pid=pid)
+            return
+        except OperationalError as exc:
+            if "locked" not in str(exc) or attempt == _LOCKED_RETRIES - 1:
+                raise
+            time.sleep(_LOCKED_PAUSE * (attempt + 1))
+
+
+def _write_beat(now: datetime, *, host: str, pid: int) -> None:
     # A column update, not `state.save()`: the guard may engage lockdown (or an admin clear
     # it) between our read and our write, and a full-row save would undo that change.
     fields = {"last_heartbeat": now, "guard_pid": pid, "guard_host": host[:200]}
