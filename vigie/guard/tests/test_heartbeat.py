@@ -107,6 +107,29 @@ def test_it_records_the_beat_without_a_url() -> None:
     assert state.guard_host == socket.gethostname()
 
 
+def test_a_beat_that_meets_a_briefly_locked_table_is_still_recorded(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # SQLite says "database table is locked" at once, without waiting; a beat lost to it
+    # would read as a guard that stopped.
+    from django.db import OperationalError
+
+    from vigie.guard import heartbeat
+
+    real = heartbeat._write_beat
+    failures = [OperationalError("database table is locked")] * 2
+
+    def flaky(*args: Any, **kwargs: Any) -> None:
+        if failures:
+            raise failures.pop()
+        real(*args, **kwargs)
+
+    monkeypatch.setattr(heartbeat, "_write_beat", flaky)
+    beat()
+    assert not failures
+    assert GuardState.get().last_heartbeat is not None
+
+
 def test_it_posts_the_status_to_the_monitor(monitor: tuple[str, list[dict[str, Any]]]) -> None:
     url, received = monitor
     now = timezone.now()
