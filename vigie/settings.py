@@ -351,6 +351,11 @@ VIGIE_AUDIT_WATCH_HEARTBEAT_FILE = env.path(
 )
 # Concurrent reads share one commit (one fsync) through a per-process appender thread.
 VIGIE_AUDIT_GROUP_COMMIT = env.boolean("VIGIE_AUDIT_GROUP_COMMIT", default=True)
+# Anonymous refusals (no or a wrong API key) are counted per source and minute, and one
+# audit event per source, minute and reason says how many (vigie/audit/refusals.py). Beyond
+# this many refusals in a minute a source gets 429 and Retry-After, without its key being
+# checked or anything appended to the audit chain (the count still reaches it).
+VIGIE_REFUSALS_PER_MINUTE = env.integer("VIGIE_REFUSALS_PER_MINUTE", 60, minimum=1)
 # Alert channels: none is required; each one configured is used.
 VIGIE_ALERT_EMAILS = env.string_list("VIGIE_ALERT_EMAILS")
 VIGIE_ALERT_WEBHOOK_URL = env.string("VIGIE_ALERT_WEBHOOK_URL")

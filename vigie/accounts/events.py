@@ -15,6 +15,10 @@ MFA_ENROLLED = "mfa.enrolled"
 MFA_RECOVERY_CODE_USED = "mfa.recovery_code_used"
 LOGOUT = "logout"
 SESSION_EXPIRED = "session.expired"
+# The signed-in user's own credentials (credentials.py): success and refusals alike.
+PASSWORD_CHANGED = "password.changed"  # noqa: S105 (an audit action name, not a secret)
+PASSWORD_CHANGE_REFUSED = "password.change_refused"  # noqa: S105 (an action name)
+MFA_RECOVERY_CODES_RENEWED = "mfa.recovery_codes_renewed"
 
 
 def audit(

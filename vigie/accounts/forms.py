@@ -85,3 +85,34 @@ class InvitationForm(forms.Form):
         ):
             self.add_error("password_again", _("The two passwords differ."))
         return cleaned
+
+
+class PasswordChangeForm(forms.Form):
+    """The signed-in user's own password change (the second factor is asked before)."""
+
+    current_password = forms.CharField(
+        label=_("Current password"),
+        strip=False,
+        max_length=1024,
+        widget=forms.PasswordInput(attrs={"autocomplete": "current-password", "autofocus": True}),
+    )
+    password = forms.CharField(
+        label=_("New password"),
+        strip=False,
+        max_length=1024,
+        widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}),
+    )
+    password_again = forms.CharField(
+        label=_("New password, again"),
+        strip=False,
+        max_length=1024,
+        widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}),
+    )
+
+    def clean(self) -> dict[str, object]:
+        cleaned = super().clean() or {}
+        if cleaned.get("password") is not None and cleaned.get("password") != cleaned.get(
+            "password_again"
+        ):
+            self.add_error("password_again", _("The two passwords differ."))
+        return cleaned

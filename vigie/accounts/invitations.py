@@ -104,10 +104,12 @@ def issue(user: User, *, by: str, request: HttpRequest | None = None) -> IssuedI
     return IssuedInvitation(invitation, code)
 
 
-def end_sessions(user: User) -> int:
-    """Delete every stored session of `user` (the cookie, wherever copied, stops working)."""
+def end_sessions(user: User, *, keep: str | None = None) -> int:
+    """Delete every stored session of `user` (the cookie, wherever copied, stops working),
+    but the one whose key is `keep` (the browser that asked, after a password change)."""
     ended = 0
-    for session in Session.objects.filter(expire_date__gt=timezone.now()).iterator():
+    others = Session.objects.filter(expire_date__gt=timezone.now()).exclude(session_key=keep)
+    for session in others.iterator():
         if str(session.get_decoded().get("_auth_user_id")) == str(user.pk):
             session.delete()
             ended += 1

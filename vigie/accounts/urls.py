@@ -12,6 +12,7 @@ urlpatterns = [
     path("recovery-codes/", views.recovery_codes_view, name="recovery_codes"),
     path("recovery-codes/new/", views.new_recovery_codes_view, name="new_recovery_codes"),
     path("reauth/", views.reauth_view, name="reauth"),
+    path("password/", views.password_change_view, name="password_change"),
     path("logout/", views.logout_view, name="logout"),
     path("locked/", views.locked_view, name="locked"),
 ]

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import segno
 from django.conf import settings
+from django.contrib import messages
 from django.contrib.auth import authenticate, logout
 from django.contrib.auth.signals import user_login_failed
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -24,8 +25,14 @@ from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_otp.oath import TOTP
 
-from vigie.accounts import events, invitations, otp
-from vigie.accounts.forms import InvitationForm, LoginForm, RecoveryCodeForm, TotpForm
+from vigie.accounts import credentials, events, invitations, otp
+from vigie.accounts.forms import (
+    InvitationForm,
+    LoginForm,
+    PasswordChangeForm,
+    RecoveryCodeForm,
+    TotpForm,
+)
 from vigie.accounts.lockout import locked_page
 from vigie.accounts.models import User
 from vigie.accounts.reauth import require_fresh_second_factor
@@ -269,7 +276,9 @@ def recovery_codes_view(request: HttpRequest) -> HttpResponse:
 @require_fresh_second_factor
 def new_recovery_codes_view(request: HttpRequest) -> HttpResponse:
     """Replaces all recovery codes (the old ones stop working) and shows the new ones."""
-    request.session[_FRESH_RECOVERY_CODES] = otp.new_recovery_codes(_current_user(request))
+    request.session[_FRESH_RECOVERY_CODES] = credentials.renew_recovery_codes(
+        request, _current_user(request)
+    )
     return redirect("accounts:recovery_codes")
 
 
@@ -330,3 +339,33 @@ def logout_view(request: HttpRequest) -> HttpResponse:
 @require_GET
 def locked_view(request: HttpRequest) -> HttpResponse:
     return locked_page(request)
+
+
+@sensitive_post_parameters("current_password", "password", "password_again")
+@csrf_protect
+@never_cache
+@require_http_methods(["GET", "POST"])
+@require_fresh_second_factor
+def password_change_view(request: HttpRequest) -> HttpResponse:
+    """The signed-in user's own password: the current one, after a fresh second factor."""
+    user = _current_user(request)
+    form = PasswordChangeForm(request.POST if request.method == "POST" else None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            credentials.change_password(
+                request, user, form.cleaned_data["current_password"], form.cleaned_data["password"]
+            )
+        except credentials.WrongCurrentPassword:
+            if getattr(request, "axes_locked_out", False) or otp.is_locked(request, user):
+                logout(request)
+                return locked_page(request)
+            form.add_error("current_password", _("This is not your current password."))
+        except ValidationError as exc:
+            form.add_error("password", exc)
+        else:
+            messages.success(
+                request,
+                _("Your password was changed. Your other sessions, on any device, were ended."),
+            )
+            return redirect(settings.LOGIN_REDIRECT_URL)
+    return render(request, "accounts/password_change.html", {"form": form})

@@ -119,8 +119,13 @@ def record(
     outcome: str = "success",
     reason: str = "",
     extra: dict[str, Any] | None = None,
+    source_ip: str = "",
 ) -> AuditEvent:
-    """Append one event to the audit chain; see the module docstring for durability."""
+    """Append one event to the audit chain; see the module docstring for durability.
+
+    `source_ip` is for events written after their requests (counted refusals): a request's
+    own address wins when there is one.
+    """
     event = _build(
         action,
         request=request,
@@ -131,6 +136,8 @@ def record(
         reason=reason,
         extra=extra,
     )
+    if request is None and source_ip:
+        event.source_ip = chain.clean_text(source_ip, 45)
     if connection.in_atomic_block:
         try:
             # A savepoint, so a failed insert leaves the caller's transaction usable for its

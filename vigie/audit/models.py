@@ -78,3 +78,36 @@ class AuditHead(models.Model):
 
     def __str__(self) -> str:
         return f"head #{self.seq}"
+
+
+class RefusalCount(models.Model):
+    """How many requests from one source were refused in one minute, for one reason.
+
+    Anonymous refusals are counted here instead of each appending to the chain (see
+    `refusals.py`): `count` is what happened, `recorded` how much of it the audit trail
+    already holds. Not part of the chain, so rows may be updated and, once recorded,
+    deleted.
+    """
+
+    # An address, or the /64 network of an IPv6 address (see `refusals.source_of`).
+    source = models.CharField(_("source"), max_length=45)
+    minute = models.DateTimeField(_("minute"))
+    action = models.CharField(_("action"), max_length=64)
+    reason = models.CharField(_("reason"), max_length=32)
+    count = models.PositiveIntegerField(_("count"), default=0)
+    recorded = models.PositiveIntegerField(_("recorded"), default=0)
+
+    class Meta:
+        verbose_name = _("refusal count")
+        verbose_name_plural = _("refusal counts")
+        constraints: ClassVar[list[models.BaseConstraint]] = [
+            models.UniqueConstraint(
+                fields=["source", "minute", "action", "reason"], name="audit_refusal_count_key"
+            ),
+        ]
+        indexes: ClassVar[list[models.Index]] = [
+            models.Index(fields=["minute"], name="audit_refusal_minute_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.source} {self.minute:%H:%M} {self.action}/{self.reason}: {self.count}"

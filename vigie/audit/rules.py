@@ -5,7 +5,8 @@ addresses in them, at a sliding window of recent history:
 
 * many patients: one actor opened documents of ≥ N distinct patients within T minutes;
 * crawler: one actor made ≥ R reads within one minute (no human reads that fast);
-* repeated denials: ≥ D denied requests from one actor or one address within T minutes;
+* repeated denials: ≥ D denied requests from one actor or one address within T minutes
+  (an event of counted refusals stands for its `count`);
 * off-hours download: a download between 20:00 and 07:00 (clinic time);
 * canary touched: anyone opened a decoy record — always critical.
 
@@ -25,6 +26,7 @@ from django.utils import timezone
 
 from vigie.alerts.services import raise_alert
 from vigie.audit.models import AuditEvent
+from vigie.audit.refusals import weight
 from vigie.records import events
 
 READ_ACTIONS = (events.DOCUMENT_READ, events.DOCUMENT_DOWNLOAD)
@@ -107,7 +109,13 @@ def scan(after_seq: int, thresholds: Thresholds | None = None, *, limit: int = 1
                 dedupe_key=f"denials:actor:{actor_id}",
             )
     for address in sorted(addresses):
-        denied = recent.filter(Q(source_ip=address) & Q(outcome="denied")).count()
+        # Anonymous refusals are counted, one event for many (refusals.py): sum their counts.
+        denied = sum(
+            weight(extra)
+            for extra in recent.filter(Q(source_ip=address) & Q(outcome="denied")).values_list(
+                "extra", flat=True
+            )
+        )
         if denied >= rules.denials:
             raise_alert(
                 "access.denials",

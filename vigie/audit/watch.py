@@ -5,7 +5,8 @@ its own clock, whatever the traffic) it signs the head if events lie past the la
 checkpoint (`checkpoints.anchor_tail`). After each pass it writes its heartbeat, one JSON
 object replaced atomically and fsynced in `VIGIE_AUDIT_WATCH_HEARTBEAT_FILE`, outside the
 database, so that `vigie check` fails when the watcher is stopped or stuck (with it stop the
-rules and the anchoring of the tail). Runs as `deploy/systemd/vigie-audit-watch.service`.
+rules and the anchoring of the tail). Each pass also writes the counts of anonymous
+refusals whose minute is over (`refusals.flush`). Runs as `deploy/systemd/vigie-audit-watch.service`.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from pathlib import Path
 from django.conf import settings
 from django.utils import timezone
 
-from vigie.audit import checkpoints, rules
+from vigie.audit import checkpoints, refusals, rules
 from vigie.audit.models import AuditEvent
 from vigie.vault import _fs
 
@@ -71,6 +72,8 @@ def run(
     position = start_position(thresholds)
     anchored_at: float | None = None
     while True:
+        # Before the rules, so the denial rule sees the counts of the minute just over.
+        refusals.flush()
         position = rules.scan(position, thresholds)
         if anchored_at is None or (
             monotonic() - anchored_at >= settings.VIGIE_AUDIT_CHECKPOINT_SECONDS

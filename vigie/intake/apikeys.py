@@ -17,10 +17,12 @@ from django.db import transaction
 from django.http import HttpRequest
 from django.utils import timezone
 
+from vigie.audit import refusals
 from vigie.audit.log import record
 from vigie.intake.models import ApiKey
 
 KEY_PREFIX = "vk_"
+REFUSED = "intake.apikey.refused"
 _PREFIX_BYTES = 6
 _SECRET_BYTES = 32
 # Refresh last_used_at at most this often: a busy lab must not turn every request into a
@@ -38,6 +40,8 @@ class Refusal:
 
     reason: str
     message: str
+    # "throttled" only: seconds before the source is heard again (Retry-After).
+    retry_after: int | None = None
 
 
 def _hash(secret: str) -> str:
@@ -112,9 +116,18 @@ def presented_key(request: HttpRequest) -> str | None:
 def authenticate(request: HttpRequest) -> ApiKey | Refusal:
     """The active key this request presents from an allowed address, or why not.
 
-    Refusals are audited here (`intake.apikey.refused`); a successful use is audited by the
-    channel, in the same transaction as what it stores.
+    Refusals are audited here (`intake.apikey.refused`): those of an unknown or absent key
+    counted per source and minute (`audit.refusals`), those of a known key one by one; a
+    successful use is audited by the channel, in the same transaction as what it stores.
+    A source refused too often this minute is throttled before its key is even looked at.
     """
+    wait = refusals.throttled(request, REFUSED)
+    if wait is not None:
+        return Refusal(
+            refusals.THROTTLED,
+            "too many refused requests from this address: retry after Retry-After seconds",
+            retry_after=wait,
+        )
     text = presented_key(request)
     if text is None:
         return _refuse(request, "missing", "send the API key in an Authorization: Bearer header")
@@ -156,11 +169,14 @@ def _address_allowed(request: HttpRequest, networks: list[str]) -> bool:
 
 
 def _refuse(request: HttpRequest, reason: str, message: str, key: ApiKey | None = None) -> Refusal:
-    record(
-        "intake.apikey.refused",
-        request=request,
-        outcome="denied",
-        reason=reason,
+    # A known key (revoked, or used from the wrong network) is audited every time: only its
+    # holder can cause this, and each event names the key. Anyone can cause the others, as
+    # often as they like: those are counted, one event per source, minute and reason.
+    refusals.refused(
+        request,
+        REFUSED,
+        reason,
         extra={"key": key.name if key else "", "path": request.path[:200]},
+        individually=key is not None,
     )
     return Refusal(reason, message)

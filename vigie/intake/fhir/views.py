@@ -24,6 +24,7 @@ from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBase
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 
+from vigie.audit import refusals
 from vigie.audit.log import AuditUnavailable, record
 from vigie.intake.apikeys import Refusal, authenticate, presented_key
 from vigie.intake.fhir.outcomes import (
@@ -71,6 +72,7 @@ _ENVELOPE_BYTES = 1024 * 1024
 # Searches answer at most this many entries (no paging yet); the Bundle's total says so.
 _MAX_RESULTS = 200
 _STARTED = timezone.now()
+READ_REFUSED = "intake.fhir.read_refused"
 
 
 def _fhir_view(view: View) -> View:
@@ -106,13 +108,13 @@ def _reader_refusal(request: HttpRequest) -> HttpResponse | None:
     """None when a verified doctor session asks; else the OperationOutcome refusing it."""
     if presented_key(request) is not None:
         # A key is for ingest only: refused before it is even checked, so no key, valid
-        # or stolen, turns into a way to read.
-        record(
-            "intake.fhir.read_refused",
-            request=request,
-            outcome="denied",
-            reason="api_key",
-            extra={"path": request.path[:200]},
+        # or stolen, turns into a way to read. Unchecked, it names nobody: counted per
+        # source and minute like any anonymous refusal, and throttled the same way.
+        wait = refusals.throttled(request, READ_REFUSED)
+        if wait is not None:
+            return _throttled(wait)
+        refusals.refused(
+            request, READ_REFUSED, "api_key", extra={"key": "", "path": request.path[:200]}
         )
         return outcome_response(403, "forbidden", "API keys can only create documents")
     if not is_verified(request):
@@ -120,9 +122,22 @@ def _reader_refusal(request: HttpRequest) -> HttpResponse | None:
     return None
 
 
+def _throttled(wait: int) -> HttpResponse:
+    return outcome_response(
+        429,
+        "throttled",
+        "too many refused requests from this address: retry after Retry-After seconds",
+        headers={"Retry-After": str(wait)},
+    )
+
+
 def _writer(request: HttpRequest) -> ApiKey:
     key = authenticate(request)
     if isinstance(key, Refusal):
+        if key.reason == refusals.THROTTLED and key.retry_after is not None:
+            raise FhirError.one(
+                429, "throttled", key.message, headers={"Retry-After": str(key.retry_after)}
+            )
         status = 401 if key.reason in ("missing", "malformed", "unknown") else 403
         headers = {"WWW-Authenticate": 'Bearer realm="vigie"'} if status == 401 else {}
         raise FhirError.one(status, "security", key.message, headers=headers)

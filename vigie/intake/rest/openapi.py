@@ -33,7 +33,7 @@ def _problem_response(kinds: list[ProblemType]) -> dict[str, Any]:
     headers: dict[str, Any] = {}
     if kinds[0].status == 401:
         headers["WWW-Authenticate"] = {"schema": {"type": "string"}, "required": True}
-    if kinds[0].status == 503:
+    if kinds[0].status in (429, 503):
         headers["Retry-After"] = {
             "description": "Seconds to wait before retrying.",
             "schema": {"type": "string", "pattern": "^[0-9]+$"},
@@ -221,7 +221,7 @@ def _build() -> dict[str, Any]:
                                 }
                             },
                         },
-                        **_problems(400, 401, 403, 409, 411, 413, 415, 422, 503),
+                        **_problems(400, 401, 403, 409, 411, 413, 415, 422, 429, 503),
                     },
                 }
             },
@@ -234,7 +234,7 @@ def _build() -> dict[str, Any]:
                             "description": "The OpenAPI document.",
                             "content": {"application/json": {"schema": {"type": "object"}}},
                         },
-                        **_problems(401, 403, 503),
+                        **_problems(401, 403, 429, 503),
                     },
                 }
             },

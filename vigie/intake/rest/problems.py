@@ -120,6 +120,13 @@ FOREIGN_SOURCE = ProblemType(
     "speaks only for its own system (or sends the clinic's own IPP with an empty "
     "`ipp_source`). Nothing was stored and nothing was learnt.",
 )
+TOO_MANY_REFUSALS = ProblemType(
+    "too-many-refusals",
+    429,
+    _("Too many refused requests"),
+    "This address sent too many requests without a valid API key in the current minute; "
+    "nothing is checked until Retry-After seconds have passed.",
+)
 STORAGE_UNAVAILABLE = ProblemType(
     "storage-unavailable",
     503,
@@ -152,6 +159,7 @@ ALL_TYPES = (
     UNSUPPORTED_MEDIA_TYPE,
     INVALID_DOCUMENT,
     FOREIGN_SOURCE,
+    TOO_MANY_REFUSALS,
     STORAGE_UNAVAILABLE,
     AUDIT_UNAVAILABLE,
     CONFLICTING_RETRY,

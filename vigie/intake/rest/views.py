@@ -28,6 +28,7 @@ from django.utils.translation import gettext as _
 from django.views.decorators.csrf import csrf_exempt
 
 from vigie.audit.log import AuditUnavailable, record
+from vigie.audit.refusals import THROTTLED
 from vigie.intake.apikeys import Refusal, authenticate
 from vigie.intake.models import ApiKey
 from vigie.intake.rest import idempotency, metadata, problems
@@ -67,7 +68,18 @@ def _no_store(response: HttpResponse) -> HttpResponse:
 
 
 def _refused(request: HttpRequest, refusal: Refusal) -> HttpResponse:
-    """The key itself was refused (already audited by `authenticate`)."""
+    """The key itself was refused (already audited, or counted, by `authenticate`)."""
+    if refusal.reason == THROTTLED:
+        return problem(
+            request,
+            problems.TOO_MANY_REFUSALS,
+            _(
+                "Too many requests without a valid API key came from this address; "
+                "retry in %(seconds)s seconds."
+            )
+            % {"seconds": refusal.retry_after},
+            headers={"Retry-After": str(refusal.retry_after)},
+        )
     if refusal.reason == "network":
         return problem(
             request,
