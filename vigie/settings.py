@@ -31,6 +31,9 @@ PRODUCTION = VIGIE_MODE == "production"
 # data. The keys that open it never lie beside it (see vigie/vault/layout.py): a folder served
 # or copied by mistake must yield nothing decryptable, and preflight refuses to start otherwise.
 VIGIE_HOME = env.path("VIGIE_HOME", Path.cwd() / "var")
+# `vigie init --production` refuses the default: it would put a production installation in
+# ./var under whatever folder the command happened to start in.
+VIGIE_HOME_EXPLICIT = env.string("VIGIE_HOME") is not None
 VIGIE_BLOB_DIR = env.path("VIGIE_BLOB_DIR", VIGIE_HOME / "blobs")
 if env.string("VIGIE_KEYRING_DIR") is not None:
     # The old name pointed at the keyring alone; the folder now holds every key.
@@ -77,6 +80,13 @@ def _secret_key() -> str:
 
 
 SECRET_KEY = _secret_key()
+# Where the key came from, for `vigie check`, `vigie init` and the refusal of keys inside the
+# data (vigie/vault/layout.py): a file of the operator's (VIGIE_SECRET_KEY_FILE, which wins),
+# the value itself in the environment (where child processes and crash reports see it), or
+# else the keys folder's own file.
+_secret_key_file = env.string("VIGIE_SECRET_KEY_FILE")
+VIGIE_SECRET_KEY_FILE = Path(_secret_key_file) if _secret_key_file is not None else None
+VIGIE_SECRET_KEY_IN_ENVIRONMENT = env.string("VIGIE_SECRET_KEY") is not None
 # Django refuses to even read an empty SECRET_KEY, so preflight asks this flag instead.
 VIGIE_SECRET_KEY_CONFIGURED = bool(SECRET_KEY)
 DEBUG = env.boolean("VIGIE_DEBUG", default=False)
@@ -243,6 +253,10 @@ STATICFILES_DIRS = [BASE_DIR / "static"]
 # (demo, tests) relaxes only what would make the site unusable over http://127.0.0.1.
 _TLS = env.boolean("VIGIE_TLS", default=PRODUCTION)
 SECURE_SSL_REDIRECT = env.boolean("VIGIE_SSL_REDIRECT", default=_TLS)
+# The certificate chain and private key (PEM files) with which `vigie serve` terminates TLS
+# itself, when no reverse proxy does; `vigie check` inspects the same two files.
+VIGIE_TLS_CERT = env.string("VIGIE_TLS_CERT")
+VIGIE_TLS_KEY = env.string("VIGIE_TLS_KEY")
 SESSION_COOKIE_SECURE = _TLS
 CSRF_COOKIE_SECURE = _TLS
 SECURE_HSTS_SECONDS = 63072000 if _TLS else 0
