@@ -1,5 +1,5 @@
 """`make bench`: every benchmark in one run, then bench/results/latest.json, the chart and
-the README table.
+the table in docs/bench.md.
 
     .venv/bin/python -m bench.run            # the full run (under 10 minutes on 2 cores)
     .venv/bin/python -m bench.run --quick    # a smoke run: every stage, short and small
@@ -653,13 +653,17 @@ def _write(document: dict[str, Any], path: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="every Vigie benchmark in one run")
     parser.add_argument(
-        "--quick", action="store_true", help="a smoke run (bench/results/quick.json, no README)"
+        "--quick",
+        action="store_true",
+        help="a smoke run (bench/results/quick.json, docs untouched)",
     )
     parser.add_argument(
         "--only",
-        help=f"comma-separated stages among {','.join(STAGES)} (quick.json, no README)",
+        help=f"comma-separated stages among {','.join(STAGES)} (quick.json, docs untouched)",
     )
-    parser.add_argument("--no-readme", action="store_true", help="leave README.md alone")
+    parser.add_argument(
+        "--no-doc", "--no-readme", action="store_true", help="leave docs/bench.md alone"
+    )
     options = parser.parse_args(argv)
     plan = QUICK if options.quick else Plan()
     chosen = [s.strip() for s in options.only.split(",")] if options.only else list(STAGES)
@@ -743,11 +747,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"written {out}  (total {_clock(document['elapsed_s'])})")
         if document["elapsed_s"] > 600 and not options.quick:
             print("warning: over the 10-minute budget; see each stage's seconds in the JSON")
-    # Only a full run rewrites the README: its table is the reference.
-    return _finish(document, out, readme=not (options.no_readme or options.quick or options.only))
+    # Only a full run rewrites docs/bench.md: its table is the reference.
+    return _finish(document, out, write_doc=not (options.no_doc or options.quick or options.only))
 
 
-def _finish(document: dict[str, Any], out: Path, *, readme: bool) -> int:
+def _finish(document: dict[str, Any], out: Path, *, write_doc: bool) -> int:
     from bench import chart, report
 
     try:
@@ -755,9 +759,9 @@ def _finish(document: dict[str, Any], out: Path, *, readme: bool) -> int:
     except Exception:  # the table still matters without the picture
         traceback.print_exc()
     report.print_table(document)
-    if readme:
-        report.update_readme(document)
-        print(f"README.md: the Measured section now shows this run ({out.name})")
+    if write_doc:
+        report.update_doc(document)
+        print(f"docs/bench.md now shows this run ({out.name})")
     if document.get("processes_left"):
         print(f"processes still running after the run: {document['processes_left']}")
         return 1
