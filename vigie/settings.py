@@ -380,9 +380,15 @@ VIGIE_POLICY_FILE = env.path("VIGIE_POLICY_FILE", VIGIE_HOME / "vigie-policy.tom
 # The portal shows administrators a red banner when the guard has been silent this long.
 VIGIE_GUARD_SILENCE_SECONDS = env.integer("VIGIE_GUARD_SILENCE_SECONDS", 120, minimum=10)
 
-LOGGING = {
+LOGGING: dict[str, Any] = {
     "version": 1,
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": env.string("VIGIE_LOG_LEVEL", "INFO")},
+    "loggers": {},
 }
+if VIGIE_MODE == "demo":
+    # Each signed checkpoint is logged as a JSON line, for a deployment to route to syslog;
+    # in the demo it only interleaves with the logins table and the server's output. The
+    # checkpoints are still signed and written to their file.
+    LOGGING["loggers"]["vigie.audit.checkpoints"] = {"level": "WARNING"}
