@@ -1,8 +1,10 @@
-"""The one settings module: everything is read from VIGIE_* variables (see README).
+"""The one settings module: everything is read from VIGIE_* variables, here and nowhere else.
 
-Production is the default mode. Settings never invent a secret: when the secret key or the
-keyring is missing in production, `vigie.lib.startup.preflight()` stops the process with a
-one-line reason before anything is served. Only demo and test modes may create their own.
+Every variable read below is listed, with its default, in deploy/vigie.env.example (a test
+compares the two). Production is the default mode. Settings never invent a secret: when the
+secret key or the keyring is missing in production, `vigie.startup.preflight()` stops the
+process with a one-line reason before anything is served. Only demo and test modes may
+create their own.
 """
 
 from __future__ import annotations

@@ -814,7 +814,7 @@ def mllp_listeners() -> list[MllpListener]:
 
 
 def check_mllp(ctx: Context) -> Finding:
-    """Every running MLLP listener that reaches beyond loopback has mutual TLS (issue 16).
+    """Every running MLLP listener that reaches beyond loopback has mutual TLS.
 
     The server refuses such a start itself; this finds what got round it (an older Vigie
     still running, a unit edited by hand) by what is actually listening: each process whose
