@@ -19,6 +19,8 @@ import matplotlib.pyplot as plt
 from matplotlib.axes import Axes
 from matplotlib.ticker import FuncFormatter
 
+from bench.figures import ingest_rates
+
 SERVERS = [
     ("nginx", "nginx static\n+ auth_basic", "#7f7f7f"),
     ("orthanc", "Orthanc", "#1f77b4"),
@@ -125,8 +127,6 @@ def _audit(ax: Axes, audit: dict[str, Any] | None) -> None:
 
 
 def render(document: dict[str, Any], out: Path) -> Path:
-    from bench.run import ingest_rates
-
     stages = document.get("stages", {})
 
     def result(name: str) -> dict[str, Any] | None:

@@ -29,8 +29,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.fetch import _SETUP, free_port, make_pdf, stop_group, tail, vigie_login, wait_http
+from bench.fetch import _SETUP, vigie_login
 from bench.intake import _env, _vigie
+from bench.payload import make_pdf
+from bench.processes import free_port, stop_group, tail, wait_http
 
 _MARK = "@@BENCH-COLDSTART@@"
 TIMEOUT = 60.0

@@ -31,16 +31,12 @@ import base64
 import contextlib
 import hashlib
 import http.client
-import io
 import json
 import os
 import platform
-import random
 import re
 import secrets
 import shutil
-import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -48,89 +44,21 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode, urljoin, urlsplit, urlunsplit
 
+from bench.orthanc import HTTP_THREADS, start_orthanc
+from bench.payload import DOC_SIZE, make_pdf
+from bench.processes import Processes, find, free_port, stop_group, wait_http
+
 RESULTS = Path(__file__).parent / "results"
-DOC_SIZE = 200 * 1024
 CONNECTIONS = 32
 THREADS = 2
 _MARK = "@@BENCH@@"
 _UNITS = {"us": 1e-3, "ms": 1.0, "s": 1000.0}
-
-
-# --- processes ------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def stop_group(process: subprocess.Popen[Any]) -> None:
-    """SIGTERM the process group, wait, then SIGKILL whatever is left."""
-    if process.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGTERM)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            process.wait(timeout=10)
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(process.pid, signal.SIGKILL)
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        process.wait(timeout=5)
-
-
-@dataclass
-class Processes:
-    """Everything this benchmark started, stopped in reverse order whatever happens."""
-
-    started: list[subprocess.Popen[Any]] = field(default_factory=list)
-
-    def start(self, argv: list[str], log: Path, **kwargs: Any) -> subprocess.Popen[bytes]:
-        with log.open("ab") as out:
-            process = subprocess.Popen(
-                argv,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-                **kwargs,
-            )
-        self.started.append(process)
-        return process
-
-    def stop_all(self) -> None:
-        for process in reversed(self.started):
-            stop_group(process)
-        self.started.clear()
-
-
-def wait_http(port: int, path: str, process: subprocess.Popen[Any], log: Path) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SystemExit(f"{log.stem} exited {process.returncode}:\n{tail(log)}")
-        try:
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-            conn.request("GET", path)
-            conn.getresponse().read()
-            conn.close()
-            return
-        except OSError:
-            time.sleep(0.2)
-    raise SystemExit(f"nothing answered on port {port} within 60 s:\n{tail(log)}")
-
-
-def tail(log: Path) -> str:
-    try:
-        return log.read_text(encoding="utf-8", errors="replace")[-3000:]
-    except OSError:
-        return ""
 
 
 def ensure_debian_packages() -> None:
@@ -141,39 +69,6 @@ def ensure_debian_packages() -> None:
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     subprocess.run(["apt-get", "update", "-qq"], check=True, env=env)
     subprocess.run(["apt-get", "install", "-y", "-qq", *missing], check=True, env=env)
-
-
-def find(command: str) -> str | None:
-    return shutil.which(command) or shutil.which(command, path="/usr/sbin:/usr/bin:/sbin:/bin")
-
-
-# --- the document ---------------------------------------------------------------------------
-
-
-def _render_pages(pages: int) -> bytes:
-    from reportlab.lib.pagesizes import A4
-    from reportlab.pdfgen import canvas
-
-    rng = random.Random(200)  # the same document every run
-    buffer = io.BytesIO()
-    pdf = canvas.Canvas(buffer, pagesize=A4, pageCompression=0)
-    words = ["hémoglobine", "créatinine", "glycémie", "ferritine", "leucocytes", "plaquettes"]
-    for _ in range(pages):
-        for line in range(60):
-            text = " ".join(rng.choice(words) for _ in range(8))
-            pdf.drawString(40, 800 - line * 12.5, f"{text} {rng.random():.4f}")
-        pdf.showPage()
-    pdf.save()
-    return buffer.getvalue()
-
-
-def make_pdf(size: int = DOC_SIZE) -> bytes:
-    """A real PDF (reportlab) of text pages, padded with a trailing comment to exactly `size`."""
-    per_page = len(_render_pages(2)) - len(_render_pages(1))
-    data = _render_pages(max(1, int(size * 0.9) // per_page))
-    if len(data) > size - 2:
-        raise SystemExit(f"generated PDF is {len(data)} bytes, more than {size}")
-    return data + b"%" + b"x" * (size - len(data) - 2) + b"\n"
 
 
 # --- nginx ----------------------------------------------------------------------------------
@@ -713,8 +608,6 @@ def run(
 ) -> dict[str, Any]:
     """The fetch matrix: servers x connection counts, `rounds` interleaved rounds of
     `duration` seconds each (inside a round, every server in turn at each connection count)."""
-    from bench.orthanc import start_orthanc
-
     connections = list(connections or [32, 256])
     ensure_debian_packages()
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -826,7 +719,7 @@ def run(
             "nginx_htpasswd_scheme": scheme,
             "vigie_workers": workers,
             "vigie_threads": threads,
-            "orthanc_http_threads": orthanc_http_threads(),
+            "orthanc_http_threads": HTTP_THREADS,
         },
         "servers": servers,
         "skipped": skipped,
@@ -842,12 +735,6 @@ def run(
         "versions": _versions(orthanc.version, postgres_version),
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
     }
-
-
-def orthanc_http_threads() -> int:
-    from bench.orthanc import HTTP_THREADS
-
-    return HTTP_THREADS
 
 
 def print_table(results: dict[str, Any]) -> None:

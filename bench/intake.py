@@ -38,18 +38,15 @@ from typing import Any
 from bench.fetch import (
     RESULTS,
     THREADS,
-    Processes,
     Run,
     ensure_debian_packages,
-    free_port,
-    make_pdf,
     parse_wrk,
     profile_under_load,
-    tail,
-    wait_http,
     wrk_argv,
 )
 from bench.orthanc import HTTP_THREADS, start_orthanc, wrap_pdf_as_dicom
+from bench.payload import make_pdf
+from bench.processes import Processes, free_port, tail, wait_http
 
 CONNECTIONS = 8
 MLLP_TARGET = 1000.0

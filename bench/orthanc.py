@@ -26,7 +26,8 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from bench.fetch import Processes, find, tail
+from bench.payload import make_pdf
+from bench.processes import Processes, find, tail
 
 ORTHANC = "/usr/sbin/Orthanc"
 ENCAPSULATED_PDF_STORAGE = "1.2.840.10008.5.1.4.1.1.104.1"  # Encapsulated PDF Storage
@@ -213,8 +214,6 @@ def start_orthanc(
                 raise SystemExit(f"Orthanc did not answer within 60 s:\n{tail(log)}") from None
             time.sleep(0.2)
     if pdf is None:
-        from bench.fetch import make_pdf
-
         pdf = make_pdf()
     server.instance = wrap_pdf_as_dicom(pdf)
     server.instance_id = server.upload(server.instance)

@@ -21,6 +21,10 @@ def test_demo_seeds_a_clinic_and_leaves_no_pdf_on_disk(bare_env: dict[str, str])
     )
     assert result.returncode == 0, result.stderr
     assert "admin.it" in result.stdout  # the logins are printed
+    # Nothing else: no log line (a checkpoint's JSON once came before the table).
+    output = result.stdout + result.stderr
+    assert "audit checkpoint" not in output
+    assert not [line for line in output.splitlines() if "{" in line], output
 
     credentials = home / "demo-credentials.json"
     assert credentials.stat().st_mode & 0o777 == 0o600

@@ -24,7 +24,6 @@ pytestmark = pytest.mark.sqlite_only
 REPO = Path(__file__).resolve().parent.parent
 SYSTEMD = REPO / "deploy" / "systemd"
 NGINX_CONF = REPO / "deploy" / "nginx" / "vigie.conf"
-ENV_EXAMPLE = REPO / "deploy" / "vigie.env.example"
 
 DAEMONS = ["vigie-web", "vigie-guard", "vigie-mllp", "vigie-folder", "vigie-audit-watch"]
 SERVICES = sorted(p.name for p in SYSTEMD.glob("*.service"))
@@ -285,14 +284,6 @@ def test_the_other_daemons_run_the_documented_commands() -> None:
     timer = _unit("vigie-backup.timer")
     assert timer["Timer.OnCalendar"]
     assert timer["Timer.Persistent"] == ["true"]
-
-
-def test_the_environment_example_names_only_real_settings() -> None:
-    settings_source = (REPO / "vigie" / "settings.py").read_text(encoding="utf-8")
-    names = set(re.findall(r"^#?\s*([A-Z][A-Z0-9_]+)=", ENV_EXAMPLE.read_text("utf-8"), re.M))
-    assert {"VIGIE_MODE", "VIGIE_HOME", "DATABASE_URL", "VIGIE_ALLOWED_HOSTS"} <= names
-    for name in names:  # a misspelt variable would be silently ignored
-        assert f'"{name}"' in settings_source, name
 
 
 # --- nginx ------------------------------------------------------------------------------------

@@ -1,8 +1,10 @@
-"""The one settings module: everything is read from VIGIE_* variables (see README).
+"""The one settings module: everything is read from VIGIE_* variables, here and nowhere else.
 
-Production is the default mode. Settings never invent a secret: when the secret key or the
-keyring is missing in production, `vigie.lib.startup.preflight()` stops the process with a
-one-line reason before anything is served. Only demo and test modes may create their own.
+Every variable read below is listed, with its default, in deploy/vigie.env.example (a test
+compares the two). Production is the default mode. Settings never invent a secret: when the
+secret key or the keyring is missing in production, `vigie.startup.preflight()` stops the
+process with a one-line reason before anything is served. Only demo and test modes may
+create their own.
 """
 
 from __future__ import annotations
@@ -31,6 +33,9 @@ PRODUCTION = VIGIE_MODE == "production"
 # data. The keys that open it never lie beside it (see vigie/vault/layout.py): a folder served
 # or copied by mistake must yield nothing decryptable, and preflight refuses to start otherwise.
 VIGIE_HOME = env.path("VIGIE_HOME", Path.cwd() / "var")
+# `vigie init --production` refuses the default: it would put a production installation in
+# ./var under whatever folder the command happened to start in.
+VIGIE_HOME_EXPLICIT = env.string("VIGIE_HOME") is not None
 VIGIE_BLOB_DIR = env.path("VIGIE_BLOB_DIR", VIGIE_HOME / "blobs")
 if env.string("VIGIE_KEYRING_DIR") is not None:
     # The old name pointed at the keyring alone; the folder now holds every key.
@@ -77,6 +82,13 @@ def _secret_key() -> str:
 
 
 SECRET_KEY = _secret_key()
+# Where the key came from, for `vigie check`, `vigie init` and the refusal of keys inside the
+# data (vigie/vault/layout.py): a file of the operator's (VIGIE_SECRET_KEY_FILE, which wins),
+# the value itself in the environment (where child processes and crash reports see it), or
+# else the keys folder's own file.
+_secret_key_file = env.string("VIGIE_SECRET_KEY_FILE")
+VIGIE_SECRET_KEY_FILE = Path(_secret_key_file) if _secret_key_file is not None else None
+VIGIE_SECRET_KEY_IN_ENVIRONMENT = env.string("VIGIE_SECRET_KEY") is not None
 # Django refuses to even read an empty SECRET_KEY, so preflight asks this flag instead.
 VIGIE_SECRET_KEY_CONFIGURED = bool(SECRET_KEY)
 DEBUG = env.boolean("VIGIE_DEBUG", default=False)
@@ -243,6 +255,10 @@ STATICFILES_DIRS = [BASE_DIR / "static"]
 # (demo, tests) relaxes only what would make the site unusable over http://127.0.0.1.
 _TLS = env.boolean("VIGIE_TLS", default=PRODUCTION)
 SECURE_SSL_REDIRECT = env.boolean("VIGIE_SSL_REDIRECT", default=_TLS)
+# The certificate chain and private key (PEM files) with which `vigie serve` terminates TLS
+# itself, when no reverse proxy does; `vigie check` inspects the same two files.
+VIGIE_TLS_CERT = env.string("VIGIE_TLS_CERT")
+VIGIE_TLS_KEY = env.string("VIGIE_TLS_KEY")
 SESSION_COOKIE_SECURE = _TLS
 CSRF_COOKIE_SECURE = _TLS
 SECURE_HSTS_SECONDS = 63072000 if _TLS else 0
@@ -371,9 +387,15 @@ VIGIE_POLICY_FILE = env.path("VIGIE_POLICY_FILE", VIGIE_HOME / "vigie-policy.tom
 # The portal shows administrators a red banner when the guard has been silent this long.
 VIGIE_GUARD_SILENCE_SECONDS = env.integer("VIGIE_GUARD_SILENCE_SECONDS", 120, minimum=10)
 
-LOGGING = {
+LOGGING: dict[str, Any] = {
     "version": 1,
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": env.string("VIGIE_LOG_LEVEL", "INFO")},
+    "loggers": {},
 }
+if VIGIE_MODE == "demo":
+    # Each signed checkpoint is logged as a JSON line, for a deployment to route to syslog;
+    # in the demo it only interleaves with the logins table and the server's output. The
+    # checkpoints are still signed and written to their file.
+    LOGGING["loggers"]["vigie.audit.checkpoints"] = {"level": "WARNING"}

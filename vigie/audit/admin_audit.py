@@ -74,7 +74,7 @@ class AuditedAdminMixin:
         )
 
     def get_queryset(self, request: HttpRequest) -> models.QuerySet[Any]:
-        # Lockdown holds here too (issue 16.1): every page of a patient-data admin (list,
+        # Lockdown holds here too: every page of a patient-data admin (list,
         # object, history, delete confirmation, another form's autocomplete) reads through
         # this queryset, so the access decision's own check refuses them all while the
         # guard's lockdown is on. The LockdownMiddleware draws the 503 page.

@@ -3,7 +3,7 @@
 At least every `VIGIE_AUDIT_CHECKPOINT_EVERY` events (1,000) or `VIGIE_AUDIT_CHECKPOINT_SECONDS`
 (60 s: checked at the next append, and by `vigie audit watch` whatever the traffic, see
 `anchor_tail`; `vigie audit checkpoint` forces one), the head (seq, hash)
-is signed with an Ed25519 key from the keyring folder and appended, one JSON line, to
+is signed with the Ed25519 audit signing key (in VIGIE_KEYS_DIR) and appended, one JSON line, to
 `VIGIE_AUDIT_CHECKPOINT_FILE` (O_APPEND, fsync). Each line is also logged at INFO on the
 ``vigie.audit.checkpoints`` logger, which a deployment may route to syslog.
 

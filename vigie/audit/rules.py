@@ -1,4 +1,4 @@
-"""Anomaly rules over the audit trail, feeding `raise_alert` (issue 4).
+"""Anomaly rules over the audit trail, feeding `raise_alert`.
 
 `scan(after_seq)` looks at the events appended since `after_seq` and, for the actors and
 addresses in them, at a sliding window of recent history:

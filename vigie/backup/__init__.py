@@ -1,4 +1,4 @@
-"""Backups that a clinic can restore, prove and practise (issue 8).
+"""Backups that a clinic can restore, prove and practise.
 
 A backup destination holds snapshots that share one store of encrypted blobs::
 

@@ -24,7 +24,7 @@ from vigie.backup import sealed
 from vigie.backup.sealed import SealedEntry
 from vigie.vault import Keyring
 
-# 2: every file but the manifest is sealed (issue 16). 1: files in clear, still read so that
+# 2: every file but the manifest is sealed. 1: files in clear, still read so that
 # a clinic's older snapshots stay restorable; verify says they should go.
 FORMAT = "vigie-backup-2"
 CLEAR_FORMAT = "vigie-backup-1"

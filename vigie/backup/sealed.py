@@ -1,4 +1,4 @@
-"""The files of a snapshot, sealed: whoever steals the backup disk reads nothing (issue 16).
+"""The files of a snapshot, sealed: whoever steals the backup disk reads nothing.
 
 Every file of a snapshot but its manifest (the database dump, the audit checkpoints, the
 exposure policy) is sealed with the vault's envelope encryption, as documents are: a fresh

@@ -1,6 +1,6 @@
 """Reconciliation: IT administrators decide where a document without an exact match belongs.
 
-Intake never attaches a document on a guess (issue 6); what it could not match exactly
+Intake never attaches a document on a guess; what it could not match exactly
 waits here. The administrator sees what the sender said (identifiers, names, birth date)
 and why nothing matched, never the document itself: IT staff do not read medical
 documents (separation of duties), and nothing here goes through the document door.
@@ -69,7 +69,7 @@ def _admin_or_404(request: HttpRequest) -> User:
     if not isinstance(user, User) or not user.is_authenticated or user.role != Role.ADMIN:
         raise Http404
     # These pages show senders' patient identities and search the clinic's patients: a
-    # lockdown stops them like every other path to patient data (issue 16.1).
+    # lockdown stops them like every other path to patient data.
     ensure_served()
     return user
 

@@ -1,1 +1,2 @@
-"""Helpers with no models: environment parsing, startup checks, file safety."""
+"""Helpers with no models and no app of their own: typed environment readers, security
+headers, CSRF under `no-referrer`, trusted proxies, the SQLite backend, test certificates."""

@@ -26,8 +26,6 @@ from typing import Any, Literal
 from django.conf import settings
 from django.utils import timezone
 
-from vigie.lib import env
-
 Status = Literal["ok", "warning", "failure"]
 OK: Status = "ok"
 WARNING: Status = "warning"
@@ -228,7 +226,6 @@ def check_csrf_origins(ctx: Context) -> Finding:
 
 
 def check_secret_key(ctx: Context) -> Finding:
-    file_name = os.environ.get("VIGIE_SECRET_KEY_FILE")
     if not settings.VIGIE_SECRET_KEY_CONFIGURED:
         return Finding(
             "secret_key",
@@ -245,9 +242,9 @@ def check_secret_key(ctx: Context) -> Finding:
             f"the secret key is too short ({length} characters, need {_MIN_SECRET_KEY_LENGTH})",
             "replace it with `python -c 'import secrets; print(secrets.token_urlsafe(64))'`",
         )
-    if file_name:
-        path = Path(file_name)
-    elif os.environ.get("VIGIE_SECRET_KEY"):
+    if settings.VIGIE_SECRET_KEY_FILE is not None:
+        path = Path(settings.VIGIE_SECRET_KEY_FILE)
+    elif settings.VIGIE_SECRET_KEY_IN_ENVIRONMENT:
         return Finding(
             "secret_key",
             WARNING,
@@ -408,8 +405,8 @@ def check_tls(ctx: Context) -> Finding:
             "VIGIE_TLS is off: session cookies would travel over plain HTTP",
             "unset VIGIE_TLS (production assumes TLS) and serve over HTTPS",
         )
-    cert = env.string("VIGIE_TLS_CERT")
-    key = env.string("VIGIE_TLS_KEY")
+    cert = settings.VIGIE_TLS_CERT
+    key = settings.VIGIE_TLS_KEY
     if cert or key:
         if not (cert and key):
             return Finding(
@@ -817,7 +814,7 @@ def mllp_listeners() -> list[MllpListener]:
 
 
 def check_mllp(ctx: Context) -> Finding:
-    """Every running MLLP listener that reaches beyond loopback has mutual TLS (issue 16).
+    """Every running MLLP listener that reaches beyond loopback has mutual TLS.
 
     The server refuses such a start itself; this finds what got round it (an older Vigie
     still running, a unit edited by hand) by what is actually listening: each process whose

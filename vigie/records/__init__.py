@@ -1,1 +1,7 @@
-"""Patients, their documents and who may see them. The only app that talks to the vault."""
+"""Patients, their documents and who may see them.
+
+Documents are sealed into the vault and decrypted out of it here only: `receive()` and
+`ingest()` seal them, `content` decrypts them (for the portal's one door after
+`access.decide()`, and for the checks: fsck, backup verify). Other apps use the vault for
+their own secrets and files, never for a document's content.
+"""

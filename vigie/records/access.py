@@ -12,7 +12,7 @@ Every path to a patient or a document asks `decide()`. The rule is short on purp
   lookup raises `LockedDown` before it touches a record, whatever the URL, the channel
   (portal, FHIR, a future API) or the user. Enforcing it here, where every path to a
   patient passes, is what makes it hold on routes nobody thought of; a URL-based rule did
-  not (issue 16: /fhir/Binary kept serving PDFs during a lockdown).
+  not (/fhir/Binary kept serving PDFs during a lockdown).
 
 This module decides only; it records nothing and reads no bytes (the portal's one door
 records the audit event and then streams through `records.content`).

@@ -1,4 +1,7 @@
-"""`ingest()`: the single entry every intake path (REST, FHIR, HL7, folder, demo) goes through.
+"""`ingest()`: store a document of a known patient, the one way a `Document` is created.
+
+Every intake channel reaches it through `receive()` (which first matches the patient); the
+demo and the guard's decoys call it directly.
 
 Order matters for "nothing lost" and "never plaintext at rest":
 1. the content streams through the vault: encrypted chunk by chunk, fsynced, renamed;

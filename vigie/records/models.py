@@ -1,4 +1,5 @@
-"""Patient, Document and CareRelationship.
+"""Patients and their identifiers, documents (stored, or waiting for reconciliation), care
+relationships, emergency grants and visits.
 
 A Document row holds metadata and the wrapped data key; its bytes live encrypted in the vault
 under the same opaque id. Rows are never deleted by cascade: a patient with documents cannot

@@ -5,14 +5,14 @@
           └─ not matched exactly ─► a PendingDocument: encrypted, attached to nobody, for
              an administrator to reconcile
 
-Who sends is not what the payload says (issue 16): `meta.source_system` is the configured
+Who sends is not what the payload says: `meta.source_system` is the configured
 sender's one source system (its API key, MLLP client certificate or hot folder), and an IPP
 is matched and learnt only in that system, or as this clinic's own IPP. A payload whose IPP
 names another system is refused before anything is read into the store (`ForeignSource`):
 otherwise Lab A could teach Vigie that "LABO-B's patient 424242" is someone, and Lab B's
 later results for its own 424242 would be filed under that someone.
 
-Matching is exact or not at all (issue 6): on the INS, or on an IPP *with the system that
+Matching is exact or not at all: on the INS, or on an IPP *with the system that
 assigned it* (this clinic's own IPP is `Patient.ipp`; other systems' are
 `PatientIdentifier` rows). Names and birth date never attach a document: they only help
 the administrator who reconciles. A document attached to the wrong patient is a data

@@ -5,8 +5,12 @@ Envelope encryption: every document gets a random data key that encrypts its con
 key-encryption key from the keyring (`keyring`), next to the document's row. Rotating KEKs
 rewraps 60 bytes per document and never touches the content.
 
-This is a library, not a Django app: no models, no HTTP, no users. Only `records` calls it,
-after the access decision and the audit event (see DESIGN.md, "one door for document bytes").
+This is a library, not a Django app: no models, no HTTP, no users. Documents go in and come
+out only through `records` (`ingest` seals them; `records.content` opens them, for the portal
+after the access decision and the audit event, see DESIGN.md, "one door for document bytes",
+and for maintenance). Other apps use it for their own secrets and files: accounts seals
+authenticator seeds, backup seals a snapshot's files, and audit, backup and the startup
+checks share its durable-write steps (`_fs`) and its rule of where keys may live (`layout`).
 The document id is the blob id, so it must be 16 to 64 letters, digits, "_" or "-".
 """
 

@@ -1,4 +1,7 @@
-"""File-system steps shared by the keyring and the blob store, written once and carefully.
+"""Durable, private file-system steps, written once and carefully.
+
+Used by the keyring and the blob store, and beyond the vault by the audit checkpoints, the
+backups, key rotation and the startup checks.
 
 Durability on Linux needs more than `write` + `rename`: the file's data must be fsynced
 before it gets its final name, and the folder must be fsynced after, or a power cut can

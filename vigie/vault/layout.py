@@ -60,8 +60,7 @@ def key_paths() -> list[Path]:
         Path(settings.VIGIE_KEYRING_FILE),
         Path(settings.VIGIE_KEYS_DIR) / SIGNING_KEY_NAME,
     ]
-    secret_file = os.environ.get("VIGIE_SECRET_KEY_FILE", "").strip()
-    paths.append(Path(secret_file) if secret_file else Path(settings.VIGIE_SECRET_KEY_DEFAULT_FILE))
+    paths.append(Path(settings.VIGIE_SECRET_KEY_FILE or settings.VIGIE_SECRET_KEY_DEFAULT_FILE))
     return paths
 
 

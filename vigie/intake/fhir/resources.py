@@ -84,7 +84,7 @@ class Submission:
     data: bytes
     warnings: list[str] = field(default_factory=list)
     # Every identifier system the subject names besides the INS and the clinic's own IPP:
-    # each must be the sending key's own source system (issue 16).
+    # each must be the sending key's own source system.
     ipp_systems: tuple[str, ...] = ()
 
 

@@ -278,7 +278,7 @@ def _create(
         for warning in received.warnings
     ]
     # One answer whether the subject was identified here or the document waits for an
-    # administrator (issue 16): a key holder must not learn whether an INS or IPP is known.
+    # administrator: a key holder must not learn whether an INS or IPP is known.
     # The reason stays on the clinic's reconciliation page.
     issues = [
         OutcomeIssue(

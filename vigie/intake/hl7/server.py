@@ -1,6 +1,6 @@
 """`vigie intake mllp`: HL7 v2 over MLLP (TCP, optionally TLS), one ACK per message.
 
-Who may write (issue 16): HL7 v2 has no authentication of its own, and whoever reaches the
+Who may write: HL7 v2 has no authentication of its own, and whoever reaches the
 port could otherwise file documents under any patient's INS. So, as IHE ATNA prescribes,
 a listener on anything but loopback requires mutual TLS: `--tls-cert/--tls-key` (the
 server's certificate), `--tls-client-ca` (the CA that signs the labs' certificates) and

@@ -47,7 +47,7 @@ logger = logging.getLogger(__name__)
 View = Callable[[HttpRequest], HttpResponse]
 
 CHANNEL = "rest"
-# One answer whether the document found its patient or waits for reconciliation (issue 16):
+# One answer whether the document found its patient or waits for reconciliation:
 # a key holder must not learn from it whether an INS or an IPP is known here.
 RECEIVED_STATUS = 202
 # Room for the multipart framing and the metadata part on top of the document itself.

@@ -102,10 +102,10 @@ def installation(tmp_path: Path, settings: Any, monkeypatch: pytest.MonkeyPatch,
     settings.VIGIE_POLICY_FILE.write_text(POLICY)
 
     cert, key = make_certificate(home)
-    monkeypatch.setenv("VIGIE_TLS_CERT", str(cert))
-    monkeypatch.setenv("VIGIE_TLS_KEY", str(key))
-    for name in ("VIGIE_SECRET_KEY", "VIGIE_SECRET_KEY_FILE"):
-        monkeypatch.delenv(name, raising=False)
+    settings.VIGIE_TLS_CERT = str(cert)
+    settings.VIGIE_TLS_KEY = str(key)
+    settings.VIGIE_SECRET_KEY_FILE = None
+    settings.VIGIE_SECRET_KEY_IN_ENVIRONMENT = False
     # The suite's database is SQLite unless the run targets PostgreSQL.
     settings.VIGIE_ALLOW_SQLITE = True
 
@@ -232,19 +232,13 @@ def test_it_reports_a_guard_that_never_beat(installation: Installation) -> None:
     assert_fails("guard.heartbeat", "never reported", fix="vigie guard run")
 
 
-def test_it_reports_no_tls_and_no_proxy(
-    installation: Installation, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.delenv("VIGIE_TLS_CERT")
-    monkeypatch.delenv("VIGIE_TLS_KEY")
+def test_it_reports_no_tls_and_no_proxy(installation: Installation, settings: Any) -> None:
+    settings.VIGIE_TLS_CERT = settings.VIGIE_TLS_KEY = None
     assert_fails("tls", "no TLS and no proxy", fix="VIGIE_TRUSTED_PROXIES")
 
 
-def test_behind_a_proxy_tls_is_the_proxys(
-    installation: Installation, monkeypatch: pytest.MonkeyPatch, settings: Any
-) -> None:
-    monkeypatch.delenv("VIGIE_TLS_CERT")
-    monkeypatch.delenv("VIGIE_TLS_KEY")
+def test_behind_a_proxy_tls_is_the_proxys(installation: Installation, settings: Any) -> None:
+    settings.VIGIE_TLS_CERT = settings.VIGIE_TLS_KEY = None
     code, output = run_check("--behind-proxy", "127.0.0.1")
     assert code == 0, output
     settings.VIGIE_TRUSTED_PROXIES = ["10.0.0.5"]
@@ -252,20 +246,18 @@ def test_behind_a_proxy_tls_is_the_proxys(
 
 
 def test_it_reports_an_expired_certificate(
-    installation: Installation, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    installation: Installation, settings: Any, tmp_path: Path
 ) -> None:
     cert, key = make_certificate(tmp_path, days=-1)
-    monkeypatch.setenv("VIGIE_TLS_CERT", str(cert))
-    monkeypatch.setenv("VIGIE_TLS_KEY", str(key))
+    settings.VIGIE_TLS_CERT, settings.VIGIE_TLS_KEY = str(cert), str(key)
     assert_fails("tls", "expired", fix="renew")
 
 
 def test_it_warns_of_a_certificate_about_to_expire(
-    installation: Installation, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    installation: Installation, settings: Any, tmp_path: Path
 ) -> None:
     cert, key = make_certificate(tmp_path, days=5)
-    monkeypatch.setenv("VIGIE_TLS_CERT", str(cert))
-    monkeypatch.setenv("VIGIE_TLS_KEY", str(key))
+    settings.VIGIE_TLS_CERT, settings.VIGIE_TLS_KEY = str(cert), str(key)
     assert findings()["tls"].status == checks.WARNING
     assert run_check()[0] == 0  # a warning alone does not fail the check
 

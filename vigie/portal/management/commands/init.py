@@ -72,7 +72,7 @@ class Command(BaseCommand):
                 f"(it is {settings.VIGIE_MODE}); a demo sets itself up with `vigie demo`",
                 returncode=2,
             )
-        if not os.environ.get("VIGIE_HOME"):
+        if not settings.VIGIE_HOME_EXPLICIT:
             raise CommandError(
                 "set VIGIE_HOME (e.g. /var/lib/vigie, as in deploy/vigie.env.example): without "
                 "it the keys would land in ./var under the current directory",
@@ -86,7 +86,7 @@ class Command(BaseCommand):
 
         # A secret key given in the environment is used as is; otherwise it is a file here.
         secret_from_env = bool(
-            os.environ.get("VIGIE_SECRET_KEY") or os.environ.get("VIGIE_SECRET_KEY_FILE")
+            settings.VIGIE_SECRET_KEY_IN_ENVIRONMENT or settings.VIGIE_SECRET_KEY_FILE
         )
         watched = [home, keys_dir]
         if not secret_from_env:

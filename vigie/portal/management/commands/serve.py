@@ -48,9 +48,9 @@ class Command(BaseCommand):
         parser.add_argument("--port", type=int, default=8000)
         parser.add_argument("--workers", type=int, default=max(1, os.cpu_count() or 1))
         parser.add_argument("--threads", type=int, default=4)
-        # Defaults from the environment, where `vigie check` reads them too.
-        parser.add_argument("--tls-cert", default=os.environ.get("VIGIE_TLS_CERT") or None)
-        parser.add_argument("--tls-key", default=os.environ.get("VIGIE_TLS_KEY") or None)
+        # Defaults from the settings (VIGIE_TLS_CERT, VIGIE_TLS_KEY), which `vigie check` reads.
+        parser.add_argument("--tls-cert", default=settings.VIGIE_TLS_CERT)
+        parser.add_argument("--tls-key", default=settings.VIGIE_TLS_KEY)
         parser.add_argument(
             "--behind-proxy",
             metavar="ADDR[,ADDR]",

@@ -1,8 +1,9 @@
 """`vigie doctors import FILE [--dry-run] [--report REPORT.json]`.
 
 Creates doctor accounts in bulk from a CSV file; see `vigie.records.bulk` for the format.
-No password is ever read from the file: the accounts are created with an unusable password,
-an administrator sets a first one in the admin, and the doctor enrols TOTP at first login.
+No password is ever read from the file: the accounts are created with an unusable password
+and a one-time invitation each, whose code this command prints once for the operator to hand
+over; with it the doctor chooses a password and enrols an authenticator.
 Exit codes: 0 imported (or, with --dry-run, every line is valid), 1 some lines are wrong and
 nothing was imported, 2 the import could not run (nothing was imported either).
 """

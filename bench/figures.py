@@ -1,0 +1,294 @@
+"""The figures of a bench run: each stage's result turned into labelled values and targets.
+
+Shared by the run (which stores them in latest.json), the report (the table of docs/bench.md)
+and the chart, so that all three say the same thing about one run.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def _figure(
+    key: str,
+    label: str,
+    value: float | None,
+    unit: str,
+    display: str,
+    target: str | None = None,
+    met: bool | None = None,
+) -> dict[str, Any]:
+    return {
+        "key": key,
+        "label": label,
+        "value": value,
+        "unit": unit,
+        "display": display,
+        "target": target,
+        "met": met,
+    }
+
+
+SERVER_LABELS = {
+    "nginx": "nginx static + auth_basic",
+    "orthanc": "Orthanc /instances/{id}/file",
+    "vigie-sqlite": "Vigie (SQLite)",
+    "vigie-postgresql": "Vigie (PostgreSQL)",
+    "vigie-noaudit": "Vigie, no-audit build",
+}
+
+
+def fetch_figures(fetch: dict[str, Any]) -> list[dict[str, Any]]:
+    figures = []
+    servers: dict[str, dict[str, dict[str, Any]]] = fetch.get("servers", {})
+    for count in map(str, fetch.get("connections", [])):
+        base = {
+            name: servers.get(name, {}).get(count, {}).get("requests_per_s")
+            for name in ("nginx", "orthanc")
+        }
+        for name, by_count in servers.items():
+            r = by_count.get(count)
+            if r is None:
+                continue
+            label = f"fetch 200 KB, {count} conns: {SERVER_LABELS.get(name, name)}"
+            display = f"{r['requests_per_s']:,.0f} req/s, p50 {r['p50_ms']:.1f} ms, p99 {r['p99_ms']:.1f} ms"
+            if r.get("errors"):
+                display += " (errors: " + "; ".join(r["errors"])[:120] + ")"
+            if not name.startswith("vigie-") or name == "vigie-noaudit":
+                figures.append(
+                    _figure(
+                        f"fetch.{name}.{count}",
+                        label,
+                        r["requests_per_s"],
+                        "req/s",
+                        display,
+                        "baseline" if name in base else None,
+                    )
+                )
+                continue
+            rate = r["requests_per_s"]
+            ratios = {b: rate / v if v else None for b, v in base.items()}
+            parts = [
+                f"{ratios[b]:.3f} x {b}" for b in ("nginx", "orthanc") if ratios[b] is not None
+            ]
+            checks: list[bool] = []
+            targets = []
+            for b, floor in (("nginx", 0.5), ("orthanc", 0.25)):
+                ratio = ratios[b]
+                if ratio is not None:
+                    checks.append(ratio >= floor)
+                    targets.append(f"≥ {floor} × {b}")
+            if count == "32":
+                checks.append(r["p99_ms"] <= 25)
+                targets.append("p99 ≤ 25 ms")
+            figures.append(
+                _figure(
+                    f"fetch.{name}.{count}",
+                    label,
+                    rate,
+                    "req/s",
+                    display + (" = " + ", ".join(parts) if parts else ""),
+                    ", ".join(targets) or None,
+                    all(checks) if checks else None,
+                )
+            )
+    return figures
+
+
+def _ingest_rate(entry: Any) -> float | None:
+    """Documents per second in one server's ingest result, whatever its exact key."""
+    if not isinstance(entry, dict):  # counts and settings beside the results
+        return None
+    for key in ("documents_per_s", "docs_per_s", "instances_per_s", "requests_per_s", "rate"):
+        if isinstance(entry.get(key), (int, float)):
+            return float(entry[key])
+    return None
+
+
+def ingest_rates(ingest: dict[str, Any]) -> dict[str, float]:
+    """{"vigie": docs/s, "orthanc": docs/s} from run_ingest's report."""
+    rest = ingest.get("rest") or ingest
+    pool = rest.get("servers", rest)
+    rates: dict[str, float] = {}
+    for name, entry in pool.items():
+        rate = _ingest_rate(entry)
+        if rate is None or not isinstance(name, str):
+            continue
+        low = name.lower()
+        if "orthanc" in low:
+            rates.setdefault("orthanc", rate)
+        elif "vigie" in low or low in {"rest", "vigie_rest"}:
+            rates.setdefault("vigie", rate)
+    return rates
+
+
+def ingest_figures(ingest: dict[str, Any]) -> list[dict[str, Any]]:
+    rates = ingest_rates(ingest)
+    figures = []
+    if "orthanc" in rates:
+        figures.append(
+            _figure(
+                "ingest.orthanc",
+                "ingest 200 KB, 8 clients: Orthanc POST /instances",
+                rates["orthanc"],
+                "docs/s",
+                f"{rates['orthanc']:,.0f} docs/s",
+                "baseline",
+            )
+        )
+    if "vigie" in rates:
+        ratio = rates["vigie"] / rates["orthanc"] if rates.get("orthanc") else None
+        figures.append(
+            _figure(
+                "ingest.vigie",
+                "ingest 200 KB, 8 clients: Vigie REST (SQLite)",
+                rates["vigie"],
+                "docs/s",
+                f"{rates['vigie']:,.0f} docs/s"
+                + (f" = {ratio:.2f} x Orthanc" if ratio is not None else ""),
+                "≥ 1.0 × Orthanc",
+                ratio >= 1.0 if ratio is not None else None,
+            )
+        )
+    mllp = ingest.get("mllp")
+    if isinstance(mllp, dict) and isinstance(mllp.get("messages_per_s"), (int, float)):
+        rate = float(mllp["messages_per_s"])
+        figures.append(
+            _figure(
+                "ingest.mllp",
+                "HL7 v2 ORU^R01 over MLLP, 8 connections",
+                rate,
+                "msgs/s",
+                f"{rate:,.0f} messages/s",
+                f"≥ {mllp.get('target', 1000):,.0f} msgs/s",
+                mllp.get("target_met"),
+            )
+        )
+    return figures
+
+
+def figures(stages: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    vault = stages.get("vault", {}).get("result")
+    if vault:
+        seal, opened = vault["seal_200k_docs_per_s"], vault["open_50mb_gb_per_s"]
+        out.append(
+            _figure(
+                "vault.seal",
+                "seal 200 KB documents (fsync + rename each)",
+                seal,
+                "docs/s",
+                f"{seal:,.0f} docs/s",
+                "≥ 1,000 docs/s",
+                seal >= 1000,
+            )
+        )
+        out.append(
+            _figure(
+                "vault.open",
+                "open a 50 MB document (one core)",
+                opened,
+                "GB/s",
+                f"{opened:.2f} GB/s",
+                "≥ 1 GB/s",
+                opened >= 1,
+            )
+        )
+    fetch = stages.get("fetch", {}).get("result")
+    if fetch:
+        out += fetch_figures(fetch)
+    ingest = stages.get("ingest", {}).get("result")
+    if ingest:
+        out += ingest_figures(ingest)
+    audit = stages.get("audit", {}).get("result")
+    if audit:
+        rate = float(audit["events_per_second_best"])
+        seconds = min(audit["verify_seconds"].values())
+        out.append(
+            _figure(
+                "audit.verify",
+                f"audit verify, {audit['events']:,} events ({audit['engine']})",
+                rate,
+                "events/s",
+                f"{rate:,.0f} events/s ({seconds} s, {', '.join(audit['verify_seconds'])})",
+                "≥ 200,000 events/s",
+                rate >= 200_000,
+            )
+        )
+    keys = stages.get("keys", {}).get("result")
+    if keys:
+        rate = keys["data_keys_per_second"]
+        out.append(
+            _figure(
+                "keys.rotate",
+                f"key rotation, {keys['data_keys']:,} data keys ({keys['engine']})",
+                rate,
+                "keys/s",
+                f"{rate:,.0f} data keys re-wrapped/s ({keys['rotate_seconds']} s)",
+            )
+        )
+    cold = stages.get("coldstart", {}).get("result")
+    if cold:
+        out.append(
+            _figure(
+                "coldstart",
+                f"cold start of `vigie serve` to first document ({cold['runs']} runs)",
+                cold["median_s"],
+                "s",
+                f"median {cold['median_s']:.2f} s, max {cold['max_s']:.2f} s"
+                + (
+                    f" (port open at {cold['listening_median_s']:.2f} s)"
+                    if "listening_median_s" in cold
+                    else ""
+                ),
+            )
+        )
+    backup = stages.get("backup", {}).get("result")
+    if backup:
+        out += backup_figures(backup)
+    return out
+
+
+BACKUP_TARGET_S = 60.0
+BACKUP_TARGET_DOCUMENTS = 10_000
+
+
+def backup_figures(backup: dict[str, Any]) -> list[dict[str, Any]]:
+    """Wall clock of each `vigie` command, process start included; the seconds the command
+    itself reports in brackets. The 60 s targets are for 10,000 documents: a smaller run
+    (--quick) shows them without a verdict."""
+    count = int(backup["documents"])
+    full = count >= BACKUP_TARGET_DOCUMENTS
+    target = f"≤ {BACKUP_TARGET_S:.0f} s" + (
+        "" if full else f" at {BACKUP_TARGET_DOCUMENTS:,} documents"
+    )
+    gigabytes = backup.get("blob_bytes", 0) / 1e9
+
+    def timed(key: str) -> tuple[float, str]:
+        step = backup[key]
+        return step["wall_s"], f"{step['wall_s']:.1f} s ({step['reported_s']:.1f} s in the command)"
+
+    figures = []
+    for key, label in (
+        ("create", f"backup create, {count:,} documents of 200 KB ({gigabytes:.1f} GB)"),
+        ("restore", f"backup restore (with verification), {count:,} documents"),
+    ):
+        seconds, display = timed(key)
+        figures.append(
+            _figure(
+                f"backup.{key}",
+                label,
+                seconds,
+                "s",
+                display,
+                target,
+                seconds <= BACKUP_TARGET_S if full else None,
+            )
+        )
+    for key, label in (
+        ("incremental", f"backup create again, nothing new ({count:,} blobs already there)"),
+        ("verify", f"backup verify, {count:,} documents (decrypt + SHA-256)"),
+    ):
+        seconds, display = timed(key)
+        figures.append(_figure(f"backup.{key}", label, seconds, "s", display))
+    return figures
