@@ -9,7 +9,6 @@ create their own.
 
 from __future__ import annotations
 
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -111,7 +110,6 @@ INSTALLED_APPS = [
     "django_otp",
     "django_otp.plugins.otp_totp",
     "django_otp.plugins.otp_static",
-    "axes",
     "csp",
     "vigie.accounts",
     "vigie.records",
@@ -149,8 +147,6 @@ MIDDLEWARE = [
     "vigie.guard.middleware.LockdownMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
-    # Last, as django-axes requires: it turns a lockout flagged during the view into 429.
-    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "vigie.urls"
@@ -276,11 +272,8 @@ CSRF_COOKIE_HTTPONLY = True
 SILENCED_SYSTEM_CHECKS: list[str] = []
 
 # --- accounts: login, second factor, sessions, lockout (see vigie/accounts) ---
-# Axes first: a locked-out identifier or address is refused before any password is checked.
-AUTHENTICATION_BACKENDS = [
-    "axes.backends.AxesStandaloneBackend",
-    "django.contrib.auth.backends.ModelBackend",
-]
+# The login view reserves an attempt (accounts/lockout.py) before it calls authenticate().
+AUTHENTICATION_BACKENDS = ["django.contrib.auth.backends.ModelBackend"]
 # Argon2id at OWASP's minimum (19 MiB, 2 passes, 1 lane). Any argon2 hash verifies with its
 # own parameters and is rehashed at these on the next login; PBKDF2 is there only so older
 # hashes still verify (and get upgraded the same way).
@@ -302,22 +295,18 @@ SESSION_EXPIRE_AT_BROWSER_CLOSE = True
 # Sensitive actions (and the admin) need a second-factor proof at most this old.
 VIGIE_REAUTH_MAX_AGE_SECONDS = env.integer("VIGIE_REAUTH_MAX_AGE_SECONDS", 300, minimum=30)
 
-# Lockout: N failures (passwords and second-factor codes alike) lock the identifier and,
-# separately, the source address for M minutes.
-AXES_FAILURE_LIMIT = env.integer("VIGIE_LOCKOUT_FAILURES", 5, minimum=1)
-AXES_COOLOFF_TIME = timedelta(minutes=env.integer("VIGIE_LOCKOUT_MINUTES", 15, minimum=1))
-AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
-AXES_USERNAME_CALLABLE = "vigie.accounts.lockout.axes_username"
-AXES_CLIENT_IP_CALLABLE = "vigie.accounts.lockout.client_ip"
-AXES_LOCKOUT_CALLABLE = "vigie.accounts.lockout.lockout_response"
-# Failures are forgotten only after a full login (password and code), never after the
-# password alone: otherwise the password step would reset the count of guessed codes.
-AXES_RESET_ON_SUCCESS = False
-# Axes' start-up banner would be printed by every `vigie` command, burying one-line errors.
-AXES_VERBOSE = False
-# Never copy secrets into the attempt log (axes records POST data).
-AXES_SENSITIVE_PARAMETERS = ["username", "ip_address", "password", "code"]
-# One counter for both factors is axes'; django-otp's own per-device back-off would make a
+# Lockout (vigie/accounts/lockout.py): every password and code is counted before it is
+# checked. Per source address, N attempts per M-minute window, then a hard lock; per account,
+# N second-factor codes per window, then a hard lock; per account, passwords get a delay that
+# doubles from a few seconds up to a cap (an outsider typing a doctor's identifier may slow
+# the doctor down, never lock them out) and an alert once attempts go on.
+VIGIE_LOCKOUT_FAILURES = env.integer("VIGIE_LOCKOUT_FAILURES", 5, minimum=1)
+VIGIE_LOCKOUT_MINUTES = env.integer("VIGIE_LOCKOUT_MINUTES", 15, minimum=1)
+VIGIE_LOGIN_DELAY_FREE_ATTEMPTS = env.integer("VIGIE_LOGIN_DELAY_FREE_ATTEMPTS", 3, minimum=1)
+VIGIE_LOGIN_DELAY_FIRST_SECONDS = env.integer("VIGIE_LOGIN_DELAY_FIRST_SECONDS", 5, minimum=1)
+VIGIE_LOGIN_DELAY_MAX_SECONDS = env.integer("VIGIE_LOGIN_DELAY_MAX_SECONDS", 120, minimum=1)
+VIGIE_LOGIN_ALERT_ATTEMPTS = env.integer("VIGIE_LOGIN_ALERT_ATTEMPTS", 10, minimum=1)
+# The lockout counts codes; django-otp's own per-device back-off would make a
 # correct code fail for seconds after a typo, with no added protection.
 OTP_TOTP_THROTTLE_FACTOR = 0
 OTP_STATIC_THROTTLE_FACTOR = 0

@@ -358,8 +358,8 @@ store.save()
         )
 
     def reset_lockouts(self) -> None:
-        """Forget every failed attempt (django-axes), for accounts and addresses alike."""
-        self.vigie("axes_reset")
+        """Forget every counted attempt, for accounts and addresses alike."""
+        self.vigie("lockout", "reset")
 
     def totp(self, secret_b32: str) -> str:
         return self.clock.code(secret_b32)

@@ -8,7 +8,6 @@ class AccountsConfig(AppConfig):
     verbose_name = _("Accounts")
 
     def ready(self) -> None:
-        from axes.signals import user_locked_out
         from django.contrib.auth.signals import user_logged_out
 
         from vigie.accounts import seeds, signals
@@ -16,4 +15,3 @@ class AccountsConfig(AppConfig):
         seeds.connect()
 
         user_logged_out.connect(signals.on_logged_out, dispatch_uid="vigie.accounts.logout")
-        user_locked_out.connect(signals.on_locked_out, dispatch_uid="vigie.accounts.locked")

@@ -2,19 +2,18 @@
 
 Both run only behind `require_fresh_second_factor` (the views), and each is audited. A
 stolen session cookie alone therefore changes nothing: the password change also wants the
-current password, and its failures count towards the account's lockout like a wrong
-password at login, so the form is no way around the login's limits.
+current password, which is counted before it is checked exactly like a password at login
+(lockout.py), so the form is no way around the login's limits.
 """
 
 from __future__ import annotations
 
 from django.contrib.auth import password_validation, update_session_auth_hash
-from django.contrib.auth.signals import user_login_failed
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.http import HttpRequest
 
-from vigie.accounts import events, otp
+from vigie.accounts import events, lockout, otp
 from vigie.accounts.invitations import end_sessions
 from vigie.accounts.models import User
 
@@ -31,11 +30,11 @@ def change_password(request: HttpRequest, user: User, current: str, new: str) ->
     sessions were ended. The new password is hashed by the first of PASSWORD_HASHERS
     (Argon2id), as at enrolment.
     """
+    # Counted like a password at login, before it is checked (raises lockout.Refused): same
+    # account, same address, same limits.
+    reservation = lockout.reserve_password(user.get_username(), lockout.client_ip(request))
     if not user.check_password(current):
-        # Counted like a failed login (django-axes): same account, same address, same limit.
-        user_login_failed.send(
-            sender=__name__, credentials={"username": user.get_username()}, request=request
-        )
+        lockout.note_password_attempt(reservation, user.get_username(), request)
         events.audit(
             events.PASSWORD_CHANGE_REFUSED,
             request=request,
@@ -44,6 +43,7 @@ def change_password(request: HttpRequest, user: User, current: str, new: str) ->
             reason="wrong_current_password",
         )
         raise WrongCurrentPassword
+    reservation.succeeded()
     try:
         password_validation.validate_password(new, user)
     except ValidationError:

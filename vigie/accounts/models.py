@@ -151,3 +151,36 @@ class Invitation(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user.username} ({self.created_at:%Y-%m-%d %H:%M})"
+
+
+class LoginThrottle(models.Model):
+    """Attempts counted against one source address or one account (see accounts/lockout.py).
+
+    A row is claimed with one conditional UPDATE before any password or code is checked, so
+    concurrent requests (any number of workers and threads) can never be verified beyond the
+    schedule; rows exist for identifiers that match no account too (no account probing).
+    """
+
+    class Scope(models.TextChoices):
+        # Every password and code from one address: a hard lock per window.
+        ADDRESS = "address", _("source address")
+        # Passwords on one identifier: a progressive delay an outsider cannot turn into a lock.
+        ACCOUNT = "account", _("account (password)")
+        # Codes on one account (whoever sends them holds the password): a hard lock.
+        SECOND_FACTOR = "second_factor", _("account (second factor)")
+
+    scope = models.CharField(max_length=16, choices=Scope.choices)
+    key = models.CharField(max_length=255)
+    attempts = models.PositiveIntegerField(default=0)
+    window_started_at = models.DateTimeField(default=timezone.now)
+    last_attempt_at = models.DateTimeField(null=True)
+
+    class Meta:
+        verbose_name = _("login throttle")
+        verbose_name_plural = _("login throttles")
+        constraints: ClassVar[list[models.BaseConstraint]] = [
+            models.UniqueConstraint(fields=["scope", "key"], name="login_throttle_scope_key"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.scope}:{self.key} ({self.attempts})"

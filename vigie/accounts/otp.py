@@ -6,8 +6,9 @@ records that the session has just proved the second factor.
 
 Why not django_otp.match_token(): it lets two concurrent requests both accept the same code
 (read last_t, compare, save). Here each device row is locked while it is checked, so a code is
-accepted once even under concurrency; failures go to django-axes, so one counter (per account
-and per source address) covers both passwords and codes.
+accepted once even under concurrency. Every code is counted (accounts/lockout.py) before it is
+checked, per account and per source address: a locked account or address gets LockedOut and
+no code is looked at.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ import re
 import time
 from typing import TYPE_CHECKING
 
-from django.contrib.auth.signals import user_login_failed
 from django.db import transaction
 from django.http import HttpRequest
 from django.utils.crypto import salted_hmac
@@ -25,6 +25,7 @@ from django_otp.models import Device
 from django_otp.plugins.otp_static.models import StaticDevice, StaticToken
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
+from vigie.accounts import lockout
 from vigie.accounts.models import SealedTOTPDevice
 
 if TYPE_CHECKING:
@@ -39,8 +40,8 @@ RECOVERY_DEVICE_NAME = "recovery codes"
 _TOTP_SHAPE = re.compile(r"\d{6,8}")
 _SEPARATORS = re.compile(r"[\s-]+")
 
-# The request being served, set by SessionPolicyMiddleware, so that a failed verify_code()
-# called without `request=` still reaches django-axes (which needs the source address).
+# The request being served, set by SessionPolicyMiddleware, so that verify_code() called
+# without `request=` still counts against the source address.
 current_request: contextvars.ContextVar[HttpRequest | None] = contextvars.ContextVar(
     "vigie_current_request", default=None
 )
@@ -92,29 +93,47 @@ def _match_recovery(user: User, code: str) -> Device | None:
     return None
 
 
-def match_device(user: User, code: str, *, request: HttpRequest | None = None) -> Device | None:
-    """The device that accepts `code` (consuming it), or None; a failure counts toward lockout.
+class LockedOut(Exception):
+    """Too many codes: refused before any code was checked."""
 
-    Refuses everything while the account or the source address is locked out.
-    """
+    def __init__(self, refusal: lockout.Refused) -> None:
+        super().__init__(refusal.scope, refusal.retry_after)
+        self.retry_after = refusal.retry_after
+
+
+def _reserve(user: User, request: HttpRequest | None) -> lockout.Reservation:
     request = request if request is not None else current_request.get()
-    if request is not None and is_locked(request, user):
-        return None
+    try:
+        return lockout.reserve_code(user, lockout.client_ip(request))
+    except lockout.Refused as refusal:
+        raise LockedOut(refusal) from None
+
+
+def match_device(user: User, code: str, *, request: HttpRequest | None = None) -> Device | None:
+    """The device that accepts `code` (consuming it), or None.
+
+    The attempt is counted first, per account and per source address; raises LockedOut,
+    without looking at the code, when either has no attempt left in this window.
+    """
+    reservation = _reserve(user, request)
     token = _normalise(code)
     device = _match_totp(user, token) or _match_recovery(user, token)
-    if device is None:
-        _count_failure(request, user)
+    if device is not None:
+        reservation.succeeded()
     return device
 
 
 def verify_code(user: User, code: str, *, request: HttpRequest | None = None) -> bool:
     """True when `code` is a current TOTP code or an unused recovery code of `user`.
 
-    A TOTP code is accepted once (replay protection), a recovery code once ever. A wrong code
-    counts toward the account's and the address's lockout, like a wrong password. Pass
-    `request` when you have it; otherwise the request being served is used.
+    A TOTP code is accepted once (replay protection), a recovery code once ever. Every code
+    counts toward the account's and the address's lockout; while locked, False without
+    checking. Pass `request` when you have it; otherwise the request being served is used.
     """
-    return match_device(user, code, request=request) is not None
+    try:
+        return match_device(user, code, request=request) is not None
+    except LockedOut:
+        return False
 
 
 def is_recovery_device(device: Device) -> bool:
@@ -132,22 +151,6 @@ def second_factor_age(request: HttpRequest) -> float | None:
     if not isinstance(value, int | float):
         return None
     return max(0.0, time.time() - float(value))
-
-
-def is_locked(request: HttpRequest, user: User) -> bool:
-    from axes.handlers.proxy import AxesProxyHandler
-
-    return bool(AxesProxyHandler.is_locked(request, {"username": user.get_username()}))
-
-
-def _count_failure(request: HttpRequest | None, user: User) -> None:
-    # django-axes listens to this signal: a wrong code is recorded exactly like a wrong
-    # password (same account, same source address, same limit).
-    user_login_failed.send(
-        sender=__name__,
-        credentials={"username": user.get_username()},
-        request=request,
-    )
 
 
 # --- enrolment ---
@@ -202,16 +205,15 @@ def new_recovery_codes(user: User) -> list[str]:
 def confirm_pending_code(
     user: User, device: TOTPDevice, code: str, *, request: HttpRequest | None = None
 ) -> bool:
-    """Check a code against a device being enrolled (not yet confirmed); failures count."""
-    request = request if request is not None else current_request.get()
-    if request is not None and is_locked(request, user):
-        return False
+    """Check a code against a device being enrolled (not yet confirmed); counted first, as
+    match_device() does (raises LockedOut the same way)."""
+    reservation = _reserve(user, request)
     token = _normalise(code)
     ok = False
     if _TOTP_SHAPE.fullmatch(token):
         with transaction.atomic():
             locked = SealedTOTPDevice.objects.select_for_update().get(pk=device.pk)
             ok = bool(locked.verify_token(token))
-    if not ok:
-        _count_failure(request, user)
+    if ok:
+        reservation.succeeded()
     return ok

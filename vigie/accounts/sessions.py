@@ -14,7 +14,7 @@ from django.conf import settings
 from django.contrib.auth import login
 from django.http import HttpRequest
 
-from vigie.accounts import events
+from vigie.accounts import events, lockout
 from vigie.accounts.otp import is_recovery_device, mark_second_factor_fresh
 
 if TYPE_CHECKING:
@@ -49,8 +49,6 @@ def start_password_session(request: HttpRequest, user: User) -> None:
 
 def complete_second_factor(request: HttpRequest, device: Any) -> None:
     """The second factor is right: the session becomes fully logged in, under a new id."""
-    from axes.utils import reset
-
     user = request.user
     django_otp.login(request, device)
     request.session.cycle_key()
@@ -58,7 +56,7 @@ def complete_second_factor(request: HttpRequest, device: Any) -> None:
     request.session[LAST_SEEN] = now()
     # Both factors proved: the account's earlier failures are forgiven (not the address's
     # failures against other accounts, which stay on their own rows).
-    reset(username=user.get_username())
+    lockout.forget_account(user.get_username())
     events.audit(
         events.MFA_SUCCESS,
         request=request,

@@ -1,7 +1,8 @@
 """Login in two steps (password, then TOTP), enrolment, recovery codes, re-auth, logout.
 
 State between steps lives in the server-side session only. Each view is thin: the rules are
-in otp.py (codes, lockout counting), sessions.py (session ids, stamps) and lockout.py.
+in otp.py (codes), lockout.py (every password and code counted before it is checked) and
+sessions.py (session ids, stamps).
 """
 
 from __future__ import annotations
@@ -13,19 +14,19 @@ import segno
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import authenticate, logout
-from django.contrib.auth.signals import user_login_failed
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import redirect, render, resolve_url
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_protect
 from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_otp.oath import TOTP
 
-from vigie.accounts import credentials, events, invitations, otp
+from vigie.accounts import credentials, events, invitations, lockout, otp
 from vigie.accounts.forms import (
     InvitationForm,
     LoginForm,
@@ -69,10 +70,40 @@ def _current_user(request: HttpRequest) -> User:
     return user
 
 
-def _locked_out(request: HttpRequest) -> HttpResponse:
+def _locked_out(
+    request: HttpRequest, retry_after: int, *, username: str, step: str
+) -> HttpResponse:
+    # The identifier is recorded as typed (normalised) even if no such account exists: the
+    # audit trail must show attacks on guessed names too.
+    events.audit(
+        events.LOGIN_LOCKED,
+        request=request,
+        outcome="denied",
+        reason="too_many_failures",
+        extra={"username": username, "step": step},
+    )
     # The lockout ends this login attempt entirely: the half-open session is discarded.
     request.session.flush()
-    return locked_page(request)
+    return locked_page(request, retry_after)
+
+
+def _refused(request: HttpRequest, refusal: lockout.Refused, username: str) -> HttpResponse | str:
+    """A password attempt refused before checking: a hard lock (the address), or the
+    account's delay, which is only a wait (its message, for the form, is returned)."""
+    if not refusal.delayed:
+        return _locked_out(request, refusal.retry_after, username=username, step="password")
+    events.audit(
+        events.LOGIN_DELAYED,
+        request=request,
+        outcome="denied",
+        reason="too_many_failures",
+        extra={"username": username, "retry_after": refusal.retry_after},
+    )
+    return ngettext(
+        "Too many failed attempts for this identifier: wait %(seconds)d second, then try again.",
+        "Too many failed attempts for this identifier: wait %(seconds)d seconds, then try again.",
+        refusal.retry_after,
+    ) % {"seconds": refusal.retry_after}
 
 
 @sensitive_post_parameters("password")
@@ -86,37 +117,52 @@ def login_view(request: HttpRequest) -> HttpResponse:
         return redirect("accounts:verify")
     form = LoginForm(request.POST if request.method == "POST" else None)
     error = None
+    retry_after = None
     if request.method == "POST" and form.is_valid():
         username = User.normalize_username(form.cleaned_data["username"])
-        user = authenticate(request, username=username, password=form.cleaned_data["password"])
-        if getattr(request, "axes_locked_out", False):
-            return _locked_out(request)
-        if not isinstance(user, User):
-            events.audit(
-                events.LOGIN_FAILURE,
-                request=request,
-                outcome="failure",
-                reason="bad_credentials",
-                extra={"username": username},
-            )
-            # One message for an unknown identifier and a wrong password: no account probing.
-            error = _("The identifier or the password is incorrect.")
+        try:
+            # Counted before the password is looked at: see lockout.py.
+            reservation = lockout.reserve_password(username, lockout.client_ip(request))
+        except lockout.Refused as refusal:
+            refused = _refused(request, refusal, username)
+            if isinstance(refused, HttpResponse):
+                return refused
+            error, retry_after = refused, refusal.retry_after
         else:
-            next_url = _safe_next(request, request.POST.get("next"))
-            if next_url:
-                request.session[NEXT_URL] = next_url
-            start_password_session(request, user)
-            # The password step only: "mfa.success" follows when the second factor is proved.
-            events.audit(
-                events.LOGIN_SUCCESS, request=request, actor=user, extra={"step": "password"}
-            )
-            if otp.confirmed_totp_device(user) is None:
-                return redirect("accounts:enrol")
-            return redirect("accounts:verify")
+            lockout.note_password_attempt(reservation, username, request)
+            user = authenticate(request, username=username, password=form.cleaned_data["password"])
+            if not isinstance(user, User):
+                events.audit(
+                    events.LOGIN_FAILURE,
+                    request=request,
+                    outcome="failure",
+                    reason="bad_credentials",
+                    extra={"username": username},
+                )
+                # One message for an unknown identifier and a wrong password: no probing.
+                error = _("The identifier or the password is incorrect.")
+            else:
+                reservation.succeeded()
+                next_url = _safe_next(request, request.POST.get("next"))
+                if next_url:
+                    request.session[NEXT_URL] = next_url
+                start_password_session(request, user)
+                # The password step only: "mfa.success" follows when the second factor is
+                # proved.
+                events.audit(
+                    events.LOGIN_SUCCESS, request=request, actor=user, extra={"step": "password"}
+                )
+                if otp.confirmed_totp_device(user) is None:
+                    return redirect("accounts:enrol")
+                return redirect("accounts:verify")
     # The target survives a failed attempt: it travels in the form, not in the action URL.
     requested = request.POST.get("next") or request.GET.get("next")
     context = {"form": form, "error": error, "next": _safe_next(request, requested)}
-    return render(request, "accounts/login.html", context)
+    if retry_after is None:
+        return render(request, "accounts/login.html", context)
+    response = render(request, "accounts/login.html", context, status=429)
+    response["Retry-After"] = str(retry_after)
+    return response
 
 
 @sensitive_post_parameters("code", "password", "password_again")
@@ -129,18 +175,23 @@ def invitation_view(request: HttpRequest) -> HttpResponse:
     error = None
     if request.method == "POST" and form.is_valid():
         username = User.normalize_username(form.cleaned_data["username"])
-        credentials = {"username": username}
-        from axes.handlers.proxy import AxesProxyHandler
-
-        if AxesProxyHandler.is_locked(request, credentials):
-            return _locked_out(request)
+        try:
+            # Counted like a password, before the code is looked at.
+            reservation = lockout.reserve_password(username, lockout.client_ip(request))
+        except lockout.Refused as refusal:
+            refused = _refused(request, refusal, username)
+            if isinstance(refused, HttpResponse):
+                return refused
+            response = render(
+                request, "accounts/invitation.html", {"form": form, "error": refused}, status=429
+            )
+            response["Retry-After"] = str(refusal.retry_after)
+            return response
         try:
             user = invitations.redeem(
                 username, form.cleaned_data["code"], form.cleaned_data["password"], request=request
             )
         except invitations.InvitationError:
-            # Counted like a wrong password (same account, same address, same limit).
-            user_login_failed.send(sender=__name__, credentials=credentials, request=request)
             events.audit(
                 invitations.REFUSED,
                 request=request,
@@ -154,8 +205,11 @@ def invitation_view(request: HttpRequest) -> HttpResponse:
                 "for a new invitation (a code works once, for 72 hours)."
             )
         except ValidationError as exc:
+            # The code was right (redeem checks it first): not a guess.
+            reservation.succeeded()
             form.add_error("password", exc)
         else:
+            reservation.succeeded()
             start_password_session(request, user)
             return redirect("accounts:enrol")
     return render(request, "accounts/invitation.html", {"form": form, "error": error})
@@ -192,13 +246,16 @@ def verify_view(request: HttpRequest) -> HttpResponse:
             else TotpForm(request.POST)
         )
         if form.is_valid():
-            device = otp.match_device(user, form.cleaned_data["code"], request=request)
+            try:
+                device = otp.match_device(user, form.cleaned_data["code"], request=request)
+            except otp.LockedOut as locked:
+                return _locked_out(
+                    request, locked.retry_after, username=user.username, step="second_factor"
+                )
             if device is not None:
                 complete_second_factor(request, device)
                 return redirect(_after_login_url(request))
             events.audit(events.MFA_FAILURE, request=request, actor=user, outcome="failure")
-            if getattr(request, "axes_locked_out", False) or otp.is_locked(request, user):
-                return _locked_out(request)
         error = _("This code is not valid. Codes change every 30 seconds and work only once.")
     context = {
         "totp_form": totp_form,
@@ -235,7 +292,15 @@ def enrol_view(request: HttpRequest) -> HttpResponse:
     form = TotpForm(request.POST if request.method == "POST" else None)
     error = None
     if request.method == "POST" and form.is_valid():
-        if otp.confirm_pending_code(user, device, form.cleaned_data["code"], request=request):
+        try:
+            confirmed = otp.confirm_pending_code(
+                user, device, form.cleaned_data["code"], request=request
+            )
+        except otp.LockedOut as locked:
+            return _locked_out(
+                request, locked.retry_after, username=user.username, step="enrolment"
+            )
+        if confirmed:
             codes = otp.confirm_enrolment(user, device)
             events.audit(events.MFA_ENROLLED, request=request, actor=user)
             complete_second_factor(request, device)
@@ -244,8 +309,6 @@ def enrol_view(request: HttpRequest) -> HttpResponse:
         events.audit(
             events.MFA_FAILURE, request=request, actor=user, outcome="failure", reason="enrolment"
         )
-        if getattr(request, "axes_locked_out", False) or otp.is_locked(request, user):
-            return _locked_out(request)
         error = _("This code is not valid. Check the time on your phone and try the next code.")
     secret = b32encode(device.bin_key).decode("ascii")
     context = {
@@ -299,7 +362,14 @@ def reauth_view(request: HttpRequest) -> HttpResponse:
             else TotpForm(request.POST)
         )
         if form.is_valid():
-            device = otp.match_device(user, form.cleaned_data["code"], request=request)
+            try:
+                device = otp.match_device(user, form.cleaned_data["code"], request=request)
+            except otp.LockedOut as locked:
+                response = _locked_out(
+                    request, locked.retry_after, username=user.username, step="reauth"
+                )
+                logout(request)
+                return response
             if device is not None:
                 otp.mark_second_factor_fresh(request)
                 events.audit(
@@ -311,9 +381,6 @@ def reauth_view(request: HttpRequest) -> HttpResponse:
             events.audit(
                 events.MFA_FAILURE, request=request, actor=user, outcome="failure", reason="reauth"
             )
-            if getattr(request, "axes_locked_out", False) or otp.is_locked(request, user):
-                logout(request)
-                return locked_page(request)
         error = _("This code is not valid. Codes change every 30 seconds and work only once.")
     context = {
         "totp_form": totp_form,
@@ -355,10 +422,22 @@ def password_change_view(request: HttpRequest) -> HttpResponse:
             credentials.change_password(
                 request, user, form.cleaned_data["current_password"], form.cleaned_data["password"]
             )
-        except credentials.WrongCurrentPassword:
-            if getattr(request, "axes_locked_out", False) or otp.is_locked(request, user):
+        except lockout.Refused as refusal:
+            # Counted like a password at login, before it is checked: a hard lock (the
+            # address) ends the session; the account's delay is only a wait.
+            refused = _refused(request, refusal, user.get_username())
+            if isinstance(refused, HttpResponse):
                 logout(request)
-                return locked_page(request)
+                return refused
+            response = render(
+                request,
+                "accounts/password_change.html",
+                {"form": form, "error": refused},
+                status=429,
+            )
+            response["Retry-After"] = str(refusal.retry_after)
+            return response
+        except credentials.WrongCurrentPassword:
             form.add_error("current_password", _("This is not your current password."))
         except ValidationError as exc:
             form.add_error("password", exc)

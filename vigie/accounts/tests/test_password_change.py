@@ -118,16 +118,23 @@ def test_it_wants_the_new_password_twice_the_same(client: Client, doctor: User) 
     assert _password_is(doctor, PASSWORD)
 
 
-def test_wrong_current_passwords_lock_the_account_like_wrong_logins(
+def test_attack_guessing_the_current_password_is_held_to_the_login_limits(
     client: Client, doctor: User, settings
 ) -> None:
+    # A stolen, fresh session must not become a guessing oracle for the password: the
+    # current password is counted before it is checked, like a password at login.
     log_in(client, doctor)
-    for _ in range(settings.AXES_FAILURE_LIMIT):
-        response = _change(client, current="a guess")
-    assert response.status_code == 429  # the lockout page
+    for _ in range(settings.VIGIE_LOGIN_DELAY_FREE_ATTEMPTS):
+        assert _change(client, current="a guess").status_code == 200
+    # Past the free attempts, the account's delay: refused without checking, even the
+    # right password, with the wait to respect.
+    response = _change(client, current=PASSWORD)
+    assert response.status_code == 429
+    assert int(response["Retry-After"]) >= 1
     assert _password_is(doctor, PASSWORD)
-    # The lockout ended the session.
-    assert client.get("/").status_code == 302
+    assert AuditEvent.objects.filter(action=events.LOGIN_DELAYED).exists()
+    # A delay, not a lock: the session survives.
+    assert client.get("/").status_code == 200
 
 
 def test_the_portal_header_links_to_the_password_and_recovery_codes(
