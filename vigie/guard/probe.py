@@ -595,6 +595,7 @@ def _result(
 
 
 def _prune(now: datetime) -> None:
+    probe_auth.prune(now.timestamp())
     ProbeResult.objects.filter(checked_at__lt=now - timedelta(days=KEEP_DAYS)).delete()
     oldest_kept = ProbeResult.objects.order_by("-pk").values_list("pk", flat=True)[
         KEEP_ROWS - 1 : KEEP_ROWS
@@ -639,7 +640,7 @@ def run_round(
         "requests": [
             {
                 "url": r.url,
-                "headers": {probe_auth.HEADER: probe_auth.sign(urlsplit(r.url).path)},
+                "headers": {probe_auth.HEADER: probe_auth.sign("GET", probe_auth.target_of(r.url))},
                 "want_text": r.want_text,
                 **({"expect": login_marker} if r.category == "login" else {}),
             }

@@ -223,10 +223,14 @@ def test_probe_catches_a_server_leaking_pdfs_and_locks_down() -> None:
     assert outcome.lockdown_engaged
     event = AuditEvent.objects.get(action="guard.probe.exposure")
     assert event.extra["leak_count"] == len(outcome.leaks)
-    # Every request carried a valid probe signature, so decoy tripwires know it was us.
+    # Every request carried a valid probe signature for exactly the request received, so
+    # decoy tripwires know it was us; and no two requests share a nonce.
     assert seen
     for path, headers in seen:
-        assert probe_auth.is_valid(path.split("?")[0], headers[probe_auth.HEADER]), path
+        # As Django reads the request line (percent escapes decoded, then re-escaped).
+        verdict = probe_auth.check("GET", probe_auth.target_of(path), headers[probe_auth.HEADER])
+        assert verdict == probe_auth.Check.VALID, (path, verdict)
+    assert len({headers[probe_auth.HEADER].split(".")[2] for _, headers in seen}) == len(seen)
 
 
 @pytest.mark.django_db
