@@ -186,7 +186,7 @@ class UsedProbeNonce(models.Model):
 
     nonce = models.CharField(_("nonce"), max_length=64, primary_key=True)
     expires_at = models.DateTimeField(_("expires at"), db_index=True)
-    used_at = models.DateTimeField(_("used at"), default=timezone.now)
+    used_at = models.DateTimeField(_("consumed at"), default=timezone.now)
 
     class Meta:
         verbose_name = _("used probe nonce")

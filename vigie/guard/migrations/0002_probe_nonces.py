@@ -16,7 +16,7 @@ class Migration(migrations.Migration):
             fields=[
                 ('nonce', models.CharField(max_length=64, primary_key=True, serialize=False, verbose_name='nonce')),
                 ('expires_at', models.DateTimeField(db_index=True, verbose_name='expires at')),
-                ('used_at', models.DateTimeField(default=django.utils.timezone.now, verbose_name='used at')),
+                ('used_at', models.DateTimeField(default=django.utils.timezone.now, verbose_name='consumed at')),
             ],
             options={
                 'verbose_name': 'used probe nonce',

@@ -550,7 +550,7 @@ def test_attack_probe_signature_used_31_seconds_later_raises_the_alarm(
     path = f"/documents/{decoy_documents(decoy)[0].pk}/content"
     header = handed_to_the_vantage_point(monkeypatch)[path]
     later = time.time() + 31
-    monkeypatch.setattr(probe_auth.time, "time", lambda: later)
+    monkeypatch.setattr("vigie.guard.probe_auth.time.time", lambda: later)
     Client(REMOTE_ADDR=OUTSIDER_IP).get(path, HTTP_X_VIGIE_PROBE=header)
     alerts = wait_for_alarm(address=OUTSIDER_IP)
     assert len(alerts) == 2
