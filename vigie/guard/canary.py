@@ -20,8 +20,9 @@ Either way `trip()` raises a critical alert to IT and to the DPO naming the acto
 and user agent, records `guard.canary.touched`, and counts the touch, synchronously (the
 alert is stored before the response leaves). One request trips once. The response itself is
 never changed: the outsider gets the same login page or 404 as for any other URL.
-The guard's own outside-in probe signs its requests (`probe_auth`); a valid signature is
-recorded as `guard.canary.probed`, without an alarm.
+The guard's own outside-in probe signs each request (`probe_auth`: method, path and query,
+30 s, a nonce spent on use); a valid signature is recorded as `guard.canary.probed`, without
+an alarm. A replayed, expired or altered one trips like any outsider.
 """
 
 from __future__ import annotations
@@ -258,7 +259,8 @@ class Touch:
     request_id: str = ""
     token: str = ""
     document_id: str = ""
-    probe_header: str = ""  # "", or "invalid" when a probe signature was sent but refused
+    # "", or why a probe signature sent with the request was refused (probe_auth.Check).
+    probe_header: str = ""
 
 
 def _actor_of(request: HttpRequest) -> str:
@@ -279,7 +281,6 @@ def touch_from_request(request: HttpRequest, match: Match, *, via: str = "http")
         request_id=request_id(request),
         token=match.token,
         document_id=match.document_id,
-        probe_header="invalid" if meta.get(probe_auth.META_KEY) else "",
     )
 
 
@@ -315,13 +316,6 @@ def _claim(request: HttpRequest | None, request_id: str) -> bool:
             while len(_recent) > _RECENT_REQUESTS:
                 _recent.popitem(last=False)
     return True
-
-
-def _is_signed_probe(request: HttpRequest | None) -> bool:
-    if request is None:
-        return False
-    header = request.META.get(probe_auth.META_KEY)
-    return isinstance(header, str) and probe_auth.is_valid(request.path, header)
 
 
 def trip(canary: Canary, touch: Touch, *, request: HttpRequest | None = None) -> None:
@@ -397,8 +391,13 @@ def _touched(match: Match, touch: Touch, request: HttpRequest | None) -> None:
     canary = Canary.objects.select_related("patient").filter(pk=match.canary_id).first()
     if canary is None:
         return  # removed since the index was loaded
-    if _is_signed_probe(request):
-        assert request is not None  # noqa: S101 - _is_signed_probe(None) is False
+    signature = probe_auth.Check.MISSING
+    if request is not None:
+        # Checked (and its nonce spent) only here, once per request (_claim above): a
+        # signature that touches no decoy mutes nothing and need not be spent.
+        signature = probe_auth.verify_request(request)
+    if signature == probe_auth.Check.VALID:
+        assert request is not None  # noqa: S101 - no request, no signature
         request.META[_REQUEST_MARK] = "probed"
         try:
             record(
@@ -411,6 +410,9 @@ def _touched(match: Match, touch: Touch, request: HttpRequest | None) -> None:
         except Exception:  # the probe's request must be answered like any other
             logger.exception("could not record the probe of decoy %s", canary.pk)
         return
+    if signature != probe_auth.Check.MISSING:
+        # Refused, whatever the reason: an outsider's touch, the reason in the alert.
+        touch = replace(touch, probe_header=signature.value)
     trip(canary, touch, request=request)
 
 

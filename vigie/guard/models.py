@@ -174,3 +174,23 @@ class GuardState(models.Model):
     def get(cls) -> GuardState:
         state, _created = cls.objects.get_or_create(pk=cls.SINGLETON)
         return state
+
+
+class UsedProbeNonce(models.Model):
+    """A probe signature's nonce, stored when a request spends it: a second use is a replay.
+
+    The primary key is the uniqueness check, so it holds across web workers and on SQLite
+    and PostgreSQL alike. Rows are useless once their signature has expired (an expired
+    signature is refused before its nonce is looked at) and the guard prunes them each round.
+    """
+
+    nonce = models.CharField(_("nonce"), max_length=64, primary_key=True)
+    expires_at = models.DateTimeField(_("expires at"), db_index=True)
+    used_at = models.DateTimeField(_("consumed at"), default=timezone.now)
+
+    class Meta:
+        verbose_name = _("used probe nonce")
+        verbose_name_plural = _("used probe nonces")
+
+    def __str__(self) -> str:
+        return self.nonce

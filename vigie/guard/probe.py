@@ -2,8 +2,8 @@
 
 Every round, from the policy's vantage point (a command prefix: `ip netns exec outside`,
 `ssh probe@vps`...), the fetcher (`vigie.guard.fetch`, standard library only) asks each base
-URL, without credentials, for: the login page, a rotating sample of real document URLs, the
-decoys' URLs, a few patient pages, the paths an exposed server would give away (blob store,
+URL, without credentials, for: the login page, a rotating sample of document URLs and
+patient pages (decoys drawn like any record, see `_record_paths`), the paths an exposed server would give away (blob store,
 keyring, database, .git, static tricks), the static root, admin, API and audit routes, and
 robots.txt. The guard then judges each answer:
 
@@ -82,8 +82,6 @@ PROTECTED = frozenset({"document", "decoy", "patient", "storage", "admin", "api"
 DOCUMENT_TYPES = ("application/pdf", "application/dicom", "x-application/hl7", "application/hl7")
 TLS_WARN_DAYS = 14
 PATIENT_PAGES = 3
-MAX_DECOYS = 4
-DECOY_DOCUMENTS = 2
 # Paths an exposed server would show if it served its data directory, not Vigie.
 STORAGE_PATHS = (
     "/blobs/",
@@ -203,28 +201,37 @@ def _random_rows(queryset: Any, count: int, rng: random.Random) -> list[Any]:
 
 
 def _record_paths(policy: Policy, rng: random.Random) -> list[tuple[str, str]]:
-    """Real document and patient URLs, and the decoys', chosen afresh each round."""
-    decoy_patient_ids = list(Canary.objects.values_list("patient_id", flat=True))
-    documents = _random_rows(
-        Document.objects.exclude(patient_id__in=decoy_patient_ids),
-        policy.probe_sample_size,
-        rng,
-    )
-    patients = _random_rows(Patient.objects.exclude(pk__in=decoy_patient_ids), PATIENT_PAGES, rng)
-    canaries = _random_rows(Canary.objects.select_related("patient"), MAX_DECOYS, rng)
+    """Document and patient URLs, chosen afresh each round, decoys drawn like any record.
+
+    The vantage point sees every URL we send it; if it is compromised, its owner must not
+    learn which records are decoys (he would avoid them, and the signatures he is handed
+    would tell him which URLs are safe to fetch). So the round draws `probe_sample_size`
+    documents uniformly from ALL documents and PATIENT_PAGES patients uniformly from ALL
+    patients, decoys included, asks each document in the same three forms, and sends the
+    URLs sorted (their ids are random, so the order says nothing the set does not).
+
+    What "cannot be told apart" means here: the distribution of everything the vantage point
+    is sent, round after round, is the same whichever records are decoys. Permute the decoy
+    labels among the records and nothing it sees changes in law, so no test over any number
+    of rounds does better than guessing. The price, with few decoys among many documents,
+    is that a decoy is probed as rarely as any one document is (probe_sample_size / number
+    of documents per round): that is the point, not a loss. Probing the decoys more often
+    is the tell issue 17 found; never probing them is a tell too (to someone holding leaked
+    links: the ones the probe never asks for). A decoy is only a protected URL like the
+    others for the probe: the real documents' refusals already prove what a decoy's would.
+    """
+    decoy_patient_ids = set(Canary.objects.values_list("patient_id", flat=True))
+    documents = _random_rows(Document.objects.all(), policy.probe_sample_size, rng)
+    patients = _random_rows(Patient.objects.all(), PATIENT_PAGES, rng)
     paths: list[tuple[str, str]] = []
     for document in documents:
+        category = "decoy" if document.patient_id in decoy_patient_ids else "document"
         for name in ("document_content", "document_download", "document_viewer"):
-            paths.append((reverse(f"portal:{name}", args=[document.pk]), "document"))
-    for canary in canaries:
-        patient = canary.patient
-        paths.append((reverse("portal:patient_detail", args=[patient.public_id]), "decoy"))
-        decoy_documents = Document.objects.filter(patient=patient)
-        for document in _random_rows(decoy_documents, DECOY_DOCUMENTS, rng):
-            paths.append((reverse("portal:document_content", args=[document.pk]), "decoy"))
+            paths.append((reverse(f"portal:{name}", args=[document.pk]), category))
     for patient in patients:
-        paths.append((reverse("portal:patient_detail", args=[patient.public_id]), "patient"))
-    return paths
+        category = "decoy" if patient.pk in decoy_patient_ids else "patient"
+        paths.append((reverse("portal:patient_detail", args=[patient.public_id]), category))
+    return sorted(paths)
 
 
 def _fixed_paths() -> list[tuple[str, str]]:
@@ -249,7 +256,9 @@ def _for_each_base(policy: Policy, paths: list[tuple[str, str]]) -> list[ProbeRe
 
 def build_requests(policy: Policy, rng: random.Random | None = None) -> list[ProbeRequest]:
     """The round's requests for every base URL; real and decoy ids vary from round to round."""
-    rng = rng or random.Random()  # noqa: S311  (sampling, not secrecy)
+    # The system's generator: which records a round names must not be predictable from the
+    # rounds an observer has already seen.
+    rng = rng or random.SystemRandom()
     login = [(reverse(settings.LOGIN_URL), "login")]
     return _for_each_base(policy, login + _record_paths(policy, rng) + _fixed_paths())
 
@@ -586,6 +595,7 @@ def _result(
 
 
 def _prune(now: datetime) -> None:
+    probe_auth.prune(now.timestamp())
     ProbeResult.objects.filter(checked_at__lt=now - timedelta(days=KEEP_DAYS)).delete()
     oldest_kept = ProbeResult.objects.order_by("-pk").values_list("pk", flat=True)[
         KEEP_ROWS - 1 : KEEP_ROWS
@@ -630,7 +640,7 @@ def run_round(
         "requests": [
             {
                 "url": r.url,
-                "headers": {probe_auth.HEADER: probe_auth.sign(urlsplit(r.url).path)},
+                "headers": {probe_auth.HEADER: probe_auth.sign("GET", probe_auth.target_of(r.url))},
                 "want_text": r.want_text,
                 **({"expect": login_marker} if r.category == "login" else {}),
             }

@@ -12,6 +12,7 @@ import re
 import secrets
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -26,9 +27,10 @@ from vigie.accounts.testing import fresh_code, log_in, make_user, totp_device
 from vigie.alerts.models import Alert, Audience
 from vigie.audit.models import AuditEvent
 from vigie.audit.testing import audit_committing  # noqa: F401 - a pytest fixture
-from vigie.guard import canary, probe_auth
+from vigie.guard import canary, probe, probe_auth
 from vigie.guard.canary import create_canaries
-from vigie.guard.models import Canary
+from vigie.guard.models import Canary, UsedProbeNonce
+from vigie.guard.policy import Policy
 from vigie.records import access
 from vigie.records.identifiers import validate_ipp, validate_nir
 from vigie.records.models import CareRelationship, Document, EmergencyAccess, Patient
@@ -37,6 +39,7 @@ from vigie.records.tests.factories import make_document, make_patient
 pytestmark = pytest.mark.usefixtures("audit_committing")
 
 OUTSIDER_IP = "203.0.113.77"
+VANTAGE_IP = "198.51.100.9"
 OUTSIDER_UA = "Mozilla/5.0 (compatible; leaked-link-crawler/2.1)"
 ALARM_DEADLINE = 5.0
 
@@ -401,41 +404,194 @@ def test_a_mixed_fhir_form_and_a_fhir_form_in_a_search_trip_too(
 # --- the guard's own probe --------------------------------------------------------------------
 
 
-def test_signed_probe_of_a_decoy_is_recorded_without_alarm(decoy: Canary) -> None:
-    path = f"/documents/{decoy_documents(decoy)[0].pk}/content"
-    probe = Client(REMOTE_ADDR=OUTSIDER_IP)
-    response = probe.get(path, HTTP_X_VIGIE_PROBE=probe_auth.sign(path))
+VANTAGE_BASE = "https://portal.example"
 
-    assert response.status_code == 302  # the probe is an outsider like any other
+
+def handed_to_the_vantage_point(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """What a compromised vantage host holds after one probe round: path → probe header.
+
+    Taken from the job the guard really sends, so these tests hold the attacker's view
+    whatever the signature's format (and ran unchanged against the code before it)."""
+    jobs: list[dict[str, object]] = []
+
+    def vantage(policy: object, job: dict[str, object]) -> dict[str, object]:
+        jobs.append(job)
+        raise probe.FetchFailed("the test keeps the headers and fetches nothing")
+
+    monkeypatch.setattr(probe, "_run_fetcher", vantage)
+    policy = Policy(listeners=(), maintenance_ports=(), probe_base_urls=(VANTAGE_BASE,))
+    probe.run_round(replace(policy, probe_sample_size=Document.objects.count()), ports={})
+    (job,) = jobs
+    return {
+        request["url"].removeprefix(VANTAGE_BASE): request["headers"][probe_auth.HEADER]
+        for request in job["requests"]  # type: ignore[attr-defined]
+    }
+
+
+def probe_fetches(path: str, header: str, method: str = "get") -> None:
+    response = getattr(Client(REMOTE_ADDR=VANTAGE_IP), method)(path, HTTP_X_VIGIE_PROBE=header)
+    assert response.status_code in (302, 405)  # the probe is an outsider like any other
+
+
+def test_signed_probe_of_a_decoy_is_recorded_without_alarm(decoy: Canary, monkeypatch) -> None:
+    path = f"/documents/{decoy_documents(decoy)[0].pk}/content"
+    header = handed_to_the_vantage_point(monkeypatch)[path]
+
+    probe_fetches(path, header)
+
     assert not Alert.objects.filter(kind=canary.ALERT_KIND).exists()
     (event,) = AuditEvent.objects.filter(action=canary.ACTION_PROBED)
-    assert event.source_ip == OUTSIDER_IP
+    assert event.source_ip == VANTAGE_IP
     assert event.patient_id == decoy.patient_id
     assert touched_events() == []
     decoy.refresh_from_db()
     assert decoy.touches == 0
 
 
-@pytest.mark.parametrize(
-    "forge",
-    [
-        pytest.param(lambda path: "1700000000.deadbeef", id="forged"),
-        pytest.param(lambda path: probe_auth.sign("/health"), id="signed-for-another-path"),
-        pytest.param(
-            lambda path: probe_auth.sign(path, at=int(time.time()) - 10 * probe_auth.VALID_SECONDS),
-            id="expired",
-        ),
-    ],
-)
-def test_forged_or_replayed_probe_signature_raises_alarm(
-    decoy: Canary, forge: Callable[[str], str]
-) -> None:
+def test_attack_replayed_probe_signature_raises_the_alarm(decoy: Canary, monkeypatch) -> None:
     path = f"/documents/{decoy_documents(decoy)[0].pk}/content"
-    Client(REMOTE_ADDR=OUTSIDER_IP).get(path, HTTP_X_VIGIE_PROBE=forge(path))
+    header = handed_to_the_vantage_point(monkeypatch)[path]
+    probe_fetches(path, header)  # the probe's own request: spends the signature
+    assert not Alert.objects.filter(kind=canary.ALERT_KIND).exists()
+
+    # The vantage host's owner fetches the decoy again with the header he was handed.
+    Client(REMOTE_ADDR=OUTSIDER_IP).get(path, HTTP_X_VIGIE_PROBE=header)
+
     alerts = wait_for_alarm(address=OUTSIDER_IP)
     assert len(alerts) == 2
-    assert alerts[0].details["probe_signature"] == "invalid"
+    assert alerts[0].details["probe_signature"] == "replayed"
+    (event,) = touched_events()
+    assert event.source_ip == OUTSIDER_IP
+
+
+def test_attack_replayed_probe_signature_from_the_vantage_host_itself_raises_the_alarm(
+    decoy: Canary, monkeypatch
+) -> None:
+    path = f"/documents/{decoy_documents(decoy)[0].pk}/content"
+    header = handed_to_the_vantage_point(monkeypatch)[path]
+    probe_fetches(path, header)
+    probe_fetches(path, header)
+    alerts = wait_for_alarm(address=VANTAGE_IP)
+    assert len(alerts) == 2
+    assert alerts[0].details["probe_signature"] == "replayed"
+
+
+@pytest.mark.parametrize(
+    ("alter", "method"),
+    [
+        pytest.param(lambda path, other: path + "?next=/", "get", id="query-added"),
+        pytest.param(lambda path, other: other, "get", id="another-decoy-document"),
+        pytest.param(lambda path, other: path.removesuffix("content"), "get", id="another-form"),
+        pytest.param(lambda path, other: path, "post", id="post-instead-of-get"),
+        pytest.param(lambda path, other: path, "head", id="head-instead-of-get"),
+    ],
+)
+def test_attack_altered_probe_signature_for_another_request_raises_the_alarm(
+    decoy: Canary, monkeypatch, alter: Callable[[str, str], str], method: str
+) -> None:
+    path, other = (f"/documents/{d.pk}/content" for d in decoy_documents(decoy))
+    header = handed_to_the_vantage_point(monkeypatch)[path]
+    outsider = Client(REMOTE_ADDR=OUTSIDER_IP)
+    getattr(outsider, method)(alter(path, other), HTTP_X_VIGIE_PROBE=header)
+    alerts = wait_for_alarm(address=OUTSIDER_IP)
+    assert len(alerts) == 2
+    assert alerts[0].details["probe_signature"] == "altered"
     assert not AuditEvent.objects.filter(action=canary.ACTION_PROBED).exists()
+
+
+def _edit_field(header: str, index: int, edit: Callable[[str], str]) -> str:
+    fields = header.split(".")
+    fields[index] = edit(fields[index])
+    return ".".join(fields)
+
+
+def _flip_last(text: str) -> str:
+    return text[:-1] + ("0" if text[-1] != "0" else "1")
+
+
+@pytest.mark.parametrize(
+    "alter",
+    [
+        pytest.param(lambda h: _edit_field(h, 1, lambda e: str(int(e) + 600)), id="expiry-pushed"),
+        pytest.param(lambda h: _edit_field(h, 2, _flip_last), id="nonce-changed"),
+        pytest.param(lambda h: _edit_field(h, 3, _flip_last), id="mac-changed"),
+    ],
+)
+def test_attack_altered_probe_signature_fields_raise_the_alarm(
+    decoy: Canary, monkeypatch, alter: Callable[[str], str]
+) -> None:
+    path = f"/documents/{decoy_documents(decoy)[0].pk}/content"
+    header = alter(handed_to_the_vantage_point(monkeypatch)[path])
+    Client(REMOTE_ADDR=OUTSIDER_IP).get(path, HTTP_X_VIGIE_PROBE=header)
+    alerts = wait_for_alarm(address=OUTSIDER_IP)
+    assert len(alerts) == 2
+    assert alerts[0].details["probe_signature"] == "altered"
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        pytest.param("1700000000.deadbeef", id="the-old-format"),
+        pytest.param("v2.1700000000.00.00", id="short-fields"),
+        pytest.param("garbage", id="garbage"),
+    ],
+)
+def test_forged_probe_signature_raises_alarm(decoy: Canary, header: str) -> None:
+    path = f"/documents/{decoy_documents(decoy)[0].pk}/content"
+    Client(REMOTE_ADDR=OUTSIDER_IP).get(path, HTTP_X_VIGIE_PROBE=header)
+    alerts = wait_for_alarm(address=OUTSIDER_IP)
+    assert len(alerts) == 2
+    assert alerts[0].details["probe_signature"] == "malformed"
+
+
+def test_attack_probe_signature_used_31_seconds_later_raises_the_alarm(
+    decoy: Canary, monkeypatch
+) -> None:
+    path = f"/documents/{decoy_documents(decoy)[0].pk}/content"
+    header = handed_to_the_vantage_point(monkeypatch)[path]
+    later = time.time() + 31
+    monkeypatch.setattr("vigie.guard.probe_auth.time.time", lambda: later)
+    Client(REMOTE_ADDR=OUTSIDER_IP).get(path, HTTP_X_VIGIE_PROBE=header)
+    alerts = wait_for_alarm(address=OUTSIDER_IP)
+    assert len(alerts) == 2
+    assert alerts[0].details["probe_signature"] == "expired"
+
+
+def test_attack_probe_signature_valid_longer_than_30_seconds_raises_the_alarm(
+    decoy: Canary,
+) -> None:
+    # Made with the key, but for a minute: whoever made it, it is not one of the probe's.
+    path = f"/documents/{decoy_documents(decoy)[0].pk}/content"
+    header = probe_auth.sign("GET", path, valid_for=60)
+    Client(REMOTE_ADDR=OUTSIDER_IP).get(path, HTTP_X_VIGIE_PROBE=header)
+    alerts = wait_for_alarm(address=OUTSIDER_IP)
+    assert len(alerts) == 2
+    assert alerts[0].details["probe_signature"] == "too-long"
+
+
+def test_attack_probe_signature_cannot_mute_a_signed_in_session(decoy: Canary, monkeypatch) -> None:
+    # A doctor's session (or an API key) that borrows the probe's header is still alarmed,
+    # and does not spend it: the probe's own request then passes.
+    path = f"/documents/{decoy_documents(decoy)[0].pk}/content"
+    header = handed_to_the_vantage_point(monkeypatch)[path]
+    doctor = make_user("dr.curieux", role=Role.DOCTOR)
+    client = signed_in(doctor)
+    client.get(path, HTTP_X_VIGIE_PROBE=header)
+    alerts = wait_for_alarm(actor=doctor.username)
+    assert len(alerts) == 2
+    assert alerts[0].details["probe_signature"] == "with-credentials"
+
+    probe_fetches(path, header)
+    assert AuditEvent.objects.filter(action=canary.ACTION_PROBED).count() == 1
+
+
+def test_spent_nonces_are_pruned_once_their_signature_expired(decoy: Canary) -> None:
+    path = f"/documents/{decoy_documents(decoy)[0].pk}/content"
+    probe_fetches(path, probe_auth.sign("GET", path))
+    (used,) = UsedProbeNonce.objects.all()
+    assert probe_auth.prune(used.expires_at.timestamp()) == 0  # still needed
+    assert probe_auth.prune(used.expires_at.timestamp() + probe_auth.PRUNE_AFTER_SECONDS + 1) == 1
+    assert not UsedProbeNonce.objects.exists()
 
 
 # --- robustness -------------------------------------------------------------------------------

@@ -24,7 +24,7 @@ import pytest
 from vigie.alerts.models import Alert
 from vigie.audit.models import AuditEvent
 from vigie.audit.testing import audit_committing  # noqa: F401  (a pytest fixture)
-from vigie.guard import fetch, lockdown, probe, probe_auth
+from vigie.guard import canary, fetch, lockdown, probe, probe_auth
 from vigie.guard.models import Canary, MaintenanceWindow, ProbeResult
 from vigie.guard.policy import Policy, parse_policy
 from vigie.lib.testcerts import self_signed as make_certificate
@@ -173,18 +173,24 @@ def test_probe_of_a_safe_portal_finds_no_leak(live_server, settings, tmp_path) -
     decoy = make_patient("LEURRE")
     make_document(decoy, PDF)
     Canary.objects.create(patient=decoy, label="decoy")
+    canary.decoys.invalidate()  # armed now, not after the index's refresh delay
 
-    outcome = probe.run_round(policy_for(live_server.url, probe_sample_size=3))
+    # Four documents in all: a sample of four names every one, the decoy's included.
+    outcome = probe.run_round(policy_for(live_server.url, probe_sample_size=4))
 
     pick = by_category(outcome)
     assert outcome.leaks == []
     assert outcome.errors == []
     assert [r.verdict for r in pick("login")] == [Verdict.OK]
     assert [r.verdict for r in pick("robots")] == [Verdict.OK]
-    # Every real and decoy record URL was really asked for, and refused.
+    # Every real and decoy record URL was really asked for, and refused; the decoy's
+    # document in the same three forms as the others, its patient page like theirs.
     assert len(pick("document")) == 9
-    assert len(pick("decoy")) == 2
+    assert len(pick("decoy")) == 4
     assert len(pick("patient")) == 1  # the decoy patient is asked for as a decoy only
+    # The decoy's URLs were signed like the rest: the probe's touch raised no alarm.
+    assert not Alert.objects.filter(kind="guard.canary.touched").exists()
+    assert Canary.objects.get().touches == 0
     for category in ("document", "decoy", "patient", "storage", "admin", "api", "audit"):
         for result in pick(category):
             assert result.verdict == Verdict.OK, (result.url, result.detail)
@@ -217,10 +223,14 @@ def test_probe_catches_a_server_leaking_pdfs_and_locks_down() -> None:
     assert outcome.lockdown_engaged
     event = AuditEvent.objects.get(action="guard.probe.exposure")
     assert event.extra["leak_count"] == len(outcome.leaks)
-    # Every request carried a valid probe signature, so decoy tripwires know it was us.
+    # Every request carried a valid probe signature for exactly the request received, so
+    # decoy tripwires know it was us; and no two requests share a nonce.
     assert seen
     for path, headers in seen:
-        assert probe_auth.is_valid(path.split("?")[0], headers[probe_auth.HEADER]), path
+        # As Django reads the request line (percent escapes decoded, then re-escaped).
+        verdict = probe_auth.check("GET", probe_auth.target_of(path), headers[probe_auth.HEADER])
+        assert verdict == probe_auth.Check.VALID, (path, verdict)
+    assert len({headers[probe_auth.HEADER].split(".")[2] for _, headers in seen}) == len(seen)
 
 
 @pytest.mark.django_db
