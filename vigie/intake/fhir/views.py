@@ -24,6 +24,7 @@ from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBase
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 
+from vigie.accounts.deny_by_default import authenticates_itself, is_verified
 from vigie.audit import refusals
 from vigie.audit.log import AuditUnavailable, record
 from vigie.intake.apikeys import Refusal, authenticate, presented_key
@@ -54,7 +55,6 @@ from vigie.intake.fhir.resources import (
 from vigie.intake.models import ApiKey
 from vigie.portal.door import serve_document
 from vigie.portal.guards import document_in_scope_or_404, patient_in_scope_or_404
-from vigie.portal.middleware import authenticates_itself, is_verified
 from vigie.portal.services import SEARCH_LIMIT, search_patients
 from vigie.records.access import LockedDown, patients_in_scope
 from vigie.records.ingest import DocumentMeta
