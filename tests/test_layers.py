@@ -55,8 +55,6 @@ NOT_YET = frozenset(
     {
         ("audit", "records"),
         ("intake", "portal"),
-        ("portal", "startup"),
-        ("portal", "vault"),
         ("records", "backup"),
         ("records", "startup"),
     }
