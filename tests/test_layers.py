@@ -48,6 +48,7 @@ SIDEWAYS: dict[tuple[str, str], str] = {
     ("ops", "guard"): "`vigie check` judges the guard's policy, nftables and watcher",
     ("ops", "intake"): "`vigie check` judges the intake listeners' certificates",
     ("ops", "startup"): "`vigie check` and `vigie init` run the preflight the process runs",
+    ("ops", "backup"): "`vigie keys export` writes the sealed key export that backups carry",
     ("portal", "intake"): "the FHIR reading channel answers on intake's FHIR endpoint, in its "
     "dialect (resources, OperationOutcome), hands a POST on DocumentReference to intake, and "
     "refuses intake's API keys by name",
@@ -57,8 +58,6 @@ SIDEWAYS: dict[tuple[str, str], str] = {
 NOT_YET = frozenset(
     {
         ("audit", "records"),
-        ("records", "backup"),
-        ("records", "startup"),
     }
 )
 
