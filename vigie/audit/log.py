@@ -43,7 +43,7 @@ import re
 import threading
 import uuid
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from django.conf import settings
 from django.db import DatabaseError, connection, transaction
@@ -64,7 +64,6 @@ if TYPE_CHECKING:
     from django.http import HttpRequest
 
     from vigie.accounts.models import User
-    from vigie.records.models import Document, Patient
 
 logger = logging.getLogger(__name__)
 
@@ -78,6 +77,26 @@ _REQUEST_ID_KEY = "VIGIE_REQUEST_ID"
 # The longest a caller waits for the appender before giving up (and not disclosing).
 _WAIT_SECONDS = 30.0
 _MAX_BATCH = 500
+
+
+class Patient(Protocol):
+    """What an event copies of a patient (records sits above audit: no import of its model)."""
+
+    @property
+    def pk(self) -> Any: ...
+
+    @property
+    def ipp(self) -> str: ...
+
+
+class Document(Protocol):
+    """What an event copies of a document: its id, and its patient when none is given."""
+
+    @property
+    def pk(self) -> Any: ...
+
+    @property
+    def patient(self) -> Patient: ...
 
 
 # Sent after an event is durable, with `event=` (the AuditEvent) and `request=` (or None).
