@@ -116,7 +116,7 @@ def test_wheel_installs_with_pinned_deps_and_runs_the_demo(tmp_path: Path) -> No
             "-c",
             "import json, django, vigie; django.setup();"
             "from django.conf import settings;"
-            "from vigie.portal.management.commands.serve import granian_argv;"
+            "from vigie.ops.management.commands.serve import granian_argv;"
             "argv = granian_argv(host='127.0.0.1', port=8000, workers=1, threads=1,"
             " cert=None, key=None);"
             "print(json.dumps({'vigie': vigie.__file__, 'static_root': str(settings.STATIC_ROOT),"

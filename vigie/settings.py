@@ -142,7 +142,7 @@ MIDDLEWARE = [
     "vigie.accounts.middleware.SessionPolicyMiddleware",
     # Before deny-by-default: a decoy touched by an outsider (no session) must alarm too.
     "vigie.guard.tripwire.CanaryTripwireMiddleware",
-    "vigie.portal.middleware.DenyByDefaultMiddleware",
+    "vigie.accounts.deny_by_default.DenyByDefaultMiddleware",
     # After deny-by-default: only signed-in users reach it; in lockdown no records are served.
     "vigie.guard.middleware.LockdownMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",

@@ -5,6 +5,9 @@ from django.urls import include, path, re_path
 from django.views.decorators.http import require_GET
 from django.views.static import serve
 
+from vigie.intake.fhir import urls as fhir_writes
+from vigie.portal import fhir_urls as fhir_reads
+
 
 @require_GET
 def robots_txt(request: HttpRequest) -> HttpResponse:
@@ -27,7 +30,8 @@ urlpatterns = [
     path("alerts/", include("vigie.alerts.urls")),
     path("guard/", include("vigie.guard.urls")),
     path("api/", include("vigie.intake.rest.urls")),
-    path("fhir/", include("vigie.intake.fhir.urls")),
+    # One FHIR endpoint, two channels: intake's writes and the portal's reads.
+    path("fhir/", include(([*fhir_writes.urlpatterns, *fhir_reads.urlpatterns], "fhir"))),
     path("intake/reconcile/", include("vigie.intake.reconcile_urls")),
     path("admin/", admin.site.urls),
     # Collected assets, served here rather than by granian's static route so that every

@@ -27,6 +27,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from django_otp.oath import TOTP
 
 from vigie.accounts import credentials, events, invitations, lockout, otp
+from vigie.accounts.deny_by_default import is_verified
 from vigie.accounts.forms import (
     InvitationForm,
     LoginForm,
@@ -38,7 +39,6 @@ from vigie.accounts.lockout import locked_page
 from vigie.accounts.models import User
 from vigie.accounts.reauth import require_fresh_second_factor
 from vigie.accounts.sessions import NEXT_URL, complete_second_factor, start_password_session
-from vigie.portal.middleware import is_verified
 
 if TYPE_CHECKING:
     from django_otp.plugins.otp_totp.models import TOTPDevice

@@ -186,13 +186,13 @@ def write_checkpoint(*, force: bool = False, past: int | None = None) -> Checkpo
 
     `past`: the last seq known to be signed, when the caller does not trust the head row's.
     """
-    from vigie.audit.log import _lock_and_read_head
+    from vigie.audit.head import lock_and_read_head
     from vigie.audit.models import AuditHead
 
     ensure_signing_key()
     private = load_signing_key()
     with transaction.atomic():
-        seq, hash_, checkpoint_seq, checkpoint_at = _lock_and_read_head()
+        seq, hash_, checkpoint_seq, checkpoint_at = lock_and_read_head()
         head = _Head(seq, checkpoint_seq, checkpoint_at)
         signed = checkpoint_seq if past is None else past
         if seq == 0 or seq == signed or not (force or is_due(head)):

@@ -43,8 +43,7 @@ import re
 import threading
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from django.conf import settings
 from django.db import DatabaseError, connection, transaction
@@ -52,18 +51,21 @@ from django.dispatch import Signal
 from django.utils import timezone
 
 from vigie.audit import chain
+
+# Re-exported (`as`): callers catch what record() raises, and read what append_batch()
+# returns, from the module they call.
+from vigie.audit.head import AuditHeadBehind as AuditHeadBehind
+from vigie.audit.head import AuditUnavailable as AuditUnavailable
+from vigie.audit.head import HeadState as HeadState
+from vigie.audit.head import lock_and_read_head
 from vigie.audit.models import AuditEvent, AuditHead, Outcome
 
 if TYPE_CHECKING:
     from django.http import HttpRequest
 
     from vigie.accounts.models import User
-    from vigie.records.models import Document, Patient
 
 logger = logging.getLogger(__name__)
-
-# "VigieAud" as a 64-bit integer: the PostgreSQL advisory lock every append takes.
-APPEND_LOCK = 0x5669676965417564
 
 _ACTION_RE = re.compile(r"[a-z][a-z0-9_]*(\.[a-z0-9_]+)*")
 # What a client's own X-Request-ID may keep: the characters of the usual id formats (UUIDs,
@@ -75,6 +77,26 @@ _REQUEST_ID_KEY = "VIGIE_REQUEST_ID"
 # The longest a caller waits for the appender before giving up (and not disclosing).
 _WAIT_SECONDS = 30.0
 _MAX_BATCH = 500
+
+
+class Patient(Protocol):
+    """What an event copies of a patient (records sits above audit: no import of its model)."""
+
+    @property
+    def pk(self) -> Any: ...
+
+    @property
+    def ipp(self) -> str: ...
+
+
+class Document(Protocol):
+    """What an event copies of a document: its id, and its patient when none is given."""
+
+    @property
+    def pk(self) -> Any: ...
+
+    @property
+    def patient(self) -> Patient: ...
 
 
 # Sent after an event is durable, with `event=` (the AuditEvent) and `request=` (or None).
@@ -89,24 +111,6 @@ def _announce(event: AuditEvent, request: HttpRequest | None) -> None:
     ):
         if isinstance(result, Exception):
             logger.error("audit receiver %r failed for %s", receiver, event.action, exc_info=result)
-
-
-class AuditUnavailable(Exception):
-    """The event could not be made durable: the caller must not disclose anything."""
-
-
-class AuditHeadBehind(AuditUnavailable):
-    """An event lies past the audit head: the database is inconsistent, nothing is appended."""
-
-
-@dataclass(frozen=True)
-class HeadState:
-    """The head after an append: what the checkpoint writer needs to decide if one is due."""
-
-    seq: int
-    hash: str
-    checkpoint_seq: int
-    checkpoint_at: datetime | None
 
 
 def record(
@@ -262,46 +266,9 @@ def event_fields(event: AuditEvent) -> tuple[Any, ...]:
     )
 
 
-def _lock_and_read_head() -> tuple[int, str, int, datetime | None]:
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [APPEND_LOCK])
-    # SQLite: the IMMEDIATE transaction already holds the database's write lock.
-    row = AuditHead.objects.filter(pk=1).values_list(
-        "seq", "hash", "checkpoint_seq", "checkpoint_at"
-    )[:1]
-    found = list(row)
-    if found:
-        _check_head_is_last(found[0][0])
-        return found[0]
-    # No head (a flushed test database, a restored dump): rebuild it from the last event.
-    last = AuditEvent.objects.order_by("-seq").values_list("seq", "hash").first()
-    seq, hash_ = last if last else (0, chain.GENESIS_HEX)
-    AuditHead.objects.create(pk=1, seq=seq, hash=hash_, checkpoint_seq=0, checkpoint_at=None)
-    return seq, hash_, 0, None
-
-
-def _check_head_is_last(seq: int) -> None:
-    # Every append moves the head in the transaction that inserts its events, so no event lies
-    # past the head. If one does, the database lost a committed write (a damaged file, a
-    # storage or SQLite bug) or two writers held the append lock at once: appending now would
-    # fail on the duplicate number, or fork the chain. Refuse with what was found, so the
-    # operator reads a diagnosis rather than a constraint name. (One index lookup per batch.)
-    later = (
-        AuditEvent.objects.filter(seq__gt=seq).order_by("-seq").values_list("seq", flat=True)
-    ).first()
-    if later is not None:
-        logger.critical("audit head at %d but the log holds event %d", seq, later)
-        raise AuditHeadBehind(
-            f"audit log unavailable: the head says event {seq} is the last but event {later} "
-            "exists; the database lost a committed write or its write lock failed. Stop "
-            "writing, run `vigie audit verify` and check the database (restore it if damaged)"
-        )
-
-
 def append_batch(events: list[AuditEvent]) -> HeadState:
     """Number, chain and insert `events`; the caller holds an open transaction."""
-    seq, prev_hex, checkpoint_seq, checkpoint_at = _lock_and_read_head()
+    seq, prev_hex, checkpoint_seq, checkpoint_at = lock_and_read_head()
     prev = bytes.fromhex(prev_hex)
     for event in events:
         seq += 1

@@ -25,11 +25,11 @@ from django.db.models import Count, Q
 from django.utils import timezone
 
 from vigie.alerts.services import raise_alert
+from vigie.audit import tags
 from vigie.audit.models import AuditEvent
 from vigie.audit.refusals import weight
-from vigie.records import events
 
-READ_ACTIONS = (events.DOCUMENT_READ, events.DOCUMENT_DOWNLOAD)
+READ_ACTIONS = (tags.DOCUMENT_READ, tags.DOCUMENT_DOWNLOAD)
 
 
 @dataclass(frozen=True)
@@ -56,7 +56,7 @@ def scan(after_seq: int, thresholds: Thresholds | None = None, *, limit: int = 1
             actors.add(event.actor_id)
         if event.outcome == "denied" and event.source_ip:
             addresses.add(event.source_ip)
-        if event.action == events.CANARY_TOUCHED:
+        if event.action == tags.CANARY_TOUCHED:
             raise_alert(
                 "canary.touched",
                 severity="critical",
@@ -65,7 +65,7 @@ def scan(after_seq: int, thresholds: Thresholds | None = None, *, limit: int = 1
                 dedupe_key=f"canary:{event.actor_username}:{event.source_ip}",
                 audience="auditor",
             )
-        elif event.action == events.DOCUMENT_DOWNLOAD and event.outcome == "success":
+        elif event.action == tags.DOCUMENT_DOWNLOAD and event.outcome == "success":
             hour = timezone.localtime(event.at).hour
             if not rules.workday_start_hour <= hour < rules.workday_end_hour:
                 raise_alert(

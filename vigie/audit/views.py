@@ -14,10 +14,9 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET
 
 from vigie.alerts.models import Alert
-from vigie.audit import reports
+from vigie.audit import reports, tags
 from vigie.audit.log import record
 from vigie.audit.models import AuditEvent
-from vigie.records import events
 
 _REPORT_LIMIT = 2000
 
@@ -33,7 +32,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
     _auditor_or_404(request)
     since = timezone.now() - timedelta(days=14)
     reads = AuditEvent.objects.filter(
-        at__gte=since, action__in=(events.DOCUMENT_READ, events.DOCUMENT_DOWNLOAD)
+        at__gte=since, action__in=(tags.DOCUMENT_READ, tags.DOCUMENT_DOWNLOAD)
     )
     per_day = list(
         reads.annotate(day=TruncDate("at")).values("day").annotate(n=Count("seq")).order_by("day")

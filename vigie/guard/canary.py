@@ -47,11 +47,11 @@ from django.utils import timezone
 
 from vigie.alerts.models import Audience, Severity
 from vigie.alerts.services import raise_alert
+from vigie.audit import tags
 from vigie.audit.log import record, request_id
 from vigie.audit.models import AuditEvent
 from vigie.guard import probe_auth
 from vigie.guard.models import Canary
-from vigie.records import events
 from vigie.records.identifiers import InvalidIdentifier, validate_ipp
 from vigie.records.ingest import DocumentMeta, ingest
 from vigie.records.models import Document, Patient
@@ -65,9 +65,9 @@ logger = logging.getLogger(__name__)
 # another process is armed in every web worker within this delay; the refresh is 2 queries.
 REFRESH_SECONDS = 2.0
 
-ALERT_KIND = events.CANARY_TOUCHED
+ALERT_KIND = tags.CANARY_TOUCHED
 ACTION_CREATED = "guard.canary.created"
-ACTION_TOUCHED = events.CANARY_TOUCHED
+ACTION_TOUCHED = tags.CANARY_TOUCHED
 ACTION_PROBED = "guard.canary.probed"
 _OWN_ACTIONS = "guard.canary."
 

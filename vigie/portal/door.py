@@ -25,9 +25,9 @@ from django.utils.http import content_disposition_header
 from django.utils.text import slugify
 
 from vigie.alerts.services import raise_alert
+from vigie.audit import tags
 from vigie.audit.log import AuditUnavailable, record
 from vigie.portal.guards import document_in_scope_or_404
-from vigie.records import events
 from vigie.records.access import ensure_served
 from vigie.records.content import VaultError, stream_verified
 from vigie.records.models import Document
@@ -41,8 +41,8 @@ DoorAction = Literal["view", "download"]
 INLINE_SAFE_TYPES = frozenset({"application/pdf", "image/png", "image/jpeg"})
 
 AUDIT_ACTIONS: dict[DoorAction, str] = {
-    "view": events.DOCUMENT_READ,
-    "download": events.DOCUMENT_DOWNLOAD,
+    "view": tags.DOCUMENT_READ,
+    "download": tags.DOCUMENT_DOWNLOAD,
 }
 
 

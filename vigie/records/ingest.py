@@ -23,6 +23,7 @@ from django.conf import settings
 from django.db import transaction
 
 from vigie import vault
+from vigie.audit.log import record
 from vigie.records.identifiers import InvalidIdentifier, validate_ipp, validate_nir
 from vigie.records.ingest_errors import (
     IngestError,
@@ -31,7 +32,6 @@ from vigie.records.ingest_errors import (
     UnknownPatient,
 )
 from vigie.records.models import Document, DocumentKind, Patient, new_document_id
-from vigie.records.signals import document_ingested
 
 __all__ = [
     "DocumentMeta",
@@ -42,6 +42,7 @@ __all__ = [
     "UnknownPatient",
     "find_patient",
     "ingest",
+    "record_stored",
     "refuse_control_characters",
 ]
 
@@ -118,6 +119,21 @@ def refuse_control_characters(value: str, what: str) -> None:
         )
 
 
+def record_stored(document: Document) -> None:
+    """Audit a document's arrival. Call it inside the transaction that creates the row (the
+    `do_*` way): after a crash the row and its event both exist, or neither does."""
+    record(
+        "intake.document.stored",
+        document=document,
+        patient=document.patient,
+        extra={
+            "source_system": document.source_system,
+            "kind": document.kind,
+            "size": document.size,
+        },
+    )
+
+
 def ingest(
     patient: Patient | PatientRef,
     meta: DocumentMeta,
@@ -165,7 +181,7 @@ def ingest(
             )
             if within is not None:
                 within(document)
-            document_ingested.send(sender=Document, document=document)
+            record_stored(document)
     except BaseException:
         # The row did not commit: the blob is an orphan now, remove it rather than wait for
         # fsck. (If we die before this line, fsck finds it.)

@@ -36,7 +36,13 @@ from vigie import vault
 from vigie.audit.log import record
 from vigie.records.checks import ContentReport, inspect
 from vigie.records.identifiers import InvalidIdentifier, validate_ipp, validate_nir
-from vigie.records.ingest import DocumentMeta, _validate_meta, ingest, refuse_control_characters
+from vigie.records.ingest import (
+    DocumentMeta,
+    _validate_meta,
+    ingest,
+    record_stored,
+    refuse_control_characters,
+)
 from vigie.records.ingest_errors import ForeignSource, InvalidDocument, StorageUnavailable
 from vigie.records.models import (
     Document,
@@ -45,7 +51,6 @@ from vigie.records.models import (
     PendingDocument,
     PendingStatus,
 )
-from vigie.records.signals import document_ingested
 
 logger = logging.getLogger(__name__)
 
@@ -369,7 +374,7 @@ def attach(pending: PendingDocument, patient: Patient, *, by: Any, note: str = "
             document=document,
             extra={"pending_id": locked.pk, "note": note[:500]},
         )
-        document_ingested.send(sender=Document, document=document)
+        record_stored(document)
     pending.refresh_from_db()
     return document
 

@@ -12,6 +12,7 @@ from django.test import RequestFactory
 from vigie.accounts.models import Role, User
 from vigie.audit import chain
 from vigie.audit import log as audit_log
+from vigie.audit.head import APPEND_LOCK
 from vigie.audit.log import AuditHeadBehind, AuditUnavailable, record
 from vigie.audit.models import AuditEvent, AuditHead
 from vigie.audit.verify import verify
@@ -208,12 +209,12 @@ def test_unwritable_database_makes_record_raise_audit_unavailable() -> None:
         params.pop("cursor_factory", None)
         params.pop("context", None)
         with psycopg.connect(**params, autocommit=True) as other:
-            other.execute("SELECT pg_advisory_lock(%s)", [audit_log.APPEND_LOCK])
+            other.execute("SELECT pg_advisory_lock(%s)", [APPEND_LOCK])
             with connection.cursor() as cursor:
                 cursor.execute("SET LOCAL lock_timeout = '100ms'")
             with pytest.raises(AuditUnavailable):
                 record("document.read")
-            other.execute("SELECT pg_advisory_unlock(%s)", [audit_log.APPEND_LOCK])
+            other.execute("SELECT pg_advisory_unlock(%s)", [APPEND_LOCK])
         record("document.read")
     # The caller's transaction is still usable, and the chain is intact.
     assert AuditEvent.objects.count() == 1

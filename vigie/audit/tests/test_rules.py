@@ -8,10 +8,10 @@ from django.utils import timezone
 
 from vigie.accounts.models import Role, User
 from vigie.alerts.models import Alert
+from vigie.audit import tags
 from vigie.audit.log import record
 from vigie.audit.models import AuditEvent
 from vigie.audit.rules import Thresholds, scan
-from vigie.records import events
 from vigie.records.models import Patient
 from vigie.records.tests.factories import make_patient
 
@@ -73,7 +73,7 @@ def _touch_a_decoy(doctor: User, capture_on_commit) -> None:
     canary.decoys.invalidate()
     with capture_on_commit(execute=True):
         record("patient.view", actor=doctor, patient=decoy.patient)
-    assert AuditEvent.objects.filter(action=events.CANARY_TOUCHED).exists()
+    assert AuditEvent.objects.filter(action=tags.CANARY_TOUCHED).exists()
 
 
 def test_a_touched_canary_is_always_critical(

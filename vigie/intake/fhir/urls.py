@@ -1,19 +1,11 @@
+"""The FHIR endpoint's write routes. `vigie.urls` mounts them under /fhir/ together with the
+portal's FHIR reading channel (`vigie.portal.fhir_urls`), in one `fhir` namespace."""
+
 from django.urls import URLPattern, path
 
 from vigie.intake.fhir import views
 
-app_name = "fhir"
-
 urlpatterns: list[URLPattern] = [
     path("", views.transaction, name="transaction"),
     path("metadata", views.metadata, name="metadata"),
-    path("DocumentReference", views.document_reference_type, name="document_reference_type"),
-    path(
-        "DocumentReference/<str:document_id>",
-        views.document_reference_read,
-        name="document_reference_read",
-    ),
-    path("Binary/<str:document_id>", views.binary_read, name="binary_read"),
-    path("Patient", views.patient_type, name="patient_type"),
-    path("Patient/<str:public_id>", views.patient_read, name="patient_read"),
 ]

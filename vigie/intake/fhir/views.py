@@ -1,134 +1,56 @@
-"""The FHIR R4 endpoint: systems create DocumentReferences with an API key; signed-in
-doctors read within their scope, through the portal's own guards and its one door.
+"""The FHIR R4 endpoint's writes: systems create DocumentReferences with an API key.
 
-Every view here is `@authenticates_itself` so that its refusals are OperationOutcomes
-(the middleware's generic 401 is plain text), and each refuses on its own:
-- writes take an API key and nothing else (a doctor's session grants no write, which is
-  also why CSRF protection is not needed on them: a cookie never authorises anything here);
-- reads take a verified session (password + second factor) and nothing else: a request
-  that presents an API key is refused with 403, whatever else it carries.
+Doctors' reads are the portal's (`vigie.portal.views.fhir`), which hands a POST on
+`DocumentReference` to `create_document_reference` here. Every view is `@authenticates_itself`
+(through `fhir_view`) so that its refusals are OperationOutcomes (the middleware's generic
+401 is plain text), and each refuses on its own: writes take an API key and nothing else (a
+doctor's session grants no write, which is also why CSRF protection is not needed on them: a
+cookie never authorises anything here).
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Mapping
-from datetime import date, datetime, timedelta
-from functools import wraps
-from typing import Any, TypeVar, cast
+from collections.abc import Mapping
+from typing import Any
 
 from django.conf import settings
-from django.db.models import Q, QuerySet
-from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBase
+from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
-from django.views.decorators.csrf import csrf_exempt
 
 from vigie.audit import refusals
-from vigie.audit.log import AuditUnavailable, record
-from vigie.intake.apikeys import Refusal, authenticate, presented_key
+from vigie.audit.log import record
+from vigie.intake.apikeys import Refusal, authenticate
+from vigie.intake.fhir.endpoint import base_url, fhir_view, method_not_allowed
 from vigie.intake.fhir.outcomes import (
     FhirError,
     error_response,
     fhir_response,
-    not_found,
     operation_outcome,
-    outcome_response,
-    unauthenticated,
-    unavailable,
 )
 from vigie.intake.fhir.outcomes import Issue as OutcomeIssue
 from vigie.intake.fhir.resources import (
-    INS_SYSTEM,
-    LOINC,
-    LOINC_KINDS,
     Submission,
     capability_statement,
-    clinic_ipp_system,
-    document_reference,
     parse_document_reference,
-    patient_resource,
-    search_bundle,
-    vigie_id,
 )
 from vigie.intake.models import ApiKey
-from vigie.portal.door import serve_document
-from vigie.portal.guards import document_in_scope_or_404, patient_in_scope_or_404
-from vigie.portal.middleware import authenticates_itself, is_verified
-from vigie.portal.services import SEARCH_LIMIT, search_patients
-from vigie.records.access import LockedDown, patients_in_scope
 from vigie.records.ingest import DocumentMeta
 from vigie.records.ingest_errors import ForeignSource, InvalidDocument, StorageUnavailable
-from vigie.records.models import Document, Patient, PendingDocument
+from vigie.records.models import Document, PendingDocument
 from vigie.records.receive import Received, receive
 
 logger = logging.getLogger(__name__)
 
-View = TypeVar("View", bound=Callable[..., HttpResponseBase])
 
 _JSON_TYPES = frozenset({"application/fhir+json", "application/json", "application/json+fhir"})
 # base64 grows a document by 4/3; the JSON around it is small. Room for both, no more.
 _ENVELOPE_BYTES = 1024 * 1024
-# Searches answer at most this many entries (no paging yet); the Bundle's total says so.
-_MAX_RESULTS = 200
 _STARTED = timezone.now()
-READ_REFUSED = "intake.fhir.read_refused"
-
-
-def _fhir_view(view: View) -> View:
-    """Fail closed, in FHIR: no audit or a lockdown → 503 and nothing served; never a
-    traceback. (The lockdown itself is enforced by the access decision every read asks.)"""
-
-    @wraps(view)
-    def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
-        try:
-            return view(request, *args, **kwargs)
-        except FhirError as error:
-            return error_response(error)
-        except AuditUnavailable:
-            logger.exception("audit trail unavailable: refusing %s", request.path)
-            return unavailable("the audit trail is unavailable; nothing was read or stored")
-        except LockedDown:
-            # The reason of the lockdown is for administrators, not for every client.
-            return unavailable(
-                "the portal is in lockdown: no record is served until an administrator clears it"
-            )
-
-    return cast(View, authenticates_itself(csrf_exempt(wrapped)))
-
-
-def _base(request: HttpRequest) -> str:
-    return request.build_absolute_uri("/fhir/")
 
 
 # --- who is asking -------------------------------------------------------------------
-
-
-def _reader_refusal(request: HttpRequest) -> HttpResponse | None:
-    """None when a verified doctor session asks; else the OperationOutcome refusing it."""
-    if presented_key(request) is not None:
-        # A key is for ingest only: refused before it is even checked, so no key, valid
-        # or stolen, turns into a way to read. Unchecked, it names nobody: counted per
-        # source and minute like any anonymous refusal, and throttled the same way.
-        wait = refusals.throttled(request, READ_REFUSED)
-        if wait is not None:
-            return _throttled(wait)
-        refusals.refused(
-            request, READ_REFUSED, "api_key", extra={"key": "", "path": request.path[:200]}
-        )
-        return outcome_response(403, "forbidden", "API keys can only create documents")
-    if not is_verified(request):
-        return unauthenticated()
-    return None
-
-
-def _throttled(wait: int) -> HttpResponse:
-    return outcome_response(
-        429,
-        "throttled",
-        "too many refused requests from this address: retry after Retry-After seconds",
-        headers={"Retry-After": str(wait)},
-    )
 
 
 def _writer(request: HttpRequest) -> ApiKey:
@@ -147,16 +69,12 @@ def _writer(request: HttpRequest) -> ApiKey:
 # --- public ----------------------------------------------------------------------------
 
 
-@_fhir_view
+@fhir_view
 def metadata(request: HttpRequest) -> HttpResponse:
     # Public like every FHIR server's metadata: it describes the endpoint, no patient.
     if request.method not in ("GET", "HEAD"):
-        return _method_not_allowed()
-    return fhir_response(capability_statement(_base(request), _STARTED))
-
-
-def _method_not_allowed() -> HttpResponse:
-    return outcome_response(405, "not-supported", "this method is not supported here")
+        return method_not_allowed()
+    return fhir_response(capability_statement(base_url(request), _STARTED))
 
 
 # --- create ----------------------------------------------------------------------------
@@ -292,16 +210,7 @@ def _create(
     return 202, operation_outcome(issues), {}
 
 
-@_fhir_view
-def document_reference_type(request: HttpRequest) -> HttpResponse:
-    if request.method == "POST":
-        return _create_one(request)
-    if request.method in ("GET", "HEAD"):
-        return _search_documents(request)
-    return _method_not_allowed()
-
-
-def _create_one(request: HttpRequest) -> HttpResponse:
+def create_document_reference(request: HttpRequest) -> HttpResponse:
     key = _writer(request)
     try:
         payload = _read_json(request)
@@ -313,7 +222,7 @@ def _create_one(request: HttpRequest) -> HttpResponse:
     return fhir_response(body, status, headers)
 
 
-@_fhir_view
+@fhir_view
 def transaction(request: HttpRequest) -> HttpResponse:
     """A transaction Bundle: one DocumentReference and the Binary (or Patient) it refers to.
 
@@ -322,7 +231,7 @@ def transaction(request: HttpRequest) -> HttpResponse:
     """
     key = _writer(request)
     if request.method != "POST":
-        return _method_not_allowed()
+        return method_not_allowed()
     try:
         bundle = _read_json(request)
         references, binaries, patients = _split_bundle(bundle)
@@ -384,213 +293,3 @@ def _split_bundle(
 
 
 # --- reads (a signed-in, verified doctor) ----------------------------------------------
-
-
-def _search_error(diagnostics: str, parameter: str) -> FhirError:
-    return FhirError.one(400, "not-supported", diagnostics, expression=[parameter])
-
-
-def _only(request: HttpRequest, allowed: set[str]) -> None:
-    # Unknown parameters are refused rather than ignored: a filter silently dropped would
-    # return more patient data than the doctor asked for.
-    for name in request.GET:
-        if name not in allowed and name != "_format":
-            raise _search_error(
-                f"unsupported search parameter {name[:40]!r}; supported: {', '.join(sorted(allowed))}",
-                name,
-            )
-
-
-def _search_documents(request: HttpRequest) -> HttpResponse:
-    refusal = _reader_refusal(request)
-    if refusal is not None:
-        return refusal
-    _only(request, {"patient", "subject", "type", "date", "_count"})
-    wanted = request.GET.get("patient") or request.GET.get("subject")
-    if not wanted:
-        raise _search_error("give the patient: DocumentReference?patient=<Patient id>", "patient")
-    public_id = vigie_id(wanted.removeprefix("Patient/"))
-    try:
-        patient, decision = patient_in_scope_or_404(request, public_id, "list")
-    except Http404:
-        return not_found()
-    documents = Document.objects.filter(patient=patient).select_related("patient")
-    documents = _filter_types(documents, request.GET.getlist("type"))
-    documents = _filter_dates(documents, request.GET.getlist("date"))
-    found = list(documents.order_by("-clinical_date", "-received_at")[: _count(request)])
-    # The list of a patient's documents is itself a disclosure, as on the portal's page.
-    record(
-        "patient.view",
-        request=request,
-        patient=patient,
-        extra={
-            "basis": decision.reason,
-            "emergency": decision.emergency,
-            "channel": "fhir",
-            "resource": "DocumentReference",
-        },
-    )
-    return fhir_response(search_bundle([document_reference(d) for d in found], _base(request)))
-
-
-def _count(request: HttpRequest) -> int:
-    raw = request.GET.get("_count", "")
-    if not raw:
-        return _MAX_RESULTS
-    if not raw.isdigit():
-        raise _search_error("_count must be a whole number", "_count")
-    return min(int(raw), _MAX_RESULTS)
-
-
-def _filter_types(documents: QuerySet[Document], values: list[str]) -> QuerySet[Document]:
-    for value in values:
-        kinds: set[str] = set()
-        for token in value.split(","):
-            system, bar, code = token.partition("|")
-            code = code if bar else system
-            if (bar and system not in ("", LOINC)) or code not in LOINC_KINDS:
-                raise _search_error(
-                    f"unsupported type {token[:60]!r}; Vigie keeps these LOINC codes: "
-                    f"{', '.join(LOINC_KINDS)}",
-                    "type",
-                )
-            kinds.add(LOINC_KINDS[code][0])
-        documents = documents.filter(kind__in=kinds)
-    return documents
-
-
-_PREFIXES = ("eq", "ne", "ge", "le", "gt", "lt", "sa", "eb", "ap")
-
-
-def _date_range(text: str) -> tuple[date, date]:
-    """The first and last day a FHIR date value (YYYY, YYYY-MM, YYYY-MM-DD[Thh:mm...]) covers."""
-    if len(text) == 4 and text.isdigit():
-        return date(int(text), 1, 1), date(int(text), 12, 31)
-    if len(text) == 7 and text[4] == "-":
-        first = date.fromisoformat(f"{text}-01")
-        following = date(first.year + first.month // 12, first.month % 12 + 1, 1)
-        return first, following - timedelta(days=1)
-    day = datetime.fromisoformat(text).date() if "T" in text else date.fromisoformat(text)
-    return day, day
-
-
-def _filter_dates(documents: QuerySet[Document], values: list[str]) -> QuerySet[Document]:
-    # `date` searches the clinical date (context.period.start), the one the portal shows.
-    for value in values:
-        prefix = value[:2] if value[:2] in _PREFIXES else "eq"
-        text = value[2:] if value[:2] in _PREFIXES else value
-        try:
-            first, last = _date_range(text)
-        except ValueError:
-            raise _search_error(f"{value[:40]!r} is not a FHIR date", "date") from None
-        conditions = {
-            "eq": Q(clinical_date__gte=first, clinical_date__lte=last),
-            "ne": ~Q(clinical_date__gte=first, clinical_date__lte=last),
-            "ge": Q(clinical_date__gte=first),
-            "sa": Q(clinical_date__gt=last),
-            "gt": Q(clinical_date__gt=last),
-            "le": Q(clinical_date__lte=last),
-            "eb": Q(clinical_date__lt=first),
-            "lt": Q(clinical_date__lt=first),
-        }
-        if prefix not in conditions:
-            raise _search_error(f"the date prefix {prefix!r} is not supported", "date")
-        documents = documents.filter(conditions[prefix])
-    return documents
-
-
-@_fhir_view
-def document_reference_read(request: HttpRequest, document_id: str) -> HttpResponse:
-    # Who asks comes first: an outsider learns nothing, not even which methods exist.
-    refusal = _reader_refusal(request)
-    if refusal is not None:
-        return refusal
-    if request.method not in ("GET", "HEAD"):
-        return _method_not_allowed()
-    try:
-        document, decision = document_in_scope_or_404(request, vigie_id(document_id), "view")
-    except Http404:
-        return not_found()
-    record(
-        "patient.view",
-        request=request,
-        patient=document.patient,
-        document=document,
-        extra={"basis": decision.reason, "channel": "fhir", "resource": "DocumentReference"},
-    )
-    return fhir_response(document_reference(document))
-
-
-@_fhir_view
-def binary_read(request: HttpRequest, document_id: str) -> HttpResponseBase:
-    """The document's bytes in their own format (FHIR allows it for Binary), through the
-    portal's one door: access decision, audit event committed, then decryption."""
-    # Who asks comes first: an outsider learns nothing, not even which methods exist.
-    refusal = _reader_refusal(request)
-    if refusal is not None:
-        return refusal
-    if request.method not in ("GET", "HEAD"):
-        return _method_not_allowed()
-    try:
-        return serve_document(request, vigie_id(document_id), "download")
-    except Http404:
-        return not_found()
-
-
-@_fhir_view
-def patient_read(request: HttpRequest, public_id: str) -> HttpResponse:
-    # Who asks comes first: an outsider learns nothing, not even which methods exist.
-    refusal = _reader_refusal(request)
-    if refusal is not None:
-        return refusal
-    if request.method not in ("GET", "HEAD"):
-        return _method_not_allowed()
-    try:
-        patient, decision = patient_in_scope_or_404(request, vigie_id(public_id), "view")
-    except Http404:
-        return not_found()
-    record(
-        "patient.view",
-        request=request,
-        patient=patient,
-        extra={"basis": decision.reason, "channel": "fhir", "resource": "Patient"},
-    )
-    return fhir_response(patient_resource(patient))
-
-
-@_fhir_view
-def patient_type(request: HttpRequest) -> HttpResponse:
-    """Patient search, bounded by the doctor's scope like the portal's search box (which
-    is not audited either: it shows names of the doctor's own patients only)."""
-    # Who asks comes first: an outsider learns nothing, not even which methods exist.
-    refusal = _reader_refusal(request)
-    if refusal is not None:
-        return refusal
-    if request.method not in ("GET", "HEAD"):
-        return _method_not_allowed()
-    _only(request, {"identifier", "name", "_count"})
-    patients: QuerySet[Patient] = patients_in_scope(request.user)
-    for name in request.GET.getlist("name"):
-        patients = patients.filter(pk__in=search_patients(request.user, q=name).values("pk"))
-    for value in request.GET.getlist("identifier"):
-        patients = patients.filter(_identifier_condition(value))
-    found = list(
-        patients.order_by("family_name", "given_names", "birth_date")[
-            : min(_count(request), SEARCH_LIMIT)
-        ]
-    )
-    return fhir_response(search_bundle([patient_resource(p) for p in found], _base(request)))
-
-
-def _identifier_condition(value: str) -> Q:
-    system, bar, code = value.partition("|")
-    code = code if bar else system
-    if not code:
-        raise _search_error("identifier=system|value needs a value", "identifier")
-    if not bar:
-        return Q(ins=code.replace(" ", "")) | Q(ipp=code)
-    if system == INS_SYSTEM:
-        return Q(ins=code.replace(" ", ""))
-    if system and system == clinic_ipp_system():
-        return Q(ipp=code)
-    return Q(identifiers__source=system, identifiers__value=code)

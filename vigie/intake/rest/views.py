@@ -27,6 +27,7 @@ from django.http.multipartparser import MultiPartParserError
 from django.utils.translation import gettext as _
 from django.views.decorators.csrf import csrf_exempt
 
+from vigie.accounts.deny_by_default import authenticates_itself
 from vigie.audit.log import AuditUnavailable, record
 from vigie.audit.refusals import THROTTLED
 from vigie.intake.apikeys import Refusal, authenticate
@@ -35,7 +36,6 @@ from vigie.intake.rest import idempotency, metadata, problems
 from vigie.intake.rest.openapi import schema
 from vigie.intake.rest.problems import FieldError, ProblemType, problem
 from vigie.intake.rest.uploads import MemoryOnlyUploadHandler
-from vigie.portal.middleware import authenticates_itself
 from vigie.records.checks import ACCEPTED_TYPES
 from vigie.records.ingest import DocumentMeta
 from vigie.records.ingest_errors import ForeignSource, InvalidDocument, StorageUnavailable

@@ -26,14 +26,14 @@ from django.urls import path as url_path
 from django.urls.exceptions import Resolver404
 from django.utils.regex_helper import normalize
 
-from vigie.accounts.models import Role
-from vigie.accounts.testing import PASSWORD, make_user
-from vigie.portal.middleware import (
+from vigie.accounts.deny_by_default import (
     PUBLIC_VIEWS,
     SECOND_FACTOR_VIEWS,
     authenticates_itself,
     login_redirect,
 )
+from vigie.accounts.models import Role
+from vigie.accounts.testing import PASSWORD, make_user
 
 pytestmark = pytest.mark.django_db
 

@@ -4,10 +4,13 @@ import hashlib
 import io
 from datetime import date
 from pathlib import Path
+from unittest import mock
 
 import pytest
 
 from vigie import vault
+from vigie.audit.log import AuditUnavailable
+from vigie.audit.models import AuditEvent
 from vigie.records.content import stream_verified
 from vigie.records.ingest import (
     DocumentMeta,
@@ -18,7 +21,6 @@ from vigie.records.ingest import (
     ingest,
 )
 from vigie.records.models import Document
-from vigie.records.signals import document_ingested
 from vigie.records.tests.factories import make_document, make_patient
 
 pytestmark = pytest.mark.django_db
@@ -125,33 +127,31 @@ def test_it_refuses_a_document_above_the_size_limit(vault_home: Path, settings) 
 
 def test_it_leaves_no_blob_when_the_row_cannot_be_written(vault_home: Path) -> None:
     patient = make_patient()
-
-    def failing_audit(**kwargs: object) -> None:
-        raise RuntimeError("audit store unavailable")
-
-    document_ingested.connect(failing_audit, dispatch_uid="test-failing-audit")
-    try:
-        with pytest.raises(RuntimeError):
-            ingest(patient, _meta(), io.BytesIO(SECRET))
-    finally:
-        document_ingested.disconnect(dispatch_uid="test-failing-audit")
+    with (
+        mock.patch("vigie.records.ingest.record", side_effect=AuditUnavailable("down")),
+        pytest.raises(AuditUnavailable),
+    ):
+        ingest(patient, _meta(), io.BytesIO(SECRET))
     assert not Document.objects.exists()
     assert _blob_files(vault_home) == []
 
 
-def test_it_sends_the_audit_hook_inside_the_transaction(vault_home: Path) -> None:
-    seen: list[str] = []
+def test_it_writes_the_stored_event_with_the_row(vault_home: Path) -> None:
+    document = make_document(make_patient(), title="Scanner thoracique")
+    event = AuditEvent.objects.get(action="intake.document.stored")
+    assert event.document_id == document.pk
+    assert event.patient_id == document.patient.pk
+    assert event.extra["source_system"] == document.source_system
 
-    def receiver(document: Document, **kwargs: object) -> None:
-        # The row is visible to the receiver: it runs in the same transaction.
-        seen.append(Document.objects.get(pk=document.pk).title)
 
-    document_ingested.connect(receiver, dispatch_uid="test-audit-hook")
-    try:
-        make_document(make_patient(), title="Scanner thoracique")
-    finally:
-        document_ingested.disconnect(dispatch_uid="test-audit-hook")
-    assert seen == ["Scanner thoracique"]
+def test_a_row_that_does_not_commit_leaves_no_stored_event(vault_home: Path) -> None:
+    def refuse(document: Document) -> None:
+        raise RuntimeError("the channel could not note the message")
+
+    with pytest.raises(RuntimeError):
+        ingest(make_patient(), _meta(), io.BytesIO(SECRET), within=refuse)
+    assert not Document.objects.exists()
+    assert not AuditEvent.objects.filter(action="intake.document.stored").exists()
 
 
 def test_it_detects_a_row_whose_recorded_hash_was_edited(vault_home: Path) -> None:

@@ -1,5 +1,8 @@
 """Audit tags for what happens to records, shared by the apps that record and the audit rules.
 
+They live in audit, the vocabulary of its own trail: the rules that watch for them are here,
+and the apps that record them (the portal's door, the guard's decoys) sit above audit.
+
 A rule matches one of these constants, never a string of its own: renaming a tag breaks an
 import instead of silently disabling the rule that watches for it (the canary rule once
 matched "canary.touched" while the guard recorded "guard.canary.touched"). Decoy records are
