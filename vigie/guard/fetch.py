@@ -299,9 +299,12 @@ def run(job: dict[str, Any]) -> dict[str, Any]:
     fetcher = _Fetcher(timeout, deadline, job.get("ca_file") or None)
     requests = list(job.get("requests") or [])
     targets = [str(t) for t in job.get("connect") or []]
+    # At most WORKERS requests at a time; fewer when the job asks (a server that must not
+    # see concurrent requests, such as a test server sharing one database connection).
+    workers = max(1, min(int(job.get("workers") or WORKERS), WORKERS))
     # Nested, not parenthesised: the vantage point's python3 may predate 3.10's syntax.
     with ThreadPoolExecutor(max_workers=CONNECT_WORKERS) as scan:  # noqa: SIM117
-        with ThreadPoolExecutor(max_workers=WORKERS) as pool:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
             pending = [scan.submit(check_port, t, connect_timeout, deadline) for t in targets]
             results = list(pool.map(fetcher.fetch, requests))
             states = [future.result() for future in pending]

@@ -18,13 +18,12 @@ import json
 import logging
 import os
 import socket
-import time
 import urllib.request
 from datetime import datetime
 from typing import Any
 
 from django.conf import settings
-from django.db import DatabaseError, OperationalError
+from django.db import DatabaseError
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -35,6 +34,7 @@ from vigie.audit.log import record
 from vigie.audit.models import AuditEvent
 from vigie.guard.models import GuardState, MaintenanceWindow
 from vigie.guard.windows import format_duration
+from vigie.lib.locked import retry_when_locked
 
 logger = logging.getLogger(__name__)
 
@@ -77,22 +77,8 @@ def beat(url: str = "", *, timeout: float = 5) -> None:
         _post(url, payload, timeout=timeout)
 
 
-# SQLite answers "database table is locked" at once (no busy wait) when another connection of
-# the same process holds the table; that clears in milliseconds, and a beat lost to it would
-# read as a guard that stopped. A few short retries, then the failure is reported as before.
-_LOCKED_RETRIES = 5
-_LOCKED_PAUSE = 0.05
-
-
 def _record_beat(now: datetime, *, host: str, pid: int) -> None:
-    for attempt in range(_LOCKED_RETRIES):
-        try:
-            _write_beat(now, host=host, pid=pid)
-            return
-        except OperationalError as exc:
-            if "locked" not in str(exc) or attempt == _LOCKED_RETRIES - 1:
-                raise
-            time.sleep(_LOCKED_PAUSE * (attempt + 1))
+    retry_when_locked(lambda: _write_beat(now, host=host, pid=pid))
 
 
 def _write_beat(now: datetime, *, host: str, pid: int) -> None:

@@ -44,6 +44,7 @@ from django.http import HttpRequest
 from django.utils.encoding import escape_uri_path, iri_to_uri
 
 from vigie.guard.models import UsedProbeNonce
+from vigie.lib.locked import retry_when_locked
 
 HEADER = "X-Vigie-Probe"
 META_KEY = "HTTP_X_VIGIE_PROBE"
@@ -128,12 +129,17 @@ def verify_request(request: HttpRequest) -> Check:
         # Not spent: the probe's own request, still to come, must pass.
         return Check.WITH_CREDENTIALS
     _, expires, nonce, _ = value.split(".")
-    try:
+
+    def spend() -> None:
         # A savepoint: inside a request's transaction a duplicate key must not break it.
         with transaction.atomic():
             UsedProbeNonce.objects.create(
                 nonce=nonce, expires_at=datetime.fromtimestamp(int(expires), tz=UTC)
             )
+
+    try:
+        # A probe's requests come 32 at a time: a momentary lock is not a reason to cry wolf.
+        retry_when_locked(spend)
     except IntegrityError:
         return Check.REPLAYED
     except DatabaseError:

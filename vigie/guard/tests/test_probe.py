@@ -162,7 +162,17 @@ def by_category(outcome: probe.ProbeRound) -> Callable[[str], list[ProbeResult]]
 
 
 @pytest.mark.usefixtures("audit_committing", "vault_home")
-def test_probe_of_a_safe_portal_finds_no_leak(live_server, settings, tmp_path) -> None:
+def test_probe_of_a_safe_portal_finds_no_leak(
+    live_server, settings, tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Django's live server shares one in-memory SQLite connection among its threads: two
+    # decoy requests at once interleave their transactions there ("cannot start a
+    # transaction within a transaction"), the nonce cannot be spent and the probe's own
+    # request alarms. Vigie's server has a connection per thread; here, one request at a time.
+    run_fetcher = probe._run_fetcher
+    monkeypatch.setattr(
+        probe, "_run_fetcher", lambda policy, job: run_fetcher(policy, {**job, "workers": 1})
+    )
     # Django's test live server (not Vigie) serves MEDIA_ROOT at MEDIA_URL, outside every
     # middleware; unset, that is the working directory at every path: this very probe found
     # the checkout's /.git/config there. Vigie serves no media: point it at nothing.
