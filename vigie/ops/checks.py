@@ -746,12 +746,12 @@ def check_nftables(ctx: Context) -> Finding:
 def check_listeners(ctx: Context) -> Finding:
     import psutil
 
-    from vigie.guard import drift
+    from vigie.guard import findings, snapshot
 
     if ctx.policy is None:
         return Finding("guard.listeners", WARNING, "not checked: no valid exposure policy")
     try:
-        sockets = drift.listening_sockets()
+        sockets = snapshot.listening_sockets()
     except (psutil.Error, OSError) as exc:
         return Finding(
             "guard.listeners",
@@ -759,14 +759,14 @@ def check_listeners(ctx: Context) -> Finding:
             f"cannot list the listening sockets ({exc})",
             "run `vigie check` as root to see every process's sockets",
         )
-    problems = drift._listener_findings(ctx.policy, sockets)
+    problems = findings.listener_findings(ctx.policy, sockets)
     if not problems:
         return Finding(
             "guard.listeners", OK, f"{len(sockets)} listening socket(s), all declared in the policy"
         )
     listed = "; ".join(p.summary for p in problems[:_MAX_LISTED])
     more = f" and {len(problems) - _MAX_LISTED} more" if len(problems) > _MAX_LISTED else ""
-    serious = any(p.severity == drift.CRITICAL for p in problems)
+    serious = any(p.severity == findings.CRITICAL for p in problems)
     return Finding(
         "guard.listeners",
         FAILURE if serious else WARNING,

@@ -24,7 +24,7 @@ from vigie.audit import watch
 from vigie.audit.checkpoints import ensure_signing_key, write_checkpoint
 from vigie.audit.log import record
 from vigie.audit.models import AuditHead
-from vigie.guard import drift, nft
+from vigie.guard import nft, snapshot
 from vigie.guard.models import GuardState
 from vigie.guard.policy import load_policy
 from vigie.lib.testcerts import self_signed
@@ -112,8 +112,8 @@ def installation(tmp_path: Path, settings: Any, monkeypatch: pytest.MonkeyPatch,
     # The kernel's view: Vigie's table is there and only the portal listens. (The real nft,
     # in a network namespace, is tested below.)
     monkeypatch.setattr(nft, "table_exists", lambda: True)
-    portal = drift.ListeningSocket("0.0.0.0", 8443, "tcp", "granian", 4242)
-    monkeypatch.setattr(drift, "listening_sockets", lambda: (portal,))
+    portal = snapshot.ListeningSocket("0.0.0.0", 8443, "tcp", "granian", 4242)
+    monkeypatch.setattr(snapshot, "listening_sockets", lambda: (portal,))
     # No MLLP listener here (other processes on this machine are not this installation's).
     monkeypatch.setattr(checks, "mllp_listeners", list)
 
@@ -361,10 +361,10 @@ def test_it_reports_an_undeclared_public_listener(
     installation: Installation, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     sockets = (
-        drift.ListeningSocket("0.0.0.0", 8443, "tcp", "granian", 4242),
-        drift.ListeningSocket("0.0.0.0", 5432, "tcp", "postgres", 99),
+        snapshot.ListeningSocket("0.0.0.0", 8443, "tcp", "granian", 4242),
+        snapshot.ListeningSocket("0.0.0.0", 5432, "tcp", "postgres", 99),
     )
-    monkeypatch.setattr(drift, "listening_sockets", lambda: sockets)
+    monkeypatch.setattr(snapshot, "listening_sockets", lambda: sockets)
     assert_fails("guard.listeners", "0.0.0.0:5432", "postgres", fix="[[listener]]")
 
 
