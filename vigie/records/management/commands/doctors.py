@@ -1,6 +1,6 @@
 """`vigie doctors import FILE [--dry-run] [--report REPORT.json]`.
 
-Creates doctor accounts in bulk from a CSV file; see `vigie.records.bulk` for the format.
+Creates doctor accounts in bulk from a CSV file; see `vigie.accounts.doctor_import` for the format.
 No password is ever read from the file: the accounts are created with an unusable password,
 an administrator sets a first one in the admin, and the doctor enrols TOTP at first login.
 Exit codes: 0 imported (or, with --dry-run, every line is valid), 1 some lines are wrong and
@@ -13,7 +13,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
 
-from vigie.records.bulk import add_import_parser, run_import_command
+from vigie.records.management.commands._csv_import import add_import_parser, run_import_command
 
 HELP = """\
 Create doctor accounts from a CSV file (UTF-8, ';' or ',' delimited, header line):
