@@ -1,5 +1,5 @@
 """The FHIR R4 endpoint: systems create DocumentReferences with an API key; signed-in
-doctors read within their scope, through the portal's own guards and its one door.
+doctors read within their scope, through the portal's own scope lookups and its one door.
 
 Every view here is `@authenticates_itself` so that its refusals are OperationOutcomes
 (the middleware's generic 401 is plain text), and each refuses on its own:
@@ -52,8 +52,8 @@ from vigie.intake.fhir.resources import (
 )
 from vigie.intake.models import ApiKey
 from vigie.portal.door import serve_document
-from vigie.portal.guards import document_in_scope_or_404, patient_in_scope_or_404
 from vigie.portal.middleware import authenticates_itself, is_verified
+from vigie.portal.scope import document_in_scope_or_404, patient_in_scope_or_404
 from vigie.portal.services import SEARCH_LIMIT, search_patients
 from vigie.records.access import LockedDown, patients_in_scope
 from vigie.records.ingest import DocumentMeta

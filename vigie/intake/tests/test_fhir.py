@@ -1,7 +1,7 @@
 """The FHIR R4 endpoint: systems create with an API key, doctors read within their scope.
 
 Real PDFs (reportlab, pypdf), real keys, real sessions; the reads go through the portal's
-guards and door, so the same audit events are checked here as on the portal.
+scope lookups and door, so the same audit events are checked here as on the portal.
 """
 
 from __future__ import annotations
