@@ -35,9 +35,9 @@ from vigie.intake.rest.openapi import schema
 from vigie.intake.rest.problems import FieldError, ProblemType, problem
 from vigie.intake.rest.uploads import MemoryOnlyUploadHandler
 from vigie.portal.middleware import authenticates_itself
-from vigie.records.checks import ACCEPTED_TYPES
 from vigie.records.ingest import DocumentMeta
 from vigie.records.ingest_errors import ForeignSource, InvalidDocument, StorageUnavailable
+from vigie.records.inspection import ACCEPTED_TYPES
 from vigie.records.models import Document, PendingDocument
 from vigie.records.receive import Received, Sender, receive
 

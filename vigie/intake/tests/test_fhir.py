@@ -28,7 +28,7 @@ from vigie.intake.fhir.resources import INS_SYSTEM, fhir_id
 from vigie.portal.tests.conftest import relate
 from vigie.records.models import Document, PatientIdentifier, PendingDocument
 from vigie.records.tests.factories import make_document, make_patient
-from vigie.records.tests.test_checks import VALID_PDF, pdf_with_document_javascript
+from vigie.records.tests.test_inspection import VALID_PDF, pdf_with_document_javascript
 
 pytestmark = pytest.mark.django_db
 

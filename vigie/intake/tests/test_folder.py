@@ -24,7 +24,7 @@ from vigie.intake.models import ReceivedMessage
 from vigie.intake.sidecar import parse_sidecar
 from vigie.records.models import Document, Patient, PendingDocument
 from vigie.records.tests.factories import make_patient
-from vigie.records.tests.test_checks import lab_report_pdf, pdf_with_document_javascript
+from vigie.records.tests.test_inspection import lab_report_pdf, pdf_with_document_javascript
 
 pytestmark = pytest.mark.django_db
 
