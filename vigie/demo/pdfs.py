@@ -35,20 +35,8 @@ from reportlab.platypus import (
 )
 
 from vigie.demo.clinic import DocumentSpec, PatientSpec
-from vigie.demo.content import (
-    Certificate,
-    ImagingReport,
-    LabReport,
-    Letter,
-    Medication,
-    Practitioner,
-    Prescription,
-    Section,
-    age_on,
-    fr_date,
-    fr_long_date,
-    luhn_complete,
-)
+from vigie.demo.payloads import Certificate, ImagingReport, LabReport, Letter, Prescription, Section
+from vigie.demo.people import Medication, Practitioner, age_on, fr_date, fr_long_date, luhn_complete
 
 FOOTER = "Document fictif — démonstration Vigie"
 
