@@ -9,7 +9,8 @@ from pypdf import PdfReader
 
 from vigie.demo import payloads
 from vigie.demo.clinic import KINDS, build_clinic
-from vigie.demo.pdfs import FOOTER, render_document
+from vigie.demo.pdf_style import FOOTER
+from vigie.demo.pdfs import render_document
 
 CBC_ANALYTES = (
     "Hématies",
