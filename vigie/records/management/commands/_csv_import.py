@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from vigie.accounts.doctor_import import import_doctors
+from vigie.lib.cli import command_operator
 from vigie.lib.csvimport import ImportReport, Kind
 from vigie.records.relationship_import import import_relationships
 
@@ -80,15 +81,6 @@ def _describe(kind: Kind, item: dict[str, Any], verb: str) -> str:
 
 # --------------------------------------------------------------------------------------
 # The two commands' shared body
-
-
-def _operator() -> str:
-    import getpass
-
-    try:
-        return f"cli:{getpass.getuser()}"
-    except (KeyError, OSError):  # no passwd entry (a container's arbitrary uid)
-        return "cli"
 
 
 EXIT_CODES = """\
@@ -165,7 +157,7 @@ def run_import_command(command: BaseCommand, kind: Kind, options: dict[str, Any]
     try:
         with bar:
             report = runner(
-                data, dry_run=options["dry_run"], operator=_operator(), progress=advance
+                data, dry_run=options["dry_run"], operator=command_operator(), progress=advance
             )
     except (DatabaseError, AuditUnavailable) as exc:
         raise CommandError(
