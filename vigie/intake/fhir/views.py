@@ -120,6 +120,17 @@ def _reader_refusal(request: HttpRequest) -> HttpResponse | None:
     return None
 
 
+def _read_refusal(request: HttpRequest) -> HttpResponse | None:
+    """`_reader_refusal`, then 405 for anything but GET and HEAD. Who asks comes first: an
+    outsider learns nothing, not even which methods exist."""
+    refusal = _reader_refusal(request)
+    if refusal is not None:
+        return refusal
+    if request.method not in ("GET", "HEAD"):
+        return _method_not_allowed()
+    return None
+
+
 def _writer(request: HttpRequest) -> ApiKey:
     key = authenticate(request)
     if isinstance(key, Refusal):
@@ -486,12 +497,9 @@ def _filter_dates(documents: QuerySet[Document], values: list[str]) -> QuerySet[
 
 @_fhir_view
 def document_reference_read(request: HttpRequest, document_id: str) -> HttpResponse:
-    # Who asks comes first: an outsider learns nothing, not even which methods exist.
-    refusal = _reader_refusal(request)
+    refusal = _read_refusal(request)
     if refusal is not None:
         return refusal
-    if request.method not in ("GET", "HEAD"):
-        return _method_not_allowed()
     try:
         document, decision = document_in_scope_or_404(request, vigie_id(document_id), "view")
     except Http404:
@@ -510,12 +518,9 @@ def document_reference_read(request: HttpRequest, document_id: str) -> HttpRespo
 def binary_read(request: HttpRequest, document_id: str) -> HttpResponseBase:
     """The document's bytes in their own format (FHIR allows it for Binary), through the
     portal's one door: access decision, audit event committed, then decryption."""
-    # Who asks comes first: an outsider learns nothing, not even which methods exist.
-    refusal = _reader_refusal(request)
+    refusal = _read_refusal(request)
     if refusal is not None:
         return refusal
-    if request.method not in ("GET", "HEAD"):
-        return _method_not_allowed()
     try:
         return serve_document(request, vigie_id(document_id), "download")
     except Http404:
@@ -524,12 +529,9 @@ def binary_read(request: HttpRequest, document_id: str) -> HttpResponseBase:
 
 @_fhir_view
 def patient_read(request: HttpRequest, public_id: str) -> HttpResponse:
-    # Who asks comes first: an outsider learns nothing, not even which methods exist.
-    refusal = _reader_refusal(request)
+    refusal = _read_refusal(request)
     if refusal is not None:
         return refusal
-    if request.method not in ("GET", "HEAD"):
-        return _method_not_allowed()
     try:
         patient, decision = patient_in_scope_or_404(request, vigie_id(public_id), "view")
     except Http404:
@@ -547,12 +549,9 @@ def patient_read(request: HttpRequest, public_id: str) -> HttpResponse:
 def patient_type(request: HttpRequest) -> HttpResponse:
     """Patient search, bounded by the doctor's scope like the portal's search box (which
     is not audited either: it shows names of the doctor's own patients only)."""
-    # Who asks comes first: an outsider learns nothing, not even which methods exist.
-    refusal = _reader_refusal(request)
+    refusal = _read_refusal(request)
     if refusal is not None:
         return refusal
-    if request.method not in ("GET", "HEAD"):
-        return _method_not_allowed()
     _only(request, {"identifier", "name", "_count"})
     patients: QuerySet[Patient] = patients_in_scope(request.user)
     for name in request.GET.getlist("name"):
