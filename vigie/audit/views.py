@@ -82,6 +82,20 @@ def _export(
     return None
 
 
+def _report(
+    request: HttpRequest, name: str, title: str, events: list[AuditEvent], *, subject: str
+) -> HttpResponseBase:
+    """The report as the export asked for (`?format=`), or as the HTML page."""
+    exported = _export(request, name, title, events)
+    if exported is not None:
+        return exported
+    return render(
+        request,
+        "audit/report.html",
+        {"title": title, "events": events, "limit": _REPORT_LIMIT, "subject": subject},
+    )
+
+
 @require_GET
 def patient_report(request: HttpRequest, ipp: str) -> HttpResponseBase:
     _auditor_or_404(request)
@@ -92,14 +106,7 @@ def patient_report(request: HttpRequest, ipp: str) -> HttpResponseBase:
         extra={"patient_ipp": ipp, "format": request.GET.get("format", "html")},
     )
     title = f"Accès au dossier du patient {ipp}"
-    exported = _export(request, f"acces-{ipp}", title, events)
-    if exported is not None:
-        return exported
-    return render(
-        request,
-        "audit/report.html",
-        {"title": title, "events": events, "limit": _REPORT_LIMIT, "subject": "patient"},
-    )
+    return _report(request, f"acces-{ipp}", title, events, subject="patient")
 
 
 @require_GET
@@ -112,11 +119,4 @@ def actor_report(request: HttpRequest, username: str) -> HttpResponseBase:
         extra={"actor_username": username, "format": request.GET.get("format", "html")},
     )
     title = f"Activité de {username}"
-    exported = _export(request, f"activite-{username}", title, events)
-    if exported is not None:
-        return exported
-    return render(
-        request,
-        "audit/report.html",
-        {"title": title, "events": events, "limit": _REPORT_LIMIT, "subject": "actor"},
-    )
+    return _report(request, f"activite-{username}", title, events, subject="actor")

@@ -184,6 +184,56 @@ def _fill(
         checkpoints.write_checkpoint(force=True)
     except checkpoints.CheckpointError as exc:
         raise BackupError(f"cannot sign the audit head before the backup: {exc}") from None
+    files, facts, latest_checkpoint = _seal_files(partial, snapshot_id)
+    copy = _copy_blobs(dest, store, facts.blob_ids, progress)
+
+    from vigie import __version__
+
+    body: dict[str, Any] = {
+        "format": FORMAT,
+        "id": snapshot_id,
+        "created": moment.isoformat(),
+        "vigie_version": __version__,
+        "engine": database.engine(),
+        "files": files,
+        "documents": facts.documents,
+        "pending": facts.pending,
+        "migrations": facts.migrations,
+        "audit": {
+            "head_seq": facts.audit_seq,
+            "head_hash": facts.audit_hash,
+            "latest_checkpoint": latest_checkpoint,
+        },
+        "keyring": {"kek_ids": vault.get_keyring().key_ids},
+        "blobs": [[b, *copy.entries[b]] for b in sorted(copy.entries)],
+    }
+    manifest_path = partial / MANIFEST_NAME
+    fd = _fs.create_private(manifest_path)
+    try:
+        _fs.write_all(fd, sign(body, signing_key))
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    _fs.fsync_dir(partial)
+    return CreateResult(
+        snapshot_id=snapshot_id,
+        path=dest.snapshot_dir(snapshot_id),
+        documents=facts.documents,
+        pending=facts.pending,
+        blobs=len(copy.entries),
+        copied=copy.copied,
+        reused=copy.reused,
+        bytes_copied=copy.bytes_copied,
+        audit_seq=facts.audit_seq,
+        seconds=time.perf_counter() - started,
+    )
+
+
+def _seal_files(
+    partial: Path, snapshot_id: str
+) -> tuple[dict[str, dict[str, Any]], database.SnapshotFacts, dict[str, Any] | None]:
+    """Seal the database snapshot, the audit checkpoints up to it and the exposure policy
+    into `partial`: their manifest entries, the snapshot's facts, the latest checkpoint."""
     keyring = vault.get_keyring()
     files: dict[str, dict[str, Any]] = {}
 
@@ -210,12 +260,29 @@ def _fill(
         files["policy"] = _sealed_entry(
             path, sealed.seal_bytes(snapshot_id, "policy", policy.read_bytes(), path, keyring)
         )
+    return files, facts, latest_checkpoint
 
+
+@dataclass
+class _BlobCopy:
+    entries: dict[str, tuple[int, str]]  # blob id -> (size, digest), reused or copied
+    copied: int
+    reused: int
+    bytes_copied: int
+
+
+def _copy_blobs(
+    dest: Destination,
+    store: vault.FilesystemBlobStore,
+    blob_ids: list[str],
+    progress: Progress | None,
+) -> _BlobCopy:
+    """Copy into DEST every blob a signed manifest there does not already vouch for."""
     known = _known_blobs(dest)
     target = dest.blobs
     entries: dict[str, tuple[int, str]] = {}
     to_copy: list[str] = []
-    for blob_id in facts.blob_ids:
+    for blob_id in blob_ids:
         previous = known.get(blob_id)
         if previous is not None and target.exists(blob_id):
             entries[blob_id] = previous
@@ -226,7 +293,7 @@ def _fill(
                 target.path_for(blob_id).unlink()
             to_copy.append(blob_id)
     reused = len(entries)
-    total = len(facts.blob_ids)
+    total = len(blob_ids)
     done = reused
     copied_bytes = 0
     if progress is not None:
@@ -242,47 +309,7 @@ def _fill(
             done += 1
             if progress is not None:
                 progress(done, total)
-
-    from vigie import __version__
-
-    body: dict[str, Any] = {
-        "format": FORMAT,
-        "id": snapshot_id,
-        "created": moment.isoformat(),
-        "vigie_version": __version__,
-        "engine": database.engine(),
-        "files": files,
-        "documents": facts.documents,
-        "pending": facts.pending,
-        "migrations": facts.migrations,
-        "audit": {
-            "head_seq": facts.audit_seq,
-            "head_hash": facts.audit_hash,
-            "latest_checkpoint": latest_checkpoint,
-        },
-        "keyring": {"kek_ids": vault.get_keyring().key_ids},
-        "blobs": [[b, *entries[b]] for b in sorted(entries)],
-    }
-    manifest_path = partial / MANIFEST_NAME
-    fd = _fs.create_private(manifest_path)
-    try:
-        _fs.write_all(fd, sign(body, signing_key))
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    _fs.fsync_dir(partial)
-    return CreateResult(
-        snapshot_id=snapshot_id,
-        path=dest.snapshot_dir(snapshot_id),
-        documents=facts.documents,
-        pending=facts.pending,
-        blobs=len(entries),
-        copied=len(to_copy),
-        reused=reused,
-        bytes_copied=copied_bytes,
-        audit_seq=facts.audit_seq,
-        seconds=time.perf_counter() - started,
-    )
+    return _BlobCopy(entries, copied=len(to_copy), reused=reused, bytes_copied=copied_bytes)
 
 
 __all__ = ["BackupError", "CreateResult", "DestinationError", "create"]

@@ -21,8 +21,9 @@ from typing import Literal
 
 from faker import Faker
 
-from vigie.demo import content
-from vigie.demo.content import Payload, Practitioner, Sex, Subject
+from vigie.demo import letters, people, prescriptions, reports
+from vigie.demo.payloads import Payload
+from vigie.demo.people import Practitioner, Sex, Subject
 from vigie.records.identifiers import nir_key
 
 # Clinical dates fall in the three years up to this day; never `date.today()`, so the clinic
@@ -73,7 +74,7 @@ class PatientSpec:
         return self.given_names.split(" ")[0]
 
     def age_on(self, day: date) -> int:
-        return content.age_on(self.birth_date, day)
+        return people.age_on(self.birth_date, day)
 
 
 @dataclass(frozen=True)
@@ -150,11 +151,11 @@ DOCTORS = (GP, CARDIOLOGIST, RADIOLOGIST)
 ADMINS = ("admin.it",)
 AUDITORS = ("dpo.dupont",)
 _PRACTITIONERS = {
-    GP.username: content.practitioner("Sophie", "Martin", GP.specialty, "00100234", f=True),
-    CARDIOLOGIST.username: content.practitioner(
+    GP.username: people.practitioner("Sophie", "Martin", GP.specialty, "00100234", f=True),
+    CARDIOLOGIST.username: people.practitioner(
         "Antoine", "Lefebvre", CARDIOLOGIST.specialty, "00200345", f=False
     ),
-    RADIOLOGIST.username: content.practitioner(
+    RADIOLOGIST.username: people.practitioner(
         "Hélène", "Nguyen", RADIOLOGIST.specialty, "00300456", f=True
     ),
 }
@@ -418,7 +419,7 @@ _KIND_WEIGHTS: dict[Kind, float] = {
 class _PatientContext:
     patient: PatientSpec
     care: tuple[str, ...]
-    profile: content.ClinicalProfile
+    profile: people.ClinicalProfile
     family_doctor: Practitioner  # our GP, or an outside GP for patients she does not follow
 
     def subject(self, day: date) -> Subject:
@@ -450,7 +451,7 @@ def _letter_author(rng: random.Random, ctx: _PatientContext, age: int) -> Practi
     if "gp" in ctx.care and rng.random() < 0.3:
         return _PRACTITIONERS[GP.username]  # a referral letter from our GP
     if age < 15:
-        return content.SPECIALISTS["Pédiatrie"]
+        return people.SPECIALISTS["Pédiatrie"]
     p = ctx.profile
     options = ["Rhumatologie"] if age >= 50 else []
     if p.has("diabete") or p.has("hypothyroidie"):
@@ -459,7 +460,7 @@ def _letter_author(rng: random.Random, ctx: _PatientContext, age: int) -> Practi
         options.append("Pneumologie")
     if any(p.has(c) for c in ("hta", "fa", "ic", "coronaire")):
         options.append("Cardiologie")
-    return content.SPECIALISTS[rng.choice(options or ["Rhumatologie", "Pneumologie"])]
+    return people.SPECIALISTS[rng.choice(options or ["Rhumatologie", "Pneumologie"])]
 
 
 def _make_document(rng: random.Random, ctx: _PatientContext, day: date) -> DocumentSpec:
@@ -472,7 +473,7 @@ def _make_document(rng: random.Random, ctx: _PatientContext, day: date) -> Docum
     source = SOURCE_DPI
     if kind == "lab_result":
         panel: Literal["cbc", "biochemistry"] = "cbc" if rng.random() < 0.55 else "biochemistry"
-        payload = content.make_lab_report(rng, subject, day, panel, requester)
+        payload = reports.make_lab_report(rng, subject, day, panel, requester)
         author, source = payload.biologist, SOURCE_LAB
     elif kind == "imaging_report":
         # Our radiologist reads the exams of the patients she is in charge of; colleagues
@@ -480,29 +481,29 @@ def _make_document(rng: random.Random, ctx: _PatientContext, day: date) -> Docum
         radiologist = (
             _PRACTITIONERS[RADIOLOGIST.username]
             if "radio" in ctx.care
-            else rng.choice(content.OTHER_RADIOLOGISTS)
+            else rng.choice(people.OTHER_RADIOLOGISTS)
         )
-        payload = content.make_imaging_report(rng, subject, day, requester, radiologist)
+        payload = reports.make_imaging_report(rng, subject, day, requester, radiologist)
         author, source = radiologist, SOURCE_PACS
     elif kind == "consultation_letter":
         author = _letter_author(rng, ctx, subject.age)
         if author.specialty == "Médecine générale":
-            recipient = cardiologist if "cardio" in ctx.care else content.SPECIALISTS["Cardiologie"]
+            recipient = cardiologist if "cardio" in ctx.care else people.SPECIALISTS["Cardiologie"]
         else:
             recipient = ctx.family_doctor
-        payload = content.make_consultation_letter(rng, subject, day, author, recipient)
+        payload = letters.make_consultation_letter(rng, subject, day, author, recipient)
     elif kind == "discharge_summary":
         writer = cardiologist if "cardio" in ctx.care and rng.random() < 0.6 else None
-        payload = content.make_discharge_summary(rng, subject, day, writer, ctx.family_doctor)
+        payload = letters.make_discharge_summary(rng, subject, day, writer, ctx.family_doctor)
         author = payload.author
     elif kind == "prescription":
         prescriber = requester
-        payload = content.make_prescription(rng, subject, prescriber)
+        payload = prescriptions.make_prescription(rng, subject, prescriber)
         author = prescriber
     else:
         author = ctx.family_doctor
-        payload = content.make_certificate(rng, subject, author, ctx.patient.birth_date)
-    if source == SOURCE_DPI and author in content.OUTSIDE_GPS:
+        payload = prescriptions.make_certificate(rng, subject, author, ctx.patient.birth_date)
+    if source == SOURCE_DPI and author in people.OUTSIDE_GPS:
         source = SOURCE_MAIL
     return DocumentSpec(
         patient_ipp=ctx.patient.ipp,
@@ -561,20 +562,20 @@ def build_clinic(seed: int = 2026, patients: int = 60, documents: int = 320) -> 
     rng = random.Random(seed)
     fake = Faker("fr_FR")
     fake.seed_instance(seed)
-    people = _make_patients(rng, fake, patients)
-    care, relationships = _assign_care(rng, people)
+    roster = _make_patients(rng, fake, patients)
+    care, relationships = _assign_care(rng, roster)
     contexts = []
-    for patient in people:
+    for patient in roster:
         age = patient.age_on(REFERENCE_DATE)
-        profile = content.make_profile(rng, age, patient.sex, cardiac="cardio" in care[patient.ipp])
+        profile = people.make_profile(rng, age, patient.sex, cardiac="cardio" in care[patient.ipp])
         family_doctor = (
             _PRACTITIONERS[GP.username]
             if "gp" in care[patient.ipp]
-            else rng.choice(content.OUTSIDE_GPS)
+            else rng.choice(people.OUTSIDE_GPS)
         )
         contexts.append(_PatientContext(patient, care[patient.ipp], profile, family_doctor))
     return Clinic(
-        patients=tuple(people),
+        patients=tuple(roster),
         doctors=DOCTORS,
         admins=ADMINS,
         auditors=AUDITORS,

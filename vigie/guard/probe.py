@@ -67,7 +67,7 @@ from django.utils.translation import gettext as _
 
 from vigie.alerts.services import raise_alert
 from vigie.audit.log import AuditUnavailable, record
-from vigie.guard import drift, fetch, lockdown, probe_auth
+from vigie.guard import fetch, findings, lockdown, probe_auth, snapshot
 from vigie.guard.models import Canary, MaintenanceWindow, ProbeResult
 from vigie.guard.policy import INTERNAL, Policy
 from vigie.records.models import Document, Patient
@@ -445,8 +445,8 @@ class PortFacts:
 def host_listening_ports() -> dict[int, str]:
     """TCP ports this host listens on beyond loopback → the processes listening there."""
     found: dict[int, set[str]] = {}
-    for sock in drift.listening_sockets():
-        if sock.proto != "tcp" or drift._is_loopback(sock.address):
+    for sock in snapshot.listening_sockets():
+        if sock.proto != "tcp" or findings.is_loopback(sock.address):
             continue
         found.setdefault(sock.port, set()).add(sock.process or "?")
     return {port: ", ".join(sorted(names)) for port, names in found.items()}

@@ -145,26 +145,9 @@ def open_window(
     port: int | None = None,
 ) -> MaintenanceWindow:
     """Let `source` reach `port` for `ttl` seconds: kernel element, row and audit event."""
-    who = (who or "").strip()
-    reason = (reason or "").strip()
-    if not who:
-        raise WindowError(_("say who the window is for (--who)"))
-    if len(who) > 150:
-        raise WindowError(_("--who is longer than 150 characters"))
-    if not reason:
-        raise WindowError(_("give the reason for the window (--reason)"))
-    if len(reason) > 500:
-        raise WindowError(_("--reason is longer than 500 characters"))
+    who, reason = _who_and_why(who, reason)
     address = _address(source)
-    if not policy.maintenance_ports:
-        raise WindowError(_("the policy allows no maintenance ports (maintenance.ports)"))
-    if port is None:
-        port = policy.maintenance_ports[0]
-    if port not in policy.maintenance_ports:
-        raise WindowError(
-            _("port %(port)s is not a maintenance port of the policy (allowed: %(ports)s)")
-            % {"port": port, "ports": ", ".join(str(p) for p in policy.maintenance_ports)}
-        )
+    port = _maintenance_port(policy, port)
     ttl = check_ttl(policy, ttl)
 
     # Refuse loudly where nftables cannot be used: a window that exists only in the
@@ -177,20 +160,7 @@ def open_window(
     try:
         with transaction.atomic():
             _serialise()
-            current = MaintenanceWindow.objects.open().filter(source=address, port=port).first()
-            if current is not None:
-                raise WindowError(
-                    _("window %(id)s for %(source)s:%(port)s is already open; extend it instead")
-                    % {"id": current.pk, "source": address, "port": port}
-                )
-            if _key(address, port) in {_key(e.source, e.port) for e in nft.list_windows()}:
-                raise WindowError(
-                    _(
-                        "the firewall already holds a window for %(source)s:%(port)s that "
-                        "Vigie did not open; the guard removes it"
-                    )
-                    % {"source": address, "port": port}
-                )
+            _refuse_a_second(address, port)
             now = timezone.now()
             window = MaintenanceWindow.objects.create(
                 who=who,
@@ -228,6 +198,53 @@ def open_window(
                 )
         raise
     return window
+
+
+def _who_and_why(who: str, reason: str) -> tuple[str, str]:
+    """Who the window is for and why, stripped: both required, both bounded."""
+    who = (who or "").strip()
+    reason = (reason or "").strip()
+    if not who:
+        raise WindowError(_("say who the window is for (--who)"))
+    if len(who) > 150:
+        raise WindowError(_("--who is longer than 150 characters"))
+    if not reason:
+        raise WindowError(_("give the reason for the window (--reason)"))
+    if len(reason) > 500:
+        raise WindowError(_("--reason is longer than 500 characters"))
+    return who, reason
+
+
+def _maintenance_port(policy: Policy, port: int | None) -> int:
+    """`port`, or the policy's first maintenance port; one the policy allows in any case."""
+    if not policy.maintenance_ports:
+        raise WindowError(_("the policy allows no maintenance ports (maintenance.ports)"))
+    if port is None:
+        port = policy.maintenance_ports[0]
+    if port not in policy.maintenance_ports:
+        raise WindowError(
+            _("port %(port)s is not a maintenance port of the policy (allowed: %(ports)s)")
+            % {"port": port, "ports": ", ".join(str(p) for p in policy.maintenance_ports)}
+        )
+    return port
+
+
+def _refuse_a_second(address: str, port: int) -> None:
+    """One window per source and port, whether Vigie's row or a kernel element says so."""
+    current = MaintenanceWindow.objects.open().filter(source=address, port=port).first()
+    if current is not None:
+        raise WindowError(
+            _("window %(id)s for %(source)s:%(port)s is already open; extend it instead")
+            % {"id": current.pk, "source": address, "port": port}
+        )
+    if _key(address, port) in {_key(e.source, e.port) for e in nft.list_windows()}:
+        raise WindowError(
+            _(
+                "the firewall already holds a window for %(source)s:%(port)s that "
+                "Vigie did not open; the guard removes it"
+            )
+            % {"source": address, "port": port}
+        )
 
 
 def close_window(window: MaintenanceWindow, *, by: str) -> MaintenanceWindow:

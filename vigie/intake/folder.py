@@ -1,129 +1,23 @@
 """`vigie intake folder DIR`: take PDFs that a lab or hospital system drops in a folder.
 
-The sender's side
-=================
-
-For each document the sender puts two files in DIR, with the same stem::
-
-    DIR/CR-2026-0042.pdf     the document itself (a PDF; `.pdf` in any case)
-    DIR/CR-2026-0042.json    its sidecar: who the patient is, what the document is
-
-The sidecar is a UTF-8 JSON object (a BOM is tolerated), at most 64 KiB::
-
-    {
-      "patient": {
-        "ins": "285037500101234",         INS (NIR with its key); optional
-        "ipp": "P123456",                 patient id in `ipp_source`; optional
-        "ipp_source": "LABO-CENTRAL",     who assigned `ipp`: this folder's --source, or
-                                          "" for this clinic's own IPP
-        "family_name": "DUPONT",          names, birth date and sex never attach a
-        "given_names": "Jeanne",          document: without an exact INS or IPP match
-        "birth_date": "1985-03-14",       the document waits for an administrator
-        "sex": "F"                        ("to reconcile"); all optional
-      },
-      "document": {
-        "kind": "lab_result",             required: lab_result, imaging_report,
-                                          consultation_letter, discharge_summary,
-                                          prescription or other
-        "title": "Numération formule sanguine",   required
-        "clinical_date": "2026-11-28",    required (YYYY-MM-DD)
-        "author": "Dr Biologiste"         optional
-      },
-      "source_system": "LABO-CENTRAL"     optional; if given, must be this folder's --source
-    }
-
-The folder is one sender with one source system, set by the administrator who runs it
-(`vigie intake folder DIR --source LABO-CENTRAL`), never by the sidecar: that is what
-doctors see as the origin, and the only system whose patient numbers (`ipp_source`) the
-sidecar may name. A sidecar naming another system is quarantined, nothing stored or learnt.
-
-Unknown keys are refused rather than ignored: a misspelt `"ins "` silently ignored would send
-the document to reconciliation, or worse, without anybody knowing why.
-
-A file still being written is not taken. Vigie takes a PDF and its sidecar only when
-
-* their size and modification time have not changed for `--settle` seconds (default 2), and
-* on a local filesystem, no process has them open for writing: Vigie asks the kernel for a
-  read lease (`F_SETLEASE`), which is refused while anyone holds a writer. (Where leases are
-  unavailable — another owner without CAP_LEASE, NFS, SMB — the settle time alone decides.)
-
-Senders should still write under a temporary name and rename when complete: names starting
-with `.` or `~` and names not ending in `.pdf`/`.json` (`.tmp`, `.part`, `.filepart`,
-`.crdownload`, rsync's `.name.XXXXXX`) are never looked at.
-
-A PDF whose sidecar has not appeared `--sidecar-wait` seconds (default 600, ten minutes)
-after the PDF arrived (its inode change time, which copying tools cannot backdate) goes to
-quarantine with the reason "no sidecar". A sidecar without its PDF is left alone (the PDF may
-still be on its way) and logged once.
-
-What Vigie does with each pair
-==============================
-
-    stored for its patient, or waiting for reconciliation (unknown patient)  ─► OUT/done/
-    already received (same file name and same PDF bytes)                    ─► OUT/done/
-    refused (empty, truncated, not a PDF, bad sidecar, unknown kind, ...)    ─► OUT/quarantine/
-    a symbolic link, whatever it points to (never followed, never read)      ─► OUT/quarantine/
-    storage or database unavailable                                         ─► stays in DIR
-
-OUT, the outbox, is Vigie's own folder, apart from DIR: the sender's account may rename or
-replace anything in DIR, so nothing Vigie writes lives there (see vigie/intake/depot.py).
-
-In quarantine, `<stem>.reason.txt` says why (the JSON error with its line and column, the
-missing field, what the PDF check found). In done/, a `<stem>.reason.txt` appears only when
-something deserves the sender's attention (a duplicate, active content). Whether the patient
-was found is not one of them: done/ looks the same for a known and an unknown patient, so
-whoever drops files learns nothing about who is a patient here (the reason is on the
-clinic's reconciliation page).
-A name already used in done/ or quarantine/ gets a `~2`, `~3`... suffix: nothing is
-overwritten. With `--delete-done`, stored files are deleted instead of kept in done/
-(OUT/done/ holds plaintext copies: see the option's help). A linked file is not moved: the
-link is deleted and the reason quotes its target.
-
-Nothing lost, nothing stored twice
-==================================
-
-A pair leaves DIR only after `receive()` has returned, that is once the encrypted copy is
-fsynced and its row committed. In that same transaction a `ReceivedMessage` row records
-(folder, sha256 of name and PDF bytes): a file that was stored just before a crash (row
-committed, file not yet moved) is recognised on restart and moved to done/ without a second
-copy. Moves go sidecar first, PDF last, each followed by an fsync of both directories; so a
-crash (or a power loss) leaves at worst a PDF alone in DIR, which the next pass recognises (by its row, or by its sidecar
-already waiting in quarantine/) and finishes moving. A corrected sidecar for the same PDF must
-come under a new file name: same name and same bytes is a duplicate.
-
-One process per outbox (a lock file `OUT/.vigie-intake.lock`); SIGTERM or SIGINT stops it
-between two files.
-
-HPRIM Santé
-===========
-
-Not supported. HPRIM Santé (2.2–2.4) is a French, line-oriented format whose specification
-is published by an association (Interop'Santé) and whose laboratory dialects differ in
-practice (segment usage, encodings, result coding); we have neither the current text nor
-real files from the labs concerned to test against. A parser written from memory would
-mis-attribute results sooner or later, and a wrong patient is the one error this intake must
-never make. HPRIM files dropped here are ignored (logged once); labs sending HPRIM can usually
-also send HL7 v2 ORU (`vigie intake mllp`) or PDF + JSON.
+The senders' contract: docs/hot-folder.md. The command's loop: management/commands/_folder.py.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
-import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import date
 from pathlib import Path
-from typing import Any, TextIO, cast
+from typing import TextIO, cast
 
 from django.conf import settings
-from django.core.management.base import CommandError, CommandParser, OutputWrapper
+from django.core.management.base import CommandError, OutputWrapper
 from django.db import DatabaseError, IntegrityError
 from django.utils.translation import gettext as _
 
@@ -132,152 +26,16 @@ from vigie.alerts.services import raise_alert
 from vigie.audit.log import record
 from vigie.intake.depot import DONE, QUARANTINE, Depot, Entry, FolderTampered, NotRegular, Outbox
 from vigie.intake.models import ReceivedMessage
-from vigie.records.ingest import DocumentMeta
+from vigie.intake.sidecar import SIDECAR_MAX_BYTES, SidecarError, parse_sidecar
 from vigie.records.ingest_errors import InvalidDocument, StorageUnavailable
 from vigie.records.models import Document, PendingDocument
-from vigie.records.receive import Received, Sender, receive
+from vigie.records.receive import Received, receive
 
 logger = logging.getLogger(__name__)
 
 CHANNEL = "folder"
-SIDECAR_MAX_BYTES = 64 * 1024
 # A pass with at least this many pairs ready shows a progress bar (on a terminal).
 PROGRESS_THRESHOLD = 20
-
-_PATIENT_KEYS = frozenset(
-    {"ins", "ipp", "ipp_source", "family_name", "given_names", "birth_date", "sex"}
-)
-_DOCUMENT_KEYS = frozenset({"kind", "title", "clinical_date", "author"})
-_TOP_KEYS = frozenset({"patient", "document", "source_system"})
-
-
-# ---------------------------------------------------------------------------------------------
-# The sidecar
-
-
-class SidecarError(ValueError):
-    """The sidecar cannot be used; the message tells the sender what to fix."""
-
-
-@dataclass(frozen=True)
-class Sidecar:
-    sender: Sender
-    meta: DocumentMeta
-
-
-def parse_sidecar(raw: bytes, *, source_system: str) -> Sidecar:
-    """The patient and document a sidecar describes, or a SidecarError saying what is wrong.
-
-    `source_system` is the folder's own (`--source`): the document's origin whatever the
-    sidecar says, which may only repeat it."""
-    if len(raw) > SIDECAR_MAX_BYTES:
-        raise SidecarError(
-            _("the sidecar is larger than %(limit)d bytes") % {"limit": SIDECAR_MAX_BYTES}
-        )
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise SidecarError(
-            _("the sidecar is not UTF-8 text (invalid byte at offset %(offset)d)")
-            % {"offset": exc.start}
-        ) from None
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise SidecarError(
-            _("the sidecar is not valid JSON: %(error)s at line %(line)d, column %(column)d")
-            % {"error": exc.msg, "line": exc.lineno, "column": exc.colno}
-        ) from None
-    top = _object(data, "")
-    patient = _object(top.get("patient"), "patient")
-    document = _object(top.get("document"), "document")
-    _only(top, _TOP_KEYS, "")
-    _only(patient, _PATIENT_KEYS, "patient.")
-    _only(document, _DOCUMENT_KEYS, "document.")
-    missing = [
-        "document." + key
-        for key in ("kind", "title", "clinical_date")
-        if document.get(key) in (None, "")
-    ]
-    if missing:
-        raise SidecarError(
-            _("missing required field(s): %(fields)s") % {"fields": ", ".join(missing)}
-        )
-    sender = Sender(
-        ins=_text(patient, "ins", "patient.") or None,
-        ipp=_text(patient, "ipp", "patient.") or None,
-        ipp_source=_text(patient, "ipp_source", "patient."),
-        family_name=_text(patient, "family_name", "patient."),
-        given_names=_text(patient, "given_names", "patient."),
-        birth_date=_date(patient, "birth_date", "patient.", required=False),
-        sex=_text(patient, "sex", "patient."),
-    )
-    clinical_date = _date(document, "clinical_date", "document.", required=True)
-    if clinical_date is None:  # unreachable: required=True raises instead
-        raise SidecarError(_("the sidecar has no 'document.clinical_date' (required)"))
-    meta = DocumentMeta(
-        kind=_text(document, "kind", "document.", required=True),
-        title=_text(document, "title", "document.", required=True),
-        clinical_date=clinical_date,
-        author=_text(document, "author", "document."),
-        source_system=source_system,
-    )
-    claimed = _text(top, "source_system", "")
-    if claimed and claimed.casefold() != source_system.strip().casefold():
-        raise SidecarError(
-            _("the sidecar says source_system %(claimed)r, but this folder receives for "
-              "%(own)r only: nothing was stored")
-            % {"claimed": claimed[:100], "own": source_system}
-        )  # fmt: skip
-    return Sidecar(sender=sender, meta=meta)
-
-
-def _object(value: object, where: str) -> dict[str, Any]:
-    if value is None and where:
-        raise SidecarError(_("the sidecar has no %(field)r object") % {"field": where})
-    if not isinstance(value, dict):
-        if not where:
-            raise SidecarError(_("the sidecar must be a JSON object"))
-        raise SidecarError(_("%(field)r must be a JSON object") % {"field": where})
-    return value
-
-
-def _only(found: dict[str, Any], allowed: frozenset[str], prefix: str) -> None:
-    unknown = sorted(set(found) - allowed)
-    if unknown:
-        raise SidecarError(
-            _("unknown field(s) in the sidecar: %(fields)s (expected: %(allowed)s)")
-            % {
-                "fields": ", ".join(prefix + name for name in unknown),
-                "allowed": ", ".join(prefix + name for name in sorted(allowed)),
-            }
-        )
-
-
-def _text(found: dict[str, Any], key: str, prefix: str, *, required: bool = False) -> str:
-    value = found.get(key)
-    if value is None or value == "":
-        if required:
-            raise SidecarError(
-                _("the sidecar has no %(field)r (required)") % {"field": prefix + key}
-            )
-        return ""
-    if not isinstance(value, str):
-        raise SidecarError(_("%(field)r must be a string") % {"field": prefix + key})
-    return value.strip()
-
-
-def _date(found: dict[str, Any], key: str, prefix: str, *, required: bool) -> date | None:
-    value = _text(found, key, prefix, required=required)
-    if not value:
-        return None
-    try:
-        return date.fromisoformat(value)
-    except ValueError:
-        raise SidecarError(
-            _("%(field)r must be a date written YYYY-MM-DD, not %(value)r")
-            % {"field": prefix + key, "value": value}
-        ) from None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -290,7 +48,7 @@ def is_candidate(name: str) -> bool:
 
 
 def control_id(name: str, content: bytes) -> str:
-    """What identifies a delivered file: its name and its bytes (see the module docstring)."""
+    """What identifies a delivered file: its name and its bytes (see docs/hot-folder.md)."""
     digest = hashlib.sha256()
     encoded = name.encode("utf-8", "surrogateescape")
     digest.update(len(encoded).to_bytes(8, "big") + encoded)
@@ -508,29 +266,29 @@ class HotFolder:
 
     def _take_all(self, ready: list[tuple[str, str | None]]) -> list[Outcome]:
         outcomes: list[Outcome] = []
-        if len(ready) < PROGRESS_THRESHOLD:
+        with self._progress(len(ready)) as advance:
             for name, sidecar in ready:
                 if self.stop.is_set():
                     break
-                self._collect(outcomes, self._take_safely(name, sidecar))
-            return outcomes
+                if (outcome := self._take_safely(name, sidecar)) is not None:
+                    outcomes.append(outcome)
+                advance()
+        return outcomes
+
+    @contextmanager
+    def _progress(self, count: int) -> Iterator[Callable[[], None]]:
+        """A progress bar on a terminal for a large pass; below PROGRESS_THRESHOLD, nothing."""
+        if count < PROGRESS_THRESHOLD:
+            yield lambda: None
+            return
         from rich.console import Console
         from rich.progress import Progress
 
         console = Console(file=_raw_stream(self.out), stderr=self.out is None)
-        self._say(_("%(count)d files to take in %(dir)s") % {"count": len(ready), "dir": self.path})
+        self._say(_("%(count)d files to take in %(dir)s") % {"count": count, "dir": self.path})
         with Progress(console=console, transient=True, disable=not console.is_terminal) as bar:
-            task = bar.add_task(_("Taking files"), total=len(ready))
-            for name, sidecar in ready:
-                if self.stop.is_set():
-                    break
-                self._collect(outcomes, self._take_safely(name, sidecar))
-                bar.advance(task)
-        return outcomes
-
-    def _collect(self, outcomes: list[Outcome], outcome: Outcome | None) -> None:
-        if outcome is not None:
-            outcomes.append(outcome)
+            task = bar.add_task(_("Taking files"), total=count)
+            yield lambda: bar.advance(task)
 
     def _take_safely(self, name: str, sidecar: str | None) -> Outcome | None:
         try:
@@ -840,148 +598,3 @@ class HotFolder:
                 self._warn_once(
                     name, "lone", _("%(file)s has no PDF: left in place") % {"file": name}
                 )
-
-
-# ---------------------------------------------------------------------------------------------
-# The command (dispatched by vigie/intake/management/commands/intake.py)
-
-
-def configure(parser: CommandParser) -> None:
-    parser.add_argument("dir", type=Path, help=_("the folder to watch"))
-    parser.add_argument(
-        "--source",
-        required=True,
-        help=_("the source system of the documents dropped here (who writes the folder): "
-               "their origin for doctors, and the only system whose IPPs a sidecar may name"),
-    )  # fmt: skip
-    parser.add_argument(
-        "--outbox",
-        type=Path,
-        required=True,
-        help=_("Vigie's own folder for done/ and quarantine/: outside the watched folder, on "
-               "the same filesystem, owned by Vigie's user and writable by it only (0700)"),
-    )  # fmt: skip
-    parser.add_argument(
-        "--interval", type=float, default=1.0, help=_("seconds between passes (default 1)")
-    )
-    parser.add_argument(
-        "--settle",
-        type=float,
-        default=2.0,
-        help=_("a file is taken once its size and time have not changed for this long "
-               "(seconds, default 2)"),
-    )  # fmt: skip
-    parser.add_argument(
-        "--sidecar-wait",
-        type=float,
-        default=600.0,
-        help=_("a PDF whose JSON sidecar has not arrived after this long is quarantined "
-               "(seconds, default 600)"),
-    )  # fmt: skip
-    parser.add_argument(
-        "--once",
-        action="store_true",
-        help=_("take what is ready (waiting --settle for new files), then exit"),
-    )
-    parser.add_argument(
-        "--delete-done",
-        action="store_true",
-        help=_("delete files once stored instead of moving them to OUTBOX/done/, which keeps "
-               "plaintext copies of medical documents outside Vigie's encrypted store"),
-    )  # fmt: skip
-
-
-def _check_folder(path: Path) -> Path:
-    if not path.is_dir():
-        raise CommandError(_("%(dir)s is not a directory") % {"dir": path}, returncode=2)
-    if not os.access(path, os.R_OK | os.W_OK | os.X_OK):
-        raise CommandError(
-            _("%(dir)s must be readable and writable by this user") % {"dir": path},
-            returncode=2,
-        )
-    resolved = path.resolve()
-    home = Path(settings.VIGIE_HOME).resolve()
-    if resolved == home or home in resolved.parents:
-        # Documents arrive in plaintext: they must not sit inside Vigie's own storage.
-        raise CommandError(
-            _("%(dir)s is inside VIGIE_HOME; use a folder outside it") % {"dir": path},
-            returncode=2,
-        )
-    return resolved
-
-
-def _check_outbox(path: Path, depot: Path) -> Path:
-    if not path.is_dir():
-        raise CommandError(
-            _("%(dir)s is not a directory; create it for Vigie's user only, e.g. "
-              "`install -d -o vigie -g vigie -m 0700 %(dir)s`") % {"dir": path},
-            returncode=2,
-        )  # fmt: skip
-    resolved = _check_folder(path)
-    if resolved == depot or depot in resolved.parents or resolved in depot.parents:
-        # Inside the depot, its writers could rename or replace done/ and quarantine/.
-        raise CommandError(
-            _("%(outbox)s and %(dir)s must be apart: neither inside the other")
-            % {"outbox": path, "dir": depot},
-            returncode=2,
-        )
-    return resolved
-
-
-def run(options: dict[str, Any], stdout: OutputWrapper) -> None:
-    for option in ("interval", "settle", "sidecar_wait"):
-        if options[option] < 0:
-            raise CommandError(
-                _("--%(option)s must not be negative") % {"option": option.replace("_", "-")},
-                returncode=2,
-            )
-    if not options["source"].strip():
-        raise CommandError(_("--source must name the folder's source system"), returncode=2)
-    depot = _check_folder(options["dir"])
-    folder = HotFolder(
-        depot,
-        _check_outbox(options["outbox"], depot),
-        source_system=options["source"].strip(),
-        settle=options["settle"],
-        sidecar_wait=options["sidecar_wait"],
-        delete_done=options["delete_done"],
-        out=stdout,
-    )
-    try:
-        folder.prepare()
-        with folder.locked(), _stopping_on_signals(folder.stop):
-            _loop(folder, once=options["once"], interval=options["interval"])
-    except FolderTampered as exc:
-        raise CommandError(str(exc), returncode=2) from None
-    finally:
-        folder.close()
-
-
-@contextmanager
-def _stopping_on_signals(stop: threading.Event) -> Iterator[None]:
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    handlers: dict[signal.Signals, Any] = {}
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        handlers[signum] = signal.signal(signum, lambda *_args: stop.set())
-    # A lease broken while we hold it (see open_for_writing) sends SIGIO, whose default
-    # action is to terminate the process.
-    handlers[signal.SIGIO] = signal.signal(signal.SIGIO, signal.SIG_IGN)
-    try:
-        yield
-    finally:
-        # Called in-process (tests, call_command): give the caller its handlers back.
-        for signum, handler in handlers.items():
-            signal.signal(signum, handler)
-
-
-def _loop(folder: HotFolder, *, once: bool, interval: float) -> None:
-    started = folder.clock()
-    while not folder.stop.is_set():
-        _outcomes, settling = folder.scan()
-        # --once: new files get one settle time to prove they are complete, no more, so a
-        # writer that never finishes cannot keep a cron job running.
-        if once and (settling == 0 or folder.clock() - started >= folder.settle):
-            return
-        folder.stop.wait(min(interval, folder.settle / 2) if once else interval)

@@ -27,7 +27,7 @@ from django.utils.text import slugify
 from vigie.alerts.services import raise_alert
 from vigie.audit import tags
 from vigie.audit.log import AuditUnavailable, record
-from vigie.portal.guards import document_in_scope_or_404
+from vigie.portal.scope import document_in_scope_or_404
 from vigie.records.access import ensure_served
 from vigie.records.content import VaultError, stream_verified
 from vigie.records.models import Document

@@ -34,7 +34,6 @@ from django.utils import timezone
 
 from vigie import vault
 from vigie.audit.log import record
-from vigie.records.checks import ContentReport, inspect
 from vigie.records.identifiers import InvalidIdentifier, validate_ipp, validate_nir
 from vigie.records.ingest import (
     DocumentMeta,
@@ -44,6 +43,7 @@ from vigie.records.ingest import (
     refuse_control_characters,
 )
 from vigie.records.ingest_errors import ForeignSource, InvalidDocument, StorageUnavailable
+from vigie.records.inspection import ContentReport, inspect
 from vigie.records.models import (
     Document,
     Patient,

@@ -22,7 +22,7 @@ from vigie.records.ingest import DocumentMeta
 from vigie.records.models import PendingDocument
 from vigie.records.receive import Sender, receive
 from vigie.records.tests.factories import make_document
-from vigie.records.tests.test_checks import lab_report_pdf
+from vigie.records.tests.test_inspection import lab_report_pdf
 
 from .conftest import Clinic
 

@@ -6,7 +6,7 @@ from datetime import date, timedelta
 
 import pytest
 
-from vigie.demo import content
+from vigie.demo import people
 from vigie.demo.clinic import KINDS, REFERENCE_DATE, build_clinic
 from vigie.records.identifiers import validate_nir
 
@@ -105,8 +105,8 @@ def test_it_dates_documents_in_the_three_years_before_the_reference_date(clinic)
 
 
 def test_it_signs_documents_with_plausible_authors(clinic):
-    radiologists = {p.name for p in content.OTHER_RADIOLOGISTS} | {"Dr Hélène Nguyen"}
-    biologists = {p.name for p in content.BIOLOGISTS}
+    radiologists = {p.name for p in people.OTHER_RADIOLOGISTS} | {"Dr Hélène Nguyen"}
+    biologists = {p.name for p in people.BIOLOGISTS}
     for document in clinic.documents:
         assert document.title
         assert document.source_system in {"LABO-BIOMED", "PACS-RADIO", "DPI-CLINIQUE", "MSSANTE"}

@@ -7,9 +7,10 @@ import re
 import pytest
 from pypdf import PdfReader
 
-from vigie.demo import content
+from vigie.demo import payloads
 from vigie.demo.clinic import KINDS, build_clinic
-from vigie.demo.pdfs import FOOTER, render_document
+from vigie.demo.pdf_style import FOOTER
+from vigie.demo.pdfs import render_document
 
 CBC_ANALYTES = (
     "Hématies",
@@ -101,17 +102,17 @@ def test_it_refuses_to_render_a_document_for_another_patient(clinic):
 
 
 def test_it_flags_values_outside_the_reference_range():
-    assert content.LabRow("Potassium", 5.6, "mmol/L", 3.5, 5.1, 1).flag == "H"
-    assert content.LabRow("Potassium", 3.1, "mmol/L", 3.5, 5.1, 1).flag == "L"
-    assert content.LabRow("Potassium", 4.2, "mmol/L", 3.5, 5.1, 1).flag == ""
-    assert content.LabRow("CRP", 2.0, "mg/L", None, 5, 1).range_text == "< 5,0"
+    assert payloads.LabRow("Potassium", 5.6, "mmol/L", 3.5, 5.1, 1).flag == "H"
+    assert payloads.LabRow("Potassium", 3.1, "mmol/L", 3.5, 5.1, 1).flag == "L"
+    assert payloads.LabRow("Potassium", 4.2, "mmol/L", 3.5, 5.1, 1).flag == ""
+    assert payloads.LabRow("CRP", 2.0, "mg/L", None, 5, 1).range_text == "< 5,0"
 
 
 def test_it_generates_some_abnormal_results_but_mostly_normal_ones(clinic):
     rows = [
         row
         for d in clinic.documents
-        if isinstance(d.payload, content.LabReport)
+        if isinstance(d.payload, payloads.LabReport)
         for section in d.payload.sections
         for row in section.rows
     ]
@@ -152,7 +153,7 @@ def test_it_writes_only_characters_the_builtin_helvetica_can_draw(clinic):
 
 def test_it_never_discharges_a_penicillin_allergic_patient_with_amoxicillin(clinic):
     for document in clinic.documents:
-        if not isinstance(document.payload, content.Letter):
+        if not isinstance(document.payload, payloads.Letter):
             continue
         texts = {s.heading: " ".join(s.paragraphs) for s in document.payload.sections}
         if "Pénicillines" in texts.get("Antécédents", ""):

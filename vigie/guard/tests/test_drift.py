@@ -22,20 +22,18 @@ from vigie.alerts.models import Alert
 from vigie.audit.models import AuditEvent
 from vigie.audit.testing import audit_committing  # noqa: F401 - a pytest fixture
 from vigie.guard import nft
-from vigie.guard.drift import (
+from vigie.guard.drift import DriftWatcher, PortCheck
+from vigie.guard.findings import Finding, compare
+from vigie.guard.models import DriftEvent, GuardState, MaintenanceWindow
+from vigie.guard.policy import Listener, Policy
+from vigie.guard.snapshot import (
     VIGIE_TABLE,
     Baseline,
-    DriftWatcher,
-    Finding,
     ListeningSocket,
-    PortCheck,
     Snapshot,
-    compare,
     parse_ruleset,
     take_snapshot,
 )
-from vigie.guard.models import DriftEvent, GuardState, MaintenanceWindow
-from vigie.guard.policy import Listener, Policy
 
 PORTAL = Listener("portal", "0.0.0.0", 8443, "public", sources=("192.168.10.0/24",))
 DATABASE = Listener("database", "127.0.0.1", 5432, "local", process="postgres")

@@ -221,7 +221,7 @@ table netdev edge {{
 
 
 def test_source_rewritten_before_vigies_chain_gets_past_it(pair: Pair) -> None:
-    # The change elsewhere that can expose (so drift.py calls it critical): rewrite a
+    # The change elsewhere that can expose (so findings.py calls it critical): rewrite a
     # stranger's address into an allowed one before Vigie judges it, and back on the way out.
     nft.install(_policy())
     assert not _reaches(pair.outside, pair.clinic.address, GUARDED)

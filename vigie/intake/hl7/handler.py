@@ -32,16 +32,8 @@ from django.db import DatabaseError, IntegrityError
 
 from vigie.audit.log import AuditUnavailable, record
 from vigie.intake.hl7 import ack
-from vigie.intake.hl7.parser import (
-    ErrorCode,
-    Header,
-    HL7Error,
-    LabResult,
-    Message,
-    parse,
-    peek_header,
-    read_oru,
-)
+from vigie.intake.hl7.oru import LabResult, read_oru
+from vigie.intake.hl7.parser import ErrorCode, Header, HL7Error, Message, parse, peek_header
 from vigie.intake.hl7.render import render_report
 from vigie.intake.models import MllpSender, ReceivedMessage
 from vigie.records.ingest import DocumentMeta

@@ -27,7 +27,7 @@ from reportlab.lib.units import mm
 from reportlab.pdfgen.canvas import Canvas
 from reportlab.platypus import Flowable, Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
 
-from vigie.intake.hl7.parser import LabResult, Observation, Order
+from vigie.intake.hl7.oru import LabResult, Observation, Order
 
 ACCENT = colors.HexColor("#1F4E79")
 LIGHT = colors.HexColor("#E9EFF5")

@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 
 from reportlab.pdfgen.canvas import Canvas
 
-from vigie.intake.hl7.parser import INS_NIR_OID, Separators, unescape
+from vigie.intake.hl7.oru import INS_NIR_OID
+from vigie.intake.hl7.parser import Separators, unescape
 
 SB, EB, CR = b"\x0b", b"\x1c", b"\r"
 

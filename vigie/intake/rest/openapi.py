@@ -155,91 +155,93 @@ def _build() -> dict[str, Any]:
         },
         "security": [{"apiKey": []}],
         "paths": {
-            "/api/v1/documents": {
-                "post": {
-                    "operationId": "sendDocument",
-                    "summary": "Send one document with its metadata",
-                    "parameters": [
-                        {
-                            "name": idempotency.HEADER,
-                            "in": "header",
-                            "required": False,
-                            "description": (
-                                "Makes retries safe: the same key with the same file and "
-                                "metadata returns the first answer (and stores nothing "
-                                "more); with another payload, 409."
-                            ),
-                            "schema": {
+            "/api/v1/documents": {"post": _send_document()},
+            "/api/v1/openapi.json": {"get": _get_openapi()},
+        },
+        "components": _components(),
+    }
+
+
+def _send_document() -> dict[str, Any]:
+    """POST /api/v1/documents: one document and its metadata, multipart."""
+    return {
+        "operationId": "sendDocument",
+        "summary": "Send one document with its metadata",
+        "parameters": [
+            {
+                "name": idempotency.HEADER,
+                "in": "header",
+                "required": False,
+                "description": (
+                    "Makes retries safe: the same key with the same file and "
+                    "metadata returns the first answer (and stores nothing "
+                    "more); with another payload, 409."
+                ),
+                "schema": {
+                    "type": "string",
+                    "minLength": 1,
+                    "maxLength": idempotency.MAX_LENGTH,
+                    "pattern": "^[!-~]([ -~]*[!-~])?$",
+                },
+            }
+        ],
+        "requestBody": {
+            "required": True,
+            "content": {
+                "multipart/form-data": {
+                    "schema": {
+                        "type": "object",
+                        "required": ["file", "metadata"],
+                        "properties": {
+                            "file": {
                                 "type": "string",
-                                "minLength": 1,
-                                "maxLength": idempotency.MAX_LENGTH,
-                                "pattern": "^[!-~]([ -~]*[!-~])?$",
+                                "format": "binary",
+                                "description": "The document itself.",
                             },
-                        }
-                    ],
-                    "requestBody": {
-                        "required": True,
-                        "content": {
-                            "multipart/form-data": {
-                                "schema": {
-                                    "type": "object",
-                                    "required": ["file", "metadata"],
-                                    "properties": {
-                                        "file": {
-                                            "type": "string",
-                                            "format": "binary",
-                                            "description": "The document itself.",
-                                        },
-                                        "metadata": {"$ref": _REF.format(model="Metadata")},
-                                    },
-                                },
-                                "encoding": {
-                                    "file": {
-                                        "contentType": "application/pdf, image/png, image/jpeg"
-                                    },
-                                    "metadata": {"contentType": "application/json"},
-                                },
-                            }
+                            "metadata": {"$ref": _REF.format(model="Metadata")},
                         },
                     },
-                    "responses": {
-                        "202": {
-                            "description": (
-                                "Received: stored durably (encrypted) before this answer. "
-                                "The same answer whether or not the patient is identified "
-                                "here; only the receipt id differs."
-                            ),
-                            "headers": {
-                                "Idempotent-Replayed": {
-                                    "description": "Present on a replayed answer.",
-                                    "schema": {"type": "string", "enum": ["true"]},
-                                }
-                            },
-                            "content": {
-                                "application/json": {
-                                    "schema": {"$ref": _REF.format(model="Received")}
-                                }
-                            },
-                        },
-                        **_problems(400, 401, 403, 409, 411, 413, 415, 422, 429, 503),
-                    },
-                }
-            },
-            "/api/v1/openapi.json": {
-                "get": {
-                    "operationId": "getOpenApi",
-                    "summary": "This document",
-                    "responses": {
-                        "200": {
-                            "description": "The OpenAPI document.",
-                            "content": {"application/json": {"schema": {"type": "object"}}},
-                        },
-                        **_problems(401, 403, 429, 503),
+                    "encoding": {
+                        "file": {"contentType": "application/pdf, image/png, image/jpeg"},
+                        "metadata": {"contentType": "application/json"},
                     },
                 }
             },
         },
-        "components": _components(),
+        "responses": {
+            "202": {
+                "description": (
+                    "Received: stored durably (encrypted) before this answer. "
+                    "The same answer whether or not the patient is identified "
+                    "here; only the receipt id differs."
+                ),
+                "headers": {
+                    "Idempotent-Replayed": {
+                        "description": "Present on a replayed answer.",
+                        "schema": {"type": "string", "enum": ["true"]},
+                    }
+                },
+                "content": {
+                    "application/json": {"schema": {"$ref": _REF.format(model="Received")}}
+                },
+            },
+            **_problems(400, 401, 403, 409, 411, 413, 415, 422, 429, 503),
+        },
+    }
+
+
+def _get_openapi() -> dict[str, Any]:
+    """GET /api/v1/openapi.json: this document."""
+    return {
+        "operationId": "getOpenApi",
+        "summary": "This document",
+        "responses": {
+            "200": {
+                "description": "The OpenAPI document.",
+                "content": {"application/json": {"schema": {"type": "object"}}},
+            },
+            **_problems(401, 403, 429, 503),
+        },
     }
 
 

@@ -21,6 +21,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent
+from django.core.files.uploadedfile import UploadedFile
 from django.db import IntegrityError
 from django.http import HttpRequest, HttpResponse, JsonResponse, UnreadablePostError
 from django.http.multipartparser import MultiPartParserError
@@ -36,9 +37,9 @@ from vigie.intake.rest import idempotency, metadata, problems
 from vigie.intake.rest.openapi import schema
 from vigie.intake.rest.problems import FieldError, ProblemType, problem
 from vigie.intake.rest.uploads import MemoryOnlyUploadHandler
-from vigie.records.checks import ACCEPTED_TYPES
 from vigie.records.ingest import DocumentMeta
 from vigie.records.ingest_errors import ForeignSource, InvalidDocument, StorageUnavailable
+from vigie.records.inspection import ACCEPTED_TYPES
 from vigie.records.models import Document, PendingDocument
 from vigie.records.receive import Received, Sender, receive
 
@@ -199,6 +200,28 @@ def _declared_length(request: HttpRequest) -> int | None:
 def _receive(
     request: HttpRequest, key: ApiKey, idempotency_key: str | None, limit: int
 ) -> HttpResponse:
+    # Each step answers the problem itself (audited by _rejected) or hands on what it read.
+    parts = _read_parts(request, key, limit)
+    if isinstance(parts, HttpResponse):
+        return parts
+    upload, text = parts
+    parsed = _read_metadata(request, key, text)
+    if isinstance(parsed, HttpResponse):
+        return parsed
+    meta, content_type = parsed
+    data = upload.read()
+    payload_hash = idempotency.request_hash(metadata.canonical(meta), data)
+    if idempotency_key is not None:
+        earlier = idempotency.previous(key, idempotency_key, payload_hash)
+        if earlier is not None:
+            return _replay(request, key, idempotency_key, earlier)
+    return _store(request, key, idempotency_key, payload_hash, meta, content_type, data)
+
+
+def _read_parts(
+    request: HttpRequest, key: ApiKey, limit: int
+) -> tuple[UploadedFile, str] | HttpResponse:
+    """The one 'file' part and the 'metadata' text, read into memory within `limit`."""
     handler = MemoryOnlyUploadHandler(request, limit)
     request.upload_handlers = [handler]
     try:
@@ -248,6 +271,13 @@ def _receive(
             _("The request needs a 'file' part and a 'metadata' part."),
             errors=missing,
         )
+    return uploads[0], text
+
+
+def _read_metadata(
+    request: HttpRequest, key: ApiKey, text: str
+) -> tuple[metadata.Metadata, str] | HttpResponse:
+    """The metadata, valid against the schema, and the document's accepted content type."""
     if len(text) > metadata.MAX_METADATA_BYTES:
         return _rejected(
             request,
@@ -278,12 +308,19 @@ def _receive(
             % {"type": content_type or "?", "accepted": ", ".join(sorted(ACCEPTED_TYPES))},
             errors=[{"pointer": "#/document/content_type", "detail": _("not an accepted type")}],
         )
-    data = uploads[0].read()
-    payload_hash = idempotency.request_hash(metadata.canonical(meta), data)
-    if idempotency_key is not None:
-        earlier = idempotency.previous(key, idempotency_key, payload_hash)
-        if earlier is not None:
-            return _replay(request, key, idempotency_key, earlier)
+    return meta, content_type
+
+
+def _store(
+    request: HttpRequest,
+    key: ApiKey,
+    idempotency_key: str | None,
+    payload_hash: str,
+    meta: metadata.Metadata,
+    content_type: str,
+    data: bytes,
+) -> HttpResponse:
+    """Receive the document for the key's source system and answer 202 with its receipt."""
     sender = Sender(
         ins=meta.patient.ins or None,
         ipp=meta.patient.ipp or None,

@@ -1,7 +1,7 @@
 """The FHIR R4 endpoint: systems create with an API key, doctors read within their scope.
 
 Real PDFs (reportlab, pypdf), real keys, real sessions; the reads go through the portal's
-guards and door, so the same audit events are checked here as on the portal.
+scope lookups and door, so the same audit events are checked here as on the portal.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from vigie.intake.fhir.resources import INS_SYSTEM, fhir_id
 from vigie.portal.tests.conftest import relate
 from vigie.records.models import Document, PatientIdentifier, PendingDocument
 from vigie.records.tests.factories import make_document, make_patient
-from vigie.records.tests.test_checks import VALID_PDF, pdf_with_document_javascript
+from vigie.records.tests.test_inspection import VALID_PDF, pdf_with_document_javascript
 
 pytestmark = pytest.mark.django_db
 

@@ -19,11 +19,12 @@ from reportlab.lib.pagesizes import A4
 from reportlab.pdfgen import canvas
 
 from vigie.audit.models import AuditEvent
-from vigie.intake.folder import HotFolder, Outcome, parse_sidecar
+from vigie.intake.folder import HotFolder, Outcome
 from vigie.intake.models import ReceivedMessage
+from vigie.intake.sidecar import parse_sidecar
 from vigie.records.models import Document, Patient, PendingDocument
 from vigie.records.tests.factories import make_patient
-from vigie.records.tests.test_checks import lab_report_pdf, pdf_with_document_javascript
+from vigie.records.tests.test_inspection import lab_report_pdf, pdf_with_document_javascript
 
 pytestmark = pytest.mark.django_db
 

@@ -31,7 +31,7 @@ from vigie.intake.models import ReceivedMessage
 from vigie.intake.tests.test_folder import another_pdf, sidecar
 from vigie.records.models import Document, Patient, PendingDocument
 from vigie.records.tests.factories import make_patient
-from vigie.records.tests.test_checks import lab_report_pdf
+from vigie.records.tests.test_inspection import lab_report_pdf
 
 pytestmark = pytest.mark.django_db
 

@@ -11,6 +11,7 @@ import pytest
 from pypdf import PdfReader
 
 from vigie.intake.hl7 import ack
+from vigie.intake.hl7.oru import read_oru
 from vigie.intake.hl7.parser import (
     ErrorCode,
     Header,
@@ -18,7 +19,6 @@ from vigie.intake.hl7.parser import (
     Separators,
     parse,
     peek_header,
-    read_oru,
     unescape,
 )
 from vigie.intake.hl7.render import render_report

@@ -28,7 +28,7 @@ from vigie.records.models import Document, Patient, PatientIdentifier, PendingDo
 from vigie.records.models import PendingStatus as Status
 from vigie.records.receive import Sender, receive
 from vigie.records.tests.factories import make_patient
-from vigie.records.tests.test_checks import VALID_PDF, pdf_with_open_action_javascript
+from vigie.records.tests.test_inspection import VALID_PDF, pdf_with_open_action_javascript
 
 # Until vigie/urls.py mounts the pages, this module is its own URL configuration: the
 # project's routes plus the reconciliation pages where they will live.

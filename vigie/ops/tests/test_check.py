@@ -24,11 +24,11 @@ from vigie.audit import watch
 from vigie.audit.checkpoints import ensure_signing_key, write_checkpoint
 from vigie.audit.log import record
 from vigie.audit.models import AuditHead
-from vigie.guard import drift, nft
+from vigie.guard import nft, snapshot
 from vigie.guard.models import GuardState
 from vigie.guard.policy import load_policy
 from vigie.lib.testcerts import self_signed
-from vigie.ops import checks
+from vigie.ops import check_base, checks, checks_services, checks_storage
 from vigie.vault.kek_store import Keyring
 
 POLICY = """\
@@ -44,7 +44,7 @@ sources = ["192.168.10.0/24"]
 """
 HOST = "portail.clinique.example"
 # Before any fixture replaces it: the attack test reads the real processes.
-REAL_MLLP_LISTENERS = checks.mllp_listeners
+REAL_MLLP_LISTENERS = checks_services.mllp_listeners
 
 
 def make_certificate(folder: Path, *, days: int = 90) -> tuple[Path, Path]:
@@ -112,10 +112,10 @@ def installation(tmp_path: Path, settings: Any, monkeypatch: pytest.MonkeyPatch,
     # The kernel's view: Vigie's table is there and only the portal listens. (The real nft,
     # in a network namespace, is tested below.)
     monkeypatch.setattr(nft, "table_exists", lambda: True)
-    portal = drift.ListeningSocket("0.0.0.0", 8443, "tcp", "granian", 4242)
-    monkeypatch.setattr(drift, "listening_sockets", lambda: (portal,))
+    portal = snapshot.ListeningSocket("0.0.0.0", 8443, "tcp", "granian", 4242)
+    monkeypatch.setattr(snapshot, "listening_sockets", lambda: (portal,))
     # No MLLP listener here (other processes on this machine are not this installation's).
-    monkeypatch.setattr(checks, "mllp_listeners", list)
+    monkeypatch.setattr(checks_services, "mllp_listeners", list)
 
     GuardState.get()
     GuardState.objects.filter(pk=GuardState.SINGLETON).update(
@@ -140,13 +140,13 @@ def run_check(*args: str) -> tuple[int, str]:
     return 0, out.getvalue()
 
 
-def findings() -> dict[str, checks.Finding]:
-    return {f.id: f for f in checks.run_all(checks.Context())}
+def findings() -> dict[str, check_base.Finding]:
+    return {f.id: f for f in checks.run_all(check_base.Context())}
 
 
-def assert_fails(check_id: str, *needles: str, fix: str) -> checks.Finding:
+def assert_fails(check_id: str, *needles: str, fix: str) -> check_base.Finding:
     finding = findings()[check_id]
-    assert finding.status == checks.FAILURE, finding
+    assert finding.status == check_base.FAILURE, finding
     for needle in needles:
         assert needle in finding.message, finding
     assert fix in finding.fix, finding
@@ -159,9 +159,9 @@ def assert_fails(check_id: str, *needles: str, fix: str) -> checks.Finding:
 
 def test_it_passes_a_correct_installation(installation: Installation) -> None:
     found = findings()
-    failures = [f for f in found.values() if f.status == checks.FAILURE]
+    failures = [f for f in found.values() if f.status == check_base.FAILURE]
     assert failures == []
-    warnings = [f for f in found.values() if f.status == checks.WARNING]
+    warnings = [f for f in found.values() if f.status == check_base.WARNING]
     # Only what the test suite cannot avoid: its database may be SQLite (allowed explicitly),
     # from a library that may predate the WAL-reset fix.
     allowed = {"database.engine", "database.sqlite_library"}
@@ -242,7 +242,7 @@ def test_behind_a_proxy_tls_is_the_proxys(installation: Installation, settings: 
     code, output = run_check("--behind-proxy", "127.0.0.1")
     assert code == 0, output
     settings.VIGIE_TRUSTED_PROXIES = ["10.0.0.5"]
-    assert findings()["tls"].status == checks.OK
+    assert findings()["tls"].status == check_base.OK
 
 
 def test_it_reports_an_expired_certificate(
@@ -258,7 +258,7 @@ def test_it_warns_of_a_certificate_about_to_expire(
 ) -> None:
     cert, key = make_certificate(tmp_path, days=5)
     settings.VIGIE_TLS_CERT, settings.VIGIE_TLS_KEY = str(cert), str(key)
-    assert findings()["tls"].status == checks.WARNING
+    assert findings()["tls"].status == check_base.WARNING
     assert run_check()[0] == 0  # a warning alone does not fail the check
 
 
@@ -278,7 +278,7 @@ def test_it_reports_a_keyring_inside_the_web_root(
 
 def test_it_says_the_keys_come_from_a_keys_directory(installation: Installation) -> None:
     finding = findings()["keyring.location"]
-    assert finding.status == checks.OK
+    assert finding.status == check_base.OK
     assert f"keys directory {installation.keyring.parent}" in finding.message
 
 
@@ -289,7 +289,7 @@ def test_it_says_the_keys_come_from_systemd_credentials(
     # tests/test_keys_apart.py with real processes).
     settings.VIGIE_KEYS_SOURCE = "systemd credentials"
     finding = findings()["keyring.location"]
-    assert finding.status == checks.OK
+    assert finding.status == check_base.OK
     assert f"systemd credentials {installation.keyring.parent}" in finding.message
 
 
@@ -353,10 +353,10 @@ def test_it_reports_an_undeclared_public_listener(
     installation: Installation, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     sockets = (
-        drift.ListeningSocket("0.0.0.0", 8443, "tcp", "granian", 4242),
-        drift.ListeningSocket("0.0.0.0", 5432, "tcp", "postgres", 99),
+        snapshot.ListeningSocket("0.0.0.0", 8443, "tcp", "granian", 4242),
+        snapshot.ListeningSocket("0.0.0.0", 5432, "tcp", "postgres", 99),
     )
-    monkeypatch.setattr(drift, "listening_sockets", lambda: sockets)
+    monkeypatch.setattr(snapshot, "listening_sockets", lambda: sockets)
     assert_fails("guard.listeners", "0.0.0.0:5432", "postgres", fix="[[listener]]")
 
 
@@ -365,8 +365,8 @@ def test_it_reports_no_recent_backup(installation: Installation) -> None:
 
     # The audit table refuses UPDATE: rewind time for the check instead.
     later = timezone.now() + timedelta(hours=27)
-    found = {f.id: f for f in checks.run_all(checks.Context(now=later))}
-    assert found["backup"].status == checks.FAILURE
+    found = {f.id: f for f in checks.run_all(check_base.Context(now=later))}
+    assert found["backup"].status == check_base.FAILURE
     assert "no backup in the last day" in found["backup"].message
     assert "vigie backup create" in found["backup"].fix
     assert AuditEvent.objects.filter(action="backup.create").exists()
@@ -380,8 +380,8 @@ def test_it_reports_a_failed_verification(installation: Installation) -> None:
 def test_it_warns_of_a_late_audit_checkpoint(installation: Installation) -> None:
     record("login.failure", extra={})
     later = timezone.now() + timedelta(minutes=5)
-    found = {f.id: f for f in checks.run_all(checks.Context(now=later))}
-    assert found["audit.checkpoint"].status == checks.WARNING
+    found = {f.id: f for f in checks.run_all(check_base.Context(now=later))}
+    assert found["audit.checkpoint"].status == check_base.WARNING
     assert "vigie audit watch" in found["audit.checkpoint"].fix
 
 
@@ -390,20 +390,20 @@ def test_it_refuses_a_head_row_claiming_its_tail_is_signed(installation: Install
     record("login.failure", extra={})
     AuditHead.objects.filter(pk=1).update(checkpoint_seq=F("seq"))
     later = timezone.now() + timedelta(minutes=5)
-    found = {f.id: f for f in checks.run_all(checks.Context(now=later))}
-    assert found["audit.checkpoint"].status == checks.WARNING
+    found = {f.id: f for f in checks.run_all(check_base.Context(now=later))}
+    assert found["audit.checkpoint"].status == check_base.WARNING
     assert "1 audit event(s) have waited" in found["audit.checkpoint"].message
 
 
 def test_a_crashing_check_is_a_failure_not_a_traceback(installation: Installation) -> None:
-    def broken(ctx: checks.Context) -> checks.Finding:
+    def broken(ctx: check_base.Context) -> check_base.Finding:
         raise RuntimeError("disk on fire\nsecond line")
 
-    found = checks.run_all(checks.Context(), [("broken", broken)])
+    found = checks.run_all(check_base.Context(), [("broken", broken)])
     assert found == [
-        checks.Finding(
+        check_base.Finding(
             "broken",
-            checks.FAILURE,
+            check_base.FAILURE,
             "the check itself failed: RuntimeError: disk on fire",
             found[0].fix,
         )
@@ -423,12 +423,12 @@ def test_it_reads_the_real_vigie_table(
 ) -> None:
     monkeypatch.undo()  # the real nft and sockets again; nft runs in the test's namespace
     assert netns == nft.NETNS
-    ctx = checks.Context()
-    absent = checks.check_nftables(ctx)
-    assert absent.status == checks.FAILURE
+    ctx = check_base.Context()
+    absent = checks_services.check_nftables(ctx)
+    assert absent.status == check_base.FAILURE
     assert "inet vigie" in absent.message
     nft.install(load_policy(installation.policy))
-    assert checks.check_nftables(ctx).status == checks.OK
+    assert checks_services.check_nftables(ctx).status == check_base.OK
 
 
 @pytest.mark.parametrize(
@@ -448,27 +448,27 @@ def test_it_reads_the_real_vigie_table(
 def test_it_knows_which_sqlite_libraries_can_lose_a_write(
     version: tuple[int, int, int], fixed: bool
 ) -> None:
-    assert checks.sqlite_has_wal_reset_fix(version) is fixed
+    assert checks_storage.sqlite_has_wal_reset_fix(version) is fixed
 
 
 def test_it_warns_about_a_sqlite_library_with_the_wal_reset_bug(
     installation: Installation, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(checks, "_sqlite_version", lambda: (3, 40, 1))
+    monkeypatch.setattr(checks_storage, "_sqlite_version", lambda: (3, 40, 1))
     found = findings()
     if connection.vendor != "sqlite":
         assert "database.sqlite_library" not in found  # PostgreSQL: not concerned
         return
     finding = found["database.sqlite_library"]
-    assert finding.status == checks.WARNING
+    assert finding.status == check_base.WARNING
     assert "3.40.1" in finding.message
     assert "3.51.3" in finding.message
     assert "PostgreSQL" in finding.fix
     code, output = run_check()
     assert code == 0  # a warning: SQLite stays usable for a small site
     assert "WARN  database.sqlite_library" in output
-    monkeypatch.setattr(checks, "_sqlite_version", lambda: (3, 51, 3))
-    assert findings()["database.sqlite_library"].status == checks.OK
+    monkeypatch.setattr(checks_storage, "_sqlite_version", lambda: (3, 51, 3))
+    assert findings()["database.sqlite_library"].status == check_base.OK
 
 
 def _listen_as_mllp(*options: str) -> subprocess.Popen[str]:
@@ -499,7 +499,9 @@ def test_attack_an_mllp_listener_beyond_loopback_without_mutual_tls_fails_the_ch
     try:
         ours = [plain.pid]
         monkeypatch.setattr(
-            checks, "mllp_listeners", lambda: [m for m in REAL_MLLP_LISTENERS() if m.pid in ours]
+            checks_services,
+            "mllp_listeners",
+            lambda: [m for m in REAL_MLLP_LISTENERS() if m.pid in ours],
         )
         finding = assert_fails("intake.mllp", f"pid {plain.pid}", "0.0.0.0:", fix="--tls-client-ca")
         assert "without mutual TLS" in finding.message
@@ -520,7 +522,7 @@ def test_attack_an_mllp_listener_beyond_loopback_without_mutual_tls_fails_the_ch
     )
     try:
         ours[:] = [mutual.pid]
-        assert findings()["intake.mllp"].status == checks.OK
+        assert findings()["intake.mllp"].status == check_base.OK
     finally:
         mutual.kill()
         mutual.wait()
@@ -537,12 +539,12 @@ def sqlite_file(installation: Installation, monkeypatch: pytest.MonkeyPatch) -> 
     fd = os.open(database, os.O_WRONLY | os.O_CREAT, 0o600)
     os.close(fd)
     (installation.home / "blobs").mkdir(mode=0o700)
-    monkeypatch.setattr(checks, "sqlite_database_file", lambda: database)
+    monkeypatch.setattr(checks_storage, "sqlite_database_file", lambda: database)
     return database
 
 
 def test_private_data_passes(sqlite_file: Path) -> None:
-    assert findings()["data.permissions"].status == checks.OK
+    assert findings()["data.permissions"].status == check_base.OK
 
 
 @pytest.mark.parametrize(

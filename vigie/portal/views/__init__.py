@@ -1,2 +1,2 @@
 """Portal views, one module per concern. They stay thin: lookups go through
-`vigie.portal.guards` (scope + audit of refusals), bytes through `vigie.portal.door`."""
+`vigie.portal.scope` (scope + audit of refusals), bytes through `vigie.portal.door`."""

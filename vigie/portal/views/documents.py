@@ -14,7 +14,7 @@ from django.views.decorators.http import require_GET
 
 from vigie.portal.door import disposition_for, serve_document
 from vigie.portal.errors import fail_closed_without_audit
-from vigie.portal.guards import document_in_scope_or_404
+from vigie.portal.scope import document_in_scope_or_404
 
 View = TypeVar("View", bound=Callable[..., HttpResponseBase])
 

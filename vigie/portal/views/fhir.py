@@ -1,5 +1,5 @@
 """The FHIR reading channel: signed-in doctors read Patients, DocumentReferences and Binaries
-within their scope, through the portal's own guards and its one door (`door.serve_document`).
+within their scope, through the portal's own scope lookups and its one door (`door.serve_document`).
 
 It answers on the FHIR endpoint, beside intake's writes, in the endpoint's dialect (resources,
 OperationOutcome). Every view is `@authenticates_itself` (through `fhir_view`) so that its
@@ -39,7 +39,7 @@ from vigie.intake.fhir.resources import (
 )
 from vigie.intake.fhir.views import create_document_reference
 from vigie.portal.door import serve_document
-from vigie.portal.guards import document_in_scope_or_404, patient_in_scope_or_404
+from vigie.portal.scope import document_in_scope_or_404, patient_in_scope_or_404
 from vigie.portal.services import SEARCH_LIMIT, search_patients
 from vigie.records.access import patients_in_scope
 from vigie.records.models import Document, Patient
@@ -66,6 +66,17 @@ def _reader_refusal(request: HttpRequest) -> HttpResponse | None:
         return outcome_response(403, "forbidden", "API keys can only create documents")
     if not is_verified(request):
         return unauthenticated()
+    return None
+
+
+def _read_refusal(request: HttpRequest) -> HttpResponse | None:
+    """`_reader_refusal`, then 405 for anything but GET and HEAD. Who asks comes first: an
+    outsider learns nothing, not even which methods exist."""
+    refusal = _reader_refusal(request)
+    if refusal is not None:
+        return refusal
+    if request.method not in ("GET", "HEAD"):
+        return method_not_allowed()
     return None
 
 
@@ -202,12 +213,9 @@ def _filter_dates(documents: QuerySet[Document], values: list[str]) -> QuerySet[
 
 @fhir_view
 def document_reference_read(request: HttpRequest, document_id: str) -> HttpResponse:
-    # Who asks comes first: an outsider learns nothing, not even which methods exist.
-    refusal = _reader_refusal(request)
+    refusal = _read_refusal(request)
     if refusal is not None:
         return refusal
-    if request.method not in ("GET", "HEAD"):
-        return method_not_allowed()
     try:
         document, decision = document_in_scope_or_404(request, vigie_id(document_id), "view")
     except Http404:
@@ -226,12 +234,9 @@ def document_reference_read(request: HttpRequest, document_id: str) -> HttpRespo
 def binary_read(request: HttpRequest, document_id: str) -> HttpResponseBase:
     """The document's bytes in their own format (FHIR allows it for Binary), through the
     portal's one door: access decision, audit event committed, then decryption."""
-    # Who asks comes first: an outsider learns nothing, not even which methods exist.
-    refusal = _reader_refusal(request)
+    refusal = _read_refusal(request)
     if refusal is not None:
         return refusal
-    if request.method not in ("GET", "HEAD"):
-        return method_not_allowed()
     try:
         return serve_document(request, vigie_id(document_id), "download")
     except Http404:
@@ -240,12 +245,9 @@ def binary_read(request: HttpRequest, document_id: str) -> HttpResponseBase:
 
 @fhir_view
 def patient_read(request: HttpRequest, public_id: str) -> HttpResponse:
-    # Who asks comes first: an outsider learns nothing, not even which methods exist.
-    refusal = _reader_refusal(request)
+    refusal = _read_refusal(request)
     if refusal is not None:
         return refusal
-    if request.method not in ("GET", "HEAD"):
-        return method_not_allowed()
     try:
         patient, decision = patient_in_scope_or_404(request, vigie_id(public_id), "view")
     except Http404:
@@ -263,12 +265,9 @@ def patient_read(request: HttpRequest, public_id: str) -> HttpResponse:
 def patient_type(request: HttpRequest) -> HttpResponse:
     """Patient search, bounded by the doctor's scope like the portal's search box (which
     is not audited either: it shows names of the doctor's own patients only)."""
-    # Who asks comes first: an outsider learns nothing, not even which methods exist.
-    refusal = _reader_refusal(request)
+    refusal = _read_refusal(request)
     if refusal is not None:
         return refusal
-    if request.method not in ("GET", "HEAD"):
-        return method_not_allowed()
     _only(request, {"identifier", "name", "_count"})
     patients: QuerySet[Patient] = patients_in_scope(request.user)
     for name in request.GET.getlist("name"):

@@ -10,7 +10,7 @@ from django.views.decorators.http import require_GET
 from vigie.audit.log import record
 from vigie.portal.errors import fail_closed_without_audit
 from vigie.portal.forms import TimelineFilterForm
-from vigie.portal.guards import patient_in_scope_or_404
+from vigie.portal.scope import patient_in_scope_or_404
 from vigie.portal.services import TimelineFilter, record_visit, timeline
 
 

@@ -20,7 +20,7 @@ from vigie.records.ingest import DocumentMeta
 from vigie.records.models import CareRelationship, Document, EmergencyAccess, PendingDocument
 from vigie.records.receive import Sender, receive
 from vigie.records.tests.factories import make_document, make_patient
-from vigie.records.tests.test_checks import VALID_PDF
+from vigie.records.tests.test_inspection import VALID_PDF
 
 pytestmark = pytest.mark.django_db
 

@@ -19,10 +19,12 @@ from django.db import DatabaseError, connection
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from vigie.accounts import doctor_import
 from vigie.accounts.models import Role, User
 from vigie.audit.models import AuditEvent
 from vigie.audit.testing import audit_committing  # noqa: F401 - a pytest fixture
-from vigie.records import bulk
+from vigie.lib import csvtable
+from vigie.records import relationship_import
 from vigie.records.models import CareRelationship, Patient
 from vigie.records.tests.factories import make_patient
 
@@ -539,35 +541,37 @@ def test_a_doctor_insert_failure_midway_leaves_no_account(
 
 
 def test_dates_in_both_formats() -> None:
-    assert bulk.parse_date("2027-03-04") == datetime(2027, 3, 4, tzinfo=PARIS)
-    assert bulk.parse_date("4/3/2027") == datetime(2027, 3, 4, tzinfo=PARIS)
-    assert bulk.parse_date("04/03/2027", end_of_day=True) == datetime(2027, 3, 5, tzinfo=PARIS)
-    assert bulk.parse_date("2027-03-04T08:30") == datetime(2027, 3, 4, 8, 30, tzinfo=PARIS)
+    assert csvtable.parse_date("2027-03-04") == datetime(2027, 3, 4, tzinfo=PARIS)
+    assert csvtable.parse_date("4/3/2027") == datetime(2027, 3, 4, tzinfo=PARIS)
+    assert csvtable.parse_date("04/03/2027", end_of_day=True) == datetime(2027, 3, 5, tzinfo=PARIS)
+    assert csvtable.parse_date("2027-03-04T08:30") == datetime(2027, 3, 4, 8, 30, tzinfo=PARIS)
     for bad in ("31/02/2027", "2027-13-01", "03-04-2027", "demain", "31/12/9999x"):
         with pytest.raises(ValueError, match="date"):
-            bulk.parse_date(bad)
+            csvtable.parse_date(bad)
     with pytest.raises(ValueError, match="too far"):
-        bulk.parse_date("31/12/9999", end_of_day=True)
+        csvtable.parse_date("31/12/9999", end_of_day=True)
 
 
 def test_roles_by_value_and_label() -> None:
-    assert bulk.parse_role("Treating") == "treating"
-    assert bulk.parse_role("  médecin   ADRESSEUR ") == "referring"
-    assert bulk.parse_role("specialiste consultant") == "consulting"
+    assert relationship_import.parse_role("Treating") == "treating"
+    assert relationship_import.parse_role("  médecin   ADRESSEUR ") == "referring"
+    assert relationship_import.parse_role("specialiste consultant") == "consulting"
     with pytest.raises(ValueError, match="unknown role"):
-        bulk.parse_role("chirurgien")
+        relationship_import.parse_role("chirurgien")
 
 
 def test_delimiter_sniffing() -> None:
-    assert bulk.sniff_delimiter("a;b;c") == ";"
-    assert bulk.sniff_delimiter("a,b,c") == ","
-    assert bulk.sniff_delimiter('"nom, prénom";ipp') == ";"
+    assert csvtable.sniff_delimiter("a;b;c") == ";"
+    assert csvtable.sniff_delimiter("a,b,c") == ","
+    assert csvtable.sniff_delimiter('"nom, prénom";ipp') == ";"
 
 
 @settings(max_examples=300, deadline=None)
 @given(st.text())
 def test_any_text_gives_rows_or_line_errors(text: str) -> None:
-    table = bulk.read_table(text, bulk.RELATIONSHIP_COLUMNS, bulk.RELATIONSHIP_REQUIRED)
+    table = csvtable.read_table(
+        text, relationship_import.RELATIONSHIP_COLUMNS, relationship_import.RELATIONSHIP_REQUIRED
+    )
     physical = max(1, len(text.splitlines()) + 1)
     for error in table.errors:
         assert 1 <= error.line <= physical + text.count("\r")
@@ -586,7 +590,7 @@ def test_any_text_gives_rows_or_line_errors(text: str) -> None:
 )
 def test_any_rows_after_a_valid_header_never_raise(rows: list[list[str]], delimiter: str) -> None:
     text = "\n".join([HEADER.replace(";", delimiter), *(delimiter.join(r) for r in rows)])
-    table, good = bulk.validate_relationships(text)
+    table, good = relationship_import.validate_relationships(text)
     assert not good  # nobody in the database
     for error in table.errors:
         assert error.line >= 2
@@ -596,7 +600,7 @@ def test_any_rows_after_a_valid_header_never_raise(rows: list[list[str]], delimi
 @settings(max_examples=200, deadline=None)
 @given(st.binary(max_size=200))
 def test_any_bytes_give_a_report_not_an_exception(data: bytes) -> None:
-    report = bulk.import_doctors(data, dry_run=True)
+    report = doctor_import.import_doctors(data, dry_run=True)
     assert report.errors or report.good_lines >= 0
     assert User.objects.count() == 0
 
@@ -604,4 +608,4 @@ def test_any_bytes_give_a_report_not_an_exception(data: bytes) -> None:
 @given(st.text(max_size=40))
 def test_parse_date_raises_only_value_error(text: str) -> None:
     with contextlib.suppress(ValueError):
-        bulk.parse_date(text, end_of_day=True)
+        csvtable.parse_date(text, end_of_day=True)

@@ -47,7 +47,7 @@ from vigie.records.receive import (
     reject,
 )
 from vigie.records.tests.factories import make_patient
-from vigie.records.tests.test_checks import VALID_PDF, pdf_with_open_action_javascript
+from vigie.records.tests.test_inspection import VALID_PDF, pdf_with_open_action_javascript
 
 pytestmark = pytest.mark.django_db
 

@@ -6,7 +6,6 @@ with the warning on stderr; only its hash is kept. Errors end with exit code 2 a
 
 from __future__ import annotations
 
-import getpass
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
@@ -14,13 +13,7 @@ from django.utils.translation import gettext as _
 
 from vigie.intake.apikeys import ApiKeyError, create_key, revoke
 from vigie.intake.models import ApiKey
-
-
-def _operator() -> str:
-    try:
-        return f"cli:{getpass.getuser()}"
-    except (KeyError, OSError):  # no passwd entry (a container's arbitrary uid)
-        return "cli"
+from vigie.lib.cli import command_operator
 
 
 class Command(BaseCommand):
@@ -55,7 +48,9 @@ class Command(BaseCommand):
 
     def _create(self, name: str, source: str, networks: list[str]) -> None:
         try:
-            key, text = create_key(name, source_system=source, networks=networks, by=_operator())
+            key, text = create_key(
+                name, source_system=source, networks=networks, by=command_operator()
+            )
         except ApiKeyError as exc:
             raise CommandError(str(exc), returncode=2) from None
         self.stderr.write(
@@ -95,5 +90,5 @@ class Command(BaseCommand):
         if key.revoked_at is not None:
             self.stdout.write(_("%(name)s was already revoked") % {"name": name})
             return
-        revoke(key, by=_operator())
+        revoke(key, by=command_operator())
         self.stdout.write(_("%(name)s revoked") % {"name": name})

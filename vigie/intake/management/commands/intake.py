@@ -13,7 +13,10 @@ from django.core.management.base import BaseCommand, CommandParser
 
 CHANNELS = {
     "mllp": ("vigie.intake.hl7.server", "receive HL7 v2 ORU^R01 results over MLLP"),
-    "folder": ("vigie.intake.folder", "take PDFs (with a JSON sidecar) dropped in a folder"),
+    "folder": (
+        "vigie.intake.management.commands._folder",
+        "take PDFs (with a JSON sidecar) dropped in a folder",
+    ),
 }
 
 

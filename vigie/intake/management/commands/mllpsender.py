@@ -8,7 +8,6 @@ makes the sender a plain listener on 127.0.0.1 may speak for (`vigie intake mllp
 
 from __future__ import annotations
 
-import getpass
 from pathlib import Path
 from typing import Any
 
@@ -17,13 +16,7 @@ from django.utils.translation import gettext as _
 
 from vigie.intake.models import MllpSender
 from vigie.intake.senders import SenderError, add_sender, read_certificate, revoke_sender
-
-
-def _operator() -> str:
-    try:
-        return f"cli:{getpass.getuser()}"
-    except (KeyError, OSError):  # no passwd entry (a container's arbitrary uid)
-        return "cli"
+from vigie.lib.cli import command_operator
 
 
 class Command(BaseCommand):
@@ -64,7 +57,9 @@ class Command(BaseCommand):
     def _add(self, name: str, source: str, cert: Path | None) -> None:
         try:
             certificate = read_certificate(cert) if cert is not None else None
-            sender = add_sender(name, source_system=source, certificate=certificate, by=_operator())
+            sender = add_sender(
+                name, source_system=source, certificate=certificate, by=command_operator()
+            )
         except SenderError as exc:
             raise CommandError(str(exc), returncode=2) from None
         if sender.fingerprint:
@@ -104,5 +99,5 @@ class Command(BaseCommand):
         if sender.revoked_at is not None:
             self.stdout.write(_("%(name)s was already revoked") % {"name": name})
             return
-        revoke_sender(sender, by=_operator())
+        revoke_sender(sender, by=command_operator())
         self.stdout.write(_("%(name)s revoked") % {"name": name})

@@ -16,9 +16,9 @@ from django.core.management.base import CommandError, CommandParser
 from django.core.management.commands import check as django_check
 from django.utils import translation
 
-from vigie.ops import checks
+from vigie.ops import check_base, checks
 
-_MARKS = {checks.OK: "ok  ", checks.WARNING: "WARN", checks.FAILURE: "FAIL"}
+_MARKS = {check_base.OK: "ok  ", check_base.WARNING: "WARN", check_base.FAILURE: "FAIL"}
 
 
 class Command(django_check.Command):
@@ -58,8 +58,8 @@ class Command(django_check.Command):
         except ValueError as exc:
             raise CommandError(f"--behind-proxy: {exc}", returncode=2) from None
         with translation.override("en"):
-            findings = checks.run_all(checks.Context(behind_proxy=proxies))
-        failed = [f for f in findings if f.status == checks.FAILURE]
+            findings = checks.run_all(check_base.Context(behind_proxy=proxies))
+        failed = [f for f in findings if f.status == check_base.FAILURE]
         if options["json"]:
             report = {"ok": not failed, "findings": [f.as_dict() for f in findings]}
             self.stdout.write(json.dumps(report, indent=2, ensure_ascii=False))
@@ -70,20 +70,20 @@ class Command(django_check.Command):
                 f"{len(failed)} check(s) failed: {', '.join(f.id for f in failed)}", returncode=1
             )
 
-    def _print(self, findings: list[checks.Finding]) -> None:
+    def _print(self, findings: list[check_base.Finding]) -> None:
         width = max(len(f.id) for f in findings)
         styles = {
-            checks.OK: self.style.SUCCESS,
-            checks.WARNING: self.style.WARNING,
-            checks.FAILURE: self.style.ERROR,
+            check_base.OK: self.style.SUCCESS,
+            check_base.WARNING: self.style.WARNING,
+            check_base.FAILURE: self.style.ERROR,
         }
         for finding in findings:
             mark = styles[finding.status](_MARKS[finding.status])
             self.stdout.write(f"{mark}  {finding.id:<{width}}  {finding.message}")
-            if finding.fix and finding.status != checks.OK:
+            if finding.fix and finding.status != check_base.OK:
                 self.stdout.write(f"      {'':<{width}}  fix: {finding.fix}")
         counts = {s: sum(f.status == s for f in findings) for s in _MARKS}
         self.stdout.write(
-            f"\n{counts[checks.FAILURE]} failure(s), {counts[checks.WARNING]} warning(s), "
-            f"{counts[checks.OK]} ok"
+            f"\n{counts[check_base.FAILURE]} failure(s), {counts[check_base.WARNING]} warning(s), "
+            f"{counts[check_base.OK]} ok"
         )

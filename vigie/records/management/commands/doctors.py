@@ -1,9 +1,9 @@
 """`vigie doctors import FILE [--dry-run] [--report REPORT.json]`.
 
-Creates doctor accounts in bulk from a CSV file; see `vigie.records.bulk` for the format.
-No password is ever read from the file: the accounts are created with an unusable password
-and a one-time invitation each, whose code this command prints once for the operator to hand
-over; with it the doctor chooses a password and enrols an authenticator.
+Creates doctor accounts in bulk from a CSV file; see `vigie.accounts.doctor_import` for the
+format. No password is ever read from the file: the accounts are created with an unusable
+password and a one-time invitation each, whose code this command prints once for the operator
+to hand over; with it the doctor chooses a password and enrols an authenticator.
 Exit codes: 0 imported (or, with --dry-run, every line is valid), 1 some lines are wrong and
 nothing was imported, 2 the import could not run (nothing was imported either).
 """
@@ -14,7 +14,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
 
-from vigie.records.bulk import add_import_parser, run_import_command
+from vigie.records.management.commands._csv_import import add_import_parser, run_import_command
 
 HELP = """\
 Create doctor accounts from a CSV file (UTF-8, ';' or ',' delimited, header line):

@@ -1,9 +1,10 @@
 """`vigie relationships import FILE [--dry-run] [--report REPORT.json]`.
 
-Grants doctors access to patients in bulk from a CSV file; see `vigie.records.bulk` for the
-format. Exit codes: 0 imported (or, with --dry-run, every line is valid), 1 some lines are
-wrong and nothing was imported, 2 the import could not run (unreadable file, database or
-audit log unavailable — nothing was imported either).
+Grants doctors access to patients in bulk from a CSV file; see
+`vigie.records.relationship_import` for the format. Exit codes: 0 imported (or, with
+--dry-run, every line is valid), 1 some lines are wrong and nothing was imported, 2 the
+import could not run (unreadable file, database or audit log unavailable — nothing was
+imported either).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
 
-from vigie.records.bulk import add_import_parser, run_import_command
+from vigie.records.management.commands._csv_import import add_import_parser, run_import_command
 
 HELP = """\
 Import care relationships from a CSV file (UTF-8, ';' or ',' delimited, header line):

@@ -24,8 +24,8 @@ from pypdf.generic import (
 from reportlab.lib.pagesizes import A4
 from reportlab.pdfgen import canvas
 
-from vigie.records.checks import ContentReport, inspect
 from vigie.records.ingest_errors import InvalidDocument
+from vigie.records.inspection import ContentReport, inspect
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00\x00\x00\rIHDR" + b"\x00" * 32
 JPEG = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00" + b"\x00" * 32
