@@ -43,8 +43,8 @@ VANISH_GRACE = timedelta(seconds=1)
 # Windows closed by hand are verified from outside by the next sweeps, if this recent.
 VERIFY_WITHIN = timedelta(minutes=10)
 # A port seen open after a window ended is asked about again this much later, as the probe
-# does (probe.RECHECK_SECONDS): the check may have run during the ~0.3 s the guard takes to
-# reinstall a flushed table. Closed by then → recorded (the alert says it was reachable),
+# does (probe_recheck.RECHECK_SECONDS): the check may have run during the ~0.3 s the guard
+# takes to reinstall a flushed table. Closed by then → recorded (the alert says it was reachable),
 # and the window counts as verified closed.
 RECHECK_SECONDS = 1.5
 
