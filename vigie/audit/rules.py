@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
-from django.db.models import Count, Q
+from django.db.models import Count, Q, QuerySet
 from django.utils import timezone
 
 from vigie.alerts.services import raise_alert
@@ -56,75 +56,90 @@ def scan(after_seq: int, thresholds: Thresholds | None = None, *, limit: int = 1
             actors.add(event.actor_id)
         if event.outcome == "denied" and event.source_ip:
             addresses.add(event.source_ip)
-        if event.action == tags.CANARY_TOUCHED:
-            raise_alert(
-                "canary.touched",
-                severity="critical",
-                summary=f"Decoy record opened by {event.actor_username or event.source_ip or '?'}",
-                details=_details(event),
-                dedupe_key=f"canary:{event.actor_username}:{event.source_ip}",
-                audience="auditor",
-            )
-        elif event.action == tags.DOCUMENT_DOWNLOAD and event.outcome == "success":
-            hour = timezone.localtime(event.at).hour
-            if not rules.workday_start_hour <= hour < rules.workday_end_hour:
-                raise_alert(
-                    "access.off_hours_download",
-                    severity="warning",
-                    summary=f"{event.actor_username} downloaded a document at {hour:02d}h",
-                    details=_details(event),
-                    dedupe_key=f"off-hours:{event.actor_id}:{timezone.localdate(event.at)}",
-                )
+        _check_event(event, rules)
     recent = AuditEvent.objects.filter(at__gte=window_start)
     for actor_id in sorted(actors):
-        mine = recent.filter(actor_id=actor_id)
-        reads = mine.filter(action__in=READ_ACTIONS, outcome="success")
-        stats = reads.aggregate(patients=Count("patient_id", distinct=True))
-        username = mine.values_list("actor_username", flat=True).last() or str(actor_id)
-        if stats["patients"] >= rules.patients:
-            raise_alert(
-                "access.many_patients",
-                severity="warning",
-                summary=f"{username} opened records of {stats['patients']} patients "
-                f"in {rules.window_minutes} minutes",
-                details={"actor_id": actor_id, "patients": stats["patients"]},
-                dedupe_key=f"many-patients:{actor_id}",
-            )
-        last_minute = reads.filter(at__gte=timezone.now() - timedelta(minutes=1)).count()
-        if last_minute >= rules.reads_per_minute:
-            raise_alert(
-                "access.crawler",
-                severity="critical",
-                summary=f"{username} made {last_minute} reads in one minute (crawler-like)",
-                details={"actor_id": actor_id, "reads_last_minute": last_minute},
-                dedupe_key=f"crawler:{actor_id}",
-            )
-        denied = mine.filter(outcome="denied").count()
-        if denied >= rules.denials:
-            raise_alert(
-                "access.denials",
-                severity="warning",
-                summary=f"{username} was denied {denied} times in {rules.window_minutes} minutes",
-                details={"actor_id": actor_id, "denied": denied},
-                dedupe_key=f"denials:actor:{actor_id}",
-            )
+        _check_actor(recent, actor_id, rules)
     for address in sorted(addresses):
-        # Anonymous refusals are counted, one event for many (refusals.py): sum their counts.
-        denied = sum(
-            weight(extra)
-            for extra in recent.filter(Q(source_ip=address) & Q(outcome="denied")).values_list(
-                "extra", flat=True
-            )
-        )
-        if denied >= rules.denials:
-            raise_alert(
-                "access.denials",
-                severity="warning",
-                summary=f"{denied} denied requests from {address} in {rules.window_minutes} minutes",
-                details={"source_ip": address, "denied": denied},
-                dedupe_key=f"denials:ip:{address}",
-            )
+        _check_address(recent, address, rules)
     return new_events[-1].seq
+
+
+def _check_event(event: AuditEvent, rules: Thresholds) -> None:
+    """The rules one event breaks on its own: a decoy touched, a download off hours."""
+    if event.action == tags.CANARY_TOUCHED:
+        raise_alert(
+            "canary.touched",
+            severity="critical",
+            summary=f"Decoy record opened by {event.actor_username or event.source_ip or '?'}",
+            details=_details(event),
+            dedupe_key=f"canary:{event.actor_username}:{event.source_ip}",
+            audience="auditor",
+        )
+    elif event.action == tags.DOCUMENT_DOWNLOAD and event.outcome == "success":
+        hour = timezone.localtime(event.at).hour
+        if not rules.workday_start_hour <= hour < rules.workday_end_hour:
+            raise_alert(
+                "access.off_hours_download",
+                severity="warning",
+                summary=f"{event.actor_username} downloaded a document at {hour:02d}h",
+                details=_details(event),
+                dedupe_key=f"off-hours:{event.actor_id}:{timezone.localdate(event.at)}",
+            )
+
+
+def _check_actor(recent: QuerySet[AuditEvent], actor_id: int, rules: Thresholds) -> None:
+    """One user over the window: too many patients, crawler-like reads, repeated denials."""
+    mine = recent.filter(actor_id=actor_id)
+    reads = mine.filter(action__in=READ_ACTIONS, outcome="success")
+    stats = reads.aggregate(patients=Count("patient_id", distinct=True))
+    username = mine.values_list("actor_username", flat=True).last() or str(actor_id)
+    if stats["patients"] >= rules.patients:
+        raise_alert(
+            "access.many_patients",
+            severity="warning",
+            summary=f"{username} opened records of {stats['patients']} patients "
+            f"in {rules.window_minutes} minutes",
+            details={"actor_id": actor_id, "patients": stats["patients"]},
+            dedupe_key=f"many-patients:{actor_id}",
+        )
+    last_minute = reads.filter(at__gte=timezone.now() - timedelta(minutes=1)).count()
+    if last_minute >= rules.reads_per_minute:
+        raise_alert(
+            "access.crawler",
+            severity="critical",
+            summary=f"{username} made {last_minute} reads in one minute (crawler-like)",
+            details={"actor_id": actor_id, "reads_last_minute": last_minute},
+            dedupe_key=f"crawler:{actor_id}",
+        )
+    denied = mine.filter(outcome="denied").count()
+    if denied >= rules.denials:
+        raise_alert(
+            "access.denials",
+            severity="warning",
+            summary=f"{username} was denied {denied} times in {rules.window_minutes} minutes",
+            details={"actor_id": actor_id, "denied": denied},
+            dedupe_key=f"denials:actor:{actor_id}",
+        )
+
+
+def _check_address(recent: QuerySet[AuditEvent], address: str, rules: Thresholds) -> None:
+    """One source address over the window: repeated denials, signed-in or not."""
+    # Anonymous refusals are counted, one event for many (refusals.py): sum their counts.
+    denied = sum(
+        weight(extra)
+        for extra in recent.filter(Q(source_ip=address) & Q(outcome="denied")).values_list(
+            "extra", flat=True
+        )
+    )
+    if denied >= rules.denials:
+        raise_alert(
+            "access.denials",
+            severity="warning",
+            summary=f"{denied} denied requests from {address} in {rules.window_minutes} minutes",
+            details={"source_ip": address, "denied": denied},
+            dedupe_key=f"denials:ip:{address}",
+        )
 
 
 def _details(event: AuditEvent) -> dict[str, object]:

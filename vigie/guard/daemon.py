@@ -37,7 +37,7 @@ from django.conf import settings
 from django.db import close_old_connections, connection
 
 from vigie.audit.log import record
-from vigie.guard import heartbeat, nft, probe, windows
+from vigie.guard import heartbeat, nft, probe, probe_recheck, windows
 from vigie.guard.drift import DriftWatcher
 from vigie.guard.models import MaintenanceWindow
 from vigie.guard.policy import Policy
@@ -126,7 +126,7 @@ class Guard:
                 return
 
     def _verify_closed(self, window: MaintenanceWindow) -> bool | None:
-        return probe.port_closed_from_outside(self.policy, window.port)
+        return probe_recheck.port_closed_from_outside(self.policy, window.port)
 
     def _sweep(self) -> None:
         windows.sweep(verify=self._verify_closed)

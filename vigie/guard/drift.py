@@ -46,7 +46,7 @@ from django.utils.translation import gettext as _
 from vigie.alerts.models import Alert
 from vigie.alerts.services import raise_alert
 from vigie.audit.log import AuditUnavailable, record
-from vigie.guard import lockdown, nft, probe
+from vigie.guard import lockdown, nft, probe_recheck
 from vigie.guard.findings import CRITICAL, WARNING, Finding, compare
 from vigie.guard.models import DriftEvent, MaintenanceWindow
 from vigie.guard.policy import Policy
@@ -104,7 +104,7 @@ class DriftWatcher:
     def __init__(self, policy: Policy, *, port_closed: PortCheck | None = None) -> None:
         self.policy = policy
         self.port_closed: PortCheck = port_closed or (
-            lambda port: probe.port_closed_from_outside(policy, port)
+            lambda port: probe_recheck.port_closed_from_outside(policy, port)
         )
         self.changed = threading.Event()
         self.baseline: Baseline | None = None

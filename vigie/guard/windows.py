@@ -18,7 +18,7 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from django.db import transaction
@@ -43,8 +43,8 @@ VANISH_GRACE = timedelta(seconds=1)
 # Windows closed by hand are verified from outside by the next sweeps, if this recent.
 VERIFY_WITHIN = timedelta(minutes=10)
 # A port seen open after a window ended is asked about again this much later, as the probe
-# does (probe.RECHECK_SECONDS): the check may have run during the ~0.3 s the guard takes to
-# reinstall a flushed table. Closed by then → recorded (the alert says it was reachable),
+# does (probe_recheck.RECHECK_SECONDS): the check may have run during the ~0.3 s the guard
+# takes to reinstall a flushed table. Closed by then → recorded (the alert says it was reachable),
 # and the window counts as verified closed.
 RECHECK_SECONDS = 1.5
 
@@ -393,75 +393,80 @@ def _reconcile_kernel() -> list[MaintenanceWindow]:
         for row in rows:
             if _key(row.source, row.port) in present or row.ends_at <= now + VANISH_GRACE:
                 continue
-            flushed, flush_error = _flush(row.source, row.port)
-            row.closed_at = now
-            row.close_reason = CloseReason.VANISHED
-            row.save(update_fields=["closed_at", "close_reason"])
-            details = {
-                "window": row.pk,
-                "who": row.who,
-                "source": row.source,
-                "port": row.port,
-                "ends_at": _stamp(row.ends_at),
-                "conntrack_flushed": flushed,
-                "conntrack_error": flush_error,
-            }
-            record("maintenance.window.vanished", outcome="failure", extra=details)
-            alerts.append(
-                {
-                    "kind": "guard.window.vanished",
-                    "severity": "warning",
-                    "summary": _(
-                        "Maintenance window %(id)s (%(source)s:%(port)s) was removed from the "
-                        "firewall outside Vigie before its end"
-                    )
-                    % {"id": row.pk, "source": row.source, "port": row.port},
-                    "details": details,
-                    "dedupe_key": f"guard.window.vanished:{row.pk}",
-                }
-            )
+            alerts.append(_close_vanished(row, now))
             closed.append(row)
 
         for element in elements:
             if _key(element.source, element.port) in known:
                 continue
-            # Somebody opened the firewall by hand: the incident's mistake. Close it.
-            removed = nft.remove_window(element.source, element.port)
-            flushed, flush_error = _flush(element.source, element.port)
-            details = {
-                "source": element.source,
-                "port": element.port,
-                # Audit events take no floats: the remaining time as the policy writes durations.
-                "expires_in": (
-                    format_duration(element.expires_in) if element.expires_in is not None else None
-                ),
-                "removed": removed,
-                "conntrack_flushed": flushed,
-                "conntrack_error": flush_error,
-            }
-            record(
-                "maintenance.window.unknown_removed",
-                outcome="denied",
-                reason="window element added outside vigie",
-                extra=details,
-            )
-            alerts.append(
-                {
-                    "kind": "guard.window.unknown",
-                    "severity": "critical",
-                    "summary": _(
-                        "A maintenance window for %(source)s to port %(port)s was opened outside "
-                        "Vigie; the guard closed it"
-                    )
-                    % {"source": element.source, "port": element.port},
-                    "details": details,
-                    "dedupe_key": f"guard.window.unknown:{element.source}:{element.port}",
-                }
-            )
+            alerts.append(_remove_unknown(element))
     # After the commit: an alert about a change that rolled back would be a false alarm.
     for alert in alerts:
         raise_alert(**alert)
     return closed
+
+
+def _close_vanished(row: MaintenanceWindow, now: datetime) -> dict[str, Any]:
+    """Close the row of a window whose element left the kernel early; the alert to raise."""
+    flushed, flush_error = _flush(row.source, row.port)
+    row.closed_at = now
+    row.close_reason = CloseReason.VANISHED
+    row.save(update_fields=["closed_at", "close_reason"])
+    details = {
+        "window": row.pk,
+        "who": row.who,
+        "source": row.source,
+        "port": row.port,
+        "ends_at": _stamp(row.ends_at),
+        "conntrack_flushed": flushed,
+        "conntrack_error": flush_error,
+    }
+    record("maintenance.window.vanished", outcome="failure", extra=details)
+    return {
+        "kind": "guard.window.vanished",
+        "severity": "warning",
+        "summary": _(
+            "Maintenance window %(id)s (%(source)s:%(port)s) was removed from the "
+            "firewall outside Vigie before its end"
+        )
+        % {"id": row.pk, "source": row.source, "port": row.port},
+        "details": details,
+        "dedupe_key": f"guard.window.vanished:{row.pk}",
+    }
+
+
+def _remove_unknown(element: nft.WindowElement) -> dict[str, Any]:
+    """Somebody opened the firewall by hand: the incident's mistake. Close it; the alert."""
+    removed = nft.remove_window(element.source, element.port)
+    flushed, flush_error = _flush(element.source, element.port)
+    details = {
+        "source": element.source,
+        "port": element.port,
+        # Audit events take no floats: the remaining time as the policy writes durations.
+        "expires_in": (
+            format_duration(element.expires_in) if element.expires_in is not None else None
+        ),
+        "removed": removed,
+        "conntrack_flushed": flushed,
+        "conntrack_error": flush_error,
+    }
+    record(
+        "maintenance.window.unknown_removed",
+        outcome="denied",
+        reason="window element added outside vigie",
+        extra=details,
+    )
+    return {
+        "kind": "guard.window.unknown",
+        "severity": "critical",
+        "summary": _(
+            "A maintenance window for %(source)s to port %(port)s was opened outside "
+            "Vigie; the guard closed it"
+        )
+        % {"source": element.source, "port": element.port},
+        "details": details,
+        "dedupe_key": f"guard.window.unknown:{element.source}:{element.port}",
+    }
 
 
 def _awaiting_verification(closed: list[MaintenanceWindow]) -> list[MaintenanceWindow]:

@@ -27,7 +27,7 @@ from vigie.accounts.testing import fresh_code, log_in, make_user, totp_device
 from vigie.alerts.models import Alert, Audience
 from vigie.audit.models import AuditEvent
 from vigie.audit.testing import audit_committing  # noqa: F401 - a pytest fixture
-from vigie.guard import canary, probe, probe_auth
+from vigie.guard import canary, probe, probe_auth, probe_vantage
 from vigie.guard.canary import create_canaries
 from vigie.guard.models import Canary, UsedProbeNonce
 from vigie.guard.policy import Policy
@@ -416,9 +416,9 @@ def handed_to_the_vantage_point(monkeypatch: pytest.MonkeyPatch) -> dict[str, st
 
     def vantage(policy: object, job: dict[str, object]) -> dict[str, object]:
         jobs.append(job)
-        raise probe.FetchFailed("the test keeps the headers and fetches nothing")
+        raise probe_vantage.FetchFailed("the test keeps the headers and fetches nothing")
 
-    monkeypatch.setattr(probe, "_run_fetcher", vantage)
+    monkeypatch.setattr(probe_vantage, "run_fetcher", vantage)
     policy = Policy(listeners=(), maintenance_ports=(), probe_base_urls=(VANTAGE_BASE,))
     probe.run_round(replace(policy, probe_sample_size=Document.objects.count()), ports={})
     (job,) = jobs

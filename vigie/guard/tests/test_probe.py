@@ -24,7 +24,19 @@ import pytest
 from vigie.alerts.models import Alert
 from vigie.audit.models import AuditEvent
 from vigie.audit.testing import audit_committing  # noqa: F401  (a pytest fixture)
-from vigie.guard import canary, fetch, lockdown, probe, probe_auth
+from vigie.guard import (
+    canary,
+    fetch,
+    lockdown,
+    probe,
+    probe_auth,
+    probe_judge,
+    probe_outcome,
+    probe_ports,
+    probe_recheck,
+    probe_requests,
+    probe_vantage,
+)
 from vigie.guard.models import Canary, MaintenanceWindow, ProbeResult
 from vigie.guard.policy import Policy, parse_policy
 from vigie.lib.testcerts import self_signed as make_certificate
@@ -46,14 +58,14 @@ def _no_host_scan(monkeypatch) -> None:
     # This machine's own services (a PostgreSQL on 5432, other test servers) are not the
     # subject here: scan only the ports a test names. raising=False: the fixture must not
     # be what fails on code without a port scan.
-    monkeypatch.setattr(probe, "ports_to_scan", lambda policy: {}, raising=False)
+    monkeypatch.setattr(probe_ports, "ports_to_scan", lambda policy: {}, raising=False)
 
 
 @pytest.fixture(autouse=True)
 def _quick_recheck(monkeypatch) -> None:
     # The wait before asking again leaves a real guard time to repair its table; here the
     # "repair" is the fake fetcher's next answer.
-    monkeypatch.setattr(probe, "RECHECK_SECONDS", 0.01, raising=False)
+    monkeypatch.setattr(probe_recheck, "RECHECK_SECONDS", 0.01, raising=False)
 
 
 def policy_for(*base_urls: str, **fields: Any) -> Policy:
@@ -154,7 +166,7 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def by_category(outcome: probe.ProbeRound) -> Callable[[str], list[ProbeResult]]:
+def by_category(outcome: probe_outcome.ProbeRound) -> Callable[[str], list[ProbeResult]]:
     return lambda category: [r for r in outcome.results if r.category == category]
 
 
@@ -169,9 +181,9 @@ def test_probe_of_a_safe_portal_finds_no_leak(
     # decoy requests at once interleave their transactions there ("cannot start a
     # transaction within a transaction"), the nonce cannot be spent and the probe's own
     # request alarms. Vigie's server has a connection per thread; here, one request at a time.
-    run_fetcher = probe._run_fetcher
+    run_fetcher = probe_vantage.run_fetcher
     monkeypatch.setattr(
-        probe, "_run_fetcher", lambda policy, job: run_fetcher(policy, {**job, "workers": 1})
+        probe_vantage, "run_fetcher", lambda policy, job: run_fetcher(policy, {**job, "workers": 1})
     )
     # Django's test live server (not Vigie) serves MEDIA_ROOT at MEDIA_URL, outside every
     # middleware; unset, that is the working directory at every path: this very probe found
@@ -255,7 +267,7 @@ def test_probe_reports_a_leak_without_lockdown_when_the_policy_says_so() -> None
 @pytest.mark.django_db
 def test_probe_never_follows_a_redirect_or_keeps_a_cookie() -> None:
     with serve(CookieRedirectHandler) as (base, seen):
-        answer = probe._run_fetcher(
+        answer = probe_vantage.run_fetcher(
             policy_for(base),
             {
                 "requests": [
@@ -338,15 +350,19 @@ def test_a_closed_port_is_unreachable_not_a_leak() -> None:
     assert {r.verdict for r in outcome.results} == {Verdict.UNREACHABLE}
     assert outcome.leaks == []
     assert not Alert.objects.filter(kind__startswith="guard.probe").exists()
-    assert probe.port_closed_from_outside(policy_for(f"http://127.0.0.1:{port}"), port) is True
+    assert (
+        probe_recheck.port_closed_from_outside(policy_for(f"http://127.0.0.1:{port}"), port) is True
+    )
 
 
 @pytest.mark.django_db
 def test_port_closed_from_outside_is_false_while_something_listens() -> None:
     with socket.create_server(("127.0.0.1", 0)) as server:
         port = server.getsockname()[1]
-        assert probe.port_closed_from_outside(policy_for("https://127.0.0.1"), port) is False
-    assert probe.port_closed_from_outside(policy_for(), port) is None
+        assert (
+            probe_recheck.port_closed_from_outside(policy_for("https://127.0.0.1"), port) is False
+        )
+    assert probe_recheck.port_closed_from_outside(policy_for(), port) is None
 
 
 @pytest.mark.django_db
@@ -360,7 +376,9 @@ def test_the_fetch_runs_through_the_vantage_prefix(tmp_path) -> None:
     with serve(LeakyHandler) as (base, _seen):
         outcome = probe.run_round(policy_for(base, lockdown_on_exposure=False, **vantage))
     port = free_port()
-    closed = probe.port_closed_from_outside(policy_for(f"http://127.0.0.1:{port}", **vantage), port)
+    closed = probe_recheck.port_closed_from_outside(
+        policy_for(f"http://127.0.0.1:{port}", **vantage), port
+    )
 
     assert outcome.leaks
     assert closed is True
@@ -371,7 +389,7 @@ def test_the_fetch_runs_through_the_vantage_prefix(tmp_path) -> None:
 def test_an_ssh_vantage_gets_the_fetcher_as_one_quoted_remote_command() -> None:
     # ssh joins its arguments into a shell line on the far side: unquoted, the fetcher's
     # source would be cut at its first space or quote.
-    command = probe._fetcher_command(policy_for(probe_vantage=("ssh", "probe@vps.example")))
+    command = probe_vantage.fetcher_command(policy_for(probe_vantage=("ssh", "probe@vps.example")))
     assert command[:2] == ["ssh", "probe@vps.example"]
     assert len(command) == 3
     python, isolated, dash_c, source = shlex.split(command[2])
@@ -438,7 +456,7 @@ class DirectoryHandler(_Handler):
         return 200, {"Content-Type": "text/html"}, page
 
 
-def _facts(mode: str, **fields: Any) -> probe.PortFacts:
+def _facts(mode: str, **fields: Any) -> probe_ports.PortFacts:
     values: dict[str, Any] = {
         "guarded": frozenset({8443, 2575}),
         "portal": frozenset({443}),
@@ -447,7 +465,7 @@ def _facts(mode: str, **fields: Any) -> probe.PortFacts:
         "windows": frozenset(),
     }
     values.update(fields)
-    return probe.PortFacts(mode=mode, **values)
+    return probe_ports.PortFacts(mode=mode, **values)
 
 
 @pytest.mark.parametrize(
@@ -473,7 +491,7 @@ def _facts(mode: str, **fields: Any) -> probe.PortFacts:
 def test_port_verdicts_in_both_exposure_modes(
     mode: str, port: int, state: str, verdict: str, words: str
 ) -> None:
-    got, detail = probe.judge_port(port, state, _facts(mode))
+    got, detail = probe_ports.judge_port(port, state, _facts(mode))
     assert got == verdict, detail
     assert words in detail
     if got == Verdict.LEAK:
@@ -482,28 +500,28 @@ def test_port_verdicts_in_both_exposure_modes(
 
 def test_a_maintenance_window_makes_its_port_a_warning_not_a_leak() -> None:
     facts = _facts("internal", windows=frozenset({8443}))
-    assert probe.judge_port(8443, "open", facts)[0] == Verdict.WARNING
+    assert probe_ports.judge_port(8443, "open", facts)[0] == Verdict.WARNING
     # The window explains its own port only: anything else answering is still the exposure.
-    assert probe.judge_port(8000, "open", facts)[0] == Verdict.LEAK
+    assert probe_ports.judge_port(8000, "open", facts)[0] == Verdict.LEAK
 
 
 def test_login_verdicts_in_both_exposure_modes() -> None:
-    login = probe.ProbeRequest("https://portal.example/accounts/login/", "login")
+    login = probe_requests.ProbeRequest("https://portal.example/accounts/login/", "login")
     portal_page = {
         "status": 200,
         "headers": {"x-robots-tag": "noindex", "cache-control": "no-store"},
         "expected": True,
     }
-    assert probe.judge(login, portal_page, mode="public")[0] == Verdict.OK
-    assert probe.judge(login, portal_page, mode="internal")[0] == Verdict.LEAK
-    window = probe.judge(login, portal_page, mode="internal", window_open=True)
+    assert probe_judge.judge(login, portal_page, mode="public")[0] == Verdict.OK
+    assert probe_judge.judge(login, portal_page, mode="internal")[0] == Verdict.LEAK
+    window = probe_judge.judge(login, portal_page, mode="internal", window_open=True)
     assert window[0] == Verdict.WARNING
     other = {**portal_page, "expected": False}
-    verdict, detail = probe.judge(login, other, mode="public")
+    verdict, detail = probe_judge.judge(login, other, mode="public")
     assert verdict == Verdict.LEAK
     assert "other than the portal's login page" in detail
     refused = {"status": None, "error": "connection refused", "error_kind": "refused"}
-    assert probe.judge(login, refused, mode="internal")[0] == Verdict.UNREACHABLE
+    assert probe_judge.judge(login, refused, mode="internal")[0] == Verdict.UNREACHABLE
 
 
 def _internal_policy(base: str, **guard: Any) -> Policy:
@@ -663,7 +681,7 @@ def test_the_vantage_point_learns_only_host_and_port_pairs(tmp_path) -> None:
 def test_a_round_of_silent_ports_fits_the_probe_interval() -> None:
     # 256 connects to a black hole (TEST-NET-1 is never routed): bounded by the connect
     # timeout and the pool, well inside the 30 s interval.
-    targets = [f"192.0.2.1:{port}" for port in range(1, probe.MAX_CONNECTS + 1)]
+    targets = [f"192.0.2.1:{port}" for port in range(1, probe_ports.MAX_CONNECTS + 1)]
     started = time.monotonic()
     states = fetch.run({"connect": targets, "connect_timeout": 0.2, "deadline": 20})["connect"]
     assert time.monotonic() - started < 10
@@ -711,7 +729,7 @@ def test_a_port_reachable_only_until_the_guard_repairs_it_is_alerted_not_locked_
     # The race of the drill: the round ran while the ruleset was flushed; 0.3 s later the
     # guard had put its table back. Seen closed again: the alert says so, no lockdown.
     vantage = FakeVantage("open", "closed")
-    monkeypatch.setattr(probe, "_run_fetcher", vantage)
+    monkeypatch.setattr(probe_vantage, "run_fetcher", vantage)
 
     outcome = probe.run_round(_internal_policy(PORTAL), ports={})
 
@@ -735,7 +753,7 @@ def test_a_port_reachable_only_until_the_guard_repairs_it_is_alerted_not_locked_
 @pytest.mark.django_db
 def test_attack_a_port_still_reachable_when_checked_again_locks_down(monkeypatch) -> None:
     vantage = FakeVantage("open", "open")
-    monkeypatch.setattr(probe, "_run_fetcher", vantage)
+    monkeypatch.setattr(probe_vantage, "run_fetcher", vantage)
 
     outcome = probe.run_round(_internal_policy(PORTAL), ports={})
 
@@ -754,9 +772,9 @@ def test_attack_a_recheck_that_cannot_run_locks_down(monkeypatch) -> None:
     def round_then_broken(policy: Policy, job: dict[str, Any]) -> dict[str, Any]:
         if job["requests"]:
             return vantage(policy, job)
-        raise probe.FetchFailed("ssh: connection refused")
+        raise probe_vantage.FetchFailed("ssh: connection refused")
 
-    monkeypatch.setattr(probe, "_run_fetcher", round_then_broken)
+    monkeypatch.setattr(probe_vantage, "run_fetcher", round_then_broken)
 
     probe.run_round(_internal_policy(PORTAL), ports={})
 
@@ -770,7 +788,7 @@ def test_attack_document_bytes_lock_down_at_once_without_asking_again(monkeypatc
     patient = make_patient()
     make_document(patient)
     vantage = FakeVantage("open", "closed", document_bytes=True)
-    monkeypatch.setattr(probe, "_run_fetcher", vantage)
+    monkeypatch.setattr(probe_vantage, "run_fetcher", vantage)
     policy = replace(_internal_policy(PORTAL), probe_sample_size=1)
 
     outcome = probe.run_round(policy, ports={})

@@ -8,7 +8,7 @@ import time
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from vigie.guard import probe, probe_auth
+from vigie.guard import probe_auth, probe_vantage
 
 
 def test_a_signature_is_good_for_30_seconds_and_no_more() -> None:
@@ -20,7 +20,9 @@ def test_a_signature_is_good_for_30_seconds_and_no_more() -> None:
     longer = probe_auth.sign("GET", "/x", now=now, valid_for=31)
     assert probe_auth.check("GET", "/x", longer, now=now) == probe_auth.Check.TOO_LONG
     # The fetcher's whole round, its last request included, fits in the signature's life.
-    assert probe.ROUND_DEADLINE + probe.REQUEST_TIMEOUT < probe_auth.MAX_VALID_SECONDS
+    assert (
+        probe_vantage.ROUND_DEADLINE + probe_vantage.REQUEST_TIMEOUT < probe_auth.MAX_VALID_SECONDS
+    )
 
 
 @given(value=st.text(max_size=200), target=st.text(max_size=50))

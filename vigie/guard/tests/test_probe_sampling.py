@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from vigie.guard import probe
+from vigie.guard import probe_requests
 from vigie.guard.models import Canary
 from vigie.guard.policy import Policy
 from vigie.records.models import Document, Patient
@@ -71,7 +71,7 @@ def policy() -> Policy:
     )
 
 
-def record_urls(requests: Sequence[probe.ProbeRequest]) -> list[str]:
+def record_urls(requests: Sequence[probe_requests.ProbeRequest]) -> list[str]:
     """The paths of the round's record URLs (documents and patient pages), in sent order."""
     paths = [urlsplit(r.url).path for r in requests]
     return [p for p in paths if DOCUMENT_URL.match(p) or PATIENT_URL.match(p)]
@@ -123,7 +123,7 @@ def test_attack_vantage_host_cannot_tell_decoys_from_real_records_by_frequency(
     document_rounds: list[tuple[int, int]] = []
     patient_rounds: list[tuple[int, int]] = []
     for _ in range(ROUNDS):
-        paths = record_urls(probe.build_requests(policy()))
+        paths = record_urls(probe_requests.build_requests(policy()))
         in_round = named(paths, DOCUMENT_URL)
         pages = named(paths, PATIENT_URL)
         document_rounds.append((len(in_round), len(in_round & decoy_documents)))
@@ -135,7 +135,7 @@ def test_attack_vantage_host_cannot_tell_decoys_from_real_records_by_frequency(
     assert p_patients >= ALPHA, (p_patients, patient_rounds[:5])
     # How many a round names cannot depend on the decoys either.
     assert {drawn for drawn, _ in document_rounds} == {SAMPLE}
-    assert {drawn for drawn, _ in patient_rounds} == {probe.PATIENT_PAGES}
+    assert {drawn for drawn, _ in patient_rounds} == {probe_requests.PATIENT_PAGES}
 
 
 def test_attack_vantage_host_cannot_tell_decoys_by_url_form_or_order(
@@ -145,7 +145,7 @@ def test_attack_vantage_host_cannot_tell_decoys_by_url_form_or_order(
     forms: dict[bool, set[tuple[str, ...]]] = {True: set(), False: set()}
     seen_decoy = seen_real = False
     for _ in range(ROUNDS):
-        paths = record_urls(probe.build_requests(policy()))
+        paths = record_urls(probe_requests.build_requests(policy()))
         # The order is a function of the URLs alone (ids are random): it says nothing more.
         assert paths == sorted(paths)
         for document_id in named(paths, DOCUMENT_URL):
