@@ -57,7 +57,7 @@ from vigie.records.ingest import DocumentMeta, ingest
 from vigie.records.models import Document, Patient
 
 if TYPE_CHECKING:
-    from vigie.demo.clinic import Clinic, DocumentSpec, PatientSpec
+    from vigie.synthetic.clinic import Clinic, DocumentSpec, PatientSpec
 
 logger = logging.getLogger(__name__)
 
@@ -467,7 +467,7 @@ def _create_one(rng: random.Random, documents: int) -> Canary:
     # Imported here: the demo generators (Faker, reportlab) cost every process ~1 s to
     # import, and only `vigie canary create` needs them (this module loads at startup for
     # its audit hook).
-    from vigie.demo.pdfs import render_document
+    from vigie.synthetic.pdf import render_document
 
     spec, specs = _pick(rng, documents)
     ipp = _ipp_like_ours(rng, spec.ipp)
@@ -514,7 +514,7 @@ def _create_one(rng: random.Random, documents: int) -> Canary:
 
 def _pick(rng: random.Random, documents: int) -> tuple[PatientSpec, list[DocumentSpec]]:
     """A demo patient nobody follows, with an INS free here and enough past documents."""
-    from vigie.demo.clinic import build_clinic
+    from vigie.synthetic.clinic import build_clinic
 
     today = timezone.localdate()
     for _ in range(_ATTEMPTS):
