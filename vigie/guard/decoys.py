@@ -47,7 +47,7 @@ def create_canaries(
     if documents_per_patient < 1:
         raise ValueError("documents_per_patient must be at least 1")
     # The system's generator by default: decoys must not be predictable from the demo
-    # clinic's seed (the demo's own generators only ever see a seed drawn from it).
+    # clinic's seed (the synthetic generators only ever see a seed drawn from it).
     rng = rng or random.SystemRandom()
     created = []
     for _ in range(count):
