@@ -22,10 +22,10 @@ from django.db import transaction
 
 from vigie.accounts.demo import enrol_totp
 from vigie.accounts.models import Role, User
-from vigie.demo.clinic import Clinic, build_clinic
-from vigie.demo.pdfs import render_document
 from vigie.records.ingest import DocumentMeta, ingest
 from vigie.records.models import CareRelationship, Patient
+from vigie.synthetic.clinic import Clinic, build_clinic
+from vigie.synthetic.pdf import render_document
 
 Progress = Callable[[int, int], None]
 

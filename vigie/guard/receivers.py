@@ -7,6 +7,6 @@ patient (portal refusal, break-the-glass, admin, intake, API) recorded it, so it
 from __future__ import annotations
 
 from vigie.audit.log import event_recorded
-from vigie.guard.canary import on_event_recorded
+from vigie.guard.tripwire import on_event_recorded
 
-event_recorded.connect(on_event_recorded, dispatch_uid="vigie.guard.canary")
+event_recorded.connect(on_event_recorded, dispatch_uid="vigie.guard.tripwire")

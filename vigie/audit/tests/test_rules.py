@@ -66,11 +66,11 @@ def test_repeated_denials_from_one_address_raise_an_alert() -> None:
 def _touch_a_decoy(doctor: User, capture_on_commit) -> None:
     """Through the guard's real path: an audited event names a decoy patient, the guard's
     receiver trips and records its own tag (no tag written by hand here)."""
-    from vigie.guard import canary
+    from vigie.guard import tripwire
     from vigie.guard.models import Canary
 
     decoy = Canary.objects.create(patient=make_patient(), label="test decoy")
-    canary.decoys.invalidate()
+    tripwire.decoys.invalidate()
     with capture_on_commit(execute=True):
         record("patient.view", actor=doctor, patient=decoy.patient)
     assert AuditEvent.objects.filter(action=tags.CANARY_TOUCHED).exists()

@@ -27,8 +27,8 @@ from vigie.accounts.testing import fresh_code, log_in, make_user, totp_device
 from vigie.alerts.models import Alert, Audience
 from vigie.audit.models import AuditEvent
 from vigie.audit.testing import audit_committing  # noqa: F401 - a pytest fixture
-from vigie.guard import canary, probe, probe_auth, probe_vantage
-from vigie.guard.canary import create_canaries
+from vigie.guard import probe, probe_auth, probe_vantage, tripwire
+from vigie.guard.decoys import ACTION_CREATED, create_canaries
 from vigie.guard.models import Canary, UsedProbeNonce
 from vigie.guard.policy import Policy
 from vigie.records import access
@@ -49,7 +49,7 @@ def _env(settings, vault_home: Path) -> None:
     # Plain HTTP test client (test mode may keep production's HTTPS redirect).
     settings.SECURE_SSL_REDIRECT = False
     # Flushed tables between tests: never reuse the previous test's decoys.
-    canary.decoys.invalidate()
+    tripwire.decoys.invalidate()
 
 
 @pytest.fixture
@@ -75,7 +75,7 @@ def wait_for_alarm(**details: str) -> list[Alert]:
     while True:
         found = [
             alert
-            for alert in Alert.objects.filter(kind=canary.ALERT_KIND)
+            for alert in Alert.objects.filter(kind=tripwire.ALERT_KIND)
             if all(alert.details.get(k) == v for k, v in details.items())
         ]
         if len(found) >= 2 or time.monotonic() > deadline:
@@ -84,7 +84,7 @@ def wait_for_alarm(**details: str) -> list[Alert]:
 
 
 def touched_events() -> list[AuditEvent]:
-    return list(AuditEvent.objects.filter(action=canary.ACTION_TOUCHED))
+    return list(AuditEvent.objects.filter(action=tripwire.ACTION_TOUCHED))
 
 
 # --- creation -------------------------------------------------------------------------------
@@ -131,10 +131,10 @@ def test_decoys_look_like_real_patients_and_pass_the_same_validators(vault_home:
             assert "démonstration" not in text
             assert "fictif" not in metadata
             assert "démonstration" not in metadata
-    created_events = AuditEvent.objects.filter(action=canary.ACTION_CREATED)
+    created_events = AuditEvent.objects.filter(action=ACTION_CREATED)
     assert {e.patient_id for e in created_events} == {d.patient_id for d in decoys}
     # Creating decoys (their ingest events included) is not a touch.
-    assert not Alert.objects.filter(kind=canary.ALERT_KIND).exists()
+    assert not Alert.objects.filter(kind=tripwire.ALERT_KIND).exists()
     assert touched_events() == []
 
 
@@ -230,7 +230,7 @@ def test_doctor_trying_a_decoy_document_id_is_named_in_the_alarm(decoy: Canary) 
 
     # Reading one's own patient's document is not a touch.
     assert client.get(f"/documents/{own.pk}/").status_code == 200
-    assert not Alert.objects.filter(kind=canary.ALERT_KIND).exists()
+    assert not Alert.objects.filter(kind=tripwire.ALERT_KIND).exists()
 
     document = decoy_documents(decoy)[0]
     response = client.get(f"/documents/{document.pk}/")
@@ -256,7 +256,7 @@ def test_admin_opening_the_decoy_patient_in_the_django_admin_raises_alarm(decoy:
 
     # The patient list shows every patient, decoys included: browsing it is no touch.
     assert client.get("/admin/records/patient/").status_code == 200
-    assert not Alert.objects.filter(kind=canary.ALERT_KIND).exists()
+    assert not Alert.objects.filter(kind=tripwire.ALERT_KIND).exists()
 
     response = client.get(f"/admin/records/patient/{decoy.patient_id}/change/")
     assert response.status_code == 200
@@ -392,13 +392,13 @@ def test_a_mixed_fhir_form_and_a_fhir_form_in_a_search_trip_too(
     fhir = _fhir_form(public_id)
     # The FHIR views turn every "." back into "_": a partly converted id names the decoy too.
     mixed = fhir.replace(".", "_", 1) if fhir.count(".") > 1 else fhir
-    assert canary.decoys.match_request(f"/fhir/Patient/{mixed}", "") is not None
+    assert tripwire.decoys.match_request(f"/fhir/Patient/{mixed}", "") is not None
     assert (
-        canary.decoys.match_request("/fhir/DocumentReference", f"patient=Patient/{fhir}")
+        tripwire.decoys.match_request("/fhir/DocumentReference", f"patient=Patient/{fhir}")
         is not None
     )
     # An id that is not a decoy's, in either form, matches nothing.
-    assert canary.decoys.match_request("/fhir/Patient/abc.def", "") is None
+    assert tripwire.decoys.match_request("/fhir/Patient/abc.def", "") is None
 
 
 # --- the guard's own probe --------------------------------------------------------------------
@@ -439,8 +439,8 @@ def test_signed_probe_of_a_decoy_is_recorded_without_alarm(decoy: Canary, monkey
 
     probe_fetches(path, header)
 
-    assert not Alert.objects.filter(kind=canary.ALERT_KIND).exists()
-    (event,) = AuditEvent.objects.filter(action=canary.ACTION_PROBED)
+    assert not Alert.objects.filter(kind=tripwire.ALERT_KIND).exists()
+    (event,) = AuditEvent.objects.filter(action=tripwire.ACTION_PROBED)
     assert event.source_ip == VANTAGE_IP
     assert event.patient_id == decoy.patient_id
     assert touched_events() == []
@@ -452,7 +452,7 @@ def test_attack_replayed_probe_signature_raises_the_alarm(decoy: Canary, monkeyp
     path = f"/documents/{decoy_documents(decoy)[0].pk}/content"
     header = handed_to_the_vantage_point(monkeypatch)[path]
     probe_fetches(path, header)  # the probe's own request: spends the signature
-    assert not Alert.objects.filter(kind=canary.ALERT_KIND).exists()
+    assert not Alert.objects.filter(kind=tripwire.ALERT_KIND).exists()
 
     # The vantage host's owner fetches the decoy again with the header he was handed.
     Client(REMOTE_ADDR=OUTSIDER_IP).get(path, HTTP_X_VIGIE_PROBE=header)
@@ -496,7 +496,7 @@ def test_attack_altered_probe_signature_for_another_request_raises_the_alarm(
     alerts = wait_for_alarm(address=OUTSIDER_IP)
     assert len(alerts) == 2
     assert alerts[0].details["probe_signature"] == "altered"
-    assert not AuditEvent.objects.filter(action=canary.ACTION_PROBED).exists()
+    assert not AuditEvent.objects.filter(action=tripwire.ACTION_PROBED).exists()
 
 
 def _edit_field(header: str, index: int, edit: Callable[[str], str]) -> str:
@@ -582,7 +582,7 @@ def test_attack_probe_signature_cannot_mute_a_signed_in_session(decoy: Canary, m
     assert alerts[0].details["probe_signature"] == "with-credentials"
 
     probe_fetches(path, header)
-    assert AuditEvent.objects.filter(action=canary.ACTION_PROBED).count() == 1
+    assert AuditEvent.objects.filter(action=tripwire.ACTION_PROBED).count() == 1
 
 
 def test_spent_nonces_are_pruned_once_their_signature_expired(decoy: Canary) -> None:
@@ -601,7 +601,7 @@ def test_a_failing_tripwire_still_answers_like_any_other_url(decoy: Canary, monk
     def broken(*args: object, **kwargs: object) -> None:
         raise RuntimeError("alert store down")
 
-    monkeypatch.setattr(canary, "trip", broken)
+    monkeypatch.setattr(tripwire, "trip", broken)
     path = f"/documents/{decoy_documents(decoy)[0].pk}/content"
     response = Client(REMOTE_ADDR=OUTSIDER_IP).get(path)
     assert response.status_code == 302
@@ -610,14 +610,14 @@ def test_a_failing_tripwire_still_answers_like_any_other_url(decoy: Canary, monk
 
 def test_a_decoy_created_elsewhere_is_armed_after_the_refresh_delay(monkeypatch) -> None:
     # Another process (the `vigie canary create` command) cannot invalidate our index.
-    monkeypatch.setattr(canary, "REFRESH_SECONDS", 0.2)
-    assert canary.decoys.match_request("/", "") is None  # loads an empty index
+    monkeypatch.setattr(tripwire, "REFRESH_SECONDS", 0.2)
+    assert tripwire.decoys.match_request("/", "") is None  # loads an empty index
     (created,) = create_canaries(1, documents_per_patient=1, rng=random.Random(5))
     # As this process last saw it: loaded just before the other process committed.
-    canary.decoys._snapshot = canary._Snapshot({}, frozenset(), {}, {}, time.monotonic())
+    tripwire.decoys._snapshot = tripwire._Snapshot({}, frozenset(), {}, {}, time.monotonic())
     public_id = Patient.objects.get(pk=created.patient_id).public_id
-    assert canary.decoys.match_request(f"/patients/{public_id}/", "") is None
+    assert tripwire.decoys.match_request(f"/patients/{public_id}/", "") is None
     time.sleep(0.25)
-    match = canary.decoys.match_request(f"/patients/{public_id}/", "")
+    match = tripwire.decoys.match_request(f"/patients/{public_id}/", "")
     assert match is not None
     assert match.canary_id == created.pk

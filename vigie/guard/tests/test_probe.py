@@ -25,7 +25,6 @@ from vigie.alerts.models import Alert
 from vigie.audit.models import AuditEvent
 from vigie.audit.testing import audit_committing  # noqa: F401  (a pytest fixture)
 from vigie.guard import (
-    canary,
     fetch,
     lockdown,
     probe,
@@ -36,6 +35,7 @@ from vigie.guard import (
     probe_recheck,
     probe_requests,
     probe_vantage,
+    tripwire,
 )
 from vigie.guard.models import Canary, MaintenanceWindow, ProbeResult
 from vigie.guard.policy import Policy, parse_policy
@@ -195,7 +195,7 @@ def test_probe_of_a_safe_portal_finds_no_leak(
     decoy = make_patient("LEURRE")
     make_document(decoy, PDF)
     Canary.objects.create(patient=decoy, label="decoy")
-    canary.decoys.invalidate()  # armed now, not after the index's refresh delay
+    tripwire.decoys.invalidate()  # armed now, not after the index's refresh delay
 
     # Four documents in all: a sample of four names every one, the decoy's included.
     outcome = probe.run_round(policy_for(live_server.url, probe_sample_size=4))

@@ -6,37 +6,38 @@ unit, reference range, abnormal flag (H/L/HH/LL and the other table 0078 flags i
 and the status when it is not final. Nothing is dropped: a value too long for a table cell
 is printed in full below the table.
 
-Same house style as the demo lab reports (vigie/demo/pdfs.py) but not imported from there:
-intake must not depend on the demo app. The text is French: it is a medical document, not
-UI. reportlab's built-in Helvetica is encoded as Windows-1252, so characters outside it are
-replaced by "?" rather than drawn as missing glyphs.
+Laid out in Vigie's one house style (`vigie.lib.pdf_style`), the synthetic documents' too, so
+a physician reads it like the rest of a patient's file. The text is French: it is a medical
+document, not UI. reportlab's built-in Helvetica is encoded as Windows-1252, so characters
+outside it are replaced by "?" rather than drawn as missing glyphs.
 """
 
 from __future__ import annotations
 
-import io
-from collections.abc import Callable
 from datetime import date, datetime
 from xml.sax.saxutils import escape
 
-from reportlab.lib import colors
-from reportlab.lib.enums import TA_RIGHT
-from reportlab.lib.pagesizes import A4
 from reportlab.lib.styles import ParagraphStyle
 from reportlab.lib.units import mm
-from reportlab.pdfgen.canvas import Canvas
-from reportlab.platypus import Flowable, Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
+from reportlab.platypus import Flowable, Paragraph, Spacer, Table, TableStyle
 
 from vigie.intake.hl7.oru import LabResult, Observation, Order
+from vigie.lib.pdf_style import (
+    BODY,
+    CELL,
+    CELL_ALERT,
+    FRAME_WIDTH,
+    HEADING,
+    ORG,
+    RESULTS_HEADER,
+    RULE,
+    SMALL,
+    boxed,
+    build,
+    footer,
+    letterhead,
+)
 
-ACCENT = colors.HexColor("#1F4E79")
-LIGHT = colors.HexColor("#E9EFF5")
-RULE = colors.HexColor("#9FB3C8")
-ALERT = colors.HexColor("#A61B1B")
-GREY = colors.HexColor("#555555")
-PAGE_WIDTH, PAGE_HEIGHT = A4
-MARGIN = 18 * mm
-FRAME_WIDTH = PAGE_WIDTH - 2 * MARGIN - 12
 # Longer than this, a value leaves the table for a paragraph of its own: a table row taller
 # than a page cannot be laid out.
 _CELL_LIMIT = 300
@@ -51,31 +52,6 @@ _STATUS = {
     "R": "non vérifié",
     "W": "erroné",
 }
-
-
-def _style(name: str, **overrides: object) -> ParagraphStyle:
-    base: dict[str, object] = {"fontName": "Helvetica", "fontSize": 9.5, "leading": 12.5}
-    base.update(overrides)
-    return ParagraphStyle(name, **base)
-
-
-BODY = _style("body", spaceAfter=3)
-CELL = _style("cell", fontSize=9, leading=11)
-CELL_ALERT = _style("cell_alert", fontSize=9, leading=11, fontName="Helvetica-Bold",
-                    textColor=ALERT)  # fmt: skip
-SMALL = _style("small", fontSize=8, leading=10, textColor=GREY)
-ORG = _style("org", fontName="Helvetica-Bold", fontSize=12.5, leading=15, textColor=ACCENT)
-RIGHT = _style("right", alignment=TA_RIGHT)
-HEADING = _style(
-    "heading",
-    fontName="Helvetica-Bold",
-    fontSize=11,
-    leading=14,
-    textColor=ACCENT,
-    spaceBefore=8,
-    spaceAfter=3,
-    keepWithNext=1,
-)
 
 
 def clean(text: str) -> str:
@@ -135,13 +111,9 @@ def _order(order: Order) -> list[Flowable]:
     header = ["Analyse", "Résultat", "Unité", "Valeurs de référence", "Indicateur"]
     rows: list[list[Flowable | str]] = [[_p(h, CELL) for h in header]]
     style: list[tuple[object, ...]] = [
-        ("FONT", (0, 0), (-1, 0), "Helvetica-Bold", 8.5),
-        ("BACKGROUND", (0, 0), (-1, 0), LIGHT),
-        ("LINEBELOW", (0, 0), (-1, 0), 0.8, ACCENT),
+        *RESULTS_HEADER,
         ("LINEBELOW", (0, 1), (-1, -1), 0.25, RULE),
         ("VALIGN", (0, 0), (-1, -1), "TOP"),
-        ("TOPPADDING", (0, 0), (-1, -1), 2.2),
-        ("BOTTOMPADDING", (0, 0), (-1, -1), 2.2),
     ]
     long_values: list[Observation] = []
     for observation in order.observations:
@@ -184,38 +156,13 @@ def _order(order: Order) -> list[Flowable]:
     return flow
 
 
-def _footer(origin: str) -> Callable[[Canvas, SimpleDocTemplate], None]:
-    def draw(canvas: Canvas, doc: SimpleDocTemplate) -> None:
-        canvas.saveState()
-        canvas.setStrokeColor(RULE)
-        canvas.setLineWidth(0.5)
-        canvas.line(MARGIN, 12 * mm, PAGE_WIDTH - MARGIN, 12 * mm)
-        canvas.setFillColor(GREY)
-        canvas.setFont("Helvetica", 7)
-        canvas.drawString(MARGIN, 8 * mm, clean(origin)[:120])
-        canvas.drawRightString(PAGE_WIDTH - MARGIN, 8 * mm, f"Page {doc.page}")
-        canvas.restoreState()
-
-    return draw
-
-
 def render_report(result: LabResult, *, control_id: str, version: str) -> bytes:
     """The PDF for `result`; byte-identical for equal arguments (reportlab invariant mode)."""
     facility = result.source_name or "Laboratoire"
     flow: list[Flowable] = [
-        Table(
-            [[_p(facility, ORG), _p(f"Message n° {control_id}", RIGHT)]],
-            colWidths=[FRAME_WIDTH * 0.6, FRAME_WIDTH * 0.4],
-            style=TableStyle([("VALIGN", (0, 0), (-1, -1), "TOP")]),
-        ),
-        Spacer(1, 6),
-        Table(
-            [[_p("\n".join(_patient_lines(result)))]],
-            colWidths=[FRAME_WIDTH],
-            style=TableStyle(
-                [("BOX", (0, 0), (-1, -1), 0.8, ACCENT), ("BACKGROUND", (0, 0), (-1, -1), LIGHT)]
-            ),
-        ),
+        *letterhead(clean(facility), [], [f"Message n° {clean(control_id)}"]),
+        Spacer(1, 8),
+        boxed([_p("\n".join(_patient_lines(result)))], FRAME_WIDTH),
         Spacer(1, 6),
         _p("Résultats d'analyses de biologie médicale", ORG),
     ]
@@ -235,22 +182,12 @@ def render_report(result: LabResult, *, control_id: str, version: str) -> bytes:
             SMALL,
         ),
     ]
-    buffer = io.BytesIO()
     title = result.title or "Résultats de biologie"
-    doc = SimpleDocTemplate(
-        buffer,
-        pagesize=A4,
-        leftMargin=MARGIN,
-        rightMargin=MARGIN,
-        topMargin=12 * mm,
-        bottomMargin=17 * mm,
+    return build(
+        flow,
+        footer(clean(f"{facility} · HL7 {control_id}")[:120]),
         title=clean(title),
         author=clean(result.author or facility),
         subject=clean(title),
         creator=clean(facility),
-        lang="fr-FR",
-        invariant=1,
     )
-    footer = _footer(f"{facility} · HL7 {control_id}")
-    doc.build(flow, onFirstPage=footer, onLaterPages=footer)
-    return buffer.getvalue()

@@ -10,7 +10,7 @@ from django.utils.translation import gettext as _
 from rich.console import Console
 from rich.table import Table
 
-from vigie.guard.canary import create_canaries
+from vigie.guard.decoys import create_canaries
 from vigie.guard.models import Canary
 from vigie.records.ingest import IngestError
 from vigie.records.models import Document

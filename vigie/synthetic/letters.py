@@ -1,4 +1,4 @@
-"""The demo's letters and discharge summaries: French text
+"""Synthetic letters and discharge summaries: French text
 from the caller's seeded `random.Random` (see `people.py`).
 """
 
@@ -8,8 +8,8 @@ import random
 from dataclasses import dataclass
 from datetime import date, timedelta
 
-from vigie.demo.payloads import Letter, Section
-from vigie.demo.people import (
+from vigie.synthetic.payloads import Letter, Section
+from vigie.synthetic.people import (
     SPECIALISTS,
     Medication,
     Practitioner,

@@ -1,8 +1,8 @@
-"""Who appears in the demo documents: the practitioners who sign them, and each patient's
+"""Who appears in the synthetic documents: the practitioners who sign them, and each patient's
 medical background (`ClinicalProfile`) and identity as the documents show it (`Subject`).
 
 Everything here is decided when the clinic is built, not when a PDF is drawn, so a
-`DocumentSpec` fully describes its document and `pdfs.py` is pure layout. Every function takes
+`DocumentSpec` fully describes its document and `pdf/` is pure layout. Every function takes
 the caller's `random.Random`: the same seed gives the same values, sentence by sentence.
 
 The text only has to be plausible to a French physician skimming a demo, not clinically
@@ -10,9 +10,9 @@ exhaustive; it is still kept coherent (a diabetic patient's HbA1c is high, a pat
 cardiac history gets cardiology letters, haematology indices are computed from one another).
 Strings avoid characters outside Windows-1252, the encoding of reportlab's built-in Helvetica.
 
-The documents themselves are made in `reports.py` (laboratory, imaging) and `letters.py`
-(letters, discharge summaries) and `prescriptions.py` (prescriptions, certificates), their
-payloads are in `payloads.py`.
+The documents themselves are made one module per kind: `lab.py`, `imaging.py`, `letters.py`
+(letters, discharge summaries), `prescriptions.py` and `certificates.py`; their payloads are in
+`payloads.py`.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""What each demo document holds, decided when the clinic is built: `pdfs.py` only lays
+"""What each synthetic document holds, decided when the clinic is built: `pdf/` only lays
 it out (see `people.py` for why everything is decided up front).
 """
 
@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime
 
-from vigie.demo.people import Medication, Practitioner, fr_number
+from vigie.synthetic.people import Medication, Practitioner, fr_number
 
 
 @dataclass(frozen=True)

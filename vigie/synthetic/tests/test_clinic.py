@@ -6,9 +6,9 @@ from datetime import date, timedelta
 
 import pytest
 
-from vigie.demo import people
-from vigie.demo.clinic import KINDS, REFERENCE_DATE, build_clinic
 from vigie.records.identifiers import validate_nir
+from vigie.synthetic import people
+from vigie.synthetic.clinic import KINDS, REFERENCE_DATE, build_clinic
 
 GP, CARDIOLOGIST, RADIOLOGIST = "dr.martin", "dr.lefebvre", "dr.nguyen"
 

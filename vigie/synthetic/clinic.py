@@ -21,10 +21,10 @@ from typing import Literal
 
 from faker import Faker
 
-from vigie.demo import letters, people, prescriptions, reports
-from vigie.demo.payloads import Payload
-from vigie.demo.people import Practitioner, Sex, Subject
 from vigie.records.identifiers import nir_key
+from vigie.synthetic import certificates, imaging, lab, letters, people, prescriptions
+from vigie.synthetic.payloads import Payload
+from vigie.synthetic.people import Practitioner, Sex, Subject
 
 # Clinical dates fall in the three years up to this day; never `date.today()`, so the clinic
 # is identical on every run.
@@ -110,7 +110,7 @@ class DocumentSpec:
 
     def render_pdf(self, patient: PatientSpec) -> bytes:
         # Imported here: building a clinic should not pay for importing reportlab.
-        from vigie.demo.pdfs import render_document
+        from vigie.synthetic.pdf import render_document
 
         return render_document(self, patient)
 
@@ -473,7 +473,7 @@ def _make_document(rng: random.Random, ctx: _PatientContext, day: date) -> Docum
     source = SOURCE_DPI
     if kind == "lab_result":
         panel: Literal["cbc", "biochemistry"] = "cbc" if rng.random() < 0.55 else "biochemistry"
-        payload = reports.make_lab_report(rng, subject, day, panel, requester)
+        payload = lab.make_lab_report(rng, subject, day, panel, requester)
         author, source = payload.biologist, SOURCE_LAB
     elif kind == "imaging_report":
         # Our radiologist reads the exams of the patients she is in charge of; colleagues
@@ -483,7 +483,7 @@ def _make_document(rng: random.Random, ctx: _PatientContext, day: date) -> Docum
             if "radio" in ctx.care
             else rng.choice(people.OTHER_RADIOLOGISTS)
         )
-        payload = reports.make_imaging_report(rng, subject, day, requester, radiologist)
+        payload = imaging.make_imaging_report(rng, subject, day, requester, radiologist)
         author, source = radiologist, SOURCE_PACS
     elif kind == "consultation_letter":
         author = _letter_author(rng, ctx, subject.age)
@@ -502,7 +502,7 @@ def _make_document(rng: random.Random, ctx: _PatientContext, day: date) -> Docum
         author = prescriber
     else:
         author = ctx.family_doctor
-        payload = prescriptions.make_certificate(rng, subject, author, ctx.patient.birth_date)
+        payload = certificates.make_certificate(rng, subject, author, ctx.patient.birth_date)
     if source == SOURCE_DPI and author in people.OUTSIDE_GPS:
         source = SOURCE_MAIL
     return DocumentSpec(

@@ -7,10 +7,10 @@ import re
 import pytest
 from pypdf import PdfReader
 
-from vigie.demo import payloads
-from vigie.demo.clinic import KINDS, build_clinic
-from vigie.demo.pdf_style import FOOTER
-from vigie.demo.pdfs import render_document
+from vigie.synthetic import payloads
+from vigie.synthetic.clinic import KINDS, build_clinic
+from vigie.synthetic.pdf import render_document
+from vigie.synthetic.pdf.letterhead import FICTITIOUS_NOTICE
 
 CBC_ANALYTES = (
     "Hématies",
@@ -50,7 +50,7 @@ def test_it_renders_every_kind_as_a_readable_pdf(clinic, kind):
     pages, text = _read(_render(clinic, document))
     assert pages >= 1
     assert clinic.patient(document.patient_ipp).family_name.upper() in text
-    assert FOOTER in text
+    assert FICTITIOUS_NOTICE in text
 
 
 def test_it_renders_a_complete_blood_count_with_reference_ranges(clinic):
