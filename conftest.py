@@ -3,6 +3,7 @@ tests/settings.py, which pytest-django loads before any conftest."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -43,5 +44,24 @@ def vault_keys_dir(home: Path) -> Path:
     return home.with_name(f"{home.name}-keys")
 
 
-# Real nftables in a throwaway network namespace (vigie/guard/testing.py).
-from vigie.guard.testing import netns  # noqa: E402, F401
+@pytest.fixture
+def netns() -> Iterator[str]:
+    """Real nftables in a throwaway network namespace (vigie/guard/testing.py)."""
+    from vigie.guard.testing import netns_supported, network_namespace
+
+    reason = netns_supported()
+    if reason is not None:
+        # CI runs as root with the packages installed: there this fails, never skips.
+        pytest.fail(f"this test needs a network namespace: {reason}")
+    with network_namespace() as name:
+        yield name
+
+
+@pytest.fixture
+def audit_committing(transactional_db: None) -> Iterator[None]:
+    """`record()` really commits, append-only triggers armed (vigie/audit/testing.py):
+    request it instead of `transactional_db`."""
+    from vigie.audit.testing import appending_for_real
+
+    with appending_for_real():
+        yield

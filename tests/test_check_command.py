@@ -15,7 +15,7 @@ import pytest
 from tests.conftest import VIGIE, System
 from vigie.guard import nft
 from vigie.guard.policy import load_policy
-from vigie.ops.tests.test_check import HOST, POLICY, make_certificate
+from vigie.ops.testing import HOST, POLICY, make_certificate
 
 
 def _check_json(env: dict[str, str], *argv: str) -> tuple[int, dict[str, Any]]:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from vigie.lib.testcerts import self_signed
+from vigie.lib.testing import self_signed
 
 # Bare environments (no DATABASE_URL) or no database at all: the same on both passes.
 pytestmark = pytest.mark.sqlite_only

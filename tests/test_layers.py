@@ -3,7 +3,8 @@
     entry    settings, urls, wsgi, cli, __main__   may import anything; nothing imports them
     top      portal, intake, guard, backup, ops, demo, startup
     domain   records > audit, alerts, accounts; synthetic (generators, no models)
-    base     vault, lib (and the `vigie` package itself, for its version)
+    vault    vault
+    base     lib (and the `vigie` package itself, for its version): imports no app
 
 An app may import any app of a lower layer. Upward imports are refused. Sideways imports
 (two apps of one layer) are refused unless `SIDEWAYS` lists the pair with its reason, and a
@@ -30,7 +31,9 @@ LAYERS: tuple[frozenset[str], ...] = (
     # synthetic draws patients and PDFs for the demo and for the guard's decoys: no models,
     # no database, but the INS it draws must pass records' own check, hence a domain app.
     frozenset({"records", "audit", "alerts", "accounts", "synthetic"}),
-    frozenset({"vault", "lib", "vigie"}),
+    frozenset({"vault"}),
+    # The vault writes through lib's durable file steps, shared with audit, backup and startup.
+    frozenset({"lib", "vigie"}),
 )
 
 # (importer, imported): why these two apps of one layer may not be kept apart.
@@ -189,6 +192,7 @@ def test_the_layer_lint_catches_a_violation() -> None:
     # Lazy, type-only and relative imports are dependencies all the same.
     lazy = "def f():\n    from vigie.portal.door import serve_document\n"
     assert violations(edges_of("lib/headers.py", lazy))
+    assert violations(edges_of("lib/durable.py", "from vigie.vault import layout\n"))
     typed = "if TYPE_CHECKING:\n    from vigie.records.models import Patient\n"
     assert violations(edges_of("alerts/services.py", typed))
     assert violations(edges_of("records/access.py", "from ..portal.door import serve_document\n"))

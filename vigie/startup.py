@@ -15,8 +15,9 @@ from urllib.parse import urlsplit, urlunsplit
 
 from django.conf import settings
 
+from vigie.lib import durable
 from vigie.lib.env import ConfigError
-from vigie.vault import _fs, layout
+from vigie.vault import layout
 from vigie.vault.errors import KeyringError
 from vigie.vault.kek_store import Keyring
 
@@ -43,7 +44,7 @@ def _check_home(home: Path) -> None:
     try:
         # 0700 whatever the umask; an existing folder is left as it is (`vigie check` reports
         # one that others can read, with the chmod that fixes it).
-        home.mkdir(mode=0o700, parents=True, exist_ok=True)
+        durable.make_private_dir(home)
         # os.access() lies for root; only a real write proves the folder is writable.
         with tempfile.TemporaryFile(dir=home):
             pass
@@ -168,7 +169,7 @@ def bootstrap_home() -> list[Path]:
         return created
     layout.make_keys_dir(keys_dir)
     if not settings.VIGIE_SECRET_KEY_CONFIGURED and not key_file.exists():
-        _fs.write_new(key_file, [secrets.token_urlsafe(64).encode("ascii")])
+        durable.write_new(key_file, [secrets.token_urlsafe(64).encode("ascii")])
         created.append(key_file)
     if not settings.VIGIE_SECRET_KEY_CONFIGURED:
         settings.SECRET_KEY = key_file.read_text(encoding="utf-8").strip()

@@ -1,7 +1,12 @@
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from django import forms
 from django.utils.translation import gettext_lazy as _
+
+if TYPE_CHECKING:
+    from django_stubs_ext import StrOrPromise
 
 
 class LoginForm(forms.Form):
@@ -50,7 +55,28 @@ class RecoveryCodeForm(forms.Form):
     )
 
 
-class InvitationForm(forms.Form):
+def _new_password_field(label: StrOrPromise) -> forms.CharField:
+    return forms.CharField(
+        label=label,
+        strip=False,
+        max_length=1024,
+        widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}),
+    )
+
+
+class _PasswordsMatch(forms.Form):
+    """A form choosing a new password, typed twice (`password`, `password_again`)."""
+
+    def clean(self) -> dict[str, object]:
+        cleaned = super().clean() or {}
+        if cleaned.get("password") is not None and cleaned.get("password") != cleaned.get(
+            "password_again"
+        ):
+            self.add_error("password_again", _("The two passwords differ."))
+        return cleaned
+
+
+class InvitationForm(_PasswordsMatch):
     username = forms.CharField(
         label=_("Identifier"),
         max_length=150,
@@ -65,29 +91,11 @@ class InvitationForm(forms.Form):
             attrs={"autocomplete": "off", "autocapitalize": "characters", "spellcheck": "false"}
         ),
     )
-    password = forms.CharField(
-        label=_("New password"),
-        strip=False,
-        max_length=1024,
-        widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}),
-    )
-    password_again = forms.CharField(
-        label=_("New password, again"),
-        strip=False,
-        max_length=1024,
-        widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}),
-    )
-
-    def clean(self) -> dict[str, object]:
-        cleaned = super().clean() or {}
-        if cleaned.get("password") is not None and cleaned.get("password") != cleaned.get(
-            "password_again"
-        ):
-            self.add_error("password_again", _("The two passwords differ."))
-        return cleaned
+    password = _new_password_field(_("New password"))
+    password_again = _new_password_field(_("New password, again"))
 
 
-class PasswordChangeForm(forms.Form):
+class PasswordChangeForm(_PasswordsMatch):
     """The signed-in user's own password change (the second factor is asked before)."""
 
     current_password = forms.CharField(
@@ -96,23 +104,5 @@ class PasswordChangeForm(forms.Form):
         max_length=1024,
         widget=forms.PasswordInput(attrs={"autocomplete": "current-password", "autofocus": True}),
     )
-    password = forms.CharField(
-        label=_("New password"),
-        strip=False,
-        max_length=1024,
-        widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}),
-    )
-    password_again = forms.CharField(
-        label=_("New password, again"),
-        strip=False,
-        max_length=1024,
-        widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}),
-    )
-
-    def clean(self) -> dict[str, object]:
-        cleaned = super().clean() or {}
-        if cleaned.get("password") is not None and cleaned.get("password") != cleaned.get(
-            "password_again"
-        ):
-            self.add_error("password_again", _("The two passwords differ."))
-        return cleaned
+    password = _new_password_field(_("New password"))
+    password_again = _new_password_field(_("New password, again"))

@@ -41,6 +41,7 @@ from vigie.accounts.reauth import require_fresh_second_factor
 from vigie.accounts.sessions import NEXT_URL, complete_second_factor, start_password_session
 
 if TYPE_CHECKING:
+    from django_otp.models import Device
     from django_otp.plugins.otp_totp.models import TOTPDevice
 
 # Recovery codes wait here between enrolment and the page that shows them, exactly once.
@@ -236,34 +237,54 @@ def verify_view(request: HttpRequest) -> HttpResponse:
         return redirect(_after_login_url(request))
     if otp.confirmed_totp_device(user) is None:
         return redirect("accounts:enrol")
-    totp_form = TotpForm()
-    recovery_form = RecoveryCodeForm()
-    error = None
-    if request.method == "POST":
-        form: TotpForm | RecoveryCodeForm = (
-            RecoveryCodeForm(request.POST)
-            if request.POST.get("kind") == "recovery"
-            else TotpForm(request.POST)
+    if request.method != "POST":
+        return _code_page(request, user, "accounts/verify.html")
+    try:
+        device = _posted_code_device(request, user, purpose="")
+    except otp.LockedOut as locked:
+        return _locked_out(
+            request, locked.retry_after, username=user.username, step="second_factor"
         )
-        if form.is_valid():
-            try:
-                device = otp.match_device(user, form.cleaned_data["code"], request=request)
-            except otp.LockedOut as locked:
-                return _locked_out(
-                    request, locked.retry_after, username=user.username, step="second_factor"
-                )
-            if device is not None:
-                complete_second_factor(request, device)
-                return redirect(_after_login_url(request))
-            events.audit(events.MFA_FAILURE, request=request, actor=user, outcome="failure")
-        error = _("This code is not valid. Codes change every 30 seconds and work only once.")
+    if device is not None:
+        complete_second_factor(request, device)
+        return redirect(_after_login_url(request))
+    return _code_page(request, user, "accounts/verify.html", failed=True)
+
+
+def _posted_code_device(request: HttpRequest, user: User, *, purpose: str) -> Device | None:
+    """The device that accepts the code this POST carries (an authenticator's, or a recovery
+    code when `kind` says so), or None; a wrong code is audited with `purpose` as reason.
+
+    One check for the second factor at sign-in and at re-authentication, so that the two
+    cannot drift apart in what they accept. Raises otp.LockedOut (the attempt is counted)."""
+    form: TotpForm | RecoveryCodeForm = (
+        RecoveryCodeForm(request.POST)
+        if request.POST.get("kind") == "recovery"
+        else TotpForm(request.POST)
+    )
+    if not form.is_valid():
+        return None
+    device = otp.match_device(user, form.cleaned_data["code"], request=request)
+    if device is None:
+        events.audit(
+            events.MFA_FAILURE, request=request, actor=user, outcome="failure", reason=purpose
+        )
+    return device
+
+
+def _code_page(
+    request: HttpRequest, user: User, template: str, *, failed: bool = False, **extra: Any
+) -> HttpResponse:
+    """The page asking for a second-factor code; `failed` after a code was refused."""
+    error = _("This code is not valid. Codes change every 30 seconds and work only once.")
     context = {
-        "totp_form": totp_form,
-        "recovery_form": recovery_form,
-        "error": error,
+        "totp_form": TotpForm(),
+        "recovery_form": RecoveryCodeForm(),
+        "error": error if failed else None,
         "demo_codes": _demo_codes(user),
+        **extra,
     }
-    return render(request, "accounts/verify.html", context)
+    return render(request, template, context)
 
 
 def _qr_svg(device: TOTPDevice) -> str:
@@ -352,44 +373,21 @@ def new_recovery_codes_view(request: HttpRequest) -> HttpResponse:
 def reauth_view(request: HttpRequest) -> HttpResponse:
     user = _current_user(request)
     next_url = _safe_next(request, request.POST.get("next") or request.GET.get("next")) or "/"
-    totp_form = TotpForm()
-    recovery_form = RecoveryCodeForm()
-    error = None
-    if request.method == "POST":
-        form: TotpForm | RecoveryCodeForm = (
-            RecoveryCodeForm(request.POST)
-            if request.POST.get("kind") == "recovery"
-            else TotpForm(request.POST)
-        )
-        if form.is_valid():
-            try:
-                device = otp.match_device(user, form.cleaned_data["code"], request=request)
-            except otp.LockedOut as locked:
-                response = _locked_out(
-                    request, locked.retry_after, username=user.username, step="reauth"
-                )
-                logout(request)
-                return response
-            if device is not None:
-                otp.mark_second_factor_fresh(request)
-                events.audit(
-                    events.MFA_SUCCESS, request=request, actor=user, extra={"purpose": "reauth"}
-                )
-                if otp.is_recovery_device(device):
-                    events.audit(events.MFA_RECOVERY_CODE_USED, request=request, actor=user)
-                return HttpResponseRedirect(next_url)
-            events.audit(
-                events.MFA_FAILURE, request=request, actor=user, outcome="failure", reason="reauth"
-            )
-        error = _("This code is not valid. Codes change every 30 seconds and work only once.")
-    context = {
-        "totp_form": totp_form,
-        "recovery_form": recovery_form,
-        "error": error,
-        "next": next_url,
-        "demo_codes": _demo_codes(user),
-    }
-    return render(request, "accounts/reauth.html", context)
+    if request.method != "POST":
+        return _code_page(request, user, "accounts/reauth.html", next=next_url)
+    try:
+        device = _posted_code_device(request, user, purpose="reauth")
+    except otp.LockedOut as locked:
+        response = _locked_out(request, locked.retry_after, username=user.username, step="reauth")
+        logout(request)
+        return response
+    if device is not None:
+        otp.mark_second_factor_fresh(request)
+        events.audit(events.MFA_SUCCESS, request=request, actor=user, extra={"purpose": "reauth"})
+        if otp.is_recovery_device(device):
+            events.audit(events.MFA_RECOVERY_CODE_USED, request=request, actor=user)
+        return HttpResponseRedirect(next_url)
+    return _code_page(request, user, "accounts/reauth.html", failed=True, next=next_url)
 
 
 @csrf_protect

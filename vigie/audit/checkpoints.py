@@ -36,7 +36,8 @@ from django.db import transaction
 from django.utils import timezone
 
 from vigie.audit import chain
-from vigie.vault import _fs, layout
+from vigie.lib import durable
+from vigie.vault import layout
 
 logger = logging.getLogger("vigie.audit.checkpoints")
 
@@ -83,14 +84,14 @@ def ensure_signing_key(path: Path | None = None) -> bool:
     path = path or signing_key_path()
     if path.exists():
         return False
-    _fs.make_private_dir(path.parent)
+    durable.make_private_dir(path.parent)
     pem = Ed25519PrivateKey.generate().private_bytes(
         serialization.Encoding.PEM,
         serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     )
     try:
-        _fs.write_new(path, [pem])
+        durable.write_new(path, [pem])
     except FileExistsError:
         return False  # another process created it first: use theirs
     return True
@@ -228,18 +229,20 @@ class _Head:
 
 
 def _append_line(path: Path, text: str) -> None:
-    created = _fs.make_private_dir(path.parent)
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, _fs.PRIVATE_FILE_MODE)
+    created = durable.make_private_dir(path.parent)
+    fd = os.open(
+        path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, durable.PRIVATE_FILE_MODE
+    )
     try:
         # flock: appends from several processes never interleave (they hold the append lock
         # too, but a manual `vigie audit checkpoint` on another database must not either).
         fcntl.flock(fd, fcntl.LOCK_EX)
-        _fs.write_all(fd, text.encode("utf-8"))
+        durable.write_all(fd, text.encode("utf-8"))
         os.fsync(fd)
     finally:
         os.close(fd)
     if created or path.stat().st_size == len(text.encode("utf-8")):
-        _fs.fsync_dir(path.parent)
+        durable.fsync_dir(path.parent)
 
 
 def read_checkpoints(path: Path | None = None) -> tuple[list[Checkpoint], list[tuple[int, str]]]:

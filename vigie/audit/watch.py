@@ -24,7 +24,7 @@ from django.utils import timezone
 
 from vigie.audit import checkpoints, refusals, rules
 from vigie.audit.models import AuditEvent
-from vigie.vault import _fs
+from vigie.lib import durable
 
 
 def heartbeat_path() -> Path:
@@ -34,9 +34,9 @@ def heartbeat_path() -> Path:
 def beat(position: int, *, now: datetime | None = None) -> None:
     """Durably record that the watcher completed a pass (atomic replace, file and folder fsynced)."""
     path = heartbeat_path()
-    _fs.make_private_dir(path.parent)
+    durable.make_private_dir(path.parent)
     body = {"at": (now or timezone.now()).isoformat(), "pid": os.getpid(), "seq": position}
-    _fs.write_new(path, [json.dumps(body, sort_keys=True).encode()], replace=True)
+    durable.write_new(path, [json.dumps(body, sort_keys=True).encode()], replace=True)
 
 
 def last_beat() -> datetime | None:

@@ -38,7 +38,7 @@ from vigie.backup import database, sealed
 from vigie.backup.destination import PARTIAL_PREFIX, Destination, DestinationError
 from vigie.backup.manifest import FORMAT, MANIFEST_NAME, sign
 from vigie.backup.parallel import THREADS
-from vigie.vault import _fs
+from vigie.lib import durable
 
 CHECKPOINTS_FILE = "checkpoints.jsonl"
 POLICY_FILE = "vigie-policy.toml"
@@ -158,7 +158,7 @@ def create(
         moment = now or datetime.now(UTC)
         snapshot_id = f"{moment:%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"
         partial = dest.snapshots_dir / f"{PARTIAL_PREFIX}{snapshot_id}"
-        _fs.make_private_dir(partial)
+        durable.make_private_dir(partial)
         try:
             result = _fill(dest, partial, snapshot_id, store, moment, progress, started)
         except BaseException:
@@ -166,7 +166,7 @@ def create(
             raise
         final = dest.snapshot_dir(snapshot_id)
         partial.rename(final)
-        _fs.fsync_dir(dest.snapshots_dir)
+        durable.fsync_dir(dest.snapshots_dir)
     return result
 
 
@@ -208,13 +208,13 @@ def _fill(
         "blobs": [[b, *copy.entries[b]] for b in sorted(copy.entries)],
     }
     manifest_path = partial / MANIFEST_NAME
-    fd = _fs.create_private(manifest_path)
+    fd = durable.create_private(manifest_path)
     try:
-        _fs.write_all(fd, sign(body, signing_key))
+        durable.write_all(fd, sign(body, signing_key))
         os.fsync(fd)
     finally:
         os.close(fd)
-    _fs.fsync_dir(partial)
+    durable.fsync_dir(partial)
     return CreateResult(
         snapshot_id=snapshot_id,
         path=dest.snapshot_dir(snapshot_id),

@@ -32,7 +32,7 @@ from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.utils import load_backend
 
-from vigie.vault import _fs
+from vigie.lib import durable
 
 SQLITE_FILE = "database.sqlite3"
 PG_FILE = "database.pgdump"
@@ -117,7 +117,7 @@ def _sqlite_path() -> Path:
 
 def _scratch_root() -> Path:
     home = Path(settings.VIGIE_HOME)
-    _fs.make_private_dir(home)
+    durable.make_private_dir(home)
     now = time.time()
     for leftover in home.glob(f"{SCRATCH_PREFIX}*"):
         with contextlib.suppress(OSError):
@@ -129,7 +129,7 @@ def _scratch_root() -> Path:
 def _snapshot_sqlite(sink: Sink) -> SnapshotFacts:
     with tempfile.TemporaryDirectory(prefix=SCRATCH_PREFIX, dir=_scratch_root()) as scratch:
         target = Path(scratch) / SQLITE_FILE
-        os.close(_fs.create_private(target))  # SQLite takes an empty file as a new database
+        os.close(durable.create_private(target))  # SQLite takes an empty file as a new database
         # A connection of our own: Django's may be inside a transaction, and the backup API
         # needs the source idle. The timeout covers a writer holding the lock for a moment.
         name = str(connections[DEFAULT_DB_ALIAS].settings_dict["NAME"])
@@ -285,15 +285,15 @@ def restore(fill: Fill, backup_engine: str) -> None:
     if backup_engine == "sqlite":
         target = _sqlite_path()
         connections[DEFAULT_DB_ALIAS].close()
-        _fs.make_private_dir(target.parent)
+        durable.make_private_dir(target.parent)
         tmp = target.with_name(f".{target.name}.restore-{secrets.token_hex(6)}")
         try:
             fill(tmp)  # private and fsynced
-            _fs.publish_new(tmp, target)
+            durable.publish_new(tmp, target)
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
-        _fs.fsync_dir(target.parent)
+        durable.fsync_dir(target.parent)
         return
     settings_dict = _pg_settings()
     connections[DEFAULT_DB_ALIAS].close()

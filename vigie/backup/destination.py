@@ -15,7 +15,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from vigie.backup.manifest import MANIFEST_NAME, Manifest, ManifestError, load
-from vigie.vault import _fs
+from vigie.lib import durable
 from vigie.vault.store import FilesystemBlobStore
 
 SNAPSHOTS = "snapshots"
@@ -90,13 +90,13 @@ class Destination:
     def locked(self) -> Iterator[None]:
         """One writer at a time: two backups (or a backup and a prune) must not interleave."""
         try:
-            _fs.make_private_dir(self.root)
+            durable.make_private_dir(self.root)
         except OSError as exc:
             raise DestinationError(f"cannot create {self.root}: {exc.strerror}") from None
         self._make_private()
         fd = os.open(self.root / ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
-            os.fchmod(fd, _fs.PRIVATE_FILE_MODE)  # one made before, under another umask
+            os.fchmod(fd, durable.PRIVATE_FILE_MODE)  # one made before, under another umask
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
@@ -112,8 +112,8 @@ class Destination:
         come with 0755. One owned by someone else (root's mount point) is left as it is:
         what Vigie writes inside it is 0700 and 0600 anyway."""
         st = self.root.stat()
-        if st.st_uid == os.geteuid() and stat.S_IMODE(st.st_mode) != _fs.PRIVATE_DIR_MODE:
-            self.root.chmod(_fs.PRIVATE_DIR_MODE)
+        if st.st_uid == os.geteuid() and stat.S_IMODE(st.st_mode) != durable.PRIVATE_DIR_MODE:
+            self.root.chmod(durable.PRIVATE_DIR_MODE)
 
 
 def snapshot_time(snapshot_id: str) -> datetime:

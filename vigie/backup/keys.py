@@ -31,7 +31,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from django.conf import settings
 
-from vigie.vault import _fs, layout
+from vigie.lib import durable
+from vigie.vault import layout
 from vigie.vault.kek_store import Keyring
 
 FORMAT = "vigie-keys-export-1"
@@ -169,7 +170,7 @@ def export_bundle(bundle: KeyBundle, path: Path, passphrase: str) -> None:
     }
     content = (json.dumps(document, indent=2) + "\n").encode("utf-8")
     try:
-        _fs.write_new(path, [content])
+        durable.write_new(path, [content])
     except FileExistsError:
         raise KeysExportError(f"{path} already exists; refusing to overwrite it") from None
     except OSError as exc:
@@ -261,7 +262,7 @@ def install(bundle: KeyBundle) -> list[Path]:
     for path, content in targets:
         # Into the keys folder (apart from VIGIE_HOME), its parents left traversable.
         layout.make_keys_dir(path.parent)
-        _fs.write_new(path, [content])
+        durable.write_new(path, [content])
         written.append(path)
     if bundle.secret_key is not None and not settings.VIGIE_SECRET_KEY_CONFIGURED:
         settings.SECRET_KEY = bundle.secret_key

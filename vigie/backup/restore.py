@@ -26,7 +26,8 @@ from vigie.backup.keys import KeyBundle, install
 from vigie.backup.manifest import BlobEntry, Manifest
 from vigie.backup.parallel import THREADS, check_each, staged
 from vigie.backup.sealed import SealedFileError
-from vigie.vault import _fs, layout
+from vigie.lib import durable
+from vigie.vault import layout
 
 MARKER = "RESTORING"
 
@@ -106,10 +107,10 @@ def restore(
     result = RestoreResult(snapshot_id)
 
     home = Path(settings.VIGIE_HOME)
-    _fs.make_private_dir(home)
+    durable.make_private_dir(home)
     marker = marker_path()
     marker.write_text(f"restore of snapshot {snapshot_id} from {dest_root} in progress\n")
-    _fs.fsync_dir(home)
+    durable.fsync_dir(home)
 
     install(bundle)
     _restore_blobs(dest, manifest, result, progress)
@@ -119,11 +120,11 @@ def restore(
             manifest.engine,
         )
         checkpoint_target = Path(settings.VIGIE_AUDIT_CHECKPOINT_FILE)
-        _fs.make_private_dir(checkpoint_target.parent)
+        durable.make_private_dir(checkpoint_target.parent)
         manifest.extract("checkpoints", folder, checkpoint_target, keyring)
         policy_target = Path(settings.VIGIE_POLICY_FILE)
         if "policy" in manifest.body["files"] and not policy_target.exists():
-            _fs.make_private_dir(policy_target.parent)
+            durable.make_private_dir(policy_target.parent)
             manifest.extract("policy", folder, policy_target, keyring)
     except (database.DatabaseBackupError, SealedFileError) as exc:
         raise RestoreError(
@@ -134,7 +135,7 @@ def restore(
     result.seconds = time.perf_counter() - started
     if not result.problems:
         marker.unlink()
-        _fs.fsync_dir(home)
+        durable.fsync_dir(home)
     return result
 
 

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from vigie import vault
-from vigie.vault import _fs
+from vigie.lib import durable
 
 SUFFIX = ".sealed"
 
@@ -113,7 +113,7 @@ def extract(
         return
     try:
         with source.open("rb", buffering=0) as handle:
-            _fs.write_new(target, iter(lambda: handle.read(vault.FILE_CHUNK_SIZE), b""))
+            durable.write_new(target, iter(lambda: handle.read(vault.FILE_CHUNK_SIZE), b""))
     except FileNotFoundError:
         raise SealedFileError(f"{role} file {source} is missing") from None
 
@@ -142,13 +142,13 @@ def decrypt_to(
     except vault.VaultError as exc:
         raise SealedFileError(f"{role} file {source.name} cannot be opened: {exc}") from None
     try:
-        fd = _fs.create_private(target)
+        fd = durable.create_private(target)
         try:
             with stream:
                 for chunk in stream:
                     digest.update(chunk)
                     size += len(chunk)
-                    _fs.write_all(fd, chunk)
+                    durable.write_all(fd, chunk)
             os.fsync(fd)
         finally:
             os.close(fd)

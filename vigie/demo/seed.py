@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from django.db import transaction
 
 from vigie.accounts.demo import enrol_totp
 from vigie.accounts.models import Role, User
+from vigie.lib import durable
 from vigie.records.ingest import DocumentMeta, ingest
 from vigie.records.models import CareRelationship, Patient
 from vigie.synthetic.clinic import Clinic, build_clinic
@@ -49,16 +49,8 @@ def _aware(day: date) -> datetime:
 def _write_credentials(logins: list[DemoLogin]) -> Path:
     path = credentials_path()
     payload: dict[str, Any] = {"users": [login.__dict__ for login in logins]}
-    tmp = path.with_suffix(".tmp")
-    tmp.unlink(missing_ok=True)
-    # Mode 0600 from creation: the file holds working passwords, even if only demo ones.
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        json.dump(payload, handle, indent=2)
-        handle.write("\n")
-        handle.flush()
-        os.fsync(handle.fileno())
-    tmp.replace(path)
+    # Private (0600) from creation: the file holds working passwords, even if only demo ones.
+    durable.write_new(path, [json.dumps(payload, indent=2).encode("utf-8") + b"\n"], replace=True)
     return path
 
 

@@ -25,13 +25,11 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
-import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
-from types import FrameType
 
 from django.conf import settings
 from django.db import close_old_connections, connection
@@ -41,6 +39,7 @@ from vigie.guard import heartbeat, nft, probe, probe_recheck, windows
 from vigie.guard.drift import DriftWatcher
 from vigie.guard.models import MaintenanceWindow
 from vigie.guard.policy import Policy
+from vigie.lib.shutdown import stop_on_signals
 
 logger = logging.getLogger(__name__)
 
@@ -191,17 +190,10 @@ def run(policy: Policy, *, install_signals: bool = True) -> None:
     with single_instance(lock):
         nft.check_available()
         guard = Guard(policy)
-        if install_signals:
-
-            def _stop(signum: int, frame: FrameType | None) -> None:
-                logger.info("guard: signal %s, stopping", signum)
-                guard.stop.set()
-
-            signal.signal(signal.SIGTERM, _stop)
-            signal.signal(signal.SIGINT, _stop)
-        guard.start()
-        try:
-            while not guard.stop.wait(1.0):
-                pass
-        finally:
-            guard.shutdown()
+        with stop_on_signals(guard.stop.set) if install_signals else nullcontext():
+            guard.start()
+            try:
+                while not guard.stop.wait(1.0):
+                    pass
+            finally:
+                guard.shutdown()

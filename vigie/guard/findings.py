@@ -156,46 +156,49 @@ def _policy_set_findings(policy: Policy, data: dict[str, Any]) -> list[Finding]:
                 )
             )
             continue
-        for element in sorted(actual - expected):
-            if name == "guarded_ports":
-                summary = _("Port %(port)s added by hand to %(set)s (not in the policy)")
-                exposing = False
-            else:
-                summary = _(
-                    "Source %(source)s added by hand to %(set)s: it may now reach ports %(ports)s"
-                )
-                exposing = True
-            findings.append(
-                Finding(
-                    key=f"vigie:set:{name}:+:{element}",
-                    kind=DriftEvent.Kind.RULESET,
-                    severity=CRITICAL,
-                    summary=summary
-                    % {"port": element, "source": element, "set": where, "ports": ports},
-                    details={"set": where, "added": element, "policy": sorted(expected)},
-                    exposing=exposing,
-                )
-            )
-        for element in sorted(expected - actual):
-            if name == "guarded_ports":
-                summary = _(
-                    "Port %(port)s removed by hand from %(set)s: any address may now reach it"
-                )
-                exposing = True
-            else:
-                summary = _("Source %(source)s removed by hand from %(set)s (policy allows it)")
-                exposing = False
-            findings.append(
-                Finding(
-                    key=f"vigie:set:{name}:-:{element}",
-                    kind=DriftEvent.Kind.RULESET,
-                    severity=CRITICAL,
-                    summary=summary % {"port": element, "source": element, "set": where},
-                    details={"set": where, "removed": element, "policy": sorted(expected)},
-                    exposing=exposing,
-                )
-            )
+        findings += [
+            _set_element_finding("+", name, element, expected, ports)
+            for element in sorted(actual - expected)
+        ]
+        findings += [
+            _set_element_finding("-", name, element, expected, ports)
+            for element in sorted(expected - actual)
+        ]
     return findings
+
+
+def _set_element_finding(
+    change: str, name: str, element: str, expected: set[str], ports: str
+) -> Finding:
+    """`element` added to (`change` "+") or removed from ("-") Vigie's set `name`, by hand.
+
+    A port is exposed by leaving the guarded set, a source by entering an allowed one."""
+    port = name == "guarded_ports"
+    if change == "+":
+        summary = (
+            _("Port %(port)s added by hand to %(set)s (not in the policy)")
+            if port
+            else _("Source %(source)s added by hand to %(set)s: it may now reach ports %(ports)s")
+        )
+    else:
+        summary = (
+            _("Port %(port)s removed by hand from %(set)s: any address may now reach it")
+            if port
+            else _("Source %(source)s removed by hand from %(set)s (policy allows it)")
+        )
+    where = f"{nft.TABLE} {name}"
+    return Finding(
+        key=f"vigie:set:{name}:{change}:{element}",
+        kind=DriftEvent.Kind.RULESET,
+        severity=CRITICAL,
+        summary=summary % {"port": element, "source": element, "set": where, "ports": ports},
+        details={
+            "set": where,
+            "added" if change == "+" else "removed": element,
+            "policy": sorted(expected),
+        },
+        exposing=port == (change == "-"),
+    )
 
 
 def _opens_input(rule: Rule, chain: Chain) -> bool:
@@ -397,36 +400,9 @@ def _chain_findings(old: Chain, new: Chain, *, vigie: bool) -> list[Finding]:
     after = Counter(r.identity for r in new.rules)
     texts = {r.identity: r for r in (*old.rules, *new.rules)}
     for identity, count in sorted((after - before).items()):
-        rule = texts[identity]
-        exposing = (vigie and _opens_input(rule, new)) or (not vigie and _bypasses_vigie(rule, new))
-        for occurrence in range(count):
-            findings.append(
-                Finding(
-                    key=f"rule:+:{new.label}:{digest(identity)}:{occurrence}",
-                    kind=DriftEvent.Kind.RULESET,
-                    severity=CRITICAL if vigie or exposing else WARNING,
-                    summary=_("Rule added by hand to chain %(chain)s: “%(rule)s”")
-                    % {"chain": new.label, "rule": rule.text},
-                    details={"chain": new.label, "rule": rule.text, "verdict": rule.verdict},
-                    exposing=exposing,
-                )
-            )
+        findings += _rule_findings("+", texts[identity], count, new, vigie=vigie)
     for identity, count in sorted((before - after).items()):
-        rule = texts[identity]
-        closed = _closes_input(rule, old)
-        for occurrence in range(count):
-            findings.append(
-                Finding(
-                    key=f"rule:-:{old.label}:{digest(identity)}:{occurrence}",
-                    kind=DriftEvent.Kind.RULESET,
-                    severity=CRITICAL if vigie else WARNING,
-                    summary=_("Rule removed by hand from chain %(chain)s: “%(rule)s”")
-                    % {"chain": old.label, "rule": rule.text},
-                    details={"chain": old.label, "rule": rule.text, "verdict": rule.verdict},
-                    # Without Vigie's reject, the guarded ports answer anyone.
-                    exposing=vigie and closed,
-                )
-            )
+        findings += _rule_findings("-", texts[identity], count, old, vigie=vigie)
     order_old = [r.identity for r in old.rules]
     order_new = [r.identity for r in new.rules]
     if before == after and order_old != order_new:
@@ -444,6 +420,32 @@ def _chain_findings(old: Chain, new: Chain, *, vigie: bool) -> list[Finding]:
             )
         )
     return findings
+
+
+def _rule_findings(
+    change: str, rule: Rule, count: int, chain: Chain, *, vigie: bool
+) -> list[Finding]:
+    """`count` copies of `rule` added to (`change` "+") or removed from ("-") `chain`."""
+    if change == "+":
+        summary = _("Rule added by hand to chain %(chain)s: “%(rule)s”")
+        exposing = (vigie and _opens_input(rule, chain)) or (
+            not vigie and _bypasses_vigie(rule, chain)
+        )
+    else:
+        summary = _("Rule removed by hand from chain %(chain)s: “%(rule)s”")
+        # Without Vigie's reject, the guarded ports answer anyone.
+        exposing = vigie and _closes_input(rule, chain)
+    return [
+        Finding(
+            key=f"rule:{change}:{chain.label}:{digest(rule.identity)}:{occurrence}",
+            kind=DriftEvent.Kind.RULESET,
+            severity=CRITICAL if vigie or exposing else WARNING,
+            summary=summary % {"chain": chain.label, "rule": rule.text},
+            details={"chain": chain.label, "rule": rule.text, "verdict": rule.verdict},
+            exposing=exposing,
+        )
+        for occurrence in range(count)
+    ]
 
 
 def is_loopback(address: str) -> bool:

@@ -1,7 +1,8 @@
 """Test helpers: a throwaway network namespace for real nftables and conntrack.
 
-Tests never touch the host's ruleset: `netns` creates a namespace (loopback up), points
-`vigie.guard.nft` at it, and deletes it afterwards. Tests that need it are marked `netns`
+Tests never touch the host's ruleset: `network_namespace()` (the root conftest's `netns`
+fixture) creates a namespace (loopback up), points `vigie.guard.nft` at it, and deletes it
+afterwards. Tests that need it are marked `netns`
 and need root (CAP_NET_ADMIN) with Debian's `nftables`, `conntrack` and `iproute2`.
 """
 
@@ -14,9 +15,8 @@ import shutil
 import subprocess
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from typing import Any, TypeVar
-
-import pytest
 
 from vigie.guard import nft
 
@@ -93,12 +93,9 @@ def delete_netns(name: str) -> None:
     subprocess.run(["ip", "netns", "del", name], capture_output=True, timeout=30, check=False)
 
 
-@pytest.fixture
-def netns() -> Iterator[str]:
-    reason = netns_supported()
-    if reason is not None:
-        # CI runs as root with the packages installed: there this fails, never skips.
-        pytest.fail(f"this test needs a network namespace: {reason}")
+@contextmanager
+def network_namespace() -> Iterator[str]:
+    """A new namespace that `vigie.guard.nft` works in while inside, deleted after."""
     name = make_netns()
     previous, nft.NETNS = nft.NETNS, name
     try:

@@ -33,6 +33,8 @@ from pathlib import Path
 
 from django.utils.translation import gettext as _
 
+from vigie.lib import durable
+
 DONE = "done"
 QUARANTINE = "quarantine"
 PLACES = (DONE, QUARANTINE)
@@ -331,7 +333,10 @@ class Outbox(_Dir):
             os.close(fd)
 
     def write_text(self, place: str, name: str, text: str) -> None:
-        """`place/name` written whole (new temp + fsync + rename): never a torn file."""
+        """`place/name` written whole (new temp + fsync + rename): never a torn file.
+
+        Not `lib.durable.write_new`: every step here goes through the folder's descriptor
+        (openat), so a sender who swaps a folder for a link cannot redirect the write."""
         where = self._places[place].fd
         temp = f".{name}.tmp"
         try:
@@ -341,9 +346,7 @@ class Outbox(_Dir):
             os.unlink(temp, dir_fd=where)
             fd = os.open(temp, _CREATE, 0o600, dir_fd=where)
         try:
-            data = text.encode("utf-8", "surrogateescape")
-            while data:
-                data = data[os.write(fd, data) :]
+            durable.write_all(fd, text.encode("utf-8", "surrogateescape"))
             os.fsync(fd)
         finally:
             os.close(fd)

@@ -10,7 +10,6 @@ documents back and nothing disappears without a trace.
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,6 +20,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from vigie import vault
+from vigie.lib import durable
 from vigie.records.content import verify
 from vigie.records.models import Document, PendingDocument
 
@@ -92,7 +92,7 @@ def _repair(report: FsckReport, store: vault.FilesystemBlobStore) -> None:
     reasons = dict(report.corrupt)
     rows = list(Document.objects.filter(pk__in=broken).select_related("patient"))
     folder = Path(settings.VIGIE_HOME) / "fsck"
-    folder.mkdir(mode=0o700, exist_ok=True)
+    durable.make_private_dir(folder)
     path = folder / f"removed-{timezone.now():%Y%m%dT%H%M%S}.json"
     payload = [
         {
@@ -109,10 +109,8 @@ def _repair(report: FsckReport, store: vault.FilesystemBlobStore) -> None:
         for doc in rows
     ]
     # The report is written and fsynced before any row goes: it is the trace of what left.
-    with path.open("w", encoding="utf-8") as handle:
-        json.dump(payload, handle, ensure_ascii=False, indent=2)
-        handle.flush()
-        os.fsync(handle.fileno())
+    body = json.dumps(payload, ensure_ascii=False, indent=2).encode("utf-8")
+    durable.write_new(path, [body], replace=True)
     with transaction.atomic():
         Document.objects.filter(pk__in=[doc.pk for doc in rows]).delete()
     for doc in rows:

@@ -17,7 +17,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
-from typing import BinaryIO
+from typing import Any, BinaryIO, TypeVar
 
 from django.conf import settings
 from django.db import transaction
@@ -31,7 +31,13 @@ from vigie.records.ingest_errors import (
     StorageUnavailable,
     UnknownPatient,
 )
-from vigie.records.models import Document, DocumentKind, Patient, new_document_id
+from vigie.records.models import (
+    Document,
+    DocumentKind,
+    Patient,
+    PendingDocument,
+    new_document_id,
+)
 
 __all__ = [
     "DocumentMeta",
@@ -44,7 +50,10 @@ __all__ = [
     "ingest",
     "record_stored",
     "refuse_control_characters",
+    "seal_and_insert",
 ]
+
+Row = TypeVar("Row", Document, PendingDocument)
 
 
 @dataclass(frozen=True)
@@ -105,6 +114,18 @@ def _validate_meta(meta: DocumentMeta) -> None:
         refuse_control_characters(getattr(meta, name), f"the document's {name}")
 
 
+def meta_fields(meta: DocumentMeta) -> dict[str, Any]:
+    """The row's values for what the sender said, as stored (names without their margins)."""
+    return {
+        "kind": meta.kind,
+        "title": meta.title.strip(),
+        "clinical_date": meta.clinical_date,
+        "author": meta.author.strip(),
+        "source_system": meta.source_system.strip(),
+        "content_type": meta.content_type,
+    }
+
+
 # C0 controls but tab, newline and carriage return, and DEL: never in a title or a name.
 # PostgreSQL refuses NUL in text outright; the others would end up in pages and reports.
 _CONTROL_RE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
@@ -151,40 +172,63 @@ def ingest(
     """
     _validate_meta(meta)
     target = patient if isinstance(patient, Patient) else find_patient(patient)
-    document_id = new_document_id()
+
+    def then(document: Document) -> None:
+        if within is not None:
+            within(document)
+        record_stored(document)
+
+    return seal_and_insert(
+        Document,
+        content,
+        max_size=settings.VIGIE_MAX_DOCUMENT_SIZE,
+        fields={
+            "patient": target,
+            **meta_fields(meta),
+            "active_content": active_content,
+            "content_warnings": list(content_warnings or []),
+        },
+        then=then,
+    )
+
+
+def seal_and_insert(
+    model: type[Row],
+    content: BinaryIO,
+    *,
+    max_size: int,
+    fields: dict[str, Any],
+    then: Callable[[Row], None],
+) -> Row:
+    """Seal `content` under a new id, then insert the `model` row that holds its key, and run
+    `then(row)` (the audit event, the channel's own record) in the row's transaction.
+
+    Blob first, row second: a crash in between leaves an orphan blob for fsck, never a row
+    without its blob. Raises InvalidDocument (larger than `max_size`) or StorageUnavailable
+    (the store refused) with nothing stored.
+    """
+    row_id = new_document_id()
     store = vault.get_store()
     try:
-        sealed = vault.seal(
-            document_id, content, store=store, max_size=settings.VIGIE_MAX_DOCUMENT_SIZE
-        )
+        sealed = vault.seal(row_id, content, store=store, max_size=max_size)
     except vault.DocumentTooLarge as exc:
         raise InvalidDocument(str(exc)) from None
     except OSError as exc:
         raise StorageUnavailable(f"cannot store the document: {exc.strerror or exc}") from exc
     try:
         with transaction.atomic():
-            document = Document.objects.create(
-                id=document_id,
-                patient=target,
-                kind=meta.kind,
-                title=meta.title.strip(),
-                clinical_date=meta.clinical_date,
-                author=meta.author.strip(),
-                source_system=meta.source_system.strip(),
-                content_type=meta.content_type,
+            row = model.objects.create(
+                id=row_id,
                 size=sealed.size,
                 sha256=sealed.sha256,
                 kek_id=sealed.kek_id,
                 wrapped_key=sealed.wrapped_key,
-                active_content=active_content,
-                content_warnings=list(content_warnings or []),
+                **fields,
             )
-            if within is not None:
-                within(document)
-            record_stored(document)
+            then(row)
     except BaseException:
         # The row did not commit: the blob is an orphan now, remove it rather than wait for
         # fsck. (If we die before this line, fsck finds it.)
-        store.delete(document_id)
+        store.delete(row_id)
         raise
-    return document
+    return row

@@ -21,9 +21,10 @@ from django.db.models import Count
 
 from vigie import vault
 from vigie.accounts.models import TotpSeed
+from vigie.lib import durable
 from vigie.records.content import verify
 from vigie.records.models import Document, PendingDocument
-from vigie.vault import _fs, layout
+from vigie.vault import layout
 from vigie.vault.kek_store import Keyring
 
 Progress = Callable[[int, int], None]
@@ -176,7 +177,7 @@ def move_keys(dest: Path, source: Path | None = None) -> MoveResult:
                 )
             continue  # copied by an earlier, interrupted run
         try:
-            _fs.write_new(target, [content])
+            durable.write_new(target, [content])
         except OSError as exc:
             raise KeyMoveError(f"cannot write {target}: {exc.strerror or exc}") from None
         copied.append(name)
@@ -186,11 +187,11 @@ def move_keys(dest: Path, source: Path | None = None) -> MoveResult:
         (source / name).unlink(missing_ok=True)
         removed.append(name)
     if removed:
-        _fs.fsync_dir(source)
+        durable.fsync_dir(source)
     # The old layout's folder goes with its last key; VIGIE_HOME or a shared folder stays.
     if source.name == layout.LEGACY_FOLDER_NAME and not any(source.iterdir()):
         source.rmdir()
-        _fs.fsync_dir(source.parent)
+        durable.fsync_dir(source.parent)
     return MoveResult(source, dest, copied, removed, verified)
 
 

@@ -142,11 +142,12 @@ class DocumentKind(models.TextChoices):
     OTHER = "other", _("Other")
 
 
-class Document(models.Model):
+class StoredDocument(models.Model):
+    """What a stored document is, whether filed under a patient (`Document`) or waiting for
+    one (`PendingDocument`): its blob's id, what the sender said it is, and how its bytes
+    are sealed. An attached pending document's row becomes a Document with these values."""
+
     id = models.CharField(primary_key=True, max_length=64, default=new_document_id, editable=False)
-    patient = models.ForeignKey(
-        Patient, on_delete=models.PROTECT, related_name="documents", verbose_name=_("patient")
-    )
     kind = models.CharField(_("kind"), max_length=32, choices=DocumentKind.choices)
     title = models.CharField(_("title"), max_length=255)
     clinical_date = models.DateField(_("clinical date"))
@@ -155,7 +156,6 @@ class Document(models.Model):
     content_type = models.CharField(_("content type"), max_length=100)
     size = models.BigIntegerField(_("size (bytes)"))
     sha256 = models.CharField(_("SHA-256 of the content"), max_length=64)
-    received_at = models.DateTimeField(_("received at"), default=timezone.now)
     # The per-document data key, wrapped by key-encryption key `kek_id` of the keyring.
     # Rotation rewrites these two columns only; the blob is never re-encrypted.
     kek_id = models.CharField(_("key-encryption key"), max_length=64, editable=False)
@@ -164,6 +164,30 @@ class Document(models.Model):
     # embedded files): it is stored, but served as a download only, never inside the portal.
     active_content = models.BooleanField(_("active content"), default=False)
     content_warnings = models.JSONField(_("content warnings"), default=list, blank=True)
+
+    class Meta:
+        abstract = True
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        _keep_content_verdict(self, kwargs.get("update_fields"))
+        super().save(*args, **kwargs)
+
+    def stored_fields(self) -> dict[str, Any]:
+        """These shared fields' values, to file the same sealed blob under another row."""
+        values = {name: getattr(self, name) for name in STORED_FIELDS}
+        # PostgreSQL hands a BinaryField back as a memoryview of the fetched row.
+        values["wrapped_key"] = bytes(values["wrapped_key"])
+        return values
+
+
+STORED_FIELDS = tuple(field.name for field in StoredDocument._meta.local_fields)
+
+
+class Document(StoredDocument):
+    patient = models.ForeignKey(
+        Patient, on_delete=models.PROTECT, related_name="documents", verbose_name=_("patient")
+    )
+    received_at = models.DateTimeField(_("received at"), default=timezone.now)
 
     class Meta:
         verbose_name = _("document")
@@ -182,10 +206,6 @@ class Document(models.Model):
 
     def __str__(self) -> str:
         return f"{self.title} ({self.clinical_date:%Y-%m-%d})"
-
-    def save(self, *args: Any, **kwargs: Any) -> None:
-        _keep_content_verdict(self, kwargs.get("update_fields"))
-        super().save(*args, **kwargs)
 
 
 class CareRelationshipQuerySet(QuerySet["CareRelationship"]):
@@ -388,7 +408,7 @@ class PendingStatus(models.TextChoices):
     REJECTED = "rejected", _("Rejected")
 
 
-class PendingDocument(models.Model):
+class PendingDocument(StoredDocument):
     """A received document whose patient could not be identified exactly.
 
     It is stored encrypted like any document (its id is its blob's id, and becomes the
@@ -396,7 +416,6 @@ class PendingDocument(models.Model):
     administrator attaches it to a patient. Vigie never attaches a document on a guess.
     """
 
-    id = models.CharField(primary_key=True, max_length=64, default=new_document_id, editable=False)
     status = models.CharField(
         _("status"), max_length=16, choices=PendingStatus.choices, default=PendingStatus.PENDING
     )
@@ -406,18 +425,6 @@ class PendingDocument(models.Model):
     # What the sender said about the patient, as received (identifiers and demographics).
     identifiers = models.JSONField(_("identifiers received"), default=dict, blank=True)
     demographics = models.JSONField(_("demographics received"), default=dict, blank=True)
-    kind = models.CharField(_("kind"), max_length=32, choices=DocumentKind.choices)
-    title = models.CharField(_("title"), max_length=255)
-    clinical_date = models.DateField(_("clinical date"))
-    author = models.CharField(_("author"), max_length=255, blank=True)
-    source_system = models.CharField(_("source system"), max_length=100)
-    content_type = models.CharField(_("content type"), max_length=100)
-    size = models.BigIntegerField(_("size (bytes)"))
-    sha256 = models.CharField(_("SHA-256 of the content"), max_length=64)
-    kek_id = models.CharField(_("key-encryption key"), max_length=64, editable=False)
-    wrapped_key = models.BinaryField(_("wrapped data key"), editable=False)
-    active_content = models.BooleanField(_("active content"), default=False)
-    content_warnings = models.JSONField(_("content warnings"), default=list, blank=True)
     resolved_by = models.CharField(_("resolved by"), max_length=150, blank=True)
     resolved_at = models.DateTimeField(_("resolved at"), null=True, blank=True)
     resolution_note = models.CharField(_("note"), max_length=500, blank=True)
@@ -440,7 +447,3 @@ class PendingDocument(models.Model):
 
     def __str__(self) -> str:
         return f"{self.title} ({self.source_system}, {self.received_at:%Y-%m-%d %H:%M})"
-
-    def save(self, *args: Any, **kwargs: Any) -> None:
-        _keep_content_verdict(self, kwargs.get("update_fields"))
-        super().save(*args, **kwargs)

@@ -32,17 +32,18 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from vigie import vault
 from vigie.audit.log import record
 from vigie.records.identifiers import InvalidIdentifier, validate_ipp, validate_nir
 from vigie.records.ingest import (
     DocumentMeta,
     _validate_meta,
     ingest,
+    meta_fields,
     record_stored,
     refuse_control_characters,
+    seal_and_insert,
 )
-from vigie.records.ingest_errors import ForeignSource, InvalidDocument, StorageUnavailable
+from vigie.records.ingest_errors import ForeignSource, InvalidDocument
 from vigie.records.inspection import ContentReport, inspect
 from vigie.records.models import (
     Document,
@@ -259,51 +260,34 @@ def _store_pending(
     within: Callable[[Document | PendingDocument], None] | None,
     audit_extra: dict[str, Any],
 ) -> PendingDocument:
-    pending_id = PendingDocument._meta.get_field("id").get_default()
-    store = vault.get_store()
-    try:
-        sealed = vault.seal(pending_id, io.BytesIO(data), store=store, max_size=len(data))
-    except OSError as exc:
-        raise StorageUnavailable(f"cannot store the document: {exc.strerror or exc}") from exc
-    try:
-        with transaction.atomic():
-            pending = PendingDocument.objects.create(
-                id=pending_id,
-                channel=channel,
-                reason=reason[:500],
-                identifiers=sender.identifiers(),
-                demographics=sender.demographics(),
-                kind=meta.kind,
-                title=meta.title.strip(),
-                clinical_date=meta.clinical_date,
-                author=meta.author.strip(),
-                source_system=meta.source_system.strip(),
-                content_type=report.content_type,
-                size=sealed.size,
-                sha256=sealed.sha256,
-                kek_id=sealed.kek_id,
-                wrapped_key=sealed.wrapped_key,
-                active_content=report.active_content,
-                content_warnings=report.warnings,
-            )
-            # In the row's transaction, like `intake.document.stored` for a matched document:
-            # a pending document is never stored unaudited, nor an event left for a
-            # reception that rolled back.
-            record(
-                "intake.pending",
-                reason=reason[:500],
-                extra={
-                    **audit_extra,
-                    "pending_id": pending.pk,
-                    "identifiers": sender.identifiers(),
-                },
-            )
-            if within is not None:
-                within(pending)
-            return pending
-    except BaseException:
-        store.delete(pending_id)
-        raise
+
+    def then(pending: PendingDocument) -> None:
+        # In the row's transaction, like `intake.document.stored` for a matched document:
+        # a pending document is never stored unaudited, nor an event left for a
+        # reception that rolled back.
+        record(
+            "intake.pending",
+            reason=reason[:500],
+            extra={**audit_extra, "pending_id": pending.pk, "identifiers": sender.identifiers()},
+        )
+        if within is not None:
+            within(pending)
+
+    return seal_and_insert(
+        PendingDocument,
+        io.BytesIO(data),
+        max_size=len(data),
+        fields={
+            "channel": channel,
+            "reason": reason[:500],
+            "identifiers": sender.identifiers(),
+            "demographics": sender.demographics(),
+            **meta_fields(_with_type(meta, report)),
+            "active_content": report.active_content,
+            "content_warnings": report.warnings,
+        },
+        then=then,
+    )
 
 
 def candidates(pending: PendingDocument, limit: int = 10) -> list[Patient]:
@@ -339,21 +323,7 @@ def attach(pending: PendingDocument, patient: Patient, *, by: Any, note: str = "
         if locked.status != PendingStatus.PENDING:
             raise ReconcileError("this document was already reconciled")
         document = Document.objects.create(
-            id=locked.pk,
-            patient=patient,
-            kind=locked.kind,
-            title=locked.title,
-            clinical_date=locked.clinical_date,
-            author=locked.author,
-            source_system=locked.source_system,
-            content_type=locked.content_type,
-            size=locked.size,
-            sha256=locked.sha256,
-            received_at=locked.received_at,
-            kek_id=locked.kek_id,
-            wrapped_key=bytes(locked.wrapped_key),
-            active_content=locked.active_content,
-            content_warnings=locked.content_warnings,
+            patient=patient, received_at=locked.received_at, **locked.stored_fields()
         )
         locked.status = PendingStatus.ATTACHED
         locked.document = document

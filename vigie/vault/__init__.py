@@ -10,7 +10,7 @@ out only through `records` (`ingest` seals them; `records.content` opens them, f
 after the access decision and the audit event, see DESIGN.md, "one door for document bytes",
 and for maintenance). Other apps use it for their own secrets and files: accounts seals
 authenticator seeds, backup seals a snapshot's files, and audit, backup and the startup
-checks share its durable-write steps (`_fs`) and its rule of where keys may live (`layout`).
+checks share its durable-write steps (`vigie.lib.durable`) and its rule of where keys may live (`layout`).
 The document id is the blob id, so it must be 16 to 64 letters, digits, "_" or "-".
 """
 
@@ -22,7 +22,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import BinaryIO
 
-from vigie.vault import _fs
+from vigie.lib import durable
 from vigie.vault.envelope import new_data_key, open_chunks, seal_chunks
 from vigie.vault.errors import (
     BlobMissing,
@@ -216,7 +216,7 @@ def seal_file(
     data_key = new_data_key()
     kek_id, wrapped_key = keyring.wrap(data_key, label)
     sealed = seal_chunks(data_key, label, source, chunk_size, None)
-    _fs.write_new(target, sealed)
+    durable.write_new(target, sealed)
     return SealedDocument(kek_id, wrapped_key, sealed.size, sealed.sha256)
 
 

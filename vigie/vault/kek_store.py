@@ -34,7 +34,7 @@ from typing import Any
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from vigie.vault import _fs
+from vigie.lib import durable
 from vigie.vault.errors import IntegrityError, KeyringError, VaultError
 
 FORMAT = "vigie-keyring-1"
@@ -182,7 +182,7 @@ def _serialize(active_id: str, keys: tuple[_Key, ...]) -> bytes:
 
 def _write(path: Path, content: bytes, *, replace: bool) -> None:
     """Write the keyring atomically and durably: readers see the old file or the new one."""
-    _fs.write_new(path, [content], replace=replace)
+    durable.write_new(path, [content], replace=replace)
 
 
 def _new_key(existing: set[str]) -> _Key:
@@ -229,9 +229,9 @@ class Keyring:
             raise KeyringError(f"keyring already exists: {path}; refusing to overwrite it")
         folder = path.parent
         try:
-            if not _fs.make_private_dir(folder) and stat.S_IMODE(folder.stat().st_mode) & 0o077:
+            if not durable.make_private_dir(folder) and stat.S_IMODE(folder.stat().st_mode) & 0o077:
                 # The folder is about to hold keys: nobody else may list or swap its files.
-                folder.chmod(_fs.PRIVATE_DIR_MODE)
+                folder.chmod(durable.PRIVATE_DIR_MODE)
             key = _new_key(set())
             _write(path, _serialize(key.id, (key,)), replace=False)
         except FileExistsError:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from django.conf import settings
 
-from vigie.vault import _fs
+from vigie.lib import durable
 
 KEYRING_NAME = "keyring.json"
 SECRET_KEY_NAME = "secret_key"  # noqa: S105 - a file name, not a secret
@@ -134,7 +134,7 @@ def make_keys_dir(path: Path) -> None:
         except FileExistsError:
             continue
         folder.chmod(0o755)
-    _fs.make_private_dir(path)
+    durable.make_private_dir(path)
 
 
 def is_inside_data(path: Path) -> tuple[str, Path] | None:

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-from vigie.vault import _fs
+from vigie.lib import durable
 from vigie.vault.errors import BlobMissing, VaultError
 
 # Letters, digits, "_" and "-" only: an id can never climb out of the store ("..", "/"),
@@ -62,10 +62,10 @@ class FilesystemBlobStore:
             # Checked before reading any input, so a duplicate costs nothing.
             raise VaultError(f"blob {blob_id} already exists in {self.root}; blobs are write-once")
         shard = final.parent
-        _fs.make_private_dir(shard)
+        durable.make_private_dir(shard)
         tmp = shard / f"{TEMP_PREFIX}{blob_id}-{secrets.token_hex(6)}"
         try:
-            return _fs.write_new(final, chunks, tmp=tmp)
+            return durable.write_new(final, chunks, tmp=tmp)
         except FileExistsError:
             raise VaultError(
                 f"blob {blob_id} already exists in {self.root}; blobs are write-once"
@@ -86,7 +86,7 @@ class FilesystemBlobStore:
             path.unlink()
         except FileNotFoundError:
             raise BlobMissing(f"blob {blob_id} not found in {self.root}") from None
-        _fs.fsync_dir(path.parent)
+        durable.fsync_dir(path.parent)
 
     def _shards(self) -> Iterator[os.DirEntry[str]]:
         try:

@@ -7,7 +7,6 @@ from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
 
 from vigie.accounts.otp import recovery_code_hash, verify_code
-from vigie.audit.testing import audit_committing  # noqa: F401 - a pytest fixture
 
 BEFORE = [("accounts", "0002_sealed_seeds_and_invitations")]
 AFTER = [("accounts", "0003_seal_second_factors")]

@@ -4,8 +4,6 @@ from pathlib import Path
 
 import pytest
 
-from vigie.audit.testing import audit_committing  # noqa: F401 - a pytest fixture
-
 
 @pytest.fixture(autouse=True)
 def checkpoint_file(tmp_path: Path, settings) -> Path:

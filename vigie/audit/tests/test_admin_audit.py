@@ -12,7 +12,7 @@ from vigie.accounts.testing import log_in, make_user
 from vigie.audit.log import AuditUnavailable
 from vigie.audit.models import AuditEvent
 from vigie.records.models import CareRelationship
-from vigie.records.tests.factories import make_patient
+from vigie.records.testing import make_patient
 
 pytestmark = pytest.mark.django_db
 

@@ -12,10 +12,10 @@ from django.core.management.base import CommandError
 from django.utils import timezone
 
 from vigie.audit import checkpoints
+from vigie.audit import testing as tamper
 from vigie.audit.checkpoints import CheckpointError, ensure_signing_key, load_signing_key
 from vigie.audit.log import HeadState, record
 from vigie.audit.models import AuditHead
-from vigie.audit.tests import helpers
 from vigie.audit.verify import verify
 
 pytestmark = pytest.mark.django_db
@@ -100,9 +100,9 @@ def test_verify_command_names_the_first_bad_sequence_number_and_exits_1(capsys) 
     for _ in range(6):
         record("document.read")
     checkpoints.write_checkpoint(force=True)
-    helpers.disarm()
-    helpers.set_column(4, "reason", "nothing happened")
-    helpers.execute("DELETE FROM audit_auditevent WHERE seq = 5")
+    tamper.disarm()
+    tamper.set_column(4, "reason", "nothing happened")
+    tamper.execute("DELETE FROM audit_auditevent WHERE seq = 5")
     with pytest.raises(CommandError) as raised:
         call_command("audit", "verify", "--quiet")
     assert raised.value.returncode == 1

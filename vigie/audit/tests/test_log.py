@@ -16,7 +16,7 @@ from vigie.audit.head import APPEND_LOCK
 from vigie.audit.log import AuditHeadBehind, AuditUnavailable, record
 from vigie.audit.models import AuditEvent, AuditHead
 from vigie.audit.verify import verify
-from vigie.records.tests.factories import make_document, make_patient
+from vigie.records.testing import make_document, make_patient
 
 pytestmark = pytest.mark.django_db
 

@@ -13,7 +13,7 @@ from vigie.audit.log import record
 from vigie.audit.models import AuditEvent
 from vigie.audit.rules import Thresholds, scan
 from vigie.records.models import Patient
-from vigie.records.tests.factories import make_patient
+from vigie.records.testing import make_patient
 
 pytestmark = pytest.mark.django_db
 

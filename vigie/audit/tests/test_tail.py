@@ -12,10 +12,10 @@ import pytest
 from django.utils import timezone
 
 from vigie.audit import chain, watch
+from vigie.audit import testing as tamper
 from vigie.audit.checkpoints import read_checkpoints, write_checkpoint
 from vigie.audit.log import event_fields, record
 from vigie.audit.models import AuditEvent
-from vigie.audit.tests import helpers
 from vigie.audit.verify import verify
 
 pytestmark = pytest.mark.django_db
@@ -34,20 +34,20 @@ def _log_with_a_tail() -> None:
 
 def _rewrite_and_truncate() -> None:
     """As the database owner: seq 5 rewritten, seq 6 dropped, the chain and head recomputed."""
-    helpers.disarm()
-    helpers.execute("DELETE FROM audit_auditevent WHERE seq = 6")
-    helpers.set_column(5, "reason", "nothing to see")
+    tamper.disarm()
+    tamper.execute("DELETE FROM audit_auditevent WHERE seq = 6")
+    tamper.set_column(5, "reason", "nothing to see")
     stored = AuditEvent.objects.get(seq=5)
     digest = chain.link(
         bytes.fromhex(stored.prev_hash), event_fields(stored), chain.canonical_extra(stored.extra)
     )
-    helpers.set_column(5, "hash", digest.hex())
-    helpers.set_head(5, digest.hex())
+    tamper.set_column(5, "hash", digest.hex())
+    tamper.set_head(5, digest.hex())
 
 
 def _mute_the_head_row() -> None:
     """As the database owner: the head claims its tail is already checkpointed."""
-    helpers.execute(
+    tamper.execute(
         "UPDATE audit_audithead SET checkpoint_seq = seq, checkpoint_at = %s WHERE id = 1",
         [timezone.now() + timedelta(days=365)],
     )

@@ -17,10 +17,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from vigie.audit import chain
+from vigie.audit import testing as tamper
 from vigie.audit.checkpoints import write_checkpoint
 from vigie.audit.log import event_fields, record
 from vigie.audit.models import AuditEvent
-from vigie.audit.tests import helpers
 from vigie.audit.verify import verify
 
 pytestmark = pytest.mark.django_db
@@ -50,7 +50,7 @@ def _build(count: int, checkpoint_file: Path) -> list[AuditEvent]:
     events = [record("document.read", reason=f"read {n}", extra={"n": n}) for n in range(count)]
     write_checkpoint(force=True)
     assert verify(checkpoint_file=checkpoint_file).ok
-    helpers.disarm()
+    tamper.disarm()
     return events
 
 
@@ -95,7 +95,7 @@ def test_editing_any_field_of_any_event_is_detected_at_that_event(
     def scenario(path: Path) -> None:
         _build(count, path)
         value = _at_value() if column == "at" else EDITABLE[column]
-        helpers.set_column(victim, column, value)
+        tamper.set_column(victim, column, value)
 
     assert _first_bad(tmp_path, scenario) == victim
 
@@ -109,9 +109,9 @@ def test_deleting_any_event_is_detected_at_its_number(
 
     def scenario(path: Path) -> None:
         events = _build(count, path)
-        helpers.execute("DELETE FROM audit_auditevent WHERE seq = %s", [victim])
+        tamper.execute("DELETE FROM audit_auditevent WHERE seq = %s", [victim])
         if victim == count:  # hide the tail deletion from the head too
-            helpers.set_head(count - 1, events[-2].hash)
+            tamper.set_head(count - 1, events[-2].hash)
 
     assert _first_bad(tmp_path, scenario) == victim
 
@@ -127,13 +127,13 @@ def test_inserting_a_forged_event_anywhere_is_detected_at_its_number(
     def scenario(path: Path) -> None:
         _build(count, path)
         if position <= count:
-            helpers.shift_up_from(position)
-        helpers.copy_row(source if source < position else source + 1, position)
+            tamper.shift_up_from(position)
+        tamper.copy_row(source if source < position else source + 1, position)
         prev = chain.GENESIS_HEX if position == 1 else None
         if prev is None:
             prev = AuditEvent.objects.get(seq=position - 1).hash
-        helpers.set_column(position, "prev_hash", prev)
-        helpers.set_column(position, "reason", "forged read")
+        tamper.set_column(position, "prev_hash", prev)
+        tamper.set_column(position, "reason", "forged read")
 
     assert _first_bad(tmp_path, scenario) == position
 
@@ -148,9 +148,9 @@ def test_swapping_two_events_is_detected_at_the_first_of_them(
 
     def scenario(path: Path) -> None:
         _build(count, path)
-        helpers.execute("UPDATE audit_auditevent SET seq = -1 WHERE seq = %s", [first])
-        helpers.execute("UPDATE audit_auditevent SET seq = %s WHERE seq = %s", [first, second])
-        helpers.execute("UPDATE audit_auditevent SET seq = %s WHERE seq = -1", [second])
+        tamper.execute("UPDATE audit_auditevent SET seq = -1 WHERE seq = %s", [first])
+        tamper.execute("UPDATE audit_auditevent SET seq = %s WHERE seq = %s", [first, second])
+        tamper.execute("UPDATE audit_auditevent SET seq = %s WHERE seq = -1", [second])
 
     assert _first_bad(tmp_path, scenario) == first
 
@@ -164,8 +164,8 @@ def test_truncating_the_tail_is_detected_through_the_signed_checkpoint(
 
     def scenario(path: Path) -> None:
         events = _build(count, path)
-        helpers.execute("DELETE FROM audit_auditevent WHERE seq >= %s", [cut])
-        helpers.set_head(cut - 1, events[cut - 2].hash)  # the attacker fixes the head too
+        tamper.execute("DELETE FROM audit_auditevent WHERE seq >= %s", [cut])
+        tamper.set_head(cut - 1, events[cut - 2].hash)  # the attacker fixes the head too
 
     assert _first_bad(tmp_path, scenario) == cut
 
@@ -186,12 +186,12 @@ def test_rewriting_history_and_recomputing_every_hash_is_caught_by_the_checkpoin
             stored = AuditEvent.objects.get(seq=event.seq)
             if stored.seq == victim:
                 stored.reason = "rewritten"
-                helpers.set_column(victim, "reason", "rewritten")
+                tamper.set_column(victim, "reason", "rewritten")
             digest = chain.link(prev, event_fields(stored), chain.canonical_extra(stored.extra))
-            helpers.set_column(stored.seq, "prev_hash", prev.hex())
-            helpers.set_column(stored.seq, "hash", digest.hex())
+            tamper.set_column(stored.seq, "prev_hash", prev.hex())
+            tamper.set_column(stored.seq, "hash", digest.hex())
             prev = digest
-        helpers.set_head(count, prev.hex())
+        tamper.set_head(count, prev.hex())
 
     # The chain is self-consistent again; the checkpoint at the head seq disagrees.
     assert _first_bad(tmp_path, scenario) == count

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 
-from vigie.audit.testing import audit_committing  # noqa: F401 - a pytest fixture
 from vigie.records.models import Document, Patient
 
 
@@ -31,12 +30,12 @@ def backup_home(tmp_path: Path, settings, vault_home: Path) -> Path:
 def clinic(
     backup_home: Path,
     tmp_path_factory: pytest.TempPathFactory,
-    audit_committing: None,  # noqa: F811 - the fixture imported above
+    audit_committing: None,
 ) -> Clinic:
     """Five documents (one of several chunks) and their audit events, all committed."""
     import os
 
-    from vigie.records.tests.factories import make_document, make_patient
+    from vigie.records.testing import make_document, make_patient
 
     patient = make_patient("SAUVEGARDE")
     contents = [b"%PDF-1.4 " + os.urandom(size) for size in (10, 2_000, 70_000, 200_000)]

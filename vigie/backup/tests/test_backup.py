@@ -21,8 +21,7 @@ from vigie.backup.verify import VerifyReport, verify_snapshot
 from vigie.records.ingest import DocumentMeta
 from vigie.records.models import PendingDocument
 from vigie.records.receive import Sender, receive
-from vigie.records.tests.factories import make_document
-from vigie.records.tests.test_inspection import lab_report_pdf
+from vigie.records.testing import lab_report_pdf, make_document
 
 from .conftest import Clinic
 

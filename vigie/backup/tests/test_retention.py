@@ -15,7 +15,7 @@ from vigie.backup.create import create
 from vigie.backup.destination import DELETING_PREFIX, Destination, snapshot_time
 from vigie.backup.retention import prune, select_kept
 from vigie.backup.verify import verify_snapshot
-from vigie.records.tests.factories import make_document
+from vigie.records.testing import make_document
 from vigie.vault import get_keyring
 
 from .conftest import Clinic

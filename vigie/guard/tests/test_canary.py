@@ -26,7 +26,6 @@ from vigie.accounts.models import Role, User
 from vigie.accounts.testing import fresh_code, log_in, make_user, totp_device
 from vigie.alerts.models import Alert, Audience
 from vigie.audit.models import AuditEvent
-from vigie.audit.testing import audit_committing  # noqa: F401 - a pytest fixture
 from vigie.guard import probe, probe_auth, probe_vantage, tripwire
 from vigie.guard.decoys import ACTION_CREATED, create_canaries
 from vigie.guard.models import Canary, UsedProbeNonce
@@ -34,7 +33,7 @@ from vigie.guard.policy import Policy
 from vigie.records import access
 from vigie.records.identifiers import validate_ipp, validate_nir
 from vigie.records.models import CareRelationship, Document, EmergencyAccess, Patient
-from vigie.records.tests.factories import make_document, make_patient
+from vigie.records.testing import make_document, make_patient
 
 pytestmark = pytest.mark.usefixtures("audit_committing")
 

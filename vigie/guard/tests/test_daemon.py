@@ -12,7 +12,6 @@ import pytest
 
 from vigie.alerts.models import Alert
 from vigie.audit.models import AuditEvent
-from vigie.audit.testing import audit_committing  # noqa: F401 - a pytest fixture
 from vigie.guard.daemon import Guard, next_start
 from vigie.guard.models import GuardState
 from vigie.guard.policy import Listener, Policy

@@ -20,7 +20,6 @@ from django.utils import timezone
 
 from vigie.alerts.models import Alert
 from vigie.audit.models import AuditEvent
-from vigie.audit.testing import audit_committing  # noqa: F401 - a pytest fixture
 from vigie.guard import nft
 from vigie.guard.drift import DriftWatcher, PortCheck
 from vigie.guard.findings import Finding, compare

@@ -22,7 +22,7 @@ from vigie.guard.models import GuardState
 from vigie.portal import door
 from vigie.records.access import LockedDown, decide, patients_in_scope
 from vigie.records.models import CareRelationship
-from vigie.records.tests.factories import make_document, make_patient
+from vigie.records.testing import make_document, make_patient
 
 pytestmark = pytest.mark.django_db
 

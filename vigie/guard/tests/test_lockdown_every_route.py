@@ -42,7 +42,7 @@ from vigie.guard import lockdown
 from vigie.intake.fhir.resources import INS_SYSTEM
 from vigie.intake.rest.testing import new_key
 from vigie.records.models import CareRelationship, Document, Patient
-from vigie.records.tests.factories import make_document, make_patient
+from vigie.records.testing import make_document, make_patient
 
 pytestmark = pytest.mark.django_db
 

@@ -23,7 +23,6 @@ import pytest
 
 from vigie.alerts.models import Alert
 from vigie.audit.models import AuditEvent
-from vigie.audit.testing import audit_committing  # noqa: F401  (a pytest fixture)
 from vigie.guard import (
     fetch,
     lockdown,
@@ -39,8 +38,8 @@ from vigie.guard import (
 )
 from vigie.guard.models import Canary, MaintenanceWindow, ProbeResult
 from vigie.guard.policy import Policy, parse_policy
-from vigie.lib.testcerts import self_signed as make_certificate
-from vigie.records.tests.factories import make_document, make_patient
+from vigie.lib.testing import self_signed as make_certificate
+from vigie.records.testing import make_document, make_patient
 
 PDF = b"%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\n%%EOF\n"
 Verdict = ProbeResult.Verdict

@@ -26,7 +26,7 @@ from vigie.guard import probe_requests
 from vigie.guard.models import Canary
 from vigie.guard.policy import Policy
 from vigie.records.models import Document, Patient
-from vigie.records.tests.factories import make_document, make_patient
+from vigie.records.testing import make_document, make_patient
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("vault_home")]
 

@@ -13,7 +13,6 @@ from django.utils import timezone
 
 from vigie.alerts.models import Alert
 from vigie.audit.models import AuditEvent
-from vigie.audit.testing import audit_committing  # noqa: F401 - a pytest fixture
 from vigie.guard import nft, windows
 from vigie.guard.models import CloseReason, MaintenanceWindow
 from vigie.guard.policy import parse_policy

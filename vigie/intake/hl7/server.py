@@ -35,7 +35,6 @@ import asyncio
 import contextlib
 import ipaddress
 import logging
-import signal
 import ssl
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -51,6 +50,7 @@ from vigie.intake.hl7.handler import Reply, handle, refuse
 from vigie.intake.hl7.parser import ErrorCode, Header, HL7Error, peek_header
 from vigie.intake.models import MllpSender
 from vigie.intake.senders import fingerprint, loopback_sender, sender_for_certificate
+from vigie.lib.shutdown import stop_on_signals
 
 logger = logging.getLogger(__name__)
 _T = TypeVar("_T")
@@ -472,8 +472,11 @@ async def _main(settings: Settings, stdout: TextIO) -> None:
         await asyncio.to_thread(_check_sender, settings.sender)
     server = MllpServer(settings)
     loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, server.stop)
+    with stop_on_signals(lambda: loop.call_soon_threadsafe(server.stop)):
+        await _serve(server, settings, stdout)
+
+
+async def _serve(server: MllpServer, settings: Settings, stdout: TextIO) -> None:
     serving = asyncio.create_task(server.serve())
     ready = asyncio.create_task(server.ready.wait())
     await asyncio.wait({serving, ready}, return_when=asyncio.FIRST_COMPLETED)

@@ -18,7 +18,7 @@ from vigie.accounts.testing import log_in, make_user
 from vigie.audit.models import AuditEvent
 from vigie.intake.models import ApiKey
 from vigie.intake.rest.testing import metadata, new_key, pdf, send
-from vigie.records.tests.factories import make_patient
+from vigie.records.testing import make_patient
 
 pytestmark = pytest.mark.django_db
 

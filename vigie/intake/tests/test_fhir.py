@@ -6,7 +6,6 @@ scope lookups and door, so the same audit events are checked here as on the port
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 from datetime import date, timedelta
@@ -27,14 +26,18 @@ from vigie.audit import refusals
 from vigie.audit.models import AuditEvent
 from vigie.intake.apikeys import create_key
 from vigie.intake.fhir.resources import INS_SYSTEM, fhir_id
-from vigie.portal.tests.conftest import relate
+from vigie.intake.fhir.testing import FHIR_JSON, b64, by_ins, doc_ref, post
+from vigie.portal.testing import relate
 from vigie.records.models import Document, PatientIdentifier, PendingDocument
-from vigie.records.tests.factories import make_document, make_patient
-from vigie.records.tests.test_inspection import VALID_PDF, pdf_with_document_javascript
+from vigie.records.testing import (
+    VALID_PDF,
+    make_document,
+    make_patient,
+    pdf_with_document_javascript,
+)
 
 pytestmark = pytest.mark.django_db
 
-FHIR_JSON = "application/fhir+json"
 LAB_SYSTEM = "urn:oid:1.2.250.1.999.1"
 
 
@@ -65,34 +68,6 @@ def signed_in(user) -> Client:
     client = Client()
     log_in(client, user)
     return client
-
-
-def doc_ref(subject: dict[str, Any], data: bytes = VALID_PDF, **extra: Any) -> dict[str, Any]:
-    resource: dict[str, Any] = {
-        "resourceType": "DocumentReference",
-        "status": "current",
-        "type": {"coding": [{"system": "http://loinc.org", "code": "11502-2"}]},
-        "subject": subject,
-        "date": "2026-03-02T09:30:00+01:00",
-        "author": [{"display": "Laboratoire Bio-Test"}],
-        "description": "Numération formule sanguine",
-        "content": [{"attachment": {"contentType": "application/pdf", "data": b64(data)}}],
-    }
-    resource.update(extra)
-    return resource
-
-
-def b64(data: bytes) -> str:
-    return base64.b64encode(data).decode()
-
-
-def by_ins(patient) -> dict[str, Any]:
-    return {"identifier": {"system": INS_SYSTEM, "value": patient.ins}}
-
-
-def post(client: Client, resource: Any, path: str = "/fhir/DocumentReference"):
-    body = resource if isinstance(resource, str | bytes) else json.dumps(resource)
-    return client.post(path, body, content_type=FHIR_JSON)
 
 
 def outcome(response) -> OperationOutcome:

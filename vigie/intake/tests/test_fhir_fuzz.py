@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from vigie.intake.apikeys import create_key
 from vigie.intake.fhir.resources import INS_SYSTEM
-from vigie.records.tests.test_inspection import VALID_PDF
+from vigie.records.testing import VALID_PDF
 
 pytestmark = pytest.mark.django_db
 

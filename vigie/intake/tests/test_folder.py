@@ -15,29 +15,18 @@ from typing import Any
 
 import pytest
 from django.core.management import CommandError, call_command
-from reportlab.lib.pagesizes import A4
-from reportlab.pdfgen import canvas
 
 from vigie.audit.models import AuditEvent
 from vigie.intake.folder import HotFolder, Outcome
 from vigie.intake.models import ReceivedMessage
 from vigie.intake.sidecar import parse_sidecar
+from vigie.intake.testing import another_pdf, sidecar
 from vigie.records.models import Document, Patient, PendingDocument
-from vigie.records.tests.factories import make_patient
-from vigie.records.tests.test_inspection import lab_report_pdf, pdf_with_document_javascript
+from vigie.records.testing import lab_report_pdf, make_patient, pdf_with_document_javascript
 
 pytestmark = pytest.mark.django_db
 
 PDF = lab_report_pdf()
-
-
-def another_pdf(text: str) -> bytes:
-    buffer = io.BytesIO()
-    page = canvas.Canvas(buffer, pagesize=A4)
-    page.drawString(72, 800, text)
-    page.showPage()
-    page.save()
-    return buffer.getvalue()
 
 
 class FakeClock:
@@ -73,27 +62,6 @@ def folder(drop: Path, outbox: Path) -> Iterator[HotFolder]:
     hot.prepare()
     yield hot
     hot.close()
-
-
-def sidecar(patient: Patient | None = None, **changes: Any) -> dict[str, Any]:
-    data: dict[str, Any] = {
-        "patient": {"ins": patient.ins, "family_name": patient.family_name}
-        if patient
-        else {"ipp": "UNKNOWN9", "ipp_source": "LABO-CENTRAL", "family_name": "INCONNU"},
-        "document": {
-            "kind": "lab_result",
-            "title": "Numération formule sanguine",
-            "clinical_date": "2026-11-28",
-            "author": "Dr Biologiste",
-        },
-        "source_system": "LABO-CENTRAL",
-    }
-    for key, value in changes.items():
-        if key in ("kind", "title", "clinical_date", "author"):
-            data["document"][key] = value
-        else:
-            data[key] = value
-    return data
 
 
 def put(drop: Path, stem: str, content: bytes, side: dict[str, Any] | bytes | None) -> None:

@@ -28,10 +28,9 @@ from vigie.alerts.models import Alert
 from vigie.intake.depot import FolderTampered, Outbox
 from vigie.intake.folder import HotFolder
 from vigie.intake.models import ReceivedMessage
-from vigie.intake.tests.test_folder import another_pdf, sidecar
+from vigie.intake.testing import another_pdf, sidecar
 from vigie.records.models import Document, Patient, PendingDocument
-from vigie.records.tests.factories import make_patient
-from vigie.records.tests.test_inspection import lab_report_pdf
+from vigie.records.testing import lab_report_pdf, make_patient
 
 pytestmark = pytest.mark.django_db
 

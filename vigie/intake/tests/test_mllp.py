@@ -13,7 +13,6 @@ import pytest
 
 from vigie import vault
 from vigie.audit.models import AuditEvent
-from vigie.audit.testing import audit_committing  # noqa: F401 (a pytest fixture)
 from vigie.intake.hl7.handler import handle
 from vigie.intake.hl7.server import Framer, MllpServer, Settings
 from vigie.intake.hl7.testing import (
@@ -29,7 +28,7 @@ from vigie.intake.hl7.testing import (
 from vigie.intake.models import MllpSender, ReceivedMessage
 from vigie.records.content import stream_verified
 from vigie.records.models import Document, PatientIdentifier, PendingDocument
-from vigie.records.tests.factories import make_patient
+from vigie.records.testing import make_patient
 
 
 def _stored() -> tuple[int, int, int]:
@@ -303,7 +302,7 @@ def test_the_framer_refuses_bytes_outside_a_frame_and_a_cut_frame():
 
 
 @pytest.fixture
-def server(audit_committing, vault_home) -> Iterator[MllpServer]:  # noqa: F811
+def server(audit_committing, vault_home) -> Iterator[MllpServer]:
     # One worker: the test database is SQLite in shared-cache memory, whose table locks do
     # not wait (a file database waits; tests/test_mllp_server.py runs several workers).
     biomed()

@@ -24,12 +24,11 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from django.core.management import call_command
 
 from vigie.audit.models import AuditEvent
-from vigie.audit.testing import audit_committing  # noqa: F401 (a pytest fixture)
 from vigie.intake.hl7.server import MllpServer, Settings, frame
 from vigie.intake.hl7.testing import CR, EB, Oru, ack_fields
 from vigie.intake.models import MllpSender, ReceivedMessage
 from vigie.intake.senders import add_sender, fingerprint, revoke_sender
-from vigie.lib.testcerts import (
+from vigie.lib.testing import (
     Authority,
     certificate_authority,
     issue_client,
@@ -37,7 +36,7 @@ from vigie.lib.testcerts import (
     self_signed,
 )
 from vigie.records.models import Document, PatientIdentifier, PendingDocument
-from vigie.records.tests.factories import make_patient
+from vigie.records.testing import make_patient
 
 Pair = tuple[Path, Path]
 
@@ -91,7 +90,7 @@ def running(settings: Settings) -> Iterator[MllpServer]:
 @pytest.fixture
 def mutual(
     pki: dict[str, Any],
-    audit_committing: None,  # noqa: F811
+    audit_committing: None,
     vault_home: Path,
 ) -> Callable[..., Any]:
     """Start the mutual-TLS server (optionally with a CRL); returns the context manager."""

@@ -26,7 +26,7 @@ from schemathesis.specs.openapi.checks import (
 from vigie.intake.models import ApiKey
 from vigie.intake.rest.openapi import schema as build_schema
 from vigie.intake.rest.testing import SCHEMA_URL, metadata, new_key, pdf
-from vigie.records.tests.factories import make_patient
+from vigie.records.testing import make_patient
 
 pytestmark = pytest.mark.django_db
 

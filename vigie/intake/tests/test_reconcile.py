@@ -27,8 +27,7 @@ from vigie.records.ingest import DocumentMeta
 from vigie.records.models import Document, Patient, PatientIdentifier, PendingDocument
 from vigie.records.models import PendingStatus as Status
 from vigie.records.receive import Sender, receive
-from vigie.records.tests.factories import make_patient
-from vigie.records.tests.test_inspection import VALID_PDF, pdf_with_open_action_javascript
+from vigie.records.testing import VALID_PDF, make_patient, pdf_with_open_action_javascript
 
 # Until vigie/urls.py mounts the pages, this module is its own URL configuration: the
 # project's routes plus the reconciliation pages where they will live.

@@ -17,10 +17,10 @@ from vigie.audit import watch
 from vigie.audit.models import AuditEvent
 from vigie.intake import apikeys
 from vigie.intake.apikeys import revoke
+from vigie.intake.fhir.testing import by_ins, doc_ref, post
 from vigie.intake.rest.testing import metadata, new_key, pdf, send
-from vigie.intake.tests.test_fhir import by_ins, doc_ref, post
 from vigie.records.models import Document, PendingDocument
-from vigie.records.tests.factories import make_patient
+from vigie.records.testing import make_patient
 
 pytestmark = pytest.mark.django_db
 

@@ -25,7 +25,7 @@ from vigie.intake.rest import idempotency, views
 from vigie.intake.rest.testing import URL, metadata, new_key, pdf, send
 from vigie.records.content import stream_verified
 from vigie.records.models import Document, PendingDocument
-from vigie.records.tests.factories import make_doctor, make_document, make_patient
+from vigie.records.testing import make_doctor, make_document, make_patient
 
 pytestmark = pytest.mark.django_db
 

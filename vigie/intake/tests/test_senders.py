@@ -32,8 +32,7 @@ from vigie.intake.models import MllpSender
 from vigie.intake.rest.testing import metadata, pdf, send
 from vigie.records.identifiers import nir_key
 from vigie.records.models import Document, Patient, PatientIdentifier, PendingDocument
-from vigie.records.tests.factories import make_patient
-from vigie.records.tests.test_inspection import VALID_PDF, lab_report_pdf
+from vigie.records.testing import VALID_PDF, lab_report_pdf, make_patient
 
 pytestmark = pytest.mark.django_db
 

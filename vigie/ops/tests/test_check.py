@@ -8,7 +8,7 @@ import os
 import subprocess
 import sys
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from io import StringIO
 from pathlib import Path
 from typing import Any
@@ -27,36 +27,12 @@ from vigie.audit.models import AuditHead
 from vigie.guard import nft, snapshot
 from vigie.guard.models import GuardState
 from vigie.guard.policy import load_policy
-from vigie.lib.testcerts import self_signed
 from vigie.ops import check_base, checks, checks_services, checks_storage
+from vigie.ops.testing import HOST, POLICY, make_certificate
 from vigie.vault.kek_store import Keyring
 
-POLICY = """\
-[maintenance]
-ports = [8443]
-
-[[listener]]
-name = "portal"
-address = "0.0.0.0"
-port = 8443
-exposure = "public"
-sources = ["192.168.10.0/24"]
-"""
-HOST = "portail.clinique.example"
 # Before any fixture replaces it: the attack test reads the real processes.
 REAL_MLLP_LISTENERS = checks_services.mllp_listeners
-
-
-def make_certificate(folder: Path, *, days: int = 90) -> tuple[Path, Path]:
-    """A self-signed certificate for HOST and its key, PEM files in `folder` (key mode 0600)."""
-    now = datetime.now(UTC)
-    return self_signed(
-        folder,
-        HOST,
-        not_before=now - timedelta(days=30),
-        not_after=now + timedelta(days=days),
-        names=("portal.crt", "portal.key"),
-    )
 
 
 @dataclass

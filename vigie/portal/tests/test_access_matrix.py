@@ -11,10 +11,10 @@ from django.urls import reverse
 
 from vigie.accounts.models import User
 from vigie.audit.models import AuditEvent
-from vigie.portal.tests.conftest import grant, relate
+from vigie.portal.testing import grant, relate
 from vigie.records import access
 from vigie.records.models import Document, Patient
-from vigie.records.tests.factories import make_document, make_patient
+from vigie.records.testing import make_document, make_patient
 
 pytestmark = pytest.mark.django_db
 

@@ -19,7 +19,7 @@ from vigie.alerts.models import Alert
 from vigie.portal import door, emergency
 from vigie.records.content import VaultError
 from vigie.records.models import EmergencyAccess
-from vigie.records.tests.factories import make_doctor, make_document, make_patient
+from vigie.records.testing import make_doctor, make_document, make_patient
 
 pytestmark = pytest.mark.django_db
 

@@ -12,9 +12,9 @@ from vigie.alerts.models import Alert
 from vigie.audit.log import AuditUnavailable
 from vigie.audit.models import AuditEvent
 from vigie.portal import door
-from vigie.portal.tests.conftest import grant, relate
+from vigie.portal.testing import grant, relate
 from vigie.records.content import stream_verified
-from vigie.records.tests.factories import make_document, make_patient
+from vigie.records.testing import make_document, make_patient
 
 pytestmark = pytest.mark.django_db
 

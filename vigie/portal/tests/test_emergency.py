@@ -12,10 +12,10 @@ from django.utils import timezone
 
 from vigie.alerts.models import Alert
 from vigie.audit.models import AuditEvent
-from vigie.portal.tests.conftest import current_code, relate
+from vigie.portal.testing import current_code, relate
 from vigie.records import access
 from vigie.records.models import EmergencyAccess
-from vigie.records.tests.factories import make_document, make_patient
+from vigie.records.testing import make_document, make_patient
 
 pytestmark = pytest.mark.django_db
 

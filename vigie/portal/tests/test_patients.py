@@ -9,9 +9,9 @@ from django.urls import reverse
 from django.utils import timezone
 
 from vigie.audit.models import AuditEvent
-from vigie.portal.tests.conftest import relate
+from vigie.portal.testing import relate
 from vigie.records.models import Document, PatientVisit
-from vigie.records.tests.factories import make_document, make_patient
+from vigie.records.testing import make_document, make_patient
 
 pytestmark = pytest.mark.django_db
 

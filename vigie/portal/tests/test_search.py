@@ -7,9 +7,9 @@ from datetime import date
 import pytest
 from django.urls import reverse
 
-from vigie.portal.tests.conftest import grant, relate
+from vigie.portal.testing import grant, relate
 from vigie.records.models import Patient
-from vigie.records.tests.factories import make_patient
+from vigie.records.testing import make_patient
 
 pytestmark = pytest.mark.django_db
 

@@ -10,7 +10,10 @@ with 403, whatever else it carries.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import date, datetime, timedelta
+from functools import wraps
+from typing import Any
 
 from django.db.models import Q, QuerySet
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBase
@@ -41,7 +44,7 @@ from vigie.intake.fhir.views import create_document_reference
 from vigie.portal.door import serve_document
 from vigie.portal.scope import document_in_scope_or_404, patient_in_scope_or_404
 from vigie.portal.services import SEARCH_LIMIT, search_patients
-from vigie.records.access import patients_in_scope
+from vigie.records.access import Decision, patients_in_scope
 from vigie.records.models import Document, Patient
 
 # Searches answer at most this many entries (no paging yet); the Bundle's total says so.
@@ -211,53 +214,51 @@ def _filter_dates(documents: QuerySet[Document], values: list[str]) -> QuerySet[
     return documents
 
 
-@fhir_view
-def document_reference_read(request: HttpRequest, document_id: str) -> HttpResponse:
-    refusal = _read_refusal(request)
-    if refusal is not None:
-        return refusal
-    try:
-        document, decision = document_in_scope_or_404(request, vigie_id(document_id), "view")
-    except Http404:
-        return not_found()
-    record(
-        "patient.view",
-        request=request,
-        patient=document.patient,
-        document=document,
-        extra={"basis": decision.reason, "channel": "fhir", "resource": "DocumentReference"},
-    )
+def _fhir_read(
+    view: Callable[[HttpRequest, str], HttpResponseBase],
+) -> Callable[..., HttpResponseBase]:
+    """`fhir_view` for the read of one resource by id: `_read_refusal` first, the id in
+    Vigie's spelling, and out of scope (404) answered as FHIR's not-found."""
+
+    @wraps(view)
+    def read(request: HttpRequest, **captured: str) -> HttpResponseBase:
+        refusal = _read_refusal(request)
+        if refusal is not None:
+            return refusal
+        (resource_id,) = captured.values()  # the one id of the route, whatever its name
+        try:
+            return view(request, vigie_id(resource_id))
+        except Http404:
+            return not_found()
+
+    return fhir_view(read)
+
+
+def _record_view(
+    request: HttpRequest, patient: Patient, decision: Decision, resource: str, **document: Any
+) -> None:
+    extra = {"basis": decision.reason, "channel": "fhir", "resource": resource}
+    record("patient.view", request=request, patient=patient, extra=extra, **document)
+
+
+@_fhir_read
+def document_reference_read(request: HttpRequest, document_id: str) -> HttpResponseBase:
+    document, decision = document_in_scope_or_404(request, document_id, "view")
+    _record_view(request, document.patient, decision, "DocumentReference", document=document)
     return fhir_response(document_reference(document))
 
 
-@fhir_view
+@_fhir_read
 def binary_read(request: HttpRequest, document_id: str) -> HttpResponseBase:
     """The document's bytes in their own format (FHIR allows it for Binary), through the
     portal's one door: access decision, audit event committed, then decryption."""
-    refusal = _read_refusal(request)
-    if refusal is not None:
-        return refusal
-    try:
-        return serve_document(request, vigie_id(document_id), "download")
-    except Http404:
-        return not_found()
+    return serve_document(request, document_id, "download")
 
 
-@fhir_view
-def patient_read(request: HttpRequest, public_id: str) -> HttpResponse:
-    refusal = _read_refusal(request)
-    if refusal is not None:
-        return refusal
-    try:
-        patient, decision = patient_in_scope_or_404(request, vigie_id(public_id), "view")
-    except Http404:
-        return not_found()
-    record(
-        "patient.view",
-        request=request,
-        patient=patient,
-        extra={"basis": decision.reason, "channel": "fhir", "resource": "Patient"},
-    )
+@_fhir_read
+def patient_read(request: HttpRequest, public_id: str) -> HttpResponseBase:
+    patient, decision = patient_in_scope_or_404(request, public_id, "view")
+    _record_view(request, patient, decision, "Patient")
     return fhir_response(patient_resource(patient))
 
 

@@ -14,7 +14,7 @@ from django.utils import timezone
 from vigie.accounts.models import Role, User
 from vigie.records import access
 from vigie.records.models import CareRelationship, EmergencyAccess
-from vigie.records.tests.factories import make_doctor, make_document, make_patient
+from vigie.records.testing import make_doctor, make_document, make_patient
 
 pytestmark = pytest.mark.django_db
 

@@ -22,11 +22,10 @@ from hypothesis import strategies as st
 from vigie.accounts import doctor_import
 from vigie.accounts.models import Role, User
 from vigie.audit.models import AuditEvent
-from vigie.audit.testing import audit_committing  # noqa: F401 - a pytest fixture
 from vigie.lib import csvtable
 from vigie.records import relationship_import
 from vigie.records.models import CareRelationship, Patient
-from vigie.records.tests.factories import make_patient
+from vigie.records.testing import make_patient
 
 pytestmark = pytest.mark.django_db
 

@@ -8,7 +8,7 @@ import pytest
 from vigie import vault
 from vigie.records.fsck import fsck
 from vigie.records.models import Document
-from vigie.records.tests.factories import make_document, make_patient
+from vigie.records.testing import make_document, make_patient
 
 pytestmark = pytest.mark.django_db
 

@@ -21,7 +21,7 @@ from vigie.records.ingest import (
     ingest,
 )
 from vigie.records.models import Document
-from vigie.records.tests.factories import make_document, make_patient
+from vigie.records.testing import make_document, make_patient
 
 pytestmark = pytest.mark.django_db
 

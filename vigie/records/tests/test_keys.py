@@ -8,7 +8,7 @@ from vigie import vault
 from vigie.records import keys
 from vigie.records.content import stream_verified
 from vigie.records.models import Document
-from vigie.records.tests.factories import make_document, make_patient
+from vigie.records.testing import make_document, make_patient
 
 pytestmark = pytest.mark.django_db
 

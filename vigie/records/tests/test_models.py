@@ -9,7 +9,7 @@ from django.utils import timezone
 
 from vigie.accounts.models import Role, User
 from vigie.records.models import CareRelationship, Patient
-from vigie.records.tests.factories import make_doctor, make_patient
+from vigie.records.testing import make_doctor, make_patient
 
 pytestmark = pytest.mark.django_db
 
@@ -80,7 +80,7 @@ def test_usernames_are_one_account_whatever_the_case() -> None:
 def test_a_patient_with_documents_cannot_be_deleted(vault_home) -> None:
     from django.db.models import ProtectedError
 
-    from vigie.records.tests.factories import make_document
+    from vigie.records.testing import make_document
 
     patient = make_patient()
     make_document(patient)

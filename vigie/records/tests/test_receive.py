@@ -46,8 +46,7 @@ from vigie.records.receive import (
     receive,
     reject,
 )
-from vigie.records.tests.factories import make_patient
-from vigie.records.tests.test_inspection import VALID_PDF, pdf_with_open_action_javascript
+from vigie.records.testing import VALID_PDF, make_patient, pdf_with_open_action_javascript
 
 pytestmark = pytest.mark.django_db
 

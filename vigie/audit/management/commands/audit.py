@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import signal
 import threading
 import time
 from pathlib import Path
@@ -16,6 +15,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemaining
 from vigie.audit import checkpoints, watch
 from vigie.audit.models import AuditHead
 from vigie.audit.verify import verify
+from vigie.lib.shutdown import stop_on_signals
 
 
 class Command(BaseCommand):
@@ -106,7 +106,6 @@ class Command(BaseCommand):
     def _watch(self, *, once: bool, interval: float) -> None:
         """Scan and anchor until SIGTERM/SIGINT (see vigie.audit.watch)."""
         stop = threading.Event()
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(signum, lambda *_: stop.set())
-        position = watch.run(stop, interval=interval, once=once)
+        with stop_on_signals(stop.set):
+            position = watch.run(stop, interval=interval, once=once)
         self.stdout.write(f"watch stopped at seq {position}")

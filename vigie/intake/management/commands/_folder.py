@@ -9,9 +9,6 @@ from __future__ import annotations
 
 import os
 import signal
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +18,7 @@ from django.utils.translation import gettext as _
 
 from vigie.intake.depot import FolderTampered
 from vigie.intake.folder import HotFolder
+from vigie.lib.shutdown import stop_on_signals
 
 
 def configure(parser: CommandParser) -> None:
@@ -126,31 +124,14 @@ def run(options: dict[str, Any], stdout: OutputWrapper) -> None:
     )
     try:
         folder.prepare()
-        with folder.locked(), _stopping_on_signals(folder.stop):
+        # A lease broken while we hold it (see open_for_writing) sends SIGIO, whose default
+        # action is to terminate the process.
+        with folder.locked(), stop_on_signals(folder.stop.set, ignore=(signal.SIGIO,)):
             _loop(folder, once=options["once"], interval=options["interval"])
     except FolderTampered as exc:
         raise CommandError(str(exc), returncode=2) from None
     finally:
         folder.close()
-
-
-@contextmanager
-def _stopping_on_signals(stop: threading.Event) -> Iterator[None]:
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    handlers: dict[signal.Signals, Any] = {}
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        handlers[signum] = signal.signal(signum, lambda *_args: stop.set())
-    # A lease broken while we hold it (see open_for_writing) sends SIGIO, whose default
-    # action is to terminate the process.
-    handlers[signal.SIGIO] = signal.signal(signal.SIGIO, signal.SIG_IGN)
-    try:
-        yield
-    finally:
-        # Called in-process (tests, call_command): give the caller its handlers back.
-        for signum, handler in handlers.items():
-            signal.signal(signum, handler)
 
 
 def _loop(folder: HotFolder, *, once: bool, interval: float) -> None:

@@ -8,16 +8,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 from django.utils.translation import gettext as _
 
 from vigie.intake.apikeys import ApiKeyError, create_key, revoke
+from vigie.intake.management.commands._credentials import CredentialCommand
 from vigie.intake.models import ApiKey
 from vigie.lib.cli import command_operator
 
 
-class Command(BaseCommand):
+class Command(CredentialCommand):
     help = "Manage API keys for sending systems: create (shown once), list, revoke."
+    model = ApiKey
+    revoke_one = staticmethod(revoke)
 
     def add_arguments(self, parser: CommandParser) -> None:
         sub = parser.add_subparsers(dest="action", required=True)
@@ -33,18 +36,15 @@ class Command(BaseCommand):
             metavar="CIDR",
             help="allow only this address or network (repeatable; default: any)",
         )
-        sub.add_parser("list", help="list keys (never their secret)")
-        revoke_parser = sub.add_parser("revoke", help="revoke a key by name")
-        revoke_parser.add_argument("name")
+        self.add_list_and_revoke(
+            sub, list_help="list keys (never their secret)", revoke_help="revoke a key by name"
+        )
 
-    def handle(self, *args: Any, **options: Any) -> None:
-        action = options["action"]
-        if action == "create":
-            self._create(options["name"], options["source"], options["network"])
-        elif action == "list":
-            self._list()
-        elif action == "revoke":
-            self._revoke(options["name"])
+    def make(self, action: str, options: dict[str, Any]) -> None:
+        self._create(options["name"], options["source"], options["network"])
+
+    def not_found(self, name: str) -> str:
+        return _("no API key named %(name)r") % {"name": name}
 
     def _create(self, name: str, source: str, networks: list[str]) -> None:
         try:
@@ -72,23 +72,9 @@ class Command(BaseCommand):
             self.stdout.write(_("no API key"))
             return
         for key in keys:
-            state = (
-                _("revoked %(when)s") % {"when": key.revoked_at.isoformat(timespec="seconds")}
-                if key.revoked_at
-                else _("active")
-            )
+            state = self.state(key)
             used = key.last_used_at.isoformat(timespec="seconds") if key.last_used_at else "-"
             self.stdout.write(
                 f"{key.name}\tvk_{key.prefix}_…\t{key.source_system}\t"
                 f"{','.join(key.allowed_networks) or '*'}\t{state}\t{used}"
             )
-
-    def _revoke(self, name: str) -> None:
-        key = ApiKey.objects.filter(name=name).first()
-        if key is None:
-            raise CommandError(_("no API key named %(name)r") % {"name": name}, returncode=2)
-        if key.revoked_at is not None:
-            self.stdout.write(_("%(name)s was already revoked") % {"name": name})
-            return
-        revoke(key, by=command_operator())
-        self.stdout.write(_("%(name)s revoked") % {"name": name})

@@ -11,16 +11,19 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 from django.utils.translation import gettext as _
 
+from vigie.intake.management.commands._credentials import CredentialCommand
 from vigie.intake.models import MllpSender
 from vigie.intake.senders import SenderError, add_sender, read_certificate, revoke_sender
 from vigie.lib.cli import command_operator
 
 
-class Command(BaseCommand):
+class Command(CredentialCommand):
     help = "Manage the senders of HL7 v2 over MLLP: add (by client certificate), list, revoke."
+    model = MllpSender
+    revoke_one = staticmethod(revoke_sender)
 
     def add_arguments(self, parser: CommandParser) -> None:
         sub = parser.add_subparsers(dest="action", required=True)
@@ -41,18 +44,15 @@ class Command(BaseCommand):
             action="store_true",
             help="no certificate: the sender of a plain listener on loopback (--sender NAME)",
         )
-        sub.add_parser("list", help="list senders")
-        revoke_parser = sub.add_parser("revoke", help="revoke a sender by name")
-        revoke_parser.add_argument("name")
+        self.add_list_and_revoke(
+            sub, list_help="list senders", revoke_help="revoke a sender by name"
+        )
 
-    def handle(self, *args: Any, **options: Any) -> None:
-        action = options["action"]
-        if action == "add":
-            self._add(options["name"], options["source"], options["cert"])
-        elif action == "list":
-            self._list()
-        elif action == "revoke":
-            self._revoke(options["name"])
+    def make(self, action: str, options: dict[str, Any]) -> None:
+        self._add(options["name"], options["source"], options["cert"])
+
+    def not_found(self, name: str) -> str:
+        return _("no MLLP sender named %(name)r") % {"name": name}
 
     def _add(self, name: str, source: str, cert: Path | None) -> None:
         try:
@@ -81,23 +81,9 @@ class Command(BaseCommand):
             self.stdout.write(_("no MLLP sender"))
             return
         for sender in senders:
-            state = (
-                _("revoked %(when)s") % {"when": sender.revoked_at.isoformat(timespec="seconds")}
-                if sender.revoked_at
-                else _("active")
-            )
+            state = self.state(sender)
             expires = sender.not_after.date().isoformat() if sender.not_after else "-"
             self.stdout.write(
                 f"{sender.name}\t{sender.source_system}\t{sender.fingerprint or 'loopback'}\t"
                 f"{expires}\t{state}"
             )
-
-    def _revoke(self, name: str) -> None:
-        sender = MllpSender.objects.filter(name=name).first()
-        if sender is None:
-            raise CommandError(_("no MLLP sender named %(name)r") % {"name": name}, returncode=2)
-        if sender.revoked_at is not None:
-            self.stdout.write(_("%(name)s was already revoked") % {"name": name})
-            return
-        revoke_sender(sender, by=command_operator())
-        self.stdout.write(_("%(name)s revoked") % {"name": name})

@@ -23,6 +23,7 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from vigie.lib import durable
 from vigie.lib.env import ConfigError
 from vigie.startup import StartupError, bootstrap_home, redact_url
 from vigie.vault.errors import VaultError
@@ -95,8 +96,7 @@ class Command(BaseCommand):
         existed = {path: path.exists() for path in watched}
 
         try:
-            if not home.exists():
-                home.mkdir(mode=0o700, parents=True)
+            durable.make_private_dir(home)
             bootstrap_home()
             self._write_policy(policy)
         except (StartupError, VaultError, ConfigError) as exc:
@@ -138,12 +138,8 @@ class Command(BaseCommand):
     def _write_policy(self, policy: Path) -> None:
         if policy.exists():
             return
-        policy.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        fd = os.open(policy, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(policy_template())
-            handle.flush()
-            os.fsync(handle.fileno())
+        durable.make_private_dir(policy.parent)
+        durable.write_new(policy, [policy_template().encode("utf-8")])
 
     def _next_steps(self, home: Path, keys_dir: Path, policy: Path) -> None:
         database = os.environ.get("DATABASE_URL")
