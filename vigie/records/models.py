@@ -222,19 +222,32 @@ class CareRole(models.TextChoices):
     CONSULTING = "consulting", _("Consulting specialist")
 
 
-class CareRelationship(models.Model):
+class DoctorPatientLink(models.Model):
+    """What a care relationship and a break-the-glass grant share: one doctor, one patient,
+    both kept while the link exists (PROTECT: a link is evidence the auditor reviews).
+
+    No reverse accessors (`related_name="+"`): scope is asked of `records.access`, which
+    queries the links themselves, never walked from a user or a patient.
+    """
+
     doctor = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         on_delete=models.PROTECT,
-        related_name="care_relationships",
+        related_name="+",
         verbose_name=_("doctor"),
     )
     patient = models.ForeignKey(
         Patient,
         on_delete=models.PROTECT,
-        related_name="care_relationships",
+        related_name="+",
         verbose_name=_("patient"),
     )
+
+    class Meta:
+        abstract = True
+
+
+class CareRelationship(DoctorPatientLink):
     role = models.CharField(_("role"), max_length=16, choices=CareRole.choices)
     valid_from = models.DateTimeField(_("valid from"), default=timezone.now)
     valid_until = models.DateTimeField(_("valid until"), null=True, blank=True)
@@ -296,23 +309,11 @@ class EmergencyAccessQuerySet(QuerySet["EmergencyAccess"]):
         return self.filter(granted_at__lte=moment, expires_at__gt=moment)
 
 
-class EmergencyAccess(models.Model):
+class EmergencyAccess(DoctorPatientLink):
     """A break-the-glass grant: a doctor without a care relationship reads one patient's
     records for a few hours, after stating why. Rows are kept forever (PROTECT) because each
     one is reviewed by the auditor; expiry, not deletion, ends the access."""
 
-    doctor = models.ForeignKey(
-        settings.AUTH_USER_MODEL,
-        on_delete=models.PROTECT,
-        related_name="emergency_accesses",
-        verbose_name=_("doctor"),
-    )
-    patient = models.ForeignKey(
-        Patient,
-        on_delete=models.PROTECT,
-        related_name="emergency_accesses",
-        verbose_name=_("patient"),
-    )
     reason = models.CharField(_("reason"), max_length=32, choices=EmergencyReason.choices)
     justification = models.TextField(
         _("justification"),
