@@ -88,18 +88,21 @@ def _check(data: bytes, active_names: frozenset[bytes]) -> bool:
     if found is None:
         raise _NotPlain
     offsets, trailer_start = _xref_table(data, int(found.group(1)))
-    trailer, _ = _value(data, trailer_start, active_names)
+    refs: list[Ref] = []
+    trailer, _ = _value(data, trailer_start, active_names, refs)
     root = trailer.get(b"/Root") if isinstance(trailer, dict) else None
     if not isinstance(trailer, dict) or not isinstance(root, tuple):
         raise _NotPlain
     # Encryption, an earlier revision, a hybrid file's xref stream: pypdf's full reader.
     if trailer.keys() & {b"/Encrypt", b"/Prev", b"/XRefStm"}:
         raise _NotPlain
-    objects = {ref: _object(data, ref, offset, active_names) for ref, offset in offsets.items()}
+    objects = {
+        ref: _object(data, ref, offset, active_names, refs) for ref, offset in offsets.items()
+    }
     # Every reference, in every object, points at an object that is there: pypdf would
     # otherwise answer null for it, which inspect() treats as unparsed.
-    for value in [trailer, *objects.values()]:
-        _refs_resolve(value, objects)
+    if not objects.keys() >= set(refs):
+        raise _NotPlain
     return _count_pages(objects, root) > 0
 
 
@@ -139,14 +142,16 @@ def _xref_table(data: bytes, start: int) -> tuple[dict[Ref, int], int]:
     return offsets, trailer.end()
 
 
-def _object(data: bytes, ref: Ref, offset: int, active_names: frozenset[bytes]) -> Value:
+def _object(
+    data: bytes, ref: Ref, offset: int, active_names: frozenset[bytes], refs: list[Ref]
+) -> Value:
     header = _OBJ_HEADER.match(data, offset)
     if header is None or (int(header.group(1)), int(header.group(2))) != ref:
         raise _NotPlain
     position = header.end()
     if data[position : position + 1] not in (b"\n", b"\r", b" ", b"<", b"["):
         raise _NotPlain
-    value, position = _value(data, position, active_names)
+    value, position = _value(data, position, active_names, refs)
     if value is None:  # pypdf answers null for it, which inspect() treats as unparsed
         raise _NotPlain
     end = _ENDOBJ.match(data, position)
@@ -163,8 +168,11 @@ def _object(data: bytes, ref: Ref, offset: int, active_names: frozenset[bytes]) 
     return value
 
 
-def _value(data: bytes, position: int, active_names: frozenset[bytes]) -> tuple[Value, int]:
-    """One direct object from `position`: (its value, where it ends)."""
+def _value(
+    data: bytes, position: int, active_names: frozenset[bytes], refs: list[Ref]
+) -> tuple[Value, int]:
+    """One direct object from `position`: (its value, where it ends); adds to `refs` every
+    reference it holds."""
     stack: list[dict[bytes, Value] | list[Value]] = []
     keys: list[bytes | None] = []
     while True:
@@ -192,6 +200,7 @@ def _value(data: bytes, position: int, active_names: frozenset[bytes]) -> tuple[
             value = stack.pop()
         elif kind == "ref":
             value = (int(token.group("number")), int(token.group("generation")))
+            refs.append(value)
         elif kind == "num":
             text = token.group("num")
             value = int(text) if text.lstrip(b"+-").isdigit() else text
@@ -219,19 +228,6 @@ def _value(data: bytes, position: int, active_names: frozenset[bytes]) -> tuple[
                 raise _NotPlain
             container[key] = value
             keys[-1] = None
-
-
-def _refs_resolve(value: Value, objects: dict[Ref, Value]) -> None:
-    pending = [value]
-    while pending:
-        item = pending.pop()
-        if isinstance(item, tuple):
-            if item not in objects:
-                raise _NotPlain
-        elif isinstance(item, dict):
-            pending.extend(item.values())
-        elif isinstance(item, list):
-            pending.extend(item)
 
 
 def _count_pages(objects: dict[Ref, Value], root: Ref) -> int:
