@@ -12,18 +12,13 @@ import io
 import logging
 import re
 from dataclasses import dataclass, field
-
-from pypdf import PdfReader
-from pypdf.generic import (
-    ArrayObject,
-    DictionaryObject,
-    IndirectObject,
-    NameObject,
-    NullObject,
-)
+from typing import TYPE_CHECKING
 
 from vigie.records.ingest_errors import InvalidDocument
 from vigie.records.plain_pdf import plain_pdf_is_clean
+
+if TYPE_CHECKING:
+    from pypdf import PdfReader
 
 logger = logging.getLogger(__name__)
 
@@ -106,6 +101,10 @@ def _inspect_pdf(data: bytes) -> ContentReport:
 
 def _inspect_with_pypdf(data: bytes) -> ContentReport:
     """The full reading: any PDF pypdf can open, object streams and escaped names included."""
+    # Imported here, on the first file the plain reader declines: importing pypdf was a
+    # sixth of a granian worker's start (issue 19: cold start).
+    from pypdf import PdfReader
+
     try:
         reader = PdfReader(io.BytesIO(data), strict=False)
         pages = len(reader.pages)
@@ -141,6 +140,14 @@ def _raw_scan(data: bytes) -> set[str]:
 
 
 def _active_features(reader: PdfReader) -> set[str]:
+    from pypdf.generic import (
+        ArrayObject,
+        DictionaryObject,
+        IndirectObject,
+        NameObject,
+        NullObject,
+    )
+
     found: set[str] = set()
     seen: set[int] = set()
     stack: list[object] = [reader.trailer]
