@@ -224,6 +224,21 @@ def _values(max_ref: int) -> st.SearchStrategy[Any]:
             lambda b: b"(" + b.replace(b"\\", b"").replace(b"(", b"").replace(b")", b"") + b")"
         ),
         st.sampled_from([b"(a(b)c)", b"(x\\)y)", b"(%c)"]),
+        # Edges of pypdf's string, number and name readers.
+        st.sampled_from(
+            [
+                b"(\\777)",
+                b"(\\q)",
+                b"(a\\\nb)",
+                b"(\xfe\xff\x00)",
+                b"<414>",
+                b"<FEFF0041>",
+                b"+.5",
+                b"5.",
+                b"99999999999999999999999",
+                b"/",
+            ]
+        ),
         st.tuples(st.integers(1, max_ref + 1), st.sampled_from([0] * 12 + [1])).map(
             lambda r: f"{r[0]} {r[1]} R".encode()
         ),
