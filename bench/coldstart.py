@@ -3,7 +3,8 @@
 A production-mode installation (SQLite, own keyring, plain loopback HTTP) gets a doctor with
 TOTP, a patient in their care and a 200 KB PDF; the doctor logs in once (password + code)
 and the session cookie is kept; the server is stopped. Then, `--runs` times: spawn
-`vigie serve` (which runs collectstatic, then execs granian), and poll
+`vigie serve` (which checks the keys and the database, collects static files only if they
+changed, then execs granian), and poll
 GET /documents/<id>/content with the cookie until it answers 200 with the exact bytes; the
 time from spawn to that response is the figure; stop the server. Sessions live in the
 database, so the cookie stays valid across restarts, as it would for a physician.

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -214,3 +215,30 @@ def test_it_refuses_keys_left_in_the_old_place_after_an_upgrade(
     (old / "audit-signing.key").write_bytes(b"left behind")
     result = _run(production, "serve")
     _assert_one_line_refusal(result, str(old / "audit-signing.key"), "vigie keys move")
+
+
+# `vigie serve` checks without loading Django's applications (issue 19: cold start): the same
+# refusals, before granian is ever started (a server that started would time the test out).
+_SERVE_BREAKAGES = {
+    "no_keyring": (lambda env: _keyring(env).unlink(), {}, ("keyring", "not found")),
+    "group_readable_keyring": (lambda env: _keyring(env).chmod(0o640), {}, ("chmod 600",)),
+    "unreachable_database": (
+        lambda env: None,
+        {"DATABASE_URL": "postgres://nobody:hunter2@127.0.0.1:1/vigie"},
+        ("cannot reach the database",),
+    ),
+    "debug_in_production": (lambda env: None, {"VIGIE_DEBUG": "true"}, ("VIGIE_DEBUG",)),
+    "unknown_mode": (lambda env: None, {"VIGIE_MODE": "prod"}, ("VIGIE_MODE",)),
+}
+
+
+@pytest.mark.parametrize(
+    ("breakage", "overrides", "needles"), _SERVE_BREAKAGES.values(), ids=_SERVE_BREAKAGES
+)
+def test_serve_refuses_what_every_command_refuses(
+    production: dict[str, str], breakage: Any, overrides: dict[str, str], needles: tuple[str, ...]
+) -> None:
+    breakage(production)
+    result = _run({**production, **overrides}, "serve", "--port", "0")
+    _assert_one_line_refusal(result, *needles)
+    assert "hunter2" not in result.stderr

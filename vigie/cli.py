@@ -51,10 +51,23 @@ def main(argv: list[str] | None = None) -> None:
             import django
 
             django.setup()
+        elif command == "serve":
+            # Every refusal, without loading the applications: the parent only execs granian,
+            # and the worker loads them (and runs Django's system checks) before it serves.
+            preflight(apps=False)
         elif command not in _NO_PREFLIGHT:
             preflight()
     except (ConfigError, StartupError, VaultError) as exc:
         _fail(exc)
+
+    if command == "serve":
+        from vigie.ops.management.commands.serve import Command as Serve
+
+        try:
+            Serve().run_from_argv(["vigie", *args])
+        except (ConfigError, VaultError) as exc:
+            _fail(exc)
+        return
 
     from django.core.management import execute_from_command_line
 

@@ -22,3 +22,24 @@ except (ConfigError, StartupError) as exc:
     raise SystemExit(2) from None
 
 application = get_wsgi_application()
+
+
+def _refuse_on_system_check_errors() -> None:
+    """Django's system checks, which `vigie serve` no longer runs before exec'ing granian.
+
+    Errors stop the worker (granian then stops, exit code 1) with the same one-line refusal;
+    warnings are printed, as a management command would.
+    """
+    from django.core import checks
+
+    messages = [m for m in checks.run_checks() if not m.is_silenced()]
+    for message in messages:
+        if not message.is_serious():
+            print(f"vigie: warning: {message}", file=sys.stderr)
+    serious = [m for m in messages if m.is_serious()]
+    if serious:
+        print(f"vigie: error: {'; '.join(str(m) for m in serious)}", file=sys.stderr)
+        raise SystemExit(2)
+
+
+_refuse_on_system_check_errors()

@@ -22,8 +22,6 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from django.conf import settings
-from fhir.resources.R4B.documentreference import DocumentReference
-from pydantic import ValidationError
 
 from vigie.intake.fhir.outcomes import FhirError, Issue
 from vigie.records.models import Document, DocumentKind, Patient
@@ -114,6 +112,11 @@ def _strict_base64(value: Any, where: str) -> bytes:
 
 
 def _validate_model(payload: Mapping[str, Any]) -> Any:
+    # Imported on first use: building fhir.resources' pydantic models was a quarter of a
+    # granian worker's start (issue 19: cold start), paid by every read-only start.
+    from fhir.resources.R4B.documentreference import DocumentReference
+    from pydantic import ValidationError
+
     try:
         return DocumentReference.model_validate(payload)
     except ValidationError as exc:

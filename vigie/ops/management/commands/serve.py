@@ -7,10 +7,10 @@ import sys
 from typing import Any
 
 from django.conf import settings
-from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from vigie.lib.proxy import parse_networks
+from vigie.ops import static_stamp
 
 
 def granian_argv(
@@ -42,6 +42,9 @@ def granian_argv(
 
 class Command(BaseCommand):
     help = "Serve Vigie with granian (WSGI)."
+    # Run without Django's applications loaded (see vigie/cli.py): the system checks run in
+    # each granian worker instead, before it serves (vigie/wsgi.py).
+    requires_system_checks = ()
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--host", default="127.0.0.1")
@@ -71,8 +74,9 @@ class Command(BaseCommand):
         # Static assets are copied (not linked) to STATIC_ROOT, which vigie/urls.py serves;
         # running it here keeps CSS and the admin's assets in step with the installed code.
         # An installed wheel carries them already collected inside the package (build_hooks.py).
-        if not settings.VIGIE_STATIC_PACKAGED:
-            call_command("collectstatic", interactive=False, verbosity=0)
+        # A stamp lets an unchanged installation skip it (and the loading of every app).
+        if not settings.VIGIE_STATIC_PACKAGED and not static_stamp.in_step():
+            static_stamp.collect()
         argv = granian_argv(
             host=options["host"],
             port=options["port"],
