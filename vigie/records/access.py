@@ -21,22 +21,21 @@ records the audit event and then streams through `records.content`).
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, ClassVar, Literal, cast
+from typing import Any, ClassVar, Literal
 
 from django.conf import settings
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.contrib.auth.models import AnonymousUser
 from django.db import DEFAULT_DB_ALIAS, connections
-from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import Field, Model, Q, QuerySet
 from django.http import Http404, HttpRequest
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
 from vigie.accounts.models import Role
+from vigie.lib import rawsql
 from vigie.records.models import (
     CareRelationship,
     Document,
@@ -293,51 +292,45 @@ def _decide_found(
     return _refused(NO_RELATIONSHIP)
 
 
-Converter = Callable[[Any, Any, Any], Any]
-
-
 class _DocumentLookup:
     """Document + patient + active care relationship + active emergency grant, one statement.
 
     Why not the ORM: the door runs this on every read, and building the two or three ORM
     queries cost ~2.8 ms of CPU for ~0.2 ms of database work. The SQL is written once per
     connection from the models' own metadata (table and column names, the backend's value
-    converters), so a renamed column or a new field follows without touching this class.
-    The conditions are those of `CareRelationship.objects.active` and
+    converters: `vigie.lib.rawsql`), so a renamed column or a new field follows without
+    touching this class. The conditions are those of `CareRelationship.objects.active` and
     `EmergencyAccess.objects.active`, the order those of `_decide`.
     """
 
     _cache: ClassVar[dict[str, _DocumentLookup]] = {}
 
     def __init__(self, alias: str) -> None:
-        conn = connections[alias]
+        conn = self.conn = connections[alias]
         quote = conn.ops.quote_name
-        self.conn = conn
         self.document_fields = list(Document._meta.concrete_fields)
         self.patient_fields = list(Patient._meta.concrete_fields)
-        self.converters = [
-            self._converters(conn, field) for field in self.document_fields + self.patient_fields
-        ]
-        expires_field = EmergencyAccess._meta.get_field("expires_at")
-        self.expires_converters = self._converters(conn, expires_field)
+        self.document_readers = [rawsql.Reader(f, conn) for f in self.document_fields]
+        self.patient_readers = [rawsql.Reader(f, conn) for f in self.patient_fields]
+        self.read_expires = rawsql.Reader(EmergencyAccess._meta.get_field("expires_at"), conn)
 
         def columns(alias_: str, fields: list[Field[Any, Any]]) -> str:
             return ", ".join(f"{alias_}.{quote(f.column)}" for f in fields)
 
         def col(model: type[Model], name: str) -> str:
-            return quote(str(getattr(model._meta.get_field(name), "column")))  # noqa: B009
+            return rawsql.column(model, name, conn)
 
         cr, ea = CareRelationship, EmergencyAccess
         # Every name below comes from the models' metadata, every value is a parameter.
         relationship = (
-            f"SELECT c.{quote(cr._meta.pk.column)} FROM {quote(cr._meta.db_table)} c"  # noqa: S608
+            f"SELECT c.{quote(cr._meta.pk.column)} FROM {rawsql.table(cr, conn)} c"  # noqa: S608
             f" WHERE c.{col(cr, 'doctor')} = %s AND c.{col(cr, 'patient')} = d.{col(Document, 'patient')}"
             f" AND c.{col(cr, 'valid_from')} <= %s"
             f" AND (c.{col(cr, 'valid_until')} IS NULL OR c.{col(cr, 'valid_until')} > %s)"
             f" ORDER BY c.{col(cr, 'valid_from')} DESC LIMIT 1"
         )
         grant_where = (
-            f" FROM {quote(ea._meta.db_table)} e"
+            f" FROM {rawsql.table(ea, conn)} e"
             f" WHERE e.{col(ea, 'doctor')} = %s AND e.{col(ea, 'patient')} = d.{col(Document, 'patient')}"
             f" AND e.{col(ea, 'granted_at')} <= %s AND e.{col(ea, 'expires_at')} > %s"
             f" ORDER BY e.{col(ea, 'expires_at')} DESC LIMIT 1"
@@ -347,19 +340,11 @@ class _DocumentLookup:
         self.sql = (
             f"SELECT {columns('d', self.document_fields)}, {columns('p', self.patient_fields)},"  # noqa: S608
             f" ({relationship}), ({grant_id}), ({grant_expires})"
-            f" FROM {quote(Document._meta.db_table)} d"
-            f" JOIN {quote(Patient._meta.db_table)} p"
+            f" FROM {rawsql.table(Document, conn)} d"
+            f" JOIN {rawsql.table(Patient, conn)} p"
             f" ON p.{quote(Patient._meta.pk.column)} = d.{col(Document, 'patient')}"
             f" WHERE d.{quote(Document._meta.pk.column)} = %s"
         )
-
-    @staticmethod
-    def _converters(conn: BaseDatabaseWrapper, field: Field[Any, Any]) -> list[Converter]:
-        # What the ORM's compiler applies to a column it reads: the backend's converters
-        # (SQLite's text dates and datetimes) and the field's own (JSON, for one).
-        expression = field.get_col(field.model._meta.db_table)
-        own: list[Converter] = cast(Any, field).get_db_converters(conn)
-        return [*conn.ops.get_db_converters(expression), *own]
 
     @classmethod
     def for_connection(cls, alias: str = DEFAULT_DB_ALIAS) -> _DocumentLookup:
@@ -367,12 +352,6 @@ class _DocumentLookup:
         if lookup is None:
             lookup = cls._cache[alias] = cls(alias)
         return lookup
-
-    def _convert(self, value: Any, converters: list[Converter], field: Field[Any, Any]) -> Any:
-        expression = field.get_col(field.model._meta.db_table)
-        for converter in converters:
-            value = converter(value, expression, self.conn)
-        return value
 
     def fetch(
         self, document_id: str, doctor_id: int | None, moment: datetime
@@ -384,21 +363,16 @@ class _DocumentLookup:
             row = cursor.fetchone()
         if row is None:
             return None
-        fields = self.document_fields + self.patient_fields
-        values = [
-            self._convert(value, converters, field) if converters else value
-            for value, converters, field in zip(row, self.converters, fields, strict=False)
-        ]
         split = len(self.document_fields)
-        document = Document.from_db(
-            self.conn.alias, [f.attname for f in self.document_fields], values[:split]
+        end = split + len(self.patient_fields)
+        document = rawsql.instance(
+            Document, self.document_fields, self.document_readers, row[:split], self.conn
         )
-        patient = Patient.from_db(
-            self.conn.alias, [f.attname for f in self.patient_fields], values[split:]
+        patient = rawsql.instance(
+            Patient, self.patient_fields, self.patient_readers, row[split:end], self.conn
         )
         Document.patient.field.set_cached_value(document, patient)
-        relationship, grant_id, grant_expires = row[len(fields) :]
+        relationship, grant_id, grant_expires = row[end:]
         if grant_expires is not None:
-            field = EmergencyAccess._meta.get_field("expires_at")
-            grant_expires = self._convert(grant_expires, self.expires_converters, field)
+            grant_expires = self.read_expires(grant_expires)
         return document, relationship, grant_id, grant_expires

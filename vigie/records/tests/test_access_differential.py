@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 from django.contrib.auth.models import AnonymousUser
+from django.http import Http404
 from django.test import RequestFactory
 
 from vigie.accounts.models import Role, User
@@ -155,6 +156,6 @@ def test_an_unknown_document_is_a_plain_404_for_everybody() -> None:
     for user in readers.values():
         request = RequestFactory().get("/")
         request.user = user
-        with pytest.raises(access.Http404) as raised:
+        with pytest.raises(Http404) as raised:
             access.get_document_or_404(request, "Z" * 32, "view", at=NOW)
         assert not isinstance(raised.value, access.OutOfScope)
