@@ -82,7 +82,7 @@ def _read_head() -> tuple[int, str, int, datetime | None, int | None] | None:
     checkpoint_at = row[3]
     if checkpoint_at is not None:
         checkpoint_at = rawsql.Reader(AuditHead._meta.get_field("checkpoint_at"), conn)(
-            checkpoint_at
+            checkpoint_at, conn
         )
     return int(row[0]), str(row[1]), int(row[2]), checkpoint_at, row[4]
 

@@ -30,17 +30,20 @@ def table(model: type[Model], conn: BaseDatabaseWrapper) -> str:
 class Reader:
     """Turns a column value as the database returns it into the field's Python value, with
     the converters the ORM's compiler would apply (SQLite's text dates and datetimes, a JSON
-    field's decoding, ...)."""
+    field's decoding, ...).
+
+    Built once per database alias and shared by threads: it keeps no connection (Django's
+    connections belong to the thread that opened them), the caller passes its own.
+    """
 
     def __init__(self, field: Field[Any, Any], conn: BaseDatabaseWrapper) -> None:
-        self.conn = conn
         self.expression = field.get_col(field.model._meta.db_table)
         own: list[Converter] = cast(Any, field).get_db_converters(conn)
         self.converters = [*conn.ops.get_db_converters(self.expression), *own]
 
-    def __call__(self, value: Any) -> Any:
+    def __call__(self, value: Any, conn: BaseDatabaseWrapper) -> Any:
         for converter in self.converters:
-            value = converter(value, self.expression, self.conn)
+            value = converter(value, self.expression, conn)
         return value
 
 
@@ -53,7 +56,7 @@ def instance(
 ) -> Any:
     """A model instance from one row's `values` (in `fields` order), as a queryset builds it."""
     converted = [
-        read(value) if read.converters else value
+        read(value, conn) if read.converters else value
         for read, value in zip(readers, values, strict=True)
     ]
     return model.from_db(conn.alias, [f.attname for f in fields], converted)

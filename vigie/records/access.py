@@ -306,7 +306,9 @@ class _DocumentLookup:
     _cache: ClassVar[dict[str, _DocumentLookup]] = {}
 
     def __init__(self, alias: str) -> None:
-        conn = self.conn = connections[alias]
+        # Only the alias is kept: connections are per thread, this object is shared.
+        self.alias = alias
+        conn = connections[alias]
         quote = conn.ops.quote_name
         self.document_fields = list(Document._meta.concrete_fields)
         self.patient_fields = list(Patient._meta.concrete_fields)
@@ -356,9 +358,10 @@ class _DocumentLookup:
     def fetch(
         self, document_id: str, doctor_id: int | None, moment: datetime
     ) -> tuple[Document, int | None, int | None, datetime | None] | None:
-        when = self.conn.ops.adapt_datetimefield_value(moment)
+        conn = connections[self.alias]
+        when = conn.ops.adapt_datetimefield_value(moment)
         params = [doctor_id, when, when] * 3 + [document_id]
-        with self.conn.cursor() as cursor:
+        with conn.cursor() as cursor:
             cursor.execute(self.sql, params)
             row = cursor.fetchone()
         if row is None:
@@ -366,13 +369,13 @@ class _DocumentLookup:
         split = len(self.document_fields)
         end = split + len(self.patient_fields)
         document = rawsql.instance(
-            Document, self.document_fields, self.document_readers, row[:split], self.conn
+            Document, self.document_fields, self.document_readers, row[:split], conn
         )
         patient = rawsql.instance(
-            Patient, self.patient_fields, self.patient_readers, row[split:end], self.conn
+            Patient, self.patient_fields, self.patient_readers, row[split:end], conn
         )
         Document.patient.field.set_cached_value(document, patient)
         relationship, grant_id, grant_expires = row[end:]
         if grant_expires is not None:
-            grant_expires = self.read_expires(grant_expires)
+            grant_expires = self.read_expires(grant_expires, conn)
         return document, relationship, grant_id, grant_expires

@@ -10,16 +10,19 @@ decision, and the same document and patient down to every field's value and type
 
 from __future__ import annotations
 
+import threading
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from django.contrib.auth.models import AnonymousUser
+from django.db import connection
 from django.http import Http404
 from django.test import RequestFactory
 
 from vigie.accounts.models import Role, User
+from vigie.audit.testing import audit_committing  # noqa: F401 - a pytest fixture
 from vigie.records import access
 from vigie.records.models import CareRelationship, Document, EmergencyAccess, Patient
 from vigie.records.tests.factories import make_doctor, make_document, make_patient
@@ -159,3 +162,30 @@ def test_an_unknown_document_is_a_plain_404_for_everybody() -> None:
         with pytest.raises(Http404) as raised:
             access.get_document_or_404(request, "Z" * 32, "view", at=NOW)
         assert not isinstance(raised.value, access.OutOfScope)
+
+
+@pytest.mark.usefixtures("audit_committing")
+def test_the_door_statement_serves_every_thread_of_a_worker() -> None:
+    # Built once and shared: it must use each thread's own connection (a server's threads
+    # once got "DatabaseWrapper objects created in a thread can only be used in that same
+    # thread" on every read after the first thread's).
+    doctor, patient = make_doctor(), make_patient()
+    document = make_document(patient)
+    _give(doctor, patient, "open", "none")
+    request = RequestFactory().get("/")
+    request.user = doctor
+    assert access.get_document_or_404(request, document.pk, "view", at=NOW)[1].allowed
+    answers: list[object] = []
+
+    def other_thread() -> None:
+        try:
+            answers.append(access.get_document_or_404(request, document.pk, "view", at=NOW)[1])
+        except Exception as exc:  # the assertion below shows what it was
+            answers.append(exc)
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=other_thread)
+    thread.start()
+    thread.join(timeout=30)
+    assert answers == [access.Decision(True, access.CARE_RELATIONSHIP, answers[0].basis_id)]  # type: ignore[union-attr]
