@@ -269,6 +269,8 @@ SECURE_REFERRER_POLICY = "no-referrer"
 SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
 SESSION_COOKIE_HTTPONLY = True
+# Django's database sessions, loaded with a prepared statement (the hot path of every read).
+SESSION_ENGINE = "vigie.accounts.session_store"
 SESSION_COOKIE_SAMESITE = "Strict"
 CSRF_COOKIE_HTTPONLY = True
 SILENCED_SYSTEM_CHECKS: list[str] = []
