@@ -109,6 +109,7 @@ def _ingest(ax: Axes, rates: dict[str, float], cpu: dict[str, float]) -> None:
         color=[colors[n] for n in names],
     )
     _label(ax, bars, notes=[f"{cpu[n]:.1f} ms CPU" if n in cpu else "" for n in names])
+    ax.set_ylim(top=max(rates[n] for n in names) * 1.2)  # room for the two-line labels
     ax.set_ylabel("documents/s")
     ax.grid(axis="y", alpha=0.3)
     _thousands(ax)
