@@ -19,7 +19,7 @@ import matplotlib.pyplot as plt
 from matplotlib.axes import Axes
 from matplotlib.ticker import FuncFormatter
 
-from bench.figures import ingest_rates
+from bench.figures import ingest_cpu, ingest_rates
 
 SERVERS = [
     ("nginx", "nginx static\n+ auth_basic", "#7f7f7f"),
@@ -35,12 +35,13 @@ def machine_line(document: dict[str, Any]) -> str:
     return f"{m.get('cpu', '?')}, {m.get('cores', '?')} cores{ram}, Linux {m.get('kernel', '?')}"
 
 
-def _label(ax: Axes, bars: Any, fmt: str = "{:,.0f}") -> None:
-    for bar in bars:
+def _label(ax: Axes, bars: Any, fmt: str = "{:,.0f}", notes: list[str] | None = None) -> None:
+    for index, bar in enumerate(bars):
         height = bar.get_height()
         if height > 0:
+            note = notes[index] if notes and notes[index] else ""
             ax.annotate(
-                fmt.format(height),
+                fmt.format(height) + (f"\n{note}" if note else ""),
                 (bar.get_x() + bar.get_width() / 2, height),
                 xytext=(0, 2),
                 textcoords="offset points",
@@ -61,7 +62,10 @@ def _thousands(ax: Axes) -> None:
 
 
 def _fetch(ax: Axes, fetch: dict[str, Any] | None) -> None:
-    ax.set_title("Fetch a 200 KB document (wrk, median of rounds)", fontsize=10)
+    ax.set_title(
+        "Fetch a 200 KB document (wrk, median of rounds): req/s and server CPU per request",
+        fontsize=10,
+    )
     if not fetch:
         _empty(ax, "fetch")
         return
@@ -72,10 +76,12 @@ def _fetch(ax: Axes, fetch: dict[str, Any] | None) -> None:
     values: list[float] = []
     for i, (key, label, color) in enumerate(present):
         heights = [servers[key].get(c, {}).get("requests_per_s", 0.0) for c in counts]
+        cpu = [servers[key].get(c, {}).get("cpu_ms_per_request") for c in counts]
         values += [h for h in heights if h > 0]
         xs = [n + (i - (len(present) - 1) / 2) * width for n in range(len(counts))]
         bars = ax.bar(xs, heights, width, label=label.replace("\n", " "), color=color)
-        _label(ax, bars)
+        # req/s moves with whatever else the machine runs; CPU per request does not.
+        _label(ax, bars, notes=[f"{c:.2f} ms CPU" if c is not None else "" for c in cpu])
     ax.set_xticks(range(len(counts)), [f"{c} connections" for c in counts])
     ax.set_ylabel("requests/s")
     top = max(values, default=1.0)
@@ -90,7 +96,7 @@ def _fetch(ax: Axes, fetch: dict[str, Any] | None) -> None:
     _thousands(ax)
 
 
-def _ingest(ax: Axes, rates: dict[str, float]) -> None:
+def _ingest(ax: Axes, rates: dict[str, float], cpu: dict[str, float]) -> None:
     ax.set_title("Ingest 200 KB, 8 clients", fontsize=10)
     if not rates:
         _empty(ax, "ingest")
@@ -102,7 +108,8 @@ def _ingest(ax: Axes, rates: dict[str, float]) -> None:
         [rates[n] for n in names],
         color=[colors[n] for n in names],
     )
-    _label(ax, bars)
+    _label(ax, bars, notes=[f"{cpu[n]:.1f} ms CPU" if n in cpu else "" for n in names])
+    ax.set_ylim(top=max(rates[n] for n in names) * 1.2)  # room for the two-line labels
     ax.set_ylabel("documents/s")
     ax.grid(axis="y", alpha=0.3)
     _thousands(ax)
@@ -139,7 +146,7 @@ def render(document: dict[str, Any], out: Path) -> Path:
         1, 3, figsize=(13, 5), gridspec_kw={"width_ratios": [3, 1.2, 1]}, layout="constrained"
     )
     _fetch(axes[0], result("fetch"))
-    _ingest(axes[1], ingest_rates(ingest) if ingest else {})
+    _ingest(axes[1], ingest_rates(ingest) if ingest else {}, ingest_cpu(ingest) if ingest else {})
     _audit(axes[2], result("audit"))
     quick = " — QUICK SMOKE RUN, not reference figures" if document.get("quick") else ""
     fig.suptitle(

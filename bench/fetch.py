@@ -52,7 +52,14 @@ from urllib.parse import urlencode, urljoin, urlsplit, urlunsplit
 
 from bench.orthanc import HTTP_THREADS, start_orthanc
 from bench.payload import DOC_SIZE, make_pdf
-from bench.processes import Processes, find, free_port, stop_group, wait_http
+from bench.processes import (
+    Processes,
+    find,
+    free_port,
+    stop_group,
+    tree_cpu_seconds,
+    wait_http,
+)
 
 RESULTS = Path(__file__).parent / "results"
 CONNECTIONS = 32
@@ -124,8 +131,8 @@ def htpasswd_line(user: str, password: str, scheme: str = "apr1") -> str:
 
 def start_nginx(
     work: Path, procs: Processes, pdf: bytes, workers: int, scheme: str
-) -> tuple[str, str]:
-    """(URL, Authorization header) of the PDF served by nginx."""
+) -> tuple[str, str, subprocess.Popen[bytes]]:
+    """(URL, Authorization header, master process) of the PDF served by nginx."""
     root = work / "nginx"
     for sub in ("www", "scratch", "logs"):
         (root / sub).mkdir(parents=True, exist_ok=True)
@@ -146,7 +153,7 @@ def start_nginx(
     process = procs.start([nginx, "-p", str(root), "-c", str(root / "nginx.conf")], log)
     wait_http(port, "/", process, log)
     auth = "Basic " + base64.b64encode(f"doctor:{password}".encode()).decode()
-    return f"http://127.0.0.1:{port}/result.pdf", auth
+    return f"http://127.0.0.1:{port}/result.pdf", auth, process
 
 
 # --- Vigie ----------------------------------------------------------------------------------
@@ -359,6 +366,10 @@ class Run:
     p99_ms: float
     bytes_per_request: float
     errors: str
+    requests: int = 0
+    # Server CPU (its whole process tree, user + system) per request served: steadier than
+    # req/s on a shared machine, and what a faster path must lower. None when not measured.
+    cpu_ms_per_request: float | None = None
 
 
 def _ms(value: str) -> float:
@@ -384,7 +395,22 @@ def parse_wrk(name: str, output: str, connections: int = CONNECTIONS) -> Run:
     errors = "; ".join(
         line.strip() for line in output.splitlines() if "Non-2xx" in line or "Socket errors" in line
     )
-    return Run(name, connections, rps, p50, p99, transfer / rps if rps else 0.0, errors)
+    served = re.search(r"(\d+) requests in ", output)
+    requests = int(served.group(1)) if served else 0
+    return Run(name, connections, rps, p50, p99, transfer / rps if rps else 0.0, errors, requests)
+
+
+def with_cpu(run: Run, cpu_seconds: float) -> Run:
+    """`run` with the server's CPU per request, from its CPU seconds over the run."""
+    if run.requests:
+        run.cpu_ms_per_request = round(1000 * cpu_seconds / run.requests, 3)
+    return run
+
+
+def cpu_text(run: Run) -> str:
+    if run.cpu_ms_per_request is None:
+        return ""
+    return f"  {run.cpu_ms_per_request:6.3f} ms CPU/req"
 
 
 def wrk_argv(connections: int, duration: int) -> list[str]:
@@ -394,14 +420,25 @@ def wrk_argv(connections: int, duration: int) -> list[str]:
     return ["wrk", f"-t{threads}", f"-c{connections}", f"-d{duration}s", "--timeout", "10s"]
 
 
-def wrk(name: str, url: str, header: str, duration: int, connections: int = CONNECTIONS) -> Run:
+def wrk(
+    name: str,
+    url: str,
+    header: str,
+    duration: int,
+    connections: int = CONNECTIONS,
+    server_pid: int | None = None,
+) -> Run:
+    """One wrk run; with `server_pid`, also the server tree's CPU per request served."""
     argv = [*wrk_argv(connections, duration), "--latency", "-H", header, url]
+    before = tree_cpu_seconds(server_pid) if server_pid else 0.0
     result = subprocess.run(argv, capture_output=True, text=True, check=True, timeout=duration + 60)
     run = parse_wrk(name, result.stdout, connections)
+    if server_pid:
+        with_cpu(run, tree_cpu_seconds(server_pid) - before)
     print(
         f"  {name:<17} c={connections:<4} {run.requests_per_s:>9,.0f} req/s"
         f"  p50 {run.p50_ms:8.2f} ms  p99 {run.p99_ms:8.2f} ms"
-        f"  {run.bytes_per_request / 1024:6.1f} KiB/req"
+        f"  {run.bytes_per_request / 1024:6.1f} KiB/req{cpu_text(run)}"
         + (f"  [{run.errors}]" if run.errors else "")
     )
     return run
@@ -580,6 +617,11 @@ def _median(values: list[float]) -> float:
     return float(statistics.median(values))
 
 
+def median_cpu(runs: list[Run]) -> float | None:
+    measured = [r.cpu_ms_per_request for r in runs if r.cpu_ms_per_request is not None]
+    return round(_median(measured), 3) if measured else None
+
+
 def _versions(orthanc_version: str, postgres_version: str | None) -> dict[str, str | None]:
     nginx = find("nginx")
     out = ""
@@ -619,10 +661,10 @@ def run(
     try:
         pdf = make_pdf()
         targets: dict[str, Target] = {}
-        nginx_url, nginx_auth = start_nginx(work, procs, pdf, workers, scheme)
-        targets["nginx"] = Target(nginx_url, f"Authorization: {nginx_auth}", pdf)
+        nginx_url, nginx_auth, nginx = start_nginx(work, procs, pdf, workers, scheme)
+        targets["nginx"] = Target(nginx_url, f"Authorization: {nginx_auth}", pdf, nginx)
         orthanc = start_orthanc(work, procs, http_port=free_port(), dicom_port=free_port(), pdf=pdf)
-        targets["orthanc"] = Target(orthanc.url, orthanc.header, orthanc.instance)
+        targets["orthanc"] = Target(orthanc.url, orthanc.header, orthanc.instance, orthanc.process)
         url, cookie, process = start_vigie(work, procs, pdf, workers, threads, name="vigie-sqlite")
         targets["vigie-sqlite"] = Target(url, f"Cookie: {cookie}", pdf, process)
         if with_postgres:
@@ -664,7 +706,10 @@ def run(
             print(f" round {index + 1}/{rounds}")
             for count in connections:
                 for name, target in targets.items():
-                    runs[name][count].append(wrk(name, target.url, target.header, duration, count))
+                    pid = target.process.pid if target.process else None
+                    runs[name][count].append(
+                        wrk(name, target.url, target.header, duration, count, pid)
+                    )
         # The answers are still right after the load (a session that expired mid-run, a
         # server that fell over, would show here).
         for target in targets.values():
@@ -686,6 +731,7 @@ def run(
                 "requests_per_s": round(_median([r.requests_per_s for r in rs]), 1),
                 "p50_ms": round(_median([r.p50_ms for r in rs]), 2),
                 "p99_ms": round(_median([r.p99_ms for r in rs]), 2),
+                "cpu_ms_per_request": median_cpu(rs),
                 "errors": [r.errors for r in rs if r.errors],
                 "runs": [r.__dict__ for r in rs],
             }
@@ -738,12 +784,16 @@ def run(
 
 
 def print_table(results: dict[str, Any]) -> None:
-    print(f"{'server':<18} {'conns':>5} {'req/s':>10} {'p50 ms':>9} {'p99 ms':>9}")
+    print(
+        f"{'server':<18} {'conns':>5} {'req/s':>10} {'p50 ms':>9} {'p99 ms':>9} {'CPU ms/req':>10}"
+    )
     for name, by_count in results["servers"].items():
         for count, r in by_count.items():
+            cpu = r.get("cpu_ms_per_request")
             print(
                 f"{name:<18} {count:>5} {r['requests_per_s']:>10,.0f}"
                 f" {r['p50_ms']:>9.2f} {r['p99_ms']:>9.2f}"
+                f" {cpu if cpu is not None else '?':>10}"
                 + (f"  errors: {'; '.join(r['errors'])}" if r["errors"] else "")
             )
     for count, per in results["ratios"].items():

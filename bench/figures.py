@@ -38,6 +38,9 @@ SERVER_LABELS = {
 }
 
 
+READ_CPU_MS_TARGET = 1.5
+
+
 def fetch_figures(fetch: dict[str, Any]) -> list[dict[str, Any]]:
     figures = []
     servers: dict[str, dict[str, dict[str, Any]]] = fetch.get("servers", {})
@@ -52,6 +55,9 @@ def fetch_figures(fetch: dict[str, Any]) -> list[dict[str, Any]]:
                 continue
             label = f"fetch 200 KB, {count} conns: {SERVER_LABELS.get(name, name)}"
             display = f"{r['requests_per_s']:,.0f} req/s, p50 {r['p50_ms']:.1f} ms, p99 {r['p99_ms']:.1f} ms"
+            cpu = r.get("cpu_ms_per_request")
+            if cpu is not None:
+                display += f", {cpu:.3f} ms server CPU/req"
             if r.get("errors"):
                 display += " (errors: " + "; ".join(r["errors"])[:120] + ")"
             if not name.startswith("vigie-") or name == "vigie-noaudit":
@@ -81,6 +87,9 @@ def fetch_figures(fetch: dict[str, Any]) -> list[dict[str, Any]]:
             if count == "32":
                 checks.append(r["p99_ms"] <= 25)
                 targets.append("p99 ≤ 25 ms")
+                if cpu is not None:  # issue 19: an authorised, audited read's server CPU
+                    checks.append(cpu <= READ_CPU_MS_TARGET)
+                    targets.append(f"CPU ≤ {READ_CPU_MS_TARGET} ms/req")
             figures.append(
                 _figure(
                     f"fetch.{name}.{count}",
@@ -122,8 +131,24 @@ def ingest_rates(ingest: dict[str, Any]) -> dict[str, float]:
     return rates
 
 
+def ingest_cpu(ingest: dict[str, Any]) -> dict[str, float]:
+    """{"vigie": CPU ms/doc, "orthanc": CPU ms/doc}, where the run measured them."""
+    rest = ingest.get("rest") or ingest
+    return {
+        name: float(rest[name]["cpu_ms_per_document"])
+        for name in ("vigie", "orthanc")
+        if isinstance(rest.get(name), dict)
+        and isinstance(rest[name].get("cpu_ms_per_document"), (int, float))
+    }
+
+
+def _cpu_suffix(cpu: dict[str, float], name: str) -> str:
+    return f", {cpu[name]:.2f} ms server CPU/doc" if name in cpu else ""
+
+
 def ingest_figures(ingest: dict[str, Any]) -> list[dict[str, Any]]:
     rates = ingest_rates(ingest)
+    cpu = ingest_cpu(ingest)
     figures = []
     if "orthanc" in rates:
         figures.append(
@@ -132,7 +157,7 @@ def ingest_figures(ingest: dict[str, Any]) -> list[dict[str, Any]]:
                 "ingest 200 KB, 8 clients: Orthanc POST /instances",
                 rates["orthanc"],
                 "docs/s",
-                f"{rates['orthanc']:,.0f} docs/s",
+                f"{rates['orthanc']:,.0f} docs/s" + _cpu_suffix(cpu, "orthanc"),
                 "baseline",
             )
         )
@@ -145,6 +170,7 @@ def ingest_figures(ingest: dict[str, Any]) -> list[dict[str, Any]]:
                 rates["vigie"],
                 "docs/s",
                 f"{rates['vigie']:,.0f} docs/s"
+                + _cpu_suffix(cpu, "vigie")
                 + (f" = {ratio:.2f} x Orthanc" if ratio is not None else ""),
                 "≥ 1.0 × Orthanc",
                 ratio >= 1.0 if ratio is not None else None,

@@ -39,14 +39,17 @@ from bench.fetch import (
     RESULTS,
     THREADS,
     Run,
+    cpu_text,
     ensure_debian_packages,
+    median_cpu,
     parse_wrk,
     profile_under_load,
+    with_cpu,
     wrk_argv,
 )
 from bench.orthanc import HTTP_THREADS, start_orthanc, wrap_pdf_as_dicom
 from bench.payload import make_pdf
-from bench.processes import Processes, free_port, tail, wait_http
+from bench.processes import Processes, free_port, tail, tree_cpu_seconds, wait_http
 
 CONNECTIONS = 8
 MLLP_TARGET = 1000.0
@@ -203,15 +206,19 @@ def documents_count(env: dict[str, str]) -> int:
     return int(next(x for x in out.splitlines() if x.startswith(_MARK))[len(_MARK) :])
 
 
-def _wrk_post(name: str, script: Path, url: str, duration: int, *args: str) -> Run:
+def _wrk_post(name: str, script: Path, url: str, duration: int, server_pid: int, *args: str) -> Run:
+    """One wrk run of uploads, and the server tree's CPU per document."""
     argv = [*wrk_argv(CONNECTIONS, duration), "--latency", "-s", str(script), url]
     if args:
         argv += ["--", *args]
+    before = tree_cpu_seconds(server_pid)
     result = subprocess.run(argv, capture_output=True, text=True, check=True, timeout=duration + 60)
-    run = parse_wrk(name, result.stdout, CONNECTIONS)
+    run = with_cpu(
+        parse_wrk(name, result.stdout, CONNECTIONS), tree_cpu_seconds(server_pid) - before
+    )
     print(
         f"  {name:<8} {run.requests_per_s:>8,.1f} docs/s  p50 {run.p50_ms:8.2f} ms"
-        f"  p99 {run.p99_ms:8.2f} ms" + (f"  [{run.errors}]" if run.errors else "")
+        f"  p99 {run.p99_ms:8.2f} ms{cpu_text(run)}" + (f"  [{run.errors}]" if run.errors else "")
     )
     return run
 
@@ -230,6 +237,7 @@ def _summary(runs: list[Run]) -> dict[str, Any]:
         "documents_per_s": round(statistics.median(r.requests_per_s for r in runs), 1),
         "p50_ms": round(statistics.median(r.p50_ms for r in runs), 2),
         "p99_ms": round(statistics.median(r.p99_ms for r in runs), 2),
+        "cpu_ms_per_document": median_cpu(runs),
         "errors": [r.errors for r in runs if r.errors],
         "runs": [r.__dict__ for r in runs],
     }
@@ -311,10 +319,12 @@ def bench_rest_vs_orthanc(
 
         for index in range(rounds):
             print(f" round {index + 1}/{rounds}")
-            runs["vigie"].append(_wrk_post("vigie", vigie_script, vigie_url, duration))
+            runs["vigie"].append(_wrk_post("vigie", vigie_script, vigie_url, duration, process.pid))
             nonce = str(index + 1)
             runs["orthanc"].append(
-                _wrk_post("orthanc", orthanc_script, orthanc_url, duration, nonce)
+                _wrk_post(
+                    "orthanc", orthanc_script, orthanc_url, duration, orthanc.process.pid, nonce
+                )
             )
         # A rare refusal under load is a figure, not a reason to lose the run: it is kept in
         # "errors" (and Orthanc's own error lines in "server_errors").

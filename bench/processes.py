@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import psutil
+
 
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
@@ -89,3 +91,24 @@ def tail(log: Path) -> str:
 
 def find(command: str) -> str | None:
     return shutil.which(command) or shutil.which(command, path="/usr/sbin:/usr/bin:/sbin:/bin")
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of `pid` and every live descendant (granian's and nginx's
+    workers, Orthanc's threads). The figure that means something on a shared 2-core machine,
+    where req/s moves with whatever else runs: read it before and after a load run and divide
+    the difference by the requests served. A worker that exits in between takes its seconds
+    with it, so servers are measured while they keep their workers (all of ours do)."""
+    try:
+        root = psutil.Process(pid)
+        processes = [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return 0.0
+    total = 0.0
+    for process in processes:
+        try:
+            times = process.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += times.user + times.system
+    return total

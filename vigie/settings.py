@@ -136,8 +136,10 @@ MIDDLEWARE = [
     # Before CSRF: under no-referrer, browsers send Origin: null; Sec-Fetch-Site proves ours.
     "vigie.lib.csrf.FetchMetadataOriginMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
-    "django.contrib.auth.middleware.AuthenticationMiddleware",
-    "django_otp.middleware.OTPMiddleware",
+    # Django's AuthenticationMiddleware and django-otp's OTPMiddleware in one, with one
+    # statement for the user and the device (accounts.verified_user; a differential test
+    # holds it to the two libraries' answers).
+    "vigie.accounts.middleware.VerifiedUserMiddleware",
     # Expired sessions are flushed before deny-by-default looks at who is asking.
     "vigie.accounts.middleware.SessionPolicyMiddleware",
     # Before deny-by-default: a decoy touched by an outsider (no session) must alarm too.
@@ -267,6 +269,8 @@ SECURE_REFERRER_POLICY = "no-referrer"
 SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
 SESSION_COOKIE_HTTPONLY = True
+# Django's database sessions, loaded with a prepared statement (the hot path of every read).
+SESSION_ENGINE = "vigie.accounts.session_store"
 SESSION_COOKIE_SAMESITE = "Strict"
 CSRF_COOKIE_HTTPONLY = True
 SILENCED_SYSTEM_CHECKS: list[str] = []

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
-from django.db import DatabaseError, transaction
+from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
 from vigie.alerts.services import raise_alert
@@ -26,10 +26,24 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 
+def _flag_is_set() -> bool:
+    # Raw SQL: this runs twice on every document read (the decision, then just before the
+    # vault), and building the ORM query cost 0.4 ms of CPU each time for a 0.05 ms lookup.
+    meta, quote = GuardState._meta, connection.ops.quote_name
+    table, pk = quote(meta.db_table), quote(meta.pk.column)
+    flag = quote(meta.get_field("lockdown").column)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT 1 FROM {table} WHERE {pk} = %s AND {flag}",  # noqa: S608 - model names
+            [GuardState.SINGLETON],
+        )
+        return cursor.fetchone() is not None
+
+
 def is_locked_down() -> bool:
     # Fail closed: if the flag cannot be read, the records are not served.
     try:
-        return GuardState.objects.filter(pk=GuardState.SINGLETON, lockdown=True).exists()
+        return _flag_is_set()
     except DatabaseError:
         logger.exception("cannot read the lockdown flag; serving no records")
         return True

@@ -18,7 +18,6 @@ from vigie.accounts.testing import log_in, make_user
 from vigie.audit import log as audit_log
 from vigie.audit.models import AuditEvent
 from vigie.guard import lockdown
-from vigie.guard.models import GuardState
 from vigie.portal import door
 from vigie.records.access import LockedDown, decide, patients_in_scope
 from vigie.records.models import CareRelationship
@@ -160,7 +159,7 @@ def test_an_unreadable_flag_keeps_documents_locked(doctor, document, monkeypatch
     def broken(*args, **kwargs):
         raise DatabaseError("database is locked")
 
-    monkeypatch.setattr(GuardState.objects, "filter", broken)
+    monkeypatch.setattr(lockdown, "_flag_is_set", broken)
     response = signed_in(doctor).get(reverse("portal:document_content", args=[document.pk]))
     assert_maintenance_page(response)
 

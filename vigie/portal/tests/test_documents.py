@@ -71,11 +71,11 @@ def test_it_downloads_as_attachment_and_records_a_download(doctor, signed_in, mi
 def test_it_records_the_read_before_the_first_byte(doctor, signed_in, mine, monkeypatch) -> None:
     seen_before_first_chunk = []
 
-    def watched(document):
+    def watched(document, **options):
         seen_before_first_chunk.append(
             AuditEvent.objects.filter(action="document.read", document_id=document.pk).exists()
         )
-        yield from stream_verified(document)
+        yield from stream_verified(document, **options)
 
     monkeypatch.setattr(door, "stream_verified", watched)
     response = signed_in(doctor).get(content_url(mine))

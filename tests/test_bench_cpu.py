@@ -1,0 +1,86 @@
+"""The bench reports server CPU per operation beside req/s (issue 19): parsed, computed and
+shown in the table the docs are generated from."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from bench.fetch import parse_wrk, with_cpu
+from bench.figures import fetch_figures, ingest_figures
+from bench.processes import tree_cpu_seconds
+
+# Parses text and reads /proc: the same on both passes.
+pytestmark = pytest.mark.sqlite_only
+
+WRK_OUTPUT = """Running 5s test @ http://127.0.0.1:8000/documents/1/content
+  2 threads and 32 connections
+  Latency Distribution
+     50%  168.15ms
+     75%  200.00ms
+     90%  250.00ms
+     99%  315.83ms
+  904 requests in 5.01s, 177.21MB read
+Requests/sec:    180.44
+Transfer/sec:     35.37MB
+"""
+
+
+def test_it_counts_requests_and_divides_cpu_by_them() -> None:
+    run = with_cpu(parse_wrk("vigie", WRK_OUTPUT, 32), cpu_seconds=4.52)
+    assert run.requests == 904
+    assert run.cpu_ms_per_request == pytest.approx(5.0, abs=0.001)
+
+
+def test_it_counts_the_cpu_of_a_servers_children() -> None:
+    # A parent that sleeps while its child burns CPU: the tree's seconds are the child's.
+    burn = "import time\nx=0\nwhile time.process_time() < 0.3: x += 1\nprint('done', flush=True)\nimport sys; sys.stdin.read()"
+    parent = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            f"import subprocess,sys; subprocess.run([sys.executable, '-c', {burn!r}])",
+        ],
+        stdout=subprocess.PIPE,
+        stdin=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert parent.stdout is not None
+        assert parent.stdout.readline().strip() == "done"
+        assert tree_cpu_seconds(parent.pid) >= 0.3
+        assert tree_cpu_seconds(os.getpid() + 10_000_000) == 0.0  # no such process
+    finally:
+        assert parent.stdin is not None
+        parent.stdin.close()
+        parent.wait(timeout=10)
+
+
+def test_it_shows_cpu_per_request_in_the_table() -> None:
+    row = {"requests_per_s": 180.0, "p50_ms": 168.0, "p99_ms": 315.0, "errors": []}
+    fetch = {
+        "connections": [32],
+        "servers": {
+            "nginx": {"32": {**row, "requests_per_s": 11000.0, "cpu_ms_per_request": 0.038}},
+            "orthanc": {"32": {**row, "requests_per_s": 6600.0, "cpu_ms_per_request": 0.093}},
+            "vigie-sqlite": {"32": {**row, "cpu_ms_per_request": 6.681}},
+        },
+    }
+    figures = {f["key"]: f for f in fetch_figures(fetch)}
+    assert "0.038 ms server CPU/req" in figures["fetch.nginx.32"]["display"]
+    vigie = figures["fetch.vigie-sqlite.32"]
+    assert "6.681 ms server CPU/req" in vigie["display"]
+    assert "CPU ≤ 1.5 ms/req" in vigie["target"]
+    assert vigie["met"] is False
+    ingest = {
+        "rest": {
+            "vigie": {"documents_per_s": 40.0, "cpu_ms_per_document": 25.6},
+            "orthanc": {"documents_per_s": 300.0, "cpu_ms_per_document": 2.2},
+        }
+    }
+    shown = {f["key"]: f["display"] for f in ingest_figures(ingest)}
+    assert "25.60 ms server CPU/doc" in shown["ingest.vigie"]
+    assert "2.20 ms server CPU/doc" in shown["ingest.orthanc"]
