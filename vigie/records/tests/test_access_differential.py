@@ -22,10 +22,9 @@ from django.http import Http404
 from django.test import RequestFactory
 
 from vigie.accounts.models import Role, User
-from vigie.audit.testing import audit_committing  # noqa: F401 - a pytest fixture
 from vigie.records import access
 from vigie.records.models import CareRelationship, Document, EmergencyAccess, Patient
-from vigie.records.tests.factories import make_doctor, make_document, make_patient
+from vigie.records.testing import make_doctor, make_document, make_patient
 
 pytestmark = pytest.mark.django_db
 
