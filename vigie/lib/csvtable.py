@@ -91,6 +91,10 @@ def sniff_delimiter(header_line: str) -> str:
     return ";" if counts[";"] > counts[","] else ","
 
 
+# C0 controls but tab (a spreadsheet's CSV never holds them), and DEL.
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f]")
+
+
 def _records(text: str, delimiter: str) -> Iterator[tuple[int, list[str] | LineError]]:
     """(first physical line, fields or error) for each record of `text`."""
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
@@ -111,6 +115,11 @@ def _records(text: str, delimiter: str) -> Iterator[tuple[int, list[str] | LineE
             continue
         end = reader.line_num
         consumed = end
+        if any(_CONTROL.search(field) for field in fields):
+            # No name, IPP or date holds one, and PostgreSQL refuses NUL in any text: say
+            # so on this line instead of failing the whole import on the first query.
+            yield start, LineError(start, "a value holds a control character (such as NUL)")
+            continue
         if end > start:
             # A quoted field spanning lines: legal CSV, but no field here holds a line break,
             # so it is almost always a stray quote swallowing the next lines.

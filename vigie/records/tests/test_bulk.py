@@ -577,6 +577,18 @@ def test_any_text_gives_rows_or_line_errors(text: str) -> None:
         assert error.reason
 
 
+def test_a_value_holding_a_nul_byte_is_refused_on_its_line() -> None:
+    # Found by the property below on PostgreSQL, which refuses NUL in any text: the lookup
+    # of the IPP failed the whole validation with a DataError instead of naming the line.
+    text = "\n".join([HEADER, "IPP\x00001;x;y", "IPP2;a\x07;b"])
+    table, good = relationship_import.validate_relationships(text)
+    assert not good
+    assert [(e.line, "control character" in e.reason) for e in table.errors] == [
+        (2, True),
+        (3, True),
+    ]
+
+
 @settings(max_examples=150, deadline=None)
 @given(
     st.lists(
