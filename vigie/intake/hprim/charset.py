@@ -16,7 +16,9 @@ UTF-16 with a BOM. The rule, in order:
    common charset first. When no byte falls in 0x80-0x9F, ISO-8859-1 and Windows-1252 decode
    alike and we name it ISO-8859-1.
 
-A guess can be wrong on a file with one or two accented letters; the stored document keeps the
+An accent inside a word decides reliably (in CP850 "é" is 0x82, which MacRoman reads as
+"Ç": a capital inside a lower-case word). An accent opening a word does not: MacRoman "être"
+reads "Étre" in CP850. A guess can therefore be wrong on a file whose only accents open words; the stored document keeps the
 bytes as received, so a wrong guess never loses data, it only misspells a name on screen.
 """
 
@@ -25,9 +27,13 @@ from __future__ import annotations
 import codecs
 
 # Letters and signs that French lab reports actually contain.
-_FRENCH_LOWER = frozenset("àâçéèêëîïôùûüÿœæ")
-_FRENCH_UPPER = frozenset("ÀÂÇÉÈÊËÎÏÔÙÛÜŸŒÆ")
+_FRENCH_LOWER = frozenset("àâçéèêëîïôùûüÿœ")
+_FRENCH_UPPER = frozenset("ÀÂÇÉÈÊËÎÏÔÙÛÜŸŒ")
 _SIGNS = frozenset("°µ€’‘“”«»²³±×÷§–—…·\u00a0")
+# How much more often a letter shows up in French text (é far ahead): it decides between two
+# charsets whose readings are both French-looking letters.
+_WEIGHT = {"é": 6, "à": 4, "è": 3, "ü": 1, "ÿ": 1}
+_STARTS = {"é": 6, "ê": 2, "â": 1, "î": 1, "ô": 1, "œ": 2}
 # Order of preference when two candidates score the same.
 _LEGACY = ("iso-8859-1", "windows-1252", "cp850", "mac-roman")
 
@@ -45,12 +51,22 @@ def _score(text: str) -> int:
         before = text[index - 1] if index else " "
         after = text[index + 1] if index + 1 < length else " "
         if char in _FRENCH_LOWER:
-            # "HéMATIES" is odd, "hémoglobine" and "HéMOGLOBINE" less so.
-            score += -3 if (before.isupper() and after.isupper()) else 2
+            # Only "à" stands alone as a word; few accented letters open one ("école", "être",
+            # "âge", "île", "œdème"); "HéMATIES" is odd, "hémoglobine" is French.
+            starts = not before.isalpha()
+            if starts and not after.isalpha():
+                score += 4 if char == "à" else -3
+            elif starts:
+                score += _STARTS.get(char, -3)
+            elif before.isupper() and after.isupper():
+                score -= 3
+            else:
+                score += _WEIGHT.get(char, 2)
         elif char in _FRENCH_UPPER:
-            # An accented capital opens a word or sits among capitals, never before lower case
-            # in the middle of a word.
-            score += -3 if (before.isalpha() and after.islower()) else 2
+            # An accented capital opens a word or sits among capitals: never after a lower-case
+            # letter, never before one in the middle of a word.
+            odd = before.islower() or (before.isalpha() and after.islower())
+            score += -3 if odd else 2
         elif char in _SIGNS:
             score += 1
         else:
