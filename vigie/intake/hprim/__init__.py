@@ -1,7 +1,7 @@
 """HPRIM Santé files from laboratories: charset detection, parsing, NIR plausibility."""
 
 from .identity import nir_contradiction
-from .parser import HprimError, parse
+from .parser import HprimError, parse, patient_bytes
 from .result import HprimFile, Observation, Party, PatientReport
 
 __all__ = [
@@ -12,4 +12,5 @@ __all__ = [
     "PatientReport",
     "nir_contradiction",
     "parse",
+    "patient_bytes",
 ]

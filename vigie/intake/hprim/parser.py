@@ -26,6 +26,7 @@ notes and logs that must not carry patient data.
 
 from __future__ import annotations
 
+import codecs
 import datetime
 import re
 from decimal import Decimal, InvalidOperation
@@ -89,18 +90,69 @@ def parse(raw: bytes, *, today: datetime.date | None = None) -> HprimFile:
     if not text.strip():
         raise HprimError("the file is empty")
     lines = _LINE_BREAK.split(text)
+    starts = [0] + [match.end() for match in _LINE_BREAK.finditer(text)]
     warnings: list[str] = []
     blocks = _split_patients(lines, warnings)
     if not blocks:
         raise HprimError("the file holds no patient: only end markers and blank lines")
-    patients = [
-        _patient(block, index, today, warnings) for index, block in enumerate(blocks, start=1)
-    ]
+    patients: list[PatientReport] = []
+    to_bytes = _ByteOffsets(raw, text, charset)
+    for index, (block, after) in enumerate(blocks, start=1):
+        patient = _patient(block, index, today, warnings)
+        end = starts[after - 1] if after - 1 < len(starts) else len(text)
+        patient.span = (to_bytes(starts[block[0][0] - 1]), to_bytes(end))
+        patients.append(patient)
     return HprimFile(charset=charset, patients=patients, warnings=warnings)
 
 
-def _split_patients(lines: list[str], warnings: list[str]) -> list[list[tuple[int, str]]]:
-    blocks: list[list[tuple[int, str]]] = []
+class _ByteOffsets:
+    """Character offsets in the decoded text to byte offsets in the file as received.
+
+    Every charset we read decodes and encodes back byte for byte, so the bytes of a prefix
+    are its encoding; offsets come in increasing order, so each call encodes only the
+    stretch since the previous one.
+    """
+
+    def __init__(self, raw: bytes, text: str, charset: str) -> None:
+        self.text = text
+        if charset == "utf-16":
+            self.codec = "utf-16-le" if raw.startswith(codecs.BOM_UTF16_LE) else "utf-16-be"
+            self.base = len(codecs.BOM_UTF16_LE)
+        else:
+            self.codec = "utf-8" if charset == "utf-8-sig" else charset
+            self.base = len(codecs.BOM_UTF8) if charset == "utf-8-sig" else 0
+        self.chars = 0
+        self.bytes = self.base
+
+    def __call__(self, offset: int) -> int:
+        if offset < self.chars:  # pragma: no cover - blocks come in file order
+            self.chars, self.bytes = 0, self.base
+        self.bytes += len(self.text[self.chars : offset].encode(self.codec))
+        self.chars = offset
+        return self.bytes
+
+
+def patient_bytes(raw: bytes, parsed: HprimFile, patient: PatientReport) -> bytes:
+    """One patient's part of the file, bytes as received, to store as that patient's document.
+
+    A multi-patient file must never be stored whole under each patient: each document holds
+    its own patient's lines only. The byte-order mark, if any, is kept in front so the part
+    reads in the same charset on its own.
+    """
+    start, end = patient.span
+    bom = b""
+    if parsed.charset == "utf-16":
+        bom = raw[: len(codecs.BOM_UTF16_LE)]
+    elif parsed.charset == "utf-8-sig":
+        bom = codecs.BOM_UTF8
+    return bom + raw[start:end]
+
+
+def _split_patients(
+    lines: list[str], warnings: list[str]
+) -> list[tuple[list[tuple[int, str]], int]]:
+    """The patients' lines, each with the number of the first line after its end marker."""
+    blocks: list[tuple[list[tuple[int, str]], int]] = []
     current: list[tuple[int, str]] = []
     closed_by_marker = False
     finished_at: int | None = None
@@ -120,7 +172,7 @@ def _split_patients(lines: list[str], warnings: list[str]) -> list[list[tuple[in
         marker = _marker(line)
         if marker in ("FIN", "FINFICHIER"):
             if any(text.strip() for _, text in current):
-                blocks.append(current)
+                blocks.append((current, number + 1))
             current = []
             closed_by_marker = True
             if marker == "FINFICHIER":
@@ -130,7 +182,7 @@ def _split_patients(lines: list[str], warnings: list[str]) -> list[list[tuple[in
         if line.strip():
             closed_by_marker = False
     if any(text.strip() for _, text in current):
-        blocks.append(current)
+        blocks.append((current, len(lines) + 1))
     if blocks and not closed_by_marker and finished_at is None:
         warnings.append(
             "no ****FIN**** or ****FINFICHIER**** after the last patient: "

@@ -95,10 +95,14 @@ class PatientReport:
     text: list[str] = field(default_factory=list)
     lab_notes: list[str] = field(default_factory=list)  # TEX lines before the first RES
     observations: list[Observation] = field(default_factory=list)
+    # Where this patient's lines (header to end marker) sit in the file, in bytes: the part
+    # stored as this patient's document (see `patient_bytes`).
+    span: tuple[int, int] = (0, 0)
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "first_line": self.first_line,
+            "bytes": list(self.span),
             "reference": self.reference,
             "family_name": self.family_name,
             "given_name": self.given_name,

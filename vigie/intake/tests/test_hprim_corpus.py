@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from vigie.intake.hprim import HprimError, parse
+from vigie.intake.hprim import HprimError, parse, patient_bytes
 from vigie.intake.hprim.testing import CORPUS, TODAY, cases, expected
 
 FILES = sorted(CORPUS.glob("*.hpr"))
@@ -88,6 +88,9 @@ def test_it_reads_the_same_report_alike_in_every_charset() -> None:
     ):
         parsed = parse(cases()[name][0], today=TODAY).as_dict()
         parsed["charset"] = reference["charset"]
+        # Byte offsets differ with the charset; everything read from them must not.
+        for patient in (*parsed["patients"], *reference["patients"]):
+            patient["bytes"] = None
         assert parsed == reference, name
 
 
@@ -114,3 +117,38 @@ def test_it_refuses_the_whole_file_when_one_patient_is_broken() -> None:
     with pytest.raises(HprimError) as refusal:
         parse(cases()["broken_truncated_second_patient"][0], today=TODAY)
     assert refusal.value.line == 28
+
+
+def _comparable(patient: dict[str, Any]) -> dict[str, Any]:
+    # Line numbers and byte offsets count from the start of the part, not of the file.
+    del patient["first_line"], patient["bytes"]
+    for observation in patient["observations"]:
+        del observation["line"]
+    return patient
+
+
+def test_attack_multi_patient_file_is_split_so_no_document_holds_another_patient() -> None:
+    # Stored whole under each patient, a batch file would show every physician the results
+    # of the other patients in it.
+    raw = cases()["multi_patient_three"][0]
+    parsed = parse(raw, today=TODAY)
+    names = [patient.family_name for patient in parsed.patients]
+    assert names == ["MARTIN", "BERNARD", "ROUSSEAU"]
+    for patient in parsed.patients:
+        part = patient_bytes(raw, parsed, patient)
+        others = [name for name in names if name != patient.family_name]
+        assert [name for name in others if name.encode("latin-1") in part] == []
+        alone = parse(part, today=TODAY)
+        assert [p.family_name for p in alone.patients] == [patient.family_name]
+
+
+@pytest.mark.parametrize(
+    "name", sorted(n for n, (_r, facts) in cases().items() if "error" not in facts)
+)
+def test_each_patient_part_reads_alone_as_that_patient(name: str) -> None:
+    raw = cases()[name][0]
+    parsed = parse(raw, today=TODAY)
+    for patient in parsed.patients:
+        alone = parse(patient_bytes(raw, parsed, patient), today=TODAY)
+        assert len(alone.patients) == 1
+        assert _comparable(alone.patients[0].as_dict()) == _comparable(patient.as_dict())

@@ -10,7 +10,7 @@ import codecs
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from vigie.intake.hprim import HprimError, HprimFile, parse
+from vigie.intake.hprim import HprimError, HprimFile, parse, patient_bytes
 from vigie.intake.hprim.charset import decode
 from vigie.intake.hprim.testing import TODAY, Report, cases, hprim
 
@@ -87,6 +87,12 @@ def _assert_answer(raw: bytes) -> None:
         assert patient.nir is None or len(patient.nir) == 15
         # A parse is always serialisable: it is what gets sealed beside the file.
         assert patient.as_dict()["family_name"] == patient.family_name
+        # Each patient's part, stored as their document, reads alone as that patient.
+        alone = parse(patient_bytes(raw, answer, patient), today=TODAY).patients
+        assert [(p.family_name, p.birth_date, p.nir) for p in alone] == [
+            (patient.family_name, patient.birth_date, patient.nir)
+        ]
+        assert len(alone[0].observations) == len(patient.observations)
 
 
 @FUZZ
