@@ -25,6 +25,7 @@ bytes as received, so a wrong guess never loses data, it only misspells a name o
 from __future__ import annotations
 
 import codecs
+import re
 
 # Letters and signs that French lab reports actually contain.
 _FRENCH_LOWER = frozenset("àâçéèêëîïôùûüÿœ")
@@ -34,6 +35,7 @@ _SIGNS = frozenset("°µ€’‘“”«»²³±×÷§–—…·\u00a0")
 # charsets whose readings are both French-looking letters.
 _WEIGHT = {"é": 6, "à": 4, "è": 3, "ü": 1, "ÿ": 1}
 _STARTS = {"é": 6, "ê": 2, "â": 1, "î": 1, "ô": 1, "œ": 2}
+_NON_ASCII = re.compile(r"[^\x00-\x7f]")
 # Order of preference when two candidates score the same.
 _LEGACY = ("iso-8859-1", "windows-1252", "cp850", "mac-roman")
 
@@ -45,9 +47,10 @@ class UndecodableText(ValueError):
 def _score(text: str) -> int:
     score = 0
     length = len(text)
-    for index, char in enumerate(text):
-        if char.isascii():
-            continue
+    # Only the non-ASCII characters are scored: a regex finds them without a Python-level
+    # loop over the (mostly ASCII) report.
+    for found in _NON_ASCII.finditer(text):
+        index, char = found.start(), found.group()
         before = text[index - 1] if index else " "
         after = text[index + 1] if index + 1 < length else " "
         if char in _FRENCH_LOWER:
