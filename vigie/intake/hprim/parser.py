@@ -338,7 +338,8 @@ def _date(text: str, today: datetime.date) -> datetime.date | None:
         day, month, year = (int(group) for group in match.groups())
         candidates.append((year, month, day))
         if iso := _DATE_ISO_COMPACT.match(token):
-            candidates.append(tuple(int(group) for group in iso.groups()))  # type: ignore[arg-type]
+            year, month, day = (int(group) for group in iso.groups())
+            candidates.append((year, month, day))
     for year, month, day in candidates:
         if not _EARLIEST_YEAR <= year <= today.year + 1:
             continue
