@@ -259,11 +259,20 @@ def _body(
     lines: list[tuple[int, str]], report: PatientReport, where: str, warnings: list[str]
 ) -> None:
     in_lab = False
+    warned_res_in_text = False
     for number, line in lines:
         if _marker(line) == "LAB":
             in_lab = True
             continue
         if not in_lab:
+            if line.lstrip()[:4].upper() == "RES|" and not warned_res_in_text:
+                warned_res_in_text = True
+                # Without the marker they are the printed report's lines; reading them as
+                # results would be guessing where the lab meant text.
+                warnings.append(
+                    f"{where}: line {number}: RES| lines before ****LAB**** are kept as text, "
+                    "not as results"
+                )
             report.text.append(line.rstrip())
             continue
         stripped = line.strip()

@@ -303,6 +303,12 @@ def _cases() -> dict[str, Case]:
             ).replace(b"****LAB****", b"  ****  lab  ****"),
             {"values": {"UREE": {"number": "5.1"}}},
         ),
+        "res_without_lab_marker": (
+            hprim(
+                [Report(text=("Résultats :", "RES|Urée|UREE|N|5,1|mmol/l|2,5|7,5||F"), lab=None)]
+            ),
+            {"values": {}, "warnings": ["RES| lines before ****LAB**** are kept as text"]},
+        ),
         # Refused files: the reason names what to fix.
         "broken_empty": (b"\r\n\r\n", {"error": "the file is empty"}),
         "broken_only_markers": (b"****FIN****\r\n****FINFICHIER****\r\n", {"error": "no patient"}),
