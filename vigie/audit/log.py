@@ -159,8 +159,7 @@ def record(
         _announce(event, request)
         return event
     try:
-        with transaction.atomic():
-            head = append_batch([event])
+        head = append_committed([event])
     except DatabaseError as exc:
         raise AuditUnavailable(f"audit log unavailable: {exc}") from exc
     _after_commit(head)
@@ -282,6 +281,37 @@ def append_batch(events: list[AuditEvent]) -> HeadState:
     return HeadState(seq, prev.hex(), checkpoint_seq, checkpoint_at)
 
 
+def append_committed(events: list[AuditEvent]) -> HeadState:
+    """`append_batch` in a transaction of its own, durable (fsynced) when this returns.
+
+    PostgreSQL: the append lock is not held across the WAL flush. The append transaction
+    commits with `synchronous_commit = off` (its commit record is written, the lock is
+    released, the next batch may take it at once), then a second, synchronous transaction
+    that writes one WAL record (a transactional logical message, which any role may emit at
+    any wal_level) commits, and its flush covers every earlier record, ours included. So
+    this batch's flush can be shared with other processes' batches instead of each waiting
+    for the previous one's fsync under the lock.
+
+    The chain is not weakened: the lock still serialises numbering and hashing exactly as
+    before, and the WAL is one ordered stream, so a crash can only lose a suffix of batches
+    committed after the last flush — never one in the middle, so no gap and no fork — and
+    none of those was disclosed: every caller waits here for the flush that covers its own
+    commit record. SQLite is unchanged (synchronous=FULL, one commit).
+    """
+    if connection.vendor != "postgresql":
+        with transaction.atomic():
+            return append_batch(events)
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute("SET LOCAL synchronous_commit TO OFF")
+        head = append_batch(events)
+    with transaction.atomic(), connection.cursor() as cursor:
+        # ON explicitly, whatever the server's default: this commit is the durability point.
+        cursor.execute("SET LOCAL synchronous_commit TO ON")
+        cursor.execute("SELECT pg_logical_emit_message(true, 'vigie.audit.flush', '')")
+    return head
+
+
 def _insert(events: list[AuditEvent], seq: int, hash_hex: str) -> None:
     """One INSERT of every event and the head's move, as raw statements.
 
@@ -385,8 +415,7 @@ class _Appender:
             # run for it: after a database restart or failover its connection would be dead
             # and the first batch would fail. Check (and reopen) before each batch instead.
             connection.close_if_unusable_or_obsolete()
-            with transaction.atomic():
-                head = append_batch([job.event for job in batch if job.event is not None])
+            head = append_committed([job.event for job in batch if job.event is not None])
         except BaseException as exc:  # every waiter must be woken, whatever happened
             error = exc
             try:
