@@ -22,7 +22,7 @@ from vigie.records.testing import make_patient
 LOOKUP = "/emergency/"
 
 
-def home(client, **params) -> str:
+def home(client, **params):
     return client.get(reverse("portal:home"), params).content.decode()
 
 
@@ -145,7 +145,7 @@ def test_attack_folded_search_reaches_a_patient_outside_scope(doctor, signed_in,
     relate(doctor, former, expired=True)
     client = signed_in(doctor)
     queries = ["marechal", "zoe marechal", "15031984", "15/03/1984", "1984-03-15", "0000778"]
-    queries += ["778", "IPP 0000779", outsider.ins, former.ins, "", "m", "a"]
+    queries += ["778", "IPP 0000779", str(outsider.ins), str(former.ins), "", "m", "a"]
     for typed in queries:
         body = home(client, q=typed)
         assert outsider.public_id not in body, typed
