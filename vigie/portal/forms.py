@@ -29,7 +29,7 @@ class PatientSearchForm(forms.Form):
     result set can only ever be the doctor's scope."""
 
     q = forms.CharField(
-        label=_("Name, IPP or INS"),
+        label=_("Name, IPP, INS or birth date"),
         required=False,
         max_length=150,
         widget=forms.TextInput(attrs={"type": "search", "autocomplete": "off"}),

@@ -2,27 +2,89 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import date, datetime
 
-from django.db.models import Q, QuerySet
+from django.db.models import Q, QuerySet, Value
+from django.db.models.functions import Replace
 from django.utils import timezone
 
 from vigie.accounts.models import User
+from vigie.lib.folding import fold_compact
 from vigie.records.access import UserLike, patients_in_scope
 from vigie.records.identifiers import InvalidIdentifier, normalize_nir, validate_nir
 from vigie.records.models import Document, EmergencyAccess, Patient, PatientVisit
 
-# A scope of a few hundred patients is normal; past this the doctor should refine the search.
+# The FHIR API's ceiling on one page of patients; the portal pages with PAGE_SIZE instead.
 SEARCH_LIMIT = 100
+PAGE_SIZE = 50
+
+# The ways a birth date is typed in the one search box: 15/03/1984, 15-03-1984, 15.03.1984,
+# 15031984 and 1984-03-15 (what the browser's date field sends).
+_DATE_FORMATS = ("%d/%m/%Y", "%d-%m-%Y", "%d.%m.%Y", "%d%m%Y", "%Y-%m-%d")
+# strptime alone would read "1531984" as 15/3/1984: two-digit days and months only.
+_DATE_SHAPE = re.compile(
+    r"^([0-9]{2}[/.-][0-9]{2}[/.-][0-9]{4}|[0-9]{8}|[0-9]{4}-[0-9]{2}-[0-9]{2})$"
+)
+# An IPP typed with or without the clinic's letter prefix, leading zeros optional:
+# "IPP0000123", "ipp-123" and "0000123" all say prefix "ipp", number 123.
+_IPP_WORD = re.compile(r"^([a-z]*)[-_.]?0*([0-9]+)$", re.IGNORECASE)
+# "IPP 0000123" typed with a space: one word, not the name part "ipp" and a number.
+_IPP_LABEL = re.compile(r"\b(ipp)\s*[:#]?\s+(?=[0-9])", re.IGNORECASE)
+
+
+def parse_birth_date(word: str) -> list[date]:
+    """Every date `word` can be read as (none, or one: the formats do not overlap)."""
+    found: list[date] = []
+    if not _DATE_SHAPE.match(word):
+        return found
+    for fmt in _DATE_FORMATS:
+        try:
+            parsed = datetime.strptime(word, fmt).date()
+        except ValueError:
+            continue
+        if parsed not in found:
+            found.append(parsed)
+    return found
+
+
+def _ipp_condition(word: str) -> Q:
+    condition = Q(ipp__iexact=word)
+    match = _IPP_WORD.match(word)
+    if match is not None:
+        prefix, number = match.group(1).lower(), str(int(match.group(2)))
+        # Typed without a prefix: any prefix (or none); typed with one: that one or none.
+        letters = f"({prefix})?" if prefix else "[a-z]*"
+        condition |= Q(ipp__iregex=f"^{letters}[-_.]?0*{number}$")
+    return condition
+
+
+def _word_condition(word: str) -> Q:
+    """A word of the query matches the name (folded, in any order), the IPP, the INS or,
+    typed as a date, the birth date."""
+    condition = _ipp_condition(word) | Q(ins=normalize_nir(word))
+    name_part = fold_compact(word)
+    if name_part:
+        condition |= Q(compact_name__contains=name_part)
+    for birth_date in parse_birth_date(word):
+        condition |= Q(birth_date=birth_date)
+    return condition
 
 
 def search_patients(
     user: UserLike | None, *, q: str = "", birth_date: date | None = None
 ) -> QuerySet[Patient]:
-    """Patients in the user's scope matching every word of `q` (name part, exact IPP or
-    INS) and the birth date. Partial names are safe here: the scope bounds the result."""
-    patients = patients_in_scope(user)
+    """Patients in the user's scope matching every word of `q` and the birth date.
+
+    A word is part of the name (accents, case, hyphens and spaces do not count; family and
+    given names in either order), the IPP with or without its prefix, the INS or a birth
+    date. Partial names are safe here: the scope bounds the result, and the folded key is
+    the name itself, nothing more sensitive.
+    """
+    patients = patients_in_scope(user).annotate(
+        compact_name=Replace("search_key", Value(" "), Value(""))
+    )
     try:
         # An INS is often typed in groups ("2 85 03 75 …"): taken whole before the split.
         ins = validate_nir(q)
@@ -30,16 +92,11 @@ def search_patients(
         ins = None
     if ins is not None:
         patients = patients.filter(ins=ins)
-    for word in [] if ins else q.split():
-        patients = patients.filter(
-            Q(family_name__icontains=word)
-            | Q(given_names__icontains=word)
-            | Q(ipp__iexact=word)
-            | Q(ins=normalize_nir(word))
-        )
+    for word in [] if ins else _IPP_LABEL.sub(r"\1", q).split():
+        patients = patients.filter(_word_condition(word))
     if birth_date is not None:
         patients = patients.filter(birth_date=birth_date)
-    return patients.order_by("family_name", "given_names", "birth_date")
+    return patients.order_by("search_key", "birth_date", "pk")
 
 
 def emergency_expiries(user: UserLike | None) -> dict[int, datetime]:

@@ -21,6 +21,7 @@ from django.db.models import Q, QuerySet
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+from vigie.lib.folding import fold
 from vigie.records.identifiers import (
     InvalidIdentifier,
     normalize_nir,
@@ -79,6 +80,10 @@ class Patient(models.Model):
     family_name = models.CharField(_("family name"), max_length=150)
     given_names = models.CharField(_("given names"), max_length=150)
     birth_date = models.DateField(_("birth date"))
+    # The name again, folded ("MARÉCHAL Zoé" → "marechal zoe") so that one query finds it
+    # on SQLite and PostgreSQL alike. The same data as the two name columns, no more
+    # sensitive: kept up to date by save(), so never write the names with update().
+    search_key = models.CharField(max_length=301, blank=True, default="", editable=False)
     sex = models.CharField(_("sex"), max_length=1, choices=Sex.choices, default=Sex.UNKNOWN)
     address_line = models.CharField(_("address"), max_length=255, blank=True)
     postal_code = models.CharField(_("postal code"), max_length=10, blank=True)
@@ -96,12 +101,23 @@ class Patient(models.Model):
     def __str__(self) -> str:
         return f"{self.family_name.upper()} {self.given_names} ({self.ipp})"
 
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        self.search_key = patient_search_key(self.family_name, self.given_names)
+        update_fields = kwargs.get("update_fields")
+        if update_fields is not None and {"family_name", "given_names"} & set(update_fields):
+            kwargs["update_fields"] = {*update_fields, "search_key"}
+        super().save(*args, **kwargs)
+
     def clean_fields(self, exclude: Collection[str] | None = None) -> None:
         # Canonical form before validation, so "1 84 12 …" is checked and stored as
         # "18412…" and exact matching stays exact.
         self.ins = normalize_nir(self.ins) if self.ins else None
         self.ipp = (self.ipp or "").strip()
         super().clean_fields(exclude=exclude)
+
+
+def patient_search_key(family_name: str, given_names: str) -> str:
+    return fold(f"{family_name} {given_names}")[:301]
 
 
 # Set once, at intake, from the content checks; nothing may change them afterwards.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.views.decorators.cache import never_cache
@@ -9,7 +10,7 @@ from django.views.decorators.http import require_GET
 
 from vigie.accounts.models import Role
 from vigie.portal.forms import PatientSearchForm
-from vigie.portal.services import SEARCH_LIMIT, emergency_expiries, search_patients
+from vigie.portal.services import PAGE_SIZE, emergency_expiries, search_patients
 
 
 @require_GET
@@ -24,9 +25,13 @@ def home(request: HttpRequest) -> HttpResponse:
     patients = search_patients(
         request.user, q=criteria.get("q") or "", birth_date=criteria.get("birth_date")
     )
-    shown = list(patients[: SEARCH_LIMIT + 1])
+    # get_page(): a page number out of range or not a number shows the nearest page.
+    page = Paginator(patients, PAGE_SIZE).get_page(request.GET.get("page"))
     expiries = emergency_expiries(request.user)
-    rows = [(patient, expiries.get(patient.pk)) for patient in shown[:SEARCH_LIMIT]]
+    rows = [(patient, expiries.get(patient.pk)) for patient in page]
+    # The links to other pages keep the search.
+    kept = request.GET.copy()
+    kept.pop("page", None)
     return render(
         request,
         "portal/home.html",
@@ -34,7 +39,7 @@ def home(request: HttpRequest) -> HttpResponse:
             "form": form,
             "searching": searching,
             "rows": rows,
-            "truncated": len(shown) > SEARCH_LIMIT,
-            "limit": SEARCH_LIMIT,
+            "page": page,
+            "query_string": kept.urlencode(),
         },
     )
