@@ -23,6 +23,7 @@ from django.conf import settings
 from django.db import transaction
 
 from vigie import vault
+from vigie.audit import log as audit_log
 from vigie.audit.log import record
 from vigie.records.identifiers import InvalidIdentifier, validate_ipp, validate_nir
 from vigie.records.ingest_errors import (
@@ -216,7 +217,9 @@ def seal_and_insert(
     except OSError as exc:
         raise StorageUnavailable(f"cannot store the document: {exc.strerror or exc}") from exc
     try:
-        with transaction.atomic():
+        # `together()`: the events `then` records (the channel's, the arrival's) are
+        # appended as one batch, in this transaction, when the block ends.
+        with transaction.atomic(), audit_log.together():
             row = model.objects.create(
                 id=row_id,
                 size=sealed.size,
