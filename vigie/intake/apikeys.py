@@ -13,13 +13,14 @@ import ipaddress
 import secrets
 from dataclasses import dataclass
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.http import HttpRequest
 from django.utils import timezone
 
 from vigie.audit import refusals
 from vigie.audit.log import record
 from vigie.intake.models import ApiKey
+from vigie.lib import rawsql
 
 KEY_PREFIX = "vk_"
 REFUSED = "intake.apikey.refused"
@@ -131,7 +132,10 @@ def authenticate(request: HttpRequest) -> ApiKey | Refusal:
     prefix, secret = _split(text) if text is not None and well_formed else ("", "")
     # Looked up by prefix before the throttle, hashed only if the prefix names a key: a
     # flood of guessed keys (unknown prefixes) still hashes nothing once throttled.
-    key = ApiKey.objects.filter(prefix=prefix).first() if well_formed else None
+    # Raw: the ORM's query cost more CPU than the database's answer, on every request.
+    key: ApiKey | None = (
+        rawsql.first_by(ApiKey, "prefix", prefix, connection) if well_formed else None
+    )
     secret_matches = key is not None and hmac.compare_digest(key.secret_hash, _hash(secret))
     if (
         key is not None
