@@ -10,12 +10,13 @@ converted on its way in and out exactly as the ORM's compiler converts it.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import Field, Model
 
 Converter = Callable[[Any, Any, Any], Any]
+M = TypeVar("M", bound=Model)
 
 
 def column(model: type[Model], name: str, conn: BaseDatabaseWrapper) -> str:
@@ -65,7 +66,7 @@ def instance(
 _SELECTS: dict[tuple[str, type[Model], str], tuple[str, list[Field[Any, Any]], list[Reader]]] = {}
 
 
-def first_by(model: type[Model], name: str, value: Any, conn: BaseDatabaseWrapper) -> Any:
+def first_by(model: type[M], name: str, value: Any, conn: BaseDatabaseWrapper) -> M | None:
     """`model.objects.filter(<name>=value).first()` for a unique column `name`, in one
     statement written once per database: the ORM spent more CPU building the query than
     the database spends answering it (the API key and the patient of every ingest)."""
@@ -85,7 +86,7 @@ def first_by(model: type[Model], name: str, value: Any, conn: BaseDatabaseWrappe
     with conn.cursor() as cursor:
         cursor.execute(sql, [cast(Any, field).get_db_prep_value(value, conn, prepared=False)])
         row = cursor.fetchone()
-    return None if row is None else instance(model, fields, readers, row, conn)
+    return None if row is None else cast(M, instance(model, fields, readers, row, conn))
 
 
 def insert(row: Model, conn: BaseDatabaseWrapper) -> None:

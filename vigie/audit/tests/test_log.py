@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from django.db import OperationalError, connection, transaction
+from django.http import HttpRequest
 from django.test import RequestFactory
 from django.test.utils import CaptureQueriesContext
 
@@ -307,7 +308,7 @@ def _rows() -> list[dict[str, object]]:
     ]
 
 
-def _an_action_function(request: object) -> None:
+def _an_action_function(request: HttpRequest | None) -> None:
     record("intake.received", request=request, extra={"key": "labo", "n": 1})
     record("intake.document.stored", request=None, reason="", extra={"size": 42})
     record("access.grant", outcome="denied", reason="why not")

@@ -134,7 +134,9 @@ def _orm_insert(row: Model, conn: Any) -> None:
 _MOMENT_OR_ROW = {"seq", "at", "hash", "prev_hash", "request_id", "document_id"}
 
 
-def _received(client: Client, text: str, patient: Patient | None) -> tuple[dict[str, Any], list]:
+def _received(
+    client: Client, text: str, patient: Patient | None
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """One REST ingest: the stored row and the audit rows it appended."""
     before = AuditEvent.objects.count()
     meta = metadata(ins=patient.ins) if patient else metadata(ipp="NOBODY-4242")
