@@ -17,6 +17,8 @@ behind it. So instead:
 * a source refused `VIGIE_REFUSALS_PER_MINUTE` times in the current minute is throttled until
   the next one: `throttled()` says so before anything else is looked at (no key hashed,
   nothing appended), and counts the request (reason "throttled") for the minute's summary.
+  A caller that proves a valid credential is not throttled as anonymous, and so never pays
+  for this check (see `intake.apikeys.authenticate`).
 
 The events of a source's minute therefore sum (`extra["count"]`) to the requests refused,
 and a flood costs at most two events per source, minute and reason.

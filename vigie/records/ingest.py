@@ -20,10 +20,12 @@ from datetime import date
 from typing import Any, BinaryIO, TypeVar
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 
 from vigie import vault
+from vigie.audit import log as audit_log
 from vigie.audit.log import record
+from vigie.lib import rawsql
 from vigie.records.identifiers import InvalidIdentifier, validate_ipp, validate_nir
 from vigie.records.ingest_errors import (
     IngestError,
@@ -83,8 +85,8 @@ def find_patient(ref: PatientRef) -> Patient:
         raise UnknownPatient(str(exc)) from None
     if ins is None and ipp is None:
         raise UnknownPatient("no patient identifier given (INS or IPP)")
-    by_ins = Patient.objects.filter(ins=ins).first() if ins else None
-    by_ipp = Patient.objects.filter(ipp=ipp).first() if ipp else None
+    by_ins = rawsql.first_by(Patient, "ins", ins, connection) if ins else None
+    by_ipp = rawsql.first_by(Patient, "ipp", ipp, connection) if ipp else None
     if by_ins and by_ipp and by_ins.pk != by_ipp.pk:
         raise UnknownPatient("the INS and the IPP designate two different patients")
     if by_ins and ipp and by_ins.ipp != ipp:
@@ -216,8 +218,10 @@ def seal_and_insert(
     except OSError as exc:
         raise StorageUnavailable(f"cannot store the document: {exc.strerror or exc}") from exc
     try:
-        with transaction.atomic():
-            row = model.objects.create(
+        # `together()`: the events `then` records (the channel's, the arrival's) are
+        # appended as one batch, in this transaction, when the block ends.
+        with transaction.atomic(), audit_log.together():
+            row = model(
                 id=row_id,
                 size=sealed.size,
                 sha256=sealed.sha256,
@@ -225,6 +229,9 @@ def seal_and_insert(
                 wrapped_key=sealed.wrapped_key,
                 **fields,
             )
+            # Raw, as `create()` would write it (no signal or save() rule concerns a new
+            # row): the ORM's INSERT cost more CPU than the rest of the transaction.
+            rawsql.insert(row, connection)
             then(row)
     except BaseException:
         # The row did not commit: the blob is an orphan now, remove it rather than wait for

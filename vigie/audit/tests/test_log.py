@@ -3,11 +3,14 @@ from __future__ import annotations
 import itertools
 import re
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from django.db import OperationalError, connection, transaction
+from django.http import HttpRequest
 from django.test import RequestFactory
+from django.test.utils import CaptureQueriesContext
 
 from vigie.accounts.models import Role, User
 from vigie.audit import chain
@@ -289,3 +292,118 @@ def test_lost_connection_makes_every_waiting_reader_get_audit_unavailable(
     monkeypatch.undo()
     # Once the database is back, appends resume with no gap.
     assert record("document.read").seq == 1
+
+
+# --- together(): several events of one action function, one append -------------------------
+
+_CHAINED_BUT_TIMED = {"at", "hash", "prev_hash"}
+
+
+def _rows() -> list[dict[str, object]]:
+    """Every event as stored, but for what depends on the moment it was appended."""
+    fields = [f.attname for f in AuditEvent._meta.concrete_fields]
+    return [
+        {name: value for name, value in row.items() if name not in _CHAINED_BUT_TIMED}
+        for row in AuditEvent.objects.order_by("seq").values(*fields)
+    ]
+
+
+def _an_action_function(request: HttpRequest | None) -> None:
+    record("intake.received", request=request, extra={"key": "labo", "n": 1})
+    record("intake.document.stored", request=None, reason="", extra={"size": 42})
+    record("access.grant", outcome="denied", reason="why not")
+
+
+class _Undo(Exception):
+    pass
+
+
+def _rolled_back(action: Callable[[], None]) -> list[dict[str, object]]:
+    """The rows `action` appends one by one, in a transaction then rolled back."""
+    seen: list[dict[str, object]] = []
+
+    def run() -> None:
+        with transaction.atomic():
+            with transaction.atomic():
+                action()
+            seen.extend(_rows())
+            raise _Undo
+
+    with pytest.raises(_Undo):
+        run()
+    return seen
+
+
+def test_events_recorded_together_are_the_rows_recorded_one_by_one() -> None:
+    """Differential: the same events, one append each or one append for all, give the same
+    rows (numbers included) and a chain that verifies."""
+    request = RequestFactory().get("/x", REMOTE_ADDR="192.0.2.9", HTTP_USER_AGENT="lab/1")
+    record("login.success")
+    # The one-by-one run is rolled back (audit rows cannot be deleted): both start from
+    # the same head.
+    one_by_one = _rolled_back(lambda: _an_action_function(request))
+    with transaction.atomic(), audit_log.together():
+        _an_action_function(request)
+    together = _rows()
+
+    assert len(together) == 4
+    assert together == one_by_one
+    assert verify().ok
+
+
+def test_events_recorded_together_cost_one_head_read_and_one_insert() -> None:
+    record("login.success")
+    with CaptureQueriesContext(connection) as queries, transaction.atomic(), audit_log.together():
+        _an_action_function(None)
+    inserts = [q for q in queries.captured_queries if q["sql"].startswith("INSERT")]
+    head_reads = [q for q in queries.captured_queries if "MAX(" in q["sql"]]
+    assert (len(inserts), len(head_reads)) == (1, 1)
+    assert [e.seq for e in AuditEvent.objects.order_by("seq")] == [1, 2, 3, 4]
+
+
+def test_events_recorded_together_roll_back_with_the_block() -> None:
+    record("login.success")
+
+    def failing_action() -> None:
+        with transaction.atomic(), audit_log.together():
+            record("access.grant")
+            raise RuntimeError("the state change failed")
+
+    with pytest.raises(RuntimeError):
+        failing_action()
+    assert list(AuditEvent.objects.values_list("action", flat=True)) == ["login.success"]
+    assert AuditHead.objects.get(pk=1).seq == 1
+    assert verify().ok
+
+
+def test_an_event_in_a_savepoint_rolled_back_inside_together_is_not_appended() -> None:
+    with transaction.atomic(), audit_log.together():
+        record("intake.received")
+        try:
+            with transaction.atomic():
+                record("access.grant")
+                raise RuntimeError("this part only fails")
+        except RuntimeError:
+            pass
+        record("intake.document.stored")
+    assert list(AuditEvent.objects.order_by("seq").values_list("action", flat=True)) == [
+        "intake.received",
+        "intake.document.stored",
+    ]
+    assert verify().ok
+
+
+def test_together_fails_closed_when_the_append_fails(monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(events: object) -> None:
+        raise OperationalError("database is locked")
+
+    monkeypatch.setattr(audit_log, "append_batch", broken)
+    with pytest.raises(AuditUnavailable), transaction.atomic(), audit_log.together():
+        record("intake.received")
+    assert not AuditEvent.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_together_outside_a_transaction_is_a_mistake() -> None:
+    with pytest.raises(RuntimeError, match="transaction"), audit_log.together():
+        pass

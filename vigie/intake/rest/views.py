@@ -210,11 +210,13 @@ def _receive(
         return parsed
     meta, content_type = parsed
     data = upload.read()
+    if idempotency_key is None:
+        # Nothing to compare a retry with: no hash of the document (a SHA-256 of its bytes).
+        return _store(request, key, None, "", meta, content_type, data)
     payload_hash = idempotency.request_hash(metadata.canonical(meta), data)
-    if idempotency_key is not None:
-        earlier = idempotency.previous(key, idempotency_key, payload_hash)
-        if earlier is not None:
-            return _replay(request, key, idempotency_key, earlier)
+    earlier = idempotency.previous(key, idempotency_key, payload_hash)
+    if earlier is not None:
+        return _replay(request, key, idempotency_key, earlier)
     return _store(request, key, idempotency_key, payload_hash, meta, content_type, data)
 
 

@@ -10,7 +10,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from vigie.audit import watch
@@ -168,6 +170,52 @@ def test_a_throttled_address_does_not_throttle_another(clock: Clock) -> None:
         Client(), text, content=pdf(), meta=metadata(ins=patient.ins), REMOTE_ADDR="10.1.2.3"
     )
     assert lab.status_code == 202
+
+
+def test_attack_a_flood_from_a_labs_own_address_does_not_lock_the_lab_out(
+    clock: Clock, hashes: list[str]
+) -> None:
+    """Someone behind the lab's NAT (or spoofing nothing at all: sharing its address) sends
+    guessed keys until the address is throttled. The lab's valid key still gets through:
+    the throttle is for callers without a valid key, and its holder is accountable."""
+    attempt = _rest(Client())
+    for _ in range(LIMIT + 1):
+        attempt()
+    assert attempt().status_code == 429
+    _key, text = new_key()
+    patient = make_patient()
+    lab = send(Client(), text, content=pdf(), meta=metadata(ins=patient.ins), REMOTE_ADDR=ATTACKER)
+    assert lab.status_code == 202, lab.content
+    # And the flood stays throttled, its guesses still never hashed.
+    hashed = len(hashes)
+    assert attempt().status_code == 429
+    assert len(hashes) == hashed
+
+
+def test_a_known_key_with_a_wrong_secret_is_throttled_like_a_guess(clock: Clock) -> None:
+    key, text = new_key()
+    wrong = f"{apikeys.KEY_PREFIX}{key.prefix}_not-the-secret"
+    patient = make_patient()
+    client = Client()
+
+    def attempt(presented: str) -> Any:
+        return send(
+            client, presented, content=pdf(), meta=metadata(ins=patient.ins), REMOTE_ADDR=ATTACKER
+        )
+
+    statuses = [attempt(wrong).status_code for _ in range(LIMIT + 2)]
+    assert statuses == [401] * LIMIT + [429] * 2
+    assert not Document.objects.exists()
+    assert attempt(text).status_code == 202
+
+
+def test_a_valid_key_does_not_read_the_refusal_counters(clock: Clock) -> None:
+    _key, text = new_key()
+    patient = make_patient()
+    with CaptureQueriesContext(connection) as queries:
+        response = send(Client(), text, content=pdf(), meta=metadata(ins=patient.ins))
+    assert response.status_code == 202
+    assert not [q for q in queries.captured_queries if "refusalcount" in q["sql"]]
 
 
 def test_a_known_key_refused_is_audited_every_time_but_still_throttled(clock: Clock) -> None:

@@ -1,0 +1,183 @@
+"""Differential: the ingest path's raw statements (`lib.rawsql.first_by`, `rawsql.insert`) and
+its one audit append (`audit.log.together`) against the ORM calls and one-by-one appends they
+replace. Same rows, same audit rows, or the shortcut is wrong."""
+
+from __future__ import annotations
+
+import contextlib
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.db import connection
+from django.db.models import Model
+from django.test import Client
+from django.utils import timezone
+
+from vigie.audit import log as audit_log
+from vigie.audit.models import AuditEvent
+from vigie.audit.verify import verify
+from vigie.intake.models import ApiKey
+from vigie.intake.rest.testing import metadata, new_key, pdf, send
+from vigie.lib import rawsql
+from vigie.records.models import Document, Patient, PendingDocument, new_document_id
+from vigie.records.testing import make_patient
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def _env(settings: Any, vault_home: Path) -> None:
+    # Audit events on the calling thread, so they are visible inside the test's transaction.
+    settings.VIGIE_AUDIT_GROUP_COMMIT = False
+    settings.SECURE_SSL_REDIRECT = False
+
+
+def _stored(model: type[Model], pk: str) -> dict[str, Any]:
+    """The row as the database holds it, read back through the ORM."""
+    row: dict[str, Any] = dict(model._default_manager.filter(pk=pk).values().get())
+    row.pop("id")
+    if isinstance(row.get("wrapped_key"), memoryview):
+        row["wrapped_key"] = bytes(row["wrapped_key"])
+    return row
+
+
+def _attributes(row: Model | None) -> dict[str, Any] | None:
+    if row is None:
+        return None
+    return {f.attname: getattr(row, f.attname) for f in type(row)._meta.concrete_fields}
+
+
+_STORED = {
+    "kind": "imaging_report",
+    "title": "Échographie abdominale — « contrôle »",
+    "clinical_date": date(2026, 2, 28),
+    "author": "",
+    "source_system": "RIS-1",
+    "content_type": "application/pdf",
+    "size": 204_800,
+    "sha256": "ab" * 32,
+    "kek_id": "kek-2026",
+    "wrapped_key": bytes(range(256)) + b"\x00\xff",
+    "active_content": True,
+    "content_warnings": ["JavaScript found", "ünïcode ✓", ""],
+}
+
+
+@pytest.mark.parametrize("received_at", [None, datetime(2026, 3, 1, 23, 59, 59, 999_999)])
+def test_a_raw_insert_writes_the_row_create_writes(received_at: datetime | None) -> None:
+    patient = make_patient()
+    when = {} if received_at is None else {"received_at": timezone.make_aware(received_at)}
+    by_orm = Document.objects.create(id=new_document_id(), patient=patient, **_STORED, **when)
+    raw = Document(id=new_document_id(), patient=patient, **_STORED, **when)
+    rawsql.insert(raw, connection)
+
+    assert not raw._state.adding
+    orm_row, raw_row = _stored(Document, by_orm.pk), _stored(Document, raw.pk)
+    if received_at is None:  # a default: the moment each row was made
+        assert abs(orm_row.pop("received_at") - raw_row.pop("received_at")).total_seconds() < 60
+    assert raw_row == orm_row
+    assert _attributes(Document.objects.get(pk=raw.pk)) == _attributes(raw)
+
+
+def test_a_raw_insert_writes_the_pending_row_create_writes() -> None:
+    fields = {
+        **_STORED,
+        "channel": "rest",
+        "reason": "no patient has this INS here",
+        "identifiers": {"ins": "185127512345678", "ipp": "4242"},
+        "demographics": {"family_name": "N'GUYEN", "birth_date": "1985-03-14"},
+    }
+    by_orm = PendingDocument.objects.create(id=new_document_id(), **fields)
+    raw = PendingDocument(id=new_document_id(), **fields)
+    rawsql.insert(raw, connection)
+    orm_row, raw_row = _stored(PendingDocument, by_orm.pk), _stored(PendingDocument, raw.pk)
+    assert abs(orm_row.pop("received_at") - raw_row.pop("received_at")).total_seconds() < 60
+    assert raw_row == orm_row
+
+
+def test_a_raw_lookup_finds_what_first_finds() -> None:
+    with_ins, without_ins = make_patient("MARTIN"), make_patient("DUPONT", with_ins=False)
+    key, _text = new_key("labo-bio", networks=["10.0.0.0/8"])
+    cases: list[tuple[type[Model], str, Any]] = [
+        (Patient, "ins", with_ins.ins),
+        (Patient, "ipp", with_ins.ipp),
+        (Patient, "ipp", without_ins.ipp),
+        (Patient, "ins", "185127512345678"),
+        (Patient, "ipp", "nobody"),
+        (Patient, "ipp", "IPP' OR '1'='1"),
+        (ApiKey, "prefix", key.prefix),
+        (ApiKey, "prefix", ""),
+        (ApiKey, "prefix", "0badc0ffee00"),
+    ]
+    for model, name, value in cases:
+        expected = model._default_manager.filter(**{name: value}).first()
+        found = rawsql.first_by(model, name, value, connection)
+        assert _attributes(found) == _attributes(expected), (model, name, value)
+        assert found is None or found._state.adding is False
+
+
+def test_a_raw_lookup_refuses_a_column_that_is_not_unique() -> None:
+    with pytest.raises(ValueError, match="not unique"):
+        rawsql.first_by(Patient, "family_name", "MARTIN", connection)
+
+
+def _orm_first(model: type[Model], name: str, value: Any, conn: Any) -> Any:
+    return model._default_manager.filter(**{name: value}).first()
+
+
+def _orm_insert(row: Model, conn: Any) -> None:
+    row.save(force_insert=True)
+
+
+_MOMENT_OR_ROW = {"seq", "at", "hash", "prev_hash", "request_id", "document_id"}
+
+
+def _received(
+    client: Client, text: str, patient: Patient | None
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """One REST ingest: the stored row and the audit rows it appended."""
+    before = AuditEvent.objects.count()
+    meta = metadata(ins=patient.ins) if patient else metadata(ipp="NOBODY-4242")
+    response = send(client, text, content=pdf(), meta=meta, HTTP_USER_AGENT="lab/1")
+    assert response.status_code == 202, response.content
+    model: type[Model] = Document if patient else PendingDocument
+    row = _stored(model, response.json()["id"])
+    row.pop("received_at")
+    row.pop("wrapped_key")  # a new random data key for every document
+    fields = [f.attname for f in AuditEvent._meta.concrete_fields]
+    events = []
+    for event in AuditEvent.objects.order_by("seq").values(*fields)[before:]:
+        for name in _MOMENT_OR_ROW:
+            event.pop(name)
+        extra = dict(event["extra"])
+        for name in ("document_id", "pending_id"):
+            extra.pop(name, None)
+        event["extra"] = extra
+        events.append(event)
+    return row, events
+
+
+@pytest.mark.parametrize("matched", [True, False], ids=["document", "pending"])
+def test_an_ingest_stores_and_audits_what_the_orm_path_did(
+    monkeypatch: pytest.MonkeyPatch, matched: bool
+) -> None:
+    _key, text = new_key("labo-bio")
+    patient = make_patient("MARTINEAU") if matched else None
+    client = Client()
+    fast = _received(client, text, patient)
+
+    with monkeypatch.context() as before:
+        before.setattr(rawsql, "first_by", _orm_first)
+        before.setattr(rawsql, "insert", _orm_insert)
+        before.setattr(audit_log, "together", contextlib.nullcontext)
+        slow = _received(client, text, patient)
+
+    assert fast == slow
+    actions = [e["action"] for e in fast[1]]
+    if matched:
+        assert actions == ["intake.received", "intake.document.stored"]
+    else:
+        assert actions == ["intake.pending", "intake.received"]
+    assert verify().ok
