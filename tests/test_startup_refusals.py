@@ -109,6 +109,15 @@ def test_it_refuses_an_unknown_mode(bare_env: dict[str, str]) -> None:
     _assert_one_line_refusal(_run({**bare_env, "VIGIE_MODE": "prod"}, "migrate"), "VIGIE_MODE")
 
 
+def test_attack_an_audit_tail_left_unsigned_for_longer_than_a_minute_is_refused(
+    production: dict[str, str],
+) -> None:
+    # Events after the last signed checkpoint can be rewritten with database access alone:
+    # an interval set to an hour would leave an hour of them unanchored.
+    refused = _run({**production, "VIGIE_AUDIT_CHECKPOINT_SECONDS": "3600"}, "migrate")
+    _assert_one_line_refusal(refused, "VIGIE_AUDIT_CHECKPOINT_SECONDS=3600", "maximum of 60")
+
+
 def test_the_demo_command_refuses_production_mode(production: dict[str, str]) -> None:
     _assert_one_line_refusal(_run(production, "demo", "--no-serve"), "VIGIE_MODE=demo")
 

@@ -352,7 +352,11 @@ VIGIE_AUDIT_CHECKPOINT_FILE = env.path(
     "VIGIE_AUDIT_CHECKPOINT_FILE", VIGIE_HOME / "audit" / "checkpoints.jsonl"
 )
 VIGIE_AUDIT_CHECKPOINT_EVERY = env.integer("VIGIE_AUDIT_CHECKPOINT_EVERY", 1000, minimum=1)
-VIGIE_AUDIT_CHECKPOINT_SECONDS = env.integer("VIGIE_AUDIT_CHECKPOINT_SECONDS", 60, minimum=1)
+# At most a minute: the events after the last signed checkpoint can be rewritten by whoever
+# holds the database, and `vigie audit verify` fails once that tail is two intervals old.
+VIGIE_AUDIT_CHECKPOINT_SECONDS = env.integer(
+    "VIGIE_AUDIT_CHECKPOINT_SECONDS", 60, minimum=1, maximum=60
+)
 # `vigie audit watch` (the periodic checkpoint writer and the anomaly rules) proves it is alive
 # here; `vigie check` fails when this is older than two checkpoint intervals.
 VIGIE_AUDIT_WATCH_HEARTBEAT_FILE = env.path(

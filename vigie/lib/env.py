@@ -44,7 +44,7 @@ def boolean(name: str, default: bool) -> bool:
     raise ConfigError(f"{name}={value!r} is not a boolean (use true or false)")
 
 
-def integer(name: str, default: int, minimum: int | None = None) -> int:
+def integer(name: str, default: int, minimum: int | None = None, maximum: int | None = None) -> int:
     value = _raw(name)
     if value is None:
         return default
@@ -54,6 +54,8 @@ def integer(name: str, default: int, minimum: int | None = None) -> int:
         raise ConfigError(f"{name}={value!r} is not an integer") from None
     if minimum is not None and number < minimum:
         raise ConfigError(f"{name}={number} is below the minimum of {minimum}")
+    if maximum is not None and number > maximum:
+        raise ConfigError(f"{name}={number} is above the maximum of {maximum}")
     return number
 
 
