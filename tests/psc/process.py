@@ -12,7 +12,7 @@ import requests
 
 REPO = Path(__file__).resolve().parent.parent.parent
 CLIENT_ID = "vigie-test-client"
-CLIENT_SECRET = "test-only-psc-client-secret"  # noqa: S105 -- the test provider's, throwaway
+CLIENT_SECRET = "test-only-psc-client-secret"
 
 
 class ProviderProcess:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import hashlib
 import html
 import json
@@ -112,7 +113,7 @@ def _b64(digest: bytes) -> str:
 class Handler(BaseHTTPRequestHandler):
     provider: Provider
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: Any) -> None:
         pass  # quiet: the tests read their own assertions, not an access log
 
     # --- plumbing ---
@@ -331,10 +332,8 @@ def main(argv: list[str] | None = None) -> None:
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     provider.issuer = f"http://127.0.0.1:{server.server_address[1]}{BASE_PATH}"
     print(server.server_address[1], flush=True)
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         server.serve_forever()
-    except KeyboardInterrupt:
-        pass
     sys.exit(0)
 
 

@@ -30,9 +30,7 @@ CARD = "8" + RPPS  # PSC's SubjectNameID: the RPPS number behind its type prefix
 @pytest.fixture
 def doctor() -> User:
     # No authenticator app at all: PSC is both factors.
-    return make_user(
-        "dr.martin", role=Role.DOCTOR, enrolled=False, rpps=RPPS, first_name="Claire"
-    )
+    return make_user("dr.martin", role=Role.DOCTOR, enrolled=False, rpps=RPPS, first_name="Claire")
 
 
 def start(client: Client, **query: str) -> str:
@@ -41,7 +39,9 @@ def start(client: Client, **query: str) -> str:
     return str(response["Location"])
 
 
-def sign_in(client: Client, provider: ProviderProcess, national_id: str = CARD, **query: str) -> Any:
+def sign_in(
+    client: Client, provider: ProviderProcess, national_id: str = CARD, **query: str
+) -> Any:
     returned = provider.authorize(start(client, **query), national_id)
     return client.get("/accounts/psc/callback/", returned)
 
@@ -64,7 +64,9 @@ def test_it_signs_a_doctor_in_with_both_factors(provider: ProviderProcess, docto
     assert client.session[DEVICE_ID_SESSION_KEY].startswith("accounts.pscdevice/")
     # Past deny-by-default without a password or a TOTP code ever asked.
     assert client.get("/").status_code == 200
-    events = AuditEvent.objects.filter(actor_id=doctor.pk, action__in=["login.success", "mfa.success"])
+    events = AuditEvent.objects.filter(
+        actor_id=doctor.pk, action__in=["login.success", "mfa.success"]
+    )
     assert {e.action for e in events} == {"login.success", "mfa.success"}
     assert all(e.extra["method"] == "psc" and e.extra["national_id"] == CARD for e in events)
     assert events.first().extra["professions"] == ["10"]
@@ -79,7 +81,8 @@ def test_it_asks_psc_for_the_code_flow_with_pkce_state_nonce_and_eidas1(
     assert query["scope"] == ["openid scope_all"]
     assert query["acr_values"] == ["eidas1"]
     assert query["code_challenge_method"] == ["S256"]
-    assert len(query["state"][0]) >= 20 and len(query["nonce"][0]) >= 20
+    assert len(query["state"][0]) >= 20
+    assert len(query["nonce"][0]) >= 20
     assert "prompt" not in query
 
 
