@@ -69,7 +69,7 @@ def test_it_signs_a_doctor_in_with_both_factors(provider: ProviderProcess, docto
     )
     assert {e.action for e in events} == {"login.success", "mfa.success"}
     assert all(e.extra["method"] == "psc" and e.extra["national_id"] == CARD for e in events)
-    assert events.first().extra["professions"] == ["10"]
+    assert events[0].extra["professions"] == ["10"]
     assert PscSession.objects.get(user=doctor).sid
 
 
