@@ -16,7 +16,7 @@ CLIENT_SECRET = "test-only-psc-client-secret"
 
 
 class ProviderProcess:
-    def __init__(self, redirect_uri: str) -> None:
+    def __init__(self, redirect_uri: str, host_name: str = "127.0.0.1") -> None:
         self.process = subprocess.Popen(
             [
                 sys.executable,
@@ -28,6 +28,8 @@ class ProviderProcess:
                 CLIENT_SECRET,
                 "--redirect-uri",
                 redirect_uri,
+                "--host-name",
+                host_name,
             ],
             cwd=REPO,
             stdout=subprocess.PIPE,
@@ -38,7 +40,7 @@ class ProviderProcess:
         if not line.isdigit():
             self.stop()
             raise AssertionError(f"the test provider did not start: {line!r}")
-        self.base = f"http://127.0.0.1:{line}"
+        self.base = f"http://{host_name}:{line}"
         self.issuer = f"{self.base}/auth/realms/esante-wallet"
         self.discovery_url = f"{self.issuer}/.well-known/openid-configuration"
 
@@ -49,6 +51,12 @@ class ProviderProcess:
             "VIGIE_PSC_CLIENT_ID": CLIENT_ID,
             "VIGIE_PSC_CLIENT_SECRET": CLIENT_SECRET,
         }
+
+    def register(self, redirect_uri: str) -> None:
+        response = requests.post(
+            f"{self.base}/_test/register", json={"redirect_uri": redirect_uri}, timeout=5
+        )
+        response.raise_for_status()
 
     def misbehave_next(self, mode: str) -> None:
         requests.post(f"{self.base}/_test/mode", json={"mode": mode}, timeout=5).raise_for_status()

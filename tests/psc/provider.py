@@ -10,7 +10,8 @@ key pair is generated at start. Tokens are signed by joserfc.
 Test control (loopback only, like everything here): POST /_test/mode with a JSON body
 `{"mode": ...}` makes the NEXT token response misbehave on purpose (other_key,
 other_audience, expired, replay_nonce, userinfo_mismatch, signed_userinfo, acr_low); POST
-/_test/logout-token `{"sid": ..., "sub": ..., "mode": ...}` answers a signed logout token.
+/_test/logout-token `{"sid": ..., "sub": ..., "mode": ...}` answers a signed logout token;
+POST /_test/register `{"redirect_uri": ...}` registers the relying party's callback.
 """
 
 from __future__ import annotations
@@ -162,6 +163,10 @@ class Handler(BaseHTTPRequestHandler):
         elif path == "/_test/mode":
             self.provider.mode = json.loads(self._body())["mode"]
             self._json(200, {"mode": self.provider.mode})
+        elif path == "/_test/register":
+            # The relying party's port is known only once it runs (browser tests).
+            self.provider.redirect_uri = json.loads(self._body())["redirect_uri"]
+            self._json(200, {"redirect_uri": self.provider.redirect_uri})
         elif path == "/_test/logout-token":
             self._logout_token(json.loads(self._body()))
         else:
@@ -326,11 +331,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--client-id", required=True)
     parser.add_argument("--client-secret", required=True)
     parser.add_argument("--redirect-uri", required=True)
+    # The name in the issuer and endpoints: "localhost" makes the provider another site than
+    # a relying party on 127.0.0.1, as PSC is for a clinic (SameSite cookies then apply).
+    parser.add_argument("--host-name", default="127.0.0.1")
     args = parser.parse_args(argv)
     provider = Provider(args.client_id, args.client_secret, args.redirect_uri)
     handler = type("BoundHandler", (Handler,), {"provider": provider})
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    provider.issuer = f"http://127.0.0.1:{server.server_address[1]}{BASE_PATH}"
+    provider.issuer = f"http://{args.host_name}:{server.server_address[1]}{BASE_PATH}"
     print(server.server_address[1], flush=True)
     with contextlib.suppress(KeyboardInterrupt):
         server.serve_forever()

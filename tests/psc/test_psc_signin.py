@@ -107,7 +107,8 @@ def test_attack_callback_replayed(provider: ProviderProcess, doctor: User) -> No
     returned = provider.authorize(start(client), CARD)
     assert client.get("/accounts/psc/callback/", returned).status_code == 302
     attacker = Client()  # the same callback URL, seen in a log or a history, used again
-    assert attacker.get("/accounts/psc/callback/", returned).status_code == 400
+    replayed = {**returned, "continue": "1"}  # past the same-site bounce
+    assert attacker.get("/accounts/psc/callback/", replayed).status_code == 400
     assert_not_signed_in(attacker)
     assert len(refusals("state_mismatch")) == 1
 
@@ -228,3 +229,20 @@ def test_attack_reauthentication_with_another_doctors_card(
     assert response.status_code == 400
     assert client.get("/accounts/password/")["Location"].startswith("/accounts/reauth/")
     assert len(refusals("reauth_other_account")) == 1
+
+
+def test_it_moves_on_same_site_when_the_strict_session_cookie_was_left_out(
+    provider: ProviderProcess, doctor: User
+) -> None:
+    # Coming back from PSC's site, a browser leaves out our SameSite=Strict session cookie.
+    client = Client()
+    returned = provider.authorize(start(client), CARD)
+    cookie = client.cookies.pop("sessionid")
+    bounce = client.get("/accounts/psc/callback/", returned)
+    assert bounce.status_code == 200
+    target = f"/accounts/psc/callback/?code={returned['code']}&amp;state={returned['state']}&amp;continue=1"
+    assert f'content="0;url={target}"' in bounce.content.decode()
+    client.cookies["sessionid"] = cookie.value  # the same-site navigation carries it
+    response = client.get("/accounts/psc/callback/", {**returned, "continue": "1"})
+    assert response.status_code == 302
+    assert client.session["_auth_user_id"] == str(doctor.pk)

@@ -4,6 +4,7 @@ client (protocol), identity (who, which account), signin (the session) and logou
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlencode
 
 from django.conf import settings
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
@@ -27,6 +28,7 @@ REAUTH = "reauth"
 # ID token's auth_time must show it.
 REAUTH_MAX_AGE_SECONDS = 60
 BACKCHANNEL_LOGOUT = "psc.backchannel_logout"
+BOUNCED = "continue"
 
 
 def _enabled() -> None:
@@ -88,6 +90,12 @@ def start_view(request: HttpRequest) -> HttpResponse:
 @require_GET
 def callback_view(request: HttpRequest) -> HttpResponse:
     _enabled()
+    if settings.SESSION_COOKIE_NAME not in request.COOKIES and request.GET.get(BOUNCED) != "1":
+        # The session cookie is SameSite=Strict: the browser leaves it out of a navigation
+        # that comes from PSC's site, and the flow's state lives in that session. A page of
+        # ours that moves on to the same URL is a same-site navigation, which carries it.
+        query = urlencode({**request.GET.dict(), BOUNCED: "1"})
+        return render(request, "accounts/psc_continue.html", {"target": f"{request.path}?{query}"})
     flow = client.pending(request, request.GET.get("state"))
     try:
         if flow is None:
