@@ -120,12 +120,14 @@ def test_rpps_numbers_are_eleven_digits_unique_and_blank_means_none() -> None:
     second = make_user("dr.b", rpps="  ")
     assert first.rpps is None
     assert second.rpps is None  # two accounts without a number do not clash
-    bad = User(username="dr.c", role=Role.DOCTOR, rpps="1234")
-    with pytest.raises(ValidationError, match="11 digits"):
+    bad = User(username="dr.c", role=Role.DOCTOR, rpps="1234", password="x")
+    with pytest.raises(ValidationError) as short:
         bad.full_clean()
+    assert list(short.value.message_dict) == ["rpps"]
     make_user("dr.d", rpps="10001234567")
-    with pytest.raises(ValidationError, match="RPPS"):
+    with pytest.raises(ValidationError) as taken:
         User(username="dr.e", role=Role.DOCTOR, rpps="10001234567", password="x").full_clean()
+    assert list(taken.value.message_dict) == ["rpps"]
 
 
 @pytest.mark.django_db
