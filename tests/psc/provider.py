@@ -334,10 +334,11 @@ def main(argv: list[str] | None = None) -> None:
     # The name in the issuer and endpoints: "localhost" makes the provider another site than
     # a relying party on 127.0.0.1, as PSC is for a clinic (SameSite cookies then apply).
     parser.add_argument("--host-name", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0, help="0: any free port (printed)")
     args = parser.parse_args(argv)
     provider = Provider(args.client_id, args.client_secret, args.redirect_uri)
     handler = type("BoundHandler", (Handler,), {"provider": provider})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server = ThreadingHTTPServer(("127.0.0.1", args.port), handler)
     provider.issuer = f"http://{args.host_name}:{server.server_address[1]}{BASE_PATH}"
     print(server.server_address[1], flush=True)
     with contextlib.suppress(KeyboardInterrupt):
