@@ -7,6 +7,8 @@ back-channel logout event. Anything else is refused with 400, audited, and ends 
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from django.test import Client
 
@@ -15,7 +17,7 @@ from tests.psc.test_psc_signin import CARD, RPPS, sign_in
 from vigie.accounts.deny_by_default import PUBLIC_VIEWS
 from vigie.accounts.models import PscSession, Role, User
 from vigie.accounts.testing import make_user
-from vigie.audit.models import AuditEvent
+from vigie.audit.models import AuditEvent, RefusalCount
 
 pytestmark = pytest.mark.django_db
 
@@ -92,3 +94,23 @@ def test_attack_id_token_posted_as_logout_token(provider: ProviderProcess, docto
         assert Client().post(URL, {"logout_token": junk}).status_code == 400
     assert Client().get(URL).status_code == 405
     assert client.get("/").status_code == 200
+
+
+def test_attack_flood_of_junk_is_counted_then_throttled(settings: Any) -> None:
+    settings.VIGIE_REFUSALS_PER_MINUTE = 3
+    answers = [Client().post(URL, {"logout_token": "junk"}).status_code for _ in range(5)]
+    assert answers == [400, 400, 400, 429, 429]
+    # One event now for the source's minute, the rest in the minute's summary: a flood
+    # cannot grow the audit chain one event per request.
+    assert AuditEvent.objects.filter(action="psc.backchannel_logout").count() == 1
+    counted = RefusalCount.objects.filter(action="psc.backchannel_logout")
+    assert sum(c.count for c in counted) == 5
+
+
+def test_attack_flood_of_made_up_callbacks_is_counted(provider: ProviderProcess) -> None:
+    for _ in range(5):
+        response = Client().get("/accounts/psc/callback/?code=x&state=made-up&continue=1")
+        assert response.status_code == 400
+    (event,) = AuditEvent.objects.filter(action="psc.refused", reason="state_mismatch")
+    assert event.extra["count"] == 1
+    assert RefusalCount.objects.get(action="psc.refused", reason="state_mismatch").count == 5

@@ -98,9 +98,20 @@ def confirm_again(request: HttpRequest, user: User, identity: PscIdentity) -> No
     )
 
 
+# Refusals anyone can cause at no cost (a callback with a made-up state needs no trip to
+# PSC): counted per source and minute like the API's anonymous refusals, so that a flood
+# cannot grow the audit chain without bound. The others each took a real PSC answer.
+FREE_REFUSALS = frozenset({"state_mismatch"})
+
+
 def refused(request: HttpRequest, refusal: Refused, **extra: Any) -> None:
+    from vigie.audit import refusals
+
     actor = request.user if isinstance(request.user, User) else None
     detail = {"detail": refusal.detail} if refusal.detail else {}
+    if actor is None and refusal.reason in FREE_REFUSALS:
+        refusals.refused(request, REFUSED, refusal.reason, extra={**detail, **extra})
+        return
     events.audit(
         REFUSED,
         request=request,

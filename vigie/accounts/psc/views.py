@@ -21,6 +21,7 @@ from vigie.accounts.deny_by_default import is_verified
 from vigie.accounts.models import User
 from vigie.accounts.psc import client, identity, logout, signin
 from vigie.accounts.psc.client import Refused
+from vigie.audit import refusals
 
 LOGIN = "login"
 REAUTH = "reauth"
@@ -143,14 +144,20 @@ def _reauthenticated(
 @require_POST
 def backchannel_logout_view(request: HttpRequest) -> HttpResponse:
     _enabled()
+    # Anyone can post here: refusals are counted per source and minute (one audit event per
+    # source, minute and reason), and a source past the limit is not even heard.
+    wait = refusals.throttled(request, BACKCHANNEL_LOGOUT)
+    if wait is not None:
+        response = HttpResponse("too many requests\n", status=429, content_type="text/plain")
+        response["Retry-After"] = str(wait)
+        return response
     try:
         claims = logout.verify_logout_token(request.POST.get("logout_token", ""))
     except Refused as refusal:
-        events.audit(
+        refusals.refused(
+            request,
             BACKCHANNEL_LOGOUT,
-            request=request,
-            outcome="denied",
-            reason=refusal.reason,
+            refusal.reason,
             extra={"detail": refusal.detail} if refusal.detail else {},
         )
         # The specification's answer to a logout token that fails a check.
