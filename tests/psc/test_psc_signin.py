@@ -246,3 +246,19 @@ def test_it_moves_on_same_site_when_the_strict_session_cookie_was_left_out(
     response = client.get("/accounts/psc/callback/", {**returned, "continue": "1"})
     assert response.status_code == 302
     assert client.session["_auth_user_id"] == str(doctor.pk)
+
+
+def test_a_psc_session_ends_when_idle_like_any_other(
+    provider: ProviderProcess, doctor: User
+) -> None:
+    from vigie.accounts.sessions import LAST_SEEN
+
+    client = Client()
+    sign_in(client, provider)
+    session = client.session
+    session[LAST_SEEN] = time.time() - 3600
+    session.save()
+    assert client.get("/")["Location"].startswith("/accounts/login/")
+    assert AuditEvent.objects.filter(
+        action="session.expired", actor_id=doctor.pk, reason="idle"
+    ).exists()
