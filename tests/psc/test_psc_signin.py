@@ -262,3 +262,16 @@ def test_a_psc_session_ends_when_idle_like_any_other(
     assert AuditEvent.objects.filter(
         action="session.expired", actor_id=doctor.pk, reason="idle"
     ).exists()
+
+
+def test_an_unreachable_provider_gets_a_clear_page_and_is_audited(settings: Any) -> None:
+    import socket
+
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    settings.VIGIE_PSC_DISCOVERY_URL = f"http://127.0.0.1:{port}/.well-known/openid-configuration"
+    response = Client().get("/accounts/psc/start/")
+    assert response.status_code == 502
+    assert "Pro Santé Connect" in response.content.decode()
+    assert len(refusals("provider_unreachable")) == 1

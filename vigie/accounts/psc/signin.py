@@ -99,9 +99,10 @@ def confirm_again(request: HttpRequest, user: User, identity: PscIdentity) -> No
 
 
 # Refusals anyone can cause at no cost (a callback with a made-up state needs no trip to
-# PSC): counted per source and minute like the API's anonymous refusals, so that a flood
-# cannot grow the audit chain without bound. The others each took a real PSC answer.
-FREE_REFUSALS = frozenset({"state_mismatch"})
+# PSC; while PSC is down, every click on the button fails): counted per source and minute
+# like the API's anonymous refusals, so that a flood cannot grow the audit chain without
+# bound. The others each took a real PSC answer.
+FREE_REFUSALS = frozenset({"state_mismatch", "provider_unreachable"})
 
 
 def refused(request: HttpRequest, refusal: Refused, **extra: Any) -> None:
