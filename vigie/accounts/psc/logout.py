@@ -42,15 +42,20 @@ def verify_logout_token(value: str) -> dict[str, Any]:
 
 def end_sessions(claims: dict[str, Any]) -> list[PscSession]:
     """Delete the local sessions the token names; the rows of those that were found."""
-    rows = PscSession.objects.select_related("user")
+    every = PscSession.objects.select_related("user")
     sid, sub = claims.get("sid"), claims.get("sub")
+    has_sub = isinstance(sub, str) and bool(sub)
     if isinstance(sid, str) and sid:
-        rows = rows.filter(sid=sid)
-        if isinstance(sub, str) and sub:
+        rows = every.filter(sid=sid)
+        if has_sub:
             rows = rows.filter(sub=sub)
+        ended = list(rows)
+        if not ended and has_sub:
+            # Sessions whose ID token carried no sid cannot be told apart: all of this
+            # professional's go (logging out too much is the safe side).
+            ended = list(every.filter(sub=sub, sid=""))
     else:
-        rows = rows.filter(sub=sub)
-    ended = list(rows)
+        ended = list(every.filter(sub=sub))
     store: type[SessionBase] = import_string(f"{settings.SESSION_ENGINE}.SessionStore")
     for row in ended:
         store(session_key=row.session_key).delete()

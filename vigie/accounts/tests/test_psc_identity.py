@@ -140,3 +140,36 @@ def test_the_admin_records_an_rpps_number(client: Client) -> None:
     assert b'name="rpps"' in page.content
     listing = client.get("/admin/accounts/user/?q=10001234567")
     assert listing.status_code == 200
+
+
+@pytest.mark.django_db
+def test_a_logout_token_ends_the_sessions_it_names() -> None:
+    from django.contrib.sessions.backends.db import SessionStore
+
+    from vigie.accounts.models import PscSession
+    from vigie.accounts.psc.logout import end_sessions
+
+    doctor, other = make_user("dr.a"), make_user("dr.b")
+
+    def session(user: User, sid: str, sub: str) -> str:
+        store = SessionStore()
+        store["x"] = 1
+        store.save()
+        key = str(store.session_key)
+        PscSession.objects.create(session_key=key, sid=sid, sub=sub, user=user)
+        return key
+
+    named = session(doctor, "sid-1", "sub-a")
+    sibling = session(doctor, "sid-2", "sub-a")
+    unknown_sid = session(doctor, "", "sub-a")
+    stranger = session(other, "sid-1", "sub-b")  # same sid, another subject: untouched
+    assert [r.session_key for r in end_sessions({"sid": "sid-1", "sub": "sub-a"})] == [named]
+    assert not SessionStore().exists(named)
+    assert all(SessionStore().exists(k) for k in (sibling, unknown_sid, stranger))
+    # A sid we never learned: the subject's sessions without a sid end, no other.
+    ended = end_sessions({"sid": "sid-9", "sub": "sub-a"})
+    assert [r.session_key for r in ended] == [unknown_sid]
+    assert SessionStore().exists(sibling)
+    # No sid at all: every session of the subject.
+    assert [r.session_key for r in end_sessions({"sub": "sub-a"})] == [sibling]
+    assert SessionStore().exists(stranger)
