@@ -275,3 +275,14 @@ def test_an_unreachable_provider_gets_a_clear_page_and_is_audited(settings: Any)
     assert response.status_code == 502
     assert "Pro Santé Connect" in response.content.decode()
     assert len(refusals("provider_unreachable")) == 1
+
+
+def test_attack_discovery_document_of_another_issuer(
+    provider: ProviderProcess, doctor: User, settings: Any
+) -> None:
+    # The same document reached under another name: its issuer is not the URL's, so its
+    # tokens' issuer would not be the one configured. Refused before anyone is sent there.
+    settings.VIGIE_PSC_DISCOVERY_URL = provider.discovery_url.replace("127.0.0.1", "localhost")
+    response = Client().get("/accounts/psc/start/")
+    assert response.status_code == 400
+    assert len(refusals("bad_metadata")) == 1

@@ -14,11 +14,11 @@ from typing import Any
 import requests
 from django.conf import settings
 
+from vigie.accounts.psc.client import DISCOVERY_SUFFIX
 from vigie.ops.check_base import FAILURE, OK, WARNING, Context, Finding
 
 _TIMEOUT_SECONDS = 5
 _ENDPOINTS = ("authorization_endpoint", "token_endpoint", "userinfo_endpoint", "jwks_uri")
-_DISCOVERY_SUFFIX = "/.well-known/openid-configuration"
 
 
 def check_psc_secret(ctx: Context) -> Finding:
@@ -60,7 +60,7 @@ def check_psc_discovery(ctx: Context) -> list[Finding]:
         if missing:
             raise ValueError(f"no {', '.join(missing)}")
         issuer = str(metadata.get("issuer") or "")
-        if issuer.rstrip("/") + _DISCOVERY_SUFFIX != url:
+        if issuer.rstrip("/") + DISCOVERY_SUFFIX != url:
             raise ValueError(f"its issuer {issuer!r} is not the URL's")
         keys = _get_json(str(metadata["jwks_uri"]))
         if not isinstance(keys, dict) or not keys.get("keys"):

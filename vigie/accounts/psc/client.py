@@ -34,6 +34,7 @@ LEEWAY_SECONDS = 60
 HTTP_TIMEOUT_SECONDS = 10
 # The provider's algorithms we accept, whatever the discovery document lists ("none" never).
 ALGORITHMS = ("RS256", "PS256", "ES256")
+DISCOVERY_SUFFIX = "/.well-known/openid-configuration"
 
 _lock = threading.Lock()
 _cached: dict[tuple[Any, ...], tuple[float, DjangoOAuth2App]] = {}
@@ -85,6 +86,11 @@ def metadata() -> dict[str, Any]:
         data: dict[str, Any] = client().load_server_metadata()
     except (requests.RequestException, ValueError) as exc:
         raise Refused("provider_unreachable", type(exc).__name__) from None
+    # OpenID Connect Discovery 4.3: the issuer is the URL the document was read from, minus
+    # its well-known suffix; any other would make tokens of another issuer acceptable.
+    issuer = str(data.get("issuer") or "")
+    if issuer.rstrip("/") + DISCOVERY_SUFFIX != settings.VIGIE_PSC_DISCOVERY_URL:
+        raise Refused("bad_metadata", "issuer is not the discovery URL's")
     offered = data.get("id_token_signing_alg_values_supported") or ["RS256"]
     data["id_token_signing_alg_values_supported"] = [a for a in offered if a in ALGORITHMS]
     return data
@@ -121,9 +127,7 @@ def finish(request: Any) -> dict[str, Any]:
     """
     if request.GET.get("error"):
         raise Refused("provider_error", str(request.GET.get("error"))[:100])
-    issuer = str(metadata().get("issuer") or "")
-    if not issuer:
-        raise Refused("bad_metadata", "no issuer")
+    issuer = str(metadata()["issuer"])
     # authlib checks the audience only through `azp` (an ID token for another client that
     # names us as authorized party would pass): both are required here, as OpenID Connect
     # core 3.1.3.7 says. Passing the options replaces authlib's issuer check, so it is here.

@@ -102,7 +102,7 @@ def confirm_again(request: HttpRequest, user: User, identity: PscIdentity) -> No
 # PSC; while PSC is down, every click on the button fails): counted per source and minute
 # like the API's anonymous refusals, so that a flood cannot grow the audit chain without
 # bound. The others each took a real PSC answer.
-FREE_REFUSALS = frozenset({"state_mismatch", "provider_unreachable"})
+FREE_REFUSALS = frozenset({"state_mismatch", "provider_unreachable", "bad_metadata"})
 
 
 def refused(request: HttpRequest, refusal: Refused, **extra: Any) -> None:
