@@ -6,6 +6,7 @@ import secrets
 from typing import Any, ClassVar
 
 from django.contrib.auth.models import AbstractUser, UserManager
+from django.core.validators import RegexValidator
 from django.db import models
 from django.db.models.functions import Now
 from django.utils import timezone
@@ -35,8 +36,22 @@ class VigieUserManager(UserManager["User"]):
         return super().create_superuser(username, email, password, **extra)
 
 
-class User(AbstractUser):
+# django-stubs cannot type the reverse manager of PscDevice.user (django-otp's Device, which
+# declares it, ships no types); nothing uses `user.pscdevice_set`.
+class User(AbstractUser):  # type: ignore[django-manager-missing]
     role = models.CharField(_("role"), max_length=16, choices=Role.choices)
+    # The doctor's national identifier (Répertoire partagé des professionnels de santé): the
+    # one link between a Pro Santé Connect sign-in and this account (accounts/psc). NULL,
+    # not "", when unknown, so that the uniqueness holds among the numbers given.
+    rpps = models.CharField(
+        _("RPPS number"),
+        max_length=11,
+        unique=True,
+        null=True,
+        blank=True,
+        validators=[RegexValidator(r"^\d{11}\Z", _("An RPPS number has 11 digits."))],
+        help_text=_("11 digits; lets the doctor sign in with Pro Santé Connect."),
+    )
 
     objects: ClassVar[VigieUserManager] = VigieUserManager()
 
@@ -56,6 +71,8 @@ class User(AbstractUser):
 
     def save(self, *args: Any, **kwargs: Any) -> None:
         self.username = self.normalize_username(self.username)
+        # The admin's empty field is "no number", never a second account with number "".
+        self.rpps = (self.rpps or "").strip() or None
         super().save(*args, **kwargs)
 
     @property
@@ -184,3 +201,19 @@ class LoginThrottle(models.Model):
 
     def __str__(self) -> str:
         return f"{self.scope}:{self.key} ({self.attempts})"
+
+
+# --- Pro Santé Connect (accounts/psc) ---
+# Its models live with it; importing them here registers them with the accounts app.
+from vigie.accounts.psc.models import PscDevice, PscSession  # noqa: E402
+
+__all__ = [
+    "Invitation",
+    "LoginThrottle",
+    "PscDevice",
+    "PscSession",
+    "Role",
+    "SealedTOTPDevice",
+    "TotpSeed",
+    "User",
+]

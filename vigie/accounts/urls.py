@@ -1,4 +1,4 @@
-from django.urls import path
+from django.urls import include, path
 
 from vigie.accounts import views
 
@@ -15,4 +15,6 @@ urlpatterns = [
     path("password/", views.password_change_view, name="password_change"),
     path("logout/", views.logout_view, name="logout"),
     path("locked/", views.locked_view, name="locked"),
+    # Pro Santé Connect (accounts/psc): accounts:psc_start, psc_callback, psc_backchannel_logout
+    path("psc/", include("vigie.accounts.psc.urls")),
 ]
