@@ -95,7 +95,11 @@ def insert(row: Model, conn: BaseDatabaseWrapper) -> None:
     and conversions are the ORM's own. No save signals and no `save()` override run: for
     models whose saves need neither (a Document at intake: proven equal by a differential
     test), on the path where building the INSERT cost the ORM more than running it."""
-    fields = list(type(row)._meta.concrete_fields)
+    meta = type(row)._meta
+    # An automatic primary key not set yet is the database's to assign (PostgreSQL refuses
+    # an explicit NULL in an identity column); its value is not read back.
+    auto = meta.pk if getattr(meta.pk, "db_returning", False) and row.pk is None else None
+    fields = [f for f in meta.concrete_fields if f is not auto]
     values = [f.get_db_prep_save(f.pre_save(row, True), conn) for f in fields]
     columns = ", ".join(conn.ops.quote_name(str(f.column)) for f in fields)
     marks = ", ".join(["%s"] * len(fields))
