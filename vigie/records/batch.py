@@ -95,10 +95,9 @@ class _Ready:
 
 @dataclass
 class Round:
-    """A round prepared (checked, matched, sealed but not yet durable): `commit_round` next.
-
-    Two steps so that a caller can pipeline: while one round waits for the disk in
-    `commit_round`, the next is prepared (the waits release the interpreter)."""
+    """A round prepared (checked, matched, its blobs durable, no row yet): `commit_round`
+    next. Two steps so that a caller can pipeline: while one round commits, the next is
+    prepared and its blobs fsynced (the waits release the interpreter)."""
 
     group: SealGroup
     ready: list[_Ready]
@@ -114,11 +113,13 @@ def receive_many(
 
     `executor` runs the round's fsyncs concurrently (a few threads are plenty).
     """
-    return commit_round(prepare_round(arrivals), executor=executor)
+    return commit_round(prepare_round(arrivals, executor=executor))
 
 
-def prepare_round(arrivals: list[Arrival]) -> Round:
-    """Check, match and seal every arrival; nothing durable, nothing committed yet."""
+def prepare_round(arrivals: list[Arrival], *, executor: Executor | None = None) -> Round:
+    """Check, match and seal every arrival, and make the blobs durable (fsynced, files and
+    folders, concurrently with `executor`); no row yet. Pipelined, this wait overlaps the
+    previous round's commit."""
     outcomes: list[Received | Exception | None] = [None] * len(arrivals)
     ready: list[_Ready] = []
     for index, arrival in enumerate(arrivals):
@@ -129,18 +130,6 @@ def prepare_round(arrivals: list[Arrival]) -> Round:
     group = SealGroup(vault.get_store(), vault.get_keyring(), int(settings.VIGIE_VAULT_CHUNK_SIZE))
     try:
         ready = _seal(ready, group, outcomes)
-    except BaseException:
-        group.discard(r.row_id for r in ready)
-        group.close()
-        raise
-    return Round(group, ready, outcomes)
-
-
-def commit_round(round_: Round, *, executor: Executor | None = None) -> list[Received | Exception]:
-    """Make the round's blobs durable, commit its rows and events in one transaction; each
-    arrival's outcome, in order. Returns only once what it reports stored is durable."""
-    group, ready, outcomes = round_.group, round_.ready, round_.outcomes
-    try:
         if ready:
             try:
                 group.sync(executor)
@@ -150,6 +139,19 @@ def commit_round(round_: Round, *, executor: Executor | None = None) -> list[Rec
                 for item in ready:
                     outcomes[item.index] = problem
                 ready = []
+    except BaseException:
+        group.discard(r.row_id for r in ready)
+        group.close()
+        raise
+    return Round(group, ready, outcomes)
+
+
+def commit_round(round_: Round) -> list[Received | Exception]:
+    """Commit the round's rows and events in one transaction (its blobs are durable
+    already); each arrival's outcome, in order. Returns once what it reports stored is
+    committed."""
+    group, ready, outcomes = round_.group, round_.ready, round_.outcomes
+    try:
         if ready:
             _commit(ready, group, outcomes)
     except BaseException:

@@ -73,25 +73,32 @@ def handle_many(
     executor: Executor | None = None,
 ) -> list[Reply]:
     """The ACK of each (raw message, sender), in order; never raises."""
-    return finish_many(prepare_many(messages, local_authority=local_authority), executor=executor)
+    prepared = prepare_many(messages, local_authority=local_authority, executor=executor)
+    return finish_many(prepared)
 
 
-def prepare_many(messages: list[tuple[bytes, MllpSender]], *, local_authority: str) -> Prepared:
-    """Parse, check duplicates, convert, match and seal each message (nothing durable yet);
-    refusals are answered here. Never raises."""
+def prepare_many(
+    messages: list[tuple[bytes, MllpSender]],
+    *,
+    local_authority: str,
+    executor: Executor | None = None,
+) -> Prepared:
+    """Parse, check duplicates, convert, match and seal each message, its blob made durable
+    (`executor` runs the fsyncs concurrently); no row yet. Refusals are answered here.
+    Never raises."""
     items = [_read(raw, sender) for raw, sender in messages]
     prepared = Prepared(items, local_authority)
     try:
-        _prepare(prepared)
+        _prepare(prepared, executor)
     except Exception as exc:  # a bug or an outage: every message still gets an answer
         _fail(prepared, exc)
     return prepared
 
 
-def finish_many(prepared: Prepared, *, executor: Executor | None = None) -> list[Reply]:
-    """Make the round durable and committed, then the ACK of each message, in order."""
+def finish_many(prepared: Prepared) -> list[Reply]:
+    """Commit the round, then the ACK of each message, in order. Never raises."""
     try:
-        _finish(prepared, executor)
+        _finish(prepared)
     except Exception as exc:  # as above: an answer for each
         _fail(prepared, exc)
     for item in prepared.items:
@@ -130,7 +137,7 @@ def _read(raw: bytes, sender: MllpSender) -> _Item:
     return item
 
 
-def _prepare(prepared: Prepared) -> None:
+def _prepare(prepared: Prepared, executor: Executor | None) -> None:
     parsed = [i for i in prepared.items if i.reply is None and i.message is not None]
     taken = _already_taken(parsed)
     seen: set[tuple[str, str]] = set()
@@ -164,13 +171,13 @@ def _prepare(prepared: Prepared) -> None:
         )
         prepared.stored.append(item)
     if arrivals:
-        prepared.round = prepare_round(arrivals)
+        prepared.round = prepare_round(arrivals, executor=executor)
 
 
-def _finish(prepared: Prepared, executor: Executor | None) -> None:
+def _finish(prepared: Prepared) -> None:
     if prepared.round is None:
         return
-    outcomes = commit_round(prepared.round, executor=executor)
+    outcomes = commit_round(prepared.round)
     for item in prepared.stored:
         outcome = outcomes[item.arrival]
         message = item.message

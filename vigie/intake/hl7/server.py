@@ -305,8 +305,8 @@ class MllpServer:
     async def _rounds(self) -> None:
         """The committer: take every message waiting, store them as one round, answer each.
 
-        Pipelined: round k+1 is read, converted and sealed (CPU) while round k waits for its
-        fsyncs and commit (the disk); commits stay one at a time and in order."""
+        Pipelined: round k+1 is read, converted, sealed and its blobs fsynced while round k
+        commits; commits stay one at a time, in order, each after its own blobs' fsyncs."""
         loop = asyncio.get_running_loop()
         committing: asyncio.Task[None] | None = None
         try:
@@ -361,13 +361,14 @@ class MllpServer:
         prepared = prepare_many(
             [(batch[i].payload, batch[i].sender) for i in kept],
             local_authority=self.settings.local_authority,
+            executor=self.fsyncs,
         )
         return _PreparedRound(len(batch), kept, prepared)
 
     def _finish(self, round_: _PreparedRound) -> list[Reply | None]:
         """In the committing thread: the reply of each waiting message (None: hang up)."""
         replies: list[Reply | None] = [None] * round_.size
-        answers = finish_many(round_.prepared, executor=self.fsyncs)
+        answers = finish_many(round_.prepared)
         for index, answer in zip(round_.kept, answers, strict=True):
             replies[index] = answer
         return replies
