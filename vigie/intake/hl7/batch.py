@@ -124,17 +124,20 @@ def _fail(prepared: Prepared, exc: Exception) -> None:
 
 def _read(raw: bytes, sender: MllpSender) -> _Item:
     try:
-        header = peek_header(raw)
-    except Exception:  # an ACK must go out even if the header cannot be read at all
-        logger.exception("hl7: unreadable header")
-        header = Header()
-    item = _Item(raw, sender, header)
-    try:
-        item.message = parse(raw)
-        item.header = _header(item.message)
+        message = parse(raw)
     except Exception as exc:
+        # Refused: the header as far as it can be read, for the ACK to name the message.
+        try:
+            header = peek_header(raw)
+        except Exception:  # an ACK must go out even if the header cannot be read at all
+            logger.exception("hl7: unreadable header")
+            header = Header()
+        item = _Item(raw, sender, header)
         item.reply = reply_for(header, exc, sender)
-    return item
+        return item
+    # Parsed: its header is read from the message itself (`handle` peeks first, then
+    # parses; the result is the same, and a round parses each message once).
+    return _Item(raw, sender, _header(message), message)
 
 
 def _prepare(prepared: Prepared, executor: Executor | None) -> None:
