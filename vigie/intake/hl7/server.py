@@ -37,11 +37,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import functools
 import ipaddress
 import logging
 import ssl
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TextIO, TypeVar
@@ -51,9 +50,9 @@ from hl7.client import CR, EB, SB
 
 from vigie.audit.log import record
 from vigie.intake.hl7 import ack
-from vigie.intake.hl7.batch import Prepared, finish_many, prepare_many
 from vigie.intake.hl7.handler import Reply, refuse
 from vigie.intake.hl7.parser import ErrorCode, Header, HL7Error, peek_header
+from vigie.intake.hl7.rounds import Rounds, in_worker
 from vigie.intake.models import MllpSender
 from vigie.intake.senders import fingerprint, loopback_sender, sender_for_certificate
 from vigie.lib.shutdown import stop_on_signals
@@ -62,26 +61,9 @@ logger = logging.getLogger(__name__)
 _T = TypeVar("_T")
 
 DEFAULT_MAX_MESSAGE_BYTES = 32 * 1024 * 1024
-# Messages per round at most: a bound on one transaction and on the memory a round holds
-# (each message is at most --max-message-bytes).
-_ROUND_MESSAGES = 256
-_ROUND_BYTES = 64 * 1024 * 1024
-# Threads that fsync a round's blobs concurrently (the disk then serves them in one go).
-_FSYNC_THREADS = 8
 # How much of an oversized frame is kept: enough for MSH, so its AR names the control id.
 _HEAD_BYTES = 4096
 _WHITESPACE = frozenset(b" \t\r\n")
-
-
-def in_worker(work: Callable[[], _T]) -> _T:
-    """Run `work` in a worker thread with a usable database connection: a connection broken
-    (the database restarted) or too old is replaced before and after, as Django does around
-    each web request."""
-    close_old_connections()
-    try:
-        return work()
-    finally:
-        close_old_connections()
 
 
 @dataclass(frozen=True)
@@ -168,32 +150,6 @@ class Framer:
         self._buffer.extend(chunk)
 
 
-@dataclass
-class _Waiting:
-    """A message handed to the committer, and where its ACK goes."""
-
-    payload: bytes
-    sender: MllpSender
-    reply: asyncio.Future[Reply | None]
-
-
-@dataclass
-class _PreparedRound:
-    size: int
-    kept: list[int]  # indexes of the messages whose sender is still active
-    prepared: Prepared
-
-
-def _answer(batch: list[_Waiting], answers: list[Reply | None] | Exception) -> None:
-    for index, waiting in enumerate(batch):
-        if waiting.reply.done():  # its connection went away meanwhile
-            continue
-        if isinstance(answers, Exception):
-            waiting.reply.set_exception(answers)
-        else:
-            waiting.reply.set_result(answers[index])
-
-
 def frame(message: bytes) -> bytes:
     framed: bytes = SB + message + EB + CR
     return framed
@@ -255,14 +211,10 @@ class MllpServer:
         self.executor = ThreadPoolExecutor(
             max_workers=settings.workers, thread_name_prefix="mllp-worker"
         )
-        self.fsyncs = ThreadPoolExecutor(
-            max_workers=_FSYNC_THREADS, thread_name_prefix="mllp-fsync"
+        self.rounds = Rounds(
+            settings.local_authority,
+            on_revoked=lambda s: _refuse_connection(None, f"the sender {s.name!r} was revoked"),
         )
-        # One thread prepares rounds, one commits them: a round is prepared while the one
-        # before waits for the disk; each keeps its database connection between rounds.
-        self.preparer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mllp-prepare")
-        self.committer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mllp-commit")
-        self.waiting: asyncio.Queue[_Waiting] = asyncio.Queue()
         self.stopping = asyncio.Event()
         self.ready = asyncio.Event()
         self.port = 0
@@ -297,81 +249,7 @@ class MllpServer:
         loop = asyncio.get_running_loop()
         if item.problem:
             return await loop.run_in_executor(self.executor, _refuse_frame, item, sender)
-
-        waiting = _Waiting(item.payload, sender, loop.create_future())
-        self.waiting.put_nowait(waiting)
-        return await waiting.reply
-
-    async def _rounds(self) -> None:
-        """The committer: take every message waiting, store them as one round, answer each.
-
-        Pipelined: round k+1 is read, converted, sealed and its blobs fsynced while round k
-        commits; commits stay one at a time, in order, each after its own blobs' fsyncs."""
-        loop = asyncio.get_running_loop()
-        committing: asyncio.Task[None] | None = None
-        try:
-            while True:
-                batch = await self._gather()
-                try:
-                    prepared = await loop.run_in_executor(
-                        self.preparer,
-                        functools.partial(in_worker, functools.partial(self._prepare, batch)),
-                    )
-                except Exception as exc:  # each waiter must get an answer: the error, here
-                    _answer(batch, exc)
-                    continue
-                if committing is not None:
-                    await committing
-                committing = asyncio.create_task(self._commit(batch, prepared))
-        finally:
-            if committing is not None:
-                await asyncio.shield(committing)
-
-    async def _gather(self) -> list[_Waiting]:
-        first = await self.waiting.get()
-        batch, size = [first], len(first.payload)
-        while not self.waiting.empty() and len(batch) < _ROUND_MESSAGES and size < _ROUND_BYTES:
-            batch.append(self.waiting.get_nowait())
-            size += len(batch[-1].payload)
-        return batch
-
-    async def _commit(self, batch: list[_Waiting], prepared: _PreparedRound) -> None:
-        loop = asyncio.get_running_loop()
-        answers: list[Reply | None] | Exception
-        try:
-            answers = await loop.run_in_executor(
-                self.committer,
-                functools.partial(in_worker, functools.partial(self._finish, prepared)),
-            )
-        except Exception as exc:  # each waiter must get an answer: the error, here
-            answers = exc
-        _answer(batch, answers)
-
-    def _prepare(self, batch: list[_Waiting]) -> _PreparedRound:
-        """In the preparing thread: the senders still active, their messages prepared."""
-        # Checked for each message: a revocation takes effect on open connections too.
-        pks = {w.sender.pk for w in batch}
-        active = set(
-            MllpSender.objects.filter(pk__in=pks, revoked_at=None).values_list("pk", flat=True)
-        )
-        for waiting in batch:
-            if waiting.sender.pk not in active:
-                _refuse_connection(None, f"the sender {waiting.sender.name!r} was revoked")
-        kept = [i for i, w in enumerate(batch) if w.sender.pk in active]
-        prepared = prepare_many(
-            [(batch[i].payload, batch[i].sender) for i in kept],
-            local_authority=self.settings.local_authority,
-            executor=self.fsyncs,
-        )
-        return _PreparedRound(len(batch), kept, prepared)
-
-    def _finish(self, round_: _PreparedRound) -> list[Reply | None]:
-        """In the committing thread: the reply of each waiting message (None: hang up)."""
-        replies: list[Reply | None] = [None] * round_.size
-        answers = finish_many(round_.prepared)
-        for index, answer in zip(round_.kept, answers, strict=True):
-            replies[index] = answer
-        return replies
+        return await self.rounds.submit(item.payload, sender)
 
     async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
@@ -431,7 +309,7 @@ class MllpServer:
             limit=65536,
         )
         self.port = server.sockets[0].getsockname()[1]
-        rounds = asyncio.create_task(self._rounds())
+        rounds = asyncio.create_task(self.rounds.run())
         self.ready.set()
         try:
             async with server:
@@ -442,9 +320,7 @@ class MllpServer:
             rounds.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await rounds
-            self.preparer.shutdown(wait=True)
-            self.committer.shutdown(wait=True)
-            self.fsyncs.shutdown(wait=True)
+            self.rounds.shutdown()
             self.executor.shutdown(wait=True)
 
     async def _drain(self, timeout: float = 30.0) -> None:
