@@ -251,7 +251,13 @@ class MllpServer:
         loop = asyncio.get_running_loop()
         if item.problem:
             return await loop.run_in_executor(self.executor, _refuse_frame, item, sender)
-        return await self.rounds.submit(item.payload, sender)
+        try:
+            return await self.rounds.submit(item.payload, sender)
+        except Exception:
+            # The round could not even be read (the database is down): no ACK is honest, so
+            # hang up; the sender sends the message again later.
+            logger.exception("mllp: a round failed before any answer; closing the connection")
+            return None
 
     async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
