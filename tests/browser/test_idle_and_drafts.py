@@ -8,6 +8,8 @@ the warning shows after half of it, the page goes to the login page just after i
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 from playwright.sync_api import Page, expect
 
@@ -21,7 +23,7 @@ JUSTIFICATION = "Patiente amenée inconsciente aux urgences, traitement en cours
 
 
 @pytest.fixture
-def short_idle(live: Live):  # type: ignore[no-untyped-def]
+def short_idle(live: Live) -> Iterator[Live]:
     server = live.installation.start_server(VIGIE_SESSION_IDLE_MINUTES="1")
     try:
         yield Live(installation=live.installation, server=server)
@@ -33,7 +35,7 @@ def short_idle(live: Live):  # type: ignore[no-untyped-def]
 def _stranger_ins(live: Live, doctor: str) -> str:
     facts = live.installation.facts
     mine = set(facts["scope"].get(doctor, []))
-    return next(p["ins"] for p in facts["patients"] if p["public_id"] not in mine and p["ins"])
+    return str(next(p["ins"] for p in facts["patients"] if p["public_id"] not in mine and p["ins"]))
 
 
 def _look_up(page: Page, base_url: str, ins: str) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import html
 import re
 import unicodedata
+from typing import Any
 
 import pytest
 from playwright.sync_api import Page, expect
@@ -91,7 +92,7 @@ def test_the_failure_pages_are_vigies_in_french_with_a_way_home(
 ) -> None:
     doctor = live.installation.login("doctor", 1)
     log_in(page, live, doctor)
-    found: dict[str, list[object]] = {}
+    found: dict[str, list[dict[str, Any]]] = {}
 
     # 404: an absent record and one out of scope read the same, in French.
     page.goto(live.base_url + "/documents/" + "A" * 32 + "/")
