@@ -65,7 +65,8 @@
       }
       if (idle >= warnAfter) {
         if (remaining) { remaining.textContent = String(Math.max(1, Math.ceil((limit - idle) / 60))); }
-        if (box.hidden) { box.hidden = false; if (stay) { stay.focus(); } }
+        // Announced (role=alert), not focused: the doctor may be typing in a form.
+        if (box.hidden) { box.hidden = false; }
       }
     }
 
