@@ -113,6 +113,10 @@ def _refused(request: HttpRequest, refusal: lockout.Refused, username: str) -> H
 @require_http_methods(["GET", "POST"])
 def login_view(request: HttpRequest) -> HttpResponse:
     if is_verified(request):
+        if request.GET.get("expired") == "1":
+            # The page thought the session had expired, but another tab kept it alive: home,
+            # rather than reopening (and recording) a record that nobody asked to see again.
+            return redirect(settings.LOGIN_REDIRECT_URL)
         return redirect(_safe_next(request, request.GET.get("next")) or settings.LOGIN_REDIRECT_URL)
     if request.method == "GET" and request.user.is_authenticated:
         return redirect("accounts:verify")

@@ -11,10 +11,22 @@ from django.test import Client
 from vigie.accounts.models import User
 from vigie.alerts.models import Alert
 from vigie.audit.models import AuditEvent
-from vigie.portal.tests.test_emergency import break_glass, look_up
+from vigie.portal.testing import current_code
 from vigie.records.testing import make_patient
 
 pytestmark = pytest.mark.django_db
+
+JUSTIFICATION = "Admitted unconscious after a road accident, no relative reachable."
+
+
+def look_up(client: Client, ins: str | None) -> None:
+    client.post("/emergency/", {"ins": ins or "", "ipp": "", "birth_date": ""})
+
+
+def break_glass(client: Client, doctor: User) -> int:
+    data = {"reason": "vital_emergency", "justification": JUSTIFICATION}
+    response = client.post("/emergency/confirm", {**data, "code": current_code(doctor)})
+    return int(response.status_code)
 
 
 @pytest.fixture
@@ -68,7 +80,7 @@ def test_one_emergency_access_counts_as_one(doctor: User, signed_in, dpo: Client
     stranger = make_patient("INCONNU")
     client = signed_in(doctor)
     look_up(client, ins=stranger.ins)
-    assert break_glass(client, doctor).status_code == 302
+    assert break_glass(client, doctor) == 302
     # The lookup, the grant and the alert are three traces of one emergency access.
     assert AuditEvent.objects.filter(action__startswith="emergency.").count() >= 2
     home = html.unescape(dpo.get("/").content.decode())

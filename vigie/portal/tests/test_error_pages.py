@@ -143,3 +143,12 @@ def test_after_the_idle_limit_the_login_page_says_the_session_expired(
     assert "Votre session a expiré" in page
     # An ordinary visit to the login page says nothing of the kind.
     assert "Votre session a expiré" not in _text(Client().get("/accounts/login/"))
+
+
+def test_a_live_session_sent_to_the_expiry_page_goes_home_not_back_to_the_record(
+    doctor: User, signed_in
+) -> None:
+    # Another tab kept the session alive while this one counted down: no record reopened.
+    response = signed_in(doctor).get("/accounts/login/?expired=1&next=/patients/ABCDEFGHIJKLMNOP/")
+    assert response.status_code == 302
+    assert response["Location"] == "/"

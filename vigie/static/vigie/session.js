@@ -3,8 +3,8 @@
 
    1. Before the server ends an idle session, the page says so and offers to stay logged in
       (a GET of the home page, which counts as activity on the server).
-   2. When the limit has passed, the page reloads itself by GET: the server, which alone
-      decides, answers with the login page saying the session expired.
+   2. When the limit has passed, the page goes to the login page, which says the session
+      expired (the server alone decides: a session another tab kept alive goes home instead).
    3. A form marked data-draft="key" (the break-the-glass justification) is copied into this
       tab's sessionStorage as it is typed, and put back if the page is opened again (after
       logging in again). An element with data-draft-done="key" (the emergency banner, once
@@ -58,9 +58,12 @@
     function tick() {
       var idle = secondsIdle();
       if (idle >= limit + 2) {
-        // The server has ended the session by now: a GET shows its login page.
+        // The server has ended the session by now: its login page says so, and brings the
+        // person back here once logged in. Not a reload of this page: if another tab kept
+        // the session alive, reloading a record would open it again with nobody looking.
         window.clearInterval(ticker);
-        window.location.assign(window.location.pathname + window.location.search);
+        window.location.assign("/accounts/login/?expired=1&next=" +
+          encodeURIComponent(window.location.pathname + window.location.search));
         return;
       }
       if (idle >= warnAfter) {
