@@ -207,3 +207,39 @@ def test_the_machine_exports_keep_the_codes(dpo: Client, trail: None) -> None:
     assert "document.read" in body
     assert "emergency.grant" in body
     assert reports.CSV_COLUMNS[2] == "action"
+
+
+@pytest.fixture
+def alerts() -> None:
+    from vigie.alerts.services import raise_alert
+
+    raise_alert(
+        "emergency.access",
+        severity="warning",
+        summary="Emergency access by dr.lefebvre to patient abc until 2026-01-16 04:30 UTC",
+        details={
+            "doctor": "dr.lefebvre",
+            "patient_ipp": "IPP0000042",
+            "expires_at": "2026-01-16T04:30:00+00:00",
+        },
+        dedupe_key="emergency.access:1",
+    )
+    raise_alert(
+        "access.many_patients",
+        severity="warning",
+        summary="dr.lefebvre opened records of 25 patients in 10 minutes",
+        details={"actor_id": 1, "actor": "dr.lefebvre", "patients": 25},
+        dedupe_key="many-patients:1",
+    )
+
+
+@pytest.mark.parametrize("url", ["/", "/alerts/", "/audit/"])
+def test_no_raw_code_in_the_dpos_alerts(dpo: Client, alerts: None, url: str) -> None:
+    page = html.unescape(dpo.get(url).content.decode())
+    shown = re.sub(r"<[^>]*>", " ", page)
+    for code in ["emergency.access", "access.many_patients", "warning", "UTC", "opened records of"]:
+        assert code not in shown, code
+    # Local time, French order: 04:30 UTC is 05:30 in Paris in January.
+    assert (
+        "Accès d'urgence de dr.lefebvre au patient IPP0000042, jusqu'au 16/01/2026 05:30" in shown
+    )
