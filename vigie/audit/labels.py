@@ -30,9 +30,9 @@ ACTION_LABELS: dict[str, Promise] = {
     "access.revoke": gettext_lazy("Patient care ended"),
     "access.change": gettext_lazy("Patient care changed"),
     # intake
-    "intake.document.stored": gettext_lazy("Document stored"),
+    "intake.document.stored": gettext_lazy("Document received"),
     "intake.fhir.create": gettext_lazy("Document received (FHIR)"),
-    "intake.received": gettext_lazy("Document received"),
+    "intake.received": gettext_lazy("Sending received"),
     "intake.pending": gettext_lazy("Document waiting to be reconciled"),
     "intake.rejected": gettext_lazy("Sending rejected"),
     "intake.duplicate": gettext_lazy("Sending received twice"),

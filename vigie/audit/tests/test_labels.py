@@ -69,7 +69,7 @@ def test_every_recorded_tag_has_a_label() -> None:
 def test_labels_are_french_for_a_french_reader() -> None:
     with translation.override("fr"):
         assert labels.action_label("document.read") == "Lecture d'un document"
-        assert labels.action_label("intake.received") == "Document reçu"
+        assert labels.action_label("intake.document.stored") == "Document reçu"
         assert labels.action_label("admin.records.patient.view") == (
             "Administration : patients — fiche ouverte"
         )
