@@ -97,6 +97,8 @@ if DEBUG and PRODUCTION:
 
 ALLOWED_HOSTS = env.string_list("VIGIE_ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env.string_list("VIGIE_CSRF_TRUSTED_ORIGINS")
+# A refused form gets Vigie's page (in the user's language, with a way home), not Django's.
+CSRF_FAILURE_VIEW = "vigie.portal.error_pages.csrf_failure"
 # Reverse proxies (addresses or networks) whose X-Forwarded-For/-Proto we believe; set by
 # `vigie serve --behind-proxy ADDR,...`. Empty: the headers are dropped.
 VIGIE_TRUSTED_PROXIES = env.string_list("VIGIE_TRUSTED_PROXIES")
@@ -108,10 +110,11 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
-    "django_otp",
-    "django_otp.plugins.otp_totp",
-    "django_otp.plugins.otp_static",
-    "csp",
+    # Third-party apps under French names in the admin (see vigie/accounts/third_party_apps.py).
+    "vigie.accounts.third_party_apps.OtpConfig",
+    "vigie.accounts.third_party_apps.OtpTotpConfig",
+    "vigie.accounts.third_party_apps.OtpStaticConfig",
+    "vigie.accounts.third_party_apps.CspConfig",
     "vigie.accounts",
     "vigie.records",
     "vigie.audit",
@@ -230,6 +233,8 @@ AUTH_PASSWORD_VALIDATORS = [
 LANGUAGE_CODE = "fr"
 LANGUAGES = [("fr", "Français"), ("en", "English")]
 LOCALE_PATHS = [BASE_DIR / "locale"]
+# English dates day-first (7 Dec 2026), never the American month-first: vigie/lib/formats/en.
+FORMAT_MODULE_PATH = ["vigie.lib.formats"]
 TIME_ZONE = env.string("VIGIE_TIME_ZONE", "Europe/Paris") or "Europe/Paris"
 USE_I18N = True
 USE_TZ = True

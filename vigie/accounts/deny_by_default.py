@@ -82,12 +82,18 @@ def login_redirect(request: HttpRequest) -> HttpResponse:
         return response
     url = reverse(settings.LOGIN_URL)
     target = request.get_full_path()
+    query: dict[str, str] = {}
+    # Set by the session policy when it has just ended this session: the login page says so.
+    if getattr(request, "vigie_session_expired", False):
+        query["expired"] = "1"
     # Only a same-site path comes back after login, and only for a page (a GET): a POST
     # cannot be replayed and "//other.example" must never become a redirect target.
     if request.method in ("GET", "HEAD") and url_has_allowed_host_and_scheme(
         target, allowed_hosts=None
     ):
-        url = f"{url}?{urlencode({'next': target})}"
+        query["next"] = target
+    if query:
+        url = f"{url}?{urlencode(query)}"
     return HttpResponseRedirect(url)
 
 

@@ -113,6 +113,10 @@ def _refused(request: HttpRequest, refusal: lockout.Refused, username: str) -> H
 @require_http_methods(["GET", "POST"])
 def login_view(request: HttpRequest) -> HttpResponse:
     if is_verified(request):
+        if request.GET.get("expired") == "1":
+            # The page thought the session had expired, but another tab kept it alive: home,
+            # rather than reopening (and recording) a record that nobody asked to see again.
+            return redirect(settings.LOGIN_REDIRECT_URL)
         return redirect(_safe_next(request, request.GET.get("next")) or settings.LOGIN_REDIRECT_URL)
     if request.method == "GET" and request.user.is_authenticated:
         return redirect("accounts:verify")
@@ -158,7 +162,14 @@ def login_view(request: HttpRequest) -> HttpResponse:
                 return redirect("accounts:verify")
     # The target survives a failed attempt: it travels in the form, not in the action URL.
     requested = request.POST.get("next") or request.GET.get("next")
-    context = {"form": form, "error": error, "next": _safe_next(request, requested)}
+    context = {
+        "form": form,
+        "error": error,
+        "next": _safe_next(request, requested),
+        # Set by deny-by-default when the session policy has just ended the session: the
+        # person is told why they are here (only a message; it grants and proves nothing).
+        "expired": request.method == "GET" and request.GET.get("expired") == "1",
+    }
     if retry_after is None:
         return render(request, "accounts/login.html", context)
     response = render(request, "accounts/login.html", context, status=429)

@@ -15,3 +15,5 @@ from __future__ import annotations
 DOCUMENT_READ = "document.read"
 DOCUMENT_DOWNLOAD = "document.download"
 CANARY_TOUCHED = "guard.canary.touched"
+# One break-the-glass access granted: what the DPO counts as "an emergency access".
+EMERGENCY_GRANT = "emergency.grant"
