@@ -15,3 +15,14 @@ from __future__ import annotations
 DOCUMENT_READ = "document.read"
 DOCUMENT_DOWNLOAD = "document.download"
 CANARY_TOUCHED = "guard.canary.touched"
+
+# Passkeys (accounts/passkeys.py) and the sign-in policy (accounts/signin_policy.py). Here,
+# beside the records' tags, so that a rule or report watching for a cloned authenticator or
+# a refused sign-in method matches a constant, never a string of its own.
+PASSKEY_REGISTERED = "passkey.registered"
+PASSKEY_REGISTRATION_REFUSED = "passkey.registration_refused"
+PASSKEY_USED = "passkey.used"
+PASSKEY_REFUSED = "passkey.refused"
+PASSKEY_CLONE_SUSPECTED = "passkey.clone_suspected"
+PASSKEY_REVOKED = "passkey.revoked"
+SIGNIN_METHOD_REFUSED = "login.method_refused"
