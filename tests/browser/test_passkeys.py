@@ -199,7 +199,7 @@ def test_it_registers_a_passkey_then_signs_in_with_it_alone_and_after_the_passwo
 
 
 def test_it_revokes_a_passkey_which_then_opens_nothing(
-    page: Page, live: Live, shot: Shot, authenticator: VirtualAuthenticator
+    page: Page, live: Live, shot: Shot, authenticator: VirtualAuthenticator, forget_failures: None
 ) -> None:
     doctor = live.installation.create_doctor("dr.revoque")
     base = by_name(live.base_url)
@@ -268,7 +268,7 @@ def test_attack_a_passkey_used_from_another_origin_is_refused(
 
 
 def test_attack_a_cloned_authenticator_is_refused_and_alerted(
-    page: Page, live: Live, shot: Shot, authenticator: VirtualAuthenticator
+    page: Page, live: Live, shot: Shot, authenticator: VirtualAuthenticator, forget_failures: None
 ) -> None:
     doctor = live.installation.create_doctor("dr.clone")
     base = by_name(live.base_url)

@@ -350,3 +350,43 @@ def is_verified_client(client: Client) -> bool:
 
     session = client.session
     return SESSION_KEY in session and DEVICE_ID_SESSION_KEY in session
+
+
+# --- re-authentication ---
+
+
+def test_a_passkey_renews_the_second_factor_before_a_sensitive_action(doctor: User) -> None:
+    key = registered(doctor)
+    client = browser()
+    log_in(client, doctor)
+    session = client.session
+    session["vigie_second_factor_at"] = session[AUTH_AT] - 3600
+    session.save()
+    assert client.get("/accounts/passkeys/")["Location"].startswith("/accounts/reauth/")
+    page = client.get("/accounts/reauth/?next=/accounts/passkeys/").content.decode()
+    assert 'data-passkey="reauth"' in page
+    options = post_json(client, "/accounts/passkeys/reauth/options/").json()
+    response = post_json(
+        client,
+        "/accounts/passkeys/reauth/",
+        {"credential": key.get(options), "next": "/accounts/passkeys/"},
+    )
+    assert response.json() == {"redirect": "/accounts/passkeys/"}
+    assert client.get("/accounts/passkeys/").status_code == 200
+
+
+def test_attack_registration_attempts_are_locked_out_like_passwords(
+    doctor: User, settings: Any
+) -> None:
+    settings.VIGIE_LOCKOUT_FAILURES = 2
+    client = browser()
+    log_in(client, doctor)
+    statuses = []
+    for _ in range(3):
+        options = post_json(client, "/accounts/passkeys/register/options/").json()
+        forged = SoftAuthenticator(ORIGIN).create(options, origin="http://evil.localhost")
+        statuses.append(
+            post_json(client, "/accounts/passkeys/register/", {"credential": forged}).status_code
+        )
+    assert statuses == [400, 400, 429]
+    assert not Passkey.objects.exists()

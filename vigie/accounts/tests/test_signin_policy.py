@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from typing import Any
 
 import pytest
@@ -85,6 +89,34 @@ def test_any_text_is_a_policy_or_a_clear_refusal(value: str) -> None:
     assert all(
         methods and set(methods) <= set(signin_policy.METHODS) for methods in result.values()
     )
+
+
+@pytest.mark.parametrize(
+    ("mode", "expected"),
+    [
+        (
+            "production",
+            {
+                "doctor": ["psc", "passkey", "password_passkey"],
+                "admin": ["passkey", "password_passkey"],
+                "auditor": ["passkey", "password_passkey"],
+            },
+        ),
+        ("demo", {role: list(signin_policy.METHODS) for role in ROLES}),
+    ],
+)
+def test_the_default_policy_per_mode(
+    mode: str, expected: dict[str, list[str]], tmp_path: Any
+) -> None:
+    # Production: doctors by PSC or passkeys, IT and the DPO by passkeys only; the demo keeps
+    # its seeded accounts' password and code. Read by a fresh interpreter, as a start would.
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("VIGIE_", "DJANGO_"))}
+    env.update(VIGIE_MODE=mode, VIGIE_HOME=str(tmp_path / "home"))
+    code = "import json, vigie.settings as s; print(json.dumps(s.VIGIE_SIGNIN_METHODS))"
+    result = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    )
+    assert json.loads(result.stdout) == expected
 
 
 def test_the_roles_of_the_setting_are_the_roles_of_the_model(settings: Any) -> None:
