@@ -390,3 +390,14 @@ def test_attack_registration_attempts_are_locked_out_like_passwords(
         )
     assert statuses == [400, 400, 429]
     assert not Passkey.objects.exists()
+
+
+def test_the_admin_says_how_many_passkeys_never_which(doctor: User) -> None:
+    from django.contrib import admin
+    from django.utils import translation
+
+    registered(doctor)
+    with translation.override("en"):
+        shown = admin.site._registry[User].second_factor(doctor)  # type: ignore[attr-defined]
+    assert shown == "authenticator enrolled, 1 passkey"
+    assert Passkey.objects.get().credential_id not in shown
