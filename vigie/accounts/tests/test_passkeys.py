@@ -70,6 +70,26 @@ def last(action: str) -> AuditEvent:
     return AuditEvent.objects.filter(action=action).order_by("-seq").first()  # type: ignore[return-value]
 
 
+# --- the login page ---
+
+
+def test_the_login_page_offers_passkeys_with_a_static_script_only() -> None:
+    html = browser().get("/accounts/login/").content.decode()
+    assert 'data-passkey="login"' in html
+    assert 'data-mediation="conditional"' in html
+    assert '<script src="/static/vigie/passkeys.js" defer></script>' in html
+    assert html.count("<script") == 1
+
+
+def test_the_login_page_opened_by_ip_address_points_to_the_name(settings: Any) -> None:
+    # A passkey is bound to the name: at http://127.0.0.1:8000 the browser would refuse it.
+    settings.ALLOWED_HOSTS = ["localhost", "127.0.0.1"]
+    html = Client(HTTP_HOST="127.0.0.1:8000").get("/accounts/login/").content.decode()
+    assert 'id="passkey-elsewhere"' in html
+    assert 'href="http://localhost:8000/accounts/login/"' in html
+    assert "<script" not in html
+
+
 # --- registration ---
 
 
