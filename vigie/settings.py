@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import dj_database_url
 import django_stubs_ext
@@ -166,6 +167,7 @@ TEMPLATES = [
                 "django.contrib.messages.context_processors.messages",
                 "vigie.lib.context.vigie_mode",
                 "vigie.guard.context.guard_status",
+                "vigie.accounts.psc.context.psc",
             ],
         },
     },
@@ -340,6 +342,32 @@ VIGIE_SIGNIN_METHODS = env.choice_lists(
 # Vigie unregisters django-otp's device admins (accounts/admin.py); should one come back, it
 # still shows no key, QR code or recovery code.
 OTP_ADMIN_HIDE_SENSITIVE_DATA = True
+
+# --- Pro Santé Connect (vigie/accounts/psc; docs/operations.md, "Pro Santé Connect") ---
+# Unset: no PSC button, no PSC routes answer. Set to the provider's discovery document (PSC
+# production or its sandbox, the "bac à sable"): its endpoints and keys are read from there.
+VIGIE_PSC_DISCOVERY_URL = env.string("VIGIE_PSC_DISCOVERY_URL")
+VIGIE_PSC_CLIENT_ID = env.string("VIGIE_PSC_CLIENT_ID")
+# The client secret PSC issued, preferably as a file readable only by Vigie (`vigie check`
+# reports that file's mode).
+VIGIE_PSC_CLIENT_SECRET = env.secret("VIGIE_PSC_CLIENT_SECRET")
+_psc_secret_file = env.string("VIGIE_PSC_CLIENT_SECRET_FILE")
+VIGIE_PSC_CLIENT_SECRET_FILE = Path(_psc_secret_file) if _psc_secret_file is not None else None
+# PSC's documented scopes and level of assurance (eIDAS substantial: CPS card or e-CPS).
+VIGIE_PSC_SCOPES = env.string("VIGIE_PSC_SCOPES", "openid scope_all") or "openid scope_all"
+VIGIE_PSC_ACR_VALUES = env.string("VIGIE_PSC_ACR_VALUES", "eidas1") or "eidas1"
+VIGIE_PSC_ENABLED = VIGIE_PSC_DISCOVERY_URL is not None
+if VIGIE_PSC_ENABLED:
+    if not VIGIE_PSC_CLIENT_ID or not VIGIE_PSC_CLIENT_SECRET:
+        raise ConfigError(
+            "VIGIE_PSC_DISCOVERY_URL is set but VIGIE_PSC_CLIENT_ID or "
+            "VIGIE_PSC_CLIENT_SECRET_FILE is not: PSC needs both"
+        )
+    _psc_url = urlsplit(VIGIE_PSC_DISCOVERY_URL or "")
+    # Plain HTTP only to this machine (a test provider): anywhere else the provider's keys
+    # and the tokens would cross the network in clear.
+    if _psc_url.scheme != "https" and _psc_url.hostname not in ("127.0.0.1", "localhost", "::1"):
+        raise ConfigError(f"VIGIE_PSC_DISCOVERY_URL={VIGIE_PSC_DISCOVERY_URL!r} is not https://")
 
 
 # --- security headers, CSP, deny-by-default (see vigie/lib/headers.py, vigie/portal) ---

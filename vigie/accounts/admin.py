@@ -43,7 +43,7 @@ class InvitedUserCreationForm(forms.ModelForm[User]):
 
     class Meta:
         model = User
-        fields = ("username", "first_name", "last_name", "email", "role")
+        fields = ("username", "first_name", "last_name", "email", "role", "rpps")
 
     def clean_username(self) -> str:
         username = User.normalize_username(self.cleaned_data["username"])
@@ -73,7 +73,16 @@ def invitation_page(
 
 @admin.register(User)
 class UserAdmin(AuditedAdminMixin, DjangoUserAdmin[User]):
-    list_display = ("username", "first_name", "last_name", "role", "is_active", "last_login")
+    list_display = (
+        "username",
+        "first_name",
+        "last_name",
+        "role",
+        "rpps",
+        "is_active",
+        "last_login",
+    )
+    search_fields = ("username", "first_name", "last_name", "email", "rpps")
     list_filter = ("role", "is_active")
     actions = ("reset_credentials",)
     add_form = InvitedUserCreationForm
@@ -84,9 +93,11 @@ class UserAdmin(AuditedAdminMixin, DjangoUserAdmin[User]):
             gettext_lazy("Permissions"),
             {"fields": ("is_active", "is_staff", "is_superuser", "groups", "user_permissions")},
         ),
-        ("Vigie", {"fields": ("role", "second_factor", "last_login", "date_joined")}),
+        ("Vigie", {"fields": ("role", "rpps", "second_factor", "last_login", "date_joined")}),
     )
-    add_fieldsets = ((None, {"fields": ("username", "first_name", "last_name", "email", "role")}),)
+    add_fieldsets = (
+        (None, {"fields": ("username", "first_name", "last_name", "email", "role", "rpps")}),
+    )
 
     @admin.display(description=gettext_lazy("second factor"))
     def second_factor(self, obj: User) -> str:

@@ -2,8 +2,9 @@
 
 The few exceptions are listed here by URL name, in one place, so a review sees them all:
 - anyone: the login page, the invitation page (its one-time code is the credential), the
-  lockout page, health, robots.txt, the language switch and
-  static assets;
+  lockout page, health, robots.txt, the language switch,
+  static assets, and Pro Santé Connect's start, callback and back-channel logout (each
+  checks the provider's signed tokens itself);
 - after the password, before the second factor ("half logged in"): additionally the
   second-factor, enrolment and logout steps, and nothing else.
 
@@ -40,6 +41,13 @@ PUBLIC_VIEWS = frozenset(
         "robots_txt",
         "set_language",
         "fhir:metadata",
+        # Pro Santé Connect: the way in for a doctor who has no session yet (start, and the
+        # provider's redirect back, whose state, nonce and signed ID token are checked), and
+        # the provider's server-to-server back-channel logout, whose credential is the
+        # signed logout token (refused with 400 otherwise; it can only end sessions).
+        "accounts:psc_start",
+        "accounts:psc_callback",
+        "accounts:psc_backchannel_logout",
         # A passkey alone: both steps are the sign-in itself (counted like a password).
         "accounts:passkey_login_options",
         "accounts:passkey_login",

@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any, ClassVar
 
 from django.contrib.auth.models import AbstractUser, UserManager
+from django.core.validators import RegexValidator
 from django.db import models
 from django.db.models.functions import Now
 from django.utils import timezone
@@ -37,9 +38,22 @@ class VigieUserManager(UserManager["User"]):
         return super().create_superuser(username, email, password, **extra)
 
 
-# The plugin cannot follow Passkey.user (declared on django-otp's untyped Device) back here.
+# django-stubs cannot type the reverse managers of PscDevice.user and Passkey.user
+# (django-otp's Device, which declares them, ships no types); nothing uses them.
 class User(AbstractUser):  # type: ignore[django-manager-missing]
     role = models.CharField(_("role"), max_length=16, choices=Role.choices)
+    # The doctor's national identifier (Répertoire partagé des professionnels de santé): the
+    # one link between a Pro Santé Connect sign-in and this account (accounts/psc). NULL,
+    # not "", when unknown, so that the uniqueness holds among the numbers given.
+    rpps = models.CharField(
+        _("RPPS number"),
+        max_length=11,
+        unique=True,
+        null=True,
+        blank=True,
+        validators=[RegexValidator(r"^\d{11}\Z", _("An RPPS number has 11 digits."))],
+        help_text=_("11 digits; lets the doctor sign in with Pro Santé Connect."),
+    )
 
     objects: ClassVar[VigieUserManager] = VigieUserManager()
 
@@ -59,6 +73,8 @@ class User(AbstractUser):  # type: ignore[django-manager-missing]
 
     def save(self, *args: Any, **kwargs: Any) -> None:
         self.username = self.normalize_username(self.username)
+        # The admin's empty field is "no number", never a second account with number "".
+        self.rpps = (self.rpps or "").strip() or None
         super().save(*args, **kwargs)
 
     @property
@@ -265,3 +281,19 @@ class PasskeyChallenge(models.Model):
 
     def __str__(self) -> str:
         return f"{self.purpose} challenge {self.pk}"
+
+
+# --- Pro Santé Connect (accounts/psc) ---
+# Its models live with it; importing them here registers them with the accounts app.
+from vigie.accounts.psc.models import PscDevice, PscSession  # noqa: E402
+
+__all__ = [
+    "Invitation",
+    "LoginThrottle",
+    "PscDevice",
+    "PscSession",
+    "Role",
+    "SealedTOTPDevice",
+    "TotpSeed",
+    "User",
+]

@@ -26,7 +26,7 @@ from django_otp.plugins.otp_static.models import StaticDevice
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from vigie.accounts import events
-from vigie.accounts.models import Passkey
+from vigie.accounts.models import Passkey, PscDevice
 from vigie.audit.tags import SIGNIN_METHOD_REFUSED
 
 if TYPE_CHECKING:
@@ -83,6 +83,8 @@ def session_method(request: HttpRequest) -> str | None:
     device = getattr(request.user, "otp_device", None)
     if isinstance(device, TOTPDevice | StaticDevice):
         return PASSWORD_TOTP
+    if isinstance(device, PscDevice):
+        return PSC
     return None
 
 

@@ -1,4 +1,4 @@
-from django.urls import path
+from django.urls import include, path
 
 from vigie.accounts import views
 from vigie.accounts import views_passkeys as pk
@@ -33,4 +33,6 @@ urlpatterns = [
     path("passkeys/enrol/", pk.enrol_view, name="passkey_enrol"),
     path("passkeys/register/options/", pk.register_options_view, name="passkey_register_options"),
     path("passkeys/register/", pk.register_view, name="passkey_register"),
+    # Pro Santé Connect (accounts/psc): accounts:psc_start, psc_callback, psc_backchannel_logout
+    path("psc/", include("vigie.accounts.psc.urls")),
 ]

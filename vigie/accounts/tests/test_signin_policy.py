@@ -246,3 +246,29 @@ def test_a_session_whose_method_is_unknown_is_refused(doctor: User) -> None:
     session.save()
     assert client.get("/")["Location"] == "/accounts/login/"
     assert last(tags.SIGNIN_METHOD_REFUSED).extra["method"] == "carrier_pigeon"
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("recorded", [True, False])
+def test_a_pro_sante_connect_session_is_judged_as_psc(
+    doctor: User, settings: Any, recorded: bool
+) -> None:
+    from django_otp import DEVICE_ID_SESSION_KEY
+
+    from vigie.accounts.psc.signin import device_for
+
+    registered(doctor)
+    client = browser()
+    log_in(client, doctor)
+    # The session as psc.signin.sign_in leaves it: PSC's device, the method recorded (or,
+    # for a session opened before methods were recorded, only the device).
+    session = client.session
+    session[DEVICE_ID_SESSION_KEY] = device_for(doctor).persistent_id
+    session.pop(signin_policy.SESSION_METHOD, None)
+    if recorded:
+        session[signin_policy.SESSION_METHOD] = signin_policy.PSC
+    session.save()
+    assert client.get("/").status_code == 200
+    policy(settings, doctor=["passkey", "password_passkey"])
+    assert client.get("/")["Location"] == "/accounts/login/"
+    assert last(tags.SIGNIN_METHOD_REFUSED).extra == {"method": "psc", "role": "doctor"}
