@@ -322,6 +322,28 @@ VIGIE_LOGIN_ALERT_ATTEMPTS = env.integer("VIGIE_LOGIN_ALERT_ATTEMPTS", 10, minim
 OTP_TOTP_THROTTLE_FACTOR = 0
 OTP_STATIC_THROTTLE_FACTOR = 0
 OTP_TOTP_ISSUER = env.string("VIGIE_TOTP_ISSUER", "Vigie") or "Vigie"
+# Sign-in methods each role may use (vigie/accounts/signin_policy.py), `role=m1,m2;...`:
+# psc (Pro Santé Connect), passkey (a passkey alone, with user verification),
+# password_passkey (the password, then a passkey), password_totp (the password, then an
+# authenticator-app or recovery code). A role left out keeps its default. Production: doctors
+# by PSC or passkeys, IT and the data protection officer by passkeys only (phishing-resistant;
+# this is how they are required to use passkeys); a clinic adds password_totp where it
+# accepts codes. An account whose session was opened another way is led to register a
+# passkey (never locked out, never let further). Demo and tests allow every method, so the
+# seeded accounts keep their password and code.
+_SIGNIN_METHODS = ("psc", "passkey", "password_passkey", "password_totp")
+VIGIE_SIGNIN_METHODS = env.choice_lists(
+    "VIGIE_SIGNIN_METHODS",
+    ("doctor", "admin", "auditor"),
+    _SIGNIN_METHODS,
+    default={
+        "doctor": ["psc", "passkey", "password_passkey"],
+        "admin": ["passkey", "password_passkey"],
+        "auditor": ["passkey", "password_passkey"],
+    }
+    if PRODUCTION
+    else {role: list(_SIGNIN_METHODS) for role in ("doctor", "admin", "auditor")},
+)
 # Vigie unregisters django-otp's device admins (accounts/admin.py); should one come back, it
 # still shows no key, QR code or recovery code.
 OTP_ADMIN_HIDE_SENSITIVE_DATA = True

@@ -28,6 +28,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponseForbidden, HttpRe
 from django.urls import Resolver404, ResolverMatch, resolve, reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 
+from vigie.accounts import signin_policy
 from vigie.accounts.reauth import is_second_factor_fresh, reauth_redirect
 from vigie.lib.headers import static_prefix
 
@@ -47,9 +48,26 @@ PUBLIC_VIEWS = frozenset(
         "accounts:psc_start",
         "accounts:psc_callback",
         "accounts:psc_backchannel_logout",
+        # A passkey alone: both steps are the sign-in itself (counted like a password).
+        "accounts:passkey_login_options",
+        "accounts:passkey_login",
     }
 )
-SECOND_FACTOR_VIEWS = frozenset({"accounts:verify", "accounts:enrol", "accounts:logout"})
+SECOND_FACTOR_VIEWS = frozenset(
+    {
+        "accounts:verify",
+        "accounts:enrol",
+        "accounts:logout",
+        # A passkey after the password, or the account's first one (views_passkeys.py
+        # refuses an account that already has a factor to prove instead).
+        "accounts:passkey_verify",
+        "accounts:passkey_second_factor_options",
+        "accounts:passkey_second_factor",
+        "accounts:passkey_enrol",
+        "accounts:passkey_register_options",
+        "accounts:passkey_register",
+    }
+)
 # Machine clients get a status, not a login form they cannot fill in.
 API_PREFIXES = ("/api/", "/fhir/")
 
@@ -120,6 +138,11 @@ class DenyByDefaultMiddleware:
             # The admin's own login form knows no second factor; it is never used.
             return HttpResponseForbidden() if is_verified(request) else login_redirect(request)
         if is_verified(request):
+            # A session opened by a method the user's role may not use (VIGIE_SIGNIN_METHODS)
+            # goes no further than registering a passkey, or back to the login page.
+            method_refusal = signin_policy.gate(request)
+            if method_refusal is not None:
+                return method_refusal
             # The admin can change accounts and care relationships: it needs a recent
             # second-factor proof, like any other sensitive action.
             in_admin = match is not None and "admin" in match.namespaces

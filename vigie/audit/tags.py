@@ -17,3 +17,14 @@ DOCUMENT_DOWNLOAD = "document.download"
 CANARY_TOUCHED = "guard.canary.touched"
 # One break-the-glass access granted: what the DPO counts as "an emergency access".
 EMERGENCY_GRANT = "emergency.grant"
+
+# Passkeys (accounts/passkeys.py) and the sign-in policy (accounts/signin_policy.py). Here,
+# beside the records' tags, so that a rule or report watching for a cloned authenticator or
+# a refused sign-in method matches a constant, never a string of its own.
+PASSKEY_REGISTERED = "passkey.registered"
+PASSKEY_REGISTRATION_REFUSED = "passkey.registration_refused"
+PASSKEY_USED = "passkey.used"
+PASSKEY_REFUSED = "passkey.refused"
+PASSKEY_CLONE_SUSPECTED = "passkey.clone_suspected"
+PASSKEY_REVOKED = "passkey.revoked"
+SIGNIN_METHOD_REFUSED = "login.method_refused"
