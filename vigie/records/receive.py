@@ -227,6 +227,15 @@ def receive(
             "an HL7 v2 message is received through the HL7 channel (MLLP), which keeps its "
             "results; send a PDF here"
         )
+    if attachment is not None and results is not None and results.attachment is not None:
+        # The sender's own document inside the message is checked like any received file:
+        # refused if it is not what it claims, and its active content marks the document.
+        embedded = inspect(attachment, results.attachment.content_type)
+        report = replace(
+            report,
+            active_content=report.active_content or embedded.active_content,
+            warnings=[*report.warnings, *embedded.warnings],
+        )
     match = match_patient(sender)
     audit_extra = {"channel": channel, "source_system": meta.source_system, **(extra or {})}
     if match.patient is None:
