@@ -68,7 +68,7 @@ def disposition_for(document: Document, action: DoorAction) -> Literal["inline",
 
 
 # Types the standard library does not name.
-_EXTENSIONS = {"application/hl7-v2": ".hl7"}
+_EXTENSIONS = {"application/hl7-v2": ".hl7", "application/x-hprim-sante": ".hpr"}
 
 
 def download_name(document: Document, content_type: str | None = None) -> str:
