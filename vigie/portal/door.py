@@ -182,20 +182,23 @@ def _alert_unreadable(
 
 
 def _audit_read(
-    request: HttpRequest, document: Document, decision: Decision, action: DoorAction
+    request: HttpRequest,
+    document: Document,
+    decision: Decision,
+    action: DoorAction,
+    *,
+    via: str = "",
 ) -> None:
-    record(
-        AUDIT_ACTIONS[action],
-        request=request,
-        patient=document.patient,
-        document=document,
-        extra={
-            "basis": decision.reason,
-            "basis_id": decision.basis_id,
-            "emergency": decision.emergency,
-            "part": "results",
-        },
-    )
+    extra = {
+        "basis": decision.reason,
+        "basis_id": decision.basis_id,
+        "emergency": decision.emergency,
+        "part": "results",
+    }
+    if via:
+        extra["via"] = via
+    record(AUDIT_ACTIONS[action], request=request, patient=document.patient, document=document,
+           extra=extra)  # fmt: skip
 
 
 def lab_results(
@@ -284,7 +287,7 @@ def patient_history(
         return []
     with transaction.atomic(), together():
         for document in documents:
-            _audit_read(request, document, decision, "view")
+            _audit_read(request, document, decision, "view", via=tags.VIA_RESULTS_HISTORY)
     ensure_served()
     found = []
     for document in documents:
