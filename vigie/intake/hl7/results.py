@@ -8,6 +8,8 @@ groups, in order; NTE comments stay with the OBX, OBR or report they follow.
 
 from __future__ import annotations
 
+import re
+
 from vigie.intake.hl7.oru import LabResult, Observation, Order
 from vigie.intake.hl7.parser import ErrorCode, HL7Error, Message
 from vigie.records import results as lab
@@ -15,22 +17,36 @@ from vigie.records.results import ResultsFormatError
 
 # Types whose value is never a number, even when it reads as one (a coded answer "1").
 _TEXT_TYPES = frozenset({"ST", "TX", "FT", "CE", "CWE", "CNE", "DT", "TS"})
+# A control character the lab left in a field (the message itself keeps it, as received):
+# shown as U+FFFD, visibly, rather than refusing the whole report for it.
+_CONTROL_RE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def _text(value: str) -> str:
+    """Free text (values, comments): line breaks kept."""
+    return _CONTROL_RE.sub("\ufffd", value.replace("\r\n", "\n").replace("\r", "\n"))
+
+
+def _line(value: str) -> str:
+    """One-line fields (labels, codes, units, ranges): any line break becomes a space."""
+    return " ".join(_text(value).split())
 
 
 def _observation(observation: Observation, order: Order) -> lab.Observation:
-    numeric = None if observation.value_type in _TEXT_TYPES else lab.parse_number(observation.value)
+    value = _text(observation.value)
+    numeric = None if observation.value_type in _TEXT_TYPES else lab.parse_number(value)
     return lab.Observation.from_text(
-        code=observation.code.strip(),
-        code_system=observation.code_system,
-        label=observation.name.strip() or observation.code.strip(),
-        value=observation.value,
+        code=_line(observation.code),
+        code_system=_line(observation.code_system),
+        label=_line(observation.name) or _line(observation.code),
+        value=value,
         numeric=numeric,
-        unit=observation.units.strip(),
-        reference_range=observation.reference_range.strip(),
-        flag=observation.flags,
-        status=observation.status,
+        unit=_line(observation.units),
+        reference_range=_line(observation.reference_range),
+        flag=_line(observation.flags),
+        status=_line(observation.status),
         observed_at=observation.observed_at or order.observed_at,
-        comments=tuple(observation.comments),
+        comments=tuple(_text(c) for c in observation.comments),
         value_type=observation.value_type,
     )
 
@@ -41,22 +57,24 @@ def to_results(result: LabResult, message: Message, source: str) -> lab.ResultSe
     try:
         groups = tuple(
             lab.ResultGroup(
-                code=order.code,
-                label=order.name or order.code,
+                code=_line(order.code),
+                label=_line(order.name or order.code),
                 observed_at=order.observed_at,
-                author=order.author,
+                author=_line(order.author),
                 observations=tuple(_observation(o, order) for o in order.observations),
-                comments=tuple(order.comments),
+                comments=tuple(_text(c) for c in order.comments),
             )
             for order in result.orders
         )
         attachment = result.attachment
         return lab.ResultSet(
-            source=source,
+            source=_line(source),
             groups=groups,
-            reference=next((o.filler_number for o in result.orders if o.filler_number), "")
-            or message.control_id[:200],
-            comments=tuple(result.comments),
+            reference=_line(
+                next((o.filler_number for o in result.orders if o.filler_number), "")
+                or message.control_id[:200]
+            ),
+            comments=tuple(_text(c) for c in result.comments),
             attachment=lab.Attachment.of(attachment.content_type, attachment.data)
             if attachment is not None
             else None,

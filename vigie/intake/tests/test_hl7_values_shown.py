@@ -146,3 +146,25 @@ def test_the_history_shows_the_values_sent(stored: tuple[Client, Document]) -> N
     for label, value, *_rest in SENT:
         assert label in text
         assert value.split("\n")[0] in text
+
+
+def test_a_stray_control_character_is_shown_not_a_reason_to_lose_the_report(
+    vault_home: Path,
+) -> None:
+    patient = make_patient()
+    sender, _ = MllpSender.objects.get_or_create(
+        name="BIOMED", defaults={"source_system": "BIOMED"}
+    )
+    raw = Oru(
+        ipp="",
+        ins=patient.ins or "",
+        service="NFS^Numération\\.br\\formule^L",
+        observations=["OBX|1|ST|A^Tab\x07 bell^L||\U0001f600 ok|||||F"],
+    ).encode()
+    reply = handle(raw, sender=sender)
+    assert reply.code == "AA", reply.reason
+    results = open_results(Document.objects.get(pk=reply.document_id))
+    assert results is not None
+    assert results.groups[0].label == "Numération formule"
+    observation = results.observations[0]
+    assert (observation.label, observation.value) == ("Tab\ufffd bell", "\U0001f600 ok")
