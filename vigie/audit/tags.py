@@ -28,3 +28,7 @@ PASSKEY_REFUSED = "passkey.refused"
 PASSKEY_CLONE_SUSPECTED = "passkey.clone_suspected"
 PASSKEY_REVOKED = "passkey.revoked"
 SIGNIN_METHOD_REFUSED = "login.method_refused"
+
+# `extra["via"]` of the reads one page makes at once (a patient's lab history reads every
+# report it draws from): one page, one request, many events; the crawler rule counts the page.
+VIA_RESULTS_HISTORY = "results.history"

@@ -41,6 +41,7 @@ from vigie.records.ingest import (
     _validate_meta,
     meta_fields,
     record_stored,
+    seal_results_of,
 )
 from vigie.records.ingest_errors import InvalidDocument, StorageUnavailable
 from vigie.records.inspection import ContentReport, inspect
@@ -48,6 +49,7 @@ from vigie.records.models import (
     Document,
     PatientIdentifier,
     PendingDocument,
+    SealedResults,
     new_document_id,
 )
 from vigie.records.receive import (
@@ -57,8 +59,10 @@ from vigie.records.receive import (
     Sender,
     _with_type,
     in_own_source,
+    lab_report,
     match_patient,
 )
+from vigie.records.results import ResultSet
 from vigie.vault.group import SealGroup
 
 logger = logging.getLogger(__name__)
@@ -77,6 +81,9 @@ class Arrival:
     extra: dict[str, Any] = field(default_factory=dict)
     # Runs in the round's transaction with the stored row (see `receive`'s `within`).
     within: Callable[[Document | PendingDocument], None] | None = None
+    # A lab message's values (and the sender's embedded PDF), sealed beside it.
+    results: ResultSet | None = None
+    attachment: bytes | None = None
 
 
 @dataclass
@@ -91,6 +98,7 @@ class _Ready:
     row_id: str = ""
     sealed: tuple[str, bytes, int, str] = ("", b"", 0, "")
     row: Document | PendingDocument | None = None
+    results: SealedResults | None = None
 
 
 @dataclass
@@ -177,7 +185,9 @@ def _check(index: int, arrival: Arrival) -> _Ready:
     if len(arrival.content) > limit:
         raise InvalidDocument(f"the document is larger than the limit of {limit} bytes")
     sender = in_own_source(arrival.sender, arrival.meta.source_system)
-    report = inspect(arrival.content, arrival.meta.content_type)
+    report = lab_report(
+        inspect(arrival.content, arrival.meta.content_type), arrival.results, arrival.attachment
+    )
     match = match_patient(sender)
     meta = _with_type(arrival.meta, report)
     return _Ready(index, arrival, match, meta, report)
@@ -192,7 +202,14 @@ def _seal(ready: list[_Ready], group: SealGroup, outcomes: list[Any]) -> list[_R
     for item in ready:
         item.row_id = prefix + new_document_id()[2:]
         try:
+            # The values first: a refusal there leaves no blob to discard.
+            item.results = seal_results_of(
+                item.row_id, item.arrival.results, item.arrival.attachment
+            )
             item.sealed = group.seal(item.row_id, item.arrival.content, limit)
+        except InvalidDocument as exc:
+            outcomes[item.index] = exc
+            continue
         except vault.DocumentTooLarge as exc:
             outcomes[item.index] = InvalidDocument(str(exc))
             continue
@@ -243,6 +260,8 @@ def _insert(item: _Ready) -> None:
     if item.match.patient is not None:
         document = Document(patient=item.match.patient, **common)
         rawsql.insert(document, connection)
+        if item.results is not None:
+            item.results.save(force_insert=True)
         if arrival.within is not None:
             arrival.within(document)
         record_stored(document)
@@ -257,6 +276,8 @@ def _insert(item: _Ready) -> None:
         **common,
     )
     rawsql.insert(pending, connection)
+    if item.results is not None:
+        item.results.save(force_insert=True)
     audit_extra = {
         "channel": arrival.channel,
         "source_system": item.meta.source_system,
