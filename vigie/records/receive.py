@@ -194,6 +194,7 @@ def receive(
     channel: str,
     extra: dict[str, Any] | None = None,
     within: Callable[[Document | PendingDocument], None] | None = None,
+    inspected: ContentReport | None = None,
 ) -> Received:
     """Check, match and store a received document; see the module docstring.
 
@@ -204,6 +205,9 @@ def receive(
     stored. Returns once blob and row are durable.
     `within(row)` runs inside the row's transaction (see `ingest`); whatever it raises
     (an IntegrityError for a message already taken) undoes the whole reception.
+    `inspected` is for a channel that read the content with its own parser (HPRIM text, which
+    `inspect()` does not know): what that parser found. Every other caller leaves it out, so
+    that nothing but a checked PDF or image is stored from a generic upload.
     """
     if channel not in CHANNELS:
         raise ValueError(f"unknown channel {channel!r}")
@@ -214,7 +218,7 @@ def receive(
             f"the document is larger than the limit of {settings.VIGIE_MAX_DOCUMENT_SIZE} bytes"
         )
     sender = in_own_source(sender, meta.source_system)
-    report = inspect(data, meta.content_type)
+    report = inspected if inspected is not None else inspect(data, meta.content_type)
     match = match_patient(sender)
     audit_extra = {"channel": channel, "source_system": meta.source_system, **(extra or {})}
     if match.patient is None:
