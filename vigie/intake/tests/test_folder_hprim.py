@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from vigie import vault
-from vigie.audit.log import AuditUnavailable
+from vigie.audit.log import AuditUnavailable, record
 from vigie.audit.models import AuditEvent
 from vigie.intake import folder_hprim
 from vigie.intake.folder import HotFolder, Outcome
@@ -259,12 +259,10 @@ def test_a_store_failing_at_the_second_patient_stores_nothing_and_leaves_the_fil
 def test_an_audit_failure_at_the_third_patient_stores_nothing_and_leaves_the_file(
     folder: HotFolder, drop: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real_record = folder_hprim.record
-
     def audit_down_at_the_third(action: str, **kwargs: Any) -> Any:
         if kwargs.get("extra", {}).get("hprim_patient") == 3:
             raise AuditUnavailable("audit log unavailable: disk I/O error")
-        return real_record(action, **kwargs)
+        return record(action, **kwargs)
 
     monkeypatch.setattr(folder_hprim, "record", audit_down_at_the_third)
     (drop / "batch.hpr").write_bytes(cases()["multi_patient_three"][0])
