@@ -7,7 +7,7 @@ UV_VERSION := 0.13.9
 # The stamp is rebuilt whenever the pinned requirements change.
 STAMP := $(VENV)/.installed
 
-.PHONY: help venv bytecode demo demo-seed test test-postgres lint typecheck check lock bench clean
+.PHONY: help venv bytecode axe demo demo-seed test test-postgres lint typecheck check lock bench clean
 
 help:
 	@echo "make demo       set up and run the demo clinic on SQLite (http://127.0.0.1:8000)"
@@ -40,13 +40,21 @@ demo-seed: $(STAMP)
 bytecode: $(STAMP)
 	$(BIN)/python -m compileall -q -j 0 vigie tests bench build_hooks.py > /dev/null
 
-test: bytecode
+# axe-core for the browser tests' accessibility checks, from the npm registry, as locked.
+AXE := tests/browser/node_modules/axe-core/axe.min.js
+$(AXE): tests/browser/package.json tests/browser/package-lock.json
+	npm ci --prefix tests/browser --no-audit --no-fund --ignore-scripts --silent
+	touch $(AXE)
+
+axe: $(AXE)
+
+test: bytecode $(AXE)
 	$(BIN)/pytest -p no:cacheprovider $(PYTEST_ARGS)
 
 # Same suite against the real PostgreSQL (pytest-django creates and drops test_vigie).
 # Tests marked sqlite_only run the same whatever the database (bare environments, the guard
 # drill's network namespaces, the wheel): the SQLite pass runs them and this one leaves them out.
-test-postgres: bytecode
+test-postgres: bytecode $(AXE)
 	DATABASE_URL=$${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/vigie} $(BIN)/pytest -p no:cacheprovider -m "not sqlite_only" $(PYTEST_ARGS)
 
 lint: $(STAMP)

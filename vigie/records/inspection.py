@@ -22,8 +22,15 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-ACCEPTED_TYPES = frozenset({"application/pdf", "image/png", "image/jpeg"})
+# A lab message kept as received (HL7 v2 ER7 text); its values are sealed beside it.
+HL7_V2 = "application/hl7-v2"
+# What a sender may upload as a file (REST, FHIR, folder); lab messages come through
+# their channels, which read the values first.
+UPLOAD_TYPES = frozenset({"application/pdf", "image/png", "image/jpeg"})
+ACCEPTED_TYPES = UPLOAD_TYPES | {HL7_V2}
 _MAGIC = {
+    # The MSH segment opens every HL7 v2 message (after blank lines some senders put first).
+    HL7_V2: (b"MSH",),
     "application/pdf": (b"%PDF-",),
     "image/png": (b"\x89PNG\r\n\x1a\n",),
     "image/jpeg": (b"\xff\xd8\xff",),
@@ -74,7 +81,8 @@ def inspect(data: bytes, content_type: str) -> ContentReport:
             f"unsupported content type {content_type!r}; send one of "
             f"{', '.join(sorted(ACCEPTED_TYPES))}"
         )
-    if not data.startswith(_MAGIC[content_type]):
+    start = data.lstrip() if content_type == HL7_V2 else data
+    if not start.startswith(_MAGIC[content_type]):
         raise InvalidDocument(
             f"the file is not a {content_type} (its first bytes are {data[:8]!r}); "
             "check that the sending system attaches the document itself, not an error page"

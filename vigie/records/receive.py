@@ -45,7 +45,7 @@ from vigie.records.ingest import (
     seal_and_insert,
 )
 from vigie.records.ingest_errors import ForeignSource, InvalidDocument
-from vigie.records.inspection import ContentReport, inspect
+from vigie.records.inspection import HL7_V2, ContentReport, inspect
 from vigie.records.models import (
     Document,
     Patient,
@@ -53,6 +53,7 @@ from vigie.records.models import (
     PendingDocument,
     PendingStatus,
 )
+from vigie.records.results import ResultSet
 
 logger = logging.getLogger(__name__)
 
@@ -194,6 +195,8 @@ def receive(
     channel: str,
     extra: dict[str, Any] | None = None,
     within: Callable[[Document | PendingDocument], None] | None = None,
+    results: ResultSet | None = None,
+    attachment: bytes | None = None,
     inspected: ContentReport | None = None,
 ) -> Received:
     """Check, match and store a received document; see the module docstring.
@@ -205,6 +208,8 @@ def receive(
     stored. Returns once blob and row are durable.
     `within(row)` runs inside the row's transaction (see `ingest`); whatever it raises
     (an IntegrityError for a message already taken) undoes the whole reception.
+    `results` (and `attachment`): the lab values the message carries, sealed beside it
+    (see `ingest`), whether the document is matched or waits for reconciliation.
     `inspected` is for a channel that read the content with its own parser (HPRIM text, which
     `inspect()` does not know): what that parser found. Every other caller leaves it out, so
     that nothing but a checked PDF or image is stored from a generic upload.
@@ -219,11 +224,26 @@ def receive(
         )
     sender = in_own_source(sender, meta.source_system)
     report = inspected if inspected is not None else inspect(data, meta.content_type)
+    if report.content_type == HL7_V2 and results is None:
+        # Kept as received only with its values beside it: a message nobody can read as a
+        # table is a message a physician cannot read at all.
+        raise InvalidDocument(
+            "an HL7 v2 message is received through the HL7 channel (MLLP), which keeps its "
+            "results; send a PDF here"
+        )
     match = match_patient(sender)
     audit_extra = {"channel": channel, "source_system": meta.source_system, **(extra or {})}
     if match.patient is None:
         pending = _store_pending(
-            sender, meta, data, report, channel, match.reason, within, audit_extra
+            sender,
+            meta,
+            data,
+            report,
+            channel,
+            match.reason,
+            within,
+            audit_extra,
+            (results, attachment),
         )
         return Received(pending=pending, warnings=report.warnings)
     document = ingest(
@@ -233,6 +253,8 @@ def receive(
         active_content=report.active_content,
         content_warnings=report.warnings,
         within=within,
+        results=results,
+        attachment=attachment,
     )
     if match.learn is not None:
         source, value = match.learn
@@ -266,6 +288,7 @@ def _store_pending(
     reason: str,
     within: Callable[[Document | PendingDocument], None] | None,
     audit_extra: dict[str, Any],
+    lab: tuple[ResultSet | None, bytes | None] = (None, None),
 ) -> PendingDocument:
 
     def then(pending: PendingDocument) -> None:
@@ -294,6 +317,8 @@ def _store_pending(
             "content_warnings": report.warnings,
         },
         then=then,
+        results=lab[0],
+        attachment=lab[1],
     )
 
 

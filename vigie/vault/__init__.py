@@ -32,7 +32,7 @@ from vigie.vault.errors import (
     VaultError,
 )
 from vigie.vault.kek_store import Keyring, get_keyring
-from vigie.vault.small import open_small, seal_small
+from vigie.vault.small import open_record, open_small, seal_record, seal_small
 from vigie.vault.store import FilesystemBlobStore, get_store
 
 __all__ = [
@@ -49,10 +49,12 @@ __all__ = [
     "get_store",
     "open",
     "open_file",
+    "open_record",
     "open_small",
     "rewrap",
     "seal",
     "seal_file",
+    "seal_record",
     "seal_small",
 ]
 
