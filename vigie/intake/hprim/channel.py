@@ -23,6 +23,12 @@ or to the end of the file when no marker closes it; the file's byte-order mark i
 it had one. Each part is thus a complete HPRIM file on its own, in the file's charset, and a
 patient's document never holds another patient's lines.
 
+**Its values.** `results.result_set()`: the patient's `RES|…` lines (and `TEX|…` comments,
+and the printed report's text) as a `records.results.ResultSet`, sealed beside the document
+in the same transaction (`receive(..., results=...)`), for the portal's table and history.
+A result the contract refuses (a label of thousands of characters) refuses the file, with
+its line.
+
 **Who it is.** `matching.sender_for()`: an exact NIR only when it can be this patient's,
 otherwise names and birth date for reconciliation, which never attach on their own.
 
@@ -51,10 +57,12 @@ from vigie.records.ingest_errors import InvalidDocument
 from vigie.records.inspection import ContentReport
 from vigie.records.models import Document, DocumentKind, PendingDocument
 from vigie.records.receive import Received, receive
+from vigie.records.results import ResultSet
 
 from .matching import sender_for
 from .parser import HprimError, parse, patient_bytes
 from .result import HprimFile, PatientReport
+from .results import UnreadableResults, result_set
 
 # Not a registered type; what the document's row says its bytes are (downloaded as such).
 CONTENT_TYPE = "text/x-hprim"
@@ -139,21 +147,33 @@ def receive_file(
     file_id = file_control_id(raw)
     limit = settings.VIGIE_MAX_DOCUMENT_SIZE
     parts = [(report, patient_bytes(raw, parsed, report)) for report in parsed.patients]
-    for index, (_report, part) in enumerate(parts, start=1):
+    results: list[ResultSet] = []
+    for index, (report, part) in enumerate(parts, start=1):
         if len(part) > limit:
             raise InvalidDocument(
                 f"patient {index}'s part of the file is larger than the limit of {limit} bytes"
             )
+        try:
+            results.append(result_set(report, source_system))
+        except UnreadableResults as exc:
+            raise InvalidDocument(
+                f"not a valid HPRIM file: line {exc.line}: patient {index} "
+                f"(line {report.first_line}): {exc.reason}"
+            ) from None
     stored: list[Received] = []
     try:
         # One transaction for the file: each receive() below is a savepoint in it.
         with transaction.atomic():
-            for index, (report, part) in enumerate(parts, start=1):
+            for index, ((report, part), values) in enumerate(
+                zip(parts, results, strict=True), start=1
+            ):
                 stored.append(
                     receive(
                         sender_for(report),
                         _meta(report, source_system),
                         part,
+                        # The values, sealed beside the file in the same transaction.
+                        results=values,
                         channel=channel,
                         extra={**(extra or {}), "hprim_patient": index},
                         within=_remember(received_as, source, file_id, index, audit),

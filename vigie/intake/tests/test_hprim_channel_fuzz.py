@@ -1,6 +1,6 @@
 """Fuzzing the HPRIM channel (`receive_file`) with the real database and vault: whatever the
-bytes, and wherever the store fails, a file is stored whole (one row, one blob, one
-`ReceivedMessage` per patient) or refused with a reason, never half-stored, never a crash.
+bytes, and wherever the store fails, a file is stored whole (one row, one blob, one sealed
+result set, one `ReceivedMessage` per patient) or refused with a reason, never half-stored, never a crash.
 
 Bounded for CI: a few dozen examples per property.
 """
@@ -24,7 +24,7 @@ from vigie.intake.hprim.testing import TODAY, Report, hprim, make_nir
 from vigie.intake.models import ReceivedMessage
 from vigie.intake.tests.test_hprim_fuzz import LINE_TEXT, mutated
 from vigie.records.ingest_errors import InvalidDocument, StorageUnavailable
-from vigie.records.models import Document, PendingDocument
+from vigie.records.models import Document, PendingDocument, SealedResults
 
 pytestmark = pytest.mark.django_db
 
@@ -40,12 +40,13 @@ def _env(settings: Any, vault_home: Path) -> None:
     settings.VIGIE_AUDIT_GROUP_COMMIT = False
 
 
-def _counts() -> tuple[int, int, int, int]:
+def _counts() -> tuple[int, int, int, int, int]:
     return (
         Document.objects.count(),
         PendingDocument.objects.count(),
         ReceivedMessage.objects.count(),
         sum(1 for _ in vault.get_store().iter_ids()),
+        SealedResults.objects.count(),
     )
 
 
@@ -98,11 +99,12 @@ def _check(raw: bytes, fail_at: int) -> None:
         return
     assert expected is not None, "a file the parser refuses was stored"
     assert not 1 <= fail_at <= expected, "the store failed, yet the file was answered as stored"
-    documents, pending, received, blobs = _counts()
+    documents, pending, received, blobs, results = _counts()
     assert len(stored.patients) == expected
     assert (documents + pending - before[0] - before[1]) == expected
     assert received - before[2] == expected
     assert blobs - before[3] == expected
+    assert results - before[4] == expected  # every patient's values sealed beside them
 
 
 @FUZZ
