@@ -15,3 +15,6 @@ from __future__ import annotations
 DOCUMENT_READ = "document.read"
 DOCUMENT_DOWNLOAD = "document.download"
 CANARY_TOUCHED = "guard.canary.touched"
+# `extra["via"]` of the reads one page makes at once (a patient's lab history reads every
+# report it draws from): one page, one request, many events; the crawler rule counts the page.
+VIA_RESULTS_HISTORY = "results.history"

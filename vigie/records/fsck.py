@@ -22,7 +22,7 @@ from django.utils import timezone
 from vigie import vault
 from vigie.lib import durable
 from vigie.records.content import verify
-from vigie.records.models import Document, PendingDocument
+from vigie.records.models import Document, PendingDocument, SealedResults, results_label
 
 Progress = Callable[[int, int], None]
 
@@ -112,6 +112,8 @@ def _repair(report: FsckReport, store: vault.FilesystemBlobStore) -> None:
     body = json.dumps(payload, ensure_ascii=False, indent=2).encode("utf-8")
     durable.write_new(path, [body], replace=True)
     with transaction.atomic():
+        # A removed document's sealed results go with it: nothing would ever open them.
+        SealedResults.objects.filter(pk__in=[results_label(doc.pk) for doc in rows]).delete()
         Document.objects.filter(pk__in=[doc.pk for doc in rows]).delete()
     for doc in rows:
         if store.exists(doc.pk):

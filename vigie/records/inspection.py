@@ -22,15 +22,20 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-# A lab message kept as received (HL7 v2 ER7 text); its values are sealed beside it.
+# Lab messages kept as received; their values are sealed beside them (`records.results`).
 HL7_V2 = "application/hl7-v2"
+# An HPRIM Santé file (one patient's part of it), in the charset it came in: its channel's
+# parser has read it whole before it gets here, so no magic bytes are asked of it.
+HPRIM = "application/x-hprim-sante"
+LAB_MESSAGE_TYPES = frozenset({HL7_V2, HPRIM})
 # What a sender may upload as a file (REST, FHIR, folder); lab messages come through
 # their channels, which read the values first.
 UPLOAD_TYPES = frozenset({"application/pdf", "image/png", "image/jpeg"})
-ACCEPTED_TYPES = UPLOAD_TYPES | {HL7_V2}
+ACCEPTED_TYPES = UPLOAD_TYPES | LAB_MESSAGE_TYPES
 _MAGIC = {
     # The MSH segment opens every HL7 v2 message (after blank lines some senders put first).
     HL7_V2: (b"MSH",),
+    HPRIM: (b"",),
     "application/pdf": (b"%PDF-",),
     "image/png": (b"\x89PNG\r\n\x1a\n",),
     "image/jpeg": (b"\xff\xd8\xff",),

@@ -45,7 +45,7 @@ from vigie.records.ingest import (
     seal_and_insert,
 )
 from vigie.records.ingest_errors import ForeignSource, InvalidDocument
-from vigie.records.inspection import HL7_V2, ContentReport, inspect
+from vigie.records.inspection import LAB_MESSAGE_TYPES, ContentReport, inspect
 from vigie.records.models import (
     Document,
     Patient,
@@ -224,12 +224,21 @@ def receive(
         )
     sender = in_own_source(sender, meta.source_system)
     report = inspected if inspected is not None else inspect(data, meta.content_type)
-    if report.content_type == HL7_V2 and results is None:
+    if report.content_type in LAB_MESSAGE_TYPES and results is None:
         # Kept as received only with its values beside it: a message nobody can read as a
         # table is a message a physician cannot read at all.
         raise InvalidDocument(
-            "an HL7 v2 message is received through the HL7 channel (MLLP), which keeps its "
-            "results; send a PDF here"
+            "a lab message (HL7 v2, HPRIM) is received through its own channel, which keeps "
+            "its results; send a PDF here"
+        )
+    if attachment is not None and results is not None and results.attachment is not None:
+        # The sender's own document inside the message is checked like any received file:
+        # refused if it is not what it claims, and its active content marks the document.
+        embedded = inspect(attachment, results.attachment.content_type)
+        report = replace(
+            report,
+            active_content=report.active_content or embedded.active_content,
+            warnings=[*report.warnings, *embedded.warnings],
         )
     match = match_patient(sender)
     audit_extra = {"channel": channel, "source_system": meta.source_system, **(extra or {})}

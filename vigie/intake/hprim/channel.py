@@ -54,7 +54,7 @@ from vigie import vault
 from vigie.intake.models import ReceivedMessage
 from vigie.records.ingest import DocumentMeta
 from vigie.records.ingest_errors import InvalidDocument
-from vigie.records.inspection import ContentReport
+from vigie.records.inspection import HPRIM, ContentReport
 from vigie.records.models import Document, DocumentKind, PendingDocument
 from vigie.records.receive import Received, receive
 from vigie.records.results import ResultSet
@@ -64,8 +64,8 @@ from .parser import HprimError, parse, patient_bytes
 from .result import HprimFile, PatientReport
 from .results import UnreadableResults, result_set
 
-# Not a registered type; what the document's row says its bytes are (downloaded as such).
-CONTENT_TYPE = "text/x-hprim"
+# The contract's name for an HPRIM file (records.inspection): the portal downloads it as .hpr.
+CONTENT_TYPE = HPRIM
 # Tab and form feed are text in an HPRIM header but not in a title.
 _BLANKS = re.compile(r"[\t\x0c]")
 _TITLE_MAX = 255

@@ -45,12 +45,13 @@ from vigie.intake.rest.views import (
     _rejected,
 )
 from vigie.records.ingest_errors import InvalidDocument, StorageUnavailable
+from vigie.records.inspection import HPRIM
 from vigie.records.models import Document, PendingDocument
 
 CHANNEL = "rest"
 # What a laboratory's software or curl may call a text file it sends as is.
 ACCEPTED_BODY_TYPES = frozenset(
-    {"text/plain", "application/octet-stream", "text/x-hprim", "application/x-hprim"}
+    {"text/plain", "application/octet-stream", HPRIM, "application/x-hprim", "text/x-hprim"}
 )
 
 

@@ -268,8 +268,11 @@ def test_it_refuses_an_hl7_message_without_its_values(vault_home: Path) -> None:
         content_type="application/hl7-v2",
     )
     patient = make_patient()
-    with pytest.raises(InvalidDocument, match="HL7 channel"):
+    with pytest.raises(InvalidDocument, match="its own channel"):
         receive(Sender(ins=patient.ins), meta, HL7, channel="rest")
+    hprim = replace(meta, content_type="application/x-hprim-sante")
+    with pytest.raises(InvalidDocument, match="its own channel"):
+        receive(Sender(ins=patient.ins), hprim, b"REF\nDURAND\n", channel="folder")
     with pytest.raises(InvalidDocument, match="not a application/hl7-v2"):
         receive(Sender(ins=patient.ins), meta, b"PID|x", channel="hl7", results=sample_results())
 
@@ -294,3 +297,18 @@ def test_a_changed_observation_is_a_different_result_set() -> None:
     )
     assert changed.to_json() != results.to_json()
     assert io.BytesIO(results.to_json()).read() == results.to_json()
+
+
+@pytest.mark.django_db
+def test_an_hprim_file_is_kept_as_received_with_its_results(vault_home: Path) -> None:
+    # The contract the HPRIM channel uses: the file's bytes as they came (any charset), the
+    # parsed results beside them; free text only is a result set of comments.
+    raw = "ANALYSES\r\nDURAND\r\nCamille\r\n".encode("cp850")
+    free_text = ResultSet(source="LABO-HPRIM", groups=(), comments=("Compte rendu libre",))
+    document = make_lab_document(
+        make_patient(), free_text, message=raw, content_type="application/x-hprim-sante"
+    )
+    from vigie.records.content import stream_verified
+
+    assert b"".join(stream_verified(document)) == raw
+    assert open_results(document) == free_text
