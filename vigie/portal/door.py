@@ -34,7 +34,7 @@ from vigie.audit.log import AuditUnavailable, record, together
 from vigie.portal.scope import document_in_scope_or_404
 from vigie.records.access import Decision, ensure_served
 from vigie.records.content import VaultError, stream_verified
-from vigie.records.models import Document, DocumentKind, Patient
+from vigie.records.models import Document, Patient
 from vigie.records.results import ResultSet, ResultsFormatError
 from vigie.records.results_store import documents_with_results, open_attachment, open_results
 
@@ -268,23 +268,24 @@ def serve_attachment(request: HttpRequest, document_id: str, action: DoorAction)
 
 def patient_history(
     request: HttpRequest, patient: Patient, decision: Decision
-) -> list[tuple[Document, ResultSet]]:
-    """Every lab result set of `patient` (in scope: `decision` allowed it), newest first.
+) -> tuple[list[tuple[Document, ResultSet]], int]:
+    """Every lab result set of `patient` (in scope: `decision` allowed it), newest first,
+    and how many could not be read.
 
     Each document drawn from is audited as read, all in one transaction committed before
     anything is decrypted: the history discloses every value it shows. A result set that
-    does not decrypt is left out and alerted (the page says so), never a reason to show
-    nothing of the rest.
+    does not decrypt is left out and alerted (the page says how many), never a reason to
+    show nothing of the rest.
     """
     documents = list(
-        Document.objects.filter(patient=patient, kind=DocumentKind.LAB_RESULT)
+        Document.objects.filter(patient=patient)
         .select_related("patient")
         .order_by("-clinical_date", "-received_at")
     )
     with_results = documents_with_results([d.pk for d in documents])
     documents = [d for d in documents if d.pk in with_results]
     if not documents:
-        return []
+        return [], 0
     with transaction.atomic(), together():
         for document in documents:
             _audit_read(request, document, decision, "view", via=tags.VIA_RESULTS_HISTORY)
@@ -298,7 +299,7 @@ def patient_history(
             continue
         if results is not None:
             found.append((document, results))
-    return found
+    return found, len(documents) - len(found)
 
 
 def _private(response: HttpResponse) -> None:

@@ -311,3 +311,27 @@ def test_rendering_is_deterministic_and_survives_odd_characters() -> None:
     first = render_results(document, results)
     assert first == render_results(document, results)
     assert "Tab ?" in _pdf_text(first)
+
+
+def test_a_damaged_report_is_left_out_said_and_alerted_not_a_blank_history(
+    signed_in: SignedIn,
+) -> None:
+    from vigie.alerts.models import Alert
+    from vigie.records.models import SealedResults, results_label
+
+    doctor, documents = _history_scene()
+    damaged = documents[1]
+    row = SealedResults.objects.get(pk=results_label(damaged.pk))
+    flipped = bytearray(bytes(row.results))
+    flipped[-1] ^= 1
+    SealedResults.objects.filter(pk=row.pk).update(results=bytes(flipped))
+    response = signed_in(doctor).get(
+        reverse("portal:patient_results", args=[documents[0].patient.public_id])
+    )
+    assert response.status_code == 200
+    cells = re.findall(r'<span class="lab-value">([^<]*)</span>', response.content.decode())
+    assert "6.2" in cells
+    assert "4.1" in cells
+    assert "4.6" not in cells
+    assert b'class="warning-banner" role="alert"' in response.content
+    assert Alert.objects.filter(kind="vault.integrity", dedupe_key__endswith=damaged.pk).exists()

@@ -12,6 +12,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.clickjacking import xframe_options_sameorigin
 from django.views.decorators.http import require_GET
 
+from vigie.audit.log import record
 from vigie.portal.door import patient_history, serve_attachment
 from vigie.portal.errors import fail_closed_without_audit
 from vigie.portal.lab_history import build_history
@@ -24,11 +25,24 @@ from vigie.portal.views.documents import _frame_by_self_only
 @fail_closed_without_audit
 def patient_results(request: HttpRequest, public_id: str) -> HttpResponse:
     patient, decision = patient_in_scope_or_404(request, public_id, "view")
-    history = build_history(patient_history(request, patient, decision))
+    # The page names the patient even when it has no values to show: recorded as the
+    # patient's page is, before anything is shown.
+    record(
+        "patient.view",
+        request=request,
+        patient=patient,
+        extra={"basis": decision.reason, "emergency": decision.emergency, "page": "results"},
+    )
+    found, unreadable = patient_history(request, patient, decision)
     return render(
         request,
         "portal/results_history.html",
-        {"patient": patient, "decision": decision, "history": history},
+        {
+            "patient": patient,
+            "decision": decision,
+            "history": build_history(found),
+            "unreadable": unreadable,
+        },
     )
 
 
