@@ -232,6 +232,20 @@ def figures(stages: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     ingest = stages.get("ingest", {}).get("result")
     if ingest:
         out += ingest_figures(ingest)
+    hprim = stages.get("hprim", {}).get("result")
+    if hprim:
+        rate = float(hprim["files_per_s"])
+        out.append(
+            _figure(
+                "hprim.folder",
+                f"HPRIM files through the hot folder ({hprim['files']:,} per round, SQLite)",
+                rate,
+                "files/s",
+                f"{rate:,.0f} files/s",
+                f"≥ {hprim.get('target', 500):,.0f} files/s",
+                hprim.get("target_met"),
+            )
+        )
     audit = stages.get("audit", {}).get("result")
     if audit:
         rate = float(audit["events_per_second_best"])

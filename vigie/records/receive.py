@@ -197,6 +197,7 @@ def receive(
     within: Callable[[Document | PendingDocument], None] | None = None,
     results: ResultSet | None = None,
     attachment: bytes | None = None,
+    inspected: ContentReport | None = None,
 ) -> Received:
     """Check, match and store a received document; see the module docstring.
 
@@ -209,6 +210,9 @@ def receive(
     (an IntegrityError for a message already taken) undoes the whole reception.
     `results` (and `attachment`): the lab values the message carries, sealed beside it
     (see `ingest`), whether the document is matched or waits for reconciliation.
+    `inspected` is for a channel that read the content with its own parser (HPRIM text, which
+    `inspect()` does not know): what that parser found. Every other caller leaves it out, so
+    that nothing but a checked PDF or image is stored from a generic upload.
     """
     if channel not in CHANNELS:
         raise ValueError(f"unknown channel {channel!r}")
@@ -219,7 +223,7 @@ def receive(
             f"the document is larger than the limit of {settings.VIGIE_MAX_DOCUMENT_SIZE} bytes"
         )
     sender = in_own_source(sender, meta.source_system)
-    report = inspect(data, meta.content_type)
+    report = inspected if inspected is not None else inspect(data, meta.content_type)
     report = lab_report(report, results, attachment)
     match = match_patient(sender)
     audit_extra = {"channel": channel, "source_system": meta.source_system, **(extra or {})}

@@ -3,7 +3,6 @@ authenticator with real keys and signatures (soft_authenticator.py)."""
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import pytest
@@ -12,15 +11,23 @@ from django.test import Client
 from vigie.accounts import passkeys, signin_policy
 from vigie.accounts.models import Passkey, PasskeyChallenge, User
 from vigie.accounts.sessions import AUTH_AT
-from vigie.accounts.testing import PASSWORD, log_in
-from vigie.accounts.tests.soft_authenticator import SoftAuthenticator
+from vigie.accounts.testing import (
+    ORIGIN,
+    PASSWORD,
+    SoftAuthenticator,
+    browser,
+    last,
+    log_in,
+    post_json,
+    register,
+    registered,
+    sign_in_alone,
+)
 from vigie.alerts.models import Alert
 from vigie.audit import tags
 from vigie.audit.models import AuditEvent
 
 pytestmark = pytest.mark.django_db
-
-ORIGIN = "http://localhost"
 
 
 @pytest.fixture(autouse=True)
@@ -30,44 +37,8 @@ def _site(settings: Any) -> None:
     settings.CSRF_TRUSTED_ORIGINS = []
 
 
-def browser() -> Client:
-    return Client(HTTP_HOST="localhost")
-
-
-def post_json(client: Client, url: str, data: dict[str, Any] | None = None) -> Any:
-    return client.post(url, json.dumps(data or {}), content_type="application/json")
-
-
-def register(client: Client, key: SoftAuthenticator, name: str = "office PC") -> Any:
-    options = post_json(client, "/accounts/passkeys/register/options/").json()
-    return post_json(
-        client, "/accounts/passkeys/register/", {"credential": key.create(options), "name": name}
-    )
-
-
-def registered(user: User) -> SoftAuthenticator:
-    """A passkey registered through the real ceremony by a signed-in `user`."""
-    client = browser()
-    log_in(client, user)
-    key = SoftAuthenticator(ORIGIN)
-    response = register(client, key)
-    assert response.status_code == 200, response.content
-    return key
-
-
-def sign_in_alone(client: Client, key: SoftAuthenticator, **answer: Any) -> Any:
-    options = post_json(client, "/accounts/passkeys/login/options/").json()
-    return post_json(
-        client, "/accounts/passkeys/login/", {"credential": key.get(options, **answer)}
-    )
-
-
 def actions() -> list[str]:
     return list(AuditEvent.objects.order_by("seq").values_list("action", flat=True))
-
-
-def last(action: str) -> AuditEvent:
-    return AuditEvent.objects.filter(action=action).order_by("-seq").first()  # type: ignore[return-value]
 
 
 # --- the login page ---

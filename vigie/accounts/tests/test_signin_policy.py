@@ -15,16 +15,20 @@ from hypothesis import strategies as st
 
 from vigie.accounts import signin_policy
 from vigie.accounts.models import Passkey, Role, User
-from vigie.accounts.testing import PASSWORD, fresh_code, log_in, make_user, totp_device
-from vigie.accounts.tests.soft_authenticator import SoftAuthenticator
-from vigie.accounts.tests.test_passkeys import (
+from vigie.accounts.testing import (
     ORIGIN,
+    PASSWORD,
+    SoftAuthenticator,
     browser,
+    fresh_code,
     last,
+    log_in,
+    make_user,
     post_json,
     register,
     registered,
     sign_in_alone,
+    totp_device,
 )
 from vigie.audit import tags
 from vigie.lib import env

@@ -23,6 +23,7 @@ from vigie.intake.hl7.testing import (
     MllpClient,
     Oru,
     ack_fields,
+    biomed,
     ed_segment,
     frame,
     small_pdf,
@@ -40,14 +41,6 @@ def _stored() -> tuple[int, int, int]:
         PendingDocument.objects.count(),
         ReceivedMessage.objects.count(),
     )
-
-
-def biomed() -> MllpSender:
-    """The configured sender the tests' messages come from (Oru's defaults are BIOMED's)."""
-    sender, _created = MllpSender.objects.get_or_create(
-        name="BIOMED", defaults={"source_system": "BIOMED"}
-    )
-    return sender
 
 
 @pytest.fixture

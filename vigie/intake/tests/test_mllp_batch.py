@@ -11,9 +11,8 @@ from vigie import vault
 from vigie.audit.models import AuditEvent
 from vigie.intake.hl7.batch import finish_many, handle_many, prepare_many
 from vigie.intake.hl7.handler import handle
-from vigie.intake.hl7.testing import Oru, ack_fields
+from vigie.intake.hl7.testing import Oru, ack_fields, biomed
 from vigie.intake.models import MllpSender, ReceivedMessage
-from vigie.intake.tests.test_mllp import biomed
 from vigie.records.content import stream_verified
 from vigie.records.models import Document, Patient, PatientIdentifier, PendingDocument
 from vigie.records.results_store import open_results
