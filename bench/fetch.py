@@ -286,23 +286,9 @@ def vigie_login(port: int, username: str, password: str, totp_key: str) -> str:
     return "; ".join(f"{k}={v}" for k, v in client.cookies.items())
 
 
-def start_vigie(
-    work: Path,
-    procs: Processes,
-    pdf: bytes,
-    workers: int,
-    threads: int,
-    *,
-    name: str = "vigie",
-    wsgi_app: str | None = None,
-    database_url: str | None = None,
-) -> tuple[str, str, subprocess.Popen[bytes]]:
-    """(URL, Cookie header, server process) of the PDF served by Vigie in production mode.
-
-    `wsgi_app` runs granian on another WSGI entry (the benchmark-only no-audit build) instead
-    of `vigie serve`; everything else — home, keys, users, login — is set up the same way.
-    `database_url` (postgres://...) selects PostgreSQL instead of the embedded SQLite.
-    """
+def vigie_env(work: Path, name: str, database_url: str | None = None) -> dict[str, str]:
+    """The environment of the Vigie named `name` under `work`: production mode, plain HTTP
+    on loopback, a throwaway home and keys folder; PostgreSQL if `database_url` is given."""
     home = work / f"{name}-home"
     env = {
         k: v
@@ -320,6 +306,27 @@ def start_vigie(
     )
     if database_url:
         env["DATABASE_URL"] = database_url
+    return env
+
+
+def start_vigie(
+    work: Path,
+    procs: Processes,
+    pdf: bytes,
+    workers: int,
+    threads: int,
+    *,
+    name: str = "vigie",
+    wsgi_app: str | None = None,
+    database_url: str | None = None,
+) -> tuple[str, str, subprocess.Popen[bytes]]:
+    """(URL, Cookie header, server process) of the PDF served by Vigie in production mode.
+
+    `wsgi_app` runs granian on another WSGI entry (the benchmark-only no-audit build) instead
+    of `vigie serve`; everything else — home, keys, users, login — is set up the same way.
+    `database_url` (postgres://...) selects PostgreSQL instead of the embedded SQLite.
+    """
+    env = vigie_env(work, name, database_url)
     vigie = [sys.executable, "-m", "vigie"]
 
     def run(*args: str) -> str:
