@@ -10,7 +10,7 @@ from datetime import timedelta
 import pytest
 from django.contrib.auth.models import AnonymousUser
 from django.db import DatabaseError, connection
-from django.http import Http404
+from django.http import Http404, HttpRequest
 from django.test import RequestFactory
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
@@ -51,7 +51,7 @@ def document(doctor) -> Document:
     return make_document(patient, PDF)
 
 
-def asking(user) -> object:
+def asking(user) -> HttpRequest:
     request = RequestFactory().get("/")
     request.user = user
     return request
@@ -72,7 +72,7 @@ def test_the_flags_subquery_says_what_the_flag_says(engaged: bool) -> None:
         lockdown.engage("test")
     sql, params = lockdown.is_locked_down.in_statement(connection)
     with connection.cursor() as cursor:
-        cursor.execute(f"SELECT {sql}", params)  # noqa: S608 - the flag's own query
+        cursor.execute(f"SELECT {sql}", params)
         (value,) = cursor.fetchone()
     assert (value is not None) is engaged is lockdown.is_locked_down()
 
