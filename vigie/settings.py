@@ -214,6 +214,10 @@ else:
     if _db["ENGINE"] == "django.db.backends.sqlite3":
         _db["ENGINE"] = "vigie.lib.sqlite"
         _db["OPTIONS"] = _SQLITE_OPTIONS
+    else:
+        # Django's backend, without the health check's round trip on a connection that
+        # served the previous request cleanly a moment ago (vigie/lib/postgresql/base.py).
+        _db["ENGINE"] = "vigie.lib.postgresql"
     DATABASES = {"default": {**_db}}
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
