@@ -365,14 +365,16 @@ class S3BlobStore:
             )
 
 
-def config_from_settings() -> S3Config:
+def config_from_settings(*, bucket: str | None = None, prefix: str | None = None) -> S3Config:
+    """The settings' S3 store, or another bucket and prefix on the same server (migrate)."""
     from django.conf import settings
 
-    if not settings.VIGIE_S3_BUCKET:
+    bucket = bucket or settings.VIGIE_S3_BUCKET
+    if not bucket:
         raise VaultError("VIGIE_BLOB_STORE=s3 needs VIGIE_S3_BUCKET")
     return S3Config(
-        bucket=settings.VIGIE_S3_BUCKET,
-        prefix=settings.VIGIE_S3_PREFIX,
+        bucket=bucket,
+        prefix=settings.VIGIE_S3_PREFIX if prefix is None else prefix,
         endpoint_url=settings.VIGIE_S3_ENDPOINT_URL,
         region=settings.VIGIE_S3_REGION,
         access_key_id_file=settings.VIGIE_S3_ACCESS_KEY_ID_FILE,
