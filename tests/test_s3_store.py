@@ -40,7 +40,7 @@ from vigie.records.testing import lab_report_pdf, make_doctor, make_document, ma
 from vigie.vault.migrate import migrate
 from vigie.vault.s3store import S3BlobStore
 
-pytestmark = [pytest.mark.django_db, pytest.mark.sqlite_only]
+pytestmark = pytest.mark.django_db
 
 PART = 5 * 1024 * 1024
 
