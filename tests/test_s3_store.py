@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import io
+import json
 import os
 import uuid
 from collections.abc import Iterator
@@ -305,7 +306,7 @@ def test_hot_folder_ingest_stores_on_s3(s3: S3BlobStore, tmp_path_factory: Any) 
     drop, outbox = tmp_path_factory.mktemp("drop"), tmp_path_factory.mktemp("outbox")
     patient = make_patient("DOSSIER")
     content = lab_report_pdf()
-    (drop / "CR-1.json").write_text(__import__("json").dumps(sidecar(patient)))
+    (drop / "CR-1.json").write_text(json.dumps(sidecar(patient)))
     (drop / "CR-1.pdf").write_bytes(content)
     hot = HotFolder(drop, outbox, source_system="LABO-CENTRAL", settle=0, out=io.StringIO())
     hot.prepare()
@@ -324,8 +325,9 @@ def test_hot_folder_ingest_stores_on_s3(s3: S3BlobStore, tmp_path_factory: Any) 
 
 @pytest.mark.parametrize("mode", ["slow", "fail"])
 def test_a_slow_or_failing_store_answers_503_and_discloses_nothing(
-    settings: Any, vault_home: Path, proxy: StoreProxy, mode: str
+    settings: Any, vault_home: Path, proxy: StoreProxy, mode: str, tmp_path_factory: Any
 ) -> None:
+    drop, outbox = tmp_path_factory.mktemp("drop"), tmp_path_factory.mktemp("outbox")
     _use_s3(
         settings,
         vault_home,
@@ -354,6 +356,16 @@ def test_a_slow_or_failing_store_answers_503_and_discloses_nothing(
         assert failed.extra.get("reason", failed.reason if hasattr(failed, "reason") else None)
         sent = send(Client(), text, content=pdf(), meta=metadata(ins=patient.ins))
         assert sent.status_code == 503, sent.content
+        (drop / "CR-2.json").write_text(json.dumps(sidecar(patient)))
+        (drop / "CR-2.pdf").write_bytes(lab_report_pdf())
+        hot = HotFolder(drop, outbox, source_system="LABO-CENTRAL", settle=0, out=io.StringIO())
+        hot.prepare()
+        try:
+            found, _settling = hot.scan()
+        finally:
+            hot.close()
+        assert found == []
+        assert (drop / "CR-2.pdf").exists()  # left where it came from, for the next pass
     finally:
         proxy.mode = "pass"
     # Nothing half-stored: one document (the first), no pending row, no open upload.
