@@ -28,6 +28,7 @@ from conftest import vault_keys_dir
 from tests.s3server import StoreProxy, moto_server
 from vigie import vault
 from vigie.accounts.testing import log_in
+from vigie.alerts.models import Alert
 from vigie.audit.models import AuditEvent
 from vigie.intake.folder import HotFolder
 from vigie.intake.rest.testing import metadata, new_key, pdf, send
@@ -353,7 +354,9 @@ def test_a_slow_or_failing_store_answers_503_and_discloses_nothing(
         assert b"confidential-bytes" not in response.content
         assert response["Retry-After"]
         failed = AuditEvent.objects.filter(action="document.read.failed").get()
-        assert failed.extra.get("reason", failed.reason if hasattr(failed, "reason") else None)
+        assert failed.reason == "StoreUnavailable"
+        # No integrity alarm: the document is not damaged, the store is away.
+        assert not Alert.objects.filter(kind="vault.integrity").exists()
         sent = send(Client(), text, content=pdf(), meta=metadata(ins=patient.ins))
         assert sent.status_code == 503, sent.content
         (drop / "CR-2.json").write_text(json.dumps(sidecar(patient)))
