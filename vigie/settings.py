@@ -37,6 +37,24 @@ VIGIE_HOME = env.path("VIGIE_HOME", Path.cwd() / "var")
 # ./var under whatever folder the command happened to start in.
 VIGIE_HOME_EXPLICIT = env.string("VIGIE_HOME") is not None
 VIGIE_BLOB_DIR = env.path("VIGIE_BLOB_DIR", VIGIE_HOME / "blobs")
+# Where the sealed blobs live: `file` (VIGIE_BLOB_DIR) or `s3`, an S3-compatible object store
+# that must refuse overwrites (If-None-Match: *; probed at start). Blobs stay ciphertext there;
+# keys never go to the store. Credentials come from files only: an access key in clear
+# configuration ends up in process listings and crash reports.
+VIGIE_BLOB_STORE = env.choice("VIGIE_BLOB_STORE", ["file", "s3"], default="file")
+VIGIE_S3_ENDPOINT_URL = env.string("VIGIE_S3_ENDPOINT_URL")  # unset: AWS itself
+VIGIE_S3_BUCKET = env.string("VIGIE_S3_BUCKET")
+VIGIE_S3_PREFIX = env.string("VIGIE_S3_PREFIX", "blobs/") or "blobs/"
+VIGIE_S3_REGION = env.string("VIGIE_S3_REGION", "us-east-1") or "us-east-1"
+VIGIE_S3_ACCESS_KEY_ID_FILE = env.string("VIGIE_S3_ACCESS_KEY_ID_FILE")
+VIGIE_S3_SECRET_ACCESS_KEY_FILE = env.string("VIGIE_S3_SECRET_ACCESS_KEY_FILE")
+# A store that does not answer must not hold a doctor's page or a sender's connection for
+# minutes: connect and read timeouts (seconds), then retries with exponential backoff.
+VIGIE_S3_CONNECT_TIMEOUT = env.integer("VIGIE_S3_CONNECT_TIMEOUT", 5, minimum=1)
+VIGIE_S3_READ_TIMEOUT = env.integer("VIGIE_S3_READ_TIMEOUT", 20, minimum=1)
+VIGIE_S3_MAX_ATTEMPTS = env.integer("VIGIE_S3_MAX_ATTEMPTS", 3, minimum=1, maximum=10)
+# Blobs larger than this go up in parts of this size (multipart upload; S3's minimum is 5 MiB).
+VIGIE_S3_PART_SIZE = env.integer("VIGIE_S3_PART_SIZE", 8 * 1024 * 1024, minimum=5 * 1024 * 1024)
 if env.string("VIGIE_KEYRING_DIR") is not None:
     # The old name pointed at the keyring alone; the folder now holds every key.
     raise ConfigError(

@@ -31,9 +31,10 @@ from django.utils.text import slugify
 from vigie.alerts.services import raise_alert
 from vigie.audit import tags
 from vigie.audit.log import AuditUnavailable, record, together
+from vigie.portal.errors import RETRY_AFTER_SECONDS
 from vigie.portal.scope import document_in_scope_or_404
 from vigie.records.access import Decision, ensure_served
-from vigie.records.content import VaultError, stream_verified
+from vigie.records.content import StoreUnavailable, VaultError, stream_verified
 from vigie.records.models import Document, Patient
 from vigie.records.results import ResultSet, ResultsFormatError
 from vigie.records.results_store import documents_with_results, open_attachment, open_results
@@ -102,6 +103,10 @@ def serve_document(
         # Pulling the first chunk runs vault.open(), which authenticates it: a wrong key, a
         # swapped or overwritten blob fails here, before any header or byte is sent.
         first = next(chunks, b"")
+    except StoreUnavailable as exc:
+        # The object store is slow or down: nothing was decrypted, nothing is sent, and the
+        # document is not damaged (no integrity alert): 503, try again.
+        return _store_unavailable(request, document, exc)
     except VaultError as exc:
         return _unreadable(request, document, exc)
     disposition = disposition_for(document, action)
@@ -124,6 +129,11 @@ def _stream(document: Document, first: bytes, rest: Iterator[bytes]) -> Iterator
         if first:
             yield first
         yield from rest
+    except StoreUnavailable as exc:
+        # The store stopped answering mid-document: the bytes sent were authentic; the
+        # broken connection tells the browser the download is incomplete.
+        logger.error("document %s: blob store failed mid-stream: %s", document.pk, exc)
+        raise
     except VaultError as exc:
         # Damage past the first chunk shows only mid-stream. The bytes sent so far were
         # authentic; raising aborts the connection, so the browser sees a broken download
@@ -132,10 +142,9 @@ def _stream(document: Document, first: bytes, rest: Iterator[bytes]) -> Iterator
         raise
 
 
-def _unreadable(
+def _record_failure(
     request: HttpRequest, document: Document, exc: VaultError | ResultsFormatError
-) -> HttpResponse:
-    _alert_unreadable(document, exc, mid_stream=False)
+) -> None:
     try:
         record(
             "document.read.failed",
@@ -147,6 +156,24 @@ def _unreadable(
         )
     except AuditUnavailable:
         logger.exception("could not audit the failed read of document %s", document.pk)
+
+
+def _store_unavailable(
+    request: HttpRequest, document: Document, exc: StoreUnavailable
+) -> HttpResponse:
+    logger.error("document %s: blob store unavailable: %s", document.pk, exc)
+    _record_failure(request, document, exc)
+    response = render(request, "portal/store_unavailable.html", status=503)
+    response["Retry-After"] = str(RETRY_AFTER_SECONDS)
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+def _unreadable(
+    request: HttpRequest, document: Document, exc: VaultError | ResultsFormatError
+) -> HttpResponse:
+    _alert_unreadable(document, exc, mid_stream=False)
+    _record_failure(request, document, exc)
     response = render(
         request, "portal/document_unreadable.html", {"document": document}, status=500
     )

@@ -63,7 +63,7 @@ from vigie.records.receive import (
     match_patient,
 )
 from vigie.records.results import ResultSet
-from vigie.vault.group import SealGroup
+from vigie.vault.group import DirectSealGroup, SealGroup, seal_group
 
 logger = logging.getLogger(__name__)
 
@@ -107,7 +107,7 @@ class Round:
     next. Two steps so that a caller can pipeline: while one round commits, the next is
     prepared and its blobs fsynced (the waits release the interpreter)."""
 
-    group: SealGroup
+    group: SealGroup | DirectSealGroup
     ready: list[_Ready]
     outcomes: list[Received | Exception | None]
 
@@ -135,7 +135,9 @@ def prepare_round(arrivals: list[Arrival], *, executor: Executor | None = None) 
             ready.append(_check(index, arrival))
         except Exception as exc:  # this document's answer; the others go on
             outcomes[index] = exc
-    group = SealGroup(vault.get_store(), vault.get_keyring(), int(settings.VIGIE_VAULT_CHUNK_SIZE))
+    group = seal_group(
+        vault.get_blob_store(), vault.get_keyring(), int(settings.VIGIE_VAULT_CHUNK_SIZE)
+    )
     try:
         ready = _seal(ready, group, outcomes)
         if ready:
@@ -193,7 +195,9 @@ def _check(index: int, arrival: Arrival) -> _Ready:
     return _Ready(index, arrival, match, meta, report)
 
 
-def _seal(ready: list[_Ready], group: SealGroup, outcomes: list[Any]) -> list[_Ready]:
+def _seal(
+    ready: list[_Ready], group: SealGroup | DirectSealGroup, outcomes: list[Any]
+) -> list[_Ready]:
     # One shard prefix for the round: its blobs share a folder, hence one folder fsync.
     # The other 30 characters (180 random bits) keep every id unguessable.
     prefix = new_document_id()[:2]
@@ -221,7 +225,7 @@ def _seal(ready: list[_Ready], group: SealGroup, outcomes: list[Any]) -> list[_R
     return sealed
 
 
-def _commit(ready: list[_Ready], group: SealGroup, outcomes: list[Any]) -> None:
+def _commit(ready: list[_Ready], group: SealGroup | DirectSealGroup, outcomes: list[Any]) -> None:
     try:
         with transaction.atomic(), audit_log.together():
             for item in ready:

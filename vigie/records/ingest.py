@@ -224,13 +224,16 @@ def seal_and_insert(
     (the store refused) with nothing stored.
     """
     row_id = new_document_id()
-    store = vault.get_store()
+    store = vault.get_blob_store()
     try:
         sealed = vault.seal(row_id, content, store=store, max_size=max_size)
     except vault.DocumentTooLarge as exc:
         raise InvalidDocument(str(exc)) from None
     except OSError as exc:
         raise StorageUnavailable(f"cannot store the document: {exc.strerror or exc}") from exc
+    except vault.StoreUnavailable as exc:
+        # The object store timed out or failed; a failed upload was aborted: nothing stored.
+        raise StorageUnavailable(f"cannot store the document: {exc}") from exc
     try:
         # Sealed before the transaction (the encryption is the slow part), inserted in it.
         sealed_results = seal_results_of(row_id, results, attachment)

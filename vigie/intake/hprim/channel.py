@@ -231,7 +231,7 @@ def _warnings_of(parsed: HprimFile, report: PatientReport, index: int) -> list[s
 
 
 def _forget(stored: list[Received]) -> None:
-    store = vault.get_store()
+    store = vault.get_blob_store()
     for each in stored:
         with suppress(vault.VaultError, OSError):
             store.delete(each.id)
