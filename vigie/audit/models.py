@@ -52,6 +52,11 @@ class AuditEvent(models.Model):
         indexes: ClassVar[list[models.Index]] = [
             models.Index(fields=["patient_id", "at"], name="audit_patient_time_idx"),
             models.Index(fields=["actor_id", "at"], name="audit_actor_time_idx"),
+            # "Has this doctor opened this document?" (the results inbox, tags.OPENED): one
+            # index seek per document, and the action read from the index, not the row.
+            models.Index(
+                fields=["actor_id", "document_id", "action"], name="audit_actor_document_idx"
+            ),
         ]
 
     def __str__(self) -> str:

@@ -1,11 +1,14 @@
 from django.urls import path
 
-from vigie.portal.views import documents, emergency, patients, search
+from vigie.portal.views import documents, emergency, inbox, patients, search
 
 app_name = "portal"
 
 urlpatterns = [
     path("", search.home, name="home"),
+    path("inbox/", inbox.inbox_page, name="inbox"),
+    path("inbox/documents/<str:doc_id>/read", inbox.mark_document_read, name="mark_document_read"),
+    path("inbox/patients/<str:public_id>/read", inbox.mark_patient_read, name="mark_patient_read"),
     path("patients/<str:public_id>/", patients.patient_detail, name="patient_detail"),
     path("documents/<str:doc_id>/", documents.document_viewer, name="document_viewer"),
     path("documents/<str:doc_id>/content", documents.document_content, name="document_content"),

@@ -14,7 +14,9 @@ from django.views.decorators.http import require_GET
 
 from vigie.portal.door import disposition_for, serve_document
 from vigie.portal.errors import fail_closed_without_audit
+from vigie.portal.forms import timeline_form
 from vigie.portal.scope import document_in_scope_or_404
+from vigie.portal.services import Neighbours, neighbours
 
 View = TypeVar("View", bound=Callable[..., HttpResponseBase])
 
@@ -28,6 +30,11 @@ _frame_by_self_only = cast(Callable[[View], View], csp_replace({"frame-ancestors
 @fail_closed_without_audit
 def document_viewer(request: HttpRequest, doc_id: str) -> HttpResponse:
     document, decision = document_in_scope_or_404(request, doc_id, "view")
+    # The list the doctor came from (the timeline's filter and order travel in the query
+    # string), so that previous and next walk that list and no other.
+    filters = timeline_form(request.GET).filters()
+    around = neighbours(document, filters) if filters is not None else Neighbours()
+    list_query = request.GET.urlencode() if filters is not None else ""
     return render(
         request,
         "portal/document.html",
@@ -36,6 +43,8 @@ def document_viewer(request: HttpRequest, doc_id: str) -> HttpResponse:
             "patient": document.patient,
             "decision": decision,
             "inline": disposition_for(document, "view") == "inline",
+            "around": around,
+            "list_query": list_query,
         },
     )
 
