@@ -6,8 +6,9 @@ Read state is derived from the audit trail, not stored beside it. The door alrea
 `document.marked_read`, the same shape. Reading a document therefore costs no write of its
 own, the state survives reloads and filters (unlike the per-page "last visit" it replaces),
 and it cannot disagree with what the auditor sees. The audit index
-`audit_actor_document_idx` (actor_id, document_id, action) makes the test one index seek
-per document, on SQLite and PostgreSQL alike.
+`audit_actor_document_idx` (actor_id, document_id) makes the test one index seek per
+document on SQLite; PostgreSQL picks between that and one hash anti-join over the doctor's
+own events (plans and times: bench/inbox_plan.py).
 
 Lab results with an abnormal or critical value (issue 21 part 1, with the lab-results work)
 plug in at `inbox_documents()`: annotate the queryset there, and render the marker in
@@ -59,18 +60,17 @@ def unread_total(user: UserLike) -> int:
     return unread(user).count()
 
 
-def unread_counts(user: UserLike, patients: Iterable[Patient]) -> dict[int, int]:
-    """patient pk → how many of that patient's documents the user has not opened (0 omitted)."""
-    wanted = [patient.pk for patient in patients]
-    if not wanted:
-        return {}
-    rows = (
-        unread(user)
-        .filter(patient_id__in=wanted)
-        .values("patient_id")
-        .annotate(count=Count("pk"))
-        .order_by()
-    )
+def unread_counts(user: UserLike, patients: Iterable[Patient] | None = None) -> dict[int, int]:
+    """patient pk → how many of that patient's documents the user has not opened (0 omitted),
+    for `patients`, or for every patient in scope (one pass: the total and the list of
+    patients with news come from the same query)."""
+    documents = unread(user)
+    if patients is not None:
+        wanted = [patient.pk for patient in patients]
+        if not wanted:
+            return {}
+        documents = documents.filter(patient_id__in=wanted)
+    rows = documents.values("patient_id").annotate(count=Count("pk")).order_by()
     return {row["patient_id"]: row["count"] for row in rows}
 
 

@@ -12,6 +12,6 @@ class Migration(migrations.Migration):
     operations = [
         migrations.AddIndex(
             model_name='auditevent',
-            index=models.Index(fields=['actor_id', 'document_id', 'action'], name='audit_actor_document_idx'),
+            index=models.Index(fields=['actor_id', 'document_id'], name='audit_actor_document_idx'),
         ),
     ]

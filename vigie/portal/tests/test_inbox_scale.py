@@ -95,7 +95,7 @@ def test_the_inbox_needs_as_many_queries_for_thousands_of_documents_as_for_ten(
 def test_the_read_state_is_looked_up_through_the_audit_index(doctor) -> None:
     """The "opened?" test matches the index's columns, so the planner can seek it. SQLite's
     planner uses it at any size. PostgreSQL's prefers a hash join over a table this small
-    (its choice on a real trail: docs/inbox.md); with the whole-table joins priced out, it
+    (its choice on a real trail: bench/inbox_plan.py); with the whole-table joins priced out, it
     shows that the index answers the lookup."""
     fill(doctor, patients=20, each=20)
     with transaction.atomic(), connection.cursor() as cursor:

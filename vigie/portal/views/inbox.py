@@ -5,10 +5,12 @@ from __future__ import annotations
 from django import forms
 from django.contrib import messages
 from django.core.paginator import Paginator
+from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.functional import cached_property
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
@@ -30,6 +32,19 @@ class MarkPatientReadForm(forms.Form):
     before = forms.DateTimeField()
 
 
+class _CountedPaginator(Paginator[Document]):
+    """A paginator told its total: the per-patient counts already gave it, and counting
+    again would walk the doctor's documents once more."""
+
+    def __init__(self, object_list: QuerySet[Document], per_page: int, total: int) -> None:
+        super().__init__(object_list, per_page)
+        self._total = total
+
+    @cached_property
+    def count(self) -> int:
+        return self._total
+
+
 @require_GET
 @never_cache
 @fail_closed_without_audit
@@ -37,11 +52,15 @@ def inbox_page(request: HttpRequest) -> HttpResponse:
     if getattr(request.user, "role", None) != Role.DOCTOR:
         return render(request, "portal/home_not_doctor.html")
     drawn_at = timezone.now()
-    page = Paginator(inbox.inbox_documents(request.user), PAGE_SIZE).get_page(
+    counts = inbox.unread_counts(request.user)
+    total = sum(counts.values())
+    page = _CountedPaginator(inbox.inbox_documents(request.user), PAGE_SIZE, total).get_page(
         request.GET.get("page")
     )
     documents: list[Document] = list(page)
-    per_patient = _patients_with_counts(request)
+    patients = Patient.objects.filter(pk__in=list(counts)).order_by(
+        "search_key", "birth_date", "pk"
+    )
     # Titles of several patients' documents: a disclosure, recorded before it is shown
     # (one event for the page, naming every patient on it).
     shown = sorted({document.patient_id for document in documents})
@@ -56,18 +75,12 @@ def inbox_page(request: HttpRequest) -> HttpResponse:
         {
             "page": page,
             "documents": documents,
-            "per_patient": per_patient,
+            "per_patient": [(patient, counts[patient.pk]) for patient in patients],
             "drawn_at": drawn_at.isoformat(),
+            # The header's count, already known (see portal/templatetags/inbox_tags.py).
+            "unread_total": total,
         },
     )
-
-
-def _patients_with_counts(request: HttpRequest) -> list[tuple[Patient, int]]:
-    counts = inbox.unread(request.user).values_list("patient_id").order_by().distinct()
-    patients = Patient.objects.filter(pk__in=counts).order_by("search_key", "birth_date", "pk")
-    found = list(patients)
-    by_patient = inbox.unread_counts(request.user, found)
-    return [(patient, by_patient.get(patient.pk, 0)) for patient in found]
 
 
 @require_POST

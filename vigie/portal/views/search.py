@@ -30,7 +30,8 @@ def home(request: HttpRequest) -> HttpResponse:
     page = Paginator(patients, PAGE_SIZE).get_page(request.GET.get("page"))
     expiries = emergency_expiries(request.user)
     patients_here = list(page)
-    unread = unread_counts(request.user, patients_here)
+    # Every patient's count in one pass: the page's rows and the header's total both.
+    unread = unread_counts(request.user)
     rows = [
         (patient, expiries.get(patient.pk), unread.get(patient.pk, 0)) for patient in patients_here
     ]
@@ -46,5 +47,6 @@ def home(request: HttpRequest) -> HttpResponse:
             "rows": rows,
             "page": page,
             "query_string": kept.urlencode(),
+            "unread_total": sum(unread.values()),
         },
     )
