@@ -120,7 +120,9 @@ def test_the_inbox_lists_what_the_doctor_has_not_opened(page: Page, live: Live, 
     shot("after-marking")
 
 
-def _open_first_document_of_filtered_timeline(page: Page, live: Live, patient: str) -> str:
+def _open_first_document_of_filtered_timeline(
+    page: Page, live: Live, patient: str, shot: Shot
+) -> str:
     page.goto(f"{live.base_url}/patients/{patient}/")
     page.click(".filter-panel summary")
     page.check("input[name=kind][value=lab_result]")
@@ -130,6 +132,7 @@ def _open_first_document_of_filtered_timeline(page: Page, live: Live, patient: s
     page.wait_for_load_state()
     assert "kind=lab_result" in page.url
     assert serious_violations(page) == []
+    shot("timeline-filtered")
     kinds = page.locator("table.timeline tbody td:nth-child(3)").all_inner_texts()
     assert kinds
     assert set(kinds) <= {"Résultat de biologie", "Compte rendu d'imagerie"}
@@ -147,7 +150,7 @@ def test_the_viewer_steps_through_the_filtered_timeline_by_keyboard(
 ) -> None:
     doctor, patients = doctor_in_care_of(live.installation, 1)
     log_in(page, live, doctor)
-    _open_first_document_of_filtered_timeline(page, live, patients[0])
+    _open_first_document_of_filtered_timeline(page, live, patients[0], shot)
     first_path = path_of(page)
     expect(page.locator(".position")).to_contain_text("1 sur")
     total = int(page.locator(".position").inner_text().split()[-1])
@@ -224,10 +227,15 @@ def test_on_a_phone_the_first_document_is_above_the_fold(
     found["patient"] = serious_violations(page)
     page.click(".filter-panel summary")
     measured["patient-filters"] = _layout(page)
+    shot("phone-patient-filters")
     page.locator("a.doc-link").first.click()
     page.wait_for_load_state()
     measured["viewer"] = _layout(page)
     found["viewer"] = serious_violations(page)
+    page.goto(live.base_url + "/emergency/")
+    measured["emergency"] = _layout(page)
+    found["emergency"] = serious_violations(page)
+    page.go_back()
     # On a phone the PDF opens in the browser's own viewer: the button is there, on screen.
     open_pdf = page.locator("[data-shortcut=open]")
     expect(open_pdf).to_be_visible()

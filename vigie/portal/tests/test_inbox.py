@@ -300,3 +300,24 @@ def test_the_timeline_page_offers_to_mark_the_patients_new_documents(
     client = signed_in(doctor)
     body = client.get(reverse("portal:patient_detail", args=[patient.public_id])).content.decode()
     assert "Marquer les 2 nouveaux documents comme lus" in body
+
+
+def test_the_auditors_fhir_export_does_not_call_marking_a_read(doctor, signed_in, patient) -> None:
+    from vigie.audit.reports import fhir_audit_event
+
+    document = make_document(patient)
+    client = signed_in(doctor)
+    mark_one(client, document)
+    read(client, document)
+    marked = AuditEvent.objects.get(action="document.marked_read")
+    opened = AuditEvent.objects.get(action="document.read")
+    assert fhir_audit_event(marked)["action"] == "E"
+    assert fhir_audit_event(opened)["action"] == "R"
+
+
+def test_other_roles_get_no_inbox(admin_user, auditor, signed_in) -> None:
+    for user in (admin_user, auditor):
+        response = signed_in(user).get(INBOX)
+        assert response.status_code == 200
+        assert "Seuls les médecins" in response.content.decode()
+    assert not AuditEvent.objects.filter(action="inbox.view").exists()
