@@ -221,9 +221,11 @@ def test_on_a_phone_the_first_document_is_above_the_fold(
     shot("phone-home")
     page.goto(live.base_url + "/inbox/")
     measured["inbox"] = _layout(page)
+    shot("phone-inbox")
     found = {"inbox": serious_violations(page)}
     page.goto(f"{live.base_url}/patients/{patients[0]}/")
     measured["patient"] = _layout(page)
+    shot("phone-patient")
     found["patient"] = serious_violations(page)
     page.click(".filter-panel summary")
     measured["patient-filters"] = _layout(page)
