@@ -61,8 +61,29 @@ def test_it_lists_unopened_documents_newest_arrival_first(doctor, signed_in, pat
     for shown in ("MARTIN", "RIS-CHU", "LABO-NORD", "Compte rendu d&#x27;imagerie", "20/11/2026"):
         assert shown in body, shown
     event = AuditEvent.objects.get(action="inbox.view")
-    assert event.extra["patient_ids"] == [patient.pk]
-    assert event.extra["documents"] == 2
+    assert (event.patient_id, event.patient_ipp) == (patient.pk, patient.ipp)
+    assert event.extra == {"documents": 2, "page": 1}
+
+
+def test_each_patient_on_the_page_gets_the_inbox_in_their_audit_report(
+    doctor, signed_in, patient
+) -> None:
+    other = make_patient("BERNARD")
+    relate(doctor, other)
+    make_document(patient)
+    make_document(other)
+    make_document(other)
+    signed_in(doctor).get(INBOX)
+    events = {
+        e.patient_ipp: e.extra["documents"] for e in AuditEvent.objects.filter(action="inbox.view")
+    }
+    assert events == {patient.ipp: 1, other.ipp: 2}
+
+
+def test_an_empty_inbox_records_no_disclosure(colleague, signed_in) -> None:
+    body = signed_in(colleague).get(INBOX).content.decode()
+    assert "Rien de nouveau" in body
+    assert not AuditEvent.objects.filter(action="inbox.view").exists()
 
 
 def test_attack_another_doctors_patients_never_appear_in_the_inbox(
