@@ -33,6 +33,20 @@ venv: $(STAMP)
 demo: $(STAMP)
 	VIGIE_MODE=demo VIGIE_HOME=$(CURDIR)/var VIGIE_KEYS_DIR=$(CURDIR)/var-keys $(BIN)/vigie demo
 
+# The demo with Pro Santé Connect, through the tests' own OpenID provider on localhost:8001
+# (from a checkout only: tests/psc/provider.py is test code, never installed). On the login
+# page (http://127.0.0.1:8000), "Se connecter avec Pro Santé Connect", then type a doctor's
+# "PSC card" number from the logins table where the provider asks for the card.
+PSC_DEMO := http://localhost:8001/auth/realms/esante-wallet/.well-known/openid-configuration
+demo-psc: $(STAMP)
+	$(BIN)/python -m tests.psc.provider --port 8001 --host-name localhost \
+		--client-id vigie-demo --client-secret demo-only-psc-secret \
+		--redirect-uri http://127.0.0.1:8000/accounts/psc/callback/ > /dev/null & \
+	trap "kill $$!" EXIT; \
+	VIGIE_MODE=demo VIGIE_HOME=$(CURDIR)/var VIGIE_KEYS_DIR=$(CURDIR)/var-keys \
+		VIGIE_PSC_DISCOVERY_URL=$(PSC_DEMO) VIGIE_PSC_CLIENT_ID=vigie-demo \
+		VIGIE_PSC_CLIENT_SECRET=demo-only-psc-secret $(BIN)/vigie demo
+
 demo-seed: $(STAMP)
 	VIGIE_MODE=demo VIGIE_HOME=$(CURDIR)/var VIGIE_KEYS_DIR=$(CURDIR)/var-keys $(BIN)/vigie demo --no-serve
 

@@ -31,9 +31,9 @@ from pathlib import Path
 from typing import Any
 
 from bench.fetch import _SETUP, vigie_login
-from bench.intake import _env, _vigie
+from bench.intake import _vigie
 from bench.payload import make_pdf
-from bench.processes import free_port, stop_group, tail, wait_http
+from bench.processes import free_port, production_env, stop_group, tail, wait_http
 
 _MARK = "@@BENCH-COLDSTART@@"
 TIMEOUT = 60.0
@@ -90,7 +90,7 @@ def run(runs: int = 5) -> dict[str, Any]:
     work = Path(tempfile.mkdtemp(prefix="vigie-bench-coldstart-"))
     server: subprocess.Popen[bytes] | None = None
     try:
-        env = _env(work / "home")
+        env = production_env(work / "home")
         _vigie(env, "keys", "init")
         _vigie(env, "migrate", "--no-input")
         pdf = make_pdf()

@@ -176,16 +176,22 @@ def ingest_figures(ingest: dict[str, Any]) -> list[dict[str, Any]]:
                 ratio >= 1.0 if ratio is not None else None,
             )
         )
-    mllp = ingest.get("mllp")
-    if isinstance(mllp, dict) and isinstance(mllp.get("messages_per_s"), (int, float)):
+    # SQLite's MLLP figures under "mllp" (where earlier results have them), PostgreSQL's
+    # under "mllp_postgresql" (bench/mllp.py).
+    for key, database in (("mllp", "SQLite"), ("mllp_postgresql", "PostgreSQL")):
+        mllp = ingest.get(key)
+        if not isinstance(mllp, dict) or not isinstance(mllp.get("messages_per_s"), (int, float)):
+            continue
         rate = float(mllp["messages_per_s"])
+        cpu_ms = mllp.get("cpu_ms_per_message")
         figures.append(
             _figure(
-                "ingest.mllp",
-                "HL7 v2 ORU^R01 over MLLP, 8 connections",
+                "ingest." + key,
+                f"HL7 v2 ORU^R01 over MLLP, 8 connections ({database})",
                 rate,
                 "msgs/s",
-                f"{rate:,.0f} messages/s",
+                f"{rate:,.0f} messages/s"
+                + (f", {cpu_ms:.2f} ms server CPU/message" if cpu_ms is not None else ""),
                 f"≥ {mllp.get('target', 1000):,.0f} msgs/s",
                 mllp.get("target_met"),
             )

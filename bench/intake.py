@@ -10,9 +10,8 @@ and writes a new instance every time. Both driven by wrk, 8 connections, `--dura
 Vigie ≥ 1.0 x Orthanc. `--profile`: py-spy on a Vigie worker during an extra REST run,
 bench/results/ingest-flame.svg and the hottest frames.
 
-MLLP: `vigie intake mllp` on loopback, 8 client connections each sending ORU^R01 messages
-without an embedded PDF (Vigie renders the lab report) one after the other, waiting for each
-ACK, for `--duration` seconds. Target: ≥ 1,000 messages/s.
+MLLP: see bench/mllp.py (8 connections, ORU^R01 without an embedded PDF, SQLite then
+PostgreSQL, messages/s and CPU per message). Target: ≥ 1,000 messages/s on each.
 
 Vigie runs in production mode on SQLite with its own keyring. Run with `make bench`
 (bench.run calls `run_ingest`) or `python -m bench.intake [--duration 5 --rounds 3 --profile]`.
@@ -21,7 +20,6 @@ Vigie runs in production mode on SQLite with its own keyring. Run with `make ben
 from __future__ import annotations
 
 import argparse
-import asyncio
 import http.client
 import json
 import os
@@ -47,12 +45,20 @@ from bench.fetch import (
     with_cpu,
     wrk_argv,
 )
+from bench.mllp import MLLP_TARGET
+from bench.mllp import run as run_mllp
 from bench.orthanc import HTTP_THREADS, start_orthanc, wrap_pdf_as_dicom
 from bench.payload import make_pdf
-from bench.processes import Processes, free_port, tail, tree_cpu_seconds, wait_http
+from bench.processes import (
+    Processes,
+    free_port,
+    production_env,
+    tail,
+    tree_cpu_seconds,
+    wait_http,
+)
 
 CONNECTIONS = 8
-MLLP_TARGET = 1000.0
 _MARK = "@@BENCH-INTAKE@@"
 
 _SETUP = """
@@ -125,24 +131,6 @@ end
 """
 
 
-def _env(home: Path) -> dict[str, str]:
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith("VIGIE_") and k not in {"DATABASE_URL", "DJANGO_SETTINGS_MODULE"}
-    }
-    env.update(
-        VIGIE_HOME=str(home),
-        # Beside the throwaway home: production's default is the host's /etc/vigie/keys.
-        VIGIE_KEYS_DIR=str(home.with_name(f"{home.name}-keys")),
-        VIGIE_MODE="production",
-        VIGIE_TLS="false",
-        VIGIE_SSL_REDIRECT="false",
-        PYTHONUNBUFFERED="1",
-    )
-    return env
-
-
 def _vigie(env: dict[str, str], *args: str) -> str:
     result = subprocess.run(
         [sys.executable, "-m", "vigie", *args],
@@ -159,7 +147,7 @@ def _vigie(env: dict[str, str], *args: str) -> str:
 
 def setup(work: Path) -> tuple[dict[str, str], str]:
     """A production-mode installation with one patient and one API key."""
-    env = _env(work / "home")
+    env = production_env(work / "home")
     _vigie(env, "keys", "init")
     _vigie(env, "migrate", "--no-input")
     out = _vigie(env, "shell", "--no-imports", "-c", _SETUP.format(mark=_MARK))
@@ -364,87 +352,6 @@ def bench_rest_vs_orthanc(
     }
 
 
-def oru(control_id: str) -> bytes:
-    stamp = time.strftime("%Y%m%d%H%M%S")
-    segments = [
-        f"MSH|^~\\&|LABO|BENCH|VIGIE|CLINIQUE|{stamp}||ORU^R01|{control_id}|P|2.5.1"
-        "||||||UNICODE UTF-8",
-        "PID|1||BENCH-0001^^^CLINIQUE^PI||BANC^Essai||19700101|M",
-        f"OBR|1||{control_id}|58410-2^NFS^LN|||{stamp}",
-        "OBX|1|NM|718-7^Hémoglobine^LN||13.9|g/dL|13.0-17.0|N|||F",
-        "OBX|2|NM|6690-2^Leucocytes^LN||11.2|10*9/L|4.0-10.0|H|||F",
-        "OBX|3|NM|777-3^Plaquettes^LN||250|10*9/L|150-400|N|||F",
-    ]
-    return b"\x0b" + "\r".join(segments).encode("utf-8") + b"\r\x1c\r"
-
-
-async def _mllp_client(port: int, stop_at: float, prefix: str, counts: dict[str, int]) -> None:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    n = 0
-    try:
-        while time.monotonic() < stop_at:
-            n += 1
-            writer.write(oru(f"{prefix}{n}"))
-            await writer.drain()
-            frame = await reader.readuntil(b"\x1c\r")
-            code = "AA" if b"MSA|AA" in frame else "other"
-            counts[code] = counts.get(code, 0) + 1
-    finally:
-        writer.close()
-        await writer.wait_closed()
-
-
-async def _mllp_round(port: int, duration: int, tag: str) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    stop_at = time.monotonic() + duration
-    await asyncio.gather(
-        *(_mllp_client(port, stop_at, f"{tag}-{i}-", counts) for i in range(CONNECTIONS))
-    )
-    return counts
-
-
-def bench_mllp(work: Path, duration: int, rounds: int) -> dict[str, Any]:
-    env, _key = setup(work / "mllp")
-    procs = Processes()
-    port = free_port()
-    log = work / "mllp.log"
-    try:
-        argv = [sys.executable, "-m", "vigie", "intake", "mllp", "--port", str(port)]
-        # The lab sends the clinic's own IPP, assigned by "CLINIQUE".
-        argv += ["--local-authority", "CLINIQUE", "--sender", "bench-lab"]
-        process = procs.start(argv, log, env=env)
-        deadline = time.monotonic() + 60
-        while True:
-            if process.poll() is not None:
-                raise SystemExit(f"vigie intake mllp exited:\n{tail(log)}")
-            try:
-                asyncio.run(asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), 2))
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise SystemExit(f"MLLP server did not listen:\n{tail(log)}") from None
-                time.sleep(0.2)
-        rates = []
-        for index in range(rounds):
-            started = time.monotonic()
-            counts = asyncio.run(_mllp_round(port, duration, f"R{index}"))
-            elapsed = time.monotonic() - started
-            if counts.get("other"):
-                raise SystemExit(f"MLLP answered non-AA ACKs: {counts}\n{tail(log)}")
-            rate = counts.get("AA", 0) / elapsed
-            print(f"  mllp   {rate:>8,.1f} messages/s")
-            rates.append(rate)
-    finally:
-        procs.stop_all()
-    return {
-        "messages_per_s": statistics.median(rates),
-        "runs": rates,
-        "connections": CONNECTIONS,
-        "target": MLLP_TARGET,
-        "target_met": statistics.median(rates) >= MLLP_TARGET,
-    }
-
-
 def run_ingest(duration: int, rounds: int, profile: bool) -> dict[str, Any]:
     """The orchestrator's entry: REST vs Orthanc (interleaved), then MLLP; also writes
     intake-latest.json."""
@@ -465,14 +372,16 @@ def run(
         work = Path(tmp)
         print("REST ingest, Vigie vs Orthanc (200 KB, 8 connections):")
         rest = bench_rest_vs_orthanc(work, duration, rounds, workers, threads, with_profile)
-        mllp = None
+        mllp: dict[str, Any] = {}
         if with_mllp:
-            print("MLLP (ORU^R01 without PDF, 8 connections):")
-            mllp = bench_mllp(work, duration, rounds)
+            print("MLLP (ORU^R01 without PDF, 8 connections, SQLite then PostgreSQL):")
+            mllp = run_mllp(work, production_env(work / "home"), duration, rounds)
     results = {
         "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "rest": rest,
-        "mllp": mllp,
+        # SQLite's figures where earlier reports read them, PostgreSQL's beside them.
+        "mllp": mllp.get("sqlite"),
+        "mllp_postgresql": mllp.get("postgresql"),
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
     }
     out = RESULTS / "intake-latest.json"
@@ -497,7 +406,7 @@ def main(argv: list[str] | None = None) -> None:
         options.profile,
         not options.no_mllp,
     )
-    rest, mllp = results["rest"], results["mllp"]
+    rest = results["rest"]
     for name in ("vigie", "orthanc"):
         r = rest[name]
         print(
@@ -508,8 +417,13 @@ def main(argv: list[str] | None = None) -> None:
         f"ratio vigie/orthanc {rest['ratio_vigie_over_orthanc']:.3f} (target ≥ 1.0): "
         + ("met" if rest["target"]["met"] else "NOT met")
     )
-    if mllp is not None:
-        print(f"MLLP {mllp['messages_per_s']:,.1f} messages/s (target ≥ {MLLP_TARGET:g})")
+    for key in ("mllp", "mllp_postgresql"):
+        figures = results.get(key) or {}
+        if "messages_per_s" in figures:
+            print(
+                f"{key} {figures['messages_per_s']:,.1f} messages/s, "
+                f"{figures['cpu_ms_per_message']:.3f} ms CPU/message (target ≥ {MLLP_TARGET:g})"
+            )
     for kind, title in (("self", "self time"), ("by_vigie_caller", "by Vigie caller")):
         if rest["hottest_frames"].get(kind):
             print(f"hottest frames ({title}):")

@@ -112,3 +112,23 @@ def tree_cpu_seconds(pid: int) -> float:
             continue
         total += times.user + times.system
     return total
+
+
+def production_env(home: Path) -> dict[str, str]:
+    """A production-mode environment for a throwaway installation in `home` (its keys beside
+    it, never in it), without the caller's VIGIE_* or DATABASE_URL."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("VIGIE_") and k not in {"DATABASE_URL", "DJANGO_SETTINGS_MODULE"}
+    }
+    env.update(
+        VIGIE_HOME=str(home),
+        # Beside the throwaway home: production's default is the host's /etc/vigie/keys.
+        VIGIE_KEYS_DIR=str(home.with_name(f"{home.name}-keys")),
+        VIGIE_MODE="production",
+        VIGIE_TLS="false",
+        VIGIE_SSL_REDIRECT="false",
+        PYTHONUNBUFFERED="1",
+    )
+    return env

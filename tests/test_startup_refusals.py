@@ -251,3 +251,40 @@ def test_serve_refuses_what_every_command_refuses(
     result = _run({**production, **overrides}, "serve", "--port", "0")
     _assert_one_line_refusal(result, *needles)
     assert "hunter2" not in result.stderr
+
+
+_PSC = "https://auth.esw.esante.gouv.fr/auth/realms/esante-wallet/.well-known/openid-configuration"
+
+
+@pytest.mark.parametrize(
+    ("extra", "needles"),
+    [
+        # Half a PSC configuration: the button would only ever fail.
+        ({"VIGIE_PSC_DISCOVERY_URL": _PSC}, ("VIGIE_PSC_CLIENT_ID",)),
+        (
+            {"VIGIE_PSC_DISCOVERY_URL": _PSC, "VIGIE_PSC_CLIENT_ID": "x"},
+            ("VIGIE_PSC_CLIENT_SECRET",),
+        ),
+        # Keys and tokens in clear across the network.
+        (
+            {
+                "VIGIE_PSC_DISCOVERY_URL": "http://psc.example/.well-known/openid-configuration",
+                "VIGIE_PSC_CLIENT_ID": "x",
+                "VIGIE_PSC_CLIENT_SECRET": "y",
+            },
+            ("VIGIE_PSC_DISCOVERY_URL", "https://"),
+        ),
+        (
+            {
+                "VIGIE_PSC_DISCOVERY_URL": _PSC,
+                "VIGIE_PSC_CLIENT_ID": "x",
+                "VIGIE_PSC_CLIENT_SECRET_FILE": "/nonexistent/psc",
+            },
+            ("VIGIE_PSC_CLIENT_SECRET_FILE=/nonexistent/psc", "cannot read"),
+        ),
+    ],
+)
+def test_it_refuses_a_half_or_unsafe_psc_configuration(
+    production: dict[str, str], extra: dict[str, str], needles: tuple[str, ...]
+) -> None:
+    _assert_one_line_refusal(_run({**production, **extra}, "migrate"), *needles)

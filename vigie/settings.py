@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import dj_database_url
 import django_stubs_ext
@@ -96,6 +97,8 @@ if DEBUG and PRODUCTION:
 
 ALLOWED_HOSTS = env.string_list("VIGIE_ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env.string_list("VIGIE_CSRF_TRUSTED_ORIGINS")
+# A refused form gets Vigie's page (in the user's language, with a way home), not Django's.
+CSRF_FAILURE_VIEW = "vigie.portal.error_pages.csrf_failure"
 # Reverse proxies (addresses or networks) whose X-Forwarded-For/-Proto we believe; set by
 # `vigie serve --behind-proxy ADDR,...`. Empty: the headers are dropped.
 VIGIE_TRUSTED_PROXIES = env.string_list("VIGIE_TRUSTED_PROXIES")
@@ -107,10 +110,11 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
-    "django_otp",
-    "django_otp.plugins.otp_totp",
-    "django_otp.plugins.otp_static",
-    "csp",
+    # Third-party apps under French names in the admin (see vigie/accounts/third_party_apps.py).
+    "vigie.accounts.third_party_apps.OtpConfig",
+    "vigie.accounts.third_party_apps.OtpTotpConfig",
+    "vigie.accounts.third_party_apps.OtpStaticConfig",
+    "vigie.accounts.third_party_apps.CspConfig",
     "vigie.accounts",
     "vigie.records",
     "vigie.audit",
@@ -166,6 +170,7 @@ TEMPLATES = [
                 "django.contrib.messages.context_processors.messages",
                 "vigie.lib.context.vigie_mode",
                 "vigie.guard.context.guard_status",
+                "vigie.accounts.psc.context.psc",
             ],
         },
     },
@@ -228,6 +233,8 @@ AUTH_PASSWORD_VALIDATORS = [
 LANGUAGE_CODE = "fr"
 LANGUAGES = [("fr", "Français"), ("en", "English")]
 LOCALE_PATHS = [BASE_DIR / "locale"]
+# English dates day-first (7 Dec 2026), never the American month-first: vigie/lib/formats/en.
+FORMAT_MODULE_PATH = ["vigie.lib.formats"]
 TIME_ZONE = env.string("VIGIE_TIME_ZONE", "Europe/Paris") or "Europe/Paris"
 USE_I18N = True
 USE_TZ = True
@@ -315,9 +322,57 @@ VIGIE_LOGIN_ALERT_ATTEMPTS = env.integer("VIGIE_LOGIN_ALERT_ATTEMPTS", 10, minim
 OTP_TOTP_THROTTLE_FACTOR = 0
 OTP_STATIC_THROTTLE_FACTOR = 0
 OTP_TOTP_ISSUER = env.string("VIGIE_TOTP_ISSUER", "Vigie") or "Vigie"
+# Sign-in methods each role may use (vigie/accounts/signin_policy.py), `role=m1,m2;...`:
+# psc (Pro Santé Connect), passkey (a passkey alone, with user verification),
+# password_passkey (the password, then a passkey), password_totp (the password, then an
+# authenticator-app or recovery code). A role left out keeps its default. Production: doctors
+# by PSC or passkeys, IT and the data protection officer by passkeys only (phishing-resistant;
+# this is how they are required to use passkeys); a clinic adds password_totp where it
+# accepts codes. An account whose session was opened another way is led to register a
+# passkey (never locked out, never let further). Demo and tests allow every method, so the
+# seeded accounts keep their password and code.
+_SIGNIN_METHODS = ("psc", "passkey", "password_passkey", "password_totp")
+VIGIE_SIGNIN_METHODS = env.choice_lists(
+    "VIGIE_SIGNIN_METHODS",
+    ("doctor", "admin", "auditor"),
+    _SIGNIN_METHODS,
+    default={
+        "doctor": ["psc", "passkey", "password_passkey"],
+        "admin": ["passkey", "password_passkey"],
+        "auditor": ["passkey", "password_passkey"],
+    }
+    if PRODUCTION
+    else {role: list(_SIGNIN_METHODS) for role in ("doctor", "admin", "auditor")},
+)
 # Vigie unregisters django-otp's device admins (accounts/admin.py); should one come back, it
 # still shows no key, QR code or recovery code.
 OTP_ADMIN_HIDE_SENSITIVE_DATA = True
+
+# --- Pro Santé Connect (vigie/accounts/psc; docs/operations.md, "Pro Santé Connect") ---
+# Unset: no PSC button, no PSC routes answer. Set to the provider's discovery document (PSC
+# production or its sandbox, the "bac à sable"): its endpoints and keys are read from there.
+VIGIE_PSC_DISCOVERY_URL = env.string("VIGIE_PSC_DISCOVERY_URL")
+VIGIE_PSC_CLIENT_ID = env.string("VIGIE_PSC_CLIENT_ID")
+# The client secret PSC issued, preferably as a file readable only by Vigie (`vigie check`
+# reports that file's mode).
+VIGIE_PSC_CLIENT_SECRET = env.secret("VIGIE_PSC_CLIENT_SECRET")
+_psc_secret_file = env.string("VIGIE_PSC_CLIENT_SECRET_FILE")
+VIGIE_PSC_CLIENT_SECRET_FILE = Path(_psc_secret_file) if _psc_secret_file is not None else None
+# PSC's documented scopes and level of assurance (eIDAS substantial: CPS card or e-CPS).
+VIGIE_PSC_SCOPES = env.string("VIGIE_PSC_SCOPES", "openid scope_all") or "openid scope_all"
+VIGIE_PSC_ACR_VALUES = env.string("VIGIE_PSC_ACR_VALUES", "eidas1") or "eidas1"
+VIGIE_PSC_ENABLED = VIGIE_PSC_DISCOVERY_URL is not None
+if VIGIE_PSC_ENABLED:
+    if not VIGIE_PSC_CLIENT_ID or not VIGIE_PSC_CLIENT_SECRET:
+        raise ConfigError(
+            "VIGIE_PSC_DISCOVERY_URL is set but VIGIE_PSC_CLIENT_ID or "
+            "VIGIE_PSC_CLIENT_SECRET_FILE is not: PSC needs both"
+        )
+    _psc_url = urlsplit(VIGIE_PSC_DISCOVERY_URL or "")
+    # Plain HTTP only to this machine (a test provider): anywhere else the provider's keys
+    # and the tokens would cross the network in clear.
+    if _psc_url.scheme != "https" and _psc_url.hostname not in ("127.0.0.1", "localhost", "::1"):
+        raise ConfigError(f"VIGIE_PSC_DISCOVERY_URL={VIGIE_PSC_DISCOVERY_URL!r} is not https://")
 
 
 # --- security headers, CSP, deny-by-default (see vigie/lib/headers.py, vigie/portal) ---

@@ -2,8 +2,9 @@
 
 The few exceptions are listed here by URL name, in one place, so a review sees them all:
 - anyone: the login page, the invitation page (its one-time code is the credential), the
-  lockout page, health, robots.txt, the language switch and
-  static assets;
+  lockout page, health, robots.txt, the language switch,
+  static assets, and Pro Santé Connect's start, callback and back-channel logout (each
+  checks the provider's signed tokens itself);
 - after the password, before the second factor ("half logged in"): additionally the
   second-factor, enrolment and logout steps, and nothing else.
 
@@ -27,6 +28,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponseForbidden, HttpRe
 from django.urls import Resolver404, ResolverMatch, resolve, reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 
+from vigie.accounts import signin_policy
 from vigie.accounts.reauth import is_second_factor_fresh, reauth_redirect
 from vigie.lib.headers import static_prefix
 
@@ -39,9 +41,33 @@ PUBLIC_VIEWS = frozenset(
         "robots_txt",
         "set_language",
         "fhir:metadata",
+        # Pro Santé Connect: the way in for a doctor who has no session yet (start, and the
+        # provider's redirect back, whose state, nonce and signed ID token are checked), and
+        # the provider's server-to-server back-channel logout, whose credential is the
+        # signed logout token (refused with 400 otherwise; it can only end sessions).
+        "accounts:psc_start",
+        "accounts:psc_callback",
+        "accounts:psc_backchannel_logout",
+        # A passkey alone: both steps are the sign-in itself (counted like a password).
+        "accounts:passkey_login_options",
+        "accounts:passkey_login",
     }
 )
-SECOND_FACTOR_VIEWS = frozenset({"accounts:verify", "accounts:enrol", "accounts:logout"})
+SECOND_FACTOR_VIEWS = frozenset(
+    {
+        "accounts:verify",
+        "accounts:enrol",
+        "accounts:logout",
+        # A passkey after the password, or the account's first one (views_passkeys.py
+        # refuses an account that already has a factor to prove instead).
+        "accounts:passkey_verify",
+        "accounts:passkey_second_factor_options",
+        "accounts:passkey_second_factor",
+        "accounts:passkey_enrol",
+        "accounts:passkey_register_options",
+        "accounts:passkey_register",
+    }
+)
 # Machine clients get a status, not a login form they cannot fill in.
 API_PREFIXES = ("/api/", "/fhir/")
 
@@ -74,12 +100,18 @@ def login_redirect(request: HttpRequest) -> HttpResponse:
         return response
     url = reverse(settings.LOGIN_URL)
     target = request.get_full_path()
+    query: dict[str, str] = {}
+    # Set by the session policy when it has just ended this session: the login page says so.
+    if getattr(request, "vigie_session_expired", False):
+        query["expired"] = "1"
     # Only a same-site path comes back after login, and only for a page (a GET): a POST
     # cannot be replayed and "//other.example" must never become a redirect target.
     if request.method in ("GET", "HEAD") and url_has_allowed_host_and_scheme(
         target, allowed_hosts=None
     ):
-        url = f"{url}?{urlencode({'next': target})}"
+        query["next"] = target
+    if query:
+        url = f"{url}?{urlencode(query)}"
     return HttpResponseRedirect(url)
 
 
@@ -106,6 +138,11 @@ class DenyByDefaultMiddleware:
             # The admin's own login form knows no second factor; it is never used.
             return HttpResponseForbidden() if is_verified(request) else login_redirect(request)
         if is_verified(request):
+            # A session opened by a method the user's role may not use (VIGIE_SIGNIN_METHODS)
+            # goes no further than registering a passkey, or back to the login page.
+            method_refusal = signin_policy.gate(request)
+            if method_refusal is not None:
+                return method_refusal
             # The admin can change accounts and care relationships: it needs a recent
             # second-factor proof, like any other sensitive action.
             in_admin = match is not None and "admin" in match.namespaces

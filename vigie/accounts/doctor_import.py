@@ -5,14 +5,16 @@ check-everything-then-create-all run is `vigie.lib.csvimport.run_import`.
 
 Doctors (one new account per line)::
 
-    username;family_name;given_names;email
-    dr.martin;MARTIN;Claire;claire.martin@example.org
+    username;family_name;given_names;email;rpps
+    dr.martin;MARTIN;Claire;claire.martin@example.org;10001234567
 
 * `username` (identifiant): required, new (an existing account is an error, never updated);
   letters, digits and @ . + - _ ; stored lower-case.
 * `family_name` (nom) and `given_names` (prénom, prénoms): required.
 * `email` (courriel): optional, checked when given.
-* An `rpps` column is accepted and ignored: the user model has no RPPS field yet.
+* `rpps` (numéro RPPS): optional, 11 digits (spaces allowed, and PSC's 12-digit form with
+  its "8" prefix); unique among accounts. It is what a Pro Santé Connect sign-in is matched
+  on (accounts/psc): a doctor without it can sign in only with a password and a code.
 
 No password column: secrets do not belong in spreadsheets. Accounts are created active with
 an unusable password and a one-time invitation each (valid 72 hours), whose code the command
@@ -23,6 +25,7 @@ auditor gets one alert for the new doctor accounts.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,6 +43,7 @@ DOCTOR_COLUMNS: dict[str, tuple[str, ...]] = {
     "family_name": ("family_name", "last_name", "nom", "nom_de_famille"),
     "given_names": ("given_names", "given_name", "first_name", "prenom", "prenoms"),
     "email": ("email", "e_mail", "mail", "courriel", "adresse_email"),
+    "rpps": ("rpps", "numero_rpps", "no_rpps", "n_rpps"),
 }
 DOCTOR_REQUIRED = ("username", "family_name", "given_names")
 
@@ -51,8 +55,10 @@ class DoctorRow:
     family_name: str
     given_names: str
     email: str
+    rpps: str | None = None
 
 
+_RPPS = re.compile(r"8?(\d{11})")
 _username_validator = UnicodeUsernameValidator()
 _NAME_MAX = 150
 
@@ -61,6 +67,7 @@ def validate_doctors(text: str) -> tuple[Table, list[DoctorRow]]:
     table = read_table(text, DOCTOR_COLUMNS, DOCTOR_REQUIRED)
     candidates: list[DoctorRow] = []
     seen: dict[str, int] = {}
+    seen_rpps: dict[str, int] = {}
     for line, values in table.rows:
         problems: list[str] = []
         username = User.normalize_username(values.get("username", ""))
@@ -86,14 +93,28 @@ def validate_doctors(text: str) -> tuple[Table, list[DoctorRow]]:
                 validate_email(email)
             except ValidationError:
                 problems.append(f"email “{short(email)}” is not a valid address")
+        rpps = None
+        raw_rpps = "".join(values.get("rpps", "").split())
+        if raw_rpps:
+            found = _RPPS.fullmatch(raw_rpps)
+            if found is None:
+                problems.append(f"rpps “{short(raw_rpps)}” is not an RPPS number (11 digits)")
+            elif found.group(1) in seen_rpps:
+                problems.append(
+                    f"rpps {found.group(1)} is already on line {seen_rpps[found.group(1)]}"
+                )
+            else:
+                rpps = found.group(1)
         if not problems and username in seen:
             problems.append(f"username “{username}” is already on line {seen[username]}")
         if problems:
             table.errors.append(LineError(line, "; ".join(problems)))
             continue
         seen[username] = line
+        if rpps is not None:
+            seen_rpps[rpps] = line
         candidates.append(
-            DoctorRow(line, username, values["family_name"], values["given_names"], email)
+            DoctorRow(line, username, values["family_name"], values["given_names"], email, rpps)
         )
     existing: set[str] = set()
     for batch in chunks(seen):
@@ -102,9 +123,18 @@ def validate_doctors(text: str) -> tuple[Table, list[DoctorRow]]:
             .filter(key__in=batch)
             .values_list("key", flat=True)
         )
+    taken_rpps: set[str] = set()
+    for batch in chunks(seen_rpps):
+        taken_rpps.update(
+            r for r in User.objects.filter(rpps__in=batch).values_list("rpps", flat=True) if r
+        )
     good: list[DoctorRow] = []
     for row in candidates:
-        if row.username in existing:
+        if row.rpps is not None and row.rpps in taken_rpps:
+            table.errors.append(
+                LineError(row.line, f"rpps {row.rpps} already belongs to another account")
+            )
+        elif row.username in existing:
             table.errors.append(
                 LineError(
                     row.line,
@@ -132,6 +162,7 @@ def _create_doctors(
             first_name=row.given_names,
             last_name=row.family_name,
             role=Role.DOCTOR,
+            rpps=row.rpps,
         )
         record(
             "account.created",
@@ -162,6 +193,7 @@ def _doctor_item(row: DoctorRow) -> dict[str, Any]:
         "family_name": row.family_name,
         "given_names": row.given_names,
         "email": row.email,
+        "rpps": row.rpps or "",
     }
 
 

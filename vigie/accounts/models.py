@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import secrets
+from datetime import datetime
 from typing import Any, ClassVar
 
 from django.contrib.auth.models import AbstractUser, UserManager
+from django.core.validators import RegexValidator
 from django.db import models
 from django.db.models.functions import Now
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
+from django_otp.models import Device
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
 
@@ -35,8 +38,22 @@ class VigieUserManager(UserManager["User"]):
         return super().create_superuser(username, email, password, **extra)
 
 
-class User(AbstractUser):
+# django-stubs cannot type the reverse managers of PscDevice.user and Passkey.user
+# (django-otp's Device, which declares them, ships no types); nothing uses them.
+class User(AbstractUser):  # type: ignore[django-manager-missing]
     role = models.CharField(_("role"), max_length=16, choices=Role.choices)
+    # The doctor's national identifier (Répertoire partagé des professionnels de santé): the
+    # one link between a Pro Santé Connect sign-in and this account (accounts/psc). NULL,
+    # not "", when unknown, so that the uniqueness holds among the numbers given.
+    rpps = models.CharField(
+        _("RPPS number"),
+        max_length=11,
+        unique=True,
+        null=True,
+        blank=True,
+        validators=[RegexValidator(r"^\d{11}\Z", _("An RPPS number has 11 digits."))],
+        help_text=_("11 digits; lets the doctor sign in with Pro Santé Connect."),
+    )
 
     objects: ClassVar[VigieUserManager] = VigieUserManager()
 
@@ -56,6 +73,8 @@ class User(AbstractUser):
 
     def save(self, *args: Any, **kwargs: Any) -> None:
         self.username = self.normalize_username(self.username)
+        # The admin's empty field is "no number", never a second account with number "".
+        self.rpps = (self.rpps or "").strip() or None
         super().save(*args, **kwargs)
 
     @property
@@ -184,3 +203,97 @@ class LoginThrottle(models.Model):
 
     def __str__(self) -> str:
         return f"{self.scope}:{self.key} ({self.attempts})"
+
+
+class Passkey(Device):  # type: ignore[misc]  # django-otp ships no types
+    """A WebAuthn credential (passkey) of one user, checked by accounts/passkeys.py.
+
+    A django-otp Device, so that a passkey proved after the password verifies the session
+    exactly as a TOTP code does (django_otp.login, the same middleware, the same
+    deny-by-default). A revoked passkey is kept (unconfirmed, `revoked_at` set) so that a
+    later use of it is recognised and audited, not treated as an unknown credential.
+    """
+
+    # base64url of the credential id (at most 1023 bytes, so 1364 characters).
+    credential_id: models.CharField[str, str] = models.CharField(
+        max_length=1400, unique=True, editable=False
+    )
+    public_key: models.BinaryField[bytes | memoryview, bytes | memoryview] = models.BinaryField(
+        editable=False
+    )  # COSE key: public, not a secret
+    # Random bytes given to the authenticator as the WebAuthn user.id (never the username).
+    user_handle: models.BinaryField[bytes | memoryview, bytes | memoryview] = models.BinaryField(
+        editable=False
+    )
+    sign_count: models.PositiveBigIntegerField[int, int] = models.PositiveBigIntegerField(
+        default=0, editable=False
+    )
+    transports: models.JSONField[list[str], list[str]] = models.JSONField(
+        default=list, editable=False
+    )
+    aaguid: models.CharField[str, str] = models.CharField(max_length=36, blank=True, editable=False)
+    backed_up: models.BooleanField[bool, bool] = models.BooleanField(default=False, editable=False)
+    registered_at: models.DateTimeField[datetime, datetime] = models.DateTimeField(
+        default=timezone.now, editable=False
+    )
+    used_at: models.DateTimeField[datetime | None, datetime | None] = models.DateTimeField(
+        null=True, blank=True, editable=False
+    )
+    revoked_at: models.DateTimeField[datetime | None, datetime | None] = models.DateTimeField(
+        null=True, blank=True, editable=False
+    )
+    revoked_reason: models.CharField[str, str] = models.CharField(
+        max_length=32, blank=True, editable=False
+    )
+
+    class Meta:
+        verbose_name = _("passkey")
+        verbose_name_plural = _("passkeys")
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.user_id})"
+
+
+class PasskeyChallenge(models.Model):
+    """One WebAuthn challenge, usable once, by the session it was issued to.
+
+    Not kept in the session itself: two concurrent requests of one session would both read
+    it before either saved; deleting this row is one conditional statement, so only one
+    request ever gets a challenge.
+    """
+
+    class Purpose(models.TextChoices):
+        REGISTER = "register", _("registration")
+        LOGIN = "login", _("sign-in with a passkey alone")
+        SECOND_FACTOR = "second_factor", _("second factor after the password")
+        REAUTH = "reauth", _("re-authentication")
+
+    challenge = models.BinaryField(editable=False)
+    purpose = models.CharField(max_length=16, choices=Purpose.choices, editable=False)
+    # SHA-256 of the session key: the row is bound to the session, never readable as one.
+    session_hash = models.CharField(max_length=64, db_index=True, editable=False)
+    user = models.ForeignKey(User, null=True, on_delete=models.CASCADE, editable=False)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        verbose_name = _("passkey challenge")
+        verbose_name_plural = _("passkey challenges")
+
+    def __str__(self) -> str:
+        return f"{self.purpose} challenge {self.pk}"
+
+
+# --- Pro Santé Connect (accounts/psc) ---
+# Its models live with it; importing them here registers them with the accounts app.
+from vigie.accounts.psc.models import PscDevice, PscSession  # noqa: E402
+
+__all__ = [
+    "Invitation",
+    "LoginThrottle",
+    "PscDevice",
+    "PscSession",
+    "Role",
+    "SealedTOTPDevice",
+    "TotpSeed",
+    "User",
+]

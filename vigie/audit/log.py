@@ -49,7 +49,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from django.conf import settings
-from django.db import DatabaseError, connection, transaction
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, connection, connections, transaction
 from django.dispatch import Signal
 from django.utils import timezone
 
@@ -375,7 +375,9 @@ def _insert(events: list[AuditEvent], seq: int, hash_hex: str) -> None:
     the database spends running them, on the path every read waits for. Values are prepared
     by each field (`get_db_prep_save`), exactly as the ORM would send them.
     """
-    conn = connection
+    # This thread's connection itself, not the `connection` proxy: every field's conversion
+    # below reads it, and each read through the proxy is a thread-local lookup.
+    conn = connections[DEFAULT_DB_ALIAS]
     fields = AuditEvent._meta.concrete_fields
     rows = [
         [f.get_db_prep_save(getattr(event, f.attname), conn) for f in fields] for event in events

@@ -100,7 +100,7 @@ def _check_actor(recent: QuerySet[AuditEvent], actor_id: int, rules: Thresholds)
             severity="warning",
             summary=f"{username} opened records of {stats['patients']} patients "
             f"in {rules.window_minutes} minutes",
-            details={"actor_id": actor_id, "patients": stats["patients"]},
+            details={"actor_id": actor_id, "actor": username, "patients": stats["patients"]},
             dedupe_key=f"many-patients:{actor_id}",
         )
     last_minute = reads.filter(at__gte=timezone.now() - timedelta(minutes=1)).count()
@@ -109,7 +109,7 @@ def _check_actor(recent: QuerySet[AuditEvent], actor_id: int, rules: Thresholds)
             "access.crawler",
             severity="critical",
             summary=f"{username} made {last_minute} reads in one minute (crawler-like)",
-            details={"actor_id": actor_id, "reads_last_minute": last_minute},
+            details={"actor_id": actor_id, "actor": username, "reads_last_minute": last_minute},
             dedupe_key=f"crawler:{actor_id}",
         )
     denied = mine.filter(outcome="denied").count()
@@ -118,7 +118,7 @@ def _check_actor(recent: QuerySet[AuditEvent], actor_id: int, rules: Thresholds)
             "access.denials",
             severity="warning",
             summary=f"{username} was denied {denied} times in {rules.window_minutes} minutes",
-            details={"actor_id": actor_id, "denied": denied},
+            details={"actor_id": actor_id, "actor": username, "denied": denied},
             dedupe_key=f"denials:actor:{actor_id}",
         )
 

@@ -21,3 +21,16 @@ DOCUMENT_MARKED_READ = "document.marked_read"
 # write of its own (see `audit_actor_document_idx`).
 OPENED = (DOCUMENT_READ, DOCUMENT_DOWNLOAD, DOCUMENT_MARKED_READ)
 CANARY_TOUCHED = "guard.canary.touched"
+# One break-the-glass access granted: what the DPO counts as "an emergency access".
+EMERGENCY_GRANT = "emergency.grant"
+
+# Passkeys (accounts/passkeys.py) and the sign-in policy (accounts/signin_policy.py). Here,
+# beside the records' tags, so that a rule or report watching for a cloned authenticator or
+# a refused sign-in method matches a constant, never a string of its own.
+PASSKEY_REGISTERED = "passkey.registered"
+PASSKEY_REGISTRATION_REFUSED = "passkey.registration_refused"
+PASSKEY_USED = "passkey.used"
+PASSKEY_REFUSED = "passkey.refused"
+PASSKEY_CLONE_SUSPECTED = "passkey.clone_suspected"
+PASSKEY_REVOKED = "passkey.revoked"
+SIGNIN_METHOD_REFUSED = "login.method_refused"

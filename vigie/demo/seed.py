@@ -59,6 +59,11 @@ def read_credentials() -> list[DemoLogin]:
     return [DemoLogin(**user) for user in data["users"]]
 
 
+def demo_rpps(index: int) -> str:
+    """The demo's RPPS number for its `index`-th doctor (11 digits, none a real one's)."""
+    return f"1999{index:07d}"
+
+
 def _new_password() -> str:
     # Random even for the demo: a demo left reachable must not open with a known password.
     return secrets.token_urlsafe(12)
@@ -72,9 +77,13 @@ def _create_people(clinic: Clinic) -> list[DemoLogin]:
     ]
     people += [(u, "", "", Role.ADMIN) for u in clinic.admins]
     people += [(u, "", "", Role.AUDITOR) for u in clinic.auditors]
-    for username, first, last, role in people:
+    for index, (username, first, last, role) in enumerate(people, start=1):
         password = _new_password()
         user = User(username=username, first_name=first, last_name=last, role=role)
+        if role == Role.DOCTOR:
+            # A made-up RPPS number, so that `make demo-psc` can show the Pro Santé Connect
+            # sign-in (the tests' provider takes it as the card's identifier).
+            user.rpps = demo_rpps(index)
         if role == Role.ADMIN:
             # Until the portal's own admin pages exist, IT works in Django's admin.
             user.is_staff = True

@@ -136,12 +136,17 @@ class EmergencyLookupForm(forms.Form):
 
 
 class EmergencyGrantForm(forms.Form):
-    reason = forms.ChoiceField(label=_("Reason"), choices=EmergencyReason.choices)
+    # data-keep: typed text survives an expired session (static/vigie/session.js).
+    reason = forms.ChoiceField(
+        label=_("Reason"),
+        choices=EmergencyReason.choices,
+        widget=forms.Select(attrs={"data-keep": ""}),
+    )
     justification = forms.CharField(
         label=_("Justification"),
         min_length=EMERGENCY_JUSTIFICATION_MIN_LENGTH,
         max_length=2000,
-        widget=forms.Textarea(attrs={"rows": 4}),
+        widget=forms.Textarea(attrs={"rows": 4, "data-keep": ""}),
         help_text=_(
             "Describe the situation for the data protection officer, who reviews every "
             "emergency access."

@@ -80,9 +80,14 @@ def search_patients(
     date. Partial names are safe here: the scope bounds the result, and the folded key is
     the name itself, nothing more sensitive.
     """
-    patients = patients_in_scope(user).annotate(
-        compact_name=Replace("search_key", Value(" "), Value(""))
-    )
+    return matching_patients(patients_in_scope(user), q=q, birth_date=birth_date)
+
+
+def matching_patients(
+    patients: QuerySet[Patient], *, q: str = "", birth_date: date | None = None
+) -> QuerySet[Patient]:
+    """`patients` filtered by the words of `q` and the birth date, as `search_patients` says."""
+    patients = patients.annotate(compact_name=Replace("search_key", Value(" "), Value("")))
     try:
         # An INS is often typed in groups ("2 85 03 75 …"): taken whole before the split.
         ins = validate_nir(q)

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from vigie.portal.views import documents, emergency, inbox, patients, search
+from vigie.portal.views import documents, dpo, emergency, inbox, patients, search
 
 app_name = "portal"
 
@@ -15,4 +15,7 @@ urlpatterns = [
     path("documents/<str:doc_id>/download", documents.document_download, name="document_download"),
     path("emergency/", emergency.emergency_lookup, name="emergency_lookup"),
     path("emergency/confirm", emergency.emergency_grant, name="emergency_grant"),
+    # The DPO's ways to the audit reports (role auditor only).
+    path("dpo/patients/", dpo.patient_search, name="dpo_patients"),
+    path("dpo/users/", dpo.actor_search, name="dpo_actors"),
 ]

@@ -27,7 +27,7 @@ from django_otp.plugins.otp_static.models import StaticDevice
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from vigie.accounts.middleware import VerifiedUserMiddleware
-from vigie.accounts.models import Role, User
+from vigie.accounts.models import PscDevice, Role, User
 
 pytestmark = pytest.mark.django_db
 
@@ -101,6 +101,14 @@ def _scenarios() -> dict[str, Callable[[], dict[str, Any]]]:
         user = _doctor("dr.static")
         return _signed_in(user, static(user).persistent_id)
 
+    def scenario_psc() -> dict[str, Any]:
+        user = _doctor("dr.psc")
+        return _signed_in(user, PscDevice.objects.create(user=user, confirmed=True).persistent_id)
+
+    def scenario_someone_elses_psc() -> dict[str, Any]:
+        user, other = _doctor("dr.me.psc"), _doctor("dr.other.psc")
+        return _signed_in(user, PscDevice.objects.create(user=other, confirmed=True).persistent_id)
+
     def scenario_unconfirmed() -> dict[str, Any]:
         user = _doctor("dr.unconfirmed")
         return _signed_in(user, totp(user, confirmed=False).persistent_id)
@@ -169,6 +177,8 @@ def _scenarios() -> dict[str, Callable[[], dict[str, Any]]]:
         "totp": scenario_totp,
         "sealed proxy id": scenario_sealed_proxy_id,
         "recovery codes": scenario_static,
+        "pro santé connect": scenario_psc,
+        "another account's pro santé connect": scenario_someone_elses_psc,
         "unconfirmed device": scenario_unconfirmed,
         "another account's device": scenario_someone_elses_device,
         "deleted device": scenario_deleted_device,

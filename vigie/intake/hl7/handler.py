@@ -25,10 +25,11 @@ rather than abandoning a message nobody recorded.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
-from django.db import DatabaseError, IntegrityError
+from django.db import DatabaseError, IntegrityError, connection
 
 from vigie.audit.log import AuditUnavailable, record
 from vigie.intake.hl7 import ack
@@ -36,6 +37,7 @@ from vigie.intake.hl7.oru import LabResult, read_oru
 from vigie.intake.hl7.parser import ErrorCode, Header, HL7Error, Message, parse, peek_header
 from vigie.intake.hl7.render import render_report
 from vigie.intake.models import MllpSender, ReceivedMessage
+from vigie.lib import rawsql
 from vigie.records.ingest import DocumentMeta
 from vigie.records.ingest_errors import ForeignSource, InvalidDocument, StorageUnavailable
 from vigie.records.models import Document, DocumentKind, PendingDocument
@@ -106,18 +108,24 @@ def handle(raw: bytes, *, sender: MllpSender, local_authority: str = "") -> Repl
         header = Header()
     try:
         return _handle(raw, header, sender, local_authority)
-    except HL7Error as exc:
+    except Exception as exc:  # every failure becomes an ACK, see `reply_for`
+        return reply_for(header, exc, sender)
+
+
+def reply_for(header: Header, exc: Exception, sender: MllpSender) -> Reply:
+    """The AE/AR (audited) for a message that was not stored because of `exc`."""
+    if isinstance(exc, HL7Error):
         return refuse(header, exc, sender=sender)
-    except ForeignSource as exc:
+    if isinstance(exc, ForeignSource):
         # AR, not AE: resending will not make another lab's authority this sender's.
         return refuse(
             header,
             HL7Error(ack.REJECT, ErrorCode.TABLE_VALUE_NOT_FOUND, str(exc), segment="PID"),
             sender=sender,
         )
-    except InvalidDocument as exc:
+    if isinstance(exc, InvalidDocument):
         return refuse(header, HL7Error(ack.ERROR, ErrorCode.DATA_TYPE, str(exc)), sender=sender)
-    except (StorageUnavailable, AuditUnavailable, DatabaseError) as exc:
+    if isinstance(exc, (StorageUnavailable, AuditUnavailable, DatabaseError)):
         logger.warning("hl7: %s not stored: %s", header.control_id, exc)
         return refuse(
             header,
@@ -129,18 +137,17 @@ def handle(raw: bytes, *, sender: MllpSender, local_authority: str = "") -> Repl
             ),
             sender=sender,
         )
-    except Exception:
-        logger.exception("hl7: unexpected failure on %s", header.control_id)
-        return refuse(
-            header,
-            HL7Error(
-                ack.ERROR,
-                ErrorCode.INTERNAL_ERROR,
-                "internal error; nothing was kept: send the message again later (the "
-                "administrator has the details in the log)",
-            ),
-            sender=sender,
-        )
+    logger.error("hl7: unexpected failure on %s", header.control_id, exc_info=exc)
+    return refuse(
+        header,
+        HL7Error(
+            ack.ERROR,
+            ErrorCode.INTERNAL_ERROR,
+            "internal error; nothing was kept: send the message again later (the "
+            "administrator has the details in the log)",
+        ),
+        sender=sender,
+    )
 
 
 def _handle(raw: bytes, header: Header, sender: MllpSender, local_authority: str) -> Reply:
@@ -149,6 +156,46 @@ def _handle(raw: bytes, header: Header, sender: MllpSender, local_authority: str
     taken = _taken(message, sender)
     if taken is not None:
         return _duplicate(header, message, taken, sender)
+    converted = convert(message, sender, local_authority)
+    within = received_hook(message, sender)
+    try:
+        received = receive(
+            converted.patient,
+            converted.meta,
+            converted.content,
+            channel=CHANNEL,
+            extra=_facts(message, sender),
+            within=within,
+        )
+    except IntegrityError:
+        # Another connection delivered the same message a moment ago and won the race.
+        taken = _taken(message, sender)
+        if taken is None:
+            raise
+        return _duplicate(header, message, taken, sender)
+    return Reply(
+        ack=ack.build(header, ack.ACCEPT),
+        code=ack.ACCEPT,
+        control_id=message.control_id,
+        document_id=received.document.pk if received.document else "",
+        pending_id=received.pending.pk if received.pending else "",
+    )
+
+
+@dataclass(frozen=True)
+class Converted:
+    """What one ORU becomes: the patient as the message names them, the document's
+    metadata, and the content to seal. The seam between reading HL7 and storing: the
+    single-message path (`handle`) and the MLLP group commit (`batch.handle_many`) both
+    store exactly what `convert` returns."""
+
+    patient: Sender
+    meta: DocumentMeta
+    content: bytes
+
+
+def convert(message: Message, sender: MllpSender, local_authority: str) -> Converted:
+    """The document an ORU^R01 becomes (an `HL7Error` when its content is not usable)."""
     # The letterhead of a rendered report names the authenticated sender, not MSH-4.
     result = replace(read_oru(message), source_name=sender.source_system)
     patient = _patient(result.patient, sender, local_authority)
@@ -164,16 +211,30 @@ def _handle(raw: bytes, header: Header, sender: MllpSender, local_authority: str
         author=result.author,
         content_type=content_type,
     )
+    return Converted(patient, meta, content)
+
+
+def received_hook(
+    message: Message, sender: MllpSender
+) -> Callable[[Document | PendingDocument], None]:
+    """What runs in the stored row's transaction: the ReceivedMessage that makes a resend
+    a duplicate, and the `intake.received` event."""
     facts = _facts(message, sender)
+    source = received_from(sender, message)
 
     def within(row: Document | PendingDocument) -> None:
         is_document = isinstance(row, Document)
-        ReceivedMessage.objects.create(
-            channel=CHANNEL,
-            source=received_from(sender, message),
-            control_id=message.control_id,
-            document_id=row.pk if is_document else "",
-            pending_id="" if is_document else row.pk,
+        # Raw, as `create()` writes it: on the MLLP path the ORM's INSERT cost more CPU
+        # than the database's work.
+        rawsql.insert(
+            ReceivedMessage(
+                channel=CHANNEL,
+                source=source,
+                control_id=message.control_id,
+                document_id=row.pk if is_document else "",
+                pending_id="" if is_document else row.pk,
+            ),
+            connection,
         )
         record(
             "intake.received",
@@ -182,21 +243,7 @@ def _handle(raw: bytes, header: Header, sender: MllpSender, local_authority: str
             extra={**facts, "pending_id": "" if is_document else row.pk},
         )
 
-    try:
-        received = receive(patient, meta, content, channel=CHANNEL, extra=facts, within=within)
-    except IntegrityError:
-        # Another connection delivered the same message a moment ago and won the race.
-        taken = _taken(message, sender)
-        if taken is None:
-            raise
-        return _duplicate(header, message, taken, sender)
-    return Reply(
-        ack=ack.build(header, ack.ACCEPT),
-        code=ack.ACCEPT,
-        control_id=message.control_id,
-        document_id=received.document.pk if received.document else "",
-        pending_id=received.pending.pk if received.pending else "",
-    )
+    return within
 
 
 def _taken(message: Message, sender: MllpSender) -> ReceivedMessage | None:

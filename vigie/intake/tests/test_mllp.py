@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from django.utils import timezone
 
 from vigie import vault
 from vigie.audit.models import AuditEvent
@@ -392,3 +393,44 @@ def test_the_server_survives_oversized_and_garbage_frames(server, known):
     finally:
         fresh.close()
     assert Document.objects.count() == 2
+
+
+def test_a_sender_revoked_while_connected_is_hung_up_on(server, known):
+    client = MllpClient("127.0.0.1", server.port)
+    try:
+        assert ack_fields(client.exchange(Oru(control_id="BEFORE").encode()))["code"] == "AA"
+        MllpSender.objects.filter(name="BIOMED").update(revoked_at=timezone.now())
+        # The next message on the same connection: no ACK, the connection is closed.
+        client.send(Oru(control_id="AFTER").encode())
+        with pytest.raises(ConnectionError):
+            client.receive(timeout=20)
+    finally:
+        client.close()
+    assert list(ReceivedMessage.objects.values_list("control_id", flat=True)) == ["BEFORE"]
+    assert AuditEvent.objects.filter(action="intake.mllp.refused").count() == 1
+
+
+def test_a_round_that_cannot_be_read_closes_the_connection_without_an_ack(
+    server, known, monkeypatch
+):
+    from vigie.intake.hl7.rounds import Rounds
+
+    def down(self, batch):
+        raise RuntimeError("database unavailable")
+
+    monkeypatch.setattr(Rounds, "_prepare", down)
+    client = MllpClient("127.0.0.1", server.port)
+    try:
+        client.send(Oru(control_id="LOST").encode())
+        with pytest.raises(ConnectionError):
+            client.receive(timeout=20)
+    finally:
+        client.close()
+    monkeypatch.undo()
+    assert ReceivedMessage.objects.count() == 0
+    # The server itself carries on: the resend is stored.
+    again = MllpClient("127.0.0.1", server.port)
+    try:
+        assert ack_fields(again.exchange(Oru(control_id="LOST").encode()))["code"] == "AA"
+    finally:
+        again.close()

@@ -12,11 +12,14 @@ from vigie.accounts.models import Role
 from vigie.portal.forms import PatientSearchForm
 from vigie.portal.inbox import unread_counts
 from vigie.portal.services import PAGE_SIZE, emergency_expiries, search_patients
+from vigie.portal.views import dpo
 
 
 @require_GET
 @never_cache
 def home(request: HttpRequest) -> HttpResponse:
+    if getattr(request.user, "role", None) == Role.AUDITOR:
+        return dpo.home(request)
     if getattr(request.user, "role", None) != Role.DOCTOR:
         # IT and the auditor have no patients: say where their work is instead.
         return render(request, "portal/home_not_doctor.html")

@@ -440,7 +440,7 @@ def test_doctors_are_created_without_password_and_audited(tmp_path: Path) -> Non
     )
     code, out, _ = _run(tmp_path, "doctors", content)
     assert code == 0, out
-    assert "ignored column(s): rpps" in out
+    assert "ignored column" not in out
     assert "2 account(s) created" in out
     assert "Hand each doctor their invitation code" in out
     martin = User.objects.get(username="dr.martin")
@@ -448,6 +448,9 @@ def test_doctors_are_created_without_password_and_audited(tmp_path: Path) -> Non
     assert martin.email == "claire.martin@example.org"
     assert not martin.has_usable_password()
     assert martin.is_active
+    # The RPPS number is what a Pro Santé Connect sign-in is matched on; none is "no number".
+    assert martin.rpps == "10001234567"
+    assert User.objects.get(username="dr.bernard").rpps is None
     events = AuditEvent.objects.filter(action="account.created").order_by("seq")
     assert [e.extra["username"] for e in events] == ["dr.martin", "dr.bernard"]
     assert AuditEvent.objects.get(action="import.csv").extra["created"] == 2
@@ -499,6 +502,32 @@ def test_doctor_lines_with_errors_import_nothing(tmp_path: Path) -> None:
     assert "6 bad line(s), 1 good line(s)" in out
     assert list(User.objects.values_list("username", flat=True)) == ["dr.exists"]
     assert not AuditEvent.objects.filter(action="account.created").exists()
+
+
+def test_doctor_rpps_numbers_are_checked_and_unique(tmp_path: Path) -> None:
+    User.objects.create_user(username="dr.exists", role=Role.DOCTOR, rpps="10000000001")
+    content = (
+        f"{DOCTORS_HEADER}\n"
+        "dr.a;A;Anne;;1000 0000 002\n"  # spaces as printed on a card: accepted
+        "dr.b;B;Bob;;810000000003\n"  # PSC's form, with its "8" prefix: accepted
+        "dr.c;C;Carl;;10000000002\n"
+        "dr.d;D;Dan;;10000000001\n"
+        "dr.e;E;Eve;;12345\n"
+    )
+    code, out, _ = _run(tmp_path, "doctors", content)
+    assert code == 1
+    assert "line 4: rpps 10000000002 is already on line 2" in out
+    assert "line 5: rpps 10000000001 already belongs to another account" in out
+    assert "line 6: rpps “12345” is not an RPPS number (11 digits)" in out
+    assert "3 bad line(s), 2 good line(s)" in out
+    good = f"{DOCTORS_HEADER}\ndr.a;A;Anne;;1000 0000 002\ndr.b;B;Bob;;810000000003\n"
+    assert _run(tmp_path, "doctors", good)[0] == 0
+    assert dict(
+        User.objects.filter(username__in=["dr.a", "dr.b"]).values_list("username", "rpps")
+    ) == {
+        "dr.a": "10000000002",
+        "dr.b": "10000000003",
+    }
 
 
 def test_doctors_dry_run_and_then_relationships_for_them(tmp_path: Path) -> None:

@@ -181,3 +181,21 @@ def test_an_ingest_stores_and_audits_what_the_orm_path_did(
     else:
         assert actions == ["intake.pending", "intake.received"]
     assert verify().ok
+
+
+def test_a_raw_insert_of_a_row_with_an_automatic_key_matches_create() -> None:
+    # The MLLP path writes its ReceivedMessage raw: the database assigns the id, as with
+    # create() (PostgreSQL refuses an explicit NULL in an identity column).
+    from vigie.intake.models import ReceivedMessage
+
+    at = timezone.now()
+    fields = {"channel": "hl7", "source": "LAB|APP^FAC", "received_at": at, "pending_id": ""}
+    orm = ReceivedMessage.objects.create(control_id="ORM-1", document_id="d1", **fields)
+    raw = ReceivedMessage(control_id="RAW-1", document_id="d1", **fields)
+    rawsql.insert(raw, connection)
+    rows = {r["control_id"]: r for r in ReceivedMessage.objects.values().order_by("control_id")}
+    assert rows["RAW-1"]["id"] > 0
+    assert rows["RAW-1"]["id"] != orm.pk
+    for row in rows.values():
+        del row["id"], row["control_id"]
+    assert rows["RAW-1"] == rows["ORM-1"]

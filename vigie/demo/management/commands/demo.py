@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
+from vigie.accounts.models import User
 from vigie.demo.seed import credentials_path, seed
 
 
@@ -35,10 +36,14 @@ class Command(BaseCommand):
 
             logins = seed(progress=advance)
         table = Table(title=f"Demo logins (also in {credentials_path()})")
-        for column in ("username", "password", "role"):
+        psc = settings.VIGIE_PSC_ENABLED
+        for column in ("username", "password", "role", *(["PSC card (test)"] if psc else [])):
             table.add_column(column)
+        cards = dict(User.objects.exclude(rpps=None).values_list("username", "rpps"))
         for login in logins:
-            table.add_row(login.username, login.password, login.role)
+            # What to type at the local test provider: PSC's SubjectNameID, "8" + RPPS.
+            card = [f"8{cards[login.username]}" if login.username in cards else ""]
+            table.add_row(login.username, login.password, login.role, *(card if psc else []))
         Console().print(table)
         if options["no_serve"]:
             return

@@ -18,10 +18,10 @@ from vigie.records.management.commands._csv_import import add_import_parser, run
 
 HELP = """\
 Create doctor accounts from a CSV file (UTF-8, ';' or ',' delimited, header line):
-  username;family_name;given_names;email
-  dr.martin;MARTIN;Claire;claire.martin@example.org
-French headers work too (identifiant;nom;prénom;courriel); email is optional; an rpps
-column is ignored. An existing username is an error (accounts are never updated). Every line
+  username;family_name;given_names;email;rpps
+  dr.martin;MARTIN;Claire;claire.martin@example.org;10001234567
+French headers work too (identifiant;nom;prénom;courriel); email and rpps are optional (the
+RPPS number lets the doctor sign in with Pro Santé Connect). An existing username is an error (accounts are never updated). Every line
 is checked first: if any is wrong, each is reported with its line number and nothing is
 imported (exit code 1). Accounts get no password: an administrator sets a first one in the
 admin, and the doctor enrols an authenticator at first login."""

@@ -1,0 +1,297 @@
+"""`receive_many()`: `receive()` for a round of documents, with one round of fsyncs for all.
+
+An intake channel that acknowledges each document only once it is durable (MLLP) pays, with
+`receive()`, two file fsyncs and one database commit per document, each a wait for the disk.
+Here a round of documents, each checked and matched exactly as `receive()` does, is stored
+with one wait of each kind:
+
+1. each document is checked (`inspect`), matched (`match_patient`) and sealed into its blob,
+   written and named but not yet fsynced (`vault.group.SealGroup`);
+2. every blob of the round is fsynced, files then folders, concurrently;
+3. one transaction inserts every row (Document or PendingDocument), runs each channel's
+   `within` hook (its ReceivedMessage row) and appends every audit event as ONE batch
+   (`audit.log.together`), then commits: one fsync of the database;
+4. only then does `receive_many` return, so the caller may acknowledge.
+
+Nothing is weakened: no row exists before its blob is durable (a crash before 3 commits
+leaves orphan blobs for `vault fsck`, never a row without a blob), and every document is
+acknowledged after the commit that holds it. One document that fails does not fail the
+others: a check or seal failure is that document's outcome alone, and if the round's
+transaction fails (a ReceivedMessage already taken by another process, a constraint), the
+documents are committed again one transaction each, so only the ones at fault fail.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, connection, transaction
+
+from vigie import vault
+from vigie.audit import log as audit_log
+from vigie.audit.log import record
+from vigie.lib import rawsql
+from vigie.records.ingest import (
+    DocumentMeta,
+    _validate_meta,
+    meta_fields,
+    record_stored,
+)
+from vigie.records.ingest_errors import InvalidDocument, StorageUnavailable
+from vigie.records.inspection import ContentReport, inspect
+from vigie.records.models import (
+    Document,
+    PatientIdentifier,
+    PendingDocument,
+    new_document_id,
+)
+from vigie.records.receive import (
+    CHANNELS,
+    Match,
+    Received,
+    Sender,
+    _with_type,
+    in_own_source,
+    match_patient,
+)
+from vigie.vault.group import SealGroup
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["Arrival", "Round", "commit_round", "prepare_round", "receive_many"]
+
+
+@dataclass(frozen=True)
+class Arrival:
+    """One document of a round, as `receive()` takes it."""
+
+    sender: Sender
+    meta: DocumentMeta
+    content: bytes
+    channel: str
+    extra: dict[str, Any] = field(default_factory=dict)
+    # Runs in the round's transaction with the stored row (see `receive`'s `within`).
+    within: Callable[[Document | PendingDocument], None] | None = None
+
+
+@dataclass
+class _Ready:
+    """An arrival checked and matched, its blob written: what its row needs."""
+
+    index: int
+    arrival: Arrival
+    match: Match
+    meta: DocumentMeta
+    report: ContentReport
+    row_id: str = ""
+    sealed: tuple[str, bytes, int, str] = ("", b"", 0, "")
+    row: Document | PendingDocument | None = None
+
+
+@dataclass
+class Round:
+    """A round prepared (checked, matched, its blobs durable, no row yet): `commit_round`
+    next. Two steps so that a caller can pipeline: while one round commits, the next is
+    prepared and its blobs fsynced (the waits release the interpreter)."""
+
+    group: SealGroup
+    ready: list[_Ready]
+    outcomes: list[Received | Exception | None]
+
+
+def receive_many(
+    arrivals: list[Arrival], *, executor: Executor | None = None
+) -> list[Received | Exception]:
+    """Each arrival's outcome, in order: its `Received` (durable), or the exception
+    `receive()` would have raised for it (InvalidDocument, ForeignSource,
+    StorageUnavailable, AuditUnavailable, a DatabaseError...), nothing of it stored.
+
+    `executor` runs the round's fsyncs concurrently (a few threads are plenty).
+    """
+    return commit_round(prepare_round(arrivals, executor=executor))
+
+
+def prepare_round(arrivals: list[Arrival], *, executor: Executor | None = None) -> Round:
+    """Check, match and seal every arrival, and make the blobs durable (fsynced, files and
+    folders, concurrently with `executor`); no row yet. Pipelined, this wait overlaps the
+    previous round's commit."""
+    outcomes: list[Received | Exception | None] = [None] * len(arrivals)
+    ready: list[_Ready] = []
+    for index, arrival in enumerate(arrivals):
+        try:
+            ready.append(_check(index, arrival))
+        except Exception as exc:  # this document's answer; the others go on
+            outcomes[index] = exc
+    group = SealGroup(vault.get_store(), vault.get_keyring(), int(settings.VIGIE_VAULT_CHUNK_SIZE))
+    try:
+        ready = _seal(ready, group, outcomes)
+        if ready:
+            try:
+                group.sync(executor)
+            except OSError as exc:
+                problem = StorageUnavailable(f"cannot store the document: {exc.strerror or exc}")
+                group.discard(r.row_id for r in ready)
+                for item in ready:
+                    outcomes[item.index] = problem
+                ready = []
+    except BaseException:
+        group.discard(r.row_id for r in ready)
+        group.close()
+        raise
+    return Round(group, ready, outcomes)
+
+
+def commit_round(round_: Round) -> list[Received | Exception]:
+    """Commit the round's rows and events in one transaction (its blobs are durable
+    already); each arrival's outcome, in order. Returns once what it reports stored is
+    committed."""
+    group, ready, outcomes = round_.group, round_.ready, round_.outcomes
+    try:
+        if ready:
+            _commit(ready, group, outcomes)
+    except BaseException:
+        # Not committed (an unexpected error): the blobs are orphans, remove them now.
+        group.discard(r.row_id for r in ready if not isinstance(outcomes[r.index], Received))
+        raise
+    finally:
+        group.close()
+    final: list[Received | Exception] = []
+    for outcome in outcomes:
+        if outcome is None:  # every path above sets one; guard against a silent gap
+            outcome = RuntimeError("internal error: a document of the round has no outcome")
+        final.append(outcome)
+    return final
+
+
+def _check(index: int, arrival: Arrival) -> _Ready:
+    """What `receive()` checks before it stores anything, in the same order."""
+    if arrival.channel not in CHANNELS:
+        raise ValueError(f"unknown channel {arrival.channel!r}")
+    _validate_meta(arrival.meta)
+    limit = settings.VIGIE_MAX_DOCUMENT_SIZE
+    if len(arrival.content) > limit:
+        raise InvalidDocument(f"the document is larger than the limit of {limit} bytes")
+    sender = in_own_source(arrival.sender, arrival.meta.source_system)
+    report = inspect(arrival.content, arrival.meta.content_type)
+    match = match_patient(sender)
+    meta = _with_type(arrival.meta, report)
+    return _Ready(index, arrival, match, meta, report)
+
+
+def _seal(ready: list[_Ready], group: SealGroup, outcomes: list[Any]) -> list[_Ready]:
+    # One shard prefix for the round: its blobs share a folder, hence one folder fsync.
+    # The other 30 characters (180 random bits) keep every id unguessable.
+    prefix = new_document_id()[:2]
+    sealed: list[_Ready] = []
+    limit = int(settings.VIGIE_MAX_DOCUMENT_SIZE)
+    for item in ready:
+        item.row_id = prefix + new_document_id()[2:]
+        try:
+            item.sealed = group.seal(item.row_id, item.arrival.content, limit)
+        except vault.DocumentTooLarge as exc:
+            outcomes[item.index] = InvalidDocument(str(exc))
+            continue
+        except (OSError, vault.VaultError) as exc:
+            text = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            outcomes[item.index] = StorageUnavailable(f"cannot store the document: {text}")
+            continue
+        sealed.append(item)
+    return sealed
+
+
+def _commit(ready: list[_Ready], group: SealGroup, outcomes: list[Any]) -> None:
+    try:
+        with transaction.atomic(), audit_log.together():
+            for item in ready:
+                _insert(item)
+    except Exception:
+        # One of them (or the audit) failed the round: each alone now, so that only what is
+        # at fault fails. Rare: a control id taken meanwhile by another process.
+        logger.info("round of %d failed as a whole; committing one by one", len(ready))
+        for item in ready:
+            try:
+                with transaction.atomic(), audit_log.together():
+                    _insert(item)
+            except Exception as exc:
+                outcomes[item.index] = exc
+                group.discard([item.row_id])
+                continue
+            _done(item, outcomes)
+        return
+    for item in ready:
+        _done(item, outcomes)
+
+
+def _insert(item: _Ready) -> None:
+    kek_id, wrapped_key, size, sha256 = item.sealed
+    arrival, report = item.arrival, item.report
+    common = {
+        "id": item.row_id,
+        "size": size,
+        "sha256": sha256,
+        "kek_id": kek_id,
+        "wrapped_key": wrapped_key,
+        **meta_fields(item.meta),
+        "active_content": report.active_content,
+        "content_warnings": list(report.warnings),
+    }
+    if item.match.patient is not None:
+        document = Document(patient=item.match.patient, **common)
+        rawsql.insert(document, connection)
+        if arrival.within is not None:
+            arrival.within(document)
+        record_stored(document)
+        item.row = document
+        return
+    reason = item.match.reason[:500]
+    pending = PendingDocument(
+        channel=arrival.channel,
+        reason=reason,
+        identifiers=arrival.sender.identifiers(),
+        demographics=arrival.sender.demographics(),
+        **common,
+    )
+    rawsql.insert(pending, connection)
+    audit_extra = {
+        "channel": arrival.channel,
+        "source_system": item.meta.source_system,
+        **arrival.extra,
+    }
+    record(
+        "intake.pending",
+        reason=reason,
+        extra={
+            **audit_extra,
+            "pending_id": pending.pk,
+            "identifiers": arrival.sender.identifiers(),
+        },
+    )
+    if arrival.within is not None:
+        arrival.within(pending)
+    item.row = pending
+
+
+def _done(item: _Ready, outcomes: list[Any]) -> None:
+    row = item.row
+    if isinstance(row, Document):
+        outcomes[item.index] = Received(document=row, warnings=item.report.warnings)
+        _learn(item)
+    else:
+        outcomes[item.index] = Received(pending=row, warnings=item.report.warnings)
+
+
+def _learn(item: _Ready) -> None:
+    """As `receive()`: an IPP of the sender's system, first seen with an INS match."""
+    if item.match.learn is None or item.match.patient is None:
+        return
+    source, value = item.match.learn
+    try:
+        with transaction.atomic():
+            PatientIdentifier.objects.create(patient=item.match.patient, source=source, value=value)
+    except IntegrityError:
+        logger.info("identifier %s:%s learnt concurrently", source, value)

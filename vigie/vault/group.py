@@ -1,0 +1,144 @@
+"""Sealing many small documents and making them durable together (group commit).
+
+`vault.seal` makes each blob durable on its own: fsync the file, publish its name, fsync the
+folder — two waits for the disk per document, one after the other. A writer that stores
+many documents per round (the MLLP committer) uses a `SealGroup` instead: every blob of the
+round is encrypted, written and given its final name first, then `sync()` fsyncs all their
+files and their folders at once, from a few threads, so the file system commits them in one
+or two journal commits rather than two per document. A caller may reference a blob (commit
+its row) only after `sync()` returned.
+
+Crash safety is unchanged where it matters: until `sync()` returns, no row names these
+blobs, so a crash leaves at most orphans (ciphertext nobody references, perhaps cut short)
+that `vigie vault fsck` reports and removes, as for a crash between `seal` and a row today.
+Ids that share their first two characters share a shard folder, hence one folder fsync: the
+caller chooses them (see `records.batch`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import secrets
+from collections.abc import Callable, Iterable
+from concurrent.futures import Executor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from vigie.lib import durable
+from vigie.vault.envelope import new_data_key, seal_chunks
+from vigie.vault.errors import DocumentTooLarge, VaultError
+from vigie.vault.kek_store import Keyring
+from vigie.vault.store import TEMP_PREFIX, FilesystemBlobStore
+
+__all__ = ["SealGroup"]
+
+
+@dataclass
+class _Written:
+    blob_id: str
+    path: Path
+    fd: int  # kept open until `sync()`: fsync needs the file, and reopening costs a lookup
+
+
+class SealGroup:
+    """Blobs sealed for one round; durable together once `sync()` returns."""
+
+    def __init__(self, store: FilesystemBlobStore, keyring: Keyring, chunk_size: int) -> None:
+        self.store = store
+        self.keyring = keyring
+        self.chunk_size = chunk_size
+        self._written: dict[str, _Written] = {}
+        # Folders whose entries changed: a new shard folder was created in them.
+        self._parents: set[Path] = set()
+
+    def seal(self, document_id: str, data: bytes, max_size: int) -> tuple[str, bytes, int, str]:
+        """Encrypt `data` into the blob `document_id`, written but not yet durable: returns
+        (kek_id, wrapped_key, size, sha256) for the row. DocumentTooLarge, VaultError or
+        OSError with nothing left behind."""
+        final = self.store.path_for(document_id)
+        if len(data) > max_size:
+            raise DocumentTooLarge(f"the document is larger than the limit of {max_size} bytes")
+        if os.path.lexists(final):
+            raise VaultError(f"blob {document_id} already exists; blobs are write-once")
+        data_key = new_data_key()
+        kek_id, wrapped_key = self.keyring.wrap(data_key, document_id)
+        sealed = seal_chunks(data_key, document_id, io.BytesIO(data), self.chunk_size, max_size)
+        self._make_shard(final.parent)
+        tmp = final.parent / f"{TEMP_PREFIX}{document_id}-{secrets.token_hex(6)}"
+        fd = durable.create_private(tmp)
+        try:
+            for chunk in sealed:
+                durable.write_all(fd, chunk)
+            # Named now, fsynced in `sync()`: a name on unsynced data is safe because no
+            # row refers to it before then (a crash leaves an orphan for fsck).
+            durable.publish_new(tmp, final)
+        except BaseException:
+            os.close(fd)
+            tmp.unlink(missing_ok=True)
+            raise
+        self._written[document_id] = _Written(document_id, final, fd)
+        return kek_id, wrapped_key, sealed.size, sealed.sha256
+
+    def _make_shard(self, shard: Path) -> None:
+        """The blob's folder, created if new: its own entry is fsynced with the round's in
+        `sync()` (not at once, as `durable.make_private_dir` does), one wait fewer."""
+        if shard.is_dir():
+            return
+        durable.make_private_dir(shard.parent)  # the store's root: exists but once
+        # Made by us or, a moment ago, by another writer that may not have fsynced its
+        # entry yet: either way ours is only durable once the parent is fsynced.
+        self._parents.add(shard.parent)
+        try:
+            shard.mkdir(mode=durable.PRIVATE_DIR_MODE)
+        except FileExistsError:
+            return
+        shard.chmod(durable.PRIVATE_DIR_MODE)  # mkdir's mode is filtered by the umask
+
+    def sync(self, executor: Executor | None = None) -> None:
+        """fsync every file written and every folder their names (or new shard folders)
+        were written in; with `executor`, all at once (the disk then serves them in one or
+        two journal commits). OSError if any fails: the caller must then treat none of
+        them as durable. The order among them does not matter: nothing refers to these
+        blobs until every one of these calls has returned."""
+        files: list[int | Path] = [w.fd for w in self._written.values()]
+        folders = sorted({w.path.parent for w in self._written.values()} | self._parents)
+        _run(executor, _fsync, files + list(folders))
+        self._parents.clear()
+
+    def discard(self, blob_ids: Iterable[str]) -> None:
+        """Remove these blobs (their rows will not commit); missing ones are ignored."""
+        for blob_id in blob_ids:
+            written = self._written.pop(blob_id, None)
+            if written is None:
+                continue
+            os.close(written.fd)
+            written.path.unlink(missing_ok=True)
+
+    def close(self) -> None:
+        """Close the files still open (after `sync()`, or when giving the round up)."""
+        for written in self._written.values():
+            with contextlib.suppress(OSError):  # already closed: nothing to release
+                os.close(written.fd)
+        self._written.clear()
+
+    def __len__(self) -> int:
+        return len(self._written)
+
+
+def _fsync(target: int | Path) -> None:
+    if isinstance(target, Path):
+        durable.fsync_dir(target)
+    else:
+        os.fsync(target)
+
+
+def _run(executor: Executor | None, work: Callable[[Any], None], items: list[Any]) -> None:
+    if executor is None or len(items) < 2:
+        for item in items:
+            work(item)
+        return
+    # list(): map is lazy, and an exception surfaces only when its result is read.
+    list(executor.map(work, items))
