@@ -20,6 +20,8 @@ ACTION_LABELS: dict[str, Promise] = {
     "document.download": gettext_lazy("Document downloaded"),
     "document.read.denied": gettext_lazy("Document read refused"),
     "document.read.failed": gettext_lazy("Document read failed"),
+    "document.marked_read": gettext_lazy("Document marked as read"),
+    "inbox.view": gettext_lazy("New documents listed"),
     "patient.view": gettext_lazy("Patient record opened"),
     "patient.view.denied": gettext_lazy("Patient record refused"),
     "export.patient": gettext_lazy("Patient record exported"),

@@ -10,6 +10,7 @@ from typing import Any
 
 from django.db.models import QuerySet
 
+from vigie.audit import tags
 from vigie.audit.models import AuditEvent
 
 CSV_COLUMNS = (
@@ -91,7 +92,10 @@ def fhir_audit_event(event: AuditEvent) -> dict[str, Any]:
         "id": f"vigie-{event.seq}",
         "type": _FHIR_TYPE,
         "subtype": [{"system": "urn:vigie:action", "code": event.action}],
-        "action": "R" if event.action.startswith("document.") else "E",
+        # "Marked as read" changes the doctor's read state; it discloses nothing: not an R.
+        "action": "R"
+        if event.action.startswith("document.") and event.action != tags.DOCUMENT_MARKED_READ
+        else "E",
         "recorded": event.at.isoformat(),
         "outcome": _FHIR_OUTCOME.get(event.outcome, "8"),
         "agent": [agent],

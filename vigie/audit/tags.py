@@ -14,6 +14,12 @@ from __future__ import annotations
 
 DOCUMENT_READ = "document.read"
 DOCUMENT_DOWNLOAD = "document.download"
+# A doctor said "I have seen it" without opening it (the results inbox's "mark as read").
+DOCUMENT_MARKED_READ = "document.marked_read"
+# A document counts as opened by a doctor once one of these, with that doctor as actor and
+# that document's id, is in the trail: the door's own read events, so that reading needs no
+# write of its own (see `audit_actor_document_idx`).
+OPENED = (DOCUMENT_READ, DOCUMENT_DOWNLOAD, DOCUMENT_MARKED_READ)
 CANARY_TOUCHED = "guard.canary.touched"
 # One break-the-glass access granted: what the DPO counts as "an emergency access".
 EMERGENCY_GRANT = "emergency.grant"

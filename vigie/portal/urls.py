@@ -1,11 +1,14 @@
 from django.urls import path
 
-from vigie.portal.views import documents, dpo, emergency, patients, results, search
+from vigie.portal.views import documents, dpo, emergency, inbox, patients, results, search
 
 app_name = "portal"
 
 urlpatterns = [
     path("", search.home, name="home"),
+    path("inbox/", inbox.inbox_page, name="inbox"),
+    path("inbox/documents/<str:doc_id>/read", inbox.mark_document_read, name="mark_document_read"),
+    path("inbox/patients/<str:public_id>/read", inbox.mark_patient_read, name="mark_patient_read"),
     path("patients/<str:public_id>/", patients.patient_detail, name="patient_detail"),
     path("patients/<str:public_id>/results/", results.patient_results, name="patient_results"),
     path("documents/<str:doc_id>/", documents.document_viewer, name="document_viewer"),

@@ -366,34 +366,6 @@ class EmergencyAccess(DoctorPatientLink):
         return self.granted_at <= moment < self.expires_at
 
 
-class PatientVisit(models.Model):
-    """When a doctor last opened a patient's page, for the "new since your last visit" mark."""
-
-    doctor = models.ForeignKey(
-        settings.AUTH_USER_MODEL,
-        on_delete=models.PROTECT,
-        related_name="patient_visits",
-        verbose_name=_("doctor"),
-    )
-    patient = models.ForeignKey(
-        Patient,
-        on_delete=models.PROTECT,
-        related_name="visits",
-        verbose_name=_("patient"),
-    )
-    last_visit_at = models.DateTimeField(_("last visit at"), default=timezone.now)
-
-    class Meta:
-        verbose_name = _("patient visit")
-        verbose_name_plural = _("patient visits")
-        constraints: ClassVar[list[models.BaseConstraint]] = [
-            models.UniqueConstraint(fields=["doctor", "patient"], name="patient_visit_unique"),
-        ]
-
-    def __str__(self) -> str:
-        return f"{self.doctor} → {self.patient} ({self.last_visit_at:%Y-%m-%d %H:%M})"
-
-
 class PatientIdentifier(models.Model):
     """An identifier another system gives this patient, e.g. a laboratory's own IPP.
 

@@ -14,6 +14,8 @@ from django.views.decorators.http import require_GET
 
 from vigie.portal.door import disposition_for, lab_results, serve_document, serve_results_pdf
 from vigie.portal.errors import fail_closed_without_audit
+from vigie.portal.forms import timeline_form
+from vigie.portal.services import Neighbours, neighbours
 
 View = TypeVar("View", bound=Callable[..., HttpResponseBase])
 
@@ -32,6 +34,11 @@ def document_viewer(request: HttpRequest, doc_id: str) -> HttpResponse:
     if isinstance(found, HttpResponse):
         return found
     document, decision, results = found
+    # The list the doctor came from (the timeline's filter and order travel in the query
+    # string), so that previous and next walk that list and no other.
+    filters = timeline_form(request.GET).filters()
+    around = neighbours(document, filters) if filters is not None else Neighbours()
+    list_query = request.GET.urlencode() if filters is not None else ""
     return render(
         request,
         "portal/document.html",
@@ -41,6 +48,8 @@ def document_viewer(request: HttpRequest, doc_id: str) -> HttpResponse:
             "decision": decision,
             "inline": disposition_for(document, "view") == "inline",
             "results": results,
+            "around": around,
+            "list_query": list_query,
         },
     )
 
