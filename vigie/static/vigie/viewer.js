@@ -43,7 +43,7 @@
   });
 
   var print = target("print");
-  if (print && document.querySelector("iframe.viewer-frame")) {
+  if (print && document.querySelector("iframe.viewer-frame, section.lab-results")) {
     print.hidden = false;
     print.addEventListener("click", printDocument);
   }
