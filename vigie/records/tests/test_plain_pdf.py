@@ -12,6 +12,7 @@ trees), and byte mutations of all of them.
 from __future__ import annotations
 
 import io
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -29,11 +30,16 @@ from vigie.records.plain_pdf import plain_pdf_is_clean
 ACTIVE = inspection._ACTIVE_NAME_BYTES
 
 
+# pypdf's messages may name an object by its repr, which holds the reader's memory address
+# (`IndirectObject(3, 0, 140234…)`, `at 0x7f…`): two runs over the same bytes differ there.
+_ADDRESSES = re.compile(r"(IndirectObject\(\d+, \d+), \d+\)|0x[0-9a-f]{6,}")
+
+
 def _answer(data: bytes) -> tuple[str, Any]:
     try:
         report = inspection.inspect(data, "application/pdf")
     except InvalidDocument as exc:
-        return ("refused", str(exc))
+        return ("refused", _ADDRESSES.sub(lambda m: (m.group(1) or "") + "…", str(exc)))
     return ("report", report)
 
 
