@@ -116,3 +116,21 @@ def test_the_watcher_anchors_every_interval_on_its_own_clock(settings) -> None:
     watch.run(stop, interval=0, monotonic=monotonic)
     signed, _ = read_checkpoints()
     assert [c.seq for c in signed] == [1, 2]
+
+
+def test_a_second_watcher_stands_by_while_another_node_holds_the_watch() -> None:
+    """Every node runs `vigie audit watch`: only the singleton's holder anchors (and scans);
+    the others still beat, and one takes over, at once, when the holder is gone."""
+    from vigie.lib.singleton import AUDIT_WATCH, Singleton
+
+    record("document.read")
+    other_node = Singleton(AUDIT_WATCH)
+    try:
+        assert other_node.acquire() is True
+        watch.run(threading.Event(), interval=0, once=True)
+        assert read_checkpoints()[0] == []  # stood by: nothing signed
+        assert watch.last_beat() is not None  # but alive
+    finally:
+        other_node.release()
+    watch.run(threading.Event(), interval=0, once=True)
+    assert [c.seq for c in read_checkpoints()[0]] == [1]
