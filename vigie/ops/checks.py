@@ -28,6 +28,7 @@ from pathlib import Path
 from django.conf import settings
 
 from vigie.ops.check_base import FAILURE, OK, WARNING, Check, Context, Finding, Status
+from vigie.ops.checks_nodes import check_singletons
 from vigie.ops.checks_psc import check_psc_discovery, check_psc_secret
 from vigie.ops.checks_services import (
     check_audit_checkpoint,
@@ -455,6 +456,7 @@ CHECKS: tuple[tuple[str, Check], ...] = (
     ("backup.verified", check_backup_verified),
     ("audit.checkpoint", check_audit_checkpoint),
     ("audit.watch", check_audit_watch),
+    ("nodes.singletons", check_singletons),
     ("psc", check_psc_secret),
     ("psc.discovery", check_psc_discovery),
 )
