@@ -32,7 +32,7 @@ from vigie.alerts.models import Alert
 from vigie.alerts.services import raise_alert
 from vigie.audit.log import record
 from vigie.audit.models import AuditEvent
-from vigie.guard.models import GuardState, MaintenanceWindow
+from vigie.guard.models import GuardHost, GuardState, MaintenanceWindow
 from vigie.guard.windows import format_duration
 from vigie.lib.locked import retry_when_locked
 
@@ -88,6 +88,10 @@ def _write_beat(now: datetime, *, host: str, pid: int) -> None:
     if not GuardState.objects.filter(pk=GuardState.SINGLETON).update(**fields):
         GuardState.get()
         GuardState.objects.filter(pk=GuardState.SINGLETON).update(**fields)
+    # Each host's own row too: on a group a dead guard must show even while another beats.
+    GuardHost.objects.update_or_create(
+        host=host[:200], defaults={"pid": pid, "last_heartbeat": now}
+    )
 
 
 def _post(url: str, payload: dict[str, Any], *, timeout: float) -> None:

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
+from django.utils import translation
 
 from vigie.audit.checkpoints import read_checkpoints
 from vigie.audit.log import record
@@ -20,6 +21,13 @@ from vigie.ops.check_base import OK, Context
 from vigie.ops.checks_nodes import check_singletons
 
 pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def _english() -> Iterator[None]:
+    # The messages are matched in English, whatever an earlier test left active.
+    with translation.override("en"):
+        yield
 
 
 @pytest.fixture(autouse=True)
