@@ -109,3 +109,34 @@ def test_check_names_the_node_holding_each_job(other_node: Callable[[str], Singl
     assert finding.status == OK
     assert f"audit-watch: {singleton.node_name()}" in finding.message
     assert "backup: nobody" in finding.message
+
+
+def test_check_fails_when_one_hosts_guard_is_silent_while_another_beats() -> None:
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from vigie.audit.models import AuditEvent
+    from vigie.guard.heartbeat import beat
+    from vigie.guard.models import GuardHost
+    from vigie.ops.check_base import FAILURE
+    from vigie.ops.checks_nodes import check_guard_hosts
+
+    ctx = Context(database_reachable=True, database_migrated=True)
+    beat()
+    GuardHost.objects.create(
+        host="node-b", pid=7, last_heartbeat=timezone.now() - timedelta(hours=1)
+    )
+    finding = check_guard_hosts(ctx)
+    assert finding.status == FAILURE
+    assert "node-b" in finding.message
+    assert "vigie guard forget HOST" in finding.fix
+
+    # node-b was taken out of the group: forgetting it is audited, and the check passes.
+    out = StringIO()
+    call_command("guard", "forget", "node-b", stdout=out)
+    assert "forgot guard host node-b" in out.getvalue()
+    assert AuditEvent.objects.filter(action="guard.host.forgotten", extra__host="node-b").exists()
+    assert check_guard_hosts(ctx).status == OK
+    with pytest.raises(CommandError, match="no guard host named node-b"):
+        call_command("guard", "forget", "node-b", stdout=StringIO())
