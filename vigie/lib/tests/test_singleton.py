@@ -180,3 +180,17 @@ def test_it_notices_a_lost_session_and_takes_the_lock_again() -> None:
     finally:
         lock.release()
         other.release()
+
+
+@pytest.mark.skipif(
+    os.environ.get("DATABASE_URL", "").split(":")[0] not in {"postgres", "postgresql"},
+    reason="PostgreSQL only: application_name is a PostgreSQL session's",
+)
+def test_every_session_says_which_node_it_comes_from() -> None:
+    import socket
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT application_name FROM pg_stat_activity WHERE pid = pg_backend_pid()")
+        row = cursor.fetchone()
+    assert row is not None
+    assert row[0] == f"vigie@{socket.gethostname()}"[:63]
