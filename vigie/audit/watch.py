@@ -91,7 +91,10 @@ def run(
                 position, anchored_at = _pass(position, anchored_at, thresholds, monotonic)
             else:
                 holding = False
-            beat(position)
+            if holding or not lock.unreachable:
+                # Standing by is alive; a database out of reach is not: no beat, so that
+                # `vigie check` says nobody anchors the tail.
+                beat(position)
             if once or stop.wait(interval):
                 return position
     finally:

@@ -87,6 +87,8 @@ class Singleton:
         self._pg: Any = None  # a dedicated Django DatabaseWrapper
         self._pg_held = False
         self._fd: int | None = None
+        # The last `acquire()` could not reach the database (so nobody is known to hold it).
+        self.unreachable = False
 
     @property
     def postgresql(self) -> bool:
@@ -138,6 +140,7 @@ class Singleton:
         return wrapper
 
     def _acquire_pg(self) -> bool:
+        self.unreachable = False
         try:
             if self._pg is None:
                 self._pg = self._connect()
@@ -158,6 +161,7 @@ class Singleton:
         except DatabaseError:
             logger.warning("singleton %s: database unreachable; not held", self.name)
             self.release()
+            self.unreachable = True
             return False
         if self._pg_held and not held:
             logger.warning("singleton %s: lock lost (session ended); not held", self.name)

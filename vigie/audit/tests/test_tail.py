@@ -5,6 +5,7 @@ tail's age when nothing anchors it."""
 
 from __future__ import annotations
 
+import os
 import threading
 from datetime import timedelta
 
@@ -134,3 +135,22 @@ def test_a_second_watcher_stands_by_while_another_node_holds_the_watch() -> None
         other_node.release()
     watch.run(threading.Event(), interval=0, once=True)
     assert [c.seq for c in read_checkpoints()[0]] == [1]
+
+
+@pytest.mark.skipif(
+    not os.environ.get("DATABASE_URL", "").startswith("postgres"),
+    reason="PostgreSQL only: on SQLite the lock is a file, reachable with the disk",
+)
+def test_a_watcher_that_cannot_reach_the_lock_does_not_claim_to_be_alive(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from django.db import OperationalError
+
+    from vigie.lib.singleton import Singleton
+
+    def unreachable(self: Singleton) -> None:
+        raise OperationalError("connection refused")
+
+    monkeypatch.setattr(Singleton, "_connect", unreachable)
+    watch.run(threading.Event(), interval=0, once=True)
+    assert watch.last_beat() is None  # `vigie check` fails: nobody anchors, nobody scans
