@@ -13,8 +13,9 @@ Every server is checked by hand first (200 and exactly the payload's bytes, so w
 a login page or a 401), then wrk (2 threads, 10 s timeout) runs `--duration` seconds per
 server and connection count (32 and 256 by default), in `--rounds` interleaved rounds: inside
 a round every server takes its turn, so drift on a shared machine hits all alike. Figures are
-medians over rounds. Targets (issue 7): Vigie ≥ 0.5 x nginx, ≥ 0.25 x Orthanc, p99 ≤ 25 ms
-at 32 connections.
+medians over rounds. Targets (issue 19, bench/targets.py): at 32 connections Vigie ≥ 0.1 x
+nginx, ≥ 0.2 x Orthanc, p99 ≤ 50 ms, ≤ 1.5 ms of server CPU per read, PostgreSQL ≥ 0.8 x
+SQLite; at 256 connections p99 ≤ 1 s.
 
 `--profile`: py-spy on a granian worker of Vigie (SQLite) under 32 connections,
 bench/results/fetch-flame.svg and the hottest frames. `--noaudit` adds the benchmark-only
@@ -50,6 +51,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode, urljoin, urlsplit, urlunsplit
 
+from bench import targets as goal
 from bench.orthanc import HTTP_THREADS, start_orthanc
 from bench.payload import DOC_SIZE, make_pdf
 from bench.processes import (
@@ -284,23 +286,9 @@ def vigie_login(port: int, username: str, password: str, totp_key: str) -> str:
     return "; ".join(f"{k}={v}" for k, v in client.cookies.items())
 
 
-def start_vigie(
-    work: Path,
-    procs: Processes,
-    pdf: bytes,
-    workers: int,
-    threads: int,
-    *,
-    name: str = "vigie",
-    wsgi_app: str | None = None,
-    database_url: str | None = None,
-) -> tuple[str, str, subprocess.Popen[bytes]]:
-    """(URL, Cookie header, server process) of the PDF served by Vigie in production mode.
-
-    `wsgi_app` runs granian on another WSGI entry (the benchmark-only no-audit build) instead
-    of `vigie serve`; everything else — home, keys, users, login — is set up the same way.
-    `database_url` (postgres://...) selects PostgreSQL instead of the embedded SQLite.
-    """
+def vigie_env(work: Path, name: str, database_url: str | None = None) -> dict[str, str]:
+    """The environment of the Vigie named `name` under `work`: production mode, plain HTTP
+    on loopback, a throwaway home and keys folder; PostgreSQL if `database_url` is given."""
     home = work / f"{name}-home"
     env = {
         k: v
@@ -318,6 +306,27 @@ def start_vigie(
     )
     if database_url:
         env["DATABASE_URL"] = database_url
+    return env
+
+
+def start_vigie(
+    work: Path,
+    procs: Processes,
+    pdf: bytes,
+    workers: int,
+    threads: int,
+    *,
+    name: str = "vigie",
+    wsgi_app: str | None = None,
+    database_url: str | None = None,
+) -> tuple[str, str, subprocess.Popen[bytes]]:
+    """(URL, Cookie header, server process) of the PDF served by Vigie in production mode.
+
+    `wsgi_app` runs granian on another WSGI entry (the benchmark-only no-audit build) instead
+    of `vigie serve`; everything else — home, keys, users, login — is set up the same way.
+    `database_url` (postgres://...) selects PostgreSQL instead of the embedded SQLite.
+    """
+    env = vigie_env(work, name, database_url)
     vigie = [sys.executable, "-m", "vigie"]
 
     def run(*args: str) -> str:
@@ -744,15 +753,37 @@ def run(
     for key in map(str, connections):
         ratios[key], targets_met[key] = {}, {}
         for which in (server for server in servers if server.startswith("vigie-")):
-            rate = servers[which][key]["requests_per_s"]
-            for base, floor in (("nginx", 0.5), ("orthanc", 0.25)):
+            row = servers[which][key]
+            rate = row["requests_per_s"]
+            judged = which != "vigie-noaudit"
+            for base, floor in (
+                ("nginx", goal.READ_OVER_NGINX),
+                ("orthanc", goal.READ_OVER_ORTHANC),
+            ):
                 ratio = rate / max(servers[base][key]["requests_per_s"], 1e-9)
                 ratios[key][f"{which}/{base}"] = round(ratio, 4)
-                if which != "vigie-noaudit":
+                if judged and key == goal.JUDGED_AT:
                     targets_met[key][f"{which}/{base} >= {floor}"] = ratio >= floor
-            if key == "32" and which != "vigie-noaudit":
-                p99 = servers[which][key]["p99_ms"]
-                targets_met[key][f"{which} p99 <= 25 ms"] = p99 <= 25
+            if not judged:
+                continue
+            if key == goal.JUDGED_AT:
+                p99_limit = goal.READ_P99_MS_AT_32
+                cpu = row["cpu_ms_per_request"]
+                if cpu is not None:
+                    targets_met[key][f"{which} CPU <= {goal.READ_CPU_MS} ms/req"] = (
+                        cpu <= goal.READ_CPU_MS
+                    )
+                if which == "vigie-postgresql" and "vigie-sqlite" in servers:
+                    sqlite = servers["vigie-sqlite"][key]["requests_per_s"]
+                    ratios[key]["vigie-postgresql/vigie-sqlite"] = round(
+                        rate / max(sqlite, 1e-9), 4
+                    )
+                    targets_met[key][f"postgresql/sqlite >= {goal.POSTGRES_OVER_SQLITE}"] = (
+                        rate >= goal.POSTGRES_OVER_SQLITE * sqlite
+                    )
+            else:
+                p99_limit = goal.READ_P99_MS_AT_256
+            targets_met[key][f"{which} p99 <= {p99_limit:g} ms"] = row["p99_ms"] <= p99_limit
     return {
         "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "document_bytes": DOC_SIZE,
@@ -771,9 +802,12 @@ def run(
         "skipped": skipped,
         "ratios": ratios,
         "targets": {
-            "vigie_over_nginx_at_least": 0.5,
-            "vigie_over_orthanc_at_least": 0.25,
-            "vigie_p99_ms_at_most_at_32": 25,
+            "vigie_over_nginx_at_least": goal.READ_OVER_NGINX,
+            "vigie_over_orthanc_at_least": goal.READ_OVER_ORTHANC,
+            "vigie_p99_ms_at_most_at_32": goal.READ_P99_MS_AT_32,
+            "vigie_p99_ms_at_most_at_256": goal.READ_P99_MS_AT_256,
+            "vigie_cpu_ms_per_read_at_most": goal.READ_CPU_MS,
+            "postgresql_over_sqlite_at_least": goal.POSTGRES_OVER_SQLITE,
             "met": targets_met,
             "all_met": all(v for per in targets_met.values() for v in per.values()),
         },

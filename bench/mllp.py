@@ -8,12 +8,9 @@ process, every thread), and a check that the documents stored equal the AAs sent
 that acknowledged without storing would be fast and wrong). Target (issue 20): ≥ 1,000
 messages/s on each database.
 
-The conversion: every ORU without an embedded PDF is rendered into a PDF with reportlab at
-intake (about 4.4 ms), which issue 20 replaces by sealing the message as received with its
-parsed observations. Until that lands, `--conversion no-pdf` (the default here) starts the
-server through `bench/mllp_noreport.py`, which swaps the rendering for a fixed one-page PDF
-written by string formatting, so the figure measures the server loop and the group commit,
-not reportlab; `--conversion reportlab` measures the product as it is.
+What each message becomes is the product's own conversion: the message sealed exactly as
+received, its observations parsed and sealed beside it (issue 20); nothing is rendered at
+intake.
 
     python -m bench.mllp [--duration 5 --rounds 3 --database sqlite,postgresql]
 """
@@ -126,7 +123,6 @@ def bench_one(
     env: dict[str, str],
     duration: int,
     rounds: int,
-    conversion: str,
     name: str,
 ) -> dict[str, Any]:
     """Rounds of 8 connections against one server; its rates, CPU and stored counts."""
@@ -140,8 +136,7 @@ def bench_one(
     cpu: list[float] = []
     acked = 0
     try:
-        entry = ["bench.mllp_noreport"] if conversion == "no-pdf" else ["vigie"]
-        argv = [sys.executable, "-m", *entry, "intake", "mllp", "--port", str(port)]
+        argv = [sys.executable, "-m", "vigie", "intake", "mllp", "--port", str(port)]
         # The lab sends the clinic's own IPP, assigned by "CLINIQUE".
         argv += ["--local-authority", "CLINIQUE", "--sender", "bench-lab"]
         process = procs.start(argv, log, env=env)
@@ -175,7 +170,6 @@ def bench_one(
         "acknowledged": acked,
         "documents_stored": documents,
         "connections": CONNECTIONS,
-        "conversion": conversion,
         "target": MLLP_TARGET,
         "target_met": rate >= MLLP_TARGET,
     }
@@ -187,7 +181,6 @@ def run(
     duration: int,
     rounds: int,
     databases: tuple[str, ...] = ("sqlite", "postgresql"),
-    conversion: str = "no-pdf",
 ) -> dict[str, Any]:
     """{database: figures}; `env` is a production-mode environment without DATABASE_URL
     whose VIGIE_HOME each database's run replaces with a home of its own."""
@@ -208,7 +201,7 @@ def run(
                     results[database] = {"skipped": str(exc)}
                     continue
                 own["DATABASE_URL"] = url
-            results[database] = bench_one(work, own, duration, rounds, conversion, database)
+            results[database] = bench_one(work, own, duration, rounds, database)
     return results
 
 
@@ -219,7 +212,6 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--duration", type=int, default=5)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--database", default="sqlite,postgresql")
-    parser.add_argument("--conversion", choices=("no-pdf", "reportlab"), default="no-pdf")
     options = parser.parse_args(argv)
     databases = tuple(d.strip() for d in options.database.split(",") if d.strip())
     with tempfile.TemporaryDirectory(prefix="vigie-bench-mllp-") as tmp:
@@ -230,7 +222,6 @@ def main(argv: list[str] | None = None) -> None:
             options.duration,
             options.rounds,
             databases,
-            options.conversion,
         )
     for database, figures in results.items():
         if "messages_per_s" in figures:

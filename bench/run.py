@@ -78,6 +78,9 @@ class Plan:
     rotation_keys: int = 10_000
     coldstart_runs: int = 5
     backup_documents: int = 10_000
+    # HPRIM through the hot folder: files per round (~25-50 s each at today's rate).
+    hprim_files: int = 500
+    hprim_rounds: int = 2
 
 
 QUICK = Plan(
@@ -92,6 +95,8 @@ QUICK = Plan(
     rotation_keys=1_000,
     coldstart_runs=2,
     backup_documents=300,
+    hprim_files=100,
+    hprim_rounds=1,
 )
 
 
@@ -202,6 +207,12 @@ def stage_ingest(plan: Plan, work: Path) -> dict[str, Any]:
     return run_ingest(plan.ingest_duration, plan.ingest_rounds, plan.profile)
 
 
+def stage_hprim(plan: Plan, work: Path) -> dict[str, Any]:
+    from bench.hprim_folder import run as run_hprim
+
+    return run_hprim(plan.hprim_files, plan.hprim_rounds)
+
+
 def stage_audit(plan: Plan, work: Path) -> dict[str, Any]:
     argv = [sys.executable, "-m", "bench.audit_verify", str(plan.audit_events)]
     argv += ["--jobs", str(os.cpu_count() or 1)]
@@ -229,6 +240,7 @@ STAGES: dict[str, tuple[str, Callable[[Plan, Path], dict[str, Any]]]] = {
     "vault": ("vault: seal 200 KB documents, open 50 MB", stage_vault),
     "fetch": ("fetch: nginx, Orthanc, Vigie SQLite/PostgreSQL", stage_fetch),
     "ingest": ("ingest: Vigie REST vs Orthanc POST /instances", stage_ingest),
+    "hprim": ("HPRIM Santé files through the hot folder", stage_hprim),
     "audit": ("audit verify", stage_audit),
     "keys": ("key rotation", stage_keys),
     "coldstart": ("cold start of `vigie serve` to first document", stage_coldstart),

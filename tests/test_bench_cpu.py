@@ -84,3 +84,48 @@ def test_it_shows_cpu_per_request_in_the_table() -> None:
     shown = {f["key"]: f["display"] for f in ingest_figures(ingest)}
     assert "25.60 ms server CPU/doc" in shown["ingest.vigie"]
     assert "2.20 ms server CPU/doc" in shown["ingest.orthanc"]
+
+
+def test_it_judges_reads_and_ingest_by_issue_19s_targets() -> None:
+    # A run that meets every read target at 32 connections (0.1 x nginx, 0.2 x Orthanc, p99
+    # 50 ms, 1.5 ms CPU, PostgreSQL 0.8 x SQLite), one that misses, and 256 judged by p99 only.
+    def row(rate: float, p99: float, cpu: float) -> dict[str, object]:
+        return {
+            "requests_per_s": rate,
+            "p50_ms": 1.0,
+            "p99_ms": p99,
+            "cpu_ms_per_request": cpu,
+            "errors": [],
+        }
+
+    fetch = {
+        "connections": [32, 256],
+        "servers": {
+            "nginx": {"32": row(10000.0, 5.0, 0.04), "256": row(10000.0, 5.0, 0.04)},
+            "orthanc": {"32": row(5000.0, 5.0, 0.1), "256": row(5000.0, 5.0, 0.1)},
+            "vigie-sqlite": {"32": row(1100.0, 45.0, 1.4), "256": row(1000.0, 900.0, 1.4)},
+            "vigie-postgresql": {"32": row(800.0, 45.0, 1.4), "256": row(800.0, 1100.0, 1.4)},
+        },
+    }
+    figures = {f["key"]: f for f in fetch_figures(fetch)}
+    sqlite = figures["fetch.vigie-sqlite.32"]
+    assert sqlite["target"] == "≥ 0.1 × nginx, ≥ 0.2 × orthanc, p99 ≤ 50 ms, CPU ≤ 1.5 ms/req"
+    assert sqlite["met"] is True
+    postgres = figures["fetch.vigie-postgresql.32"]
+    assert "≥ 0.8 × SQLite" in postgres["target"]
+    assert "0.73 x SQLite" in postgres["display"]
+    assert postgres["met"] is False  # 800 < 0.8 x 1,100
+    assert figures["fetch.vigie-sqlite.256"]["target"] == "p99 ≤ 1 s"
+    assert figures["fetch.vigie-sqlite.256"]["met"] is True
+    assert figures["fetch.vigie-postgresql.256"]["met"] is False
+    ingest = {
+        "rest": {
+            "vigie": {"documents_per_s": 160.0, "cpu_ms_per_document": 4.9},
+            "orthanc": {"documents_per_s": 300.0, "cpu_ms_per_document": 2.2},
+        }
+    }
+    vigie = {f["key"]: f for f in ingest_figures(ingest)}["ingest.vigie"]
+    assert vigie["target"] == "≥ 0.5 × Orthanc, CPU ≤ 5 ms/doc"
+    assert vigie["met"] is True
+    ingest["rest"]["vigie"]["cpu_ms_per_document"] = 7.1
+    assert {f["key"]: f for f in ingest_figures(ingest)}["ingest.vigie"]["met"] is False

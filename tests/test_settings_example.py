@@ -25,7 +25,16 @@ SETTINGS = REPO / "vigie" / "settings.py"
 ENV_EXAMPLE = REPO / "deploy" / "vigie.env.example"
 
 # vigie.lib.env's readers; `secret(NAME)` reads NAME and NAME_FILE.
-ENV_READERS = {"string", "boolean", "integer", "choice", "string_list", "path", "secret"}
+ENV_READERS = {
+    "string",
+    "boolean",
+    "integer",
+    "choice",
+    "string_list",
+    "choice_lists",
+    "path",
+    "secret",
+}
 
 # Read by the settings but not something an operator sets in vigie.env: the example must still
 # name each one (in a comment saying why), so that whoever greps the example finds it.

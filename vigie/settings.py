@@ -38,6 +38,24 @@ VIGIE_HOME = env.path("VIGIE_HOME", Path.cwd() / "var")
 # ./var under whatever folder the command happened to start in.
 VIGIE_HOME_EXPLICIT = env.string("VIGIE_HOME") is not None
 VIGIE_BLOB_DIR = env.path("VIGIE_BLOB_DIR", VIGIE_HOME / "blobs")
+# Where the sealed blobs live: `file` (VIGIE_BLOB_DIR) or `s3`, an S3-compatible object store
+# that must refuse overwrites (If-None-Match: *; probed at start). Blobs stay ciphertext there;
+# keys never go to the store. Credentials come from files only: an access key in clear
+# configuration ends up in process listings and crash reports.
+VIGIE_BLOB_STORE = env.choice("VIGIE_BLOB_STORE", ["file", "s3"], default="file")
+VIGIE_S3_ENDPOINT_URL = env.string("VIGIE_S3_ENDPOINT_URL")  # unset: AWS itself
+VIGIE_S3_BUCKET = env.string("VIGIE_S3_BUCKET")
+VIGIE_S3_PREFIX = env.string("VIGIE_S3_PREFIX", "blobs/") or "blobs/"
+VIGIE_S3_REGION = env.string("VIGIE_S3_REGION", "us-east-1") or "us-east-1"
+VIGIE_S3_ACCESS_KEY_ID_FILE = env.string("VIGIE_S3_ACCESS_KEY_ID_FILE")
+VIGIE_S3_SECRET_ACCESS_KEY_FILE = env.string("VIGIE_S3_SECRET_ACCESS_KEY_FILE")
+# A store that does not answer must not hold a doctor's page or a sender's connection for
+# minutes: connect and read timeouts (seconds), then retries with exponential backoff.
+VIGIE_S3_CONNECT_TIMEOUT = env.integer("VIGIE_S3_CONNECT_TIMEOUT", 5, minimum=1)
+VIGIE_S3_READ_TIMEOUT = env.integer("VIGIE_S3_READ_TIMEOUT", 20, minimum=1)
+VIGIE_S3_MAX_ATTEMPTS = env.integer("VIGIE_S3_MAX_ATTEMPTS", 3, minimum=1, maximum=10)
+# Blobs larger than this go up in parts of this size (multipart upload; S3's minimum is 5 MiB).
+VIGIE_S3_PART_SIZE = env.integer("VIGIE_S3_PART_SIZE", 8 * 1024 * 1024, minimum=5 * 1024 * 1024)
 if env.string("VIGIE_KEYRING_DIR") is not None:
     # The old name pointed at the keyring alone; the folder now holds every key.
     raise ConfigError(
@@ -98,6 +116,8 @@ if DEBUG and PRODUCTION:
 
 ALLOWED_HOSTS = env.string_list("VIGIE_ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env.string_list("VIGIE_CSRF_TRUSTED_ORIGINS")
+# A refused form gets Vigie's page (in the user's language, with a way home), not Django's.
+CSRF_FAILURE_VIEW = "vigie.portal.error_pages.csrf_failure"
 # Reverse proxies (addresses or networks) whose X-Forwarded-For/-Proto we believe; set by
 # `vigie serve --behind-proxy ADDR,...`. Empty: the headers are dropped.
 VIGIE_TRUSTED_PROXIES = env.string_list("VIGIE_TRUSTED_PROXIES")
@@ -109,10 +129,11 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
-    "django_otp",
-    "django_otp.plugins.otp_totp",
-    "django_otp.plugins.otp_static",
-    "csp",
+    # Third-party apps under French names in the admin (see vigie/accounts/third_party_apps.py).
+    "vigie.accounts.third_party_apps.OtpConfig",
+    "vigie.accounts.third_party_apps.OtpTotpConfig",
+    "vigie.accounts.third_party_apps.OtpStaticConfig",
+    "vigie.accounts.third_party_apps.CspConfig",
     "vigie.accounts",
     "vigie.records",
     "vigie.audit",
@@ -213,6 +234,9 @@ else:
         _db["ENGINE"] = "vigie.lib.sqlite"
         _db["OPTIONS"] = _SQLITE_OPTIONS
     else:
+        # Django's backend, without the health check's round trip on a connection that
+        # served the previous request cleanly a moment ago (vigie/lib/postgresql/base.py).
+        _db["ENGINE"] = "vigie.lib.postgresql"
         # Which node a session belongs to, in pg_stat_activity (a group of nodes shares one
         # server); `?application_name=` in DATABASE_URL wins. The lock sessions of the
         # cluster-wide jobs add the pid (vigie/lib/singleton.py).
@@ -238,6 +262,8 @@ AUTH_PASSWORD_VALIDATORS = [
 LANGUAGE_CODE = "fr"
 LANGUAGES = [("fr", "Français"), ("en", "English")]
 LOCALE_PATHS = [BASE_DIR / "locale"]
+# English dates day-first (7 Dec 2026), never the American month-first: vigie/lib/formats/en.
+FORMAT_MODULE_PATH = ["vigie.lib.formats"]
 TIME_ZONE = env.string("VIGIE_TIME_ZONE", "Europe/Paris") or "Europe/Paris"
 USE_I18N = True
 USE_TZ = True
@@ -325,6 +351,28 @@ VIGIE_LOGIN_ALERT_ATTEMPTS = env.integer("VIGIE_LOGIN_ALERT_ATTEMPTS", 10, minim
 OTP_TOTP_THROTTLE_FACTOR = 0
 OTP_STATIC_THROTTLE_FACTOR = 0
 OTP_TOTP_ISSUER = env.string("VIGIE_TOTP_ISSUER", "Vigie") or "Vigie"
+# Sign-in methods each role may use (vigie/accounts/signin_policy.py), `role=m1,m2;...`:
+# psc (Pro Santé Connect), passkey (a passkey alone, with user verification),
+# password_passkey (the password, then a passkey), password_totp (the password, then an
+# authenticator-app or recovery code). A role left out keeps its default. Production: doctors
+# by PSC or passkeys, IT and the data protection officer by passkeys only (phishing-resistant;
+# this is how they are required to use passkeys); a clinic adds password_totp where it
+# accepts codes. An account whose session was opened another way is led to register a
+# passkey (never locked out, never let further). Demo and tests allow every method, so the
+# seeded accounts keep their password and code.
+_SIGNIN_METHODS = ("psc", "passkey", "password_passkey", "password_totp")
+VIGIE_SIGNIN_METHODS = env.choice_lists(
+    "VIGIE_SIGNIN_METHODS",
+    ("doctor", "admin", "auditor"),
+    _SIGNIN_METHODS,
+    default={
+        "doctor": ["psc", "passkey", "password_passkey"],
+        "admin": ["passkey", "password_passkey"],
+        "auditor": ["passkey", "password_passkey"],
+    }
+    if PRODUCTION
+    else {role: list(_SIGNIN_METHODS) for role in ("doctor", "admin", "auditor")},
+)
 # Vigie unregisters django-otp's device admins (accounts/admin.py); should one come back, it
 # still shows no key, QR code or recovery code.
 OTP_ADMIN_HIDE_SENSITIVE_DATA = True

@@ -96,6 +96,18 @@ def _check_keyring() -> None:
         raise StartupError(f"{exc}{hint}") from None
 
 
+def _check_blob_store() -> None:
+    """An S3 store must answer and refuse overwrites (probed once) before anything is served."""
+    if settings.VIGIE_BLOB_STORE != "s3":
+        return
+    from vigie.vault import VaultError, get_blob_store
+
+    try:
+        get_blob_store()
+    except VaultError as exc:
+        raise StartupError(f"the blob store: {exc}") from None
+
+
 def redact_url(url: str) -> str:
     """A database URL without its password, safe to print."""
     parts = urlsplit(url)
@@ -136,6 +148,7 @@ def preflight(*, database: bool = True, apps: bool = True) -> None:
     _check_keys_apart()
     _check_secret_key()
     _check_keyring()
+    _check_blob_store()
     if apps:
         django.setup()
     if database:

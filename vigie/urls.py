@@ -8,6 +8,11 @@ from django.views.static import serve
 from vigie.intake.fhir import urls as fhir_writes
 from vigie.portal import fhir_urls as fhir_reads
 
+# Vigie's own failure pages, in the user's language with a way home (portal/error_pages.py).
+handler403 = "vigie.portal.error_pages.permission_denied"
+handler404 = "vigie.portal.error_pages.page_not_found"
+handler500 = "vigie.portal.error_pages.server_error"
+
 
 @require_GET
 def robots_txt(request: HttpRequest) -> HttpResponse:

@@ -4,7 +4,7 @@
   (shown once, on the answer to that very request) with which the person chooses a password
   and enrols an authenticator (see accounts.invitations).
 - django-otp's own device admins are removed: they show TOTP keys, QR codes and recovery
-  codes. An account's page says only whether a second factor is enrolled.
+  codes. An account's page says only whether a second factor is enrolled (and how many passkeys).
 - Nobody changes their own role, rights or active flag; a change of role to doctor, and every
   reset, alert the auditor.
 """
@@ -22,12 +22,12 @@ from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy
+from django.utils.translation import gettext_lazy, ngettext
 from django_otp.plugins.otp_static.models import StaticDevice
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from vigie.accounts import invitations
-from vigie.accounts.models import User
+from vigie.accounts.models import Passkey, User
 from vigie.audit.admin_audit import AuditedAdminMixin
 
 for _device_model in (TOTPDevice, StaticDevice):
@@ -101,10 +101,16 @@ class UserAdmin(AuditedAdminMixin, DjangoUserAdmin[User]):
 
     @admin.display(description=gettext_lazy("second factor"))
     def second_factor(self, obj: User) -> str:
-        # Whether, never what: the seed and the codes are the doctor's alone.
+        # Whether, never what: the seed, the codes and the passkeys are the person's alone.
+        found = []
         if TOTPDevice.objects.filter(user=obj, confirmed=True).exists():
-            return _("authenticator enrolled")
-        return _("not enrolled")
+            found.append(_("authenticator enrolled"))
+        count = Passkey.objects.filter(user=obj, confirmed=True).count()
+        if count:
+            found.append(
+                ngettext("%(count)d passkey", "%(count)d passkeys", count) % {"count": count}
+            )
+        return ", ".join(found) or _("not enrolled")
 
     def get_readonly_fields(self, request: HttpRequest, obj: User | None = None) -> list[str]:
         fields = ["second_factor", "last_login", "date_joined"]

@@ -28,6 +28,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponseForbidden, HttpRe
 from django.urls import Resolver404, ResolverMatch, resolve, reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 
+from vigie.accounts import signin_policy
 from vigie.accounts.reauth import is_second_factor_fresh, reauth_redirect
 from vigie.lib.headers import static_prefix
 
@@ -47,9 +48,26 @@ PUBLIC_VIEWS = frozenset(
         "accounts:psc_start",
         "accounts:psc_callback",
         "accounts:psc_backchannel_logout",
+        # A passkey alone: both steps are the sign-in itself (counted like a password).
+        "accounts:passkey_login_options",
+        "accounts:passkey_login",
     }
 )
-SECOND_FACTOR_VIEWS = frozenset({"accounts:verify", "accounts:enrol", "accounts:logout"})
+SECOND_FACTOR_VIEWS = frozenset(
+    {
+        "accounts:verify",
+        "accounts:enrol",
+        "accounts:logout",
+        # A passkey after the password, or the account's first one (views_passkeys.py
+        # refuses an account that already has a factor to prove instead).
+        "accounts:passkey_verify",
+        "accounts:passkey_second_factor_options",
+        "accounts:passkey_second_factor",
+        "accounts:passkey_enrol",
+        "accounts:passkey_register_options",
+        "accounts:passkey_register",
+    }
+)
 # Machine clients get a status, not a login form they cannot fill in.
 API_PREFIXES = ("/api/", "/fhir/")
 
@@ -82,12 +100,18 @@ def login_redirect(request: HttpRequest) -> HttpResponse:
         return response
     url = reverse(settings.LOGIN_URL)
     target = request.get_full_path()
+    query: dict[str, str] = {}
+    # Set by the session policy when it has just ended this session: the login page says so.
+    if getattr(request, "vigie_session_expired", False):
+        query["expired"] = "1"
     # Only a same-site path comes back after login, and only for a page (a GET): a POST
     # cannot be replayed and "//other.example" must never become a redirect target.
     if request.method in ("GET", "HEAD") and url_has_allowed_host_and_scheme(
         target, allowed_hosts=None
     ):
-        url = f"{url}?{urlencode({'next': target})}"
+        query["next"] = target
+    if query:
+        url = f"{url}?{urlencode(query)}"
     return HttpResponseRedirect(url)
 
 
@@ -114,6 +138,11 @@ class DenyByDefaultMiddleware:
             # The admin's own login form knows no second factor; it is never used.
             return HttpResponseForbidden() if is_verified(request) else login_redirect(request)
         if is_verified(request):
+            # A session opened by a method the user's role may not use (VIGIE_SIGNIN_METHODS)
+            # goes no further than registering a passkey, or back to the login page.
+            method_refusal = signin_policy.gate(request)
+            if method_refusal is not None:
+                return method_refusal
             # The admin can change accounts and care relationships: it needs a recent
             # second-factor proof, like any other sensitive action.
             in_admin = match is not None and "admin" in match.namespaces

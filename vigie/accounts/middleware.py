@@ -49,6 +49,8 @@ class SessionPolicyMiddleware:
         events.audit(events.SESSION_EXPIRED, request=request, actor=user, reason=reason)
         request.session.flush()
         request.user = AnonymousUser()
+        # Read by deny-by-default's login redirect, so the login page can say why.
+        request.vigie_session_expired = True  # type: ignore[attr-defined]
 
 
 class VerifiedUserMiddleware(AuthenticationMiddleware):

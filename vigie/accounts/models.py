@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+from datetime import datetime
 from typing import Any, ClassVar
 
 from django.contrib.auth.models import AbstractUser, UserManager
@@ -11,6 +12,7 @@ from django.db import models
 from django.db.models.functions import Now
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
+from django_otp.models import Device
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
 
@@ -36,8 +38,8 @@ class VigieUserManager(UserManager["User"]):
         return super().create_superuser(username, email, password, **extra)
 
 
-# django-stubs cannot type the reverse manager of PscDevice.user (django-otp's Device, which
-# declares it, ships no types); nothing uses `user.pscdevice_set`.
+# django-stubs cannot type the reverse managers of PscDevice.user and Passkey.user
+# (django-otp's Device, which declares them, ships no types); nothing uses them.
 class User(AbstractUser):  # type: ignore[django-manager-missing]
     role = models.CharField(_("role"), max_length=16, choices=Role.choices)
     # The doctor's national identifier (Répertoire partagé des professionnels de santé): the
@@ -201,6 +203,84 @@ class LoginThrottle(models.Model):
 
     def __str__(self) -> str:
         return f"{self.scope}:{self.key} ({self.attempts})"
+
+
+class Passkey(Device):  # type: ignore[misc]  # django-otp ships no types
+    """A WebAuthn credential (passkey) of one user, checked by accounts/passkeys.py.
+
+    A django-otp Device, so that a passkey proved after the password verifies the session
+    exactly as a TOTP code does (django_otp.login, the same middleware, the same
+    deny-by-default). A revoked passkey is kept (unconfirmed, `revoked_at` set) so that a
+    later use of it is recognised and audited, not treated as an unknown credential.
+    """
+
+    # base64url of the credential id (at most 1023 bytes, so 1364 characters).
+    credential_id: models.CharField[str, str] = models.CharField(
+        max_length=1400, unique=True, editable=False
+    )
+    public_key: models.BinaryField[bytes | memoryview, bytes | memoryview] = models.BinaryField(
+        editable=False
+    )  # COSE key: public, not a secret
+    # Random bytes given to the authenticator as the WebAuthn user.id (never the username).
+    user_handle: models.BinaryField[bytes | memoryview, bytes | memoryview] = models.BinaryField(
+        editable=False
+    )
+    sign_count: models.PositiveBigIntegerField[int, int] = models.PositiveBigIntegerField(
+        default=0, editable=False
+    )
+    transports: models.JSONField[list[str], list[str]] = models.JSONField(
+        default=list, editable=False
+    )
+    aaguid: models.CharField[str, str] = models.CharField(max_length=36, blank=True, editable=False)
+    backed_up: models.BooleanField[bool, bool] = models.BooleanField(default=False, editable=False)
+    registered_at: models.DateTimeField[datetime, datetime] = models.DateTimeField(
+        default=timezone.now, editable=False
+    )
+    used_at: models.DateTimeField[datetime | None, datetime | None] = models.DateTimeField(
+        null=True, blank=True, editable=False
+    )
+    revoked_at: models.DateTimeField[datetime | None, datetime | None] = models.DateTimeField(
+        null=True, blank=True, editable=False
+    )
+    revoked_reason: models.CharField[str, str] = models.CharField(
+        max_length=32, blank=True, editable=False
+    )
+
+    class Meta:
+        verbose_name = _("passkey")
+        verbose_name_plural = _("passkeys")
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.user_id})"
+
+
+class PasskeyChallenge(models.Model):
+    """One WebAuthn challenge, usable once, by the session it was issued to.
+
+    Not kept in the session itself: two concurrent requests of one session would both read
+    it before either saved; deleting this row is one conditional statement, so only one
+    request ever gets a challenge.
+    """
+
+    class Purpose(models.TextChoices):
+        REGISTER = "register", _("registration")
+        LOGIN = "login", _("sign-in with a passkey alone")
+        SECOND_FACTOR = "second_factor", _("second factor after the password")
+        REAUTH = "reauth", _("re-authentication")
+
+    challenge = models.BinaryField(editable=False)
+    purpose = models.CharField(max_length=16, choices=Purpose.choices, editable=False)
+    # SHA-256 of the session key: the row is bound to the session, never readable as one.
+    session_hash = models.CharField(max_length=64, db_index=True, editable=False)
+    user = models.ForeignKey(User, null=True, on_delete=models.CASCADE, editable=False)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        verbose_name = _("passkey challenge")
+        verbose_name_plural = _("passkey challenges")
+
+    def __str__(self) -> str:
+        return f"{self.purpose} challenge {self.pk}"
 
 
 # --- Pro Santé Connect (accounts/psc) ---

@@ -175,10 +175,24 @@ def pending_totp_device(user: User) -> SealedTOTPDevice:
 
 @transaction.atomic
 def revoke_all_devices(user: User) -> int:
-    """Delete every second factor of `user` (authenticators, their seeds, recovery codes)."""
+    """Delete every second factor of `user` (authenticators, their seeds, recovery codes)
+    and revoke their passkeys (kept, so that a later use is recognised and audited)."""
+    from vigie.accounts.passkeys import revoke_all
+
     totp: int = TOTPDevice.objects.filter(user=user).delete()[0]
     static: int = StaticDevice.objects.filter(user=user).delete()[0]
-    return totp + static
+    return totp + static + revoke_all(user, "reset")
+
+
+def has_confirmed_factor(user: User) -> bool:
+    """True when `user` has an authenticator or an active passkey (enrolment is then over:
+    a password alone must never add a factor beside one the account already has)."""
+    from vigie.accounts.models import Passkey
+
+    return (
+        confirmed_totp_device(user) is not None
+        or Passkey.objects.filter(user=user, confirmed=True).exists()
+    )
 
 
 @transaction.atomic

@@ -14,7 +14,7 @@ from django.conf import settings
 from django.contrib.auth import login
 from django.http import HttpRequest
 
-from vigie.accounts import events, lockout
+from vigie.accounts import events, lockout, signin_policy
 from vigie.accounts.otp import is_recovery_device, mark_second_factor_fresh
 
 if TYPE_CHECKING:
@@ -47,12 +47,15 @@ def start_password_session(request: HttpRequest, user: User) -> None:
         request.session[NEXT_URL] = next_url
 
 
-def complete_second_factor(request: HttpRequest, device: Any) -> None:
-    """The second factor is right: the session becomes fully logged in, under a new id."""
+def complete_second_factor(request: HttpRequest, device: Any, method: str | None = None) -> None:
+    """The second factor is right: the session becomes fully logged in, under a new id.
+
+    `method` is the sign-in method the policy judges (signin_policy); a code by default."""
     user = request.user
     django_otp.login(request, device)
     request.session.cycle_key()
     mark_second_factor_fresh(request)
+    signin_policy.record_method(request, method or signin_policy.PASSWORD_TOTP)
     request.session[LAST_SEEN] = now()
     # Both factors proved: the account's earlier failures are forgiven (not the address's
     # failures against other accounts, which stay on their own rows).
@@ -61,10 +64,16 @@ def complete_second_factor(request: HttpRequest, device: Any) -> None:
         events.MFA_SUCCESS,
         request=request,
         actor=user,
-        extra={"method": "recovery_code" if is_recovery_device(device) else "totp"},
+        extra={"method": _audited_method(device, method)},
     )
     if is_recovery_device(device):
         events.audit(events.MFA_RECOVERY_CODE_USED, request=request, actor=user)
+
+
+def _audited_method(device: Any, method: str | None) -> str:
+    if method is not None and method != signin_policy.PASSWORD_TOTP:
+        return method
+    return "recovery_code" if is_recovery_device(device) else "totp"
 
 
 def expiry_reason(request: HttpRequest) -> str | None:

@@ -10,9 +10,16 @@ the accounts tests exercise the pages themselves.
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 import time
+from base64 import urlsafe_b64decode, urlsafe_b64encode
 from typing import Any
 
+import cbor2
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
 from django.test import Client
 from django_otp import DEVICE_ID_SESSION_KEY
 from django_otp.oath import TOTP
@@ -20,6 +27,7 @@ from django_otp.oath import TOTP
 from vigie.accounts.models import Role, SealedTOTPDevice, User
 from vigie.accounts.otp import SECOND_FACTOR_AT, TOTP_DEVICE_NAME
 from vigie.accounts.sessions import AUTH_AT, LAST_SEEN
+from vigie.audit.models import AuditEvent
 
 PASSWORD = "correct horse battery staple 42"  # noqa: S105 -- test-only persona password
 
@@ -98,3 +106,151 @@ def log_in_password_only(client: Client, user: User) -> None:
     """The half-logged-in state: password accepted, second factor not yet given."""
     response = client.post("/accounts/login/", {"username": user.username, "password": PASSWORD})
     assert response.status_code == 302, response.status_code
+
+
+# --- passkeys: a software authenticator and the ceremonies through the test client ---
+# A software WebAuthn authenticator for the server-side tests: real P-256 keys, real CBOR,
+# real signatures, so py_webauthn checks exactly what it checks for a browser's answer.
+#
+# It does what an authenticator and a browser do together: builds clientDataJSON for the
+# origin it is told it runs on, the authenticator data (RP ID hash, flags, counter), and signs.
+# The browser tests drive Chromium's own virtual authenticator instead.
+
+UP, UV, AT = 0x01, 0x04, 0x40
+
+
+def b64(data: bytes) -> str:
+    return urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def unb64(text: str) -> bytes:
+    return urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+class SoftAuthenticator:
+    def __init__(self, origin: str = "http://localhost", *, user_verified: bool = True) -> None:
+        self.origin = origin
+        self.user_verified = user_verified
+        self.key = ec.generate_private_key(ec.SECP256R1())
+        self.credential_id = os.urandom(20)
+        self.sign_count = 0
+        self.user_handle: bytes | None = None
+        self.rp_id = ""
+
+    def _cose_key(self) -> bytes:
+        numbers = self.key.public_key().public_numbers()
+        return cbor2.dumps(
+            {
+                1: 2,
+                3: -7,
+                -1: 1,
+                -2: numbers.x.to_bytes(32, "big"),
+                -3: numbers.y.to_bytes(32, "big"),
+            }
+        )
+
+    def _flags(self, extra: int = 0) -> int:
+        return UP | (UV if self.user_verified else 0) | extra
+
+    def _client_data(self, kind: str, challenge: str, origin: str | None) -> bytes:
+        data = {"type": kind, "challenge": challenge, "origin": origin or self.origin}
+        return json.dumps({**data, "crossOrigin": False}).encode()
+
+    def create(self, options: dict[str, Any], *, origin: str | None = None) -> dict[str, Any]:
+        """The answer to navigator.credentials.create() with these (JSON) options."""
+        self.rp_id = options["rp"]["id"]
+        self.user_handle = unb64(options["user"]["id"])
+        client_data = self._client_data("webauthn.create", options["challenge"], origin)
+        auth_data = (
+            hashlib.sha256(self.rp_id.encode()).digest()
+            + bytes([self._flags(AT)])
+            + self.sign_count.to_bytes(4, "big")
+            + bytes(16)  # AAGUID: none
+            + len(self.credential_id).to_bytes(2, "big")
+            + self.credential_id
+            + self._cose_key()
+        )
+        attestation = cbor2.dumps({"fmt": "none", "attStmt": {}, "authData": auth_data})
+        return {
+            "id": b64(self.credential_id),
+            "rawId": b64(self.credential_id),
+            "type": "public-key",
+            "response": {
+                "clientDataJSON": b64(client_data),
+                "attestationObject": b64(attestation),
+                "transports": ["internal"],
+            },
+            "clientExtensionResults": {},
+            "authenticatorAttachment": "platform",
+        }
+
+    def get(
+        self,
+        options: dict[str, Any],
+        *,
+        origin: str | None = None,
+        count: int | None = None,
+        rp_id: str | None = None,
+    ) -> dict[str, Any]:
+        """The answer to navigator.credentials.get(); the counter moves on unless `count`."""
+        self.sign_count = self.sign_count + 1 if count is None else count
+        client_data = self._client_data("webauthn.get", options["challenge"], origin)
+        auth_data = (
+            hashlib.sha256((rp_id or options["rpId"]).encode()).digest()
+            + bytes([self._flags()])
+            + self.sign_count.to_bytes(4, "big")
+        )
+        signature = self.key.sign(
+            auth_data + hashlib.sha256(client_data).digest(), ec.ECDSA(hashes.SHA256())
+        )
+        return {
+            "id": b64(self.credential_id),
+            "rawId": b64(self.credential_id),
+            "type": "public-key",
+            "response": {
+                "clientDataJSON": b64(client_data),
+                "authenticatorData": b64(auth_data),
+                "signature": b64(signature),
+                "userHandle": b64(self.user_handle or b""),
+            },
+            "clientExtensionResults": {},
+        }
+
+
+ORIGIN = "http://localhost"
+
+
+def browser() -> Client:
+    return Client(HTTP_HOST="localhost")
+
+
+def post_json(client: Client, url: str, data: dict[str, Any] | None = None) -> Any:
+    return client.post(url, json.dumps(data or {}), content_type="application/json")
+
+
+def register(client: Client, key: SoftAuthenticator, name: str = "office PC") -> Any:
+    options = post_json(client, "/accounts/passkeys/register/options/").json()
+    return post_json(
+        client, "/accounts/passkeys/register/", {"credential": key.create(options), "name": name}
+    )
+
+
+def registered(user: User) -> SoftAuthenticator:
+    """A passkey registered through the real ceremony by a signed-in `user`."""
+    client = browser()
+    log_in(client, user)
+    key = SoftAuthenticator(ORIGIN)
+    response = register(client, key)
+    assert response.status_code == 200, response.content
+    return key
+
+
+def sign_in_alone(client: Client, key: SoftAuthenticator, **answer: Any) -> Any:
+    options = post_json(client, "/accounts/passkeys/login/options/").json()
+    return post_json(
+        client, "/accounts/passkeys/login/", {"credential": key.get(options, **answer)}
+    )
+
+
+def last(action: str) -> AuditEvent:
+    return AuditEvent.objects.filter(action=action).order_by("-seq").first()  # type: ignore[return-value]

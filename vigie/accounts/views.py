@@ -26,7 +26,7 @@ from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_otp.oath import TOTP
 
-from vigie.accounts import credentials, events, invitations, lockout, otp
+from vigie.accounts import credentials, events, invitations, lockout, otp, signin_policy
 from vigie.accounts.deny_by_default import is_verified
 from vigie.accounts.forms import (
     InvitationForm,
@@ -113,6 +113,10 @@ def _refused(request: HttpRequest, refusal: lockout.Refused, username: str) -> H
 @require_http_methods(["GET", "POST"])
 def login_view(request: HttpRequest) -> HttpResponse:
     if is_verified(request):
+        if request.GET.get("expired") == "1":
+            # The page thought the session had expired, but another tab kept it alive: home,
+            # rather than reopening (and recording) a record that nobody asked to see again.
+            return redirect(settings.LOGIN_REDIRECT_URL)
         return redirect(_safe_next(request, request.GET.get("next")) or settings.LOGIN_REDIRECT_URL)
     if request.method == "GET" and request.user.is_authenticated:
         return redirect("accounts:verify")
@@ -153,12 +157,17 @@ def login_view(request: HttpRequest) -> HttpResponse:
                 events.audit(
                     events.LOGIN_SUCCESS, request=request, actor=user, extra={"step": "password"}
                 )
-                if otp.confirmed_totp_device(user) is None:
-                    return redirect("accounts:enrol")
-                return redirect("accounts:verify")
+                return signin_policy.after_password(request, user)
     # The target survives a failed attempt: it travels in the form, not in the action URL.
     requested = request.POST.get("next") or request.GET.get("next")
-    context = {"form": form, "error": error, "next": _safe_next(request, requested)}
+    context = {
+        "form": form,
+        "error": error,
+        "next": _safe_next(request, requested),
+        # Set by deny-by-default when the session policy has just ended the session: the
+        # person is told why they are here (only a message; it grants and proves nothing).
+        "expired": request.method == "GET" and request.GET.get("expired") == "1",
+    }
     if retry_after is None:
         return render(request, "accounts/login.html", context)
     response = render(request, "accounts/login.html", context, status=429)
@@ -212,7 +221,7 @@ def invitation_view(request: HttpRequest) -> HttpResponse:
         else:
             reservation.succeeded()
             start_password_session(request, user)
-            return redirect("accounts:enrol")
+            return signin_policy.after_password(request, user)
     return render(request, "accounts/invitation.html", {"form": form, "error": error})
 
 
@@ -236,7 +245,7 @@ def verify_view(request: HttpRequest) -> HttpResponse:
     if is_verified(request):
         return redirect(_after_login_url(request))
     if otp.confirmed_totp_device(user) is None:
-        return redirect("accounts:enrol")
+        return signin_policy.after_password(request, user)
     if request.method != "POST":
         return _code_page(request, user, "accounts/verify.html")
     try:
@@ -305,10 +314,10 @@ def enrol_view(request: HttpRequest) -> HttpResponse:
     user = _current_user(request)
     if is_verified(request):
         return redirect(_after_login_url(request))
-    if otp.confirmed_totp_device(user) is not None:
+    if otp.has_confirmed_factor(user) or not signin_policy.allows(user, "password_totp"):
         # Enrolment is for a first login only; otherwise the password alone could replace
-        # the account's authenticator.
-        return redirect("accounts:verify")
+        # the account's authenticator or passkey (and only where the role may use codes).
+        return signin_policy.after_password(request, user)
     device = otp.pending_totp_device(user)
     form = TotpForm(request.POST if request.method == "POST" else None)
     error = None

@@ -42,10 +42,26 @@ class HeadState:
     checkpoint_at: datetime | None
 
 
-def lock_and_read_head() -> tuple[int, str, int, datetime | None]:
+def lock_and_read_head(
+    *, asynchronous_commit: bool = False
+) -> tuple[int, str, int, datetime | None]:
+    """Take the append lock, then read the head (in that order, in two statements: a head
+    read in the lock's own statement would use a snapshot taken before the lock was held).
+
+    `asynchronous_commit` (PostgreSQL): this transaction commits without waiting for its WAL
+    flush (see `log.append_committed`), set in the lock's round trip rather than one of its
+    own.
+    """
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [APPEND_LOCK])
+            if asynchronous_commit:
+                cursor.execute(
+                    "SELECT set_config('synchronous_commit', 'off', true),"
+                    " pg_advisory_xact_lock(%s)",
+                    [APPEND_LOCK],
+                )
+            else:
+                cursor.execute("SELECT pg_advisory_xact_lock(%s)", [APPEND_LOCK])
     # SQLite: the IMMEDIATE transaction already holds the database's write lock.
     found = _read_head()
     if found is not None:

@@ -10,6 +10,7 @@ from typing import Any
 
 from django.db.models import QuerySet
 
+from vigie.audit import tags
 from vigie.audit.models import AuditEvent
 
 CSV_COLUMNS = (
@@ -91,7 +92,10 @@ def fhir_audit_event(event: AuditEvent) -> dict[str, Any]:
         "id": f"vigie-{event.seq}",
         "type": _FHIR_TYPE,
         "subtype": [{"system": "urn:vigie:action", "code": event.action}],
-        "action": "R" if event.action.startswith("document.") else "E",
+        # "Marked as read" changes the doctor's read state; it discloses nothing: not an R.
+        "action": "R"
+        if event.action.startswith("document.") and event.action != tags.DOCUMENT_MARKED_READ
+        else "E",
         "recorded": event.at.isoformat(),
         "outcome": _FHIR_OUTCOME.get(event.outcome, "8"),
         "agent": [agent],
@@ -110,39 +114,70 @@ def fhir_ndjson(events: Iterable[AuditEvent]) -> Iterator[str]:
 
 
 def pdf_report(title: str, events: Iterable[AuditEvent]) -> bytes:
+    """The report for people: labels in the reader's language (the active translation), times
+    in the clinic's zone (VIGIE_TIME_ZONE, named in the header), and the emergency reason and
+    justification a DPO reviews. Codes stay in the CSV and FHIR exports, for machines."""
+    from django.utils import timezone
+    from django.utils.formats import date_format
+    from django.utils.translation import gettext as _
     from reportlab.lib import colors
     from reportlab.lib.pagesizes import A4, landscape
     from reportlab.lib.styles import getSampleStyleSheet
     from reportlab.platypus import Paragraph, SimpleDocTemplate, Table, TableStyle
 
+    from vigie.audit.labels import action_label, emergency_reason, reason_label, role_label
+
     buffer = io.BytesIO()
     document = SimpleDocTemplate(buffer, pagesize=landscape(A4), title=title)
     styles = getSampleStyleSheet()
-    rows: list[list[str]] = [
-        ["#", "Date (UTC)", "Action", "Résultat", "Qui", "Rôle", "Document", "Adresse"]
+    cell = styles["BodyText"].clone("cell", fontSize=7, leading=8.5)
+    zone = timezone.get_current_timezone_name()
+    header = [
+        "#",
+        _("Date (%(zone)s)") % {"zone": zone},
+        _("Event"),
+        _("Outcome"),
+        _("Who"),
+        _("Role"),
+        _("Patient"),
+        _("Document"),
+        _("From"),
+        _("Reason or justification"),
     ]
+    rows: list[list[Any]] = [header]
     for event in events:
+        local = timezone.localtime(event.at)
+        chosen = emergency_reason(event.extra)
+        reason = reason_label(event.reason)
         rows.append(
             [
                 str(event.seq),
-                event.at.strftime("%Y-%m-%d %H:%M:%S"),
-                event.action,
-                event.outcome,
-                event.actor_display or event.actor_username,
-                event.actor_role,
+                f"{date_format(local, 'SHORT_DATE_FORMAT')} {local:%H:%M:%S}",
+                Paragraph(_escape(action_label(event.action)), cell),
+                event.get_outcome_display(),
+                Paragraph(_escape(event.actor_display or event.actor_username), cell),
+                Paragraph(_escape(role_label(event.actor_role)), cell),
+                event.patient_ipp,
                 event.document_id[:16],
                 event.source_ip,
+                Paragraph(_escape(f"{chosen} — {reason}" if chosen else reason), cell),
             ]
         )
-    table = Table(rows, repeatRows=1)
+    table = Table(rows, repeatRows=1, colWidths=[32, 78, 110, 48, 90, 70, 62, 70, 62, 170])
     table.setStyle(
         TableStyle(
             [
-                ("FONTSIZE", (0, 0), (-1, -1), 8),
+                ("FONTSIZE", (0, 0), (-1, -1), 7),
+                ("VALIGN", (0, 0), (-1, -1), "TOP"),
                 ("BACKGROUND", (0, 0), (-1, 0), colors.lightgrey),
                 ("GRID", (0, 0), (-1, -1), 0.25, colors.grey),
             ]
         )
     )
-    document.build([Paragraph(title, styles["Title"]), table])
+    document.build([Paragraph(_escape(title), styles["Title"]), table])
     return buffer.getvalue()
+
+
+def _escape(text: str) -> str:
+    # reportlab's Paragraph reads a little markup: a name or a justification is text only.
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")

@@ -11,12 +11,14 @@ from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpRespons
 from django.http.response import HttpResponseBase
 from django.shortcuts import render
 from django.utils import timezone
+from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET
 
 from vigie.alerts.models import Alert
 from vigie.audit import reports, tags
 from vigie.audit.log import record
 from vigie.audit.models import AuditEvent
+from vigie.audit.refusals import weight
 
 _REPORT_LIMIT = 2000
 
@@ -43,8 +45,17 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         .annotate(patients=Count("patient_id", distinct=True), reads=Count("seq"))
         .order_by("-patients")[:10]
     )
-    denied = AuditEvent.objects.filter(at__gte=since, outcome="denied").count()
-    emergencies = AuditEvent.objects.filter(at__gte=since, action__startswith="emergency.").count()
+    # Counts say what they name: an event of counted refusals stands for its count, and one
+    # emergency access is its one grant (not its lookup, its refusals or its alert).
+    denied = sum(
+        weight(extra)
+        for extra in AuditEvent.objects.filter(at__gte=since, outcome="denied").values_list(
+            "extra", flat=True
+        )
+    )
+    emergencies = AuditEvent.objects.filter(
+        at__gte=since, action=tags.EMERGENCY_GRANT, outcome="success"
+    ).count()
     alerts = Alert.objects.filter(acknowledged_at__isnull=True, audience="auditor")[:20]
     record("audit.dashboard.view", request=request)
     return render(
@@ -105,7 +116,7 @@ def patient_report(request: HttpRequest, ipp: str) -> HttpResponseBase:
         request=request,
         extra={"patient_ipp": ipp, "format": request.GET.get("format", "html")},
     )
-    title = f"Accès au dossier du patient {ipp}"
+    title = _("Access to the records of patient %(ipp)s") % {"ipp": ipp}
     return _report(request, f"acces-{ipp}", title, events, subject="patient")
 
 
@@ -118,5 +129,5 @@ def actor_report(request: HttpRequest, username: str) -> HttpResponseBase:
         request=request,
         extra={"actor_username": username, "format": request.GET.get("format", "html")},
     )
-    title = f"Activité de {username}"
+    title = _("Activity of %(user)s") % {"user": username}
     return _report(request, f"activite-{username}", title, events, subject="actor")

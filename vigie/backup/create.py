@@ -84,17 +84,25 @@ def hashing_chunks(path: Path, digest: Any) -> Iterator[bytes]:
             yield chunk
 
 
+def hashing_blob(store: vault.BlobStore, blob_id: str, digest: Any) -> Iterator[bytes]:
+    """The blob's bytes from any store (a folder, S3), fed to `digest` on the way."""
+    with store.open(blob_id) as handle:
+        while chunk := handle.read(_CHUNK):
+            digest.update(chunk)
+            yield chunk
+
+
 def _copy_blob(
-    source: vault.FilesystemBlobStore,
+    source: vault.BlobStore,
     target: vault.FilesystemBlobStore,
     blob_id: str,
 ) -> tuple[int, str]:
     digest = hashlib.sha256()
     try:
-        size = target.write(blob_id, hashing_chunks(source.path_for(blob_id), digest))
-    except FileNotFoundError:
+        size = target.write(blob_id, hashing_blob(source, blob_id, digest))
+    except vault.BlobMissing:
         raise BackupError(
-            f"document {blob_id} has a row but no blob in {source.root}: "
+            f"document {blob_id} has a row but no blob in {source.describe()}: "
             "run `vigie vault fsck` and restore that document from an older backup"
         ) from None
     return size, digest.hexdigest()
@@ -149,7 +157,7 @@ def create(
 ) -> CreateResult:
     started = time.perf_counter()
     dest = Destination(dest_root)
-    store = vault.get_store()
+    store = vault.get_blob_store()
     if dest_root.resolve().is_relative_to(Path(settings.VIGIE_HOME).resolve()):
         raise BackupError(
             f"{dest_root} is inside VIGIE_HOME: a backup must live on another disk or server"
@@ -174,7 +182,7 @@ def _fill(
     dest: Destination,
     partial: Path,
     snapshot_id: str,
-    store: vault.FilesystemBlobStore,
+    store: vault.BlobStore,
     moment: datetime,
     progress: Progress | None,
     started: float,
@@ -273,7 +281,7 @@ class _BlobCopy:
 
 def _copy_blobs(
     dest: Destination,
-    store: vault.FilesystemBlobStore,
+    store: vault.BlobStore,
     blob_ids: list[str],
     progress: Progress | None,
 ) -> _BlobCopy:

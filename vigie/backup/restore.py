@@ -79,6 +79,17 @@ def refuse_unless_empty() -> None:
                 f"{label} {path} is not empty: restore only into an empty VIGIE_HOME "
                 "(move the old one aside first; nothing was changed)"
             )
+    if settings.VIGIE_BLOB_STORE != "file":
+        store = vault.get_blob_store()
+        try:
+            holds_blobs = next(iter(store.iter_ids()), None) is not None
+        except vault.VaultError as exc:
+            raise RestoreError(f"cannot reach the blob store to restore into: {exc}") from None
+        if holds_blobs:
+            raise RestoreError(
+                f"the blob store {store.describe()} is not empty: restore only into an empty "
+                "bucket or prefix (nothing was changed)"
+            )
     try:
         occupied = database.target_is_empty()
     except Exception as exc:  # an unreachable server must be named, not a traceback
@@ -168,7 +179,7 @@ def _check_sealed(folder: Path, manifest: Manifest, keyring: vault.Keyring) -> N
 
 
 def _restore_blob(
-    source: vault.FilesystemBlobStore, target: vault.FilesystemBlobStore, entry: BlobEntry
+    source: vault.FilesystemBlobStore, target: vault.BlobStore, entry: BlobEntry
 ) -> int:
     digest = hashlib.sha256()
     try:
@@ -190,7 +201,7 @@ def _restore_blobs(
     dest: Destination, manifest: Manifest, result: RestoreResult, progress: Progress | None
 ) -> None:
     source = dest.blobs
-    target = vault.get_store()
+    target = vault.get_blob_store()
     entries = manifest.blobs()
     # Threads: each copy waits on its own fsync; hashing and file I/O release the GIL.
     with ThreadPoolExecutor(max_workers=THREADS) as pool:

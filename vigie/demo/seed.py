@@ -21,10 +21,13 @@ from django.db import transaction
 
 from vigie.accounts.demo import enrol_totp
 from vigie.accounts.models import Role, User
+from vigie.demo.lab_messages import lab_message
 from vigie.lib import durable
 from vigie.records.ingest import DocumentMeta, ingest
+from vigie.records.inspection import HL7_V2
 from vigie.records.models import CareRelationship, Patient
 from vigie.synthetic.clinic import Clinic, build_clinic
+from vigie.synthetic.payloads import LabReport
 from vigie.synthetic.pdf import render_document
 
 Progress = Callable[[int, int], None]
@@ -136,6 +139,13 @@ def seed(clinic: Clinic | None = None, progress: Progress | None = None) -> list
     total = len(clinic.documents)
     for index, doc in enumerate(clinic.documents, start=1):
         pdf = render_document(doc, specs[doc.patient_ipp])
+        content, content_type = pdf, "application/pdf"
+        results = None
+        if isinstance(doc.payload, LabReport):
+            # Lab reports arrive as a lab sends them: an ORU^R01 with the values, the PDF
+            # embedded; the physician reads them as a table and in the patient's history.
+            content, results = lab_message(doc, specs[doc.patient_ipp], pdf, doc.external_id)
+            content_type = HL7_V2
         ingest(
             patients[doc.patient_ipp],
             DocumentMeta(
@@ -144,8 +154,11 @@ def seed(clinic: Clinic | None = None, progress: Progress | None = None) -> list
                 clinical_date=doc.clinical_date,
                 author=doc.author,
                 source_system=doc.source_system,
+                content_type=content_type,
             ),
-            io.BytesIO(pdf),
+            io.BytesIO(content),
+            results=results,
+            attachment=pdf if results is not None else None,
         )
         if progress is not None:
             progress(index, total)

@@ -84,11 +84,18 @@ def _record_paths(policy: Policy, rng: random.Random) -> list[tuple[str, str]]:
     paths: list[tuple[str, str]] = []
     for document in documents:
         category = "decoy" if document.patient_id in decoy_patient_ids else "document"
-        for name in ("document_content", "document_download", "document_viewer"):
+        for name in (
+            "document_content",
+            "document_download",
+            "document_viewer",
+            "document_attachment",
+        ):
             paths.append((reverse(f"portal:{name}", args=[document.pk]), category))
     for patient in patients:
         category = "decoy" if patient.pk in decoy_patient_ids else "patient"
         paths.append((reverse("portal:patient_detail", args=[patient.public_id]), category))
+        # The lab history discloses every value of the patient: probed like their page.
+        paths.append((reverse("portal:patient_results", args=[patient.public_id]), category))
     return sorted(paths)
 
 

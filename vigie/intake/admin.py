@@ -1,28 +1,35 @@
 """API keys in the admin: create (the key shown once), list, revoke. Nothing else.
 
-Creation goes through `apikeys.create_key` (hashed, audited) and the full key is shown in
-the answer to the form itself, as a message rendered on that very page: it is never put in
-the message cookie or the session, so it exists nowhere after that page, and a reload does
-not show it again. Existing keys are read-only (a key's scope or networks change by
-creating a new one and revoking the old, which the audit trail then shows), never deleted
-(audit events name them), and their secret hash is not displayed.
+Creation goes through `apikeys.create_key` (hashed, audited). The form's answer is a redirect
+(POST/redirect/GET, so a reload never creates a second key) to a page that shows the full
+key once, in a read-only field to copy, with a link back to the list. Between the two the
+key waits in the session sealed by the vault (`seal_small`): the session row holds only
+ciphertext, the page opens and forgets it, and a reload says the key was already shown.
+It is never put in the message cookie. Existing keys are read-only (a key's scope or
+networks change by creating a new one and revoking the old, which the audit trail then
+shows), never deleted (audit events name them), and their secret hash is not displayed.
 """
 
 from __future__ import annotations
 
+import base64
 import ipaddress
+import secrets
 from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from django.forms import ModelForm
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
-from django.urls import reverse
+from django.urls import URLPattern, path, reverse
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy
+from django.utils.translation import gettext_lazy, pgettext_lazy
 
+from vigie import vault
 from vigie.intake.apikeys import ApiKeyError, create_key, revoke
 from vigie.intake.models import ApiKey
 
@@ -39,6 +46,36 @@ _SHOWN_FIELDS = (
 )
 # Set on the request by save_model, read by response_add (same request, never stored).
 _NEW_KEY = "_vigie_new_api_key"
+# The sealed key between the form's redirect and the page that shows it, once.
+_SEALED_KEY = "vigie_api_key_once"
+
+
+def _seal_for_display(request: HttpRequest, key_pk: int, text: str) -> None:
+    secret_id = f"api-key-once-{key_pk}-{secrets.token_hex(8)}"
+    kek_id, wrapped, ciphertext = vault.seal_small(secret_id, text.encode("ascii"))
+    request.session[_SEALED_KEY] = {
+        "pk": key_pk,
+        "id": secret_id,
+        "kek": kek_id,
+        "wrapped": base64.b64encode(wrapped).decode("ascii"),
+        "sealed": base64.b64encode(ciphertext).decode("ascii"),
+    }
+
+
+def _open_once(request: HttpRequest, key_pk: int) -> str | None:
+    """The key waiting for this page, forgotten as it is read (None: already shown)."""
+    stored = request.session.pop(_SEALED_KEY, None)
+    if not isinstance(stored, dict) or stored.get("pk") != key_pk:
+        return None
+    try:
+        return vault.open_small(
+            str(stored["id"]),
+            str(stored["kek"]),
+            base64.b64decode(stored["wrapped"]),
+            base64.b64decode(stored["sealed"]),
+        ).decode("ascii")
+    except (KeyError, ValueError, vault.VaultError):
+        return None
 
 
 class ApiKeyCreationForm(forms.ModelForm[ApiKey]):
@@ -76,7 +113,7 @@ class ApiKeyAdmin(admin.ModelAdmin[ApiKey]):
     actions = ("revoke_keys",)
     fields = _SHOWN_FIELDS
 
-    @admin.display(boolean=True, description=gettext_lazy("active"))
+    @admin.display(boolean=True, description=pgettext_lazy("an API key", "active"))
     def active(self, obj: ApiKey) -> bool:
         return obj.is_active
 
@@ -123,25 +160,31 @@ class ApiKeyAdmin(admin.ModelAdmin[ApiKey]):
         text = getattr(request, _NEW_KEY, None)
         if text is None:
             return super().response_add(request, obj, post_url_continue)
-        messages.warning(
-            request,
-            _(
-                "API key for %(name)s: %(key)s — copy it now into the sending system: it is "
-                "shown only once and cannot be recovered (revoke it and create another if "
-                "it is lost)."
-            )
-            % {"name": obj.name, "key": text},
+        _seal_for_display(request, obj.pk, text)
+        # A redirect, not a page: reloading what follows cannot post the form again.
+        return HttpResponseRedirect(reverse("admin:intake_apikey_created", args=[obj.pk]))
+
+    def get_urls(self) -> list[URLPattern]:
+        created = path(
+            "<int:key_id>/created/",
+            self.admin_site.admin_view(self.created_view),
+            name="intake_apikey_created",
         )
+        return [created, *super().get_urls()]
+
+    def created_view(self, request: HttpRequest, key_id: int) -> HttpResponse:
+        if not self.has_add_permission(request):
+            raise PermissionDenied
+        key = get_object_or_404(ApiKey, pk=key_id)
         context = {
             **self.admin_site.each_context(request),
             "title": _("API key created"),
             "opts": self.model._meta,
-            "content": _("Back to the list: %(url)s")
-            % {"url": reverse("admin:intake_apikey_changelist")},
+            "key": key,
+            "key_text": _open_once(request, key.pk),
+            "list_url": reverse("admin:intake_apikey_changelist"),
         }
-        # Rendered here rather than after a redirect: the message (and the key) is consumed
-        # by this page and never stored in the message cookie or the session.
-        response = TemplateResponse(request, "admin/base_site.html", context)
+        response = TemplateResponse(request, "admin/intake/apikey_created.html", context)
         response["Cache-Control"] = "no-store"
         return response
 

@@ -1,10 +1,12 @@
-"""`vigie intake folder DIR`: take PDFs that a lab or hospital system drops in a folder.
+"""`vigie intake folder DIR`: take PDFs (with a JSON sidecar) and HPRIM Santé files that a
+lab or hospital system drops in a folder (HPRIM: `folder_hprim.py`).
 
 The senders' contract: docs/hot-folder.md. The command's loop: management/commands/_folder.py.
 """
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import logging
 import os
@@ -25,6 +27,15 @@ from vigie.alerts.models import Severity
 from vigie.alerts.services import raise_alert
 from vigie.audit.log import record
 from vigie.intake.depot import DONE, QUARANTINE, Depot, Entry, FolderTampered, NotRegular, Outbox
+from vigie.intake.folder_hprim import take_hprim
+from vigie.intake.folder_notes import (
+    HPRIM_EXTENSIONS,
+    PDF_EXTENSIONS,
+    OperatorNotes,
+    is_hprim,
+)
+from vigie.intake.folder_notes import Outcome as Outcome  # where the callers look for it
+from vigie.intake.folder_notes import split_name as _split
 from vigie.intake.models import ReceivedMessage
 from vigie.intake.sidecar import SIDECAR_MAX_BYTES, SidecarError, parse_sidecar
 from vigie.records.ingest_errors import InvalidDocument, StorageUnavailable
@@ -34,8 +45,6 @@ from vigie.records.receive import Received, receive
 logger = logging.getLogger(__name__)
 
 CHANNEL = "folder"
-# A pass with at least this many pairs ready shows a progress bar (on a terminal).
-PROGRESS_THRESHOLD = 20
 
 
 # ---------------------------------------------------------------------------------------------
@@ -44,7 +53,9 @@ PROGRESS_THRESHOLD = 20
 
 def is_candidate(name: str) -> bool:
     """Names a sender may be still writing (temporary, hidden) are never looked at."""
-    return not name.startswith((".", "~")) and name.lower().endswith((".pdf", ".json"))
+    return not name.startswith((".", "~")) and name.lower().endswith(
+        PDF_EXTENSIONS + HPRIM_EXTENSIONS
+    )
 
 
 def control_id(name: str, content: bytes) -> str:
@@ -66,19 +77,6 @@ def source_of(folder: Path) -> str:
     return path[: limit - 17] + "#" + tail
 
 
-def _raw_stream(out: TextIO | OutputWrapper | None) -> TextIO | None:
-    # rich writes control sequences: it needs the terminal stream, not Django's wrapper
-    # (which appends a newline to every write).
-    if isinstance(out, OutputWrapper):
-        return cast("TextIO", vars(out)["_out"])
-    return out
-
-
-def _split(name: str) -> tuple[str, str]:
-    stem, dot, ext = name.rpartition(".")
-    return stem, dot + ext
-
-
 @dataclass
 class _Seen:
     size: int
@@ -87,17 +85,7 @@ class _Seen:
 
 
 @dataclass
-class Outcome:
-    """What became of one PDF, for the log and the tests."""
-
-    name: str
-    status: str  # "stored", "pending", "duplicate", "quarantined", "deleted"...
-    detail: str = ""
-    document_id: str = ""
-
-
-@dataclass
-class HotFolder:
+class HotFolder(OperatorNotes):
     """One watched folder. `scan()` runs one pass; the command loops over it.
 
     `path` is the depot, shared with the senders; `outbox` is Vigie's own folder, where
@@ -116,6 +104,7 @@ class HotFolder:
     # Injectable so tests control time without sleeping.
     clock: Callable[[], float] = time.monotonic
     wall_clock: Callable[[], float] = time.time
+    today: Callable[[], datetime.date] = datetime.date.today
     stop: threading.Event = field(default_factory=threading.Event)
     _seen: dict[str, _Seen] = field(default_factory=dict)
     _warned: set[tuple[str, str]] = field(default_factory=set)
@@ -241,6 +230,9 @@ class HotFolder:
             del self._lone[gone]
         ready: list[tuple[str, str | None]] = []
         for name in sorted(names):
+            if is_hprim(name) and name in stable:
+                ready.append((name, None))  # an HPRIM file names its patients itself
+                continue
             if not name.lower().endswith(".pdf") or name not in stable:
                 continue
             sidecar = by_lower.get(_split(name)[0].lower() + ".json")
@@ -275,21 +267,6 @@ class HotFolder:
                 advance()
         return outcomes
 
-    @contextmanager
-    def _progress(self, count: int) -> Iterator[Callable[[], None]]:
-        """A progress bar on a terminal for a large pass; below PROGRESS_THRESHOLD, nothing."""
-        if count < PROGRESS_THRESHOLD:
-            yield lambda: None
-            return
-        from rich.console import Console
-        from rich.progress import Progress
-
-        console = Console(file=_raw_stream(self.out), stderr=self.out is None)
-        self._say(_("%(count)d files to take in %(dir)s") % {"count": count, "dir": self.path})
-        with Progress(console=console, transient=True, disable=not console.is_terminal) as bar:
-            task = bar.add_task(_("Taking files"), total=count)
-            yield lambda: bar.advance(task)
-
     def _take_safely(self, name: str, sidecar: str | None) -> Outcome | None:
         try:
             return self.take(name, sidecar)
@@ -306,6 +283,8 @@ class HotFolder:
 
     def take(self, name: str, sidecar: str | None) -> Outcome | None:
         """Store one PDF (with its sidecar) and move both away; None if it must wait."""
+        if is_hprim(name):
+            return take_hprim(self, name)
         limit = settings.VIGIE_MAX_DOCUMENT_SIZE
         if sidecar is None and self._lone.get(name) == self._stat_key(name):
             # Already looked up while it waits for its sidecar: no need to read it again.
@@ -509,11 +488,16 @@ class HotFolder:
             self._write_reason(place, stem, "\n".join([before.rstrip("\n"), *notes]).strip())
 
     def _free_stem(self, place: str, name: str) -> str:
-        """A stem under which neither a PDF nor a sidecar exists in `place` (no overwrite)."""
-        stem, _ext = _split(name)
+        """A stem under which neither this file (a PDF, an HPRIM file), a sidecar nor a
+        reason exists in `place` (no overwrite): an HPRIM `x.reason.txt` must not land on
+        the reason of `x.txt`, nor the reverse."""
+        stem, ext = _split(name)
         taken = {n.lower() for n in self.box.place(place).names()}
         candidate, n = stem, 1
-        while f"{candidate.lower()}.pdf" in taken or f"{candidate.lower()}.json" in taken:
+        while any(
+            f"{candidate.lower()}{end}" in taken
+            for end in (".pdf", ".json", ".reason.txt", ext.lower())
+        ):
             n += 1
             candidate = f"{stem}~{n}"
         return candidate
@@ -540,61 +524,3 @@ class HotFolder:
         # disk in no particular order, and recovery relies on "sidecar first, PDF last".
         self.box.place(place).fsync()
         self.depot.fsync()
-
-    # -- telling the operator --------------------------------------------------------------
-
-    def _say(self, message: str) -> None:
-        logger.info("%s", message)
-        if self.out is not None:
-            self.out.write(message + ("" if isinstance(self.out, OutputWrapper) else "\n"))
-
-    def _warn_once(self, name: str, kind: str, message: str) -> None:
-        if (name, kind) in self._warned:
-            return
-        self._warned.add((name, kind))
-        logger.warning("%s", message)
-        self._say(message)
-
-    def _warn_about_others(self, entries: dict[str, Entry], names: set[str]) -> None:
-        for other in entries.keys() - names:
-            if entries[other].is_dir:
-                self._warn_about_subfolder(entries[other])
-                continue
-            if other.startswith((".", "~")) or other.lower().endswith(
-                (".tmp", ".part", ".partial", ".filepart", ".crdownload")
-            ):
-                continue
-            self._warn_once(
-                other,
-                "ignored",
-                _("%(file)s ignored: only PDF files with a JSON sidecar are taken (HPRIM Santé "
-                  "is not supported)") % {"file": other},
-            )  # fmt: skip
-
-    def _warn_about_subfolder(self, entry: Entry) -> None:
-        if entry.name in (DONE, QUARANTINE):
-            # Left by an older Vigie (or planted to look like one): its files are readable by
-            # every writer of the depot, and Vigie no longer writes there.
-            message = _(
-                "%(dir)s/%(name)s/ is not used: done/ and quarantine/ are in %(outbox)s, out of "
-                "the senders' reach; move what it holds there (docs/operations.md, Upgrading)"
-            ) % {"dir": self.path, "name": entry.name, "outbox": self.outbox}
-        else:
-            message = _(
-                "%(dir)s/%(name)s/ ignored (owner uid %(uid)d): Vigie never enters a subfolder "
-                "of the folder"
-            ) % {"dir": self.path, "name": entry.name, "uid": entry.uid}
-        self._warn_once(entry.name, "subfolder", message)
-
-    def _warn_about_lone_sidecars(
-        self, names: set[str], by_lower: dict[str, str], entries: dict[str, Entry]
-    ) -> None:
-        for name in names:
-            if not name.lower().endswith(".json"):
-                continue
-            if by_lower.get(_split(name)[0].lower() + ".pdf") is not None:
-                continue
-            if self.wall_clock() - entries[name].ctime >= self.sidecar_wait:
-                self._warn_once(
-                    name, "lone", _("%(file)s has no PDF: left in place") % {"file": name}
-                )

@@ -75,6 +75,41 @@ def string_list(name: str, default: Sequence[str] = ()) -> list[str]:
     return [item.strip() for item in value.split(",") if item.strip()]
 
 
+def choice_lists(
+    name: str,
+    keys: Sequence[str],
+    choices: Sequence[str],
+    default: Mapping[str, Sequence[str]],
+) -> dict[str, list[str]]:
+    """`key=a,b;key2=c`: for each key, a non-empty list of choices; unnamed keys keep their
+    default. An unknown key or choice, a key named twice or an empty list is refused: a typo
+    in who may sign in how must stop the start, never quietly allow or forbid."""
+    result = {key: list(default.get(key, ())) for key in keys}
+    value = _raw(name)
+    if value is None:
+        return result
+    seen: set[str] = set()
+    for part in (p.strip() for p in value.split(";")):
+        if not part:
+            continue
+        key, sep, items = (x.strip() for x in part.partition("="))
+        if not sep or key not in keys:
+            raise ConfigError(
+                f"{name}: {part!r} is not `KEY=a,b` with KEY one of: {', '.join(keys)}"
+            )
+        if key in seen:
+            raise ConfigError(f"{name}: {key} is named twice")
+        seen.add(key)
+        chosen = [item.strip() for item in items.split(",") if item.strip()]
+        unknown = [item for item in chosen if item not in choices]
+        if unknown or not chosen:
+            raise ConfigError(
+                f"{name}: {key}={items!r} must list one or more of: {', '.join(choices)}"
+            )
+        result[key] = list(dict.fromkeys(chosen))
+    return result
+
+
 def path(name: str, default: Path) -> Path:
     value = _raw(name)
     return (Path(value) if value is not None else default).expanduser().absolute()

@@ -17,6 +17,7 @@ from django.utils import timezone
 from vigie.accounts.models import User
 from vigie.accounts.otp import verify_code
 from vigie.alerts.services import raise_alert
+from vigie.audit import tags
 from vigie.audit.log import record
 from vigie.records.access import ensure_served
 from vigie.records.models import EmergencyAccess, Patient
@@ -87,7 +88,7 @@ def grant_emergency_access(
     with transaction.atomic():
         grant.save()
         record(
-            "emergency.grant",
+            tags.EMERGENCY_GRANT,
             request=request,
             actor=doctor,
             patient=patient,

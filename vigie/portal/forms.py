@@ -6,8 +6,10 @@ from datetime import date
 from typing import Any
 
 from django import forms
+from django.http import QueryDict
 from django.utils.translation import gettext_lazy as _
 
+from vigie.portal.services import TimelineFilter
 from vigie.records.identifiers import InvalidIdentifier, validate_ipp, validate_nir
 from vigie.records.models import (
     EMERGENCY_JUSTIFICATION_MIN_LENGTH,
@@ -38,13 +40,29 @@ class PatientSearchForm(forms.Form):
 
 
 class TimelineFilterForm(forms.Form):
-    kind = forms.ChoiceField(
-        label=_("Kind"),
+    kind = forms.MultipleChoiceField(
+        label=_("Kinds"),
         required=False,
-        choices=[("", _("All kinds")), *DocumentKind.choices],
+        choices=DocumentKind.choices,
+        widget=forms.CheckboxSelectMultiple,
+    )
+    text = forms.CharField(
+        label=_("Words in the title, author or source"),
+        required=False,
+        max_length=100,
+        widget=forms.TextInput(attrs={"type": "search", "autocomplete": "off"}),
     )
     date_from = forms.DateField(label=_("From"), required=False, widget=DateInput())
     date_to = forms.DateField(label=_("To"), required=False, widget=DateInput())
+    sort = forms.ChoiceField(
+        label=_("Order"),
+        required=False,
+        choices=[
+            ("-date", _("Most recent first")),
+            ("date", _("Oldest first")),
+            ("kind", _("By kind")),
+        ],
+    )
 
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}
@@ -52,6 +70,30 @@ class TimelineFilterForm(forms.Form):
         if isinstance(start, date) and isinstance(end, date) and start > end:
             raise forms.ValidationError(_("The start date is after the end date."))
         return data
+
+    def filters(self) -> TimelineFilter | None:
+        """What to list: everything when nothing is asked, None (list nothing) when what is
+        asked is wrong, e.g. a reversed date range — a list that silently ignored the
+        filter would look like the answer to it."""
+        if not self.is_bound:
+            return TimelineFilter()
+        if not self.is_valid():
+            return None
+        data = self.cleaned_data
+        return TimelineFilter(
+            kinds=tuple(data["kind"]),
+            text=data["text"],
+            date_from=data["date_from"],
+            date_to=data["date_to"],
+            sort=data["sort"] or "-date",
+        )
+
+
+def timeline_form(query: QueryDict) -> TimelineFilterForm:
+    """The timeline's filter form from a query string (the page's own, or the one the viewer
+    carries along for previous/next); unbound when it holds no filter at all."""
+    wanted = {name for name in query if name in TimelineFilterForm.base_fields}
+    return TimelineFilterForm(query if wanted else None)
 
 
 class EmergencyLookupForm(forms.Form):
@@ -94,12 +136,17 @@ class EmergencyLookupForm(forms.Form):
 
 
 class EmergencyGrantForm(forms.Form):
-    reason = forms.ChoiceField(label=_("Reason"), choices=EmergencyReason.choices)
+    # data-keep: typed text survives an expired session (static/vigie/session.js).
+    reason = forms.ChoiceField(
+        label=_("Reason"),
+        choices=EmergencyReason.choices,
+        widget=forms.Select(attrs={"data-keep": ""}),
+    )
     justification = forms.CharField(
         label=_("Justification"),
         min_length=EMERGENCY_JUSTIFICATION_MIN_LENGTH,
         max_length=2000,
-        widget=forms.Textarea(attrs={"rows": 4}),
+        widget=forms.Textarea(attrs={"rows": 4, "data-keep": ""}),
         help_text=_(
             "Describe the situation for the data protection officer, who reviews every "
             "emergency access."

@@ -1,4 +1,4 @@
-"""Queries behind the portal pages: search within scope, the timeline, the last visit."""
+"""Queries behind the portal pages: search within scope, the timeline."""
 
 from __future__ import annotations
 
@@ -8,13 +8,11 @@ from datetime import date, datetime
 
 from django.db.models import Q, QuerySet, Value
 from django.db.models.functions import Replace
-from django.utils import timezone
 
-from vigie.accounts.models import User
 from vigie.lib.folding import fold_compact
 from vigie.records.access import UserLike, patients_in_scope
 from vigie.records.identifiers import InvalidIdentifier, normalize_nir, validate_nir
-from vigie.records.models import Document, EmergencyAccess, Patient, PatientVisit
+from vigie.records.models import Document, EmergencyAccess, Patient
 
 # The FHIR API's ceiling on one page of patients; the portal pages with PAGE_SIZE instead.
 SEARCH_LIMIT = 100
@@ -82,9 +80,14 @@ def search_patients(
     date. Partial names are safe here: the scope bounds the result, and the folded key is
     the name itself, nothing more sensitive.
     """
-    patients = patients_in_scope(user).annotate(
-        compact_name=Replace("search_key", Value(" "), Value(""))
-    )
+    return matching_patients(patients_in_scope(user), q=q, birth_date=birth_date)
+
+
+def matching_patients(
+    patients: QuerySet[Patient], *, q: str = "", birth_date: date | None = None
+) -> QuerySet[Patient]:
+    """`patients` filtered by the words of `q` and the birth date, as `search_patients` says."""
+    patients = patients.annotate(compact_name=Replace("search_key", Value(" "), Value("")))
     try:
         # An INS is often typed in groups ("2 85 03 75 …"): taken whole before the split.
         ins = validate_nir(q)
@@ -113,33 +116,64 @@ def emergency_expiries(user: UserLike | None) -> dict[int, datetime]:
     return expiries
 
 
+# How the timeline may be ordered: the form's choice → the ORM's order, ties broken the same
+# way every time so that "previous" and "next" in the viewer follow the list exactly.
+TIMELINE_ORDERS: dict[str, tuple[str, ...]] = {
+    "-date": ("-clinical_date", "-received_at", "pk"),
+    "date": ("clinical_date", "received_at", "pk"),
+    "kind": ("kind", "-clinical_date", "-received_at", "pk"),
+}
+
+
 @dataclass(frozen=True)
 class TimelineFilter:
-    kind: str = ""
+    kinds: tuple[str, ...] = ()
+    text: str = ""
     date_from: date | None = None
     date_to: date | None = None
+    sort: str = "-date"
 
 
 def timeline(patient: Patient, filters: TimelineFilter) -> QuerySet[Document]:
     documents = Document.objects.filter(patient=patient)
-    if filters.kind:
-        documents = documents.filter(kind=filters.kind)
+    if filters.kinds:
+        documents = documents.filter(kind__in=filters.kinds)
+    for word in filters.text.split():
+        # Every word somewhere in what the list shows of a document (title, author, source).
+        documents = documents.filter(
+            Q(title__icontains=word) | Q(author__icontains=word) | Q(source_system__icontains=word)
+        )
     if filters.date_from is not None:
         documents = documents.filter(clinical_date__gte=filters.date_from)
     if filters.date_to is not None:
         documents = documents.filter(clinical_date__lte=filters.date_to)
-    return documents.order_by("-clinical_date", "-received_at")
+    return documents.order_by(*TIMELINE_ORDERS.get(filters.sort, TIMELINE_ORDERS["-date"]))
 
 
-def record_visit(doctor: User, patient: Patient, at: datetime | None = None) -> datetime | None:
-    """Note this visit; return when the doctor last came before it (None: first visit)."""
-    moment = at or timezone.now()
-    visit, created = PatientVisit.objects.get_or_create(
-        doctor=doctor, patient=patient, defaults={"last_visit_at": moment}
+@dataclass(frozen=True)
+class Neighbours:
+    """Where a document sits in its patient's (filtered, ordered) timeline."""
+
+    previous_id: str | None = None
+    next_id: str | None = None
+    position: int | None = None  # 1-based; None when the list does not hold the document
+    total: int = 0
+
+
+def neighbours(document: Document, filters: TimelineFilter) -> Neighbours:
+    """The documents before and after `document` in its patient's timeline under `filters`.
+
+    One query for the ids only (a patient has hundreds of documents, not millions): the
+    order is the timeline's own, ties included, so the viewer cannot disagree with the list.
+    """
+    ids = list(timeline(document.patient, filters).values_list("pk", flat=True))
+    try:
+        index = ids.index(document.pk)
+    except ValueError:
+        return Neighbours(total=len(ids))
+    return Neighbours(
+        previous_id=ids[index - 1] if index > 0 else None,
+        next_id=ids[index + 1] if index + 1 < len(ids) else None,
+        position=index + 1,
+        total=len(ids),
     )
-    if created:
-        return None
-    previous = visit.last_visit_at
-    # A conditional update, so two tabs opened at once cannot move the mark backwards.
-    PatientVisit.objects.filter(pk=visit.pk, last_visit_at__lt=moment).update(last_visit_at=moment)
-    return previous

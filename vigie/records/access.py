@@ -21,6 +21,7 @@ records the audit event and then streams through `records.content`).
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, ClassVar, Literal
@@ -28,7 +29,8 @@ from typing import Any, ClassVar, Literal
 from django.conf import settings
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.contrib.auth.models import AnonymousUser
-from django.db import DEFAULT_DB_ALIAS, connections
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections
+from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import Field, Model, Q, QuerySet
 from django.http import Http404, HttpRequest
 from django.utils import timezone
@@ -63,6 +65,9 @@ _DOCUMENT_ID_RE = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
 _PUBLIC_ID_RE = re.compile(r"^[A-Za-z0-9_-]{8,32}$")
 
 UserLike = AbstractBaseUser | AnonymousUser
+# The lockdown flag's query as a scalar subquery, for a statement that reads it with others
+# (`vigie.guard.lockdown.LockdownFlag.in_statement`; records does not import the guard).
+FlagQuery = Callable[[BaseDatabaseWrapper], tuple[str, list[Any]]]
 
 
 @dataclass(frozen=True)
@@ -240,21 +245,35 @@ def get_document_or_404(
     request: HttpRequest, document_id: str, action: Action, *, at: datetime | None = None
 ) -> tuple[Document, Decision]:
     """The document with this id if the requesting user may `action` it; else 404
-    (LockedDown during a lockdown, before any lookup, as for patients).
+    (LockedDown during a lockdown, for every id, before anything found is used).
 
-    One statement finds the document, its patient, the user's active care relationship and
-    emergency grant (`_DocumentLookup`); the decision is then `_decide`'s rule applied to
-    what it found. `test_access_differential` proves the two equal over the whole matrix.
+    One statement reads the lockdown flag and finds the document, its patient, the user's
+    active care relationship and emergency grant (`_DocumentLookup`); the decision is then
+    `_decide`'s rule applied to what it found. `test_access_differential` proves the two
+    equal over the whole matrix; `test_lockdown` that the flag answers as `ensure_served`.
     """
-    ensure_served()
+    flag = import_string(settings.VIGIE_LOCKDOWN_FLAG)
+    in_statement: FlagQuery | None = getattr(flag, "in_statement", None)
+    if in_statement is None or not _DOCUMENT_ID_RE.match(document_id or ""):
+        # A flag that cannot join the lookup (a stand-in), or an id that never reaches the
+        # database: the flag on its own, first, as for patients.
+        ensure_served()
     if not _DOCUMENT_ID_RE.match(document_id or ""):
         raise Http404("")
     user = request.user
     moment = at or timezone.now()
     reader = user if user is not None and _reader_refusal(user) is None else None
-    found = _DocumentLookup.for_connection().fetch(
-        document_id, reader.pk if reader is not None else None, moment
-    )
+    lookup = _DocumentLookup.for_connection(in_statement=in_statement)
+    try:
+        locked, found = lookup.fetch(document_id, reader.pk if reader is not None else None, moment)
+    except DatabaseError:
+        if in_statement is not None:
+            # Fail closed as the flag does alone: unreadable or on, no record at all.
+            ensure_served()
+        raise
+    if locked:
+        # Before anything about the row is used: known and unknown ids answer alike.
+        raise LockedDown
     if found is None:
         raise Http404("")
     document, relationship, grant_id, grant_expires = found
@@ -303,16 +322,19 @@ class _DocumentLookup:
     `EmergencyAccess.objects.active`, the order those of `_decide`.
     """
 
-    _cache: ClassVar[dict[str, _DocumentLookup]] = {}
+    _cache: ClassVar[dict[tuple[str, FlagQuery | None], _DocumentLookup]] = {}
 
-    def __init__(self, alias: str) -> None:
+    def __init__(self, alias: str, in_statement: FlagQuery | None = None) -> None:
         # Only the alias is kept: connections are per thread, this object is shared.
         self.alias = alias
         conn = connections[alias]
+        # The lockdown flag, read in the same statement (a scalar subquery), or NULL.
+        flag_sql, self.flag_params = in_statement(conn) if in_statement else ("NULL", [])
         quote = conn.ops.quote_name
         self.document_fields = list(Document._meta.concrete_fields)
         self.patient_fields = list(Patient._meta.concrete_fields)
         self.document_readers = [rawsql.Reader(f, conn) for f in self.document_fields]
+        self.document_pk_at = self.document_fields.index(Document._meta.pk)
         self.patient_readers = [rawsql.Reader(f, conn) for f in self.patient_fields]
         self.read_expires = rawsql.Reader(EmergencyAccess._meta.get_field("expires_at"), conn)
 
@@ -339,35 +361,48 @@ class _DocumentLookup:
         )
         grant_id = f"SELECT e.{quote(ea._meta.pk.column)}{grant_where}"
         grant_expires = f"SELECT e.{col(ea, 'expires_at')}{grant_where}"
+        # FROM a one-row table and LEFT JOINs: the flag comes back even for an unknown id.
         self.sql = (
-            f"SELECT {columns('d', self.document_fields)}, {columns('p', self.patient_fields)},"  # noqa: S608
+            f"SELECT {flag_sql}, {columns('d', self.document_fields)},"  # noqa: S608
+            f" {columns('p', self.patient_fields)},"
             f" ({relationship}), ({grant_id}), ({grant_expires})"
-            f" FROM {rawsql.table(Document, conn)} d"
-            f" JOIN {rawsql.table(Patient, conn)} p"
+            f" FROM (SELECT 1 AS one) one_row"
+            f" LEFT JOIN {rawsql.table(Document, conn)} d"
+            f" ON d.{quote(Document._meta.pk.column)} = %s"
+            f" LEFT JOIN {rawsql.table(Patient, conn)} p"
             f" ON p.{quote(Patient._meta.pk.column)} = d.{col(Document, 'patient')}"
-            f" WHERE d.{quote(Document._meta.pk.column)} = %s"
         )
 
     @classmethod
-    def for_connection(cls, alias: str = DEFAULT_DB_ALIAS) -> _DocumentLookup:
-        lookup = cls._cache.get(alias)
+    def for_connection(
+        cls, alias: str = DEFAULT_DB_ALIAS, *, in_statement: FlagQuery | None = None
+    ) -> _DocumentLookup:
+        # Keyed by the flag too (a bound method compares by its object): settings may name
+        # another one.
+        key = (alias, in_statement)
+        lookup = cls._cache.get(key)
         if lookup is None:
-            lookup = cls._cache[alias] = cls(alias)
+            lookup = cls._cache[key] = cls(alias, in_statement)
         return lookup
 
     def fetch(
         self, document_id: str, doctor_id: int | None, moment: datetime
-    ) -> tuple[Document, int | None, int | None, datetime | None] | None:
+    ) -> tuple[bool, tuple[Document, int | None, int | None, datetime | None] | None]:
+        """(lockdown on?, the document, relationship, grant id, grant end, or None)."""
         conn = connections[self.alias]
         when = conn.ops.adapt_datetimefield_value(moment)
-        params = [doctor_id, when, when] * 3 + [document_id]
+        params = [*self.flag_params, *[doctor_id, when, when] * 3, document_id]
         with conn.cursor() as cursor:
             cursor.execute(self.sql, params)
             row = cursor.fetchone()
-        if row is None:
-            return None
+        if row is None:  # not with a one-row FROM; refuse rather than guess
+            raise DatabaseError("the document lookup returned no row")
+        locked, row = row[0] is not None, row[1:]
         split = len(self.document_fields)
         end = split + len(self.patient_fields)
+        # The primary key is never NULL in a row that exists: NULL is "no such document".
+        if locked or row[self.document_pk_at] is None:
+            return locked, None
         document = rawsql.instance(
             Document, self.document_fields, self.document_readers, row[:split], conn
         )
@@ -378,4 +413,4 @@ class _DocumentLookup:
         relationship, grant_id, grant_expires = row[end:]
         if grant_expires is not None:
             grant_expires = self.read_expires(grant_expires, conn)
-        return document, relationship, grant_id, grant_expires
+        return False, (document, relationship, grant_id, grant_expires)

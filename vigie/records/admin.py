@@ -14,8 +14,9 @@ from typing import Any
 from django import forms
 from django.contrib import admin
 from django.core.exceptions import PermissionDenied
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from vigie.audit.admin_audit import AuditedAdminMixin
 from vigie.records.models import CareRelationship, Document, EmergencyAccess, Patient
@@ -33,16 +34,19 @@ class PatientAdmin(AuditedAdminMixin, admin.ModelAdmin[Patient]):
 @admin.register(Document)
 class DocumentAdmin(AuditedAdminMixin, admin.ModelAdmin[Document]):
     audit_reads = True
-    list_display = ("title", "kind", "patient", "clinical_date", "source_system", "size")
+    # Metadata only: IT manages documents, it does not read them, and a title ("HIV
+    # serology", "psychiatric report") can itself be a diagnosis. Not listed, not searched,
+    # not on the document's page.
+    list_display = ("reference", "kind", "patient", "clinical_date", "source_system", "size")
+    list_display_links = ("reference",)
     list_filter = ("kind", "source_system")
-    search_fields = ("=id", "title", "=patient__ipp")
+    search_fields = ("=id", "=patient__ipp")
     list_select_related = ("patient",)
     exclude = ("wrapped_key",)
     readonly_fields = (
         "id",
         "patient",
         "kind",
-        "title",
         "clinical_date",
         "author",
         "source_system",
@@ -54,6 +58,23 @@ class DocumentAdmin(AuditedAdminMixin, admin.ModelAdmin[Document]):
         "active_content",
         "content_warnings",
     )
+
+    @admin.display(description=gettext_lazy("reference"), ordering="id")
+    def reference(self, obj: Document) -> str:
+        return obj.pk[:12]
+
+    def change_view(
+        self,
+        request: HttpRequest,
+        object_id: str,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        # The page's subtitle would be str(document), which starts with its title.
+        subtitle = _("Document %(reference)s") % {"reference": object_id[:12]}
+        return super().change_view(
+            request, object_id, form_url, {**(extra_context or {}), "subtitle": subtitle}
+        )
 
     # Documents arrive only through ingest (encrypted, audited) and are never deleted from a
     # web form: "nothing lost".

@@ -41,6 +41,7 @@ from vigie.records.ingest import (
     _validate_meta,
     meta_fields,
     record_stored,
+    seal_results_of,
 )
 from vigie.records.ingest_errors import InvalidDocument, StorageUnavailable
 from vigie.records.inspection import ContentReport, inspect
@@ -48,6 +49,7 @@ from vigie.records.models import (
     Document,
     PatientIdentifier,
     PendingDocument,
+    SealedResults,
     new_document_id,
 )
 from vigie.records.receive import (
@@ -57,9 +59,11 @@ from vigie.records.receive import (
     Sender,
     _with_type,
     in_own_source,
+    lab_report,
     match_patient,
 )
-from vigie.vault.group import SealGroup
+from vigie.records.results import ResultSet
+from vigie.vault.group import DirectSealGroup, SealGroup, seal_group
 
 logger = logging.getLogger(__name__)
 
@@ -77,6 +81,9 @@ class Arrival:
     extra: dict[str, Any] = field(default_factory=dict)
     # Runs in the round's transaction with the stored row (see `receive`'s `within`).
     within: Callable[[Document | PendingDocument], None] | None = None
+    # A lab message's values (and the sender's embedded PDF), sealed beside it.
+    results: ResultSet | None = None
+    attachment: bytes | None = None
 
 
 @dataclass
@@ -91,6 +98,7 @@ class _Ready:
     row_id: str = ""
     sealed: tuple[str, bytes, int, str] = ("", b"", 0, "")
     row: Document | PendingDocument | None = None
+    results: SealedResults | None = None
 
 
 @dataclass
@@ -99,7 +107,7 @@ class Round:
     next. Two steps so that a caller can pipeline: while one round commits, the next is
     prepared and its blobs fsynced (the waits release the interpreter)."""
 
-    group: SealGroup
+    group: SealGroup | DirectSealGroup
     ready: list[_Ready]
     outcomes: list[Received | Exception | None]
 
@@ -127,7 +135,9 @@ def prepare_round(arrivals: list[Arrival], *, executor: Executor | None = None) 
             ready.append(_check(index, arrival))
         except Exception as exc:  # this document's answer; the others go on
             outcomes[index] = exc
-    group = SealGroup(vault.get_store(), vault.get_keyring(), int(settings.VIGIE_VAULT_CHUNK_SIZE))
+    group = seal_group(
+        vault.get_blob_store(), vault.get_keyring(), int(settings.VIGIE_VAULT_CHUNK_SIZE)
+    )
     try:
         ready = _seal(ready, group, outcomes)
         if ready:
@@ -177,13 +187,17 @@ def _check(index: int, arrival: Arrival) -> _Ready:
     if len(arrival.content) > limit:
         raise InvalidDocument(f"the document is larger than the limit of {limit} bytes")
     sender = in_own_source(arrival.sender, arrival.meta.source_system)
-    report = inspect(arrival.content, arrival.meta.content_type)
+    report = lab_report(
+        inspect(arrival.content, arrival.meta.content_type), arrival.results, arrival.attachment
+    )
     match = match_patient(sender)
     meta = _with_type(arrival.meta, report)
     return _Ready(index, arrival, match, meta, report)
 
 
-def _seal(ready: list[_Ready], group: SealGroup, outcomes: list[Any]) -> list[_Ready]:
+def _seal(
+    ready: list[_Ready], group: SealGroup | DirectSealGroup, outcomes: list[Any]
+) -> list[_Ready]:
     # One shard prefix for the round: its blobs share a folder, hence one folder fsync.
     # The other 30 characters (180 random bits) keep every id unguessable.
     prefix = new_document_id()[:2]
@@ -192,7 +206,14 @@ def _seal(ready: list[_Ready], group: SealGroup, outcomes: list[Any]) -> list[_R
     for item in ready:
         item.row_id = prefix + new_document_id()[2:]
         try:
+            # The values first: a refusal there leaves no blob to discard.
+            item.results = seal_results_of(
+                item.row_id, item.arrival.results, item.arrival.attachment
+            )
             item.sealed = group.seal(item.row_id, item.arrival.content, limit)
+        except InvalidDocument as exc:
+            outcomes[item.index] = exc
+            continue
         except vault.DocumentTooLarge as exc:
             outcomes[item.index] = InvalidDocument(str(exc))
             continue
@@ -204,7 +225,7 @@ def _seal(ready: list[_Ready], group: SealGroup, outcomes: list[Any]) -> list[_R
     return sealed
 
 
-def _commit(ready: list[_Ready], group: SealGroup, outcomes: list[Any]) -> None:
+def _commit(ready: list[_Ready], group: SealGroup | DirectSealGroup, outcomes: list[Any]) -> None:
     try:
         with transaction.atomic(), audit_log.together():
             for item in ready:
@@ -243,6 +264,8 @@ def _insert(item: _Ready) -> None:
     if item.match.patient is not None:
         document = Document(patient=item.match.patient, **common)
         rawsql.insert(document, connection)
+        if item.results is not None:
+            item.results.save(force_insert=True)
         if arrival.within is not None:
             arrival.within(document)
         record_stored(document)
@@ -257,6 +280,8 @@ def _insert(item: _Ready) -> None:
         **common,
     )
     rawsql.insert(pending, connection)
+    if item.results is not None:
+        item.results.save(force_insert=True)
     audit_extra = {
         "channel": arrival.channel,
         "source_system": item.meta.source_system,

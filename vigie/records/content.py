@@ -12,11 +12,17 @@ from collections.abc import Iterator
 from typing import Protocol
 
 from vigie import vault
-from vigie.vault.errors import VaultError
+from vigie.vault.errors import StoreUnavailable, VaultError
 
 # Re-exported so the portal can catch vault failures without importing the vault (DESIGN:
 # portal → records → vault, one way).
-__all__ = ["ContentMismatch", "VaultError", "stream_verified", "verify"]
+__all__ = [
+    "ContentMismatch",
+    "StoreUnavailable",
+    "VaultError",
+    "stream_verified",
+    "verify",
+]
 
 
 class ContentMismatch(VaultError):
@@ -36,7 +42,7 @@ class SealedRow(Protocol):
 def stream_verified(
     document: SealedRow,
     *,
-    store: vault.FilesystemBlobStore | None = None,
+    store: vault.BlobStore | None = None,
     keyring: vault.Keyring | None = None,
     digest: bool = True,
 ) -> Iterator[bytes]:
@@ -69,7 +75,7 @@ def stream_verified(
 def verify(
     document: SealedRow,
     *,
-    store: vault.FilesystemBlobStore | None = None,
+    store: vault.BlobStore | None = None,
     keyring: vault.Keyring | None = None,
 ) -> None:
     """Decrypt and hash the whole document, discarding the bytes; raise on any problem."""

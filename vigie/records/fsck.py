@@ -22,7 +22,8 @@ from django.utils import timezone
 from vigie import vault
 from vigie.lib import durable
 from vigie.records.content import verify
-from vigie.records.models import Document, PendingDocument
+from vigie.records.models import Document, PendingDocument, SealedResults, results_label
+from vigie.vault.store import UnfinishedWrite
 
 Progress = Callable[[int, int], None]
 
@@ -36,7 +37,8 @@ class FsckReport:
     checked: int = 0
     orphan_blobs: list[str] = field(default_factory=list)
     young_orphans: list[str] = field(default_factory=list)
-    stale_temp_files: list[Path] = field(default_factory=list)
+    # Temporary files of a crashed write, or multipart uploads never completed (S3).
+    stale_temp_files: list[UnfinishedWrite] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)
     corrupt: list[tuple[str, str]] = field(default_factory=list)
     removed_report: Path | None = None
@@ -49,7 +51,7 @@ class FsckReport:
 def fsck(
     *, repair: bool = False, progress: Progress | None = None, grace: float = ORPHAN_GRACE_SECONDS
 ) -> FsckReport:
-    store = vault.get_store()
+    store = vault.get_blob_store()
     report = FsckReport()
     now = time.time()
     known: set[str] = set()
@@ -71,21 +73,21 @@ def fsck(
     for blob_id in store.iter_ids():
         if blob_id in known:
             continue
-        age = now - store.path_for(blob_id).stat().st_mtime
+        age = now - store.modified_at(blob_id)
         (report.orphan_blobs if age >= grace else report.young_orphans).append(blob_id)
-    for temp in store.iter_stale_temp_files():
-        if now - temp.stat().st_mtime >= grace:
+    for temp in store.unfinished_writes():
+        if now - temp.started_at >= grace:
             report.stale_temp_files.append(temp)
     if repair:
         _repair(report, store)
     return report
 
 
-def _repair(report: FsckReport, store: vault.FilesystemBlobStore) -> None:
+def _repair(report: FsckReport, store: vault.BlobStore) -> None:
     for blob_id in report.orphan_blobs:
         store.delete(blob_id)
     for temp in report.stale_temp_files:
-        temp.unlink(missing_ok=True)
+        store.discard(temp)
     broken = report.missing + [pk for pk, _reason in report.corrupt]
     if not broken:
         return
@@ -112,6 +114,8 @@ def _repair(report: FsckReport, store: vault.FilesystemBlobStore) -> None:
     body = json.dumps(payload, ensure_ascii=False, indent=2).encode("utf-8")
     durable.write_new(path, [body], replace=True)
     with transaction.atomic():
+        # A removed document's sealed results go with it: nothing would ever open them.
+        SealedResults.objects.filter(pk__in=[results_label(doc.pk) for doc in rows]).delete()
         Document.objects.filter(pk__in=[doc.pk for doc in rows]).delete()
     for doc in rows:
         if store.exists(doc.pk):

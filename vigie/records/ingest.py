@@ -38,8 +38,11 @@ from vigie.records.models import (
     DocumentKind,
     Patient,
     PendingDocument,
+    SealedResults,
     new_document_id,
 )
+from vigie.records.results import ResultSet
+from vigie.records.results_store import seal_results
 
 __all__ = [
     "DocumentMeta",
@@ -165,8 +168,15 @@ def ingest(
     active_content: bool = False,
     content_warnings: list[str] | None = None,
     within: Callable[[Document], None] | None = None,
+    results: ResultSet | None = None,
+    attachment: bytes | None = None,
 ) -> Document:
     """Store `content` encrypted for `patient`; return only once blob and row are durable.
+
+    `results`: the lab values the message carries (and `attachment`, the sender's own
+    document embedded in it, as `results.attachment` describes). `content` stays the
+    message exactly as received; the results are sealed beside it (`SealedResults`, its own
+    data key) and committed in the document row's transaction.
 
     `within(document)` runs inside the row's transaction: an intake channel records there
     that it took this message (a control id, a file's hash), so that the document and that
@@ -191,6 +201,8 @@ def ingest(
             "content_warnings": list(content_warnings or []),
         },
         then=then,
+        results=results,
+        attachment=attachment,
     )
 
 
@@ -201,6 +213,8 @@ def seal_and_insert(
     max_size: int,
     fields: dict[str, Any],
     then: Callable[[Row], None],
+    results: ResultSet | None = None,
+    attachment: bytes | None = None,
 ) -> Row:
     """Seal `content` under a new id, then insert the `model` row that holds its key, and run
     `then(row)` (the audit event, the channel's own record) in the row's transaction.
@@ -210,14 +224,19 @@ def seal_and_insert(
     (the store refused) with nothing stored.
     """
     row_id = new_document_id()
-    store = vault.get_store()
+    store = vault.get_blob_store()
     try:
         sealed = vault.seal(row_id, content, store=store, max_size=max_size)
     except vault.DocumentTooLarge as exc:
         raise InvalidDocument(str(exc)) from None
     except OSError as exc:
         raise StorageUnavailable(f"cannot store the document: {exc.strerror or exc}") from exc
+    except vault.StoreUnavailable as exc:
+        # The object store timed out or failed; a failed upload was aborted: nothing stored.
+        raise StorageUnavailable(f"cannot store the document: {exc}") from exc
     try:
+        # Sealed before the transaction (the encryption is the slow part), inserted in it.
+        sealed_results = seal_results_of(row_id, results, attachment)
         # `together()`: the events `then` records (the channel's, the arrival's) are
         # appended as one batch, in this transaction, when the block ends.
         with transaction.atomic(), audit_log.together():
@@ -232,6 +251,8 @@ def seal_and_insert(
             # Raw, as `create()` would write it (no signal or save() rule concerns a new
             # row): the ORM's INSERT cost more CPU than the rest of the transaction.
             rawsql.insert(row, connection)
+            if sealed_results is not None:
+                sealed_results.save(force_insert=True)
             then(row)
     except BaseException:
         # The row did not commit: the blob is an orphan now, remove it rather than wait for
@@ -239,3 +260,18 @@ def seal_and_insert(
         store.delete(row_id)
         raise
     return row
+
+
+def seal_results_of(
+    row_id: str, results: ResultSet | None, attachment: bytes | None
+) -> SealedResults | None:
+    if results is None:
+        if attachment is not None:
+            raise InvalidDocument("an attachment is kept with its results only")
+        return None
+    if not isinstance(results, ResultSet):
+        raise InvalidDocument("results must be a records.results.ResultSet")
+    try:
+        return seal_results(row_id, results, attachment)
+    except vault.VaultError as exc:
+        raise InvalidDocument(f"cannot seal the results: {exc}") from None

@@ -22,8 +22,20 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-ACCEPTED_TYPES = frozenset({"application/pdf", "image/png", "image/jpeg"})
+# Lab messages kept as received; their values are sealed beside them (`records.results`).
+HL7_V2 = "application/hl7-v2"
+# An HPRIM Santé file (one patient's part of it), in the charset it came in: its channel's
+# parser has read it whole before it gets here, so no magic bytes are asked of it.
+HPRIM = "application/x-hprim-sante"
+LAB_MESSAGE_TYPES = frozenset({HL7_V2, HPRIM})
+# What a sender may upload as a file (REST, FHIR, folder); lab messages come through
+# their channels, which read the values first.
+UPLOAD_TYPES = frozenset({"application/pdf", "image/png", "image/jpeg"})
+ACCEPTED_TYPES = UPLOAD_TYPES | LAB_MESSAGE_TYPES
 _MAGIC = {
+    # The MSH segment opens every HL7 v2 message (after blank lines some senders put first).
+    HL7_V2: (b"MSH",),
+    HPRIM: (b"",),
     "application/pdf": (b"%PDF-",),
     "image/png": (b"\x89PNG\r\n\x1a\n",),
     "image/jpeg": (b"\xff\xd8\xff",),
@@ -74,7 +86,8 @@ def inspect(data: bytes, content_type: str) -> ContentReport:
             f"unsupported content type {content_type!r}; send one of "
             f"{', '.join(sorted(ACCEPTED_TYPES))}"
         )
-    if not data.startswith(_MAGIC[content_type]):
+    start = data.lstrip() if content_type == HL7_V2 else data
+    if not start.startswith(_MAGIC[content_type]):
         raise InvalidDocument(
             f"the file is not a {content_type} (its first bytes are {data[:8]!r}); "
             "check that the sending system attaches the document itself, not an error page"

@@ -23,18 +23,21 @@ from vigie import vault
 from vigie.accounts.models import TotpSeed
 from vigie.lib import durable
 from vigie.records.content import verify
-from vigie.records.models import Document, PendingDocument
+from vigie.records.models import Document, PendingDocument, SealedResults
 from vigie.vault import layout
 from vigie.vault.kek_store import Keyring
 
 Progress = Callable[[int, int], None]
 _BATCH = 500
 # Every table that holds wrapped data keys: documents, those still to be reconciled, and
-# the sealed authenticator seeds (same envelope, their id is the vault label).
-_WRAPPED: tuple[type[Document] | type[PendingDocument] | type[TotpSeed], ...] = (
+# the sealed authenticator seeds and lab results (same envelope, their id is the vault label).
+_WRAPPED: tuple[
+    type[Document] | type[PendingDocument] | type[TotpSeed] | type[SealedResults], ...
+] = (
     Document,
     PendingDocument,
     TotpSeed,
+    SealedResults,
 )
 
 

@@ -366,34 +366,6 @@ class EmergencyAccess(DoctorPatientLink):
         return self.granted_at <= moment < self.expires_at
 
 
-class PatientVisit(models.Model):
-    """When a doctor last opened a patient's page, for the "new since your last visit" mark."""
-
-    doctor = models.ForeignKey(
-        settings.AUTH_USER_MODEL,
-        on_delete=models.PROTECT,
-        related_name="patient_visits",
-        verbose_name=_("doctor"),
-    )
-    patient = models.ForeignKey(
-        Patient,
-        on_delete=models.PROTECT,
-        related_name="visits",
-        verbose_name=_("patient"),
-    )
-    last_visit_at = models.DateTimeField(_("last visit at"), default=timezone.now)
-
-    class Meta:
-        verbose_name = _("patient visit")
-        verbose_name_plural = _("patient visits")
-        constraints: ClassVar[list[models.BaseConstraint]] = [
-            models.UniqueConstraint(fields=["doctor", "patient"], name="patient_visit_unique"),
-        ]
-
-    def __str__(self) -> str:
-        return f"{self.doctor} → {self.patient} ({self.last_visit_at:%Y-%m-%d %H:%M})"
-
-
 class PatientIdentifier(models.Model):
     """An identifier another system gives this patient, e.g. a laboratory's own IPP.
 
@@ -464,3 +436,40 @@ class PendingDocument(StoredDocument):
 
     def __str__(self) -> str:
         return f"{self.title} ({self.source_system}, {self.received_at:%Y-%m-%d %H:%M})"
+
+
+def results_label(document_id: str) -> str:
+    # The "/" no document id has: the results' wrapped key and ciphertext can never pass for
+    # a document's blob or key, nor a document's for these.
+    return f"results/{document_id}"
+
+
+class SealedResults(models.Model):
+    """A lab document's parsed results (`records.results.ResultSet`), sealed beside it.
+
+    The document's blob stays the message exactly as received; this row holds the values
+    a physician reads as a table and a history, encrypted under their own data key (wrapped
+    by the keyring like a document's, rotated with them: `records.keys`). The id is the
+    vault label, `results/<document id>`: the same for a document still to be reconciled
+    and for the Document it becomes, so attaching moves nothing. Written in the document
+    row's transaction, so there is never a document without its results, nor the reverse.
+    No column holds a code, a value or a flag in clear.
+    """
+
+    id = models.CharField(primary_key=True, max_length=80, editable=False)
+    kek_id = models.CharField(_("key-encryption key"), max_length=64, editable=False)
+    wrapped_key = models.BinaryField(_("wrapped data key"), editable=False)
+    # Part 0: the result set's canonical JSON; part 1: the sender's embedded document.
+    results = models.BinaryField(_("sealed results"), editable=False)
+    attachment = models.BinaryField(_("sealed attachment"), null=True, editable=False)
+    created_at = models.DateTimeField(_("created at"), default=timezone.now, editable=False)
+
+    class Meta:
+        verbose_name = _("sealed lab results")
+        verbose_name_plural = _("sealed lab results")
+        indexes: ClassVar[list[models.Index]] = [
+            models.Index(fields=["kek_id"], name="results_kek_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return self.id

@@ -45,7 +45,7 @@ from vigie.records.ingest import (
     seal_and_insert,
 )
 from vigie.records.ingest_errors import ForeignSource, InvalidDocument
-from vigie.records.inspection import ContentReport, inspect
+from vigie.records.inspection import LAB_MESSAGE_TYPES, ContentReport, inspect
 from vigie.records.models import (
     Document,
     Patient,
@@ -53,6 +53,7 @@ from vigie.records.models import (
     PendingDocument,
     PendingStatus,
 )
+from vigie.records.results import ResultSet
 
 logger = logging.getLogger(__name__)
 
@@ -194,6 +195,9 @@ def receive(
     channel: str,
     extra: dict[str, Any] | None = None,
     within: Callable[[Document | PendingDocument], None] | None = None,
+    results: ResultSet | None = None,
+    attachment: bytes | None = None,
+    inspected: ContentReport | None = None,
 ) -> Received:
     """Check, match and store a received document; see the module docstring.
 
@@ -204,6 +208,11 @@ def receive(
     stored. Returns once blob and row are durable.
     `within(row)` runs inside the row's transaction (see `ingest`); whatever it raises
     (an IntegrityError for a message already taken) undoes the whole reception.
+    `results` (and `attachment`): the lab values the message carries, sealed beside it
+    (see `ingest`), whether the document is matched or waits for reconciliation.
+    `inspected` is for a channel that read the content with its own parser (HPRIM text, which
+    `inspect()` does not know): what that parser found. Every other caller leaves it out, so
+    that nothing but a checked PDF or image is stored from a generic upload.
     """
     if channel not in CHANNELS:
         raise ValueError(f"unknown channel {channel!r}")
@@ -214,12 +223,21 @@ def receive(
             f"the document is larger than the limit of {settings.VIGIE_MAX_DOCUMENT_SIZE} bytes"
         )
     sender = in_own_source(sender, meta.source_system)
-    report = inspect(data, meta.content_type)
+    report = inspected if inspected is not None else inspect(data, meta.content_type)
+    report = lab_report(report, results, attachment)
     match = match_patient(sender)
     audit_extra = {"channel": channel, "source_system": meta.source_system, **(extra or {})}
     if match.patient is None:
         pending = _store_pending(
-            sender, meta, data, report, channel, match.reason, within, audit_extra
+            sender,
+            meta,
+            data,
+            report,
+            channel,
+            match.reason,
+            within,
+            audit_extra,
+            (results, attachment),
         )
         return Received(pending=pending, warnings=report.warnings)
     document = ingest(
@@ -229,6 +247,8 @@ def receive(
         active_content=report.active_content,
         content_warnings=report.warnings,
         within=within,
+        results=results,
+        attachment=attachment,
     )
     if match.learn is not None:
         source, value = match.learn
@@ -238,6 +258,31 @@ def receive(
         except IntegrityError:
             logger.info("identifier %s:%s learnt concurrently", source, value)
     return Received(document=document, warnings=report.warnings)
+
+
+def lab_report(
+    report: ContentReport, results: ResultSet | None, attachment: bytes | None
+) -> ContentReport:
+    """The checks a lab message gets beyond its own inspection (shared with the MLLP group
+    commit, `records.batch`): refused without its values, and its embedded document
+    inspected like any received file."""
+    if report.content_type in LAB_MESSAGE_TYPES and results is None:
+        # Kept as received only with its values beside it: a message nobody can read as a
+        # table is a message a physician cannot read at all.
+        raise InvalidDocument(
+            "a lab message (HL7 v2, HPRIM) is received through its own channel, which keeps "
+            "its results; send a PDF here"
+        )
+    if attachment is not None and results is not None and results.attachment is not None:
+        # The sender's own document inside the message is checked like any received file:
+        # refused if it is not what it claims, and its active content marks the document.
+        embedded = inspect(attachment, results.attachment.content_type)
+        report = replace(
+            report,
+            active_content=report.active_content or embedded.active_content,
+            warnings=[*report.warnings, *embedded.warnings],
+        )
+    return report
 
 
 def _with_type(meta: DocumentMeta, report: ContentReport) -> DocumentMeta:
@@ -262,6 +307,7 @@ def _store_pending(
     reason: str,
     within: Callable[[Document | PendingDocument], None] | None,
     audit_extra: dict[str, Any],
+    lab: tuple[ResultSet | None, bytes | None] = (None, None),
 ) -> PendingDocument:
 
     def then(pending: PendingDocument) -> None:
@@ -290,6 +336,8 @@ def _store_pending(
             "content_warnings": report.warnings,
         },
         then=then,
+        results=lab[0],
+        attachment=lab[1],
     )
 
 

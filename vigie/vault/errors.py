@@ -27,3 +27,8 @@ class BlobMissing(VaultError):
 
 class DocumentTooLarge(VaultError):
     """The plaintext exceeds the size limit given to `seal`."""
+
+
+class StoreUnavailable(VaultError):
+    """The blob store did not answer in time or failed (network, server error, credentials).
+    Nothing was written; retrying later may work. The portal answers 503."""

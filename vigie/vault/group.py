@@ -31,9 +31,9 @@ from vigie.lib import durable
 from vigie.vault.envelope import new_data_key, seal_chunks
 from vigie.vault.errors import DocumentTooLarge, VaultError
 from vigie.vault.kek_store import Keyring
-from vigie.vault.store import TEMP_PREFIX, FilesystemBlobStore
+from vigie.vault.store import TEMP_PREFIX, BlobStore, FilesystemBlobStore
 
-__all__ = ["SealGroup"]
+__all__ = ["DirectSealGroup", "SealGroup", "seal_group"]
 
 
 @dataclass
@@ -126,6 +126,52 @@ class SealGroup:
 
     def __len__(self) -> int:
         return len(self._written)
+
+
+class DirectSealGroup:
+    """`SealGroup`'s interface for a store whose every write is durable when it returns (an
+    S3-compatible store: an object exists only once its upload completed): there is nothing
+    to make durable together, so `sync()` has nothing left to do."""
+
+    def __init__(self, store: BlobStore, keyring: Keyring, chunk_size: int) -> None:
+        self.store = store
+        self.keyring = keyring
+        self.chunk_size = chunk_size
+        self._written: list[str] = []
+
+    def seal(self, document_id: str, data: bytes, max_size: int) -> tuple[str, bytes, int, str]:
+        if len(data) > max_size:
+            raise DocumentTooLarge(f"the document is larger than the limit of {max_size} bytes")
+        data_key = new_data_key()
+        kek_id, wrapped_key = self.keyring.wrap(data_key, document_id)
+        sealed = seal_chunks(data_key, document_id, io.BytesIO(data), self.chunk_size, max_size)
+        self.store.write(document_id, sealed)  # write-once: the store refuses an existing id
+        self._written.append(document_id)
+        return kek_id, wrapped_key, sealed.size, sealed.sha256
+
+    def sync(self, executor: Executor | None = None) -> None:
+        """Every blob is durable already (see the class)."""
+
+    def discard(self, blob_ids: Iterable[str]) -> None:
+        for blob_id in blob_ids:
+            if blob_id in self._written:
+                self._written.remove(blob_id)
+                with contextlib.suppress(VaultError, OSError):  # fsck finds what is left
+                    self.store.delete(blob_id)
+
+    def close(self) -> None:
+        self._written.clear()
+
+    def __len__(self) -> int:
+        return len(self._written)
+
+
+def seal_group(store: BlobStore, keyring: Keyring, chunk_size: int) -> SealGroup | DirectSealGroup:
+    """The group for `store`: fsyncs shared across a round on the filesystem, plain
+    durable writes elsewhere."""
+    if isinstance(store, FilesystemBlobStore):
+        return SealGroup(store, keyring, chunk_size)
+    return DirectSealGroup(store, keyring, chunk_size)
 
 
 def _fsync(target: int | Path) -> None:

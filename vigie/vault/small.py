@@ -62,3 +62,52 @@ def open_small(
         return AESGCM(data_key).decrypt(nonce, sealed, aad)
     except InvalidTag:
         raise IntegrityError(f"secret {secret_id}: the ciphertext does not authenticate") from None
+
+
+# Records larger than a secret but kept beside their row, not in the blob store (a document's
+# parsed lab results): one data key, several parts, each part its own AES-GCM message.
+_RECORD_DOMAIN = b"vigie/vault/sealed-record/v1\x00"
+MAX_RECORD_PART = 64 * 1024 * 1024
+
+
+def _record_aad(record_id: str, index: int) -> bytes:
+    return _RECORD_DOMAIN + _aad(record_id)[len(_DOMAIN) :] + index.to_bytes(4, "big")
+
+
+def seal_record(
+    record_id: str, parts: list[bytes], *, keyring: Keyring | None = None
+) -> tuple[str, bytes, list[bytes]]:
+    """Encrypt each of `parts` under one fresh data key wrapped for `record_id`; returns
+    (kek_id, wrapped data key, ciphertexts in order). Each ciphertext names its position,
+    so parts can be neither swapped nor moved to another record."""
+    for part in parts:
+        if len(part) > MAX_RECORD_PART:
+            raise VaultError(f"record {record_id}: a part of {len(part)} bytes is too large")
+    ring = keyring or get_keyring()
+    data_key = new_data_key()
+    kek_id, wrapped = ring.wrap(data_key, record_id)
+    cipher = AESGCM(data_key)
+    sealed = []
+    for index, part in enumerate(parts):
+        nonce = secrets.token_bytes(_NONCE_SIZE)
+        sealed.append(nonce + cipher.encrypt(nonce, part, _record_aad(record_id, index)))
+    return kek_id, wrapped, sealed
+
+
+def open_record(
+    record_id: str,
+    kek_id: str,
+    wrapped_key: bytes,
+    ciphertext: bytes,
+    index: int,
+    *,
+    keyring: Keyring | None = None,
+) -> bytes:
+    """Part `index` of a record sealed by `seal_record`; IntegrityError if altered or moved."""
+    ring = keyring or get_keyring()
+    data_key = ring.unwrap(kek_id, wrapped_key, record_id)
+    nonce, sealed = ciphertext[:_NONCE_SIZE], ciphertext[_NONCE_SIZE:]
+    try:
+        return AESGCM(data_key).decrypt(nonce, sealed, _record_aad(record_id, index))
+    except InvalidTag:
+        raise IntegrityError(f"record {record_id}: part {index} does not authenticate") from None

@@ -1,7 +1,9 @@
-"""Where encrypted blobs live: one write-once file per blob, sharded by the id's first two
-characters (``root/ab/abcdef....blob``) so no folder grows to millions of entries.
+"""Where encrypted blobs live. `BlobStore` is what the vault, records and backup need of a
+store; two backends provide it: `FilesystemBlobStore` (the default: one write-once file per
+blob, sharded by the id's first two characters, ``root/ab/abcdef....blob``, so no folder grows
+to millions of entries) and `S3BlobStore` (vigie/vault/s3store.py, VIGIE_BLOB_STORE=s3).
 
-The store only ever sees ciphertext; it neither knows nor needs a key.
+A store only ever sees ciphertext; it neither knows nor needs a key.
 """
 
 from __future__ import annotations
@@ -10,8 +12,9 @@ import os
 import re
 import secrets
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Protocol
 
 from vigie.lib import durable
 from vigie.vault.errors import BlobMissing, VaultError
@@ -33,6 +36,48 @@ def validate_blob_id(blob_id: str) -> str:
     return blob_id
 
 
+@dataclass(frozen=True)
+class UnfinishedWrite:
+    """What an interrupted write left behind: a temporary file, an open multipart upload."""
+
+    name: str  # for humans: a path, or the object key and upload id
+    started_at: float  # seconds since the epoch
+    handle: str  # what `discard` needs: a path, or "key\nupload id"
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class BlobStore(Protocol):
+    """Write-once ciphertext blobs by id. Every write is all or nothing and durable when it
+    returns; an existing blob is never overwritten (VaultError). A store that cannot be
+    reached raises StoreUnavailable, never a library's own exception."""
+
+    def describe(self) -> str:
+        """Where the blobs are, for messages (a folder, an s3:// URL)."""
+        ...
+
+    def exists(self, blob_id: str) -> bool: ...
+
+    def write(self, blob_id: str, chunks: Iterable[bytes]) -> int: ...
+
+    def open(self, blob_id: str) -> BinaryIO: ...
+
+    def delete(self, blob_id: str) -> None: ...
+
+    def iter_ids(self) -> Iterator[str]: ...
+
+    def modified_at(self, blob_id: str) -> float:
+        """When the blob was written (seconds since the epoch); BlobMissing if absent."""
+        ...
+
+    def unfinished_writes(self) -> Iterator[UnfinishedWrite]:
+        """What interrupted writes left (possibly a write still running: check its age)."""
+        ...
+
+    def discard(self, write: UnfinishedWrite) -> None: ...
+
+
 class FilesystemBlobStore:
     """Write-once encrypted blobs under `root`; every write is durable when it returns."""
 
@@ -41,6 +86,9 @@ class FilesystemBlobStore:
 
     def __repr__(self) -> str:
         return f"<FilesystemBlobStore {self.root}>"
+
+    def describe(self) -> str:
+        return str(self.root)
 
     def path_for(self, blob_id: str) -> Path:
         validate_blob_id(blob_id)
@@ -88,6 +136,12 @@ class FilesystemBlobStore:
             raise BlobMissing(f"blob {blob_id} not found in {self.root}") from None
         durable.fsync_dir(path.parent)
 
+    def modified_at(self, blob_id: str) -> float:
+        try:
+            return self.path_for(blob_id).stat().st_mtime
+        except FileNotFoundError:
+            raise BlobMissing(f"blob {blob_id} not found in {self.root}") from None
+
     def _shards(self) -> Iterator[os.DirEntry[str]]:
         try:
             entries = sorted(os.scandir(self.root), key=lambda e: e.name)
@@ -122,10 +176,44 @@ class FilesystemBlobStore:
                     if entry.name.startswith(TEMP_PREFIX) and entry.is_file(follow_symlinks=False):
                         yield Path(entry.path)
 
+    def unfinished_writes(self) -> Iterator[UnfinishedWrite]:
+        for path in self.iter_stale_temp_files():
+            try:
+                started = path.stat().st_mtime
+            except FileNotFoundError:
+                continue  # its write just finished or was cleaned up
+            yield UnfinishedWrite(str(path), started, str(path))
 
-def get_store() -> FilesystemBlobStore:
-    """The blob store of `settings.VIGIE_BLOB_DIR` (cheap to build: not cached)."""
+    def discard(self, write: UnfinishedWrite) -> None:
+        Path(write.handle).unlink(missing_ok=True)
+
+
+def get_blob_store() -> BlobStore:
+    """The installation's blob store: `VIGIE_BLOB_DIR`, or the S3 bucket when
+    VIGIE_BLOB_STORE=s3 (proved write-once the first time in each process)."""
     # Imported here so the vault stays usable (and testable) without Django configured.
     from django.conf import settings
 
+    if settings.VIGIE_BLOB_STORE == "s3":
+        from vigie.vault.s3store import store_from_settings
+
+        return store_from_settings()
+    return FilesystemBlobStore(Path(settings.VIGIE_BLOB_DIR))
+
+
+def get_store() -> FilesystemBlobStore:
+    """The filesystem blob store of `settings.VIGIE_BLOB_DIR` (cheap to build: not cached).
+
+    For what only makes sense on a folder (tests that damage a blob file, tools that look at
+    paths). Code that stores or reads blobs takes `get_blob_store()`, which follows
+    VIGIE_BLOB_STORE; asked while the installation's blobs are in S3, this refuses rather
+    than hand out a folder that holds none of them.
+    """
+    from django.conf import settings
+
+    if settings.VIGIE_BLOB_STORE != "file":
+        raise VaultError(
+            f"VIGIE_BLOB_STORE={settings.VIGIE_BLOB_STORE}: the blobs are not in a folder "
+            "(this code must use vault.get_blob_store())"
+        )
     return FilesystemBlobStore(Path(settings.VIGIE_BLOB_DIR))

@@ -18,7 +18,7 @@ from django.contrib.auth import login
 from django.http import HttpRequest
 from django.utils import timezone
 
-from vigie.accounts import events
+from vigie.accounts import events, signin_policy
 from vigie.accounts.models import User
 from vigie.accounts.otp import mark_second_factor_fresh
 from vigie.accounts.psc.client import LEEWAY_SECONDS, Refused
@@ -56,6 +56,8 @@ def sign_in(
     django_otp.login(request, device_for(user))
     request.session.cycle_key()
     mark_second_factor_fresh(request)
+    # Judged on every request by the sign-in policy (VIGIE_SIGNIN_METHODS).
+    signin_policy.record_method(request, signin_policy.PSC)
     request.session.save()
     _remember(request, user, claims)
     extra = {"method": "psc", "acr": str(claims.get("acr", ""))[:50], **identity.summary()}

@@ -251,9 +251,9 @@ def test_group_commit_shares_commits_between_concurrent_readers(monkeypatch, set
     batches: list[int] = []
     real = audit_log.append_batch
 
-    def counting(events: list[AuditEvent]) -> audit_log.HeadState:
+    def counting(events: list[AuditEvent], **kwargs: bool) -> audit_log.HeadState:
         batches.append(len(events))
-        return real(events)
+        return real(events, **kwargs)
 
     monkeypatch.setattr(audit_log, "append_batch", counting)
     results: list[int] = []
@@ -283,7 +283,7 @@ def test_lost_connection_makes_every_waiting_reader_get_audit_unavailable(
 ) -> None:
     settings.VIGIE_AUDIT_GROUP_COMMIT = group_commit
 
-    def broken(events: list[AuditEvent]) -> audit_log.HeadState:
+    def broken(events: list[AuditEvent], **kwargs: bool) -> audit_log.HeadState:
         raise OperationalError("server closed the connection unexpectedly")
 
     monkeypatch.setattr(audit_log, "append_batch", broken)
@@ -355,7 +355,8 @@ def test_events_recorded_together_cost_one_head_read_and_one_insert() -> None:
     record("login.success")
     with CaptureQueriesContext(connection) as queries, transaction.atomic(), audit_log.together():
         _an_action_function(None)
-    inserts = [q for q in queries.captured_queries if q["sql"].startswith("INSERT")]
+    # On PostgreSQL the INSERT shares its statement with the head's move (WITH ... UPDATE).
+    inserts = [q for q in queries.captured_queries if "INSERT INTO" in q["sql"]]
     head_reads = [q for q in queries.captured_queries if "MAX(" in q["sql"]]
     assert (len(inserts), len(head_reads)) == (1, 1)
     assert [e.seq for e in AuditEvent.objects.order_by("seq")] == [1, 2, 3, 4]
@@ -394,7 +395,7 @@ def test_an_event_in_a_savepoint_rolled_back_inside_together_is_not_appended() -
 
 
 def test_together_fails_closed_when_the_append_fails(monkeypatch: pytest.MonkeyPatch) -> None:
-    def broken(events: object) -> None:
+    def broken(events: object, **kwargs: bool) -> None:
         raise OperationalError("database is locked")
 
     monkeypatch.setattr(audit_log, "append_batch", broken)
@@ -407,3 +408,21 @@ def test_together_fails_closed_when_the_append_fails(monkeypatch: pytest.MonkeyP
 def test_together_outside_a_transaction_is_a_mistake() -> None:
     with pytest.raises(RuntimeError, match="transaction"), audit_log.together():
         pass
+
+
+def test_an_append_on_postgresql_moves_the_head_in_the_inserts_statement() -> None:
+    if connection.vendor != "postgresql":
+        pytest.skip("SQLite has no INSERT in a WITH clause: two statements there")
+    record("login.success")
+    with CaptureQueriesContext(connection) as queries, transaction.atomic():
+        record("document.read")
+    writes = [
+        q["sql"] for q in queries.captured_queries if "INSERT" in q["sql"] or "UPDATE" in q["sql"]
+    ]
+    assert len(writes) == 1
+    assert writes[0].startswith("WITH appended AS (INSERT INTO")
+    head = AuditHead.objects.get(pk=1)
+    last = AuditEvent.objects.order_by("-seq").first()
+    assert last is not None
+    assert (head.seq, head.hash) == (last.seq, last.hash) == (2, last.hash)
+    assert verify().ok

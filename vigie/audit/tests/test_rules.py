@@ -53,6 +53,39 @@ def test_crawler_like_reading_is_critical(doctor: User) -> None:
     assert Alert.objects.get(kind="access.crawler").severity == "critical"
 
 
+def test_a_lab_history_page_counts_once_for_the_crawler_rule(doctor: User) -> None:
+    from django.test import RequestFactory
+
+    from vigie.audit import tags
+
+    patient = make_patient()
+    # A chronic patient's history: 30 reports read by one page view, twice.
+    for _page in range(2):
+        request = RequestFactory().get("/patients/x/results/")
+        request.user = doctor
+        for _ in range(30):
+            record(
+                "document.read",
+                request=request,
+                patient=patient,
+                extra={"via": tags.VIA_RESULTS_HISTORY},
+            )
+    scan(0, Thresholds(reads_per_minute=10))
+    assert not Alert.objects.filter(kind="access.crawler").exists()
+    # Page views still count: a doctor paging through histories as fast as a script does.
+    for _page in range(9):
+        request = RequestFactory().get("/patients/x/results/")
+        request.user = doctor
+        record(
+            "document.read",
+            request=request,
+            patient=patient,
+            extra={"via": tags.VIA_RESULTS_HISTORY},
+        )
+    scan(0, Thresholds(reads_per_minute=10))
+    assert Alert.objects.get(kind="access.crawler").severity == "critical"
+
+
 def test_repeated_denials_from_one_address_raise_an_alert() -> None:
     from django.test import RequestFactory
 

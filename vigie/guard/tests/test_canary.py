@@ -149,10 +149,14 @@ def test_decoys_never_appear_in_any_doctors_list(decoy: Canary) -> None:
     client = signed_in(doctor)
     patient = Patient.objects.get(pk=decoy.patient_id)
     listed = client.get("/")
-    assert [p.pk for p, _expiry in listed.context["rows"]] == [real.pk]
+    assert [row[0].pk for row in listed.context["rows"]] == [real.pk]
     searched = client.get("/", {"q": patient.family_name})
-    assert [p.pk for p, _expiry in searched.context["rows"]] == []
+    assert [row[0].pk for row in searched.context["rows"]] == []
     assert patient.public_id not in searched.content.decode()
+    # Nor among the new documents (a decoy has documents, and nobody has opened them).
+    news = client.get("/inbox/").content.decode()
+    assert patient.public_id not in news
+    assert patient.family_name not in news
 
 
 def test_the_command_creates_n_decoys_and_lists_their_touches() -> None:

@@ -205,10 +205,11 @@ def test_probe_of_a_safe_portal_finds_no_leak(
     assert [r.verdict for r in pick("login")] == [Verdict.OK]
     assert [r.verdict for r in pick("robots")] == [Verdict.OK]
     # Every real and decoy record URL was really asked for, and refused; the decoy's
-    # document in the same three forms as the others, its patient page like theirs.
-    assert len(pick("document")) == 9
-    assert len(pick("decoy")) == 4
-    assert len(pick("patient")) == 1  # the decoy patient is asked for as a decoy only
+    # document in the same four forms as the others (viewer, content, download, embedded
+    # report), its patient's two pages (record, lab history) like theirs.
+    assert len(pick("document")) == 12
+    assert len(pick("decoy")) == 6
+    assert len(pick("patient")) == 2  # the decoy patient is asked for as a decoy only
     # The decoy's URLs were signed like the rest: the probe's touch raised no alarm.
     assert not Alert.objects.filter(kind="guard.canary.touched").exists()
     assert Canary.objects.get().touches == 0

@@ -158,7 +158,7 @@ def _prepare(prepared: Prepared, executor: Executor | None) -> None:
             continue
         seen.add(key)
         try:
-            converted = convert(message, item.sender, prepared.local_authority)
+            converted = convert(item.raw, message, item.sender, prepared.local_authority)
         except Exception as exc:
             item.reply = reply_for(item.header, exc, item.sender)
             continue
@@ -171,6 +171,8 @@ def _prepare(prepared: Prepared, executor: Executor | None) -> None:
                 channel=CHANNEL,
                 extra=_facts(message, item.sender),
                 within=received_hook(message, item.sender),
+                results=converted.results,
+                attachment=converted.attachment,
             )
         )
         prepared.stored.append(item)

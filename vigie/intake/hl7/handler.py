@@ -11,7 +11,7 @@ would not make the match better, and an AE would make its interface engine retry
 
 Who sends is the configured `MllpSender` the connection authenticated as (its client
 certificate, or the loopback listener's `--sender`), never MSH-3/MSH-4: the document's
-source system, the rendered report's letterhead, the audit events and the duplicate check
+source system, the results' source, the audit events and the duplicate check
 all name that sender. A PID-3 IPP is read in the sender's own assigning authority (or the
 clinic's `--local-authority`); a message naming any other authority is refused with AR,
 nothing stored or learnt.
@@ -33,15 +33,17 @@ from django.db import DatabaseError, IntegrityError, connection
 
 from vigie.audit.log import AuditUnavailable, record
 from vigie.intake.hl7 import ack
-from vigie.intake.hl7.oru import LabResult, read_oru
+from vigie.intake.hl7.oru import read_oru
 from vigie.intake.hl7.parser import ErrorCode, Header, HL7Error, Message, parse, peek_header
-from vigie.intake.hl7.render import render_report
+from vigie.intake.hl7.results import to_results
 from vigie.intake.models import MllpSender, ReceivedMessage
 from vigie.lib import rawsql
 from vigie.records.ingest import DocumentMeta
 from vigie.records.ingest_errors import ForeignSource, InvalidDocument, StorageUnavailable
+from vigie.records.inspection import HL7_V2
 from vigie.records.models import Document, DocumentKind, PendingDocument
 from vigie.records.receive import Sender, receive
+from vigie.records.results import ResultSet
 
 logger = logging.getLogger(__name__)
 
@@ -156,7 +158,7 @@ def _handle(raw: bytes, header: Header, sender: MllpSender, local_authority: str
     taken = _taken(message, sender)
     if taken is not None:
         return _duplicate(header, message, taken, sender)
-    converted = convert(message, sender, local_authority)
+    converted = convert(raw, message, sender, local_authority)
     within = received_hook(message, sender)
     try:
         received = receive(
@@ -166,6 +168,8 @@ def _handle(raw: bytes, header: Header, sender: MllpSender, local_authority: str
             channel=CHANNEL,
             extra=_facts(message, sender),
             within=within,
+            results=converted.results,
+            attachment=converted.attachment,
         )
     except IntegrityError:
         # Another connection delivered the same message a moment ago and won the race.
@@ -185,21 +189,25 @@ def _handle(raw: bytes, header: Header, sender: MllpSender, local_authority: str
 @dataclass(frozen=True)
 class Converted:
     """What one ORU becomes: the patient as the message names them, the document's
-    metadata, and the content to seal. The seam between reading HL7 and storing: the
+    metadata, the content to seal and its results. The seam between reading HL7 and storing: the
     single-message path (`handle`) and the MLLP group commit (`batch.handle_many`) both
     store exactly what `convert` returns."""
 
     patient: Sender
     meta: DocumentMeta
     content: bytes
+    # The values the message carries, sealed beside it, and the sender's embedded PDF.
+    results: ResultSet
+    attachment: bytes | None
 
 
-def convert(message: Message, sender: MllpSender, local_authority: str) -> Converted:
-    """The document an ORU^R01 becomes (an `HL7Error` when its content is not usable)."""
-    # The letterhead of a rendered report names the authenticated sender, not MSH-4.
+def convert(raw: bytes, message: Message, sender: MllpSender, local_authority: str) -> Converted:
+    """The document an ORU^R01 becomes (an `HL7Error` when its content is not usable): the
+    message exactly as received, its values as data beside it."""
+    # The results name the authenticated sender as their source, not MSH-4.
     result = replace(read_oru(message), source_name=sender.source_system)
     patient = _patient(result.patient, sender, local_authority)
-    content, content_type = _content(result, message)
+    results = to_results(result, message, sender.source_system)
     clinical_date = result.clinical_date
     if clinical_date is None:  # read_oru requires OBR-7; kept for the type checker
         raise HL7Error(ack.ERROR, ErrorCode.REQUIRED_FIELD_MISSING, "OBR-7 missing", segment="OBR")
@@ -209,9 +217,12 @@ def convert(message: Message, sender: MllpSender, local_authority: str) -> Conve
         clinical_date=clinical_date,
         source_system=sender.source_system,
         author=result.author,
-        content_type=content_type,
+        # The message itself, exactly as received, is the document; its values are sealed
+        # beside it (and the sender's embedded PDF, if any, with them).
+        content_type=HL7_V2,
     )
-    return Converted(patient, meta, content)
+    attachment = result.attachment.data if result.attachment is not None else None
+    return Converted(patient, meta, raw, results, attachment)
 
 
 def received_hook(
@@ -281,14 +292,6 @@ def _patient(patient: Sender, sender: MllpSender, local_authority: str) -> Sende
     if patient.ipp and not patient.ipp_source:
         return replace(patient, ipp_source=sender.source_system)
     return patient
-
-
-def _content(result: LabResult, message: Message) -> tuple[bytes, str]:
-    if result.attachment is not None:
-        # The sender's own report, stored as sent: it is what the lab signed.
-        return result.attachment.data, result.attachment.content_type
-    pdf = render_report(result, control_id=message.control_id, version=message.version)
-    return pdf, "application/pdf"
 
 
 def refuse(header: Header, error: HL7Error, *, sender: MllpSender | None) -> Reply:

@@ -42,6 +42,12 @@ class Observation:
     reference_range: str = ""
     flags: str = ""
     status: str = ""
+    # OBX-3.3: "LN" for LOINC, else the lab's own coding system.
+    code_system: str = ""
+    # OBX-14, when the sender dates each result apart from its order's OBR-7.
+    observed_at: datetime | None = None
+    # NTE segments that follow this OBX.
+    comments: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -51,6 +57,9 @@ class Order:
     observed_at: datetime | None
     author: str
     observations: list[Observation] = field(default_factory=list)
+    # OBR-3, the filler (lab) order number; NTE segments before its first OBX.
+    filler_number: str = ""
+    comments: list[str] = field(default_factory=list)
 
     @property
     def title(self) -> str:
@@ -73,6 +82,8 @@ class LabResult:
     source_name: str
     # The patient's IPP as the sender gave it (for the rendered report's header).
     ipp_text: str = ""
+    # NTE segments before the first OBR (notes on the patient or the whole report).
+    comments: list[str] = field(default_factory=list)
 
     @property
     def title(self) -> str:
@@ -184,6 +195,12 @@ def _observation(obx: Segment, sequence: int) -> Observation | Attachment:
         if text:
             values.append(text)
     flags = [obx.value(8, rep=r) for r in range(len(obx.repetitions(8)))]
+    try:
+        observed = parse_timestamp(obx.value(14), "OBX-14 (observation date)", "OBX", 14)
+    except HL7Error:
+        # OBR-7 is the clinical date and is required; an odd OBX-14 only loses precision,
+        # and refusing messages this reader used to take would strand a lab's results.
+        observed = None
     return Observation(
         value_type=value_type,
         code=obx.value(3, 1),
@@ -193,6 +210,8 @@ def _observation(obx: Segment, sequence: int) -> Observation | Attachment:
         reference_range=obx.value(7),
         flags=" ".join(f.strip() for f in flags if f.strip()),
         status=obx.value(11).strip(),
+        code_system=obx.value(3, 3).strip(),
+        observed_at=observed,
     )
 
 
@@ -271,15 +290,25 @@ def read_oru(message: Message) -> LabResult:
             2,
         )
     sender, ipp_text = _patient(pids[0], message)
+    report_notes: list[str] = []
     orders: list[Order] = []
     observations: list[Observation] = []
     attachments: list[Attachment] = []
     obr_count = obx_count = 0
+    # Where an NTE's comment goes: the last OBX, else the last OBR, else the report.
+    notes = report_notes
     for segment in message.segments[1:]:
-        if segment.name == "OBR":
+        if segment.name == "NTE":
+            text = "\n".join(
+                segment.value(3, rep=r) for r in range(len(segment.repetitions(3)))
+            ).strip()
+            if text:
+                notes.append(text[:20_000])
+        elif segment.name == "OBR":
             obr_count += 1
             observations = []
             orders.append(_order(segment, obr_count, observations))
+            notes = orders[-1].comments
         elif segment.name == "OBX":
             obx_count += 1
             if not orders:
@@ -294,6 +323,7 @@ def read_oru(message: Message) -> LabResult:
                 attachments.append(item)
             else:
                 observations.append(item)
+                notes = item.comments
     if not orders:
         raise _error(ErrorCode.SEGMENT_SEQUENCE, "no OBR segment: an ORU^R01 needs an order", "OBR")
     if len(attachments) > 1:
@@ -316,6 +346,7 @@ def read_oru(message: Message) -> LabResult:
         attachment=attachments[0] if attachments else None,
         source_name=facility[:100],
         ipp_text=ipp_text,
+        comments=report_notes,
     )
 
 
@@ -346,4 +377,5 @@ def _order(obr: Segment, sequence: int, observations: list[Observation]) -> Orde
         observed_at=observed,
         author=author,
         observations=observations,
+        filler_number=(obr.value(3, 1) or obr.value(2, 1)).strip()[:200],
     )

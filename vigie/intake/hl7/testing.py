@@ -13,6 +13,7 @@ from reportlab.pdfgen.canvas import Canvas
 
 from vigie.intake.hl7.oru import INS_NIR_OID
 from vigie.intake.hl7.parser import Separators, unescape
+from vigie.intake.models import MllpSender
 
 SB, EB, CR = b"\x0b", b"\x1c", b"\r"
 
@@ -163,3 +164,11 @@ def ack_fields(ack: bytes) -> dict[str, str]:
         "error_location": err[2] if len(err) > 2 else "",
         "error_message": at(err, 8),
     }
+
+
+def biomed() -> MllpSender:
+    """The configured sender the tests' messages come from (Oru's defaults are BIOMED's)."""
+    sender, _created = MllpSender.objects.get_or_create(
+        name="BIOMED", defaults={"source_system": "BIOMED"}
+    )
+    return sender

@@ -318,6 +318,7 @@ def _observation(line: str, number: int, where: str, warnings: list[str]) -> Obs
         status=fields[9].upper(),
         second_value=_value(fields[10], numeric=numeric),
         second_unit=fields[11],
+        sent=tuple(fields[:RES_FIELDS]),
         second_low=_value(fields[12], numeric=True),
         second_high=_value(fields[13], numeric=True),
     )

@@ -43,6 +43,9 @@ class Observation:
     second_low: Value = None
     second_high: Value = None
     comments: list[str] = field(default_factory=list)
+    # The RES line's fields as written ("RES", label, code... "11,2" before it was the number
+    # 11.2): what a physician is shown. Not in `as_dict()`, which is the typed reading.
+    sent: tuple[str, ...] = ()
 
     def as_dict(self) -> dict[str, Any]:
         return {

@@ -91,6 +91,32 @@ def _components() -> dict[str, Any]:
             },
         },
     }
+    schemas["HprimReceived"] = {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["status", "ids", "warnings"],
+        "properties": {
+            "status": {"type": "string", "enum": ["received"]},
+            "ids": {
+                "type": "array",
+                "items": {"type": "string"},
+                "minItems": 1,
+                "description": (
+                    "One receipt per patient of the file, in the file's order; as for a "
+                    "document, the same whether the patient is identified here or waits "
+                    "for reconciliation."
+                ),
+            },
+            "warnings": {
+                "type": "array",
+                "items": {"type": "string"},
+                "description": (
+                    "What the file was read through but the laboratory should fix (no end "
+                    "marker, a NIR without its key...): each names a line, never its content."
+                ),
+            },
+        },
+    }
     schemas["FieldError"] = {
         "type": "object",
         "additionalProperties": False,
@@ -145,7 +171,8 @@ def _build() -> dict[str, Any]:
             "title": "Vigie intake API",
             "version": "1.0.0",
             "description": (
-                "Send medical documents (PDF, PNG, JPEG) to the clinic. Patients are "
+                "Send medical documents (PDF, PNG, JPEG, or HPRIM Santé files) to the clinic. "
+                "Patients are "
                 "matched exactly on the INS, or on the IPP with its assigning system; "
                 "anything less is kept for an administrator to reconcile, and the answer "
                 "does not say which (202 with a receipt id either way). A key speaks for "
@@ -156,6 +183,7 @@ def _build() -> dict[str, Any]:
         "security": [{"apiKey": []}],
         "paths": {
             "/api/v1/documents": {"post": _send_document()},
+            "/api/v1/hprim": {"post": _send_hprim()},
             "/api/v1/openapi.json": {"get": _get_openapi()},
         },
         "components": _components(),
@@ -226,6 +254,48 @@ def _send_document() -> dict[str, Any]:
                 },
             },
             **_problems(400, 401, 403, 409, 411, 413, 415, 422, 429, 503),
+        },
+    }
+
+
+def _send_hprim() -> dict[str, Any]:
+    """POST /api/v1/hprim: one HPRIM Santé file, the body as the laboratory wrote it."""
+    binary = {"schema": {"type": "string", "format": "binary"}}
+    return {
+        "operationId": "sendHprim",
+        "summary": "Send one HPRIM Santé file (one or several patients)",
+        "description": (
+            "The body is the file exactly as written (ISO-8859-1, Windows-1252, CP850, "
+            "MacRoman, UTF-8 or UTF-16 with a BOM; the charset is detected, a `charset` "
+            "parameter is ignored). Each patient becomes one document holding that patient's "
+            "part of the file; the whole file is stored or none of it. Patients are matched "
+            "on a NIR that can be theirs (its key, birth year and month agree), anything "
+            "less waits for reconciliation. The same bytes sent again get the first answer."
+        ),
+        "requestBody": {
+            "required": True,
+            "content": {
+                "text/plain": binary,
+                "application/octet-stream": binary,
+            },
+        },
+        "responses": {
+            "202": {
+                "description": (
+                    "Received: every patient of the file stored durably (encrypted) before "
+                    "this answer."
+                ),
+                "headers": {
+                    "Idempotent-Replayed": {
+                        "description": "Present when these bytes were received before.",
+                        "schema": {"type": "string", "enum": ["true"]},
+                    }
+                },
+                "content": {
+                    "application/json": {"schema": {"$ref": _REF.format(model="HprimReceived")}}
+                },
+            },
+            **_problems(401, 403, 411, 413, 415, 422, 429, 503),
         },
     }
 

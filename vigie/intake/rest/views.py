@@ -39,7 +39,7 @@ from vigie.intake.rest.problems import FieldError, ProblemType, problem
 from vigie.intake.rest.uploads import MemoryOnlyUploadHandler
 from vigie.records.ingest import DocumentMeta
 from vigie.records.ingest_errors import ForeignSource, InvalidDocument, StorageUnavailable
-from vigie.records.inspection import ACCEPTED_TYPES
+from vigie.records.inspection import UPLOAD_TYPES as ACCEPTED_TYPES
 from vigie.records.models import Document, PendingDocument
 from vigie.records.receive import Received, Sender, receive
 

@@ -45,6 +45,10 @@ def _create_in_admin(client: Client, **fields: str) -> Any:
     return client.post(ADD_URL, data)
 
 
+def _stored_everywhere_text(text: str) -> list[str]:
+    return list(KEY_RE.findall(text))
+
+
 def _stored_everywhere(secret: str) -> list[str]:
     """Where the full key text would be found at rest: the database (any table's text)."""
     found = []
@@ -64,9 +68,18 @@ def _stored_everywhere(secret: str) -> list[str]:
 
 
 def test_the_admin_shows_a_new_key_once_and_keeps_only_its_hash(it_admin: Client) -> None:
-    response = _create_in_admin(it_admin, networks="10.20.0.0/16\n192.0.2.7")
+    posted = _create_in_admin(it_admin, networks="10.20.0.0/16\n192.0.2.7")
+    # POST/redirect/GET: the form's answer is a redirect, so a reload cannot post it again.
+    assert posted.status_code == 302, posted.content
+    assert KEY_RE.search(posted.content.decode()) is None
+    # Between the two, the session holds the key sealed only.
+    key_row = ApiKey.objects.get(name="labo-bio")
+    response = it_admin.get(posted["Location"])
     assert response.status_code == 200, response.content
     assert response["Cache-Control"] == "no-store"
+    assert f'href="{LIST_URL}"' in response.content.decode()
+    assert "readonly" in response.content.decode()
+    assert key_row.pk
     shown = KEY_RE.findall(response.content.decode())
     assert len(set(shown)) == 1
     text = shown[0]
@@ -79,7 +92,7 @@ def test_the_admin_shows_a_new_key_once_and_keeps_only_its_hash(it_admin: Client
     assert "messages" not in response.cookies
     assert _stored_everywhere(text) == []
     # ...and never shown again.
-    for url in (LIST_URL, f"{LIST_URL}{key.pk}/change/"):
+    for url in (posted["Location"], LIST_URL, f"{LIST_URL}{key.pk}/change/"):
         page = it_admin.get(url)
         assert page.status_code == 200
         assert secret not in page.content.decode()
@@ -88,7 +101,8 @@ def test_the_admin_shows_a_new_key_once_and_keeps_only_its_hash(it_admin: Client
 
 
 def test_the_key_created_in_the_admin_works(it_admin: Client, client: Client) -> None:
-    text = KEY_RE.findall(_create_in_admin(it_admin).content.decode())[0]
+    shown = it_admin.get(_create_in_admin(it_admin)["Location"])
+    text = KEY_RE.findall(shown.content.decode())[0]
     patient = make_patient()
     response = send(client, text, content=pdf(), meta=metadata(ins=patient.ins))
     assert response.status_code == 202
@@ -104,6 +118,28 @@ def test_the_admin_refuses_a_bad_network_and_a_duplicate_name(it_admin: Client) 
     assert response.status_code == 200
     assert ApiKey.objects.count() == 1
     assert not KEY_RE.search(response.content.decode())
+
+
+def test_the_sealed_key_waiting_in_the_session_is_not_the_key(it_admin: Client) -> None:
+    posted = _create_in_admin(it_admin)
+    session = it_admin.session
+    waiting = session["vigie_api_key_once"]
+    # Whoever reads the session table (a dump, a backup) finds ciphertext, not the key.
+    assert _stored_everywhere_text(str(waiting)) == []
+    shown = KEY_RE.findall(it_admin.get(posted["Location"]).content.decode())
+    assert len(set(shown)) == 1
+    assert shown[0] not in str(waiting)
+    assert "vigie_api_key_once" not in it_admin.session
+
+
+def test_reloading_the_key_page_says_it_was_shown_once(it_admin: Client) -> None:
+    posted = _create_in_admin(it_admin)
+    first = it_admin.get(posted["Location"]).content.decode()
+    again = it_admin.get(posted["Location"]).content.decode()
+    assert len(KEY_RE.findall(first)) >= 1
+    assert KEY_RE.findall(again) == []
+    assert "already shown once" in again or "déjà été affichée" in again
+    assert ApiKey.objects.count() == 1
 
 
 def test_an_existing_key_cannot_be_edited_in_the_admin(it_admin: Client) -> None:

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import io
 from dataclasses import replace
 from datetime import date, datetime
 
 import hl7
 import pytest
-from pypdf import PdfReader
 
 from vigie.intake.hl7 import ack
 from vigie.intake.hl7.oru import read_oru
@@ -21,7 +19,6 @@ from vigie.intake.hl7.parser import (
     peek_header,
     unescape,
 )
-from vigie.intake.hl7.render import render_report
 from vigie.intake.hl7.testing import Oru, ack_fields, ed_segment, small_pdf
 
 INS = "285037500100132"  # a NIR with a valid key (97 - 2850375001001 mod 97 = 32)
@@ -441,77 +438,6 @@ def test_the_ack_answers_in_the_message_charset():
     built = ack.build(header, "AA")
     assert "é1".encode("latin-1") in built
     assert b"|8859/1" in built
-
-
-# -- the rendered report --------------------------------------------------------------------
-
-
-def _pdf_text(pdf: bytes) -> str:
-    return "\n".join(page.extract_text() for page in PdfReader(io.BytesIO(pdf)).pages)
-
-
-def test_the_rendered_report_shows_every_value_with_units_ranges_and_flags():
-    message = parse(Oru(ins=INS).encode())
-    pdf = render_report(read_oru(message), control_id=message.control_id, version=message.version)
-    assert pdf.startswith(b"%PDF-")
-    text = _pdf_text(pdf)
-    for expected in (
-        "DURAND Camille Marie",
-        "14/03/1985",
-        INS,
-        "Numération formule sanguine",
-        "02/11/2026 à 08:30",
-        "Dr Paul LEROY",
-        "Hémoglobine",
-        "9.1",
-        "g/dL",
-        "12.0-16.0",
-        "HH",
-        "<0.5",
-        "Groupe A",
-        "dans 15 jours",
-        "MSG00001",
-    ):
-        assert expected in text, expected
-    assert "fictif" not in text.lower()
-
-
-def test_the_rendered_report_highlights_abnormal_values():
-    # The same result, flagged or not: only the flagged one is drawn in the alert colour.
-    def draw(flag: str) -> bytes:
-        oru = Oru(observations=[f"OBX|1|NM|718-7^Hémoglobine^LN||9.1|g/dL|12-16|{flag}|||F"])
-        message = parse(oru.encode())
-        return render_report(read_oru(message), control_id="X", version="2.5.1")
-
-    from pypdf import PdfReader as Reader
-
-    def content(pdf: bytes) -> bytes:
-        stream = Reader(io.BytesIO(pdf)).pages[0].get_contents()
-        assert stream is not None
-        return stream.get_data()
-
-    red = b".65098 .105882 .105882 rg"  # ALERT (#A61B1B) as reportlab writes it
-    assert red in content(draw("L"))
-    assert red in content(draw("HH"))
-    assert red not in content(draw("N"))
-
-
-def test_a_value_too_long_for_a_cell_is_printed_in_full():
-    long_text = "Frottis : " + " ".join(f"mot{i}" for i in range(1500))
-    oru = Oru(observations=[f"OBX|1|TX|FROT^Frottis^L||{long_text}||||||F"])
-    message = parse(oru.encode())
-    text = _pdf_text(render_report(read_oru(message), control_id="X", version="2.5.1"))
-    assert "mot1499" in text
-    assert "mot750" in text
-
-
-def test_rendering_is_deterministic_and_survives_odd_characters():
-    oru = Oru(name="ZHANG^伟", observations=["OBX|1|ST|A^Tab\x07 bell^L||\U0001f600 ok|||||F"])
-    message = parse(oru.encode())
-    result = read_oru(message)
-    first = render_report(result, control_id="X", version="2.5.1")
-    assert first == render_report(result, control_id="X", version="2.5.1")
-    assert "ZHANG ?" in _pdf_text(first)
 
 
 def test_a_nul_byte_is_refused_before_anything_is_looked_up() -> None:

@@ -17,11 +17,13 @@ from vigie.audit.models import AuditEvent
 from vigie.intake.hl7.handler import handle
 from vigie.intake.hl7.server import Framer, MllpServer, Settings
 from vigie.intake.hl7.testing import (
+    CBC,
     EB,
     SB,
     MllpClient,
     Oru,
     ack_fields,
+    biomed,
     ed_segment,
     frame,
     small_pdf,
@@ -29,6 +31,7 @@ from vigie.intake.hl7.testing import (
 from vigie.intake.models import MllpSender, ReceivedMessage
 from vigie.records.content import stream_verified
 from vigie.records.models import Document, PatientIdentifier, PendingDocument
+from vigie.records.results_store import open_attachment, open_results
 from vigie.records.testing import make_patient
 
 
@@ -38,14 +41,6 @@ def _stored() -> tuple[int, int, int]:
         PendingDocument.objects.count(),
         ReceivedMessage.objects.count(),
     )
-
-
-def biomed() -> MllpSender:
-    """The configured sender the tests' messages come from (Oru's defaults are BIOMED's)."""
-    sender, _created = MllpSender.objects.get_or_create(
-        name="BIOMED", defaults={"source_system": "BIOMED"}
-    )
-    return sender
 
 
 @pytest.fixture
@@ -145,7 +140,7 @@ def test_the_bad_input_corpus_gets_its_expected_ack(known, raw, code, error_code
 
 
 @pytest.mark.django_db
-def test_a_known_patient_gets_a_rendered_report(known):
+def test_a_known_patient_gets_the_message_kept_with_its_values(known):
     reply = handle(Oru().encode(), sender=biomed())
     assert reply.code == "AA"
     fields = ack_fields(reply.ack)
@@ -156,8 +151,13 @@ def test_a_known_patient_gets_a_rendered_report(known):
     assert str(document.clinical_date) == "2026-11-02"
     assert document.author == "Dr Paul LEROY"
     assert document.source_system == "BIOMED"
-    content = b"".join(stream_verified(document))
-    assert content.startswith(b"%PDF-")
+    raw = Oru().encode()
+    # The message exactly as received is the document; its values are sealed beside it.
+    assert b"".join(stream_verified(document)) == raw
+    assert document.content_type == "application/hl7-v2"
+    results = open_results(document)
+    assert results is not None
+    assert [o.value for o in results.observations][:3] == ["9.1", "7.2", "612"]
     # Keyed by the authenticated sender first: no one else can take BIOMED's control ids.
     taken = ReceivedMessage.objects.get(
         channel="hl7", source="BIOMED|LABWARE^BIOMED", control_id="MSG00001"
@@ -168,11 +168,17 @@ def test_a_known_patient_gets_a_rendered_report(known):
 
 
 @pytest.mark.django_db
-def test_an_embedded_pdf_is_stored_as_sent(known):
+def test_an_embedded_pdf_is_kept_as_sent_beside_the_values(known):
     pdf = small_pdf("Compte rendu signé du laboratoire")
-    reply = handle(Oru(observations=[ed_segment(pdf)]).encode(), sender=biomed())
+    raw = Oru(observations=[*CBC[:1], ed_segment(pdf, 2)]).encode()
+    reply = handle(raw, sender=biomed())
     assert reply.code == "AA"
-    assert b"".join(stream_verified(Document.objects.get(pk=reply.document_id))) == pdf
+    document = Document.objects.get(pk=reply.document_id)
+    assert b"".join(stream_verified(document)) == raw
+    assert open_attachment(document) == ("application/pdf", pdf)
+    results = open_results(document)
+    assert results is not None
+    assert [o.label for o in results.observations] == ["Hémoglobine"]
 
 
 @pytest.mark.django_db
@@ -255,7 +261,7 @@ def test_an_unexpected_failure_is_an_ae_not_a_traceback(known, monkeypatch):
     def broken(*args, **kwargs):
         raise RuntimeError("bug")
 
-    monkeypatch.setattr(handler, "render_report", broken)
+    monkeypatch.setattr(handler, "to_results", broken)
     fields = ack_fields(handle(Oru().encode(), sender=biomed()).ack)
     assert (fields["code"], fields["error_code"]) == ("AE", "207")
 

@@ -11,11 +11,11 @@ from vigie import vault
 from vigie.audit.models import AuditEvent
 from vigie.intake.hl7.batch import finish_many, handle_many, prepare_many
 from vigie.intake.hl7.handler import handle
-from vigie.intake.hl7.testing import Oru, ack_fields
+from vigie.intake.hl7.testing import Oru, ack_fields, biomed
 from vigie.intake.models import MllpSender, ReceivedMessage
-from vigie.intake.tests.test_mllp import biomed
 from vigie.records.content import stream_verified
 from vigie.records.models import Document, Patient, PatientIdentifier, PendingDocument
+from vigie.records.results_store import open_results
 from vigie.records.testing import make_patient
 from vigie.vault.group import SealGroup
 
@@ -77,10 +77,14 @@ def test_a_round_answers_each_message_as_handle_would(known):
     # OLD before the round; A and B now; UNKNOWN waits for an administrator.
     assert _stored() == (3, 1, 4)
     assert PendingDocument.objects.get().pk == replies[1].pending_id
-    for reply in (replies[0], replies[5]):
+    for reply, control_id in ((replies[0], "A"), (replies[5], "B")):
         document = Document.objects.get(pk=reply.document_id)
         assert document.patient == known
-        assert b"".join(stream_verified(document)).startswith(b"%PDF-")
+        # As `handle()` stores it: the message exactly as received, its values beside it.
+        assert b"".join(stream_verified(document)) == Oru(control_id=control_id).encode()
+        results = open_results(document)
+        assert results is not None
+        assert [o.label for g in results.groups for o in g.observations]
     assert AuditEvent.objects.filter(action="intake.received").count() == 4
     assert AuditEvent.objects.filter(action="intake.duplicate").count() == 2
     assert AuditEvent.objects.filter(action="intake.rejected").count() == 2

@@ -75,7 +75,8 @@ def api_schema(api_key: tuple[ApiKey, str]) -> Any:
     "mode", [schemathesis.GenerationMode.POSITIVE, schemathesis.GenerationMode.NEGATIVE]
 )
 @pytest.mark.parametrize(
-    ("path", "method"), [("/api/v1/documents", "POST"), ("/api/v1/openapi.json", "GET")]
+    ("path", "method"),
+    [("/api/v1/documents", "POST"), ("/api/v1/hprim", "POST"), ("/api/v1/openapi.json", "GET")],
 )
 def test_the_api_conforms_to_its_openapi_document(
     api_schema: Any, api_key: tuple[ApiKey, str], path: str, method: str, mode: Any
@@ -142,3 +143,20 @@ def test_the_document_is_not_served_without_a_key(client: Any, db: None) -> None
     response = client.get(SCHEMA_URL)
     assert response.status_code == 401
     assert b"openapi" not in response.content
+
+
+def test_a_real_hprim_file_gets_an_answer_that_conforms(
+    api_schema: Any, api_key: tuple[ApiKey, str]
+) -> None:
+    from vigie.intake.hprim.testing import cases
+
+    operation = api_schema["/api/v1/hprim"]["POST"]
+    case = operation.Case(body=cases()["multi_patient_three"][0], media_type="text/plain")
+    auth = {"Authorization": f"Bearer {api_key[1]}"}
+    first = case.call_and_validate(headers=auth, checks=CHECKS)
+    again = case.call_and_validate(headers=auth, checks=CHECKS)
+    assert first.status_code == again.status_code == 202
+    assert len(first.json()["ids"]) == 3
+    assert again.json() == first.json()
+    replayed = {name.lower(): value for name, value in again.headers.items()}
+    assert replayed["idempotent-replayed"] in ("true", ["true"])

@@ -195,11 +195,37 @@ def test_the_compiled_catalog_matches_the_po() -> None:
     assert stale == [], f"the .mo is older than the .po for: {stale}: run compilemessages -l fr"
 
 
-def test_the_project_catalog_wins_over_djangos_own() -> None:
-    # Django admin's catalog says "Modification" for "Change"; the language switch says "Changer".
+def _django_catalog_fr() -> dict[str, str]:
+    """Django's own French words (core, contrib apps) and django-otp's, without context."""
+    import django
+    import django_otp
+
+    words: dict[str, str] = {}
+    roots = [Path(django.__file__).parent, Path(django_otp.__file__).parent]
+    for root in roots:
+        for po in sorted(root.glob("**/locale/fr/LC_MESSAGES/django.po")):
+            for entry in parse_po(po.read_text(encoding="utf-8")):
+                if entry.msgid and entry.msgctxt is None and entry.msgstr.get(0):
+                    words.setdefault(entry.msgid, entry.msgstr[0])
+    return words
+
+
+def test_the_project_catalog_leaves_djangos_own_words_alone() -> None:
+    # Our catalog is searched first (LOCALE_PATHS): a msgid Django's admin also uses would
+    # replace its word on every admin page ("Change" became "Changer" on its buttons). Where
+    # we mean something else, our msgid carries a context (the language switch's "Change").
+    ours = [e for e in parse_po(PO.read_text(encoding="utf-8")) if e.msgid and not e.msgctxt]
+    django_words = _django_catalog_fr()
+    clashes = sorted(
+        f"{e.msgid!r}: ours {e.msgstr.get(0)!r}, Django {django_words[e.msgid]!r}"
+        for e in ours
+        if e.msgid in django_words and e.msgstr.get(0) != django_words[e.msgid]
+    )
+    assert clashes == []
     with translation.override("fr"):
-        assert translation.gettext("Change") == "Changer"
-        assert translation.gettext("Care relationship") == "Relation de soins"
+        assert translation.gettext("Change") == "Modification"  # Django admin's own word
+        assert translation.pgettext("apply the chosen language", "Change") == "Changer"
+        assert translation.gettext("Care relationship") == "Prise en charge"
     with translation.override("en"):
         assert translation.gettext("Change") == "Change"
 

@@ -1,7 +1,9 @@
 """Lint rules in Zulip's manner: the one door stays the only door.
 
 1. Only the vault, records.content, records.fsck, records.keys and the portal's door may
-   call `vault.open` or `stream_verified` (tests excepted: they check the plaintext).
+   call `vault.open` or `stream_verified`; only records.results_store opens sealed
+   results (`vault.open_record`), and only the door calls its openers (`open_results`,
+   `open_attachment`). Tests excepted: they check the plaintext.
 2. Every portal view that takes a patient or document id goes through the access helpers.
 """
 
@@ -19,10 +21,16 @@ ALLOWED = {
     "records/keys.py",
     "portal/door.py",
 }
+# A lab document's values: sealed by records.results_store, opened by the door only.
+RESULTS_OPENERS = {"open_results", "open_attachment", "open_record"}
+RESULTS_ALLOWED = {"records/results_store.py", "portal/door.py"}
 ACCESS_HELPERS = {
     "patient_in_scope_or_404",
     "document_in_scope_or_404",
     "serve_document",
+    "lab_results",
+    "serve_results_pdf",
+    "serve_attachment",
 }
 ID_PARAMETERS = {"public_id", "doc_id", "document_id", "patient_id"}
 
@@ -71,6 +79,42 @@ def test_it_keeps_plaintext_behind_the_one_door() -> None:
     assert offenders == {}, (
         "document plaintext must go through vigie/portal/door.py (decide → audit → vault)"
     )
+
+
+def opens_results(tree: ast.AST) -> list[str]:
+    """Imports and calls of the lab results' openers, however they are spelled."""
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            names = {alias.name for alias in node.names} & RESULTS_OPENERS
+            if names:
+                found.append(f"line {node.lineno}: from {node.module} import {sorted(names)}")
+        elif isinstance(node, ast.Attribute) and node.attr in RESULTS_OPENERS:
+            found.append(f"line {node.lineno}: .{node.attr}")
+        elif isinstance(node, ast.Name) and node.id in RESULTS_OPENERS:
+            found.append(f"line {node.lineno}: {node.id}")
+    return found
+
+
+def test_it_keeps_lab_values_behind_the_one_door() -> None:
+    offenders = {}
+    for path in production_modules():
+        rel = path.relative_to(ROOT).as_posix()
+        if rel in RESULTS_ALLOWED:
+            continue
+        hits = opens_results(ast.parse(path.read_text(encoding="utf-8")))
+        if hits:
+            offenders[rel] = hits
+    assert offenders == {}, "lab values must go through vigie/portal/door.py"
+
+
+def test_the_results_lint_catches_a_back_door() -> None:
+    sneaky = "from vigie.records.results_store import open_results\nopen_results(d)\n"
+    assert opens_results(ast.parse(sneaky))
+    assert opens_results(ast.parse("from vigie import vault\nvault.open_record(a, b, c, d, 0)\n"))
+    aliased = "import vigie.records.results_store as s\ns.open_attachment(d)\n"
+    assert opens_results(ast.parse(aliased))
+    assert not opens_results(ast.parse("from vigie.records.results import ResultSet\n"))
 
 
 def test_the_lint_catches_a_back_door() -> None:

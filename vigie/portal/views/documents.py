@@ -12,9 +12,10 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.clickjacking import xframe_options_sameorigin
 from django.views.decorators.http import require_GET
 
-from vigie.portal.door import disposition_for, serve_document
+from vigie.portal.door import disposition_for, lab_results, serve_document, serve_results_pdf
 from vigie.portal.errors import fail_closed_without_audit
-from vigie.portal.scope import document_in_scope_or_404
+from vigie.portal.forms import timeline_form
+from vigie.portal.services import Neighbours, neighbours
 
 View = TypeVar("View", bound=Callable[..., HttpResponseBase])
 
@@ -27,7 +28,17 @@ _frame_by_self_only = cast(Callable[[View], View], csp_replace({"frame-ancestors
 @never_cache
 @fail_closed_without_audit
 def document_viewer(request: HttpRequest, doc_id: str) -> HttpResponse:
-    document, decision = document_in_scope_or_404(request, doc_id, "view")
+    # A lab document's values are shown in the page: read through the door (decided,
+    # audited, then decrypted). Any other document's page shows its metadata only.
+    found = lab_results(request, doc_id, "view")
+    if isinstance(found, HttpResponse):
+        return found
+    document, decision, results = found
+    # The list the doctor came from (the timeline's filter and order travel in the query
+    # string), so that previous and next walk that list and no other.
+    filters = timeline_form(request.GET).filters()
+    around = neighbours(document, filters) if filters is not None else Neighbours()
+    list_query = request.GET.urlencode() if filters is not None else ""
     return render(
         request,
         "portal/document.html",
@@ -36,6 +47,9 @@ def document_viewer(request: HttpRequest, doc_id: str) -> HttpResponse:
             "patient": document.patient,
             "decision": decision,
             "inline": disposition_for(document, "view") == "inline",
+            "results": results,
+            "around": around,
+            "list_query": list_query,
         },
     )
 
@@ -52,4 +66,5 @@ def document_content(request: HttpRequest, doc_id: str) -> HttpResponse | Stream
 @require_GET
 @fail_closed_without_audit
 def document_download(request: HttpRequest, doc_id: str) -> HttpResponse | StreamingHttpResponse:
-    return serve_document(request, doc_id, "download")
+    # A lab document downloads as the PDF drawn from its values; anything else as stored.
+    return serve_results_pdf(request, doc_id) or serve_document(request, doc_id, "download")

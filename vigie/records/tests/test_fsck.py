@@ -7,8 +7,8 @@ import pytest
 
 from vigie import vault
 from vigie.records.fsck import fsck
-from vigie.records.models import Document
-from vigie.records.testing import make_document, make_patient
+from vigie.records.models import Document, SealedResults, results_label
+from vigie.records.testing import make_document, make_lab_document, make_patient, sample_results
 
 pytestmark = pytest.mark.django_db
 
@@ -71,3 +71,11 @@ def test_it_reports_a_tampered_blob_as_corrupt(vault_home: Path) -> None:
     report = fsck(grace=0)
     assert [pk for pk, _ in report.corrupt] == [document.pk]
     assert not report.clean
+
+
+def test_a_removed_lab_document_takes_its_sealed_results_with_it(vault_home: Path) -> None:
+    keep = make_lab_document(make_patient(), sample_results())
+    gone = make_lab_document(make_patient(), sample_results("3.0", flag=""))
+    vault.get_store().delete(gone.pk)
+    fsck(repair=True, grace=0)
+    assert set(SealedResults.objects.values_list("pk", flat=True)) == {results_label(keep.pk)}

@@ -163,3 +163,40 @@ def test_it_lists_nothing_in_a_store_never_written(store: FilesystemBlobStore) -
 def test_it_uses_the_blob_folder_from_settings(settings, tmp_path: Path) -> None:
     settings.VIGIE_BLOB_DIR = tmp_path / "somewhere"
     assert get_store().root == tmp_path / "somewhere"
+
+
+def test_it_reports_unfinished_writes_with_their_age_and_discards_them(
+    store: FilesystemBlobStore,
+) -> None:
+    store.write(BLOB_ID, [b"x"])
+    leftover = store.root / "Ab" / f".tmp-{BLOB_ID}-0123456789ab"
+    leftover.write_bytes(b"half a blob")
+    (write,) = store.unfinished_writes()
+    assert write.name == str(leftover)
+    assert write.started_at == leftover.stat().st_mtime
+    store.discard(write)
+    assert not leftover.exists()
+    assert store.exists(BLOB_ID)  # the finished blob is never an unfinished write
+
+
+def test_it_tells_when_a_blob_was_written(store: FilesystemBlobStore) -> None:
+    store.write(BLOB_ID, [b"x"])
+    assert store.modified_at(BLOB_ID) == store.path_for(BLOB_ID).stat().st_mtime
+    with pytest.raises(BlobMissing):
+        store.modified_at("Zz" + BLOB_ID[2:])
+
+
+def test_the_installation_store_follows_the_setting(settings, tmp_path: Path) -> None:
+    from vigie.vault.store import get_blob_store
+
+    settings.VIGIE_BLOB_DIR = tmp_path / "somewhere"
+    store = get_blob_store()
+    assert isinstance(store, FilesystemBlobStore)
+    assert store.describe() == str(tmp_path / "somewhere")
+
+
+def test_the_folder_store_is_refused_while_blobs_are_in_s3(settings, tmp_path: Path) -> None:
+    # Code still asking for the folder would otherwise write blobs where nobody reads them.
+    settings.VIGIE_BLOB_STORE = "s3"
+    with pytest.raises(VaultError, match="get_blob_store"):
+        get_store()

@@ -12,6 +12,7 @@ from typing import Any, Protocol
 from django.core.management.base import BaseCommand, CommandError
 from django.db.models import Model
 from django.utils.translation import gettext as _
+from django.utils.translation import pgettext
 
 from vigie.lib.cli import command_operator
 
@@ -55,7 +56,7 @@ class CredentialCommand(BaseCommand):
     def state(row: Revocable) -> str:
         if row.revoked_at:
             return _("revoked %(when)s") % {"when": row.revoked_at.isoformat(timespec="seconds")}
-        return _("active")
+        return pgettext("an API key", "active")
 
     def _revoke(self, name: str) -> None:
         row = self.model._default_manager.filter(name=name).first()

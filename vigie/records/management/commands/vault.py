@@ -1,4 +1,5 @@
-"""`vigie vault fsck [--repair]`: check that every row has a valid blob and vice versa."""
+"""`vigie vault fsck [--repair]`: check that every row has a valid blob and vice versa.
+`vigie vault migrate --to URL`: copy every blob to another store (vigie/vault/migrate.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,9 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress
 
+from vigie import vault
 from vigie.records.fsck import fsck
+from vigie.vault.migrate import migrate, target_store
 
 
 class Command(BaseCommand):
@@ -23,7 +26,20 @@ class Command(BaseCommand):
             help="remove orphans, temp files and broken rows (recorded in a JSON report first)",
         )
 
+        move = sub.add_parser(
+            "migrate", help="copy every blob to another store (resumable, each copy verified)"
+        )
+        move.add_argument(
+            "--to",
+            required=True,
+            metavar="URL",
+            help="s3://BUCKET/PREFIX (server and credentials from VIGIE_S3_*) or a folder",
+        )
+
     def handle(self, *args: Any, **options: Any) -> None:
+        if options["action"] == "migrate":
+            self._migrate(options["to"])
+            return
         console = Console(stderr=True)
         with Progress(
             "[progress.description]{task.description}",
@@ -62,4 +78,33 @@ class Command(BaseCommand):
             return
         raise CommandError(
             "the vault has problems (see above); --repair removes them", returncode=1
+        )
+
+    def _migrate(self, url: str) -> None:
+        try:
+            source = vault.get_blob_store()
+            target = target_store(url)
+            with Progress(
+                "[progress.description]{task.description}",
+                BarColumn(),
+                MofNCompleteColumn(),
+                console=Console(stderr=True),
+                transient=True,
+            ) as bar:
+                task = bar.add_task("Copying and verifying blobs", total=None)
+                result = migrate(
+                    source,
+                    target,
+                    progress=lambda done, total: bar.update(task, completed=done, total=total),
+                )
+        except vault.VaultError as exc:
+            raise CommandError(f"{exc} (run the command again to resume)", returncode=2) from None
+        self.stdout.write(
+            f"{result.blobs} blob(s) in {source.describe()}: {result.copied} copied "
+            f"({result.bytes_copied} bytes), {result.already_there} already in "
+            f"{target.describe()} and identical"
+        )
+        self.stdout.write(
+            "every blob verified; stop ingest, run once more, then set VIGIE_BLOB_STORE "
+            "to the new store"
         )

@@ -1,0 +1,161 @@
+"""Never half a file: `vigie intake folder` killed with SIGKILL while it takes multi-patient
+HPRIM files (12 runs).
+
+Each run drops two HPRIM files of three patients each (the sender's way: a temporary name,
+then a rename), starts a real `vigie intake folder` process and kills it with SIGKILL, half
+the time anywhere from its start, half the time 0-60 ms after it reported its first file, so
+that kills land between sealing the patients, committing the file's transaction and moving
+it. A final clean pass finishes the work. Then every file dropped is in done/ with each of
+its three patients stored exactly once (one row for that patient's bytes, one sealed result
+set, one ReceivedMessage), or still in the folder with none of them stored: never some
+patients of a file without the others.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import selectors
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import VIGIE, System
+from vigie.intake.hprim import parse, patient_bytes
+from vigie.intake.hprim.testing import Report, hprim, make_nir
+
+pytestmark = pytest.mark.slow
+
+RUNS = 12
+FILES_PER_RUN = 2
+NIR = make_nir("1700175001003")  # the known patient's, born January 1970
+
+
+def _file(run: int, n: int) -> bytes:
+    """Three patients: the known one (by NIR), then two nobody has here."""
+    tag = f"{run:02d}{n}"
+    return hprim(
+        [
+            Report(family_name="CRASH", birth_date="01/01/1970", nir=NIR, reference=f"A{tag}"),
+            Report(family_name="DUPONT", nir="", reference=f"B{tag}"),
+            Report(family_name="DURAND", nir="", reference=f"C{tag}"),
+        ]
+    )
+
+
+def _drop(folder: Path, name: str, content: bytes) -> None:
+    temp = folder / f".{name}.part"
+    temp.write_bytes(content)
+    temp.rename(folder / name)
+
+
+def _first_line(process: subprocess.Popen[str], deadline: float) -> str:
+    assert process.stdout is not None
+    with selectors.DefaultSelector() as selector:
+        selector.register(process.stdout, selectors.EVENT_READ)
+        while time.monotonic() < deadline:
+            if selector.select(timeout=max(0.0, deadline - time.monotonic())):
+                return process.stdout.readline()
+            if process.poll() is not None:
+                return ""
+    return ""
+
+
+def _database_view(system: System, hashes: list[str]) -> dict[str, list[int]]:
+    """For each sha256: [Document rows, PendingDocument rows, sealed result sets]."""
+    code = (
+        "import json\n"
+        "from vigie.records.models import Document, PendingDocument, SealedResults\n"
+        "from vigie.records.models import results_label\n"
+        "from vigie.intake.models import ReceivedMessage\n"
+        f"hashes = {hashes!r}\n"
+        "out = {}\n"
+        "for h in hashes:\n"
+        "    ids = [*Document.objects.filter(sha256=h).values_list('pk', flat=True),"
+        " *PendingDocument.objects.filter(sha256=h).values_list('pk', flat=True)]\n"
+        "    out[h] = [Document.objects.filter(sha256=h).count(),"
+        " PendingDocument.objects.filter(sha256=h).count(),"
+        " SealedResults.objects.filter(pk__in=[results_label(i) for i in ids]).count()]\n"
+        "out['received'] = [ReceivedMessage.objects.filter(channel='folder').count(), 0, 0]\n"
+        "out['rows'] = [Document.objects.count(), PendingDocument.objects.count(),"
+        " SealedResults.objects.count()]\n"
+        "print('RESULT ' + json.dumps(out))\n"
+    )
+    result = system.run("shell", "-c", code)
+    line = next(x for x in result.stdout.splitlines() if x.startswith("RESULT "))
+    view: dict[str, list[int]] = json.loads(line.removeprefix("RESULT "))
+    return view
+
+
+def test_sigkill_during_hprim_intake_stores_every_file_whole_once_or_leaves_it(
+    system: System, tmp_path: Path
+) -> None:
+    system.run(
+        "shell",
+        "-c",
+        "from vigie.records.models import Patient;"
+        f"Patient.objects.create(ipp='IPPHPRIM1', ins='{NIR}', family_name='CRASH',"
+        " given_names='Test', birth_date='1970-01-01', sex='M')",
+    )
+    folder = tmp_path / "drop"
+    folder.mkdir()
+    outbox = tmp_path / "outbox"
+    outbox.mkdir(mode=0o700)
+    command = [
+        *VIGIE, "intake", "folder", str(folder), "--outbox", str(outbox), "--source", "HPRIM-DRILL",
+        "--settle", "0.05", "--interval", "0.02",
+    ]  # fmt: skip
+    rng = random.Random(20261207)
+    dropped: dict[str, bytes] = {}
+    killed_after_a_file = 0
+    for run in range(RUNS):
+        for n in range(FILES_PER_RUN):
+            name = f"run{run:02d}-{n}.hpr"
+            dropped[name] = _file(run, n)
+            _drop(folder, name, dropped[name])
+        process = system.popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        if run % 2 == 1:
+            time.sleep(rng.uniform(0.0, 2.5))
+        elif _first_line(process, time.monotonic() + 60):
+            killed_after_a_file += 1
+            time.sleep(rng.uniform(0.0, 0.06))
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=30)
+        if process.stdout is not None:
+            process.stdout.close()
+
+    system.run(
+        "intake", "folder", str(folder), "--outbox", str(outbox), "--source", "HPRIM-DRILL",
+        "--once", "--settle", "0.05",
+    )  # fmt: skip
+
+    assert killed_after_a_file >= RUNS // 4, "the kills never landed inside the intake loop"
+    parts = {
+        name: [
+            hashlib.sha256(patient_bytes(raw, parsed, patient)).hexdigest()
+            for patient in parsed.patients
+        ]
+        for name, raw in dropped.items()
+        for parsed in [parse(raw)]
+    }
+    view = _database_view(system, sorted({h for hashes in parts.values() for h in hashes}))
+    done = outbox / "done"
+    stored_files = 0
+    for name, content in dropped.items():
+        places = [p for p in (done, outbox / "quarantine", folder) if (p / name).exists()]
+        assert len(places) == 1, f"{name} is in {places or 'no place'}"
+        assert (places[0] / name).read_bytes() == content, f"{name} was altered"
+        counts = [view[h] for h in parts[name]]
+        if places[0] == done:
+            # Patient 1 by its NIR, the others to reconcile; each with its values.
+            assert counts == [[1, 0, 1], [0, 1, 1], [0, 1, 1]], f"{name}: {counts}"
+            stored_files += 1
+        else:
+            assert counts == [[0, 0, 0]] * 3, f"{name} partly stored but still in {places[0]}"
+    assert view["received"][0] == 3 * stored_files
+    assert view["rows"] == [stored_files, 2 * stored_files, 3 * stored_files]
+    assert stored_files == len(dropped)

@@ -1,0 +1,350 @@
+"""HPRIM Santé files through the hot folder: every corpus file ends stored (for its patient
+or for reconciliation, one document per patient holding that patient's bytes as received) or
+in quarantine with the line to fix; a failure midway stores nothing and leaves the file.
+
+Real files in a real directory, the real parser, `receive()`, vault and database.
+"""
+
+from __future__ import annotations
+
+import datetime
+import io
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from vigie import vault
+from vigie.audit.log import AuditUnavailable, record
+from vigie.audit.models import AuditEvent
+from vigie.intake import folder_hprim
+from vigie.intake.folder import HotFolder, Outcome
+from vigie.intake.hprim import parse, patient_bytes
+from vigie.intake.hprim.channel import CONTENT_TYPE
+from vigie.intake.hprim.testing import CORPUS, TODAY, Report, cases, hprim, make_nir
+from vigie.intake.models import ReceivedMessage
+from vigie.records.content import stream_verified
+from vigie.records.models import Document, DocumentKind, Patient, PendingDocument
+
+pytestmark = pytest.mark.django_db
+
+MARTIN_NIR = make_nir("2850469123045")
+MOTHER_NIR = make_nir("2880375056112")
+
+
+@pytest.fixture
+def drop(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("drop")
+
+
+@pytest.fixture
+def outbox(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("outbox")
+
+
+@pytest.fixture
+def folder(drop: Path, outbox: Path, vault_home: Path) -> Iterator[HotFolder]:
+    hot = HotFolder(
+        drop,
+        outbox,
+        source_system="LABO-BROTTEAUX",
+        settle=0,
+        out=io.StringIO(),
+        # The corpus's day: its date-bound refusals (a birth date in the future) stay true.
+        today=lambda: TODAY,
+    )
+    hot.prepare()
+    yield hot
+    hot.close()
+
+
+@pytest.fixture
+def martin(vault_home: Path) -> Patient:
+    """The patient whose NIR the corpus's base report carries, born on its birth date."""
+    return Patient.objects.create(
+        ipp="IPP-MARTIN",
+        ins=MARTIN_NIR,
+        family_name="MARTIN",
+        given_names="Hélène",
+        birth_date=datetime.date(1985, 4, 3),
+        sex="F",
+    )
+
+
+def names(where: Path) -> set[str]:
+    return {p.name for p in where.iterdir() if not p.name.startswith(".")}
+
+
+def only(outcomes: tuple[list[Outcome], int]) -> Outcome:
+    found, _settling = outcomes
+    assert len(found) == 1, found
+    return found[0]
+
+
+def rows() -> list[Document | PendingDocument]:
+    return [*Document.objects.all(), *PendingDocument.objects.all()]
+
+
+def content(row: Document | PendingDocument) -> bytes:
+    return b"".join(stream_verified(row))
+
+
+def blobs() -> set[str]:
+    return set(vault.get_store().iter_ids())
+
+
+def row_of(document_id: str) -> Document | PendingDocument:
+    found = Document.objects.filter(pk=document_id).first()
+    return found or PendingDocument.objects.get(pk=document_id)
+
+
+# -- the corpus ------------------------------------------------------------------------------
+
+
+CORPUS_FILES = sorted(path.name for path in CORPUS.glob("*.hpr"))
+
+
+@pytest.mark.parametrize("name", CORPUS_FILES)
+def test_every_corpus_file_gets_the_outcome_its_expected_parse_says(
+    folder: HotFolder, drop: Path, outbox: Path, martin: Patient, name: str
+) -> None:
+    raw = (CORPUS / name).read_bytes()
+    expected = json.loads((CORPUS / name).with_suffix(".json").read_text(encoding="utf-8"))
+    (drop / name).write_bytes(raw)
+    outcome = only(folder.scan())
+    stem = name.removesuffix(".hpr")
+    if "error" in expected:
+        assert outcome.status == "quarantined"
+        assert names(outbox / "quarantine") == {name, f"{stem}.reason.txt"}
+        reason = (outbox / "quarantine" / f"{stem}.reason.txt").read_text()
+        assert expected["error"]["reason"] in reason
+        if expected["error"]["line"] is not None:
+            assert f"line {expected['error']['line']}:" in reason
+        assert rows() == []
+        assert blobs() == set()
+        return
+    parsed = parse(raw, today=TODAY)
+    patients = expected["patients"]
+    ids = outcome.document_id.split(",")
+    assert len(ids) == len(patients) == len(parsed.patients)
+    assert name in names(outbox / "done")
+    assert name not in names(drop)
+    for index, (document_id, facts) in enumerate(zip(ids, patients, strict=True)):
+        row = row_of(document_id)
+        # The patient's own bytes, exactly as received: nothing of another patient's.
+        assert content(row) == patient_bytes(raw, parsed, parsed.patients[index])
+        assert row.kind == DocumentKind.LAB_RESULT
+        assert row.content_type == CONTENT_TYPE
+        assert row.source_system == "LABO-BROTTEAUX"
+        exact = facts["nir"] == MARTIN_NIR and facts["birth_date"] == "1985-04-03"
+        if exact:
+            assert isinstance(row, Document)
+            assert row.patient == martin
+        else:
+            # Names and birth date alone never attach a document.
+            assert isinstance(row, PendingDocument)
+            assert row.demographics["family_name"] == facts["family_name"]
+    assert ReceivedMessage.objects.count() == len(patients)
+
+
+# -- splitting and matching ------------------------------------------------------------------
+
+
+def test_a_multi_patient_file_becomes_one_document_per_patient_each_with_its_own_lines(
+    folder: HotFolder, drop: Path, martin: Patient
+) -> None:
+    raw = cases()["multi_patient_three"][0]
+    (drop / "batch.hpr").write_bytes(raw)
+    outcome = only(folder.scan())
+    first, second, third = (row_of(i) for i in outcome.document_id.split(","))
+    assert isinstance(first, Document)
+    assert first.patient == martin
+    assert isinstance(second, PendingDocument)
+    assert isinstance(third, PendingDocument)
+    texts = [content(row).decode("latin-1") for row in (first, second, third)]
+    assert texts[0].splitlines()[1] == "MARTIN"
+    assert texts[1].splitlines()[1] == "BERNARD"
+    assert texts[2].splitlines()[1] == "ROUSSEAU"
+    for text, others in ((texts[0], ("BERNARD", "ROUSSEAU")), (texts[1], ("MARTIN", "ROUSSEAU"))):
+        assert not any(other in text for other in others)
+    # Each part runs through the marker that closes it: a complete HPRIM file on its own.
+    assert [text.splitlines()[-1] for text in texts] == ["****FIN****"] * 3
+    assert all(text.count("****") == 2 + 2 * ("****LAB****" in text) for text in texts)
+    # One arrival event per patient, each naming its part of the file.
+    events = AuditEvent.objects.filter(action="intake.received").order_by("seq")
+    assert [event.extra["hprim_patient"] for event in events] == [1, 2, 3]
+
+
+def test_attack_a_childs_file_under_the_mothers_nir_never_reaches_the_mothers_record(
+    folder: HotFolder, drop: Path
+) -> None:
+    mother = Patient.objects.create(
+        ipp="IPP-MOTHER",
+        ins=MOTHER_NIR,
+        family_name="ROUSSEAU",
+        given_names="Claire",
+        birth_date=datetime.date(1988, 3, 9),
+        sex="F",
+    )
+    (drop / "leo.hpr").write_bytes(cases()["nir_of_parent_for_child"][0])
+    outcome = only(folder.scan())
+    assert outcome.status == "pending"
+    assert not Document.objects.filter(patient=mother).exists()
+    pending = PendingDocument.objects.get()
+    assert pending.demographics["birth_date"] == "2019-06-14"
+    assert "ins" not in pending.identifiers
+
+
+def test_attack_a_nir_whose_holder_has_another_birth_date_does_not_attach(
+    folder: HotFolder, drop: Path, martin: Patient
+) -> None:
+    # Same NIR, same year and month of birth, another day: the number is the holder's,
+    # the results someone else's (a twin, a spouse under the same number).
+    raw = hprim([Report(given_name="Julie", birth_date="17/04/1985")])
+    (drop / "julie.hpr").write_bytes(raw)
+    assert only(folder.scan()).status == "pending"
+    assert not Document.objects.exists()
+
+
+def test_names_and_birth_date_of_a_known_patient_without_a_nir_only_wait_for_reconciliation(
+    folder: HotFolder, drop: Path, martin: Patient
+) -> None:
+    (drop / "nonir.hpr").write_bytes(hprim([Report(nir="")]))
+    assert only(folder.scan()).status == "pending"
+    assert not Document.objects.exists()
+
+
+@pytest.mark.parametrize("name", ["a.HPR", "b.hpm", "c.hprim", "d.txt", "e.Txt"])
+def test_every_hprim_extension_is_taken(folder: HotFolder, drop: Path, name: str) -> None:
+    (drop / name).write_bytes(hprim([Report()]))
+    assert only(folder.scan()).status == "pending"
+    assert PendingDocument.objects.count() == 1
+
+
+# -- nothing lost, never half-stored ---------------------------------------------------------
+
+
+def test_a_store_failing_at_the_second_patient_stores_nothing_and_leaves_the_file(
+    folder: HotFolder, drop: Path, martin: Patient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_seal = vault.seal
+    calls: list[int] = []
+
+    def full_at_the_second(*args: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        if len(calls) == 2:
+            raise OSError(28, "No space left on device")
+        return real_seal(*args, **kwargs)
+
+    monkeypatch.setattr(vault, "seal", full_at_the_second)
+    raw = cases()["multi_patient_three"][0]
+    (drop / "batch.hpr").write_bytes(raw)
+    assert folder.scan() == ([], 0)
+    assert len(calls) == 2  # the first patient was sealed, then the store failed
+    assert rows() == []
+    assert not ReceivedMessage.objects.exists()
+    assert blobs() == set()  # the first patient's blob went with its rolled-back row
+    assert not AuditEvent.objects.filter(action="intake.received").exists()
+    assert (drop / "batch.hpr").read_bytes() == raw
+    assert "No space left" in folder.out.getvalue()  # type: ignore[union-attr]
+    monkeypatch.undo()
+    outcome = only(folder.scan())
+    assert len(outcome.document_id.split(",")) == 3
+    assert len(rows()) == 3
+    assert len(blobs()) == 3
+
+
+def test_an_audit_failure_at_the_third_patient_stores_nothing_and_leaves_the_file(
+    folder: HotFolder, drop: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def audit_down_at_the_third(action: str, **kwargs: Any) -> Any:
+        if kwargs.get("extra", {}).get("hprim_patient") == 3:
+            raise AuditUnavailable("audit log unavailable: disk I/O error")
+        return record(action, **kwargs)
+
+    monkeypatch.setattr(folder_hprim, "record", audit_down_at_the_third)
+    (drop / "batch.hpr").write_bytes(cases()["multi_patient_three"][0])
+    assert folder.scan() == ([], 0)
+    assert rows() == []
+    assert blobs() == set()
+    assert names(drop) == {"batch.hpr"}
+    monkeypatch.undo()
+    assert only(folder.scan()).status == "pending"
+    assert len(rows()) == 3
+
+
+def test_the_same_bytes_under_another_name_are_not_stored_twice(
+    folder: HotFolder, drop: Path, outbox: Path
+) -> None:
+    raw = cases()["multi_patient_three"][0]
+    (drop / "CR_20261125_0810.hpr").write_bytes(raw)
+    first = only(folder.scan())
+    (drop / "CR_20261125_0915.hpr").write_bytes(raw)
+    again = only(folder.scan())
+    assert again.status == "duplicate"
+    assert again.document_id == first.document_id
+    assert len(rows()) == 3
+    note = (outbox / "done" / "CR_20261125_0915.reason.txt").read_text()
+    assert "already received" in note
+
+
+def test_a_file_stored_just_before_a_crash_is_moved_on_the_next_pass_not_stored_again(
+    folder: HotFolder, drop: Path, outbox: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The crash between the commit and the move, played by a move that fails once.
+    def crash(*args: Any, **kwargs: Any) -> None:
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(folder, "_finish", crash)
+    (drop / "crash.hpr").write_bytes(hprim([Report()]))
+    assert folder.scan() == ([], 0)
+    assert len(rows()) == 1
+    monkeypatch.undo()
+    assert only(folder.scan()).status == "duplicate"
+    assert len(rows()) == 1
+    assert "crash.hpr" in names(outbox / "done")
+
+
+def test_parse_warnings_reach_the_lab_in_done_and_the_clerk_beside_the_document(
+    folder: HotFolder, drop: Path, outbox: Path
+) -> None:
+    (drop / "cut.hpr").write_bytes(cases()["no_end_marker"][0])
+    outcome = only(folder.scan())
+    note = (outbox / "done" / "cut.reason.txt").read_text()
+    assert "no ****FIN****" in note
+    pending = PendingDocument.objects.get(pk=outcome.document_id)
+    assert any("no ****FIN****" in warning for warning in pending.content_warnings)
+    assert not pending.active_content
+
+
+def test_a_file_named_like_another_files_reason_never_overwrites_it(
+    folder: HotFolder, drop: Path, outbox: Path
+) -> None:
+    (drop / "x.txt").write_bytes(cases()["broken_empty"][0])
+    only(folder.scan())
+    (drop / "x.reason.txt").write_bytes(cases()["broken_short_header"][0])
+    only(folder.scan())
+    quarantine = outbox / "quarantine"
+    assert "the file is empty" in (quarantine / "x.reason.txt").read_text()
+    assert names(quarantine) == {
+        "x.txt",
+        "x.reason.txt",
+        "x.reason~2.txt",
+        "x.reason~2.reason.txt",
+    }
+    assert "12 lines" in (quarantine / "x.reason~2.reason.txt").read_text()
+
+
+def test_attack_a_link_named_hpr_is_quarantined_without_being_followed(
+    folder: HotFolder, drop: Path, outbox: Path, tmp_path: Path
+) -> None:
+    canary = tmp_path / "secret.hpr"
+    canary.write_bytes(hprim([Report()]))
+    (drop / "link.hpr").symlink_to(canary)
+    outcome = only(folder.scan())
+    assert outcome.status == "quarantined"
+    assert "never follows a link" in (outbox / "quarantine" / "link.reason.txt").read_text()
+    assert rows() == []
+    assert canary.exists()
