@@ -280,7 +280,8 @@ def test_the_other_daemons_run_the_documented_commands() -> None:
     # The only periodic checkpoint writer and runner of the anomaly rules (issue 17).
     assert _one(_unit("vigie-audit-watch.service"), "ExecStart").split()[1:3] == ["audit", "watch"]
     backup = _one(_unit("vigie-backup.service"), "ExecStart").split()
-    assert backup[1:3] == ["backup", "create"]
+    # On one node of a group at a time (vigie/lib/singleton.py).
+    assert backup[1:5] == ["once", "backup", "backup", "create"]
     timer = _unit("vigie-backup.timer")
     assert timer["Timer.OnCalendar"]
     assert timer["Timer.Persistent"] == ["true"]

@@ -9,6 +9,7 @@ create their own.
 
 from __future__ import annotations
 
+import socket as _socket
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -236,6 +237,12 @@ else:
         # Django's backend, without the health check's round trip on a connection that
         # served the previous request cleanly a moment ago (vigie/lib/postgresql/base.py).
         _db["ENGINE"] = "vigie.lib.postgresql"
+        # Which node a session belongs to, in pg_stat_activity (a group of nodes shares one
+        # server); `?application_name=` in DATABASE_URL wins. The lock sessions of the
+        # cluster-wide jobs add the pid (vigie/lib/singleton.py).
+        _db.setdefault("OPTIONS", {}).setdefault(
+            "application_name", f"vigie@{_socket.gethostname()}"[:63]
+        )
     DATABASES = {"default": {**_db}}
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"

@@ -106,6 +106,7 @@ ACTION_LABELS: dict[str, Promise] = {
     "guard.started": gettext_lazy("Guard started"),
     "guard.stopped": gettext_lazy("Guard stopped"),
     "guard.silence": gettext_lazy("Guard silent"),
+    "guard.host.forgotten": gettext_lazy("Guard host retired"),
     "guard.lockdown.engaged": gettext_lazy("Lockdown engaged"),
     "guard.lockdown.cleared": gettext_lazy("Lockdown lifted"),
     "guard.probe.exposure": gettext_lazy("Exposure seen from outside"),

@@ -7,6 +7,11 @@ object replaced atomically and fsynced in `VIGIE_AUDIT_WATCH_HEARTBEAT_FILE`, ou
 database, so that `vigie check` fails when the watcher is stopped or stuck (with it stop the
 rules and the anchoring of the tail). Each pass also writes the counts of anonymous
 refusals whose minute is over (`refusals.flush`). Runs as `deploy/systemd/vigie-audit-watch.service`.
+
+On a group of nodes every node runs it, and exactly one does the work: a pass runs only
+while this process holds the cluster-wide singleton `audit-watch` (vigie/lib/singleton.py).
+The others stand by, still beating (they are alive), and one takes over when the holder
+dies; it restarts its rules from their window, as after a restart, and anchors at once.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from django.utils import timezone
 from vigie.audit import checkpoints, refusals, rules
 from vigie.audit.models import AuditEvent
 from vigie.lib import durable
+from vigie.lib.singleton import AUDIT_WATCH, Singleton
 
 
 def heartbeat_path() -> Path:
@@ -69,17 +75,44 @@ def run(
 ) -> int:
     """Loop until `stop` is set (or one pass if `once`); return the last seq scanned."""
     thresholds = rules.thresholds_from_settings()
-    position = start_position(thresholds)
+    position = 0
     anchored_at: float | None = None
-    while True:
-        # Before the rules, so the denial rule sees the counts of the minute just over.
-        refusals.flush()
-        position = rules.scan(position, thresholds)
-        if anchored_at is None or (
-            monotonic() - anchored_at >= settings.VIGIE_AUDIT_CHECKPOINT_SECONDS
-        ):
-            checkpoints.anchor_tail()
-            anchored_at = monotonic()
-        beat(position)
-        if once or stop.wait(interval):
-            return position
+    lock = Singleton(AUDIT_WATCH)
+    holding = False
+    try:
+        while True:
+            if lock.acquire():
+                if not holding:
+                    # Taken over (or first pass): what the previous holder scanned is not
+                    # known here, so start from the rules' window.
+                    position = start_position(thresholds)
+                    anchored_at = None
+                    holding = True
+                position, anchored_at = _pass(position, anchored_at, thresholds, monotonic)
+            else:
+                holding = False
+            if holding or not lock.unreachable:
+                # Standing by is alive; a database out of reach is not: no beat, so that
+                # `vigie check` says nobody anchors the tail.
+                beat(position)
+            if once or stop.wait(interval):
+                return position
+    finally:
+        lock.release()
+
+
+def _pass(
+    position: int,
+    anchored_at: float | None,
+    thresholds: rules.Thresholds,
+    monotonic: Callable[[], float],
+) -> tuple[int, float | None]:
+    # Before the rules, so the denial rule sees the counts of the minute just over.
+    refusals.flush()
+    position = rules.scan(position, thresholds)
+    if anchored_at is None or (
+        monotonic() - anchored_at >= settings.VIGIE_AUDIT_CHECKPOINT_SECONDS
+    ):
+        checkpoints.anchor_tail()
+        anchored_at = monotonic()
+    return position, anchored_at

@@ -37,7 +37,7 @@ from django.db import close_old_connections, connection
 from vigie.audit.log import record
 from vigie.guard import heartbeat, nft, probe, probe_recheck, windows
 from vigie.guard.drift import DriftWatcher
-from vigie.guard.models import MaintenanceWindow
+from vigie.guard.models import MaintenanceWindow, this_host
 from vigie.guard.policy import Policy
 from vigie.lib.shutdown import stop_on_signals
 
@@ -149,6 +149,7 @@ class Guard:
         record(
             "guard.started",
             extra={
+                "host": this_host(),
                 "pid": os.getpid(),
                 "policy": self.policy.path,
                 "ports": list(self.policy.public_ports),
@@ -179,7 +180,7 @@ class Guard:
         for thread in self.threads:
             thread.join(timeout)
         try:
-            record("guard.stopped", extra={"pid": os.getpid()})
+            record("guard.stopped", extra={"host": this_host(), "pid": os.getpid()})
         except Exception:
             logger.exception("guard: could not audit the stop")
 

@@ -32,7 +32,7 @@ from vigie.alerts.models import Alert
 from vigie.alerts.services import raise_alert
 from vigie.audit.log import record
 from vigie.audit.models import AuditEvent
-from vigie.guard.models import GuardState, MaintenanceWindow
+from vigie.guard.models import GuardHost, GuardState, MaintenanceWindow, this_host
 from vigie.guard.windows import format_duration
 from vigie.lib.locked import retry_when_locked
 
@@ -88,6 +88,10 @@ def _write_beat(now: datetime, *, host: str, pid: int) -> None:
     if not GuardState.objects.filter(pk=GuardState.SINGLETON).update(**fields):
         GuardState.get()
         GuardState.objects.filter(pk=GuardState.SINGLETON).update(**fields)
+    # Each host's own row too: on a group a dead guard must show even while another beats.
+    GuardHost.objects.update_or_create(
+        host=host[:200], defaults={"pid": pid, "last_heartbeat": now}
+    )
 
 
 def _post(url: str, payload: dict[str, Any], *, timeout: float) -> None:
@@ -132,11 +136,36 @@ def guard_is_silent(now: datetime | None = None) -> bool:
     return is_silent(silence_seconds(now))
 
 
-def _last_audit(action: str) -> datetime | None:
-    moment: datetime | None = (
-        AuditEvent.objects.filter(action=action).order_by("-seq").values_list("at", flat=True)
-    ).first()
+def _last_audit(action: str, host: str | None = None) -> datetime | None:
+    events = AuditEvent.objects.filter(action=action)
+    if host is not None:
+        # Events of guards from before hosts were recorded count for every host: there was
+        # one guard then.
+        events = events.filter(Q(extra__host=host) | ~Q(extra__has_key="host"))
+    moment: datetime | None = events.order_by("-seq").values_list("at", flat=True).first()
     return moment
+
+
+def _last_signs(host: str) -> tuple[datetime | None, datetime | None, datetime | None, bool]:
+    """This host's last beat, start and stop, and whether they are per host.
+
+    Per host once any guard beat into `GuardHost` (a group: another host's beat says nothing
+    about this one's firewall); before that, the installation's one guard, as it always was.
+    """
+    if GuardHost.objects.exists():
+        beat_at = GuardHost.objects.filter(host=host).values_list("last_heartbeat", flat=True)
+        return (
+            beat_at.first(),
+            _last_audit("guard.started", host),
+            _last_audit("guard.stopped", host),
+            True,
+        )
+    last_beat = (
+        GuardState.objects.filter(pk=GuardState.SINGLETON)
+        .values_list("last_heartbeat", flat=True)
+        .first()
+    )
+    return last_beat, _last_audit("guard.started"), _last_audit("guard.stopped"), False
 
 
 def record_silence(now: datetime | None = None) -> Alert | None:
@@ -146,12 +175,8 @@ def record_silence(now: datetime | None = None) -> Alert | None:
     start event and first beat would hide the previous one's end).
     """
     now = now or timezone.now()
-    last_beat = (
-        GuardState.objects.filter(pk=GuardState.SINGLETON)
-        .values_list("last_heartbeat", flat=True)
-        .first()
-    )
-    started, stopped = _last_audit("guard.started"), _last_audit("guard.stopped")
+    host = this_host()
+    last_beat, started, stopped, per_host = _last_signs(host)
     alive = max((t for t in (last_beat, started) if t is not None), default=None)
     clean = stopped is not None and (alive is None or stopped >= alive)
     since = stopped if clean else alive
@@ -187,6 +212,7 @@ def record_silence(now: datetime | None = None) -> Alert | None:
         "seconds": round((now - since).total_seconds()),
         "stopped_cleanly": clean,
         "last_heartbeat": last_beat.isoformat() if last_beat else None,
+        "host": host,
     }
     try:
         record("guard.silence", reason=summary, extra=details)
@@ -198,5 +224,7 @@ def record_silence(now: datetime | None = None) -> Alert | None:
         severity="warning" if clean else "critical",
         summary=summary,
         details=details,
-        dedupe_key=f"guard.silence:{since.isoformat()}",
+        dedupe_key=f"guard.silence:{host}:{since.isoformat()}"
+        if per_host
+        else f"guard.silence:{since.isoformat()}",
     )

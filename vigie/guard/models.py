@@ -8,6 +8,7 @@ when, how it ended) and what the guard reconciles the kernel against.
 
 from __future__ import annotations
 
+import socket
 from datetime import timedelta
 from typing import ClassVar
 
@@ -15,6 +16,11 @@ from django.db import models
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
+
+
+def this_host() -> str:
+    """The host a guard row comes from: each node has its own firewall and its own guard."""
+    return socket.gethostname()[:200]
 
 
 class WindowQuerySet(QuerySet["MaintenanceWindow"]):
@@ -93,6 +99,7 @@ class DriftEvent(models.Model):
     # A change during an open window is recorded, not alarmed (the window is why it happened).
     during_window = models.BooleanField(_("during a maintenance window"), default=False)
     alerted = models.BooleanField(_("alert raised"), default=False)
+    host = models.CharField(_("host"), max_length=200, default=this_host, blank=True)
 
     class Meta:
         verbose_name = _("drift event")
@@ -120,6 +127,7 @@ class ProbeResult(models.Model):
     status = models.IntegerField(_("HTTP status"), null=True, blank=True)
     verdict = models.CharField(_("verdict"), max_length=16, choices=Verdict.choices)
     detail = models.CharField(_("detail"), max_length=500, blank=True)
+    host = models.CharField(_("host"), max_length=200, default=this_host, blank=True)
 
     class Meta:
         verbose_name = _("probe result")
@@ -174,6 +182,23 @@ class GuardState(models.Model):
     def get(cls) -> GuardState:
         state, _created = cls.objects.get_or_create(pk=cls.SINGLETON)
         return state
+
+
+class GuardHost(models.Model):
+    """One host's guard: on a group every node runs its own (its own firewall), and each must
+    be seen alive; `GuardState` only keeps the latest beat of any of them."""
+
+    host = models.CharField(_("host"), max_length=200, primary_key=True)
+    pid = models.IntegerField(_("guard process id"), null=True, blank=True)
+    last_heartbeat = models.DateTimeField(_("last heartbeat"))
+
+    class Meta:
+        verbose_name = _("guard host")
+        verbose_name_plural = _("guard hosts")
+        ordering: ClassVar[list[str]] = ["host"]
+
+    def __str__(self) -> str:
+        return self.host
 
 
 class UsedProbeNonce(models.Model):

@@ -25,8 +25,15 @@ from vigie.accounts.reauth import is_second_factor_fresh
 from vigie.alerts.models import Audience
 from vigie.alerts.services import acknowledge
 from vigie.guard import lockdown
-from vigie.guard.heartbeat import is_silent, open_guard_alerts, silence_seconds
-from vigie.guard.models import Canary, DriftEvent, GuardState, MaintenanceWindow, ProbeResult
+from vigie.guard.heartbeat import elapsed, is_silent, open_guard_alerts, silence_seconds
+from vigie.guard.models import (
+    Canary,
+    DriftEvent,
+    GuardHost,
+    GuardState,
+    MaintenanceWindow,
+    ProbeResult,
+)
 
 LISTED = 50  # windows and drift events shown; older ones stay in the admin and the audit
 ROUNDS = 10  # probe rounds summarised in the history
@@ -67,6 +74,22 @@ def probe_history(limit: int = ROUNDS) -> list[ProbeRound]:
     ]
 
 
+@dataclass(frozen=True)
+class HostRow:
+    host: str
+    pid: int | None
+    last_heartbeat: datetime
+    silent: bool
+
+
+def guard_hosts() -> list[HostRow]:
+    """Every host whose guard ever beat, each judged on its own last beat."""
+    return [
+        HostRow(h.host, h.pid, h.last_heartbeat, is_silent(elapsed(h.last_heartbeat)))
+        for h in GuardHost.objects.order_by("host")
+    ]
+
+
 def overview() -> dict[str, Any]:
     """Everything the page shows, read in one place so the view stays a view."""
     # Not GuardState.get(): reading the page must not write; no row yet means the defaults.
@@ -87,6 +110,7 @@ def overview() -> dict[str, Any]:
         "open_windows": list(MaintenanceWindow.objects.open().order_by("ends_at")),
         "windows": list(MaintenanceWindow.objects.order_by("-opened_at")[:LISTED]),
         "drift_events": list(DriftEvent.objects.order_by("-detected_at")[:LISTED]),
+        "hosts": guard_hosts(),
         "latest_round": history[0] if history else None,
         "latest_results": latest,
         "probe_history": history,

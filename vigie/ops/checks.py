@@ -28,6 +28,7 @@ from pathlib import Path
 from django.conf import settings
 
 from vigie.ops.check_base import FAILURE, OK, WARNING, Check, Context, Finding, Status
+from vigie.ops.checks_nodes import check_guard_hosts, check_singletons
 from vigie.ops.checks_psc import check_psc_discovery, check_psc_secret
 from vigie.ops.checks_services import (
     check_audit_checkpoint,
@@ -446,6 +447,7 @@ CHECKS: tuple[tuple[str, Check], ...] = (
     ("database.sqlite_library", check_sqlite_library),
     ("data.permissions", check_data_permissions),
     ("guard.heartbeat", check_guard_heartbeat),
+    ("guard.hosts", check_guard_hosts),
     ("guard.lockdown", check_lockdown),
     ("guard.policy", check_policy),
     ("guard.nftables", check_nftables),
@@ -455,6 +457,7 @@ CHECKS: tuple[tuple[str, Check], ...] = (
     ("backup.verified", check_backup_verified),
     ("audit.checkpoint", check_audit_checkpoint),
     ("audit.watch", check_audit_watch),
+    ("nodes.singletons", check_singletons),
     ("psc", check_psc_secret),
     ("psc.discovery", check_psc_discovery),
 )

@@ -5,6 +5,7 @@ tail's age when nothing anchors it."""
 
 from __future__ import annotations
 
+import os
 import threading
 from datetime import timedelta
 
@@ -116,3 +117,40 @@ def test_the_watcher_anchors_every_interval_on_its_own_clock(settings) -> None:
     watch.run(stop, interval=0, monotonic=monotonic)
     signed, _ = read_checkpoints()
     assert [c.seq for c in signed] == [1, 2]
+
+
+def test_a_second_watcher_stands_by_while_another_node_holds_the_watch() -> None:
+    """Every node runs `vigie audit watch`: only the singleton's holder anchors (and scans);
+    the others still beat, and one takes over, at once, when the holder is gone."""
+    from vigie.lib.singleton import AUDIT_WATCH, Singleton
+
+    record("document.read")
+    other_node = Singleton(AUDIT_WATCH)
+    try:
+        assert other_node.acquire() is True
+        watch.run(threading.Event(), interval=0, once=True)
+        assert read_checkpoints()[0] == []  # stood by: nothing signed
+        assert watch.last_beat() is not None  # but alive
+    finally:
+        other_node.release()
+    watch.run(threading.Event(), interval=0, once=True)
+    assert [c.seq for c in read_checkpoints()[0]] == [1]
+
+
+@pytest.mark.skipif(
+    not os.environ.get("DATABASE_URL", "").startswith("postgres"),
+    reason="PostgreSQL only: on SQLite the lock is a file, reachable with the disk",
+)
+def test_a_watcher_that_cannot_reach_the_lock_does_not_claim_to_be_alive(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from django.db import OperationalError
+
+    from vigie.lib.singleton import Singleton
+
+    def unreachable(self: Singleton) -> None:
+        raise OperationalError("connection refused")
+
+    monkeypatch.setattr(Singleton, "_connect", unreachable)
+    watch.run(threading.Event(), interval=0, once=True)
+    assert watch.last_beat() is None  # `vigie check` fails: nobody anchors, nobody scans

@@ -3,6 +3,8 @@ second factor; guard alerts acknowledged from the page."""
 
 from __future__ import annotations
 
+import os
+import socket
 import time
 from datetime import timedelta
 from typing import Any
@@ -210,3 +212,28 @@ def test_a_cross_site_form_cannot_acknowledge_or_clear() -> None:
     alert.refresh_from_db()
     assert alert.acknowledged_at is None
     assert _is_locked()
+
+
+def test_attack_a_dead_guard_on_one_host_shows_while_another_host_beats() -> None:
+    """Each node has its own firewall and its own guard: the latest beat of any of them must
+    not hide that one host's guard went silent (its firewall is no longer watched)."""
+    from vigie.guard.heartbeat import beat
+    from vigie.guard.models import GuardHost
+
+    GuardHost.objects.create(
+        host="node-b", pid=77, last_heartbeat=timezone.now() - timedelta(hours=1)
+    )
+    beat()  # this host's guard is alive
+    DriftEvent.objects.create(kind="ruleset", summary="chain input: policy changed to accept")
+    assert DriftEvent.objects.get().host == socket.gethostname()
+
+    client, _ = _client(Role.ADMIN)
+    response = client.get("/guard/")
+    rows = {row.host: row for row in response.context["hosts"]}
+    assert set(rows) == {"node-b", socket.gethostname()}
+    assert rows["node-b"].silent is True
+    assert rows[socket.gethostname()].silent is False
+    assert rows[socket.gethostname()].pid == os.getpid()
+    page = response.content.decode()
+    assert "node-b" in page
+    assert "silent" in page

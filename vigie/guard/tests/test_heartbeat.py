@@ -336,3 +336,26 @@ def test_the_silence_is_said_in_french() -> None:
     assert alert.summary.startswith(
         f"La surveillance de l'exposition ne tournait pas du {_local(last)}"
     )
+
+
+def test_attack_killing_one_hosts_guard_is_recorded_though_another_host_beats() -> None:
+    """On a group each host's firewall has its own guard: node-b beating all along must not
+    hide that this host's guard was killed (nobody watched this host's firewall)."""
+    from vigie.guard.models import GuardHost, this_host
+
+    record("guard.started", extra={"host": this_host(), "pid": 1})
+    beat()  # this host's last sign of life...
+    last = GuardHost.objects.get(host=this_host()).last_heartbeat
+    restarted = last + timedelta(minutes=30)
+    # ...then only node-b: its guard starts, beats, until just before this one restarts.
+    record("guard.started", extra={"host": "node-b", "pid": 2})
+    GuardHost.objects.create(host="node-b", pid=2, last_heartbeat=restarted)
+    GuardState.objects.update(last_heartbeat=restarted, guard_host="node-b", guard_pid=2)
+
+    alert = record_silence(restarted)
+
+    assert alert is not None
+    assert alert.severity == "critical"
+    assert f"was not running from {_local(last)}" in alert.summary
+    assert "30m" in alert.summary
+    assert alert.details["host"] == this_host()

@@ -12,6 +12,7 @@ from rich.table import Table
 
 from vigie.guard.decoys import create_canaries
 from vigie.guard.models import Canary
+from vigie.lib.singleton import DECOYS, singleton
 from vigie.records.ingest import IngestError
 from vigie.records.models import Document
 
@@ -39,12 +40,20 @@ class Command(BaseCommand):
             raise CommandError(_("--count must be between 1 and 100"), returncode=2)
         if not 1 <= documents <= 20:
             raise CommandError(_("--documents must be between 1 and 20"), returncode=2)
-        try:
-            created = create_canaries(count, documents_per_patient=documents)
-        except IngestError as exc:
-            raise CommandError(
-                _("could not store a decoy document: %(error)s") % {"error": exc}, returncode=2
-            ) from None
+        # One seeding at a time across the group (each picks names against the existing ones).
+        with singleton(DECOYS) as held:
+            if not held:
+                raise CommandError(
+                    _("another node is creating decoys now (see `vigie check`); try later"),
+                    returncode=2,
+                )
+            try:
+                created = create_canaries(count, documents_per_patient=documents)
+            except IngestError as exc:
+                raise CommandError(
+                    _("could not store a decoy document: %(error)s") % {"error": exc},
+                    returncode=2,
+                ) from None
         for canary in created:
             self.stdout.write(
                 _("created %(label)s: patient IPP %(ipp)s with %(documents)d document(s)")

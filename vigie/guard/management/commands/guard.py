@@ -1,4 +1,5 @@
-"""`vigie guard run|check-policy`: the exposure guard daemon, and a dry check of its policy."""
+"""`vigie guard run|check-policy|forget HOST`: the exposure guard daemon, a dry check of its
+policy, and forgetting a retired host (its guard no longer expected to beat)."""
 
 from __future__ import annotations
 
@@ -34,8 +35,15 @@ class Command(BaseCommand):
             action.add_argument(
                 "--policy", type=Path, default=None, help="default: VIGIE_POLICY_FILE"
             )
+        forget = sub.add_parser(
+            "forget", help="a retired host: stop expecting its guard to beat (audited)"
+        )
+        forget.add_argument("host", help="the host name listed on /guard/")
 
     def handle(self, *args: Any, **options: Any) -> None:
+        if options["action"] == "forget":
+            self._forget(options["host"])
+            return
         policy = policy_from(options)
         if options["action"] == "check-policy":
             self._describe(policy)
@@ -44,6 +52,16 @@ class Command(BaseCommand):
             daemon.run(policy)
         except (nft.NftUnavailable, daemon.GuardAlreadyRunning) as exc:
             raise CommandError(str(exc), returncode=2) from None
+
+    def _forget(self, host: str) -> None:
+        from vigie.audit.log import record
+        from vigie.guard.models import GuardHost
+
+        deleted, _rows = GuardHost.objects.filter(host=host).delete()
+        if not deleted:
+            raise CommandError(_("no guard host named %(host)s") % {"host": host}, returncode=2)
+        record("guard.host.forgotten", extra={"host": host})
+        self.stdout.write(_("forgot guard host %(host)s") % {"host": host})
 
     def _describe(self, policy: Policy) -> None:
         self.stdout.write(_("Policy %(path)s is valid.") % {"path": policy.path})

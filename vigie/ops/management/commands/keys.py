@@ -7,12 +7,14 @@ from typing import Any
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.utils.translation import gettext as _
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 from rich.table import Table
 
 from vigie import vault
 from vigie.backup import keys as key_export
+from vigie.lib.singleton import KEY_ROTATION, singleton
 from vigie.records import keys
 
 
@@ -60,7 +62,6 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         console = Console(stderr=True)
         action = options["action"]
-        from vigie.startup import StartupError
         from vigie.vault import layout
 
         if action in {"init", "rotate", "rewrap", "remove"} and (
@@ -72,6 +73,21 @@ class Command(BaseCommand):
                 "then encrypt them again with `systemd-creds encrypt` (docs/operations.md)",
                 returncode=2,
             )
+        if action in {"rotate", "rewrap", "remove"}:
+            # One re-wrap at a time across the group: two would each add an active key.
+            with singleton(KEY_ROTATION) as held:
+                if not held:
+                    raise CommandError(
+                        _("another node is changing the keys now (see `vigie check`); try later"),
+                        returncode=2,
+                    )
+                self._run(action, options, console)
+            return
+        self._run(action, options, console)
+
+    def _run(self, action: str, options: dict[str, Any], console: Console) -> None:
+        from vigie.startup import StartupError
+
         try:
             if action == "init":
                 self._init()
