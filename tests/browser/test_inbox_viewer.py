@@ -120,6 +120,34 @@ def test_the_inbox_lists_what_the_doctor_has_not_opened(page: Page, live: Live, 
     shot("after-marking")
 
 
+def test_the_inbox_marks_abnormal_lab_results_in_words(page: Page, live: Live, shot: Shot) -> None:
+    username = f"dr.flags{secrets.token_hex(3)}"
+    doctor = live.installation.create_doctor(username)
+    # In care of the demo patients who have lab results (the demo lab flags H and L only).
+    live.installation.shell(
+        f"""
+from datetime import timedelta
+from django.utils import timezone
+from vigie.accounts.models import User
+from vigie.records.models import CareRelationship, Patient
+doctor = User.objects.get(username={username!r})
+for patient in Patient.objects.filter(documents__kind="lab_result").distinct()[:3]:
+    CareRelationship.objects.create(
+        doctor=doctor, patient=patient, role="treating",
+        valid_from=timezone.now() - timedelta(days=1),
+    )
+"""
+    )
+    log_in(page, live, doctor)
+    page.goto(live.base_url + "/inbox/")
+    markers = page.locator("table.inbox .result-marker")
+    expect(markers.first).to_be_visible()
+    # Words and a symbol, not colour alone.
+    assert set(markers.all_inner_texts()) <= {"! anormal", "‼ critique"}
+    assert serious_violations(page) == []
+    shot("inbox-markers")
+
+
 def _open_first_document_of_filtered_timeline(
     page: Page, live: Live, patient: str, shot: Shot
 ) -> str:

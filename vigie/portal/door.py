@@ -36,7 +36,7 @@ from vigie.portal.scope import document_in_scope_or_404
 from vigie.records.access import Decision, ensure_served
 from vigie.records.content import StoreUnavailable, VaultError, stream_verified
 from vigie.records.models import Document, Patient
-from vigie.records.results import ResultSet, ResultsFormatError
+from vigie.records.results import ResultSet, ResultsFormatError, highest_flag
 from vigie.records.results_store import documents_with_results, open_attachment, open_results
 
 logger = logging.getLogger(__name__)
@@ -327,6 +327,49 @@ def patient_history(
         if results is not None:
             found.append((document, results))
     return found, len(documents) - len(found)
+
+
+def inbox_listing(request: HttpRequest, documents: list[Document], page: int) -> dict[str, str]:
+    """Record the inbox page's disclosure, then read the flags of its lab documents:
+    document id → "critical" / "abnormal" (absent: no flagged value, or no results).
+
+    The documents come from `inbox.unread`, i.e. from the access rule's own scope (the
+    decision for listing). A marker derived from the values discloses them in part, so it
+    goes through the door's order: one `inbox.view` per patient on the page, whose extra
+    names the documents whose flags were read (`flags_read`), all committed in one append
+    BEFORE anything is decrypted. Raises AuditUnavailable if that append fails: the caller
+    answers 503 and shows neither the list nor any flag. Not a `document.read`: showing a
+    marker must not count as opening the document (the inbox's read state is derived from
+    those events). Only the page's documents are opened, one sealed row each.
+    """
+    with_results = documents_with_results([d.pk for d in documents])
+    shown: dict[int, list[Document]] = {}
+    for document in documents:
+        shown.setdefault(document.patient_id, []).append(document)
+    with transaction.atomic(), together():
+        for listed in shown.values():
+            extra: dict[str, object] = {"documents": len(listed), "page": page}
+            flagged = [d.pk for d in listed if d.pk in with_results]
+            if flagged:
+                extra["flags_read"] = flagged
+            record("inbox.view", request=request, patient=listed[0].patient, extra=extra)
+    if not with_results:
+        return {}
+    ensure_served()
+    markers: dict[str, str] = {}
+    for document in documents:
+        if document.pk not in with_results:
+            continue
+        try:
+            results = open_results(document)
+        except (VaultError, ResultsFormatError) as exc:
+            # Damage: alerted, and the document stays listed (opening it shows the error).
+            _alert_unreadable(document, exc, mid_stream=False)
+            continue
+        marker = highest_flag(results) if results is not None else ""
+        if marker:
+            markers[document.pk] = marker
+    return markers
 
 
 def _private(response: HttpResponse) -> None:

@@ -23,7 +23,7 @@ import re
 from dataclasses import dataclass, fields, replace
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import Any, Literal
 
 __all__ = [
     "ABNORMAL_FLAGS",
@@ -97,6 +97,23 @@ def parse_range(text: str) -> tuple[Decimal | None, Decimal | None]:
 
 def is_abnormal(flag: str) -> bool:
     return any(part in ABNORMAL_FLAGS for part in flag.upper().split())
+
+
+# The "panic" flags of HL7 table 0078: critically low, high, abnormal.
+CRITICAL_FLAGS = frozenset({"LL", "HH", "AA"})
+
+
+def highest_flag(results: ResultSet) -> Literal["critical", "abnormal", ""]:
+    """The result set's worst flag, as the inbox marks it: "critical" if any value is
+    critically out of range, "abnormal" if any is otherwise flagged, "" if none is."""
+    worst: Literal["critical", "abnormal", ""] = ""
+    for observation in results.observations:
+        parts = set(observation.flag.upper().split())
+        if parts & CRITICAL_FLAGS:
+            return "critical"
+        if parts & ABNORMAL_FLAGS:
+            worst = "abnormal"
+    return worst
 
 
 def _clean(value: str, what: str, limit: int = _MAX_SHORT, *, multiline: bool = False) -> str:

@@ -288,14 +288,14 @@ def test_the_header_shows_no_count_to_other_roles(admin_user, signed_in) -> None
 def test_the_inbox_shows_nothing_when_it_cannot_be_audited(
     doctor, signed_in, patient, monkeypatch
 ) -> None:
-    from vigie.portal.views import inbox as inbox_views
+    from vigie.portal import door
 
     make_document(patient, title="Bilan lipidique")
 
     def unavailable(*args, **kwargs):
         raise AuditUnavailable("disk full")
 
-    monkeypatch.setattr(inbox_views, "record", unavailable)
+    monkeypatch.setattr(door, "record", unavailable)
     response = signed_in(doctor).get(INBOX)
     assert response.status_code == 503
     assert "Bilan lipidique" not in response.content.decode()

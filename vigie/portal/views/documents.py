@@ -16,6 +16,7 @@ from vigie.portal.door import disposition_for, lab_results, serve_document, serv
 from vigie.portal.errors import fail_closed_without_audit
 from vigie.portal.forms import timeline_form
 from vigie.portal.services import Neighbours, neighbours
+from vigie.records.results import highest_flag
 
 View = TypeVar("View", bound=Callable[..., HttpResponseBase])
 
@@ -34,6 +35,8 @@ def document_viewer(request: HttpRequest, doc_id: str) -> HttpResponse:
     if isinstance(found, HttpResponse):
         return found
     document, decision, results = found
+    # The values are on this page already (read and audited above): the marker costs nothing.
+    document.result_marker = highest_flag(results) if results is not None else ""  # type: ignore[attr-defined]
     # The list the doctor came from (the timeline's filter and order travel in the query
     # string), so that previous and next walk that list and no other.
     filters = timeline_form(request.GET).filters()

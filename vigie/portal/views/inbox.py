@@ -5,7 +5,6 @@ from __future__ import annotations
 from django import forms
 from django.contrib import messages
 from django.core.paginator import Paginator
-from django.db import transaction
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import redirect, render
@@ -19,8 +18,8 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
 from vigie.accounts.models import Role
-from vigie.audit.log import record, together
 from vigie.portal import inbox
+from vigie.portal.door import inbox_listing
 from vigie.portal.errors import fail_closed_without_audit
 from vigie.portal.scope import document_in_scope_or_404, patient_in_scope_or_404
 from vigie.portal.services import PAGE_SIZE
@@ -62,7 +61,10 @@ def inbox_page(request: HttpRequest) -> HttpResponse:
     patients = Patient.objects.filter(pk__in=list(counts)).order_by(
         "search_key", "birth_date", "pk"
     )
-    _record_disclosure(request, documents, page.number)
+    # Audited (one `inbox.view` per patient) before the titles and flags are shown.
+    markers = inbox_listing(request, documents, page.number)
+    for document in documents:
+        document.result_marker = markers.get(document.pk, "")  # type: ignore[attr-defined]
     return render(
         request,
         "portal/inbox.html",
@@ -75,23 +77,6 @@ def inbox_page(request: HttpRequest) -> HttpResponse:
             "unread_total": total,
         },
     )
-
-
-def _record_disclosure(request: HttpRequest, documents: list[Document], page: int) -> None:
-    """Titles of the patients' documents are a disclosure, recorded before they are shown:
-    one `inbox.view` per patient on the page, so that each patient's audit report says who
-    saw their documents listed (one append for them all)."""
-    shown: dict[int, list[Document]] = {}
-    for document in documents:
-        shown.setdefault(document.patient_id, []).append(document)
-    with transaction.atomic(), together():
-        for listed in shown.values():
-            record(
-                "inbox.view",
-                request=request,
-                patient=listed[0].patient,
-                extra={"documents": len(listed), "page": page},
-            )
 
 
 @require_POST
