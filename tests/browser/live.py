@@ -45,7 +45,7 @@ import json
 from vigie.records.models import CareRelationship, Document, Patient
 patients = [
     dict(public_id=p.public_id, ipp=p.ipp, ins=p.ins, family_name=p.family_name,
-         given_names=p.given_names)
+         given_names=p.given_names, birth_date=p.birth_date.isoformat())
     for p in Patient.objects.all()
 ]
 documents = [
