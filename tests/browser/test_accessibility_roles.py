@@ -42,6 +42,10 @@ def test_the_doctors_other_pages_have_no_serious_violation(
     pages = [
         ("search", "/?q=" + patient["family_name"][:3]),
         ("search-nothing", "/?q=zzzzzz"),
+        ("inbox", "/inbox/"),
+        ("timeline-filtered", f"/patients/{patient['public_id']}/?sort=kind"),
+        ("lab-history", f"/patients/{patient['public_id']}/results/"),
+        ("passkeys", "/accounts/passkeys/"),
         ("emergency-lookup", "/emergency/"),
         ("password", "/accounts/password/"),
         ("recovery-codes", "/accounts/recovery-codes/"),
@@ -74,6 +78,7 @@ def test_it_pages_have_no_serious_violation(page: Page, live: Live, shot: Shot) 
         ("admin-api-keys", "/admin/intake/apikey/"),
         ("admin-api-key-add", "/admin/intake/apikey/add/"),
         ("guard", "/guard/"),
+        ("passkeys", "/accounts/passkeys/"),
         ("reconcile", "/intake/reconcile/"),
         ("alerts", "/alerts/"),
         ("403", "/emergency/"),
@@ -96,6 +101,7 @@ def test_the_dpos_pages_have_no_serious_violation(page: Page, live: Live, shot: 
         ("patient-report", f"/audit/patients/{patient['ipp']}/"),
         ("actor-report", f"/audit/actors/{doctor.username}/"),
         ("alerts", "/alerts/"),
+        ("passkeys", "/accounts/passkeys/"),
         ("404", "/documents/" + "C" * 32 + "/"),
     ]
     assert _check(page, live, shot, pages) == {}
