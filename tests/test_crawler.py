@@ -7,13 +7,20 @@ and OPTIONS. Requests go out through http.client with the raw path, so nothing n
 "%2e%2e/" or backslashes on our side. No answer may carry PDF bytes or a patient's family
 name, no answer may be a server error, and every non-public path must be refused: a redirect
 to the login page, or 400/401/403/404/405.
+
+A second pass runs the same sweep against a server with Pro Santé Connect configured (the
+login page then links to PSC, and the crawler follows it) and tries every sign-in method's
+endpoints as an outsider: PSC's start, callback and back-channel logout, and each passkey JSON
+step, with and without a CSRF token, with junk and with a well-formed but forged assertion.
 """
 
 from __future__ import annotations
 
 import http.client
+import json
 import re
 from collections import deque
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from html.parser import HTMLParser
 from urllib.parse import urljoin, urlsplit
@@ -21,6 +28,7 @@ from urllib.parse import urljoin, urlsplit
 import pytest
 
 from tests.browser.live import Live, live_fixture  # noqa: F401 - the shared fixture
+from tests.psc.served import PscServer, serve_with_psc
 
 # What a browser or an outsider sees does not depend on the database engine: the SQLite pass
 # runs these once (the PostgreSQL pass serves the same demo in test_audit_through_server).
@@ -28,8 +36,50 @@ pytestmark = [pytest.mark.slow, pytest.mark.sqlite_only]
 
 REFUSED = {400, 401, 403, 404, 405}
 REDIRECTS = {301, 302, 303, 307, 308}
-# Paths an outsider may see: the login pages, static assets, health, robots, language switch.
-PUBLIC_PREFIXES = ("/accounts/login", "/static/", "/health", "/robots.txt", "/i18n/", "/favicon")
+# Paths an outsider may see: the login pages, static assets, health, robots, language switch,
+# and the ways in of the other sign-in methods (accounts/deny_by_default.PUBLIC_VIEWS). What
+# each of those answers an outsider is asserted one by one in _sign_in_problems:
+PUBLIC_PREFIXES = (
+    "/accounts/login",
+    "/static/",
+    "/health",
+    "/robots.txt",
+    "/i18n/",
+    "/favicon",
+    # A passkey alone: options/ gives a challenge with no account's credentials in it (the
+    # browser lists discoverable passkeys), login/ refuses anything but a valid assertion.
+    "/accounts/passkeys/login/",
+    # Pro Santé Connect (404 where it is not configured): start/ redirects to the provider;
+    # callback/ without a session is a page that moves on to itself, then refuses (400) a
+    # state it never issued; backchannel-logout/ refuses junk logout tokens (400), and GET.
+    "/accounts/psc/start/",
+    "/accounts/psc/callback/",
+    "/accounts/psc/backchannel-logout/",
+)
+# Every passkey JSON step: the two public ones above, the others need a signed-in session.
+PASSKEY_POSTS = (
+    "/accounts/passkeys/login/options/",
+    "/accounts/passkeys/login/",
+    "/accounts/passkeys/second-factor/options/",
+    "/accounts/passkeys/second-factor/",
+    "/accounts/passkeys/reauth/options/",
+    "/accounts/passkeys/reauth/",
+    "/accounts/passkeys/register/options/",
+    "/accounts/passkeys/register/",
+    "/accounts/passkeys/1/revoke/",
+)
+# Shaped like a browser's answer to a challenge, signed by nobody the portal knows.
+FORGED_ASSERTION = {
+    "id": "Zm9yZ2Vk",
+    "rawId": "Zm9yZ2Vk",
+    "type": "public-key",
+    "response": {
+        "clientDataJSON": "eyJ0eXBlIjoid2ViYXV0aG4uZ2V0In0",
+        "authenticatorData": "AAAA",
+        "signature": "AAAA",
+        "userHandle": "AAAA",
+    },
+}
 MAX_PAGES = 200
 
 
@@ -66,7 +116,13 @@ class Outsider:
         self.conn: http.client.HTTPConnection | None = None
         self.answers: list[Answer] = []
 
-    def request(self, method: str, path: str) -> Answer:
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: bytes | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> Answer:
         for attempt in (1, 2):
             if self.conn is None:
                 self.conn = http.client.HTTPConnection(self.host, self.port, timeout=10)
@@ -75,7 +131,11 @@ class Outsider:
                 self.conn.putrequest(method, path, skip_accept_encoding=True)
                 self.conn.putheader("Accept", "text/html,application/pdf,*/*")
                 self.conn.putheader("User-Agent", "vigie-crawler-test")
-                self.conn.endheaders()
+                for name, value in (headers or {}).items():
+                    self.conn.putheader(name, value)
+                if body is not None:
+                    self.conn.putheader("Content-Length", str(len(body)))
+                self.conn.endheaders(body)
                 response = self.conn.getresponse()
                 body = response.read()
                 answer = Answer(method, path, response.status, dict(response.getheaders()), body)
@@ -200,6 +260,19 @@ def _guessed_paths(live: Live) -> tuple[list[str], list[str]]:
         "/__debug__/",
         "/server-status",
         "/metrics",
+        "/accounts/passkeys/",
+        "/accounts/passkeys/login/options/",
+        "/accounts/passkeys/login/",
+        "/accounts/passkeys/verify/",
+        "/accounts/passkeys/enrol/",
+        "/accounts/passkeys/register/options/",
+        "/accounts/psc/start/",
+        "/accounts/psc/start/?purpose=reauth&next=/admin/",
+        "/accounts/psc/callback/",
+        "/accounts/psc/callback/?continue=1",
+        "/accounts/psc/callback/?state=forged&code=forged&continue=1",
+        "/accounts/psc/backchannel-logout/",
+        "/accounts/psc/../../documents/",
         "/static/",
         "/static/../blobs/",
         "/static/../keyring/keyring.json",
@@ -285,13 +358,25 @@ def _leaks(answer: Answer, names: list[str]) -> list[str]:
     return found
 
 
-def test_it_shows_an_outsider_a_login_page_and_nothing_else(live: Live, login_path: str) -> None:
+def _patient_names(live: Live) -> list[str]:
     names = sorted(
         {p["family_name"] for p in live.installation.facts["patients"]}
         | {p["family_name"].upper() for p in live.installation.facts["patients"]}
     )
     assert len(names) >= 40
-    outsider = Outsider(live.base_url)
+    return names
+
+
+def _sweep(
+    live: Live,
+    base_url: str,
+    login_path: str,
+    probe: Callable[[Outsider], list[str]] | None = None,
+) -> None:
+    """Crawl, guess, run `probe` (which returns its own problems), then judge every answer."""
+    names = _patient_names(live)
+    outsider = Outsider(base_url)
+    problems: list[str] = []
     try:
         crawled = _crawl(outsider, login_path)
         assert login_path in crawled
@@ -303,12 +388,13 @@ def test_it_shows_an_outsider_a_login_page_and_nothing_else(live: Live, login_pa
                 outsider.request(method, path)
             if not path.endswith("/"):
                 outsider.request("GET", path + "/")
+        if probe is not None:
+            problems += probe(outsider)
     finally:
         outsider.close()
 
     answers = outsider.answers
     assert len(answers) > 1200
-    problems: list[str] = []
     for answer in answers:
         where = f"{answer.method} {answer.path} -> {answer.status}"
         leaks = _leaks(answer, names)
@@ -325,3 +411,126 @@ def test_it_shows_an_outsider_a_login_page_and_nothing_else(live: Live, login_pa
             continue
         problems.append(f"{where} (Location {_location_path(answer)!r}) is not a refusal")
     assert not problems, f"{len(problems)} problems:\n" + "\n".join(problems[:40])
+
+
+def test_it_shows_an_outsider_a_login_page_and_nothing_else(live: Live, login_path: str) -> None:
+    _sweep(live, live.base_url, login_path)
+
+
+# --- every sign-in method configured: Pro Santé Connect and passkeys ---
+
+
+@pytest.fixture(scope="module")
+def psc(live: Live) -> Iterator[PscServer]:
+    with serve_with_psc(live.installation) as served:
+        yield served
+
+
+def _csrf(outsider: Outsider, login_path: str) -> dict[str, str]:
+    """What the login page's script sends with its JSON: the cookie and the form's token."""
+    page = outsider.request("GET", login_path)
+    cookie = next(
+        (
+            value.split(";")[0].split("=", 1)[1]
+            for name, value in page.headers.items()
+            if name.lower() == "set-cookie" and value.startswith("csrftoken=")
+        ),
+        None,
+    )
+    token = re.search(rb'name="csrfmiddlewaretoken" value="([^"]+)"', page.body)
+    assert cookie, "the login page sets no CSRF cookie"
+    assert token, "the login page's form has no CSRF token"
+    return {
+        "Cookie": f"csrftoken={cookie}",
+        "X-CSRFToken": token.group(1).decode(),
+        "Origin": outsider.origin,
+        "Content-Type": "application/json",
+    }
+
+
+def _sign_in_problems(outsider: Outsider, login_path: str) -> list[str]:
+    """Each sign-in endpoint as an outsider: what it must answer, beyond 'no leak'."""
+    problems: list[str] = []
+
+    def expect(answer: Answer, allowed: set[int], why: str) -> None:
+        if answer.status not in allowed:
+            problems.append(f"{answer.method} {answer.path} -> {answer.status}: {why}")
+
+    # Pro Santé Connect: the way in goes to the provider, never to a page of ours.
+    start = outsider.request("GET", "/accounts/psc/start/")
+    expect(start, {302}, "start must redirect to the provider")
+    target = urlsplit(start.headers.get("Location") or start.headers.get("location") or "")
+    if f"{target.scheme}://{target.netloc}" == outsider.origin or "state=" not in target.query:
+        problems.append(f"PSC start redirects to {target.geturl()!r}, not the provider")
+    for query in ("continue=1", "state=forged&code=forged&continue=1", "error=access_denied"):
+        answer = outsider.request("GET", f"/accounts/psc/callback/?{query}")
+        # Without continue=1 and no session, the page that moves on to itself (200, no data).
+        allowed = {200} if "continue=1" not in query else {400}
+        expect(answer, allowed, "a callback with no state of ours must be refused")
+    bounced = outsider.request("GET", "/accounts/psc/callback/?error=access_denied")
+    if b"continue=1" not in bounced.body:
+        problems.append("the callback's bounce page does not move on to itself")
+    for body in (b"", b"logout_token=junk", b"logout_token=a.b.c"):
+        answer = outsider.request(
+            "POST",
+            "/accounts/psc/backchannel-logout/",
+            body,
+            {"Content-Type": "application/x-www-form-urlencoded"},
+        )
+        expect(answer, {400}, "a junk logout token must be refused with 400")
+    expect(outsider.request("GET", "/accounts/psc/backchannel-logout/"), {405}, "POST only")
+
+    def refused(answer: Answer) -> bool:
+        return answer.status in REFUSED or (
+            answer.status in REDIRECTS and _location_path(answer) == login_path
+        )
+
+    # Passkeys, without a CSRF token: the public steps refuse it (403), the others send an
+    # outsider to the login page before CSRF is even looked at.
+    for path in PASSKEY_POSTS:
+        answer = outsider.request("POST", path, b"{}", {"Content-Type": "application/json"})
+        if path.startswith("/accounts/passkeys/login/"):
+            expect(answer, {403}, "a POST without a CSRF token must be refused")
+        elif not refused(answer):
+            problems.append(f"POST {path} -> {answer.status}: needs a signed-in session")
+    # With the token the login page gives anyone.
+    headers = _csrf(outsider, login_path)
+    options = outsider.request("POST", "/accounts/passkeys/login/options/", b"{}", headers)
+    # A challenge (200), or 409 where this address has no passkey relying party.
+    expect(options, {200, 409}, "options give a challenge or say passkeys are unavailable")
+    if options.status == 200:
+        challenge = json.loads(options.body)
+        if challenge.get("allowCredentials"):
+            problems.append(f"sign-in options name credentials: {challenge['allowCredentials']}")
+        said = set(challenge) - {"challenge", "timeout", "rpId", "allowCredentials"}
+        if said - {"userVerification", "hints"}:
+            problems.append(f"sign-in options say more than a challenge: {sorted(challenge)}")
+    forged = json.dumps({"credential": FORGED_ASSERTION}).encode()
+    for body in (b"", b"junk", b"[]", b'{"credential": "x"}', b'{"credential": {}}', forged):
+        answer = outsider.request("POST", "/accounts/passkeys/login/", body, headers)
+        expect(answer, {400}, "a sign-in without a valid assertion must be refused")
+        if b"sessionid=" in "".join(answer.headers.values()).encode() and answer.status == 200:
+            problems.append("a refused passkey sign-in opened a session")
+    for path in PASSKEY_POSTS[2:]:
+        for body in (b"{}", forged):
+            answer = outsider.request("POST", path, body, headers)
+            if not refused(answer):
+                problems.append(f"POST {path} -> {answer.status}: needs a signed-in session")
+    return problems
+
+
+def test_it_shows_an_outsider_nothing_more_with_every_sign_in_method(
+    live: Live, login_path: str, psc: PscServer
+) -> None:
+    # The login page offers PSC: the crawler reaches it from there, like any visitor.
+    page = Outsider(psc.server.base_url)
+    try:
+        assert b"/accounts/psc/start/" in page.request("GET", login_path).body
+    finally:
+        page.close()
+    _sweep(
+        live,
+        psc.server.base_url,
+        login_path,
+        lambda outsider: _sign_in_problems(outsider, login_path),
+    )

@@ -7,50 +7,25 @@ PSC, and the sign-in must still work (the callback moves on same-site).
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.browser.live import Live, Server
+from tests.browser.live import Live
 from tests.browser.pages import Shot, path_of
-from tests.psc.process import CLIENT_ID, CLIENT_SECRET, ProviderProcess
+from tests.psc.served import PscServer, serve_with_psc
 
 pytestmark = [pytest.mark.slow, pytest.mark.sqlite_only]
 
 RPPS = "10009876543"
 
 
-@dataclass
-class PscServer:
-    provider: ProviderProcess
-    server: Server
-
-
 @pytest.fixture(scope="module")
 def psc(live: Live) -> Iterator[PscServer]:
     """A `vigie serve` of the shared installation with PSC configured, and its provider."""
-    installation = live.installation
-    provider = ProviderProcess("http://127.0.0.1/unregistered", host_name="localhost")
-    secret = installation.root / "psc_client_secret"
-    secret.write_text(CLIENT_SECRET, encoding="utf-8")
-    os.chmod(secret, 0o600)  # noqa: PTH101 -- as `vigie check` wants it
-    try:
-        server = installation.start_server(
-            VIGIE_PSC_DISCOVERY_URL=provider.discovery_url,
-            VIGIE_PSC_CLIENT_ID=CLIENT_ID,
-            VIGIE_PSC_CLIENT_SECRET_FILE=str(secret),
-        )
-        try:
-            provider.register(f"{server.base_url}/accounts/psc/callback/")
-            yield PscServer(provider, server)
-        finally:
-            server.stop()
-            installation.servers.remove(server)
-    finally:
-        provider.stop()
+    with serve_with_psc(live.installation) as served:
+        yield served
 
 
 @pytest.fixture(scope="module")

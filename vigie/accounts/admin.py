@@ -4,7 +4,8 @@
   (shown once, on the answer to that very request) with which the person chooses a password
   and enrols an authenticator (see accounts.invitations).
 - django-otp's own device admins are removed: they show TOTP keys, QR codes and recovery
-  codes. An account's page says only whether a second factor is enrolled (and how many passkeys).
+  codes. An account's page and the list say only which second factors an account has (an
+  authenticator, how many passkeys, Pro Santé Connect), never what they are.
 - Nobody changes their own role, rights or active flag; a change of role to doctor, and every
   reset, alert the auditor.
 """
@@ -17,7 +18,8 @@ from django import forms
 from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.core.exceptions import PermissionDenied
-from django.db.models import QuerySet
+from django.db.models import Count, Exists, OuterRef, QuerySet, Subquery
+from django.db.models.functions import Coalesce
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import reverse
@@ -28,6 +30,7 @@ from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from vigie.accounts import invitations
 from vigie.accounts.models import Passkey, User
+from vigie.accounts.psc.models import PscDevice
 from vigie.audit.admin_audit import AuditedAdminMixin
 
 for _device_model in (TOTPDevice, StaticDevice):
@@ -79,6 +82,7 @@ class UserAdmin(AuditedAdminMixin, DjangoUserAdmin[User]):
         "last_name",
         "role",
         "rpps",
+        "second_factor",
         "is_active",
         "last_login",
     )
@@ -99,13 +103,38 @@ class UserAdmin(AuditedAdminMixin, DjangoUserAdmin[User]):
         (None, {"fields": ("username", "first_name", "last_name", "email", "role", "rpps")}),
     )
 
+    def get_queryset(self, request: HttpRequest) -> QuerySet[User]:
+        # The list's second-factor column in the list's own query, not three per row.
+        def confirmed(model: Any) -> Any:
+            return model.objects.filter(user=OuterRef("pk"), confirmed=True)
+
+        passkeys = confirmed(Passkey).values("user").annotate(n=Count("pk")).values("n")
+        users: QuerySet[User] = super().get_queryset(request)
+        return users.annotate(
+            totp_enrolled=Exists(confirmed(TOTPDevice)),
+            passkey_count=Coalesce(Subquery(passkeys), 0),
+            psc_signed_in=Exists(confirmed(PscDevice)),
+        )
+
     @admin.display(description=gettext_lazy("second factor"))
     def second_factor(self, obj: User) -> str:
         # Whether, never what: the seed, the codes and the passkeys are the person's alone.
+        # A Pro Santé Connect sign-in proves both factors itself (the CPS card or e-CPS): an
+        # account that has signed in that way has one, though it enrolled nothing here.
+        totp = getattr(obj, "totp_enrolled", None)
+        if totp is None:
+            totp = TOTPDevice.objects.filter(user=obj, confirmed=True).exists()
+        count = getattr(obj, "passkey_count", None)
+        if count is None:
+            count = Passkey.objects.filter(user=obj, confirmed=True).count()
+        psc = getattr(obj, "psc_signed_in", None)
+        if psc is None:
+            psc = PscDevice.objects.filter(user=obj, confirmed=True).exists()
         found = []
-        if TOTPDevice.objects.filter(user=obj, confirmed=True).exists():
+        if totp:
             found.append(_("authenticator enrolled"))
-        count = Passkey.objects.filter(user=obj, confirmed=True).count()
+        if psc:
+            found.append(_("signs in with Pro Santé Connect"))
         if count:
             found.append(
                 ngettext("%(count)d passkey", "%(count)d passkeys", count) % {"count": count}
