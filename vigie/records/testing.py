@@ -31,7 +31,10 @@ _seq = count(1)
 
 def make_patient(family_name: str = "DURAND", *, with_ins: bool = True) -> Patient:
     n = next(_seq)
-    body = f"2850375{n:03d}{n % 1000:03d}"
+    # Commune and order from the sequence, unique up to a million patients per process: the
+    # whole suite makes more than a thousand, and a four-digit commune made a 16-character INS.
+    high, low = divmod(n, 1000)
+    body = f"2850375{low:03d}{(low + high) % 1000:03d}"
     return Patient.objects.create(
         ipp=f"IPP{n:07d}",
         ins=f"{body}{nir_key(body):02d}" if with_ins else None,

@@ -87,3 +87,21 @@ def test_it_refuses_malformed_ipps(raw: str) -> None:
 
 def test_it_keeps_a_valid_ipp() -> None:
     assert validate_ipp(" IPP0001234 ") == "IPP0001234"
+
+
+@pytest.mark.django_db
+def test_the_test_patients_keep_valid_and_distinct_ins_past_a_thousand(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The whole suite makes more than a thousand patients in one process: the helper's INS
+    # once grew a digit there, and a test far down the run got a refusal instead of its patient.
+    from itertools import count
+
+    from vigie.records import testing
+
+    monkeypatch.setattr(testing, "_seq", count(995))
+    made = [testing.make_patient(with_ins=True).ins for _ in range(12)]
+    assert len(set(made)) == len(made)
+    for ins in made:
+        assert ins is not None
+        assert validate_nir(ins) == ins
