@@ -269,7 +269,9 @@ def _make_audit_unwritable(installation: Installation, unwritable: bool) -> None
             installation,
             [
                 f'ALTER DATABASE "{{name}}" {setting}',
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                # Waiting (up to 5 s) until each is gone, as a failover is over before the
+                # clients come back.
+                "SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity "
                 "WHERE datname = '{name}' AND pid <> pg_backend_pid()",
             ],
         )

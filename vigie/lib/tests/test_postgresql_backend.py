@@ -1,10 +1,11 @@
 """The PostgreSQL backend skips Django's per-request health check only right after a clean
-request on the same connection; after an idle second, an error or a new connection it checks
-as Django does, and a connection killed inside the window costs one failed request, never
-a wrong answer."""
+request on the same connection with nothing waiting on its socket; after an idle second, an
+error, a new connection or bytes from the server it checks as Django does, so a connection the
+server ended (a restart, a failover) is replaced before the request needs it."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -77,17 +78,43 @@ def test_it_trusts_no_connection_after_an_error_without_a_check(wrapper) -> None
     assert checks == [1]
 
 
-def test_a_connection_killed_in_the_window_fails_one_request_then_recovers(wrapper) -> None:
-    own, _checks = wrapper
+def test_a_connection_killed_in_the_window_is_replaced_before_the_request_uses_it(
+    wrapper,
+) -> None:
+    # A failover or restart ends the server's sessions: before, the next request on each
+    # recently used connection failed (an error page) before Django reconnected.
+    own, checks = wrapper
     request(own)
     (pid,) = request(own, "SELECT pg_backend_pid()")
     with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_terminate_backend(%s)", [pid])
-    # Within the window the dead connection is not checked: this request fails (an error,
-    # no answer) ...
-    with pytest.raises(DatabaseError):
-        request(own)
-    # ... and Django closes it at the request's end: the next one reconnects and answers.
+        # The timeout waits until the backend is gone, as a restart is over before clients
+        # come back.
+        cursor.execute("SELECT pg_terminate_backend(%s, 5000)", [pid])
+    # The server's goodbye is on the socket: the check runs, fails, and Django reconnects.
     assert request(own) == (1,)
+    assert checks == [1]
     (new_pid,) = request(own, "SELECT pg_backend_pid()")
     assert new_pid != pid
+
+
+def test_anything_waiting_on_the_socket_means_a_check(wrapper) -> None:
+    own, checks = wrapper
+    request(own)
+    own.close_if_unusable_or_obsolete()
+    with own.cursor() as cursor:
+        cursor.execute("LISTEN vigie_backend_test")
+    own.close_if_unusable_or_obsolete()
+    # Another session (its own, committed: the test's transaction would hold the message).
+    notifier = DatabaseWrapper(dict(own.settings_dict), alias="notifier")
+    try:
+        with notifier.cursor() as cursor:
+            cursor.execute("NOTIFY vigie_backend_test")
+    finally:
+        notifier.close()
+    for _ in range(100):
+        if not own._socket_quiet():
+            break
+        time.sleep(0.01)
+    # Not a goodbye, but not silence either: the connection is checked, and passes.
+    assert request(own) == (1,)
+    assert checks == [1]
