@@ -5,12 +5,18 @@ each with a way home — never Django's technical pages.
 helpers raise Http404 for both): the page must not tell them apart. The 500 page is rendered
 without the request's context processors and without base.html, because what failed may be
 the database they read (the session, the guard's state): it must render on its own.
+
+A request that failed because the database could not be reached (down, restarting, a failover
+cutting the connection under it) is an outage, not a bug: it gets 503 with Retry-After, like
+the other "temporarily unavailable" answers, and the next request reconnects.
 """
 
 from __future__ import annotations
 
 import logging
+import sys
 
+from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.template import loader
@@ -38,6 +44,33 @@ def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:
     return _no_store(render(request, "errors/403_csrf.html", status=403))
 
 
+# Seconds a client should wait before trying again after the database's 503.
+DATABASE_RETRY_AFTER_SECONDS = 30
+
+
+def database_unreachable(exception: BaseException | None) -> bool:
+    """Whether the request failed because the database was out of reach: Django's wrappers of
+    the driver's operational and interface errors (connection refused or cut, server shutting
+    down), never a programming error. The chain is followed as Python's traceback does."""
+    seen = 0
+    while exception is not None and seen < 8:
+        if isinstance(exception, (OperationalError, InterfaceError)):
+            return True
+        # As Python's traceback shows it: the cause, else the context unless `from None` hid it.
+        if exception.__cause__ is not None or exception.__suppress_context__:
+            exception = exception.__cause__
+        else:
+            exception = exception.__context__
+        seen += 1
+    return False
+
+
 def server_error(request: HttpRequest) -> HttpResponse:
+    # Django calls this while handling the exception: sys.exc_info() is the failure.
+    if database_unreachable(sys.exc_info()[1]):
+        html = loader.get_template("errors/503_database.html").render({})
+        response = HttpResponse(html, status=503)
+        response["Retry-After"] = str(DATABASE_RETRY_AFTER_SECONDS)
+        return _no_store(response)
     html = loader.get_template("errors/500.html").render({})
     return _no_store(HttpResponse(html, status=500))

@@ -7,6 +7,7 @@ import html
 import time
 
 import pytest
+from django.db import InterfaceError, OperationalError
 from django.test import Client
 from django.urls import path
 
@@ -30,6 +31,22 @@ def _locked(request):
     raise LockedDown
 
 
+def _database_gone(request):
+    # What Django raises when the server cut the connection under a request (a failover, a
+    # restart): the driver's error, wrapped, with the driver's as its cause.
+    try:
+        raise ConnectionResetError("server closed the connection unexpectedly")
+    except ConnectionResetError as exc:
+        raise OperationalError("terminating connection due to administrator command") from exc
+
+
+def _database_closed(request):
+    try:
+        raise InterfaceError("connection already closed")
+    except InterfaceError:
+        raise RuntimeError("while rendering") from None
+
+
 @fail_closed_without_audit
 def _no_audit(request):
     raise AuditUnavailable("database read-only")
@@ -39,6 +56,8 @@ def _no_audit(request):
 urlpatterns = [
     path("broken/", _broken),
     path("locked/", _locked),
+    path("database-gone/", _database_gone),
+    path("database-closed/", _database_closed),
     path("no-audit/", _no_audit),
     *vigie_urls.urlpatterns,
 ]
@@ -112,6 +131,24 @@ def test_a_crashing_view_shows_the_500_page(doctor: User, signed_in, settings) -
     page = _text(response)
     assert "Une erreur s'est produite" in page
     assert "a bug" not in page
+
+
+def test_a_database_cut_under_a_request_answers_503_to_retry_not_500(
+    doctor: User, signed_in, settings
+) -> None:
+    settings.ROOT_URLCONF = __name__
+    client = signed_in(doctor)
+    client.raise_request_exception = False
+    response = client.get("/database-gone/")
+    assert response.status_code == 503
+    assert response["Retry-After"] == str(error_pages.DATABASE_RETRY_AFTER_SECONDS)
+    assert response["Cache-Control"] == "no-store"
+    page = _text(response)
+    assert "Momentanément indisponible" in page
+    assert "base de données" in page
+    assert "administrator" not in page
+    # An error that is not the database's (its cause chain cut with `from None`) stays a 500.
+    assert client.get("/database-closed/").status_code == 500
 
 
 def test_lockdown_and_a_dead_audit_trail_answer_503_with_a_way_home(
