@@ -28,7 +28,12 @@ from pathlib import Path
 from django.conf import settings
 
 from vigie.ops.check_base import FAILURE, OK, WARNING, Check, Context, Finding, Status
-from vigie.ops.checks_nodes import check_guard_hosts, check_singletons
+from vigie.ops.checks_nodes import (
+    check_blob_store,
+    check_database_replication,
+    check_guard_hosts,
+    check_singletons,
+)
 from vigie.ops.checks_psc import check_psc_discovery, check_psc_secret
 from vigie.ops.checks_services import (
     check_audit_checkpoint,
@@ -445,6 +450,8 @@ CHECKS: tuple[tuple[str, Check], ...] = (
     ("database.migrations", check_migrations),
     ("database.engine", check_database_engine),
     ("database.sqlite_library", check_sqlite_library),
+    ("database.replication", check_database_replication),
+    ("store", check_blob_store),
     ("data.permissions", check_data_permissions),
     ("guard.heartbeat", check_guard_heartbeat),
     ("guard.hosts", check_guard_hosts),
