@@ -1,5 +1,6 @@
-"""The service files in deploy/: systemd units that systemd accepts, hardened, and an nginx
-example that nginx accepts and that never serves a file itself.
+"""The service files in deploy/: systemd units that systemd accepts, hardened, an nginx
+example that nginx accepts and that never serves a file itself, and an HAProxy example for a
+group of nodes that HAProxy accepts.
 
 `systemd-analyze verify` and `nginx -t` are Debian's own (systemd 252, nginx 1.22 on Debian
 12; `.ci/run` installs them when missing). The units are verified as written: the test only
@@ -395,3 +396,54 @@ def test_the_mllp_unit_listening_beyond_loopback_requires_mutual_tls() -> None:
     # The files it names are readable under ProtectSystem=strict (/etc is read-only).
     assert all(options[o].startswith("/etc/vigie/") for o in ("--tls-cert", "--tls-client-ca"))
     assert "--source" in _one(_unit("vigie-folder.service"), "ExecStart").split()
+
+
+# --- HAProxy (a group of nodes) ---------------------------------------------------------------
+
+HAPROXY_CONF = REPO / "deploy" / "haproxy" / "vigie.cfg"
+
+
+def test_haproxy_accepts_the_example(tmp_path: Path) -> None:
+    haproxy = shutil.which("haproxy") or (
+        "/usr/sbin/haproxy" if Path("/usr/sbin/haproxy").exists() else ""
+    )
+    if not haproxy:
+        pytest.fail("haproxy is missing: apt-get install haproxy (.ci/run does)")
+    cert, key = _self_signed(tmp_path)
+    (tmp_path / "portal.pem").write_bytes(cert.read_bytes() + key.read_bytes())
+    text = HAPROXY_CONF.read_text(encoding="utf-8")
+    # Only the placeholders for files change: they must exist for `haproxy -c`.
+    for placeholder, real in (
+        ("/etc/haproxy/certs/portal.pem", tmp_path / "portal.pem"),
+        ("/run/haproxy/admin.sock", tmp_path / "admin.sock"),
+    ):
+        assert placeholder in text
+        text = text.replace(placeholder, str(real))
+    (tmp_path / "haproxy.cfg").write_text(text, encoding="utf-8")
+    result = subprocess.run(
+        [haproxy, "-c", "-f", str(tmp_path / "haproxy.cfg")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    assert "Configuration file is valid" in output
+    assert "[WARNING]" not in output, output
+    assert "[ALERT]" not in output, output
+
+
+def test_haproxy_checks_each_node_and_sets_the_forwarded_headers() -> None:
+    text = re.sub(r"#[^\n]*", "", HAPROXY_CONF.read_text(encoding="utf-8"))
+    # Health: /health, down after two failed checks a second apart.
+    assert "uri /health" in text
+    assert re.search(r"default-server check inter 1s .*fall 2", text)
+    # The client's address replaces whatever the client sent (X-Forwarded-For is trusted by
+    # the nodes from this proxy only): `option forwardfor` would append to a forged one.
+    assert "set-header X-Forwarded-For %[src]" in text
+    assert "option forwardfor" not in text
+    assert "del-header X-Forwarded-Host" in text
+    # Never a cache, never an answer of its own for a document.
+    assert "cache" not in text
+    assert "errorfile" not in text
