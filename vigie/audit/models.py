@@ -29,8 +29,8 @@ class AuditEvent(models.Model):
     at = models.DateTimeField(_("time"), db_index=True)
     # A namespaced tag: document.read, document.read.denied, login.failure, guard.canary…
     action = models.CharField(_("action"), max_length=64, db_index=True)
-    # No index of their own: audit_actor_time_idx and audit_patient_time_idx lead with them, and
-    # every index more is one more write on each append (migration 0005).
+    # No index of their own: audit_actor_time_idx and audit_patient_time_idx lead with them
+    # (migration 0005).
     actor_id = models.BigIntegerField(_("actor id"), null=True, blank=True)
     actor_username = models.CharField(_("actor username"), max_length=150, blank=True)
     actor_role = models.CharField(_("actor role"), max_length=16, blank=True)

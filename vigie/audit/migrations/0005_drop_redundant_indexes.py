@@ -1,9 +1,10 @@
 """Drop the single-column indexes on actor_id and patient_id.
 
 Each is the leading column of a composite index (audit_actor_time_idx, audit_patient_time_idx,
-audit_actor_document_idx), which answers the same lookups, and each index more is one more
-write on every audit append. On PostgreSQL the planner also took the narrower index for the
-inbox's "opened?" test instead of the (actor_id, document_id) one meant for it.
+audit_actor_document_idx), which answers the same lookups. Why now: on PostgreSQL the planner
+took the narrower index for the inbox's "opened?" test instead of the (actor_id, document_id)
+one meant for it. An index less is a write less per append in principle; bench.readcpu
+measured no difference per commit (docs/bench.md).
 
 Only the indexes are dropped (raw SQL, same names on both databases): Django's SQLite schema
 editor would otherwise rebuild the table for an AlterField, and a rebuilt table loses the
