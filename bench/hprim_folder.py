@@ -28,7 +28,7 @@ from typing import Any
 
 from bench.fetch import RESULTS
 from bench.intake import _vigie, setup
-from bench.processes import Processes, tail
+from bench.processes import Processes, tail, tree_cpu_seconds
 
 TARGET = 500.0
 SOURCE = "LABO-HPRIM"
@@ -89,7 +89,9 @@ def _count(path: Path, suffix: str) -> int:
         return sum(1 for entry in entries if entry.name.endswith(suffix))
 
 
-def bench_folder(work: Path, files: int, rounds: int) -> dict[str, Any]:
+def bench_folder(
+    work: Path, files: int, rounds: int, profile: Path | None = None
+) -> dict[str, Any]:
     env, _key = setup(work / "hprim")
     _vigie(env, "shell", "--no-imports", "-c", _PATIENT.format(nir=_NIR))
     drop, outbox, staging = work / "drop", work / "outbox", work / "staging"
@@ -99,8 +101,11 @@ def bench_folder(work: Path, files: int, rounds: int) -> dict[str, Any]:
     procs = Processes()
     log = work / "hprim-folder.log"
     rates: list[float] = []
+    cpu_ms: list[float] = []
     try:
-        argv = [sys.executable, "-m", "vigie", "intake", "folder", str(drop)]
+        # --profile: the watcher under cProfile, written when it exits (SIGTERM ends its loop).
+        python = [sys.executable, *(["-m", "cProfile", "-o", str(profile)] if profile else [])]
+        argv = [*python, "-m", "vigie", "intake", "folder", str(drop)]
         argv += ["--outbox", str(outbox), "--source", SOURCE, "--interval", "0.01"]
         # The settle time is the sender's safety margin, not Vigie's work: kept short here,
         # the lease check still guards files being written.
@@ -118,6 +123,7 @@ def bench_folder(work: Path, files: int, rounds: int) -> dict[str, Any]:
                 (staging / name).write_bytes(hprim_file(index * files + n))
                 names.append(name)
             before = _count(outbox / "done", ".hpr")
+            cpu_before = tree_cpu_seconds(process.pid)
             started = time.monotonic()
             for name in names:
                 (staging / name).rename(drop / name)
@@ -129,9 +135,16 @@ def bench_folder(work: Path, files: int, rounds: int) -> dict[str, Any]:
                     raise SystemExit(f"files were quarantined:\n{tail(log)}")
                 time.sleep(0.005)
             elapsed = time.monotonic() - started
+            # The watcher's own CPU per file: on a shared machine the rate moves with
+            # whatever else runs, this much less.
+            spent = 1000 * (tree_cpu_seconds(process.pid) - cpu_before) / files
             rate = files / elapsed
-            print(f"  hprim folder {rate:>8,.1f} files/s ({files} files in {elapsed:.2f} s)")
+            print(
+                f"  hprim folder {rate:>8,.1f} files/s, {spent:.2f} CPU ms/file"
+                f" ({files} files in {elapsed:.2f} s)"
+            )
             rates.append(rate)
+            cpu_ms.append(spent)
     finally:
         procs.stop_all()
     documents = _vigie(
@@ -150,6 +163,8 @@ def bench_folder(work: Path, files: int, rounds: int) -> dict[str, Any]:
     return {
         "files_per_s": median,
         "runs": rates,
+        "cpu_ms_per_file": statistics.median(cpu_ms),
+        "cpu_ms_runs": cpu_ms,
         "files": files,
         "rounds": rounds,
         "stored": stored,
@@ -159,11 +174,11 @@ def bench_folder(work: Path, files: int, rounds: int) -> dict[str, Any]:
     }
 
 
-def run(files: int = 1000, rounds: int = 3) -> dict[str, Any]:
+def run(files: int = 1000, rounds: int = 3, profile: Path | None = None) -> dict[str, Any]:
     RESULTS.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="vigie-bench-hprim-") as tmp:
         print(f"HPRIM through the hot folder ({files} single-patient files per round):")
-        result = bench_folder(Path(tmp), files, rounds)
+        result = bench_folder(Path(tmp), files, rounds, profile)
     result["when"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     out = RESULTS / "hprim-folder-latest.json"
     out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
@@ -174,10 +189,14 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0] if __doc__ else None)
     parser.add_argument("--files", type=int, default=1000)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--profile", type=Path, help="write the watcher's cProfile statistics to this file"
+    )
     options = parser.parse_args(argv)
-    result = run(options.files, options.rounds)
+    result = run(options.files, options.rounds, options.profile)
     print(
-        f"HPRIM folder {result['files_per_s']:,.1f} files/s (target ≥ {TARGET:g}): "
+        f"HPRIM folder {result['files_per_s']:,.1f} files/s,"
+        f" {result['cpu_ms_per_file']:.2f} CPU ms/file (target ≥ {TARGET:g} files/s): "
         + ("met" if result["target_met"] else "NOT met")
     )
 
