@@ -3,9 +3,12 @@ HPRIM files (12 runs).
 
 Each run drops two HPRIM files of three patients each (the sender's way: a temporary name,
 then a rename), starts a real `vigie intake folder` process and kills it with SIGKILL, half
-the time anywhere from its start, half the time 0-60 ms after it reported its first file, so
-that kills land between sealing the patients, committing the file's transaction and moving
-it. A final clean pass finishes the work. Then every file dropped is in done/ with each of
+the time anywhere from its start; the other half, once it reported its first round, two more
+files are dropped and the kill comes 0-250 ms later, so that kills land inside a round of
+several files: between sealing its patients, fsyncing their blobs together, committing the
+round's one transaction, renaming its files and fsyncing their folders (the window rounds
+opened: files stored but not yet moved, renames not yet durable). A final clean pass
+finishes the work. Then every file dropped is in done/ with each of
 its three patients stored exactly once (one row for that patient's bytes, one sealed result
 set, one ReceivedMessage), or still in the folder with none of them stored: never some
 patients of a file without the others.
@@ -19,6 +22,7 @@ import random
 import selectors
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -122,7 +126,13 @@ def test_sigkill_during_hprim_intake_stores_every_file_whole_once_or_leaves_it(
             time.sleep(rng.uniform(0.0, 2.5))
         elif _first_line(process, time.monotonic() + 60):
             killed_after_a_file += 1
-            time.sleep(rng.uniform(0.0, 0.06))
+            # A second round while the watcher is warm: taken after the settle time (50 ms),
+            # so a kill within 250 ms lands before, inside or after it.
+            for n in range(FILES_PER_RUN, 2 * FILES_PER_RUN):
+                name = f"run{run:02d}-{n}.hpr"
+                dropped[name] = _file(run, n)
+                _drop(folder, name, dropped[name])
+            time.sleep(rng.uniform(0.0, 0.25))
         process.send_signal(signal.SIGKILL)
         process.wait(timeout=30)
         if process.stdout is not None:
@@ -159,3 +169,114 @@ def test_sigkill_during_hprim_intake_stores_every_file_whole_once_or_leaves_it(
     assert view["received"][0] == 3 * stored_files
     assert view["rows"] == [stored_files, 2 * stored_files, 3 * stored_files]
     assert stored_files == len(dropped)
+
+
+# A watcher that kills itself with SIGKILL at one chosen step of its first round of files:
+# the windows a round opens, hit every time rather than by chance.
+_KILLED_AT = """
+import os, signal, sys
+from vigie.startup import restrict_umask
+restrict_umask()
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "vigie.settings")
+import django
+django.setup()
+from vigie.intake import folder, folder_hprim
+point, after = sys.argv[1], int(sys.argv[2])
+seen = []
+
+def die():
+    os.kill(os.getpid(), signal.SIGKILL)
+
+def before(owner, name):
+    real = getattr(owner, name)
+    def wrapper(*args, **kwargs):
+        die()
+    setattr(owner, name, wrapper)
+
+def after_calls(owner, name, count):
+    real = getattr(owner, name)
+    def wrapper(*args, **kwargs):
+        result = real(*args, **kwargs)
+        seen.append(name)
+        if len(seen) == count:
+            die()
+        return result
+    setattr(owner, name, wrapper)
+
+if point == "before_commit":
+    before(folder_hprim, "commit_round")
+elif point == "before_moves":
+    before(folder.HotFolder, "_move_round")
+else:
+    after_calls(folder.HotFolder, "_move_all", after)
+from vigie.cli import main
+main(sys.argv[3:])
+"""
+
+ROUND = 4
+
+
+@pytest.mark.parametrize(
+    ("point", "after"),
+    [
+        ("before_commit", 0),  # blobs sealed and fsynced together, no row yet
+        ("before_moves", 0),  # the round committed, no file moved
+        ("mid_renames", 2),  # half the round's files renamed into done/
+        ("before_dir_fsyncs", ROUND),  # every file renamed, done/ and the depot not fsynced
+    ],
+)
+def test_sigkill_at_each_step_of_a_round_loses_no_file_and_stores_none_twice(
+    system: System, tmp_path: Path, point: str, after: int
+) -> None:
+    system.run(
+        "shell",
+        "-c",
+        "from vigie.records.models import Patient;"
+        f"Patient.objects.create(ipp='IPPHPRIM1', ins='{NIR}', family_name='CRASH',"
+        " given_names='Test', birth_date='1970-01-01', sex='M')",
+    )
+    folder, outbox = tmp_path / "drop", tmp_path / "outbox"
+    folder.mkdir()
+    outbox.mkdir(mode=0o700)
+    dropped = {f"round-{n}.hpr": _file(99, n) for n in range(ROUND)}
+    for name, content in dropped.items():
+        _drop(folder, name, content)
+    options = [
+        "intake", "folder", str(folder), "--outbox", str(outbox), "--source", "HPRIM-DRILL",
+        "--settle", "0.05", "--interval", "0.02",
+    ]  # fmt: skip
+    killed = system.popen(
+        [sys.executable, "-c", _KILLED_AT, point, str(after), *options],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    _out, err = killed.communicate(timeout=120)
+    assert killed.returncode == -signal.SIGKILL, err
+    system.run(*options[:-2], "--once")
+
+    done = outbox / "done"
+    assert {p.name for p in folder.iterdir()} == set()
+    assert {p.name for p in done.glob("*.hpr")} == set(dropped)
+    view = _database_view(
+        system,
+        [
+            hashlib.sha256(patient_bytes(raw, parsed, patient)).hexdigest()
+            for raw in dropped.values()
+            for parsed in [parse(raw)]
+            for patient in parsed.patients
+        ],
+    )
+    assert view["rows"] == [ROUND, 2 * ROUND, 3 * ROUND]  # each patient once, with its values
+    assert view["received"][0] == 3 * ROUND
+    for name, content in dropped.items():
+        assert (done / name).read_bytes() == content
+    # Stored before the kill, moved after it: the next pass knew them as received.
+    # (The command speaks the installation's language, French by default.)
+    again = [
+        r
+        for r in done.glob("*.reason.txt")
+        if any(words in r.read_text() for words in ("déjà reçu", "already received"))
+    ]
+    moved_before = 0 if point in ("before_commit", "before_moves") else after
+    expected_again = 0 if point == "before_commit" else ROUND - moved_before
+    assert len(again) == expected_again

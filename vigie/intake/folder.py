@@ -13,6 +13,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +28,7 @@ from vigie.alerts.models import Severity
 from vigie.alerts.services import raise_alert
 from vigie.audit.log import record
 from vigie.intake.depot import DONE, QUARANTINE, Depot, Entry, FolderTampered, NotRegular, Outbox
-from vigie.intake.folder_hprim import take_hprim
+from vigie.intake.folder_hprim import ROUND_FILES, Move, take_hprim, take_round
 from vigie.intake.folder_notes import (
     HPRIM_EXTENSIONS,
     PDF_EXTENSIONS,
@@ -45,6 +46,8 @@ from vigie.records.receive import Received, receive
 logger = logging.getLogger(__name__)
 
 CHANNEL = "folder"
+# Threads that fsync a round's blobs together (the disk then serves them in one go).
+FSYNC_THREADS = 4
 
 
 # ---------------------------------------------------------------------------------------------
@@ -112,6 +115,7 @@ class HotFolder(OperatorNotes):
     _lone: dict[str, tuple[int, int] | None] = field(default_factory=dict)
     _depot: Depot | None = None
     _box: Outbox | None = None
+    _fsyncs: ThreadPoolExecutor | None = None
 
     def __post_init__(self) -> None:
         if not self.source_system.strip():
@@ -144,6 +148,15 @@ class HotFolder(OperatorNotes):
             if place is not None:
                 place.close()
         self._depot = self._box = None
+        if self._fsyncs is not None:
+            self._fsyncs.shutdown(wait=True)
+            self._fsyncs = None
+
+    @property
+    def fsyncs(self) -> ThreadPoolExecutor:
+        if self._fsyncs is None:
+            self._fsyncs = ThreadPoolExecutor(FSYNC_THREADS, thread_name_prefix="folder-fsync")
+        return self._fsyncs
 
     @property
     def depot(self) -> Depot:
@@ -258,14 +271,36 @@ class HotFolder(OperatorNotes):
 
     def _take_all(self, ready: list[tuple[str, str | None]]) -> list[Outcome]:
         outcomes: list[Outcome] = []
+        # HPRIM files in rounds (folder_hprim.py: one fsync wave, one transaction and one
+        # set of directory fsyncs for many files); PDFs, with their sidecars, one by one.
+        hprim = [name for name, _sidecar in ready if is_hprim(name)]
         with self._progress(len(ready)) as advance:
+            while hprim and not self.stop.is_set():
+                batch, hprim = hprim[:ROUND_FILES], hprim[ROUND_FILES:]
+                taken, left = self._take_round_safely(batch)
+                outcomes.extend(taken)
+                hprim = left + hprim
+                for _taken in range(len(batch) - len(left)):
+                    advance()
             for name, sidecar in ready:
                 if self.stop.is_set():
                     break
+                if is_hprim(name):
+                    continue
                 if (outcome := self._take_safely(name, sidecar)) is not None:
                     outcomes.append(outcome)
                 advance()
         return outcomes
+
+    def _take_round_safely(self, names: list[str]) -> tuple[list[Outcome], list[str]]:
+        try:
+            return take_round(self, names, self.fsyncs)
+        except Exception:
+            # A bug or an unforeseen failure in the round: each file alone now, so that a
+            # file that causes it stays on its own and does not hold the others back.
+            logger.exception("hot folder: a round of %d files failed; taking them one by one",
+                             len(names))  # fmt: skip
+            return [o for name in names if (o := self._take_safely(name, None)) is not None], []
 
     def _take_safely(self, name: str, sidecar: str | None) -> Outcome | None:
         try:
@@ -359,6 +394,15 @@ class HotFolder(OperatorNotes):
         return None if st is None else (st.size, st.mtime_ns)
 
     def _refuse_irregular(self, name: str, sidecar: str | None, exc: NotRegular) -> Outcome:
+        return self._refuse(name, sidecar, self._irregular_reason(exc))
+
+    def _irregular_move(self, name: str, exc: NotRegular) -> Move:
+        """An HPRIM file of a round that is not a plain file: quarantined with the round."""
+        reason = self._irregular_reason(exc)
+        said = _("%(file)s: quarantined: %(reason)s") % {"file": name, "reason": reason}
+        return Move(name, QUARANTINE, reason, Outcome(name, "quarantined", reason), said)
+
+    def _irregular_reason(self, exc: NotRegular) -> str:
         raise_alert(
             "intake.folder_not_a_file",
             severity=Severity.WARNING,
@@ -367,12 +411,10 @@ class HotFolder(OperatorNotes):
             details={"folder": str(self.path), "file": exc.name, "what": exc.what},
             dedupe_key=f"intake.folder_not_a_file:{self.source}",
         )
-        return self._refuse(
-            name,
-            sidecar,
+        return (
             _("%(file)s is %(what)s: Vigie reads only plain files and never follows a link; "
               "nothing of it was read or stored")
-            % {"file": exc.name, "what": exc.what},
+            % {"file": exc.name, "what": exc.what}
         )  # fmt: skip
 
     def _remember(self, name: str, cid: str) -> Callable[[Document | PendingDocument], None]:
@@ -469,8 +511,41 @@ class HotFolder(OperatorNotes):
 
     # -- moving files ----------------------------------------------------------------------
 
-    def _move_all(self, place: str, stem: str, files: list[str | None], reason: str | None) -> None:
-        """Reason first, then each file (sidecar before PDF), each move made durable."""
+    def _move_round(self, moves: list[Move]) -> list[Outcome]:
+        """Move a round's files out of the depot once what they produced is committed (see
+        folder_hprim.py): every rename first, then one fsync of each place used, then one of
+        the depot. Each move is a single file (an HPRIM file has no sidecar), so no order
+        among them matters; a rename that a crash undoes leaves the file in the depot, where
+        the next pass finds it already received (or refuses it again)."""
+        if not moves:
+            return []
+        places = {move.place for move in moves}
+        # Listed once for the round, not once per file: done/ only grows.
+        taken = {place: {n.lower() for n in self.box.place(place).names()} for place in places}
+        for move in moves:
+            if self.delete_done and move.place == DONE:
+                self.depot.unlink(move.name)
+                continue
+            stem = self._free_stem(move.place, move.name, taken[move.place])
+            self._move_all(move.place, stem, [move.name], move.reason or None, sync=False)
+        for place in sorted(places - ({DONE} if self.delete_done else set())):
+            self.box.place(place).fsync()
+        self.depot.fsync()
+        for move in moves:
+            self._say(move.said)
+        return [move.outcome for move in moves]
+
+    def _move_all(
+        self,
+        place: str,
+        stem: str,
+        files: list[str | None],
+        reason: str | None,
+        *,
+        sync: bool = True,
+    ) -> None:
+        """Reason first, then each file (sidecar before PDF), each move made durable (or,
+        with `sync=False`, left for the caller to make durable: a round's moves)."""
         if reason:
             self._write_reason(place, stem, reason)
         notes: list[str] = []
@@ -478,7 +553,8 @@ class HotFolder(OperatorNotes):
             if each is None:
                 continue
             note = self.box.move_in(self.depot, each, place, stem + _split(each)[1])
-            self._sync(place)
+            if sync:
+                self._sync(place)
             if note:
                 notes.append(_("%(file)s was %(what)s") % {"file": each, "what": note})
         if notes:
@@ -487,12 +563,15 @@ class HotFolder(OperatorNotes):
             before = self.box.read_text(place, f"{stem}.reason.txt")
             self._write_reason(place, stem, "\n".join([before.rstrip("\n"), *notes]).strip())
 
-    def _free_stem(self, place: str, name: str) -> str:
+    def _free_stem(self, place: str, name: str, taken: set[str] | None = None) -> str:
         """A stem under which neither this file (a PDF, an HPRIM file), a sidecar nor a
         reason exists in `place` (no overwrite): an HPRIM `x.reason.txt` must not land on
-        the reason of `x.txt`, nor the reverse."""
+        the reason of `x.txt`, nor the reverse. `taken`: the place's names (lower case) as
+        a round listed them, updated here with the names this stem claims."""
         stem, ext = _split(name)
-        taken = {n.lower() for n in self.box.place(place).names()}
+        listed = taken is not None
+        if taken is None:
+            taken = {n.lower() for n in self.box.place(place).names()}
         candidate, n = stem, 1
         while any(
             f"{candidate.lower()}{end}" in taken
@@ -500,6 +579,8 @@ class HotFolder(OperatorNotes):
         ):
             n += 1
             candidate = f"{stem}~{n}"
+        if listed:
+            taken.update(f"{candidate.lower()}{end}" for end in (ext.lower(), ".reason.txt"))
         return candidate
 
     def _leftover_stem(self, place: str, name: str) -> str | None:

@@ -19,6 +19,12 @@ acknowledged after the commit that holds it. One document that fails does not fa
 others: a check or seal failure is that document's outcome alone, and if the round's
 transaction fails (a ReceivedMessage already taken by another process, a constraint), the
 documents are committed again one transaction each, so only the ones at fault fail.
+
+**Units.** Arrivals that share a `unit` are one delivery, stored whole or not at all (an
+HPRIM file of several patients, from the hot folder): if one of them fails its check or its
+seal, none of the unit's rows is written, its blobs are discarded, and every arrival of the
+unit gets that failure as its outcome; if the round's transaction fails, the retry commits
+each unit in one transaction of its own, never part of it.
 """
 
 from __future__ import annotations
@@ -84,6 +90,11 @@ class Arrival:
     # A lab message's values (and the sender's embedded PDF), sealed beside it.
     results: ResultSet | None = None
     attachment: bytes | None = None
+    # What the channel's own parser found, for content `inspect()` does not know (HPRIM
+    # text): see `receive`'s `inspected`. None: inspected here, as any received file.
+    inspected: ContentReport | None = None
+    # Arrivals with the same unit are stored together or not at all (module docstring).
+    unit: int | None = None
 
 
 @dataclass
@@ -135,11 +146,12 @@ def prepare_round(arrivals: list[Arrival], *, executor: Executor | None = None) 
             ready.append(_check(index, arrival))
         except Exception as exc:  # this document's answer; the others go on
             outcomes[index] = exc
+    ready = _whole_units(arrivals, ready, outcomes)
     group = seal_group(
         vault.get_blob_store(), vault.get_keyring(), int(settings.VIGIE_VAULT_CHUNK_SIZE)
     )
     try:
-        ready = _seal(ready, group, outcomes)
+        ready = _whole_units(arrivals, _seal(ready, group, outcomes), outcomes, group)
         if ready:
             try:
                 group.sync(executor)
@@ -178,6 +190,49 @@ def commit_round(round_: Round) -> list[Received | Exception]:
     return final
 
 
+def _whole_units(
+    arrivals: list[Arrival],
+    ready: list[_Ready],
+    outcomes: list[Any],
+    group: SealGroup | DirectSealGroup | None = None,
+) -> list[_Ready]:
+    """`ready` without the arrivals of a unit one of whose members failed: each of those
+    gets the unit's first failure as its outcome, and its blob (if sealed) is discarded."""
+    failed: dict[int, Exception] = {}
+    for index, arrival in enumerate(arrivals):
+        outcome = outcomes[index]
+        if arrival.unit is not None and isinstance(outcome, Exception):
+            failed.setdefault(arrival.unit, outcome)
+    if not failed:
+        return ready
+    kept: list[_Ready] = []
+    for item in ready:
+        unit = item.arrival.unit
+        if unit is None or unit not in failed:
+            kept.append(item)
+            continue
+        outcomes[item.index] = failed[unit]
+        if group is not None:
+            group.discard([item.row_id])
+    return kept
+
+
+def _units(ready: list[_Ready]) -> list[list[_Ready]]:
+    """The round's arrivals by unit, in order; an arrival without a unit is one alone."""
+    by_unit: dict[int, list[_Ready]] = {}
+    units: list[list[_Ready]] = []
+    for item in ready:
+        unit = item.arrival.unit
+        if unit is None:
+            units.append([item])
+        elif unit in by_unit:
+            by_unit[unit].append(item)
+        else:
+            by_unit[unit] = [item]
+            units.append(by_unit[unit])
+    return units
+
+
 def _check(index: int, arrival: Arrival) -> _Ready:
     """What `receive()` checks before it stores anything, in the same order."""
     if arrival.channel not in CHANNELS:
@@ -187,9 +242,8 @@ def _check(index: int, arrival: Arrival) -> _Ready:
     if len(arrival.content) > limit:
         raise InvalidDocument(f"the document is larger than the limit of {limit} bytes")
     sender = in_own_source(arrival.sender, arrival.meta.source_system)
-    report = lab_report(
-        inspect(arrival.content, arrival.meta.content_type), arrival.results, arrival.attachment
-    )
+    inspected = arrival.inspected or inspect(arrival.content, arrival.meta.content_type)
+    report = lab_report(inspected, arrival.results, arrival.attachment)
     match = match_patient(sender)
     meta = _with_type(arrival.meta, report)
     return _Ready(index, arrival, match, meta, report)
@@ -203,7 +257,12 @@ def _seal(
     prefix = new_document_id()[:2]
     sealed: list[_Ready] = []
     limit = int(settings.VIGIE_MAX_DOCUMENT_SIZE)
+    failed: dict[int, Exception] = {}  # units already failed: nothing more of them sealed
     for item in ready:
+        unit = item.arrival.unit
+        if unit is not None and unit in failed:
+            outcomes[item.index] = failed[unit]
+            continue
         item.row_id = prefix + new_document_id()[2:]
         try:
             # The values first: a refusal there leaves no blob to discard.
@@ -221,6 +280,9 @@ def _seal(
             text = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
             outcomes[item.index] = StorageUnavailable(f"cannot store the document: {text}")
             continue
+        finally:
+            if unit is not None and isinstance(outcomes[item.index], Exception):
+                failed[unit] = outcomes[item.index]
         sealed.append(item)
     return sealed
 
@@ -231,18 +293,22 @@ def _commit(ready: list[_Ready], group: SealGroup | DirectSealGroup, outcomes: l
             for item in ready:
                 _insert(item)
     except Exception:
-        # One of them (or the audit) failed the round: each alone now, so that only what is
-        # at fault fails. Rare: a control id taken meanwhile by another process.
+        # One of them (or the audit) failed the round: each alone now (each unit whole), so
+        # that only what is at fault fails. Rare: a control id taken meanwhile by another
+        # process, an audit log that refuses.
         logger.info("round of %d failed as a whole; committing one by one", len(ready))
-        for item in ready:
+        for unit in _units(ready):
             try:
                 with transaction.atomic(), audit_log.together():
-                    _insert(item)
+                    for item in unit:
+                        _insert(item)
             except Exception as exc:
-                outcomes[item.index] = exc
-                group.discard([item.row_id])
+                for item in unit:
+                    outcomes[item.index] = exc
+                group.discard(item.row_id for item in unit)
                 continue
-            _done(item, outcomes)
+            for item in unit:
+                _done(item, outcomes)
         return
     for item in ready:
         _done(item, outcomes)
@@ -265,7 +331,9 @@ def _insert(item: _Ready) -> None:
         document = Document(patient=item.match.patient, **common)
         rawsql.insert(document, connection)
         if item.results is not None:
-            item.results.save(force_insert=True)
+            # Raw too (no save() override or signal concerns it): a lab round writes one per
+            # document, and the ORM's INSERT cost more CPU than the database's work.
+            rawsql.insert(item.results, connection)
         if arrival.within is not None:
             arrival.within(document)
         record_stored(document)
@@ -281,7 +349,7 @@ def _insert(item: _Ready) -> None:
     )
     rawsql.insert(pending, connection)
     if item.results is not None:
-        item.results.save(force_insert=True)
+        rawsql.insert(item.results, connection)
     audit_extra = {
         "channel": arrival.channel,
         "source_system": item.meta.source_system,

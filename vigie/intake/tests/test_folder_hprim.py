@@ -7,6 +7,7 @@ Real files in a real directory, the real parser, `receive()`, vault and database
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import io
 import json
@@ -15,18 +16,21 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from django.db import DatabaseError
 
 from vigie import vault
+from vigie.audit import log as audit_log
 from vigie.audit.log import AuditUnavailable, record
 from vigie.audit.models import AuditEvent
 from vigie.intake import folder_hprim
 from vigie.intake.folder import HotFolder, Outcome
-from vigie.intake.hprim import parse, patient_bytes
+from vigie.intake.hprim import channel, parse, patient_bytes
 from vigie.intake.hprim.channel import CONTENT_TYPE
 from vigie.intake.hprim.testing import CORPUS, TODAY, Report, cases, hprim, make_nir
 from vigie.intake.models import ReceivedMessage
 from vigie.records.content import stream_verified
 from vigie.records.models import Document, DocumentKind, Patient, PendingDocument
+from vigie.vault.group import SealGroup
 
 pytestmark = pytest.mark.django_db
 
@@ -229,7 +233,7 @@ def test_every_hprim_extension_is_taken(folder: HotFolder, drop: Path, name: str
 def test_a_store_failing_at_the_second_patient_stores_nothing_and_leaves_the_file(
     folder: HotFolder, drop: Path, martin: Patient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real_seal = vault.seal
+    real_seal = SealGroup.seal
     calls: list[int] = []
 
     def full_at_the_second(*args: Any, **kwargs: Any) -> Any:
@@ -238,7 +242,8 @@ def test_a_store_failing_at_the_second_patient_stores_nothing_and_leaves_the_fil
             raise OSError(28, "No space left on device")
         return real_seal(*args, **kwargs)
 
-    monkeypatch.setattr(vault, "seal", full_at_the_second)
+    # The round seals its blobs through a SealGroup (records.batch), fsynced together.
+    monkeypatch.setattr(SealGroup, "seal", full_at_the_second)
     raw = cases()["multi_patient_three"][0]
     (drop / "batch.hpr").write_bytes(raw)
     assert folder.scan() == ([], 0)
@@ -297,7 +302,7 @@ def test_a_file_stored_just_before_a_crash_is_moved_on_the_next_pass_not_stored_
     def crash(*args: Any, **kwargs: Any) -> None:
         raise OSError(5, "Input/output error")
 
-    monkeypatch.setattr(folder, "_finish", crash)
+    monkeypatch.setattr(folder, "_move_round", crash)
     (drop / "crash.hpr").write_bytes(hprim([Report()]))
     assert folder.scan() == ([], 0)
     assert len(rows()) == 1
@@ -348,3 +353,202 @@ def test_attack_a_link_named_hpr_is_quarantined_without_being_followed(
     assert "never follows a link" in (outbox / "quarantine" / "link.reason.txt").read_text()
     assert rows() == []
     assert canary.exists()
+
+
+# -- rounds: many files, one fsync wave, one transaction, one set of directory fsyncs --------
+
+
+def _lab(n: int, patients: int = 1) -> bytes:
+    """A distinct file of `patients` patients nobody has here (they wait for reconciliation)."""
+    return hprim([Report(nir="", reference=f"R{n:04d}-{p}") for p in range(patients)])
+
+
+def _round_of(drop: Path, count: int, patients: int = 1) -> dict[str, bytes]:
+    files = {f"lab{n:02d}.hpr": _lab(n, patients) for n in range(count)}
+    for name, raw in files.items():
+        (drop / name).write_bytes(raw)
+    return files
+
+
+def test_a_round_stores_every_file_with_one_directory_fsync_per_place(
+    folder: HotFolder, drop: Path, outbox: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    files = _round_of(drop, 6, patients=2)
+    synced: list[str] = []
+    real_fsync = folder.depot.fsync
+
+    def counted() -> None:
+        synced.append("depot")
+        real_fsync()
+
+    monkeypatch.setattr(folder.depot, "fsync", counted)
+    found, _settling = folder.scan()
+    assert sorted(o.name for o in found) == sorted(files)
+    assert {o.status for o in found} == {"pending"}
+    assert names(outbox / "done") == set(files)
+    assert names(drop) == set()
+    assert synced == ["depot"]  # once for the round's six moves, not once per file
+    assert PendingDocument.objects.count() == 12
+    assert ReceivedMessage.objects.count() == 12
+    for outcome in found:  # each file's patients, each holding its own bytes
+        parsed = parse(files[outcome.name])
+        parts = [patient_bytes(files[outcome.name], parsed, p) for p in parsed.patients]
+        assert [content(row_of(i)) for i in outcome.document_id.split(",")] == parts
+
+
+def test_one_bad_file_in_a_round_is_refused_alone_and_the_others_are_stored(
+    folder: HotFolder, drop: Path, outbox: Path
+) -> None:
+    files = _round_of(drop, 4)
+    (drop / "lab02.hpr").write_bytes(cases()["broken_short_header"][0])
+    found, _settling = folder.scan()
+    status = {o.name: o.status for o in found}
+    assert status == {
+        "lab00.hpr": "pending",
+        "lab01.hpr": "pending",
+        "lab02.hpr": "quarantined",
+        "lab03.hpr": "pending",
+    }
+    assert "12 lines" in (outbox / "quarantine" / "lab02.reason.txt").read_text()
+    assert names(outbox / "done") == set(files) - {"lab02.hpr"}
+    assert len(rows()) == 3
+    assert len(blobs()) == 3
+
+
+def test_a_patient_refused_at_its_check_refuses_its_whole_file_and_no_other(
+    folder: HotFolder, drop: Path, outbox: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A check made at storing time (records.batch), after the parse accepted the file: the
+    # second patient of lab01 carries a title with a control character.
+    real_meta = channel._meta
+
+    def bad_title_for_lab01_patient_2(report: Any, source_system: str) -> Any:
+        meta = real_meta(report, source_system)
+        if report.reference == "R0001-1":
+            return dataclasses.replace(meta, title="bad\x01title")
+        return meta
+
+    monkeypatch.setattr(channel, "_meta", bad_title_for_lab01_patient_2)
+    files = _round_of(drop, 3, patients=3)
+    found, _settling = folder.scan()
+    status = {o.name: o.status for o in found}
+    assert status == {"lab00.hpr": "pending", "lab01.hpr": "quarantined", "lab02.hpr": "pending"}
+    assert "control character" in (outbox / "quarantine" / "lab01.reason.txt").read_text()
+    # Whole file or nothing: neither lab01's first nor its third patient was kept.
+    assert len(rows()) == len(blobs()) == 6
+    assert (outbox / "quarantine" / "lab01.hpr").read_bytes() == files["lab01.hpr"]
+
+
+def test_a_failed_fsync_wave_leaves_every_file_of_the_round_with_nothing_kept(
+    folder: HotFolder, drop: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def disk_error(self: SealGroup, executor: Any = None) -> None:
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(SealGroup, "sync", disk_error)
+    files = _round_of(drop, 4, patients=2)
+    assert folder.scan() == ([], 0)
+    assert names(drop) == set(files)
+    assert rows() == []
+    assert blobs() == set()
+    assert not ReceivedMessage.objects.exists()
+    assert "Input/output error" in folder.out.getvalue()  # type: ignore[union-attr]
+    monkeypatch.undo()
+    found, _settling = folder.scan()
+    assert len(found) == 4
+    assert len(rows()) == 8
+
+
+def test_an_audit_log_that_refuses_the_round_keeps_nothing_of_it(
+    folder: HotFolder, drop: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def refused(*args: Any, **kwargs: Any) -> Any:
+        raise DatabaseError("disk I/O error")
+
+    monkeypatch.setattr(audit_log, "append_batch", refused)
+    files = _round_of(drop, 3, patients=2)
+    assert folder.scan() == ([], 0)
+    assert names(drop) == set(files)
+    assert rows() == []
+    assert blobs() == set()
+    assert not ReceivedMessage.objects.exists()
+    monkeypatch.undo()
+    assert len(folder.scan()[0]) == 3
+
+
+def test_one_files_audit_failure_fails_that_file_alone_and_the_round_stores_the_others(
+    folder: HotFolder, drop: Path, outbox: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def audit_down_for_lab01(action: str, **kwargs: Any) -> Any:
+        if kwargs.get("extra", {}).get("file") == "lab01.hpr":
+            raise AuditUnavailable("audit log unavailable: disk I/O error")
+        return record(action, **kwargs)
+
+    monkeypatch.setattr(folder_hprim, "record", audit_down_for_lab01)
+    _round_of(drop, 3, patients=3)
+    found, _settling = folder.scan()
+    assert sorted(o.name for o in found) == ["lab00.hpr", "lab02.hpr"]
+    assert names(drop) == {"lab01.hpr"}
+    assert len(rows()) == len(blobs()) == 6
+    monkeypatch.undo()
+    assert only(folder.scan()).name == "lab01.hpr"
+    assert len(rows()) == 9
+
+
+def test_two_copies_of_a_file_in_one_round_are_stored_once(
+    folder: HotFolder, drop: Path, outbox: Path
+) -> None:
+    raw = _lab(1, patients=3)
+    (drop / "CR_0810.hpr").write_bytes(raw)
+    (drop / "CR_0915.hpr").write_bytes(raw)
+    (drop / "other.hpr").write_bytes(_lab(2))
+    found, _settling = folder.scan()
+    status = {o.name: o.status for o in found}
+    assert status == {"CR_0810.hpr": "pending", "CR_0915.hpr": "duplicate", "other.hpr": "pending"}
+    first = next(o for o in found if o.name == "CR_0810.hpr")
+    again = next(o for o in found if o.name == "CR_0915.hpr")
+    assert again.document_id == first.document_id
+    assert len(rows()) == 4
+    assert ReceivedMessage.objects.count() == 4
+    assert "already received" in (outbox / "done" / "CR_0915.reason.txt").read_text()
+
+
+def test_a_round_stored_before_a_crash_is_moved_on_the_next_pass_not_stored_again(
+    folder: HotFolder, drop: Path, outbox: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The crash between the round's commit and its moves, played by moves that fail.
+    def crash(*args: Any, **kwargs: Any) -> None:
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(folder, "_move_round", crash)
+    files = _round_of(drop, 5, patients=2)
+    assert folder.scan() == ([], 0)
+    assert len(rows()) == 10
+    assert names(drop) == set(files)
+    monkeypatch.undo()
+    found, _settling = folder.scan()
+    assert {o.status for o in found} == {"duplicate"}
+    assert len(found) == 5
+    assert len(rows()) == 10
+    assert names(outbox / "done") >= set(files)
+
+
+def test_a_crash_between_a_rounds_renames_and_its_fsyncs_loses_nothing(
+    folder: HotFolder, drop: Path, outbox: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The renames done, the directory fsync failing: the files are in done/ (or, had the
+    # machine died, back in the depot, where they would be duplicates), and stored once.
+    def fails() -> None:
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(folder.depot, "fsync", fails)
+    files = _round_of(drop, 3)
+    assert folder.scan() == ([], 0)
+    monkeypatch.undo()
+    assert names(outbox / "done") == set(files)
+    assert len(rows()) == 3
+    for name in files:  # the machine died: the renames were lost, the files are back
+        (outbox / "done" / name).rename(drop / name)
+    found, _settling = folder.scan()
+    assert {o.status for o in found} == {"duplicate"}
+    assert len(rows()) == 3

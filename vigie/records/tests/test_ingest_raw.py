@@ -21,7 +21,14 @@ from vigie.audit.verify import verify
 from vigie.intake.models import ApiKey
 from vigie.intake.rest.testing import metadata, new_key, pdf, send
 from vigie.lib import rawsql
-from vigie.records.models import Document, Patient, PendingDocument, new_document_id
+from vigie.records.models import (
+    Document,
+    Patient,
+    PendingDocument,
+    SealedResults,
+    new_document_id,
+    results_label,
+)
 from vigie.records.testing import make_patient
 
 pytestmark = pytest.mark.django_db
@@ -94,6 +101,29 @@ def test_a_raw_insert_writes_the_pending_row_create_writes() -> None:
     rawsql.insert(raw, connection)
     orm_row, raw_row = _stored(PendingDocument, by_orm.pk), _stored(PendingDocument, raw.pk)
     assert abs(orm_row.pop("received_at") - raw_row.pop("received_at")).total_seconds() < 60
+    assert raw_row == orm_row
+
+
+@pytest.mark.parametrize("attachment", [None, b"%PDF-1.7 \x00\xff sealed"])
+def test_a_raw_insert_writes_the_sealed_results_save_writes(attachment: bytes | None) -> None:
+    # records.batch writes a lab round's SealedResults raw; the single path saves them.
+    fields = {
+        "kek_id": "kek-2026",
+        "wrapped_key": bytes(range(256)),
+        "results": b"\x00sealed json\xff" * 40,
+        "attachment": attachment,
+    }
+    by_orm = SealedResults(id=results_label(new_document_id()), **fields)
+    by_orm.save(force_insert=True)
+    raw = SealedResults(id=results_label(new_document_id()), **fields)
+    rawsql.insert(raw, connection)
+    assert not raw._state.adding
+    orm_row, raw_row = _stored(SealedResults, by_orm.pk), _stored(SealedResults, raw.pk)
+    assert abs(orm_row.pop("created_at") - raw_row.pop("created_at")).total_seconds() < 60
+    for row in (orm_row, raw_row):
+        for name in ("results", "attachment"):
+            if isinstance(row.get(name), memoryview):
+                row[name] = bytes(row[name])
     assert raw_row == orm_row
 
 
