@@ -30,7 +30,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-PG_BIN = Path("/usr/lib/postgresql/15/bin")
+
+def _newest_postgresql() -> Path:
+    """Debian's server binaries, the newest installed major version (15 on this machine)."""
+    found = [b for b in Path("/usr/lib/postgresql").glob("*/bin") if (b / "initdb").exists()]
+    found.sort(key=lambda b: int(b.parent.name) if b.parent.name.isdigit() else 0)
+    return found[-1] if found else Path("/usr/lib/postgresql/15/bin")
+
+
+PG_BIN = _newest_postgresql()
 SBIN = "/usr/sbin:/sbin"
 
 
@@ -130,7 +138,7 @@ class Network:
 
 @dataclass
 class PgCluster:
-    """One PostgreSQL 15 cluster in `data`, owned and run by the `postgres` user."""
+    """One PostgreSQL cluster in `data`, owned and run by the `postgres` user."""
 
     data: Path
     port: int
@@ -215,13 +223,11 @@ class PgCluster:
             return list(cursor.fetchall()) if cursor.description else []
 
 
-def postgres_folder(root: Path) -> Path:
-    """A folder under `root` the postgres user can own (the temporary root is root's, 0700)."""
-    root.chmod(0o755)
-    folder = root / "pg"
+def postgres_folder(folder: Path) -> None:
+    """Make `folder` for the postgres user (its parent, a root temporary folder, was 0700)."""
+    folder.parent.chmod(0o755)
     folder.mkdir()
     shutil.chown(folder, "postgres", "postgres")
-    return folder
 
 
 # --- HAProxy ------------------------------------------------------------------------------
