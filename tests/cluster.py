@@ -266,8 +266,11 @@ defaults
     # stored twice.
     retries 3
     option redispatch 1
-    # One server connection per client connection, never a pooled idle one that the
-    # kill may have closed under a new request.
+    # No pool of idle server connections. granian's --backpressure (vigie serve: 2 per
+    # thread) bounds the connections a worker accepts, not the requests: with HAProxy's
+    # default (http-reuse safe) its idle keep-alive connections filled that budget once one
+    # node took all the load, the survivor's health checks timed out (Layer7 timeout,
+    # 2000 ms) and HAProxy took it out too, three runs in four.
     http-reuse never
 
 frontend portal
