@@ -23,18 +23,20 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 
-def free_port() -> int:
+def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
+        probe.bind((host, 0))
         return int(probe.getsockname()[1])
 
 
 @contextmanager
-def moto_server() -> Iterator[str]:
-    port = free_port()
+def moto_server(host: str = "127.0.0.1") -> Iterator[str]:
+    """moto on `host` (an address of this machine: loopback, or one a test's network
+    namespaces reach, such as a bridge's); yields its base URL."""
+    port = free_port(host)
     program = Path(sys.executable).parent / "moto_server"
     process = subprocess.Popen(
-        [str(program), "-H", "127.0.0.1", "-p", str(port)],
+        [str(program), "-H", host, "-p", str(port)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -42,13 +44,13 @@ def moto_server() -> Iterator[str]:
         deadline = time.monotonic() + 30
         while True:
             try:
-                with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                with socket.create_connection((host, port), timeout=0.5):
                     break
             except OSError:
                 if process.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError("moto_server did not start") from None
                 time.sleep(0.1)
-        yield f"http://127.0.0.1:{port}"
+        yield f"http://{host}:{port}"
     finally:
         process.terminate()
         try:

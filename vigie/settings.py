@@ -14,11 +14,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import dj_database_url
 import django_stubs_ext
 from csp.constants import NONE, SELF
 
-from vigie.lib import env
+from vigie.lib import database_url, env
 from vigie.lib.env import ConfigError
 
 # Lets `admin.ModelAdmin[Patient]` and friends be subscripted at runtime, as the stubs type them.
@@ -221,10 +220,12 @@ if _database_url is None:
         }
     }
 else:
-    try:
-        _db = dj_database_url.parse(_database_url, conn_max_age=60, conn_health_checks=True)
-    except Exception as exc:  # dj-database-url raises several types for a bad URL
-        raise ConfigError(f"DATABASE_URL is not a valid database URL ({exc})") from None
+    # One server (postgres://user@host:5432/vigie) or, for a primary with standbys, libpq's
+    # list of them: postgres://user@h1:5432,h2:5432/vigie?target_session_attrs=read-write.
+    # With the list, each new connection tries the servers in order and keeps the first that
+    # accepts writes, so after a standby's promotion the nodes reconnect to it by themselves
+    # (vigie/lib/database_url.py; Django passes HOST and PORT lists to libpq unchanged).
+    _db = database_url.parse(_database_url, conn_max_age=60, conn_health_checks=True)
     if _db.get("ENGINE") not in {
         "django.db.backends.postgresql",
         "django.db.backends.sqlite3",

@@ -113,7 +113,9 @@ def redact_url(url: str) -> str:
     parts = urlsplit(url)
     if parts.password is None:
         return url
-    netloc = f"{parts.username}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+    # The servers as written: `parts.port` raises for libpq's list `h1:5432,h2:5432`.
+    servers = parts.netloc.rpartition("@")[2]
+    netloc = f"{parts.username}:***@{servers}"
     return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 

@@ -12,11 +12,17 @@ On a group of nodes every node runs it, and exactly one does the work: a pass ru
 while this process holds the cluster-wide singleton `audit-watch` (vigie/lib/singleton.py).
 The others stand by, still beating (they are alive), and one takes over when the holder
 dies; it restarts its rules from their window, as after a restart, and anchors at once.
+
+A database that goes away (a restart, a failover to a promoted standby) does not end the
+watcher: with no request cycle to do it, each pass first drops a connection the server ended,
+as Django does between requests, and a pass that fails on the database is given up, without
+a heartbeat (out of reach is not alive), and tried again at the next interval.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import threading
 import time
@@ -25,12 +31,16 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from django.conf import settings
+from django.db import InterfaceError, OperationalError, connections
 from django.utils import timezone
 
 from vigie.audit import checkpoints, refusals, rules
+from vigie.audit.head import AuditHeadBehind, AuditUnavailable
 from vigie.audit.models import AuditEvent
 from vigie.lib import durable
 from vigie.lib.singleton import AUDIT_WATCH, Singleton
+
+logger = logging.getLogger(__name__)
 
 
 def heartbeat_path() -> Path:
@@ -81,17 +91,27 @@ def run(
     holding = False
     try:
         while True:
+            _drop_dead_connections()
+            failed = False
             if lock.acquire():
-                if not holding:
-                    # Taken over (or first pass): what the previous holder scanned is not
-                    # known here, so start from the rules' window.
-                    position = start_position(thresholds)
-                    anchored_at = None
-                    holding = True
-                position, anchored_at = _pass(position, anchored_at, thresholds, monotonic)
+                try:
+                    if not holding:
+                        # Taken over (or first pass): what the previous holder scanned is
+                        # not known here, so start from the rules' window.
+                        position = start_position(thresholds)
+                        anchored_at = None
+                        holding = True
+                    position, anchored_at = _pass(position, anchored_at, thresholds, monotonic)
+                except AuditHeadBehind:
+                    raise  # an inconsistent chain is not an outage
+                except (OperationalError, InterfaceError, AuditUnavailable) as exc:
+                    # Out of reach mid-pass: not a reason to die. The position stays where
+                    # the last complete pass left it; the lock says next time who works.
+                    logger.warning("audit watch: database unreachable, pass given up: %s", exc)
+                    failed = True
             else:
                 holding = False
-            if holding or not lock.unreachable:
+            if not failed and (holding or not lock.unreachable):
                 # Standing by is alive; a database out of reach is not: no beat, so that
                 # `vigie check` says nobody anchors the tail.
                 beat(position)
@@ -99,6 +119,18 @@ def run(
                 return position
     finally:
         lock.release()
+
+
+def _drop_dead_connections() -> None:
+    """Django's own step between two requests (`close_old_connections`), which a loop outside
+    any request must take itself: a connection the server ended (a restart; a failover, after
+    which the promoted server is another) is health-checked and replaced at its next query
+    instead of failing it. Without it the first pass after a failover raised on the dead
+    socket and the watcher exited. Never inside a transaction (a caller's, or a test's):
+    closing there would end it."""
+    for conn in connections.all(initialized_only=True):
+        if not conn.in_atomic_block:
+            conn.close_if_unusable_or_obsolete()
 
 
 def _pass(

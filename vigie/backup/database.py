@@ -171,6 +171,8 @@ def pg_env(settings_dict: dict[str, Any]) -> dict[str, str]:
         ("PGSSLMODE", options.get("sslmode")),
         ("PGSSLROOTCERT", options.get("sslrootcert")),
         ("PGPASSFILE", options.get("passfile")),
+        # With a list of servers (a primary and its standbys), the one that takes writes.
+        ("PGTARGETSESSIONATTRS", options.get("target_session_attrs")),
     ):
         if value:
             env[variable] = str(value)
