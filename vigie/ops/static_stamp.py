@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import secrets
 from pathlib import Path
 
 from django.conf import settings
@@ -98,6 +99,12 @@ def collect() -> None:
         "sources_digest": _tree_digest(sources),
         "root_digest": _tree_digest([str(root)]),
     }
-    temporary = stamp_path().with_suffix(".tmp")
-    temporary.write_text(json.dumps(stamp), encoding="utf-8")
-    temporary.replace(stamp_path())
+    # A temporary name of this process's own: nodes of a group started together on a shared
+    # VIGIE_HOME collect at once, and with one fixed name the second rename found the file
+    # gone (FileNotFoundError, and that node did not start). Either stamp is right.
+    temporary = stamp_path().with_name(f".{STAMP_NAME}.{os.getpid()}.{secrets.token_hex(4)}")
+    try:
+        temporary.write_text(json.dumps(stamp), encoding="utf-8")
+        temporary.replace(stamp_path())
+    finally:
+        temporary.unlink(missing_ok=True)

@@ -65,3 +65,31 @@ def test_another_set_of_apps_means_collect_again(collected: Path) -> None:
 def test_a_corrupt_stamp_means_collect_again(collected: Path) -> None:
     static_stamp.stamp_path().write_text("{not json", encoding="utf-8")
     assert not static_stamp.in_step()
+
+
+def test_two_nodes_collecting_at_once_both_start(tmp_path: Path) -> None:
+    # Nodes of a group on a shared VIGIE_HOME, started together: with one fixed temporary
+    # name, one node's rename found the file already moved by the other and it did not start.
+    import threading
+
+    root = tmp_path / "static"
+    errors: list[BaseException] = []
+    start = threading.Barrier(8)
+
+    def node() -> None:
+        try:
+            start.wait()
+            static_stamp.collect()
+        except BaseException as exc:  # the failure itself is what the test reports
+            errors.append(exc)
+
+    with override_settings(STATIC_ROOT=str(root), VIGIE_HOME=tmp_path):
+        threads = [threading.Thread(target=node) for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(120)
+        assert errors == []
+        assert static_stamp.in_step()
+    # No temporary file left beside the stamp.
+    assert sorted(p.name for p in tmp_path.iterdir() if p.is_file()) == [static_stamp.STAMP_NAME]
