@@ -439,6 +439,8 @@ def test_haproxy_checks_each_node_and_sets_the_forwarded_headers() -> None:
     # Health: /health, down after two failed checks a second apart.
     assert "uri /health" in text
     assert re.search(r"default-server check inter 1s .*fall 2", text)
+    # Pooled idle connections fill the node's connection budget (the failover drill's finding).
+    assert "http-reuse never" in text
     # The client's address replaces whatever the client sent (X-Forwarded-For is trusted by
     # the nodes from this proxy only): `option forwardfor` would append to a forged one.
     assert "set-header X-Forwarded-For %[src]" in text
