@@ -65,9 +65,31 @@ def database_unreachable(exception: BaseException | None) -> bool:
     return False
 
 
+def _machine_answer(request: HttpRequest) -> HttpResponse | None:
+    """A sender's client reads problem+json (REST) or an OperationOutcome (FHIR), not a page."""
+    # Imported here: the portal's error pages must not load the intake unless it is needed.
+    if request.path.startswith("/api/"):
+        from django.utils.translation import gettext
+
+        from vigie.intake.rest.problems import DATABASE_UNAVAILABLE, problem
+
+        detail = gettext("The database cannot be reached right now: retry later.")
+        return problem(request, DATABASE_UNAVAILABLE, detail)
+    if request.path.startswith("/fhir/"):
+        from django.utils.translation import gettext
+
+        from vigie.intake.fhir.outcomes import unavailable
+
+        return unavailable(gettext("The database cannot be reached right now: retry later."))
+    return None
+
+
 def server_error(request: HttpRequest) -> HttpResponse:
     # Django calls this while handling the exception: sys.exc_info() is the failure.
     if database_unreachable(sys.exc_info()[1]):
+        machine = _machine_answer(request)
+        if machine is not None:
+            return _no_store(machine)
         html = loader.get_template("errors/503_database.html").render({})
         response = HttpResponse(html, status=503)
         response["Retry-After"] = str(DATABASE_RETRY_AFTER_SECONDS)

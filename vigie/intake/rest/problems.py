@@ -146,6 +146,14 @@ CONFLICTING_RETRY = ProblemType(
     "Another request changed the same data at the same moment: retry after Retry-After.",
 )
 
+DATABASE_UNAVAILABLE = ProblemType(
+    "database-unavailable",
+    503,
+    _("Database unavailable"),
+    "Vigie could not reach its database (a restart, a failover): retry after Retry-After, "
+    "with the same Idempotency-Key, which never stores a document twice.",
+)
+
 ALL_TYPES = (
     MALFORMED_REQUEST,
     INVALID_METADATA,
@@ -163,6 +171,7 @@ ALL_TYPES = (
     STORAGE_UNAVAILABLE,
     AUDIT_UNAVAILABLE,
     CONFLICTING_RETRY,
+    DATABASE_UNAVAILABLE,
 )
 
 

@@ -13,6 +13,7 @@ from django.urls import path
 
 from vigie import urls as vigie_urls
 from vigie.accounts import sessions
+from vigie.accounts.deny_by_default import authenticates_itself
 from vigie.accounts.models import User
 from vigie.accounts.testing import log_in
 from vigie.audit.log import AuditUnavailable
@@ -40,6 +41,12 @@ def _database_gone(request):
         raise OperationalError("terminating connection due to administrator command") from exc
 
 
+@authenticates_itself
+def _sender_database_gone(request):
+    # A sender's endpoint (API key checked in the view, as the real ones do).
+    return _database_gone(request)
+
+
 def _database_closed(request):
     try:
         raise InterfaceError("connection already closed")
@@ -58,6 +65,8 @@ urlpatterns = [
     path("locked/", _locked),
     path("database-gone/", _database_gone),
     path("database-closed/", _database_closed),
+    path("api/v1/database-gone/", _sender_database_gone),
+    path("fhir/database-gone/", _sender_database_gone),
     path("no-audit/", _no_audit),
     *vigie_urls.urlpatterns,
 ]
@@ -149,6 +158,23 @@ def test_a_database_cut_under_a_request_answers_503_to_retry_not_500(
     assert "administrator" not in page
     # An error that is not the database's (its cause chain cut with `from None`) stays a 500.
     assert client.get("/database-closed/").status_code == 500
+
+
+def test_a_sender_gets_its_own_format_for_a_database_cut(settings) -> None:
+    # A lab's client parses problem+json (REST) or an OperationOutcome (FHIR): an HTML page
+    # in the middle of an outage was unreadable to it.
+    settings.ROOT_URLCONF = __name__
+    client = Client(raise_request_exception=False)
+    rest = client.get("/api/v1/database-gone/")
+    assert rest.status_code == 503
+    assert rest["Content-Type"] == "application/problem+json"
+    assert rest.json()["type"] == "urn:vigie:problem:database-unavailable"
+    assert rest["Retry-After"]
+    fhir = client.get("/fhir/database-gone/")
+    assert fhir.status_code == 503
+    assert fhir.json()["resourceType"] == "OperationOutcome"
+    assert fhir.json()["issue"][0]["code"] == "transient"
+    assert fhir["Retry-After"]
 
 
 def test_lockdown_and_a_dead_audit_trail_answer_503_with_a_way_home(
