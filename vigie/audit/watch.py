@@ -31,13 +31,14 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from django.conf import settings
-from django.db import InterfaceError, OperationalError, connections
+from django.db import InterfaceError, OperationalError
 from django.utils import timezone
 
 from vigie.audit import checkpoints, refusals, rules
 from vigie.audit.head import AuditHeadBehind, AuditUnavailable
 from vigie.audit.models import AuditEvent
 from vigie.lib import durable
+from vigie.lib.dbconn import drop_dead_connections
 from vigie.lib.singleton import AUDIT_WATCH, Singleton
 
 logger = logging.getLogger(__name__)
@@ -91,7 +92,9 @@ def run(
     holding = False
     try:
         while True:
-            _drop_dead_connections()
+            # Without it the first pass after a failover raised on the dead socket and the
+            # watcher exited.
+            drop_dead_connections()
             failed = False
             if lock.acquire():
                 try:
@@ -119,18 +122,6 @@ def run(
                 return position
     finally:
         lock.release()
-
-
-def _drop_dead_connections() -> None:
-    """Django's own step between two requests (`close_old_connections`), which a loop outside
-    any request must take itself: a connection the server ended (a restart; a failover, after
-    which the promoted server is another) is health-checked and replaced at its next query
-    instead of failing it. Without it the first pass after a failover raised on the dead
-    socket and the watcher exited. Never inside a transaction (a caller's, or a test's):
-    closing there would end it."""
-    for conn in connections.all(initialized_only=True):
-        if not conn.in_atomic_block:
-            conn.close_if_unusable_or_obsolete()
 
 
 def _pass(

@@ -18,6 +18,7 @@ from django.utils.translation import gettext as _
 
 from vigie.intake.depot import FolderTampered
 from vigie.intake.folder import HotFolder
+from vigie.lib.dbconn import drop_dead_connections
 from vigie.lib.shutdown import stop_on_signals
 
 
@@ -137,6 +138,9 @@ def run(options: dict[str, Any], stdout: OutputWrapper) -> None:
 def _loop(folder: HotFolder, *, once: bool, interval: float) -> None:
     started = folder.clock()
     while not folder.stop.is_set():
+        # After a database restart or failover the files wait ("database unavailable") only
+        # until the connection is replaced, not until the watcher is restarted.
+        drop_dead_connections()
         _outcomes, settling = folder.scan()
         # --once: new files get one settle time to prove they are complete, no more, so a
         # writer that never finishes cannot keep a cron job running.
