@@ -80,13 +80,14 @@ def replication_finding(
             "?target_session_attrs=read-write so that nodes follow a failover (docs/operations.md)",
         )
     if not standbys:
+        # One database server is a valid installation for a clinic (like SQLite): said, not
+        # warned about. What a group needs is in the message.
         return Finding(
             check_id,
-            WARNING,
-            "primary with no standby streaming from it: if this database server fails, Vigie "
-            "stops until it is restored from a backup",
-            "for a group of clinics, add a synchronous streaming standby (docs/operations.md, "
-            "'A group of clinics')",
+            OK,
+            "primary with no standby: if this database server fails, Vigie stops until it is "
+            "restored from a backup (a group of clinics adds a synchronous standby: "
+            "docs/operations.md, section 9)",
         )
     if any(s.state is None for s in standbys):
         return Finding(
