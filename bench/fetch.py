@@ -302,6 +302,9 @@ def vigie_env(work: Path, name: str, database_url: str | None = None) -> dict[st
         VIGIE_MODE="production",
         VIGIE_TLS="false",
         VIGIE_SSL_REDIRECT="false",
+        # The bench doctor signs in with a password and a code, as a clinic that accepts
+        # codes allows (production's default would lead it to register a passkey first).
+        VIGIE_SIGNIN_METHODS="doctor=password_totp",
         PYTHONUNBUFFERED="1",
     )
     if database_url:
