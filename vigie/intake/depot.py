@@ -9,7 +9,10 @@ system calls. Hence:
 * A file is read through `open(O_NOFOLLOW)` and checked with `fstat()` on the descriptor it
   got, so a symbolic link (planted, or swapped in after the listing) is never followed, and a
   FIFO or a device is never read.
-* Vigie creates nothing in the depot and never enters a subfolder of it.
+* Vigie creates nothing in the depot and never enters a subfolder of it. The one name it
+  may add there is the sender's own file, given back: a file replaced (renamed over, or
+  rewritten) after Vigie read it and before Vigie moved it away was never stored, so it goes
+  back to the depot, to be taken on a next pass (see `Outbox.move_in`).
 
 Vigie's own place, the outbox (`--outbox`: done/, quarantine/ and the lock file), is outside
 the depot, on the same filesystem (a move is one atomic rename), owned by Vigie's user and
@@ -34,11 +37,16 @@ from pathlib import Path
 from django.utils.translation import gettext as _
 
 from vigie.lib import durable
+from vigie.lib.renameat2 import rename_noreplace
 
 DONE = "done"
 QUARANTINE = "quarantine"
 PLACES = (DONE, QUARANTINE)
 LOCK_NAME = ".vigie-intake.lock"
+# A file on its way out of the depot, in done/ or quarantine/, until Vigie has checked that it
+# is the file it read (then renamed to its final name) or not (then given back to the depot).
+# Followed by the file's name in the depot; one left by a crash is given back at start-up.
+MOVING = ".vigie-moving-"
 
 _DIRECTORY = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 # O_NONBLOCK: opening a FIFO planted under a .pdf name must not hang the watcher.
@@ -89,6 +97,15 @@ def _entry(name: str, st: os.stat_result) -> Entry:
     return Entry(name, st.st_mode, st.st_size, st.st_mtime_ns, st.st_ctime, st.st_uid)
 
 
+# Which file a name led to when Vigie read it: its inode, and its size and modification time
+# (a file rewritten in place keeps its inode).
+Identity = tuple[int, int, int, int]
+
+
+def _identity(st: os.stat_result) -> Identity:
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+
+
 def describe(dir_fd: int, name: str, mode: int) -> str:
     """What a non-regular entry is, for a reason file: a link's target is quoted, not opened."""
     if stat.S_ISLNK(mode):
@@ -127,6 +144,18 @@ class Depot(_Dir):
     def __init__(self, path: Path) -> None:
         super().__init__(os.open(path, _DIRECTORY))
         self.path = path
+        # What each name read led to, until the file leaves the depot (`Outbox.move_in`).
+        self._read_as: dict[str, Identity] = {}
+
+    def read_as(self, name: str) -> Identity | None:
+        """The file `name` led to when it was last read; None if it was not read."""
+        return self._read_as.get(name)
+
+    def forget_reads(self, keep: set[str]) -> None:
+        """Forget what was read under names no longer in the depot (taken away by the
+        sender): a long-running watcher would otherwise keep them forever."""
+        for name in set(self._read_as) - keep:
+            del self._read_as[name]
 
     def entries(self) -> dict[str, Entry]:
         found: dict[str, Entry] = {}
@@ -156,6 +185,7 @@ class Depot(_Dir):
             st = os.fstat(fd)  # what was opened, not what a second look-up would find
             if not stat.S_ISREG(st.st_mode):
                 raise NotRegular(name, describe(self.fd, name, st.st_mode))
+            self._read_as[name] = _identity(st)
             chunks: list[bytes] = []
             left = limit
             while left > 0:
@@ -362,14 +392,70 @@ class Outbox(_Dir):
             return handle.read().decode("utf-8", "surrogateescape")
 
     def move_in(self, depot: Depot, name: str, place: str, target: str) -> str:
-        """Move `name` from the depot to `place/target` by one rename.
+        """Move `name` from the depot to `place/target`; "" when it arrived as it was read.
 
-        Returns "" when what arrived is a plain file, else what it was: the writer may have
-        swapped the name since we looked. A symbolic link is then deleted (its target was
-        never opened, and no link into the rest of the disk is kept in Vigie's own folder).
+        Otherwise what happened, for the reason file. The writer may have swapped the name
+        since we looked: a symbolic link is then deleted (its target was never opened, and no
+        link into the rest of the disk is kept in Vigie's own folder), another non-plain file
+        kept as found. A plain file that is not the one Vigie read (renamed over it, or
+        rewritten, after the read) was never stored: it is given back to the depot, under its
+        name if still free, to be taken on a next pass — moving it to done/ would lose it.
+        The check is made after the file has left the depot (first under a `MOVING` name),
+        so no later swap can slip in between the check and the move.
         """
         where = self._places[place].fd
-        os.rename(name, target, src_dir_fd=depot.fd, dst_dir_fd=where)
+        expected = depot.read_as(name)
+        if expected is None:  # not read (a file refused unread, a lone PDF): nothing to compare
+            os.rename(name, target, src_dir_fd=depot.fd, dst_dir_fd=where)
+        else:
+            moving = MOVING + name
+            os.rename(name, moving, src_dir_fd=depot.fd, dst_dir_fd=where)
+            depot._read_as.pop(name, None)
+            st = os.stat(moving, dir_fd=where, follow_symlinks=False)
+            if stat.S_ISREG(st.st_mode) and _identity(st) != expected:
+                given = self.give_back(depot, place, moving, name)
+                return _("replaced after Vigie read it: the new file was not stored; it was "
+                         "put back in the folder as %(name)s, to be taken on a next pass") % {
+                    "name": given
+                }  # fmt: skip
+            os.rename(moving, target, src_dir_fd=where, dst_dir_fd=where)
+        return self._arrived(where, target)
+
+    def remove_read(self, depot: Depot, name: str) -> str:
+        """`move_in` for --delete-done: the file leaves the depot and is deleted, if it is the
+        one Vigie read; "" then, else what happened (as `move_in`)."""
+        moving = MOVING + name
+        note = self.move_in(depot, name, DONE, moving)
+        if not note:
+            os.unlink(moving, dir_fd=self._places[DONE].fd)
+        return note
+
+    def give_back(self, depot: Depot, place: str, moving: str, name: str) -> str:
+        """Put `place/moving` back in the depot, never over a file there: as `name`, or
+        `stem~N.ext` if a new file took that name meanwhile. Returns the name it got."""
+        where = self._places[place].fd
+        stem, dot, ext = name.rpartition(".")
+        if not dot:
+            stem, ext = name, ""
+        candidate, n = name, 1
+        while True:
+            try:
+                rename_noreplace(where, moving, depot.fd, candidate)
+                return candidate
+            except FileExistsError:
+                n += 1
+                candidate = f"{stem}~{n}.{ext}" if dot else f"{stem}~{n}"
+
+    def moving_leftovers(self) -> list[tuple[str, str]]:
+        """(place, name) of files a crash left on their way out of the depot."""
+        return [
+            (place, name)
+            for place in PLACES
+            for name in sorted(self._places[place].names())
+            if name.startswith(MOVING) and len(name) > len(MOVING)
+        ]
+
+    def _arrived(self, where: int, target: str) -> str:
         st = os.stat(target, dir_fd=where, follow_symlinks=False)
         if stat.S_ISREG(st.st_mode):
             return ""

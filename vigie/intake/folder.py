@@ -180,6 +180,8 @@ class HotFolder(FileMoves):
                     % {"dir": self.path},
                     returncode=2,
                 )
+            # Only under the lock: another watcher's files on their way out are its own.
+            self._give_back_leftovers()
             yield
 
     def _tampered(self, exc: FolderTampered) -> None:
@@ -226,6 +228,7 @@ class HotFolder(FileMoves):
             self._warn_once("", "scan", _("cannot read %(dir)s: %(error)s")
                             % {"dir": self.path, "error": exc.strerror or exc})  # fmt: skip
             return [], 0
+        self.depot.forget_reads(set(entries))
         # Links are taken too, to be refused (quarantined without being followed).
         names = {n for n, e in entries.items() if is_candidate(n) and (e.is_file or e.is_symlink)}
         self._warn_about_others(entries, names)
@@ -502,7 +505,7 @@ class HotFolder(FileMoves):
         if self.delete_done:
             for each in (sidecar, name):
                 if each is not None:
-                    self.depot.unlink(each)
+                    self._note_swap(each, self.box.remove_read(self.depot, each))
                     self.depot.fsync()
             return
         leftover = self._leftover_stem(DONE, name) if sidecar is None else None

@@ -7,9 +7,12 @@ Apart from `folder.py` so that the taking of files reads on its own; `HotFolder`
 
 from __future__ import annotations
 
+import os
+import stat
+
 from django.utils.translation import gettext as _
 
-from vigie.intake.depot import DONE, Depot, Outbox
+from vigie.intake.depot import DONE, MOVING, Depot, Outbox
 from vigie.intake.folder_hprim import Move
 from vigie.intake.folder_notes import OperatorNotes, Outcome
 from vigie.intake.folder_notes import split_name as _split
@@ -41,11 +44,12 @@ class FileMoves(OperatorNotes):
         taken = {place: {n.lower() for n in self.box.place(place).names()} for place in places}
         for move in moves:
             if self.delete_done and move.place == DONE:
-                self.depot.unlink(move.name)
+                self._note_swap(move.name, self.box.remove_read(self.depot, move.name))
                 continue
             stem = self._free_stem(move.place, move.name, taken[move.place])
             self._move_all(move.place, stem, [move.name], move.reason or None, sync=False)
-        for place in sorted(places - ({DONE} if self.delete_done else set())):
+        # done/ too with --delete-done: files pass through it on their way out (`remove_read`).
+        for place in sorted(places):
             self.box.place(place).fsync()
         self.depot.fsync()
         for move in moves:
@@ -74,11 +78,29 @@ class FileMoves(OperatorNotes):
                 self._sync(place)
             if note:
                 notes.append(_("%(file)s was %(what)s") % {"file": each, "what": note})
+                self._note_swap(each, note)
         if notes:
             # The writer swapped a name between our look and the move: say what arrived,
             # after the reason already there (from this call or from an interrupted one).
             before = self.box.read_text(place, f"{stem}.reason.txt")
             self._write_reason(place, stem, "\n".join([before.rstrip("\n"), *notes]).strip())
+
+    def _note_swap(self, name: str, note: str) -> None:
+        """Tell the operator what the writer put in a file's place before it moved."""
+        if note:
+            self._say(_("%(file)s was %(what)s") % {"file": name, "what": note})
+
+    def _give_back_leftovers(self) -> None:
+        """Files a crash left on their way out of the depot (`depot.MOVING`) go back to it:
+        the next pass finds each already received (a duplicate, moved on) or takes it."""
+        for place, moving in self.box.moving_leftovers():
+            st = os.stat(moving, dir_fd=self.box.place(place).fd, follow_symlinks=False)
+            if not stat.S_ISREG(st.st_mode):
+                continue  # never a link or a special file into the depot; left for the operator
+            given = self.box.give_back(self.depot, place, moving, moving[len(MOVING) :])
+            self._say(_("%(file)s: put back in the folder after an interrupted move")
+                      % {"file": given})  # fmt: skip
+        self.depot.fsync()
 
     def _free_stem(self, place: str, name: str, taken: set[str] | None = None) -> str:
         """A stem under which neither this file (a PDF, an HPRIM file), a sidecar nor a

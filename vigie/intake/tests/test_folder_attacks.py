@@ -412,3 +412,32 @@ def test_attack_a_subfolder_planted_by_the_drop_account_is_never_entered(
     said = folder.out.getvalue()  # type: ignore[union-attr]
     assert "Vigie never enters a subfolder" in said
     assert "quarantine/ is not used" in said
+
+
+def test_attack_a_pdf_renamed_over_after_the_read_is_given_back_not_moved_as_stored(
+    folder: HotFolder, depot: Path, outbox: Path, patient: Patient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The drop account (a real process, as that user) replaces the PDF Vigie has just stored,
+    # before Vigie moves it: the new file must stay within reach, never pass for stored.
+    original = lab_report_pdf()
+    drop(depot, "cr", original, sidecar(patient))
+    newer = another_pdf("the corrected report")
+    staged = depot / ".cr.part"
+    staged.write_bytes(newer)
+    os.chown(staged, DROP.pw_uid, DROP.pw_gid)
+    real = Outbox.move_in
+
+    def move_in(box: Outbox, depot_: Any, name: str, place: str, target: str) -> str:
+        if name == "cr.pdf":
+            attack = as_drop_account(f"cd {depot} && mv -f .cr.part cr.pdf")
+            assert attack.returncode == 0, attack.stderr
+        return real(box, depot_, name, place, target)
+
+    monkeypatch.setattr(Outbox, "move_in", move_in)
+    outcome = folder.take("cr.pdf", "cr.json")
+    assert outcome is not None
+    assert outcome.status == "stored"
+    assert [hashlib.sha256(original).hexdigest()] == [d.sha256 for d in Document.objects.all()]
+    assert (depot / "cr.pdf").read_bytes() == newer
+    assert not (outbox / "done" / "cr.pdf").exists()
+    assert "replaced after Vigie read it" in (outbox / "done" / "cr.reason.txt").read_text()

@@ -552,3 +552,141 @@ def test_a_crash_between_a_rounds_renames_and_its_fsyncs_loses_nothing(
     found, _settling = folder.scan()
     assert {o.status for o in found} == {"duplicate"}
     assert len(rows()) == 3
+
+
+# -- a file replaced by its sender after Vigie read it ---------------------------------------
+
+
+def _swap_before_the_move(
+    monkeypatch: pytest.MonkeyPatch, folder: HotFolder, swap: Any
+) -> list[str]:
+    """Run `swap` once, after the round is committed and before its first file moves: the
+    window where the sender's new file used to be moved to done/ as if stored."""
+    swapped: list[str] = []
+    real = type(folder.box).move_in
+
+    def move_in(box: Any, depot: Any, name: str, place: str, target: str) -> str:
+        if not swapped:
+            swapped.append(name)
+            swap(name)
+        return real(box, depot, name, place, target)
+
+    monkeypatch.setattr(type(folder.box), "move_in", move_in)
+    return swapped
+
+
+def stored_contents() -> list[bytes]:
+    return sorted(content(row) for row in rows())
+
+
+def stored_as(*files: bytes) -> list[bytes]:
+    """What `stored_contents` holds once these files are stored: each patient's own part."""
+    parsed = [(raw, parse(raw)) for raw in files]
+    return sorted(patient_bytes(raw, p, report) for raw, p in parsed for report in p.patients)
+
+
+def test_attack_a_file_renamed_over_after_the_read_is_given_back_and_stored_not_lost(
+    folder: HotFolder, drop: Path, outbox: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first, second = _lab(1), _lab(2)
+    (drop / "CR.hpr").write_bytes(first)
+
+    def renamed_over(name: str) -> None:
+        # The lab's software delivers a new result under the same name: write, then rename.
+        (drop / ".CR.tmp").write_bytes(second)
+        (drop / ".CR.tmp").rename(drop / name)
+
+    _swap_before_the_move(monkeypatch, folder, renamed_over)
+    outcome = only(folder.scan())
+    assert outcome.status == "pending"  # the file read was stored...
+    assert stored_contents() == stored_as(first)
+    # ...and the one renamed over it was neither moved to done/ as if stored nor lost.
+    assert (drop / "CR.hpr").read_bytes() == second
+    assert "CR.hpr" not in names(outbox / "done")
+    assert "replaced after Vigie read it" in (outbox / "done" / "CR.reason.txt").read_text()
+    assert "replaced after Vigie read it" in folder.out.getvalue()  # type: ignore[attr-defined]
+    monkeypatch.undo()
+    assert only(folder.scan()).status == "pending"
+    assert stored_contents() == stored_as(first, second)
+    assert names(drop) == set()
+    assert not [n for n in (outbox / "done").iterdir() if n.name.startswith(".vigie-moving-")]
+
+
+def test_attack_a_file_rewritten_in_place_after_the_read_is_given_back_and_stored(
+    folder: HotFolder, drop: Path, outbox: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first, second = _lab(3), _lab(4)
+    (drop / "CR.hpr").write_bytes(first)
+    # Same inode, new bytes: only its size and modification time tell.
+    _swap_before_the_move(monkeypatch, folder, lambda name: (drop / name).write_bytes(second))
+    only(folder.scan())
+    assert (drop / "CR.hpr").read_bytes() == second
+    monkeypatch.undo()
+    only(folder.scan())
+    assert stored_contents() == stored_as(first, second)
+
+
+def test_attack_a_replaced_file_is_not_deleted_with_delete_done(
+    folder: HotFolder, drop: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder.delete_done = True
+    first, second = _lab(5), _lab(6)
+    (drop / "CR.hpr").write_bytes(first)
+
+    def renamed_over(name: str) -> None:
+        (drop / ".CR.tmp").write_bytes(second)
+        (drop / ".CR.tmp").rename(drop / name)
+
+    # --delete-done used to unlink whatever the name led to at the end of the round.
+    real = folder.box.remove_read
+
+    def remove_read(depot: Any, name: str) -> str:
+        renamed_over(name)
+        return real(depot, name)
+
+    monkeypatch.setattr(folder.box, "remove_read", remove_read)
+    only(folder.scan())
+    assert (drop / "CR.hpr").read_bytes() == second
+    monkeypatch.undo()
+    only(folder.scan())
+    assert stored_contents() == stored_as(first, second)
+    assert names(drop) == set()
+
+
+def test_a_new_file_under_the_given_back_name_is_never_overwritten(
+    folder: HotFolder, drop: Path, outbox: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first, second, third = _lab(7), _lab(8), _lab(9)
+    (drop / "CR.hpr").write_bytes(first)
+    real = type(folder.box).give_back
+
+    def third_arrives(box: Any, depot: Any, place: str, moving: str, name: str) -> str:
+        (drop / name).write_bytes(third)  # yet another delivery, in the same instant
+        return real(box, depot, place, moving, name)
+
+    monkeypatch.setattr(type(folder.box), "give_back", third_arrives)
+    _swap_before_the_move(monkeypatch, folder, lambda name: (drop / name).write_bytes(second))
+    only(folder.scan())
+    assert (drop / "CR.hpr").read_bytes() == third
+    assert (drop / "CR~2.hpr").read_bytes() == second
+    monkeypatch.undo()
+    folder.scan()
+    assert stored_contents() == stored_as(first, second, third)
+
+
+def test_a_file_left_on_its_way_out_by_a_crash_is_given_back_once_and_never_stored_twice(
+    folder: HotFolder, drop: Path, outbox: Path
+) -> None:
+    stored, unstored = _lab(10), _lab(11)
+    (drop / "A.hpr").write_bytes(stored)
+    only(folder.scan())
+    # A crash between a file's two renames leaves it under its moving name in done/: one
+    # whose round committed (stored), and one whose bytes were a replacement (not stored).
+    (outbox / "done" / "A.hpr").rename(outbox / "done" / ".vigie-moving-A.hpr")
+    (outbox / "done" / ".vigie-moving-B.hpr").write_bytes(unstored)
+    with folder.locked():
+        assert names(drop) == {"A.hpr", "B.hpr"}
+        found, _settling = folder.scan()
+    assert {o.name: o.status for o in found} == {"A.hpr": "duplicate", "B.hpr": "pending"}
+    assert stored_contents() == stored_as(stored, unstored)
+    assert not [n for n in (outbox / "done").iterdir() if n.name.startswith(".vigie-moving-")]
