@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import logging
 from concurrent.futures import Executor
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -48,19 +49,22 @@ from vigie.intake.depot import DONE, QUARANTINE, NotRegular
 from vigie.intake.folder_notes import Outcome
 from vigie.intake.hprim.channel import (
     Audit,
+    Part,
     StoredFile,
     already_received,
     arrivals,
     file_control_id,
+    read_parts,
     section_control_id,
 )
 from vigie.intake.hprim.parser import MAX_BYTES
+from vigie.intake.hprim.result import HprimFile
 from vigie.intake.models import ReceivedMessage
 from vigie.lib import rawsql
 from vigie.records.batch import Arrival, commit_round, prepare_round
 from vigie.records.ingest_errors import InvalidDocument, StorageUnavailable
 from vigie.records.models import Document, PendingDocument
-from vigie.records.receive import Received
+from vigie.records.receive import Received, ins_lookups
 
 if TYPE_CHECKING:
     from vigie.intake.folder import HotFolder
@@ -133,9 +137,25 @@ def take_round(
             round_.files.append(_File(name, content, file_control_id(content)))
     left = names[len(taken) :]
     _set_aside_duplicates(folder, round_)
-    _to_arrivals(folder, round_)
-    if round_.arrivals:
-        outcomes = commit_round(prepare_round(round_.arrivals, executor=executor))
+    parsed = _parse(folder, round_)
+    prepared = None
+    with ExitStack() as lookups:
+        try:
+            # One query for every NIR of the round; the NIR checks below and the matches of
+            # prepare_round answer from it.
+            lookups.enter_context(
+                ins_lookups(nir for _e, (_f, parts) in parsed for nir in _nirs(parts))
+            )
+        except DatabaseError as exc:
+            for each, _parts in parsed:
+                folder._warn_once(each.name, "db", _("database unavailable, %(file)s waits: "
+                                  "%(error)s") % {"file": each.name, "error": exc})  # fmt: skip
+            parsed = []
+        _to_arrivals(folder, round_, parsed)
+        if round_.arrivals:
+            prepared = prepare_round(round_.arrivals, executor=executor)
+    if prepared is not None:
+        outcomes = commit_round(prepared)
         for each in round_.files:
             _settle(folder, each, outcomes[each.first : each.first + each.count], round_)
     done = folder._move_round(round_.moves)
@@ -220,11 +240,29 @@ def _already_taken(source: str, file_ids: list[str]) -> set[str]:
         return {first[row[0]] for row in cursor.fetchall()}
 
 
-def _to_arrivals(folder: HotFolder, round_: _Round) -> None:
-    """Each file's patients as one unit of arrivals; a file the parse refuses is set aside
-    for quarantine/ with the line to fix, before anything of it is stored."""
+_Parsed = list[tuple[_File, tuple[HprimFile, list[Part]]]]
+
+
+def _parse(folder: HotFolder, round_: _Round) -> _Parsed:
+    """Every file of the round parsed; a file the parse refuses is set aside for quarantine/
+    with the line to fix, before anything of it is stored."""
+    parsed: _Parsed = []
+    for each in round_.files:
+        try:
+            parsed.append((each, read_parts(each.content, folder.source_system, folder.today())))
+        except InvalidDocument as exc:
+            round_.moves.append(_refusal(each.name, str(exc)))
+    return parsed
+
+
+def _nirs(parts: list[Part]) -> list[str]:
+    return [part.report.nir for part in parts if part.report.nir]
+
+
+def _to_arrivals(folder: HotFolder, round_: _Round, parsed: _Parsed) -> None:
+    """Each parsed file's patients as one unit of arrivals."""
     kept: list[_File] = []
-    for unit, each in enumerate(round_.files):
+    for unit, (each, read) in enumerate(parsed):
         try:
             facts, found = arrivals(
                 each.content,
@@ -236,6 +274,7 @@ def _to_arrivals(folder: HotFolder, round_: _Round) -> None:
                 unit=unit,
                 extra={"file": each.name},
                 today=folder.today(),
+                parsed=read,
             )
         except InvalidDocument as exc:
             round_.moves.append(_refusal(each.name, str(exc)))

@@ -23,7 +23,9 @@ from __future__ import annotations
 
 import io
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field, replace
 from datetime import date
 from typing import Any, BinaryIO
@@ -130,6 +132,47 @@ def in_own_source(sender: Sender, source_system: str) -> Sender:
     return replace(sender, ipp_source=own)
 
 
+# The patients of a round of documents by INS (the hot folder's HPRIM rounds): looked up all
+# at once, and each at most once for the round, instead of once per document and once more by
+# the HPRIM NIR check. Per thread and per context (a ContextVar), so rounds never share it.
+_by_ins: ContextVar[dict[str, Patient | None] | None] = ContextVar("vigie_by_ins", default=None)
+_PREFETCH_CHUNK = 500  # below every backend's limit on parameters per statement
+
+
+@contextmanager
+def ins_lookups(prefetch: Iterable[str] = ()) -> Iterator[None]:
+    """Within the block, `patient_by_ins` answers each INS from one look-up: those in
+    `prefetch` by one query, others on first use. For a round whose rows are written within
+    moments of its checks, as every document's own look-up already is; never across rounds.
+    A nested block shares the outer one's answers."""
+    if _by_ins.get() is not None:
+        yield
+        return
+    memo: dict[str, Patient | None] = {}
+    wanted = sorted({ins for ins in prefetch if ins})
+    for start in range(0, len(wanted), _PREFETCH_CHUNK):
+        chunk = wanted[start : start + _PREFETCH_CHUNK]
+        memo.update(dict.fromkeys(chunk))
+        memo.update({p.ins: p for p in Patient.objects.filter(ins__in=chunk) if p.ins})
+    token = _by_ins.set(memo)
+    try:
+        yield
+    finally:
+        _by_ins.reset(token)
+
+
+def patient_by_ins(ins: str) -> Patient | None:
+    """The patient holding this INS, or None (through the round's answers in `ins_lookups`)."""
+    memo = _by_ins.get()
+    if memo is None:
+        # Raw, by the unique column: on every received document, the ORM's query cost more
+        # CPU than the database's answer.
+        return rawsql.first_by(Patient, "ins", ins, connection)
+    if ins not in memo:
+        memo[ins] = rawsql.first_by(Patient, "ins", ins, connection)
+    return memo[ins]
+
+
 def match_patient(sender: Sender) -> Match:
     """The patient these identifiers designate exactly, or why there is none."""
     for name in ("ins", "ipp", "ipp_source", "family_name", "given_names", "sex"):
@@ -148,9 +191,7 @@ def match_patient(sender: Sender) -> Match:
             "no patient identification: send the INS, or the IPP with its assigning system, "
             "or at least the patient's names and birth date"
         )
-    # Raw lookups by a unique column: on every received document, the ORM's query cost more
-    # CPU than the database's answer.
-    by_ins = rawsql.first_by(Patient, "ins", ins, connection) if ins else None
+    by_ins = patient_by_ins(ins) if ins else None
     by_ipp: Patient | None = None
     if ipp:
         if sender.ipp_source:

@@ -220,13 +220,15 @@ def arrivals(
     unit: int,
     extra: dict[str, object] | None = None,
     today: datetime.date | None = None,
+    parsed: tuple[HprimFile, list[Part]] | None = None,
 ) -> tuple[StoredFile, list[Arrival]]:
     """`receive_file` for a round (`records.batch`): the file's patients as arrivals of one
     unit, so that the round stores them all or none; the same checks, rows and events.
     Returns the file's facts (its id and parse warnings; `patients` empty until the round's
     outcomes fill them in). InvalidDocument as `receive_file`; a DatabaseError when the
-    NIR cannot be looked up."""
-    parsed, parts = read_parts(raw, source_system, today)
+    NIR cannot be looked up. `parsed`: `read_parts(raw, source_system, today)` if the
+    caller has it already (a round reads every file before it looks up their NIRs)."""
+    parsed_file, parts = parsed or read_parts(raw, source_system, today)
     file_id = file_control_id(raw)
     found = [
         Arrival(
@@ -238,13 +240,13 @@ def arrivals(
             within=_remember(received_as, source, file_id, index, audit),
             results=part.values,
             inspected=ContentReport(
-                CONTENT_TYPE, warnings=_warnings_of(parsed, part.report, index)
+                CONTENT_TYPE, warnings=_warnings_of(parsed_file, part.report, index)
             ),
             unit=unit,
         )
         for index, part in enumerate(parts, start=1)
     ]
-    return StoredFile(file_id, [], list(parsed.warnings)), found
+    return StoredFile(file_id, [], list(parsed_file.warnings)), found
 
 
 def _remember(

@@ -19,11 +19,7 @@ Not model-free (it looks the NIR up), so the package's `__init__` does not impor
 
 from __future__ import annotations
 
-from django.db import connection
-
-from vigie.lib import rawsql
-from vigie.records.models import Patient
-from vigie.records.receive import Sender
+from vigie.records.receive import Sender, patient_by_ins
 
 from .identity import nir_contradiction
 from .result import PatientReport
@@ -34,9 +30,8 @@ def matchable_nir(report: PatientReport) -> str | None:
     nir = report.nir
     if nir is None or nir_contradiction(nir, report.birth_date) is not None:
         return None
-    # Raw, by the unique column, as `records.receive.match_patient` looks the INS up: on
-    # every patient of every file, the ORM's query cost more CPU than the answer.
-    holder = rawsql.first_by(Patient, "ins", nir, connection)
+    # As `records.receive.match_patient` looks the INS up (once per round in a folder round).
+    holder = patient_by_ins(nir)
     if holder is None:
         return nir
     if holder.birth_date != report.birth_date:
