@@ -203,8 +203,22 @@ def after_calls(owner, name, count):
         return result
     setattr(owner, name, wrapper)
 
+def after_leaving(count):
+    # A file out of the depot under its moving name, not yet under its own (depot.move_in).
+    from vigie.intake import depot
+    real = os.rename
+    def rename(src, dst, **kwargs):
+        real(src, dst, **kwargs)
+        if str(dst).startswith(depot.MOVING):
+            seen.append(dst)
+            if len(seen) == count:
+                die()
+    depot.os.rename = rename
+
 if point == "before_commit":
     before(folder_hprim, "commit_round")
+elif point == "between_renames":
+    after_leaving(after)
 elif point == "before_moves":
     before(folder.HotFolder, "_move_round")
 else:
@@ -222,6 +236,8 @@ ROUND = 4
         ("before_commit", 0),  # blobs sealed and fsynced together, no row yet
         ("before_moves", 0),  # the round committed, no file moved
         ("mid_renames", 2),  # half the round's files renamed into done/
+        # the second file out of the depot, under its moving name in done/ (the first moved)
+        ("between_renames", 2),
         ("before_dir_fsyncs", ROUND),  # every file renamed, done/ and the depot not fsynced
     ],
 )
@@ -256,6 +272,7 @@ def test_sigkill_at_each_step_of_a_round_loses_no_file_and_stores_none_twice(
 
     done = outbox / "done"
     assert {p.name for p in folder.iterdir()} == set()
+    assert not [p.name for p in done.iterdir() if p.name.startswith(".vigie-moving-")]
     assert {p.name for p in done.glob("*.hpr")} == set(dropped)
     view = _database_view(
         system,
@@ -277,6 +294,8 @@ def test_sigkill_at_each_step_of_a_round_loses_no_file_and_stores_none_twice(
         for r in done.glob("*.reason.txt")
         if any(words in r.read_text() for words in ("déjà reçu", "already received"))
     ]
-    moved_before = 0 if point in ("before_commit", "before_moves") else after
+    moved_before = {"before_commit": 0, "before_moves": 0, "between_renames": after - 1}.get(
+        point, after
+    )
     expected_again = 0 if point == "before_commit" else ROUND - moved_before
     assert len(again) == expected_again
