@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import hashlib
 import os
 import stat
 import weakref
@@ -408,7 +409,10 @@ class Outbox(_Dir):
         if expected is None:  # not read (a file refused unread, a lone PDF): nothing to compare
             os.rename(name, target, src_dir_fd=depot.fd, dst_dir_fd=where)
         else:
-            moving = MOVING + name
+            # A name within 14 bytes of the filesystem's limit has no room for the prefix: it
+            # is checked under its final name (a crash between that rename and the give-back
+            # would leave the unstored file in done/: for such names only).
+            moving = self.moving_name(place, name) or target
             os.rename(name, moving, src_dir_fd=depot.fd, dst_dir_fd=where)
             depot._read_as.pop(name, None)
             st = os.stat(moving, dir_fd=where, follow_symlinks=False)
@@ -418,13 +422,24 @@ class Outbox(_Dir):
                          "put back in the folder as %(name)s, to be taken on a next pass") % {
                     "name": given
                 }  # fmt: skip
-            os.rename(moving, target, src_dir_fd=where, dst_dir_fd=where)
+            if moving != target:
+                os.rename(moving, target, src_dir_fd=where, dst_dir_fd=where)
         return self._arrived(where, target)
+
+    def moving_name(self, place: str, name: str) -> str | None:
+        """`name` on its way out of the depot, in `place`; None if that would be too long."""
+        moving = MOVING + name
+        limit = os.fpathconf(self._places[place].fd, "PC_NAME_MAX")
+        return moving if len(os.fsencode(moving)) <= limit else None
 
     def remove_read(self, depot: Depot, name: str) -> str:
         """`move_in` for --delete-done: the file leaves the depot and is deleted, if it is the
         one Vigie read; "" then, else what happened (as `move_in`)."""
-        moving = MOVING + name
+        # A name too long for the prefix passes under a short one of its own (a crash before
+        # the unlink gives it back under that name: for such names only).
+        moving = (
+            self.moving_name(DONE, name) or MOVING + hashlib.sha256(os.fsencode(name)).hexdigest()
+        )
         note = self.move_in(depot, name, DONE, moving)
         if not note:
             os.unlink(moving, dir_fd=self._places[DONE].fd)

@@ -108,6 +108,15 @@ class FileMoves(OperatorNotes):
         the reason of `x.txt`, nor the reverse. `taken`: the place's names (lower case) as
         a round listed them, updated here with the names this stem claims."""
         stem, ext = _split(name)
+        # Room for the longest name this stem will carry (`.stem~N.reason.txt.tmp`, the
+        # reason's temporary name): a sender's name near the filesystem's limit is cut, or
+        # its reason could never be written and the file would stay in the depot, failing on
+        # every pass.
+        limit = os.fpathconf(self.box.place(place).fd, "PC_NAME_MAX")
+        longest = max(len(".reason.txt.tmp") + 1, len(os.fsencode(ext)))
+        room = limit - longest - len("~999999")
+        if len(os.fsencode(stem)) > room:
+            stem = os.fsdecode(os.fsencode(stem)[: max(room, 1)])
         listed = taken is not None
         if taken is None:
             taken = {n.lower() for n in self.box.place(place).names()}

@@ -746,3 +746,30 @@ def test_a_database_away_at_the_rounds_nir_look_up_leaves_every_file_to_wait(
     monkeypatch.undo()
     assert only(folder.scan()).status == "stored"
     assert Document.objects.get().patient == martin
+
+
+def test_a_name_at_the_filesystems_limit_is_moved_and_a_swap_under_it_given_back(
+    folder: HotFolder, drop: Path, outbox: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # 251 bytes: no room for the moving name's prefix (255 at most on ext4, XFS, tmpfs), nor
+    # for `<stem>.reason.txt`: it goes to done/ under a shorter stem, with its reason.
+    long = "L" * 247 + ".hpr"
+    first, second = _lab(12), _lab(13)
+    (drop / long).write_bytes(first)
+    assert only(folder.scan()).status == "pending"
+    [kept] = (outbox / "done").glob("L*.hpr")
+    assert kept.read_bytes() == first
+    assert len(kept.name) < len(long)
+    (drop / long).write_bytes(first)  # sent again: a duplicate, whose reason needs a name
+    assert only(folder.scan()).status == "duplicate"
+    assert len(list((outbox / "done").glob("L*.reason.txt"))) == 1
+    (drop / long).write_bytes(second)
+    _swap_before_the_move(monkeypatch, folder, lambda name: (drop / name).write_bytes(_lab(14)))
+    only(folder.scan())
+    assert (drop / long).read_bytes() == _lab(14)
+    assert len(list((outbox / "done").glob("L*.hpr"))) == 2
+    monkeypatch.undo()
+    folder.delete_done = True
+    only(folder.scan())
+    assert names(drop) == set()
+    assert stored_contents() == stored_as(first, second, _lab(14))
