@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import os
 import secrets
+import selectors
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,6 +45,20 @@ class System:
             argv, env=self.env, text=True, **kwargs
         )
         return process
+
+
+def first_line(process: subprocess.Popen[str], deadline: float) -> str:
+    """The first line `process` prints, or "" if it prints none before `deadline` (a
+    `time.monotonic()` value) or exits first."""
+    assert process.stdout is not None
+    with selectors.DefaultSelector() as selector:
+        selector.register(process.stdout, selectors.EVENT_READ)
+        while time.monotonic() < deadline:
+            if selector.select(timeout=max(0.0, deadline - time.monotonic())):
+                return process.stdout.readline()
+            if process.poll() is not None:
+                return ""
+    return ""
 
 
 def _base_env(home: Path) -> dict[str, str]:

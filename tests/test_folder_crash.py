@@ -17,7 +17,6 @@ import io
 import json
 import os
 import random
-import selectors
 import signal
 import subprocess
 import time
@@ -27,7 +26,7 @@ import pytest
 from reportlab.lib.pagesizes import A4
 from reportlab.pdfgen import canvas
 
-from tests.conftest import VIGIE, System
+from tests.conftest import VIGIE, System, first_line
 
 pytestmark = pytest.mark.slow
 
@@ -55,19 +54,6 @@ def _drop(folder: Path, stem: str, content: bytes, known: bool) -> None:
         temp = folder / f".{name}.part"
         temp.write_bytes(data)
         temp.rename(folder / name)
-
-
-def _first_line(process: subprocess.Popen[str], deadline: float) -> str:
-    """The first line the process prints, or "" if it prints none before `deadline`."""
-    assert process.stdout is not None
-    with selectors.DefaultSelector() as selector:
-        selector.register(process.stdout, selectors.EVENT_READ)
-        while time.monotonic() < deadline:
-            if selector.select(timeout=max(0.0, deadline - time.monotonic())):
-                return process.stdout.readline()
-            if process.poll() is not None:
-                return ""
-    return ""
 
 
 def _wait_for_half_move(done: Path, deadline: float) -> bool:
@@ -132,7 +118,7 @@ def test_sigkill_during_folder_intake_stores_every_file_once_or_leaves_it(
         elif run % 4 == 1:
             # Aimed at the narrowest window: a sidecar already in done/, its PDF not yet.
             caught_between_moves += _wait_for_half_move(outbox / "done", time.monotonic() + 30)
-        elif _first_line(process, time.monotonic() + 60):
+        elif first_line(process, time.monotonic() + 60):
             # A file has just been taken: the next ones are in flight (sealing,
             # committing, moving, a few milliseconds each).
             killed_after_a_file += 1

@@ -19,7 +19,6 @@ from __future__ import annotations
 import hashlib
 import json
 import random
-import selectors
 import signal
 import subprocess
 import sys
@@ -28,7 +27,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import VIGIE, System
+from tests.conftest import VIGIE, System, first_line
 from vigie.intake.hprim import parse, patient_bytes
 from vigie.intake.hprim.testing import Report, hprim, make_nir
 
@@ -55,18 +54,6 @@ def _drop(folder: Path, name: str, content: bytes) -> None:
     temp = folder / f".{name}.part"
     temp.write_bytes(content)
     temp.rename(folder / name)
-
-
-def _first_line(process: subprocess.Popen[str], deadline: float) -> str:
-    assert process.stdout is not None
-    with selectors.DefaultSelector() as selector:
-        selector.register(process.stdout, selectors.EVENT_READ)
-        while time.monotonic() < deadline:
-            if selector.select(timeout=max(0.0, deadline - time.monotonic())):
-                return process.stdout.readline()
-            if process.poll() is not None:
-                return ""
-    return ""
 
 
 def _database_view(system: System, hashes: list[str]) -> dict[str, list[int]]:
@@ -124,7 +111,7 @@ def test_sigkill_during_hprim_intake_stores_every_file_whole_once_or_leaves_it(
         process = system.popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
         if run % 2 == 1:
             time.sleep(rng.uniform(0.0, 2.5))
-        elif _first_line(process, time.monotonic() + 60):
+        elif first_line(process, time.monotonic() + 60):
             killed_after_a_file += 1
             # A second round while the watcher is warm: taken after the settle time (50 ms),
             # so a kill within 250 ms lands before, inside or after it.
