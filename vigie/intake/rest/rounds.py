@@ -24,6 +24,7 @@ event, releasing the interpreter.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from vigie.records.batch import Arrival, receive_many
@@ -45,8 +46,14 @@ class _Slot:
 class Rounds:
     """The uploads waiting in this process, and who leads the round that stores them."""
 
-    def __init__(self, round_uploads: int = ROUND_UPLOADS) -> None:
+    def __init__(
+        self,
+        round_uploads: int = ROUND_UPLOADS,
+        store: Callable[[list[Arrival]], Sequence[Received | Exception]] = receive_many,
+    ) -> None:
         self.round_uploads = round_uploads
+        # What stores a round: `receive_many` (another function only in tests of the rounds).
+        self.store = store
         self._lock = threading.Lock()
         self._waiting: list[_Slot] = []
         # Invariant: uploads wait only while a round is led (its leader hands on to them).
@@ -76,7 +83,9 @@ class Rounds:
             del self._waiting[: len(batch)]
         outcomes: list[Received | BaseException]
         try:
-            outcomes = list(receive_many([slot.arrival for slot in batch]))
+            outcomes = list(self.store([slot.arrival for slot in batch]))
+            if len(outcomes) != len(batch):
+                raise RuntimeError("internal error: a round answered for another number of uploads")
         except BaseException as exc:  # each waiting request must get an answer: this one
             outcomes = [exc] * len(batch)
         finally:
