@@ -33,10 +33,9 @@ from vigie.audit.log import AuditUnavailable, record
 from vigie.audit.refusals import THROTTLED
 from vigie.intake.apikeys import Refusal, authenticate
 from vigie.intake.models import ApiKey
-from vigie.intake.rest import idempotency, metadata, problems
+from vigie.intake.rest import idempotency, metadata, problems, rounds
 from vigie.intake.rest.openapi import schema
 from vigie.intake.rest.problems import FieldError, ProblemType, problem
-from vigie.intake.rest.rounds import rounds
 from vigie.intake.rest.uploads import MemoryOnlyUploadHandler
 from vigie.records.batch import Arrival
 from vigie.records.ingest import DocumentMeta
@@ -377,8 +376,8 @@ def _store(
         )
 
     try:
-        # With the uploads other threads of this process are storing at the same moment:
-        # one round of fsyncs and one transaction for all (rounds.py); the same outcome.
+        # Committed with the uploads other threads of this process have ready at the same
+        # moment: one transaction for all (rounds.py); the same outcome as receive().
         received = rounds.receive(Arrival(sender, document_meta, data, CHANNEL, within=within))
     except ForeignSource as exc:
         return _rejected(

@@ -1,6 +1,6 @@
 """REST uploads in rounds (`intake.rest.rounds`): who leads, who waits, who gets what.
 
-The rounds are driven here by a stand-in for `receive_many` that records each round and
+The rounds are driven here by a stand-in for the commit (`batch.commit_rounds`) that records each round and
 answers each upload with its own outcome, so that the hand-over between request threads is
 checked alone; the storing itself is `records.batch`'s (its own tests), and every view test
 in test_rest.py goes through a round of one.
@@ -54,10 +54,10 @@ class Store:
         ]
 
 
-def submit(rounds: Rounds, name: str, answers: dict[str, object]) -> threading.Thread:
+def submit(rounds: Rounds[Arrival], name: str, answers: dict[str, object]) -> threading.Thread:
     def run() -> None:
         try:
-            answers[name] = rounds.receive(arrival(name)).warnings
+            answers[name] = rounds.submit(arrival(name)).warnings
         except Exception as exc:  # the outcome this upload gets, for the assertions
             answers[name] = exc
 
@@ -66,7 +66,7 @@ def submit(rounds: Rounds, name: str, answers: dict[str, object]) -> threading.T
     return thread
 
 
-def waiting(rounds: Rounds, count: int) -> None:
+def waiting(rounds: Rounds[Arrival], count: int) -> None:
     event = threading.Event()
     for _ in range(int(WAIT * 100)):
         with rounds._lock:
@@ -79,15 +79,15 @@ def waiting(rounds: Rounds, count: int) -> None:
 def test_an_upload_alone_is_a_round_of_one() -> None:
     store = Store()
     store.release.set()
-    rounds = Rounds(store=store)
-    assert rounds.receive(arrival("a")).warnings == ["a"]
-    assert rounds.receive(arrival("b")).warnings == ["b"]
+    rounds = Rounds(store)
+    assert rounds.submit(arrival("a")).warnings == ["a"]
+    assert rounds.submit(arrival("b")).warnings == ["b"]
     assert store.rounds == [["a"], ["b"]]
 
 
 def test_uploads_arriving_during_a_round_share_the_next_each_with_its_own_outcome() -> None:
     store = Store()
-    rounds = Rounds(store=store)
+    rounds = Rounds(store)
     answers: dict[str, object] = {}
     threads = [submit(rounds, "first", answers)]
     assert store.first_started.wait(WAIT)
@@ -108,7 +108,7 @@ def test_uploads_arriving_during_a_round_share_the_next_each_with_its_own_outcom
 
 def test_a_round_is_bounded_and_the_rest_waits_for_the_next() -> None:
     store = Store()
-    rounds = Rounds(round_uploads=2, store=store)
+    rounds = Rounds(store, round_items=2)
     answers: dict[str, object] = {}
     threads = [submit(rounds, "first", answers)]
     assert store.first_started.wait(WAIT)
@@ -131,16 +131,16 @@ def test_a_round_that_fails_answers_every_upload_with_the_error_and_the_next_one
             raise OSError("the database went away")
         return [Received(warnings=["ok"]) for _ in arrivals]
 
-    rounds = Rounds(store=broken)
+    rounds = Rounds(broken)
     with pytest.raises(OSError, match="went away"):
-        rounds.receive(arrival("a"))
+        rounds.submit(arrival("a"))
     # The failed round handed nothing on: the next upload leads its own.
-    assert rounds.receive(arrival("b")).warnings == ["ok"]
+    assert rounds.submit(arrival("b")).warnings == ["ok"]
     assert calls == [1, 1]
 
 
 def test_a_round_answering_for_the_wrong_number_of_uploads_fails_them_all() -> None:
-    rounds = Rounds(store=lambda arrivals: [])
+    rounds: Rounds[Arrival] = Rounds(lambda arrivals: [])
     with pytest.raises(RuntimeError, match="another number"):
-        rounds.receive(arrival("a"))
+        rounds.submit(arrival("a"))
     assert not rounds._leading
