@@ -73,7 +73,7 @@ from vigie.vault.group import DirectSealGroup, SealGroup, seal_group
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["Arrival", "Round", "commit_round", "prepare_round", "receive_many"]
+__all__ = ["Arrival", "Round", "commit_round", "commit_rounds", "prepare_round", "receive_many"]
 
 
 @dataclass(frozen=True)
@@ -188,6 +188,31 @@ def commit_round(round_: Round) -> list[Received | Exception]:
             outcome = RuntimeError("internal error: a document of the round has no outcome")
         final.append(outcome)
     return final
+
+
+def commit_rounds(rounds: list[Round]) -> list[list[Received | Exception]]:
+    """Several prepared rounds committed in ONE transaction (REST: each request prepares its
+    own round, so blob fsyncs overlap, and concurrent requests share the commit); each
+    round's outcomes, as `commit_round` gives them. If that transaction fails, each round is
+    committed alone (`commit_round`), so only what is at fault fails."""
+    try:
+        with transaction.atomic(), audit_log.together():
+            for round_ in rounds:
+                for item in round_.ready:
+                    _insert(item)
+    except Exception:
+        logger.info("%d rounds failed together; committing each alone", len(rounds))
+        return [commit_round(round_) for round_ in rounds]
+    except BaseException:
+        for round_ in rounds:
+            round_.group.discard(r.row_id for r in round_.ready)
+            round_.group.close()
+        raise
+    for round_ in rounds:
+        for item in round_.ready:
+            _done(item, round_.outcomes)
+        round_.ready = []  # committed: nothing left for commit_round to insert
+    return [commit_round(round_) for round_ in rounds]
 
 
 def _whole_units(

@@ -25,7 +25,6 @@ from django.views.decorators.csrf import csrf_exempt
 
 from vigie.accounts.deny_by_default import authenticates_itself
 from vigie.audit.log import record
-from vigie.intake.apikeys import Refusal, authenticate
 from vigie.intake.hprim.channel import (
     Audit,
     already_received,
@@ -37,13 +36,7 @@ from vigie.intake.hprim.channel import (
 from vigie.intake.hprim.parser import MAX_BYTES
 from vigie.intake.models import ApiKey, ReceivedMessage
 from vigie.intake.rest import problems
-from vigie.intake.rest.views import (
-    RECEIVED_STATUS,
-    _declared_length,
-    _guarded,
-    _refused,
-    _rejected,
-)
+from vigie.intake.rest.views import RECEIVED_STATUS, _guarded, _rejected, admitted
 from vigie.records.ingest_errors import InvalidDocument, StorageUnavailable
 from vigie.records.inspection import HPRIM
 from vigie.records.models import Document, PendingDocument
@@ -66,33 +59,16 @@ def source_of(key: ApiKey) -> str:
 @_guarded
 def hprim_file(request: HttpRequest) -> HttpResponse:
     """Receive one HPRIM file (see the module docstring and the OpenAPI document)."""
-    key = authenticate(request)
-    if isinstance(key, Refusal):
-        return _refused(request, key)
-    if request.method != "POST":
-        return _rejected(
-            request,
-            key,
-            problems.METHOD_NOT_ALLOWED,
-            _("Only POST is accepted here: an API key can send documents, never read them."),
-            headers={"Allow": "POST"},
-        )
-    declared = _declared_length(request)
-    if declared is None:
-        return _rejected(
-            request,
-            key,
-            problems.LENGTH_REQUIRED,
-            _("Send a Content-Length header; chunked uploads are not accepted."),
-        )
-    if declared > MAX_BYTES:
-        return _rejected(
-            request,
-            key,
-            problems.PAYLOAD_TOO_LARGE,
+    key = admitted(
+        request,
+        MAX_BYTES,
+        lambda size: (
             _("The request declares %(size)s bytes; an HPRIM file may have at most %(limit)s.")
-            % {"size": declared, "limit": MAX_BYTES},
-        )
+            % {"size": size, "limit": MAX_BYTES}
+        ),
+    )
+    if isinstance(key, HttpResponse):
+        return key
     if request.content_type not in ACCEPTED_BODY_TYPES:
         return _rejected(
             request,

@@ -33,15 +33,16 @@ from vigie.audit.log import AuditUnavailable, record
 from vigie.audit.refusals import THROTTLED
 from vigie.intake.apikeys import Refusal, authenticate
 from vigie.intake.models import ApiKey
-from vigie.intake.rest import idempotency, metadata, problems
+from vigie.intake.rest import idempotency, metadata, problems, rounds
 from vigie.intake.rest.openapi import schema
 from vigie.intake.rest.problems import FieldError, ProblemType, problem
 from vigie.intake.rest.uploads import MemoryOnlyUploadHandler
+from vigie.records.batch import Arrival
 from vigie.records.ingest import DocumentMeta
 from vigie.records.ingest_errors import ForeignSource, InvalidDocument, StorageUnavailable
 from vigie.records.inspection import UPLOAD_TYPES as ACCEPTED_TYPES
 from vigie.records.models import Document, PendingDocument
-from vigie.records.receive import Received, Sender, receive
+from vigie.records.receive import Received, Sender
 
 logger = logging.getLogger(__name__)
 
@@ -142,35 +143,18 @@ def _guarded(view: View) -> View:
 @_guarded
 def documents(request: HttpRequest) -> HttpResponse:
     """Receive one document with its metadata (see the OpenAPI document)."""
-    key = authenticate(request)
-    if isinstance(key, Refusal):
-        return _refused(request, key)
-    if request.method != "POST":
-        return _rejected(
-            request,
-            key,
-            problems.METHOD_NOT_ALLOWED,
-            _("Only POST is accepted here: an API key can send documents, never read them."),
-            headers={"Allow": "POST"},
-        )
     limit: int = settings.VIGIE_MAX_DOCUMENT_SIZE
-    declared = _declared_length(request)
-    if declared is None:
-        return _rejected(
-            request,
-            key,
-            problems.LENGTH_REQUIRED,
-            _("Send a Content-Length header; chunked uploads are not accepted."),
-        )
-    if declared > limit + MULTIPART_ALLOWANCE:
-        # Refused on the header alone: not a byte of the body is read.
-        return _rejected(
-            request,
-            key,
-            problems.PAYLOAD_TOO_LARGE,
+    key = admitted(
+        request,
+        # Room for the multipart framing and the metadata part: refused on the header alone.
+        limit + MULTIPART_ALLOWANCE,
+        lambda size: (
             _("The request declares %(size)s bytes; a document may have at most %(limit)s.")
-            % {"size": declared, "limit": limit},
-        )
+            % {"size": size, "limit": limit}
+        ),
+    )
+    if isinstance(key, HttpResponse):
+        return key
     if request.content_type != "multipart/form-data":
         return _rejected(
             request,
@@ -188,6 +172,37 @@ def documents(request: HttpRequest) -> HttpResponse:
             _("An Idempotency-Key is 1 to 255 printable ASCII characters (a UUID is ideal)."),
         )
     return _receive(request, key, idempotency_key, limit)
+
+
+def admitted(
+    request: HttpRequest, max_declared: int, too_large: Callable[[int], str]
+) -> ApiKey | HttpResponse:
+    """The preamble of every upload endpoint, before a byte of the body is read: who is
+    asking (the API key: 401/403), what method (405), how big the body says it is (411,
+    and 413 above `max_declared`, whose `detail` is `too_large(declared size)`). The key,
+    or the problem to answer (already audited)."""
+    key = authenticate(request)
+    if isinstance(key, Refusal):
+        return _refused(request, key)
+    if request.method != "POST":
+        return _rejected(
+            request,
+            key,
+            problems.METHOD_NOT_ALLOWED,
+            _("Only POST is accepted here: an API key can send documents, never read them."),
+            headers={"Allow": "POST"},
+        )
+    declared = _declared_length(request)
+    if declared is None:
+        return _rejected(
+            request,
+            key,
+            problems.LENGTH_REQUIRED,
+            _("Send a Content-Length header; chunked uploads are not accepted."),
+        )
+    if declared > max_declared:
+        return _rejected(request, key, problems.PAYLOAD_TOO_LARGE, too_large(declared))
+    return key
 
 
 def _declared_length(request: HttpRequest) -> int | None:
@@ -361,7 +376,9 @@ def _store(
         )
 
     try:
-        received = receive(sender, document_meta, data, channel=CHANNEL, within=within)
+        # Committed with the uploads other threads of this process have ready at the same
+        # moment: one transaction for all (rounds.py); the same outcome as receive().
+        received = rounds.receive(Arrival(sender, document_meta, data, CHANNEL, within=within))
     except ForeignSource as exc:
         return _rejected(
             request,

@@ -520,12 +520,13 @@ def test_when_the_audit_log_is_unavailable_nothing_is_stored(
 def test_when_storage_fails_the_sender_is_told_to_retry_and_nothing_is_kept(
     client: Client, lab: tuple[ApiKey, str], vault_home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from vigie import vault
+    from vigie.vault.group import SealGroup
 
     def full(*args: Any, **kwargs: Any) -> Any:
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(vault, "seal", full)
+    # Uploads are stored in rounds (rest/rounds.py), whose blobs a SealGroup writes.
+    monkeypatch.setattr(SealGroup, "seal", full)
     patient = make_patient()
     response = send(client, lab[1], content=pdf(), meta=metadata(ins=patient.ins))
     _problem(response, 503, "storage-unavailable")

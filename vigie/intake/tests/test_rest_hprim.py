@@ -229,6 +229,16 @@ def test_a_declared_length_over_the_limit_is_refused_unread(
     nothing_stored()
 
 
+def test_a_body_without_content_length_is_refused_unread(
+    client: Client, lab: tuple[ApiKey, str]
+) -> None:
+    # The preamble shared with POST /api/v1/documents: chunked uploads are not accepted.
+    response = post(client, lab[1], hprim([Report()]), CONTENT_LENGTH="")
+    problem(response, 411, "length-required")
+    assert AuditEvent.objects.filter(action="intake.rejected").get().extra["key"] == "labo-bio"
+    nothing_stored()
+
+
 def test_a_get_is_refused_and_reads_nothing(client: Client, lab: tuple[ApiKey, str]) -> None:
     response = client.get(URL, HTTP_AUTHORIZATION=f"Bearer {lab[1]}")
     problem(response, 405, "method-not-allowed")
