@@ -272,9 +272,18 @@ def test_it_refuses_to_listen_beyond_loopback_without_mutual_tls(
     host: str, pki: dict[str, Any]
 ) -> None:
     cert, key = pki["server"]
-    for extra in ([], ["--tls-cert", str(cert), "--tls-key", str(key)]):
-        with pytest.raises(SystemExit, match="needs mutual TLS"):
-            call_command("intake", "mllp", "--host", host, "--sender", "lab", *extra)
+    # With several listener processes too: refused before any of them is forked.
+    for processes in (["--processes", "1"], ["--processes", "3"], []):
+        for extra in ([], ["--tls-cert", str(cert), "--tls-key", str(key)]):
+            with pytest.raises(SystemExit, match="needs mutual TLS"):
+                call_command(
+                    "intake", "mllp", "--host", host, "--sender", "lab", *processes, *extra
+                )
+
+
+def test_it_refuses_fewer_than_one_listener_process() -> None:
+    with pytest.raises(SystemExit, match="--processes must be at least 1"):
+        call_command("intake", "mllp", "--sender", "lab", "--processes", "0")
 
 
 def test_plain_mllp_on_loopback_needs_a_configured_sender(db: None) -> None:
