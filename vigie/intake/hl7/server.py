@@ -283,7 +283,10 @@ class MllpServer:
                 )
                 return
             while not self.stopping.is_set():
-                data = await asyncio.wait_for(reader.read(65536), self.settings.idle_timeout)
+                # A deadline on the read, not wait_for(): that wraps each read in a task of
+                # its own, a cost paid on every message.
+                async with asyncio.timeout(self.settings.idle_timeout):
+                    data = await reader.read(65536)
                 if not data:
                     break
                 self._connections[task] = True
