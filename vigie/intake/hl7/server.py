@@ -47,7 +47,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any, TextIO, TypeVar
 
-from django.db import close_old_connections
+from django.db import close_old_connections, connections
 from hl7.client import CR, EB, SB
 
 from vigie.audit.log import record
@@ -414,7 +414,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
         type=int,
         default=None,
         help="listener processes sharing the port, each with its own rounds of group commit, "
-        f"to use several cores (default: one per core, here {default_processes()})",
+        "to use several cores (default: one per core on PostgreSQL, one on SQLite; here "
+        f"{default_processes()})",
     )
     parser.add_argument(
         "--idle-timeout",
@@ -487,7 +488,8 @@ def run(options: dict[str, Any], stdout: TextIO) -> None:
         asyncio.run(_main(settings, stdout, lambda: None))
         return
     if settings.sender:  # once, in the parent: a typo fails the start, not N listeners
-        _check_sender(settings.sender)
+        with ThreadPoolExecutor(max_workers=1) as apart:
+            apart.submit(_check_sender_apart, settings.sender).result()
     placeholder, port = reserve_port(settings.host, settings.port)
     shared = replace(settings, port=port)
 
@@ -515,6 +517,15 @@ def _check_sender(name: str) -> None:
             )
     finally:
         close_old_connections()
+
+
+def _check_sender_apart(name: str) -> None:
+    """`_check_sender` in a thread of its own, as `_main` runs it: the caller's connection
+    (a test's transaction) is left alone, and this thread's is closed before any fork."""
+    try:
+        _check_sender(name)
+    finally:
+        connections.close_all()
 
 
 async def _main(settings: Settings, stdout: TextIO | None, ready: Callable[[], None]) -> None:

@@ -8,6 +8,7 @@ no ACK and nothing is stored, whatever it sends.
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 import ssl
 import threading
@@ -317,3 +318,12 @@ def test_the_mllpsender_command_adds_lists_and_revokes(pki: dict[str, Any], db: 
 def test_the_server_itself_refuses_a_listener_beyond_loopback_without_mutual_tls() -> None:
     with pytest.raises(ValueError, match="needs mutual TLS"):
         MllpServer(Settings(host="0.0.0.0", sender="lab"))
+
+
+def test_the_default_is_one_listener_on_sqlite_and_one_per_core_on_postgresql() -> None:
+    from django.db import connection
+
+    from vigie.intake.hl7.processes import default_processes
+
+    cores = max(1, os.cpu_count() or 1)
+    assert default_processes() == (1 if connection.vendor == "sqlite" else cores)
