@@ -490,7 +490,12 @@ def run(options: dict[str, Any], stdout: TextIO) -> None:
     if settings.sender:  # once, in the parent: a typo fails the start, not N listeners
         with ThreadPoolExecutor(max_workers=1) as apart:
             apart.submit(_check_sender_apart, settings.sender).result()
-    placeholder, port = reserve_port(settings.host, settings.port)
+    try:
+        placeholder, port = reserve_port(settings.host, settings.port)
+    except OSError as exc:
+        raise SystemExit(
+            f"cannot listen on {settings.host}:{settings.port}: {exc.strerror or exc}"
+        ) from None
     shared = replace(settings, port=port)
 
     def serve(index: int, ready: Callable[[], None]) -> None:

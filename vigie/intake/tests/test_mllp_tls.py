@@ -327,3 +327,16 @@ def test_the_default_is_one_listener_on_sqlite_and_one_per_core_on_postgresql() 
 
     cores = max(1, os.cpu_count() or 1)
     assert default_processes() == (1 if connection.vendor == "sqlite" else cores)
+
+
+def test_several_listeners_on_a_port_taken_say_so(audit_committing: None) -> None:
+    from vigie.intake.models import MllpSender
+
+    MllpSender.objects.create(name="engine", source_system="HIS")
+    with socket.socket() as taken:  # no SO_REUSEPORT: nobody may share its port
+        taken.bind(("127.0.0.1", 0))
+        port = taken.getsockname()[1]
+        with pytest.raises(SystemExit, match=f"cannot listen on 127.0.0.1:{port}"):
+            call_command(
+                "intake", "mllp", "--port", str(port), "--sender", "engine", "--processes", "2"
+            )
