@@ -12,7 +12,10 @@ What each message becomes is the product's own conversion: the message sealed ex
 received, its observations parsed and sealed beside it (issue 20); nothing is rendered at
 intake.
 
-    python -m bench.mllp [--duration 5 --rounds 3 --database sqlite,postgresql]
+    python -m bench.mllp [--duration 5 --rounds 3 --database sqlite,postgresql --processes N]
+
+`--processes` is the server's own option (listener processes on the port); without it the
+server's default (one per core). The CPU reported is the whole process tree's.
 """
 
 from __future__ import annotations
@@ -124,6 +127,7 @@ def bench_one(
     duration: int,
     rounds: int,
     name: str,
+    processes: int | None = None,
 ) -> dict[str, Any]:
     """Rounds of 8 connections against one server; its rates, CPU and stored counts."""
     _vigie(env, "keys", "init")
@@ -139,6 +143,8 @@ def bench_one(
         argv = [sys.executable, "-m", "vigie", "intake", "mllp", "--port", str(port)]
         # The lab sends the clinic's own IPP, assigned by "CLINIQUE".
         argv += ["--local-authority", "CLINIQUE", "--sender", "bench-lab"]
+        if processes is not None:
+            argv += ["--processes", str(processes)]
         process = procs.start(argv, log, env=env)
         _wait_listening(port, process, log)
         for index in range(rounds):
@@ -170,6 +176,7 @@ def bench_one(
         "acknowledged": acked,
         "documents_stored": documents,
         "connections": CONNECTIONS,
+        "processes": processes,
         "target": MLLP_TARGET,
         "target_met": rate >= MLLP_TARGET,
     }
@@ -181,6 +188,7 @@ def run(
     duration: int,
     rounds: int,
     databases: tuple[str, ...] = ("sqlite", "postgresql"),
+    processes: int | None = None,
 ) -> dict[str, Any]:
     """{database: figures}; `env` is a production-mode environment without DATABASE_URL
     whose VIGIE_HOME each database's run replaces with a home of its own."""
@@ -201,7 +209,7 @@ def run(
                     results[database] = {"skipped": str(exc)}
                     continue
                 own["DATABASE_URL"] = url
-            results[database] = bench_one(work, own, duration, rounds, database)
+            results[database] = bench_one(work, own, duration, rounds, database, processes)
     return results
 
 
@@ -212,6 +220,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--duration", type=int, default=5)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--database", default="sqlite,postgresql")
+    parser.add_argument("--processes", type=int, default=None)
     options = parser.parse_args(argv)
     databases = tuple(d.strip() for d in options.database.split(",") if d.strip())
     with tempfile.TemporaryDirectory(prefix="vigie-bench-mllp-") as tmp:
@@ -222,6 +231,7 @@ def main(argv: list[str] | None = None) -> None:
             options.duration,
             options.rounds,
             databases,
+            options.processes,
         )
     for database, figures in results.items():
         if "messages_per_s" in figures:

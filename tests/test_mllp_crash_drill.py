@@ -6,6 +6,9 @@ several messages (group commit) when it dies. Several runs, each killed at a ran
 after each, a new server is started and every message sent but not acknowledged is sent
 again (what a sender does), together with a few that were acknowledged (a lost ACK).
 
+Run with one listener process and with two sharing the port (`--processes 2`), each
+killed whole (the process group, parent and listeners at once, as a power cut would).
+
 Afterwards: every acknowledged message is stored exactly once (one ReceivedMessage, one
 Document, whose blob opens and matches its hash); every message never acknowledged is
 stored at most once; no document exists without its message; `vault fsck` finds no missing
@@ -14,7 +17,9 @@ or corrupt blob; the audit chain verifies.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import random
 import signal
 import subprocess
@@ -68,11 +73,23 @@ class Sent:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
-def _start(system: System) -> tuple[subprocess.Popen[str], int]:
+def _start(system: System, processes: int) -> tuple[subprocess.Popen[str], int]:
     process = system.popen(
-        [*VIGIE, "intake", "mllp", "--port", "0", "--sender", "biomed-engine"],
+        [
+            *VIGIE,
+            "intake",
+            "mllp",
+            "--port",
+            "0",
+            "--sender",
+            "biomed-engine",
+            "--processes",
+            str(processes),
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
+        # A group of its own: the kill takes every listener, and nothing of this test.
+        start_new_session=True,
     )
     line = _read_line(process, 60)
     assert line.startswith("listening on mllp://127.0.0.1:"), line
@@ -121,35 +138,41 @@ def _resend(port: int, control_ids: list[str]) -> None:
         connection.close()
 
 
-def test_sigkill_during_a_burst_loses_no_acknowledged_message(system: System) -> None:
+def _kill_group(process: subprocess.Popen[str]) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait(30)
+
+
+@pytest.mark.parametrize("processes", [1, 2])
+def test_sigkill_during_a_burst_loses_no_acknowledged_message(
+    system: System, processes: int
+) -> None:
     system.run("shell", "-c", SEED)
     rng = random.Random(20261207)
     sent = Sent()
     resent_unacked: set[str] = set()
     stored_before_resend: dict[str, int] = {}
     for run in range(RUNS):
-        process, port = _start(system)
+        process, port = _start(system, processes)
         try:
             first_ack = threading.Event()
             threads = _burst(port, f"R{run}", sent, first_ack)
             assert first_ack.wait(60), "no message acknowledged"
             # Killed in the middle of the burst: rounds are in flight.
             time.sleep(rng.uniform(0.2, 1.0))
-            process.send_signal(signal.SIGKILL)
-            process.wait(30)
+            _kill_group(process)
             for thread in threads:
                 thread.join(60)
         finally:
-            if process.poll() is None:
-                process.kill()
-                process.wait()
+            _kill_group(process)
         # What survived of the unacknowledged ones, before they are sent again.
         counts = _check(system)["per_control_id"]
         for control_id in sent.unacked - resent_unacked:
             stored_before_resend[control_id] = counts.get(control_id, 0)
         # A new server; the sender sends again what it has no ACK for, and a few it has
         # (an ACK lost on the way back looks the same to it).
-        process, port = _start(system)
+        process, port = _start(system, processes)
         try:
             again = sorted(sent.unacked - resent_unacked)
             again += rng.sample(sorted(sent.acked), min(3, len(sent.acked)))
@@ -158,9 +181,7 @@ def test_sigkill_during_a_burst_loses_no_acknowledged_message(system: System) ->
             process.send_signal(signal.SIGTERM)
             process.communicate(timeout=60)
         finally:
-            if process.poll() is None:
-                process.kill()
-                process.wait()
+            _kill_group(process)
 
     state = _check(system)
     per_control_id: dict[str, int] = state["per_control_id"]
@@ -183,7 +204,7 @@ def test_sigkill_during_a_burst_loses_no_acknowledged_message(system: System) ->
     # The drill's counts, for the report (pytest -s shows them).
     survived = sum(stored_before_resend.values())
     print(
-        f"\nmllp crash drill: {RUNS} kills, {len(sent.acked)} acknowledged (each stored once), "
+        f"\nmllp crash drill ({processes} process(es)): {RUNS} kills, {len(sent.acked)} acknowledged (each stored once), "
         f"{len(stored_before_resend)} in flight at a kill: {survived} stored before the "
         f"resend, {len(stored_before_resend) - survived} absent; all stored once after it"
     )

@@ -39,6 +39,11 @@ print(json.dumps({
     "received_events": AuditEvent.objects.filter(action="intake.received").count(),
     "rejected_events": AuditEvent.objects.filter(action="intake.rejected").count(),
     "duplicate_events": AuditEvent.objects.filter(action="intake.duplicate").count(),
+    "listeners": {
+        action: sorted((e.extra["process"], e.extra["processes"])
+                       for e in AuditEvent.objects.filter(action=action))
+        for action in ("intake.mllp.started", "intake.mllp.stopped")
+    },
 }))
 """
 
@@ -85,7 +90,13 @@ def _batch() -> list[tuple[bytes, str]]:
     return batch
 
 
-def test_a_batch_over_real_sockets_is_acknowledged_and_stored_exactly_once(system: System) -> None:
+@pytest.mark.parametrize("processes", [1, 2])
+def test_a_batch_over_real_sockets_is_acknowledged_and_stored_exactly_once(
+    system: System, processes: int
+) -> None:
+    """The same batch, answered and stored the same by one listener process or by two
+    sharing the port (`--processes`): the kernel spreads the connections, and a retry landing
+    in the other process is still a duplicate."""
     system.run("shell", "-c", SEED)
     process = system.popen(
         [
@@ -98,6 +109,8 @@ def test_a_batch_over_real_sockets_is_acknowledged_and_stored_exactly_once(syste
             "0",
             "--sender",
             "biomed-engine",
+            "--processes",
+            str(processes),
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -110,7 +123,7 @@ def test_a_batch_over_real_sockets_is_acknowledged_and_stored_exactly_once(syste
         assert len(batch) >= 20
         # Two connections at once, like a lab with two interface channels; within each,
         # messages go one after another and the ACKs come back in the same order.
-        halves = {0: batch[0::2], 1: batch[1::2]}
+        halves = {i: batch[i::4] for i in range(4)}
         answers: dict[int, list[dict[str, str]]] = {}
         errors: list[BaseException] = []
 
@@ -164,3 +177,40 @@ def test_a_batch_over_real_sockets_is_acknowledged_and_stored_exactly_once(syste
     assert counts["received_events"] == len(stored) + 1
     assert counts["rejected_events"] == 6
     assert counts["duplicate_events"] == 2
+    # Each listener said when it started and when it stopped (a SIGTERM drains every one).
+    each = [[i, processes] for i in range(processes)]
+    assert counts["listeners"] == {"intake.mllp.started": each, "intake.mllp.stopped": each}
+    verify = system.run("audit", "verify", check=False)
+    assert verify.returncode == 0, verify.stdout + verify.stderr
+
+
+def test_a_listener_that_dies_takes_the_group_down(system: System) -> None:
+    """With --processes 2, a listener killed on its own stops the other and the parent
+    exits with an error (systemd restarts the service whole, never silently short of one);
+    the parent killed, the kernel stops the listeners (nothing keeps the port)."""
+    import psutil
+
+    system.run("shell", "-c", SEED)
+    argv = [*VIGIE, "intake", "mllp", "--port", "0", "--sender", "biomed-engine"]
+    for victim in ("listener", "parent"):
+        process = system.popen(
+            [*argv, "--processes", "2"], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
+        try:
+            assert _read_line(process, 60).startswith("listening on mllp://")
+            listeners = psutil.Process(process.pid).children()
+            assert len(listeners) == 2
+            if victim == "listener":
+                listeners[0].kill()
+                _out, err = process.communicate(timeout=60)
+                assert process.returncode != 0
+                assert "an MLLP listener process failed" in err
+            else:
+                process.kill()
+                process.wait(30)
+            _gone, alive = psutil.wait_procs(listeners, timeout=30)
+            assert alive == [], victim
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()

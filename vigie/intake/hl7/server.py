@@ -22,7 +22,8 @@ audit events commit in one transaction, and only then does each connection write
 While a round is on the disk the next one gathers, so under load a message costs a share of
 the fsyncs instead of three of its own, and an ACK still never precedes its commit. The
 Django work runs in worker threads so the event loop never blocks on the database or the
-disk; one round at a time (SQLite serialises writers anyway).
+disk; one round at a time (SQLite serialises writers anyway). `--processes N` runs N such
+servers on the one port, each with its own rounds, to use N cores (`processes.py`).
 
 Refusals without a message to read: a frame larger than --max-message-bytes is read to its
 end and discarded, then answered AR (the connection stays usable); bytes outside any frame
@@ -41,18 +42,19 @@ import ipaddress
 import logging
 import ssl
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, TextIO, TypeVar
 
-from django.db import close_old_connections
+from django.db import close_old_connections, connections
 from hl7.client import CR, EB, SB
 
 from vigie.audit.log import record
 from vigie.intake.hl7 import ack
 from vigie.intake.hl7.handler import Reply, refuse
 from vigie.intake.hl7.parser import ErrorCode, Header, HL7Error, peek_header
+from vigie.intake.hl7.processes import default_processes, reserve_port, run_group
 from vigie.intake.hl7.rounds import Rounds, in_worker
 from vigie.intake.models import MllpSender
 from vigie.intake.senders import fingerprint, loopback_sender, sender_for_certificate
@@ -172,6 +174,9 @@ class Settings:
     tls_crl: str = ""
     # Without client certificates (loopback only): the one sender this listener speaks for.
     sender: str = ""
+    # Listener processes on the port; above 1 each binds it with SO_REUSEPORT.
+    processes: int = 1
+    process_index: int = 0
 
     @property
     def mutual_tls(self) -> bool:
@@ -278,7 +283,10 @@ class MllpServer:
                 )
                 return
             while not self.stopping.is_set():
-                data = await asyncio.wait_for(reader.read(65536), self.settings.idle_timeout)
+                # A deadline on the read, not wait_for(): that wraps each read in a task of
+                # its own, a cost paid on every message.
+                async with asyncio.timeout(self.settings.idle_timeout):
+                    data = await reader.read(65536)
                 if not data:
                     break
                 self._connections[task] = True
@@ -315,6 +323,7 @@ class MllpServer:
             self.settings.port,
             ssl=self._ssl_context(),
             limit=65536,
+            reuse_port=self.settings.processes > 1 or None,
         )
         self.port = server.sockets[0].getsockname()[1]
         rounds = asyncio.create_task(self.rounds.run())
@@ -401,6 +410,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--workers", type=int, default=4, help="messages stored concurrently (default 4)"
     )
     parser.add_argument(
+        "--processes",
+        type=int,
+        default=None,
+        help="listener processes sharing the port, each with its own rounds of group commit, "
+        "to use several cores (default: one per core on PostgreSQL, one on SQLite; here "
+        f"{default_processes()})",
+    )
+    parser.add_argument(
         "--idle-timeout",
         type=float,
         default=300.0,
@@ -420,6 +437,10 @@ def _settings(options: dict[str, Any]) -> Settings:
         raise SystemExit("--max-message-bytes must be at least 1024")
     if int(options["workers"]) < 1:
         raise SystemExit("--workers must be at least 1")
+    processes = options.get("processes")
+    processes = default_processes() if processes is None else int(processes)
+    if processes < 1:
+        raise SystemExit("--processes must be at least 1")
     if options.get("tls_client_ca") and not options.get("tls_cert"):
         raise SystemExit("--tls-client-ca needs --tls-cert and --tls-key (the server's own)")
     if options.get("tls_crl") and not options.get("tls_client_ca"):
@@ -446,6 +467,7 @@ def _settings(options: dict[str, Any]) -> Settings:
         tls_client_ca=options.get("tls_client_ca") or "",
         tls_crl=options.get("tls_crl") or "",
         sender=options.get("sender") or "",
+        processes=processes,
     )
     problem = exposure_problem(chosen)
     if problem:
@@ -462,7 +484,32 @@ def run(options: dict[str, Any], stdout: TextIO) -> None:
     # the latency the throughput. 0.5 ms: +10-40 % messages/s in bench/mllp.py, same CPU;
     # 0.1 ms was slower again. This process runs nothing else.
     sys.setswitchinterval(_SWITCH_INTERVAL_S)
-    asyncio.run(_main(settings, stdout))
+    if settings.processes == 1:
+        asyncio.run(_main(settings, stdout, lambda: None))
+        return
+    if settings.sender:  # once, in the parent: a typo fails the start, not N listeners
+        with ThreadPoolExecutor(max_workers=1) as apart:
+            apart.submit(_check_sender_apart, settings.sender).result()
+    try:
+        placeholder, port = reserve_port(settings.host, settings.port)
+    except OSError as exc:
+        raise SystemExit(
+            f"cannot listen on {settings.host}:{settings.port}: {exc.strerror or exc}"
+        ) from None
+    shared = replace(settings, port=port)
+
+    def serve(index: int, ready: Callable[[], None]) -> None:
+        placeholder.close()
+        asyncio.run(_main(replace(shared, process_index=index), None, ready))
+
+    def announce() -> None:
+        placeholder.close()
+        _announce(shared, port, stdout)
+
+    with placeholder:
+        run_group(settings.processes, serve, announce, stdout)
+    stdout.write("stopped\n")
+    stdout.flush()
 
 
 def _check_sender(name: str) -> None:
@@ -477,21 +524,40 @@ def _check_sender(name: str) -> None:
         close_old_connections()
 
 
-async def _main(settings: Settings, stdout: TextIO) -> None:
+def _check_sender_apart(name: str) -> None:
+    """`_check_sender` in a thread of its own, as `_main` runs it: the caller's connection
+    (a test's transaction) is left alone, and this thread's is closed before any fork."""
+    try:
+        _check_sender(name)
+    finally:
+        connections.close_all()
+
+
+async def _main(settings: Settings, stdout: TextIO | None, ready: Callable[[], None]) -> None:
     if settings.sender:
         await asyncio.to_thread(_check_sender, settings.sender)
     server = MllpServer(settings)
     loop = asyncio.get_running_loop()
     with stop_on_signals(lambda: loop.call_soon_threadsafe(server.stop)):
-        await _serve(server, settings, stdout)
+        await _serve(server, settings, stdout, ready)
 
 
-async def _serve(server: MllpServer, settings: Settings, stdout: TextIO) -> None:
+def _announce(settings: Settings, port: int, stdout: TextIO) -> None:
+    scheme = "mllps" if settings.tls_cert else "mllp"
+    stdout.write(f"listening on {scheme}://{settings.host}:{port}\n")
+    stdout.flush()
+
+
+async def _serve(
+    server: MllpServer, settings: Settings, stdout: TextIO | None, ready: Callable[[], None]
+) -> None:
+    """Serve until stopped; `stdout` (None in a listener of several) says when it listens
+    and when it stopped, `ready()` is called once it listens."""
     serving = asyncio.create_task(server.serve())
-    ready = asyncio.create_task(server.ready.wait())
-    await asyncio.wait({serving, ready}, return_when=asyncio.FIRST_COMPLETED)
+    listening = asyncio.create_task(server.ready.wait())
+    await asyncio.wait({serving, listening}, return_when=asyncio.FIRST_COMPLETED)
     if serving.done():
-        ready.cancel()
+        listening.cancel()
         await serving  # raises the bind error (address in use, bad certificate)
         return
     facts = {
@@ -500,12 +566,15 @@ async def _serve(server: MllpServer, settings: Settings, stdout: TextIO) -> None
         "tls": bool(settings.tls_cert),
         "mutual_tls": settings.mutual_tls,
         "sender": settings.sender,
+        "process": settings.process_index,
+        "processes": settings.processes,
     }
     await asyncio.to_thread(record, "intake.mllp.started", extra=facts)
-    scheme = "mllps" if settings.tls_cert else "mllp"
-    stdout.write(f"listening on {scheme}://{settings.host}:{server.port}\n")
-    stdout.flush()
+    if stdout is not None:
+        _announce(settings, server.port, stdout)
+    ready()
     await serving
     await asyncio.to_thread(record, "intake.mllp.stopped", extra=facts)
-    stdout.write("stopped\n")
-    stdout.flush()
+    if stdout is not None:
+        stdout.write("stopped\n")
+        stdout.flush()

@@ -7,6 +7,8 @@ from datetime import date, datetime
 
 import hl7
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from vigie.intake.hl7 import ack
 from vigie.intake.hl7.oru import read_oru
@@ -15,6 +17,7 @@ from vigie.intake.hl7.parser import (
     Header,
     HL7Error,
     Separators,
+    _split_field,
     parse,
     peek_header,
     unescape,
@@ -447,3 +450,11 @@ def test_a_nul_byte_is_refused_before_anything_is_looked_up() -> None:
         parse(raw)
     assert caught.value.code == ErrorCode.DATA_TYPE
     assert "NUL byte" in str(caught.value)
+
+
+@given(st.text(alphabet="ab^~&\\ |", max_size=30))
+def test_a_field_splits_the_same_with_or_without_separators_in_it(text: str) -> None:
+    # The parser skips the splits when a field holds no separator: same structure.
+    seps = Separators()
+    general = [[component.split("&") for component in rep.split("^")] for rep in text.split("~")]
+    assert _split_field(text, seps) == general

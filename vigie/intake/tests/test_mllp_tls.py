@@ -8,6 +8,7 @@ no ACK and nothing is stored, whatever it sends.
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 import ssl
 import threading
@@ -272,9 +273,18 @@ def test_it_refuses_to_listen_beyond_loopback_without_mutual_tls(
     host: str, pki: dict[str, Any]
 ) -> None:
     cert, key = pki["server"]
-    for extra in ([], ["--tls-cert", str(cert), "--tls-key", str(key)]):
-        with pytest.raises(SystemExit, match="needs mutual TLS"):
-            call_command("intake", "mllp", "--host", host, "--sender", "lab", *extra)
+    # With several listener processes too: refused before any of them is forked.
+    for processes in (["--processes", "1"], ["--processes", "3"], []):
+        for extra in ([], ["--tls-cert", str(cert), "--tls-key", str(key)]):
+            with pytest.raises(SystemExit, match="needs mutual TLS"):
+                call_command(
+                    "intake", "mllp", "--host", host, "--sender", "lab", *processes, *extra
+                )
+
+
+def test_it_refuses_fewer_than_one_listener_process() -> None:
+    with pytest.raises(SystemExit, match="--processes must be at least 1"):
+        call_command("intake", "mllp", "--sender", "lab", "--processes", "0")
 
 
 def test_plain_mllp_on_loopback_needs_a_configured_sender(db: None) -> None:
@@ -308,3 +318,25 @@ def test_the_mllpsender_command_adds_lists_and_revokes(pki: dict[str, Any], db: 
 def test_the_server_itself_refuses_a_listener_beyond_loopback_without_mutual_tls() -> None:
     with pytest.raises(ValueError, match="needs mutual TLS"):
         MllpServer(Settings(host="0.0.0.0", sender="lab"))
+
+
+def test_the_default_is_one_listener_on_sqlite_and_one_per_core_on_postgresql() -> None:
+    from django.db import connection
+
+    from vigie.intake.hl7.processes import default_processes
+
+    cores = max(1, os.cpu_count() or 1)
+    assert default_processes() == (1 if connection.vendor == "sqlite" else cores)
+
+
+def test_several_listeners_on_a_port_taken_say_so(audit_committing: None) -> None:
+    from vigie.intake.models import MllpSender
+
+    MllpSender.objects.create(name="engine", source_system="HIS")
+    with socket.socket() as taken:  # no SO_REUSEPORT: nobody may share its port
+        taken.bind(("127.0.0.1", 0))
+        port = taken.getsockname()[1]
+        with pytest.raises(SystemExit, match=f"cannot listen on 127.0.0.1:{port}"):
+            call_command(
+                "intake", "mllp", "--port", str(port), "--sender", "engine", "--processes", "2"
+            )
