@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import io
 import socket
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
+from django.db import connection
 from reportlab.pdfgen.canvas import Canvas
 
 from vigie.intake.hl7.oru import INS_NIR_OID
 from vigie.intake.hl7.parser import Separators, unescape
+from vigie.intake.hl7.server import MllpServer, Settings
 from vigie.intake.models import MllpSender
 
 SB, EB, CR = b"\x0b", b"\x1c", b"\r"
@@ -172,3 +177,44 @@ def biomed() -> MllpSender:
         name="BIOMED", defaults={"source_system": "BIOMED"}
     )
     return sender
+
+
+@contextmanager
+def running(settings: Settings) -> Iterator[MllpServer]:
+    """The MLLP server on its own event loop in a thread of this process, for tests that
+    speak to it over a real socket; stopped (and waited for) at the end of the block.
+
+    On the tests' SQLite database (in memory, shared cache) a table written by one
+    connection cannot be read by another until the write commits: SQLite answers "database
+    table is locked" at once, where a file database in WAL mode (production) lets readers
+    read. So there, and only there, the rounds prepare and commit on one thread (one
+    connection), one after the other; elsewhere they overlap as in production.
+    """
+    mllp = MllpServer(settings)
+    if connection.vendor == "sqlite" and getattr(connection, "is_in_memory_db", bool)():
+        mllp.rounds.committer.shutdown()
+        mllp.rounds.committer = mllp.rounds.preparer
+    loop = asyncio.new_event_loop()
+    started = threading.Event()
+
+    def serve() -> None:
+        asyncio.set_event_loop(loop)
+
+        async def main() -> None:
+            task = asyncio.create_task(mllp.serve())
+            await mllp.ready.wait()
+            started.set()
+            await task
+
+        loop.run_until_complete(main())
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    assert started.wait(20), "the server did not start"
+    try:
+        yield mllp
+    finally:
+        loop.call_soon_threadsafe(mllp.stop)
+        thread.join(30)
+        assert not thread.is_alive(), "the server did not stop"
+        loop.close()

@@ -3,8 +3,6 @@ deframing, and the asyncio server on a real loopback socket."""
 
 from __future__ import annotations
 
-import asyncio
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,6 +24,7 @@ from vigie.intake.hl7.testing import (
     biomed,
     ed_segment,
     frame,
+    running,
     small_pdf,
 )
 from vigie.intake.models import MllpSender, ReceivedMessage
@@ -311,7 +310,7 @@ def test_the_framer_refuses_bytes_outside_a_frame_and_a_cut_frame():
 @pytest.fixture
 def server(audit_committing, vault_home) -> Iterator[MllpServer]:
     # One worker: the test database is SQLite in shared-cache memory, whose table locks do
-    # not wait (a file database waits; tests/test_mllp_server.py runs several workers).
+    # not wait (see `running`; tests/test_mllp_server.py runs several workers on a file).
     biomed()
     settings = Settings(
         host="127.0.0.1",
@@ -321,29 +320,8 @@ def server(audit_committing, vault_home) -> Iterator[MllpServer]:
         workers=1,
         sender="BIOMED",
     )
-    mllp = MllpServer(settings)
-    loop = asyncio.new_event_loop()
-    started = threading.Event()
-
-    def serve() -> None:
-        asyncio.set_event_loop(loop)
-
-        async def main() -> None:
-            task = asyncio.create_task(mllp.serve())
-            await mllp.ready.wait()
-            started.set()
-            await task
-
-        loop.run_until_complete(main())
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    assert started.wait(20), "the server did not start"
-    yield mllp
-    loop.call_soon_threadsafe(mllp.stop)
-    thread.join(30)
-    assert not thread.is_alive(), "the server did not stop"
-    loop.close()
+    with running(settings) as mllp:
+        yield mllp
 
 
 def test_the_server_acknowledges_messages_and_connections_concurrently(server, known):

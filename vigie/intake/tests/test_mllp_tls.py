@@ -7,13 +7,10 @@ no ACK and nothing is stored, whatever it sends.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import socket
 import ssl
-import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from io import StringIO
 from pathlib import Path
@@ -26,7 +23,7 @@ from django.core.management import call_command
 
 from vigie.audit.models import AuditEvent
 from vigie.intake.hl7.server import MllpServer, Settings, frame
-from vigie.intake.hl7.testing import CR, EB, Oru, ack_fields
+from vigie.intake.hl7.testing import CR, EB, Oru, ack_fields, running
 from vigie.intake.models import MllpSender, ReceivedMessage
 from vigie.intake.senders import add_sender, fingerprint, revoke_sender
 from vigie.lib.testing import (
@@ -57,35 +54,6 @@ def pki(tmp_path: Path) -> dict[str, Any]:
 def _sender_for(name: str, source: str, cert: Path) -> MllpSender:
     certificate = x509.load_pem_x509_certificate(cert.read_bytes())
     return add_sender(name, source_system=source, certificate=certificate, by="test")
-
-
-@contextmanager
-def running(settings: Settings) -> Iterator[MllpServer]:
-    mllp = MllpServer(settings)
-    loop = asyncio.new_event_loop()
-    started = threading.Event()
-
-    def serve() -> None:
-        asyncio.set_event_loop(loop)
-
-        async def main() -> None:
-            task = asyncio.create_task(mllp.serve())
-            await mllp.ready.wait()
-            started.set()
-            await task
-
-        loop.run_until_complete(main())
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    assert started.wait(20), "the server did not start"
-    try:
-        yield mllp
-    finally:
-        loop.call_soon_threadsafe(mllp.stop)
-        thread.join(30)
-        assert not thread.is_alive(), "the server did not stop"
-        loop.close()
 
 
 @pytest.fixture
