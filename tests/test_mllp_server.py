@@ -214,3 +214,49 @@ def test_a_listener_that_dies_takes_the_group_down(system: System) -> None:
             if process.poll() is None:
                 process.kill()
                 process.wait()
+
+
+def test_a_second_group_on_the_same_port_is_refused_not_joined(system: System) -> None:
+    """SO_REUSEPORT lets any process of the same user bind a port its group holds: a second
+    `--processes 2` started by mistake (a manual test beside the service) bound too and took
+    a share of the labs' connections. It is refused, with why, and the first keeps serving."""
+    system.run("shell", "-c", SEED)
+    argv = [*VIGIE, "intake", "mllp", "--host", "127.0.0.1", "--sender", "biomed-engine"]
+    first = system.popen(
+        [*argv, "--port", "0", "--processes", "2"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        line = _read_line(first, 60)
+        assert line.startswith("listening on mllp://127.0.0.1:"), line
+        port = line.rsplit(":", 1)[1].strip()
+        second = system.popen(
+            [*argv, "--port", port, "--processes", "2"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        try:
+            out, err = second.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            second.kill()
+            second.communicate()
+            pytest.fail("a second group started on the port the first one holds")
+        assert second.returncode != 0, out
+        assert "listening" not in out
+        assert f"another `vigie intake mllp` already listens on port {port}" in err
+        # The first group still answers.
+        message, expected = _batch()[0]
+        client = MllpClient("127.0.0.1", int(port))
+        try:
+            assert ack_fields(client.exchange(message))["code"] == expected
+        finally:
+            client.close()
+        assert first.poll() is None
+    finally:
+        first.send_signal(signal.SIGTERM)
+        try:
+            first.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            first.kill()
+            first.communicate()

@@ -18,12 +18,18 @@ and waits for them. A listener that dies on its own takes the group down (the ot
 stopped, the parent exits non-zero), so that systemd restarts the service whole rather than
 leaving it silently short of a listener; a listener whose parent dies is stopped by the
 kernel (PR_SET_PDEATHSIG), so nothing keeps the port after a kill -9 of the parent.
+
+The kernel lets any process of the same user join a SO_REUSEPORT group: a second `vigie
+intake mllp --processes N` started by mistake on the same port (a manual test beside the
+service) would bind too, and silently take a share of the labs' connections. The group
+therefore claims its port first (`claim_port`), and a second group is refused.
 """
 
 from __future__ import annotations
 
 import contextlib
 import ctypes
+import errno
 import logging
 import os
 import signal
@@ -65,6 +71,29 @@ def reserve_port(host: str, port: int) -> tuple[socket.socket, int]:
         placeholder.close()
         raise
     return placeholder, int(placeholder.getsockname()[1])
+
+
+class PortTaken(Exception):
+    """Another group of listeners already holds this port."""
+
+
+def claim_port(port: int) -> socket.socket:
+    """A socket that holds the claim on `port` for as long as it, or a listener that
+    inherited it, is open; PortTaken if another group holds it.
+
+    An abstract Unix socket named after the port: its name lives in the network namespace,
+    as the port does, and vanishes with the last process holding it, so a kill -9 leaves
+    nothing to clean up, and no file in a folder two installations might not share.
+    """
+    claim = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        claim.bind(f"\0vigie-mllp-port-{port}")
+    except OSError as exc:
+        claim.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise PortTaken(port) from None
+        raise
+    return claim
 
 
 def _die_with_parent(parent: int) -> None:

@@ -54,7 +54,13 @@ from vigie.audit.log import record
 from vigie.intake.hl7 import ack
 from vigie.intake.hl7.handler import Reply, refuse
 from vigie.intake.hl7.parser import ErrorCode, Header, HL7Error, peek_header
-from vigie.intake.hl7.processes import default_processes, reserve_port, run_group
+from vigie.intake.hl7.processes import (
+    PortTaken,
+    claim_port,
+    default_processes,
+    reserve_port,
+    run_group,
+)
 from vigie.intake.hl7.rounds import Rounds, in_worker
 from vigie.intake.models import MllpSender
 from vigie.intake.senders import fingerprint, loopback_sender, sender_for_certificate
@@ -496,6 +502,14 @@ def run(options: dict[str, Any], stdout: TextIO) -> None:
         raise SystemExit(
             f"cannot listen on {settings.host}:{settings.port}: {exc.strerror or exc}"
         ) from None
+    try:
+        claim = claim_port(port)
+    except PortTaken:
+        placeholder.close()
+        raise SystemExit(
+            f"another `vigie intake mllp` already listens on port {port}; stop it first "
+            "(two groups would share the labs' connections)"
+        ) from None
     shared = replace(settings, port=port)
 
     def serve(index: int, ready: Callable[[], None]) -> None:
@@ -506,7 +520,8 @@ def run(options: dict[str, Any], stdout: TextIO) -> None:
         placeholder.close()
         _announce(shared, port, stdout)
 
-    with placeholder:
+    # The claim is inherited by the listeners: it is held until the last of them ends.
+    with claim, placeholder:
         run_group(settings.processes, serve, announce, stdout)
     stdout.write("stopped\n")
     stdout.flush()
