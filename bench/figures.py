@@ -219,12 +219,19 @@ def ingest_figures(ingest: dict[str, Any]) -> list[dict[str, Any]]:
                 rate,
                 "msgs/s",
                 f"{rate:,.0f} messages/s"
-                + (f", {cpu_ms:.2f} ms server CPU/message" if cpu_ms is not None else ""),
+                + (f", {cpu_ms:.2f} ms server CPU/message" if cpu_ms is not None else "")
+                + _beside_previous(mllp),
                 f"≥ {mllp.get('target', 1000):,.0f} msgs/s",
                 mllp.get("target_met"),
             )
         )
     return figures
+
+
+def _beside_previous(result: dict[str, Any]) -> str:
+    """ " (R x the previous run)" where the stage compared itself (bench/previous.py)."""
+    ratio = result.get("ratio_to_previous")
+    return f" ({ratio:.2f} x the previous run)" if isinstance(ratio, (int, float)) else ""
 
 
 def _ingest_met(ratio: float | None, cpu: float | None) -> bool | None:
@@ -275,8 +282,7 @@ def figures(stages: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
         shown = f"{rate:,.0f} files/s"
         if "cpu_ms_per_file" in hprim:
             shown += f", {hprim['cpu_ms_per_file']:.2f} CPU ms/file"
-        if hprim.get("ratio_to_previous"):
-            shown += f" ({hprim['ratio_to_previous']:.2f} x the previous run)"
+        shown += _beside_previous(hprim)
         out.append(
             _figure(
                 "hprim.folder",

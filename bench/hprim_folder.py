@@ -38,6 +38,7 @@ from typing import Any
 
 from bench.fetch import RESULTS
 from bench.intake import _vigie, setup
+from bench.previous import compare, last_run
 from bench.processes import Processes, tail, tree_cpu_seconds
 
 TARGET = 500.0
@@ -191,29 +192,10 @@ def run(files: int = 1000, rounds: int = 3, profile: Path | None = None) -> dict
         result = bench_folder(Path(tmp), files, rounds, profile)
     result["when"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     out = RESULTS / "hprim-folder-latest.json"
-    previous = _previous(out)
-    if previous is not None:
-        # The figure beside the one it replaces (issue 20: "with the ratio to the previous
-        # figures"): files/s moves with the machine's load and its disk, so CPU too.
-        result["previous"] = previous
-        result["ratio_to_previous"] = result["files_per_s"] / previous["files_per_s"]
+    # Files/s moves with the machine's load and its disk, so CPU too (bench/previous.py).
+    compare(result, last_run(out), "files_per_s", ("when", "files", "cpu_ms_per_file"))
     out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     return result
-
-
-def _previous(path: Path) -> dict[str, Any] | None:
-    """The last run's figures, if it left any."""
-    try:
-        last = json.loads(path.read_text(encoding="utf-8"))
-        rate = float(last["files_per_s"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-    if rate <= 0:
-        return None
-    kept = {"files_per_s": rate, "when": last.get("when", ""), "files": last.get("files")}
-    if "cpu_ms_per_file" in last:
-        kept["cpu_ms_per_file"] = last["cpu_ms_per_file"]
-    return kept
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -50,6 +50,7 @@ from bench.mllp import MLLP_TARGET
 from bench.mllp import run as run_mllp
 from bench.orthanc import HTTP_THREADS, start_orthanc, wrap_pdf_as_dicom
 from bench.payload import make_pdf
+from bench.previous import compare, last_run
 from bench.processes import (
     Processes,
     free_port,
@@ -391,6 +392,13 @@ def run(
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
     }
     out = RESULTS / "intake-latest.json"
+    last = last_run(out)
+    for database in ("sqlite", "postgresql"):
+        figures, key = mllp.get(database), "mllp" if database == "sqlite" else "mllp_postgresql"
+        before = last.get(key)
+        if isinstance(figures, dict) and "messages_per_s" in figures and isinstance(before, dict):
+            when = {"when": last.get("when", "")}
+            compare(figures, {**before, **when}, "messages_per_s", ("when", "cpu_ms_per_message"))
     out.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
     return results
 
@@ -429,6 +437,12 @@ def main(argv: list[str] | None = None) -> None:
             print(
                 f"{key} {figures['messages_per_s']:,.1f} messages/s, "
                 f"{figures['cpu_ms_per_message']:.3f} ms CPU/message (target ≥ {MLLP_TARGET:g})"
+                + (
+                    f", {figures['ratio_to_previous']:.2f} x the previous run's"
+                    f" {figures['previous']['messages_per_s']:,.1f}"
+                    if "ratio_to_previous" in figures
+                    else ""
+                )
             )
     for kind, title in (("self", "self time"), ("by_vigie_caller", "by Vigie caller")):
         if rest["hottest_frames"].get(kind):
