@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.deploy_sites import nginx_binary, nginx_site
 from vigie.lib.testing import self_signed
 
 # Bare environments (no DATABASE_URL) or no database at all: the same on both passes.
@@ -302,42 +303,17 @@ def _self_signed(folder: Path) -> tuple[Path, Path]:
 
 
 def test_nginx_accepts_the_example(tmp_path: Path) -> None:
-    nginx = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else "")
+    nginx = nginx_binary()
     if not nginx:
         pytest.fail("nginx is missing: apt-get install nginx-light (.ci/run does)")
-    cert, key = _self_signed(tmp_path)
-    text = NGINX_CONF.read_text(encoding="utf-8")
-    # Only the certificate placeholders change: they must point at files for `nginx -t`.
-    for placeholder, real in (
-        ("/etc/ssl/vigie/fullchain.pem", cert),
-        ("/etc/ssl/vigie/privkey.pem", key),
-    ):
-        assert placeholder in text
-        text = text.replace(placeholder, str(real))
-    (tmp_path / "vigie.conf").write_text(text, encoding="utf-8")
-    temp_paths = "\n".join(
-        f"    {kind}_temp_path {tmp_path / kind};"
-        for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
-    )
-    (tmp_path / "nginx.conf").write_text(
-        f"pid {tmp_path / 'nginx.pid'};\n"
-        f"error_log {tmp_path / 'error.log'};\n"
-        "events {}\n"
-        "http {\n"
-        "    access_log off;\n"
-        f"{temp_paths}\n"
-        f"    include {tmp_path / 'vigie.conf'};\n"
-        "}\n",
-        encoding="utf-8",
-    )
+    conf = nginx_site(tmp_path, NGINX_CONF.read_text(encoding="utf-8"))
     result = subprocess.run(
-        [nginx, "-t", "-p", str(tmp_path), "-e", str(tmp_path / "error.log"), "-c",
-         str(tmp_path / "nginx.conf")],
+        [nginx, "-t", "-p", str(tmp_path), "-e", str(tmp_path / "error.log"), "-c", str(conf)],
         capture_output=True,
         text=True,
         timeout=60,
         check=False,
-    )  # fmt: skip
+    )
     output = result.stdout + result.stderr
     assert result.returncode == 0, output
     assert "test is successful" in output
