@@ -48,3 +48,27 @@ def nginx_site(folder: Path, site: str) -> Path:
         encoding="utf-8",
     )
     return conf
+
+
+def haproxy_binary() -> str:
+    """Debian's HAProxy, or "" when it is not installed."""
+    return shutil.which("haproxy") or (
+        "/usr/sbin/haproxy" if Path("/usr/sbin/haproxy").exists() else ""
+    )
+
+
+def haproxy_site(folder: Path, config: str, admin_socket: Path) -> Path:
+    """deploy/haproxy/vigie.cfg's text in `folder`, its certificate (chain and key in one file,
+    self-signed for the portal) and its runtime API socket (`admin_socket`) in the folder."""
+    cert, key = self_signed(folder, PORTAL, names=("haproxy-cert.pem", "haproxy-key.pem"))
+    bundle = folder / "portal.pem"
+    bundle.write_bytes(cert.read_bytes() + key.read_bytes())
+    for placeholder, real in (
+        ("/etc/haproxy/certs/portal.pem", bundle),
+        ("/run/haproxy/admin.sock", admin_socket),
+    ):
+        assert placeholder in config
+        config = config.replace(placeholder, str(real))
+    path = folder / "haproxy.cfg"
+    path.write_text(config, encoding="utf-8")
+    return path

@@ -17,8 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.deploy_sites import nginx_binary, nginx_site
-from vigie.lib.testing import self_signed
+from tests.deploy_sites import haproxy_binary, haproxy_site, nginx_binary, nginx_site
 
 # Bare environments (no DATABASE_URL) or no database at all: the same on both passes.
 pytestmark = pytest.mark.sqlite_only
@@ -298,10 +297,6 @@ def _directives(text: str) -> list[list[str]]:
     return [words for chunk in re.split(r"[;{}]", text) if (words := chunk.split())]
 
 
-def _self_signed(folder: Path) -> tuple[Path, Path]:
-    return self_signed(folder, "portal.clinic.example.org", names=("fullchain.pem", "privkey.pem"))
-
-
 def test_nginx_accepts_the_example(tmp_path: Path) -> None:
     nginx = nginx_binary()
     if not nginx:
@@ -380,22 +375,10 @@ HAPROXY_CONF = REPO / "deploy" / "haproxy" / "vigie.cfg"
 
 
 def test_haproxy_accepts_the_example(tmp_path: Path) -> None:
-    haproxy = shutil.which("haproxy") or (
-        "/usr/sbin/haproxy" if Path("/usr/sbin/haproxy").exists() else ""
-    )
+    haproxy = haproxy_binary()
     if not haproxy:
         pytest.fail("haproxy is missing: apt-get install haproxy (.ci/run does)")
-    cert, key = _self_signed(tmp_path)
-    (tmp_path / "portal.pem").write_bytes(cert.read_bytes() + key.read_bytes())
-    text = HAPROXY_CONF.read_text(encoding="utf-8")
-    # Only the placeholders for files change: they must exist for `haproxy -c`.
-    for placeholder, real in (
-        ("/etc/haproxy/certs/portal.pem", tmp_path / "portal.pem"),
-        ("/run/haproxy/admin.sock", tmp_path / "admin.sock"),
-    ):
-        assert placeholder in text
-        text = text.replace(placeholder, str(real))
-    (tmp_path / "haproxy.cfg").write_text(text, encoding="utf-8")
+    haproxy_site(tmp_path, HAPROXY_CONF.read_text(encoding="utf-8"), tmp_path / "admin.sock")
     result = subprocess.run(
         [haproxy, "-c", "-f", str(tmp_path / "haproxy.cfg")],
         capture_output=True,

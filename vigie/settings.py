@@ -290,6 +290,11 @@ STATICFILES_DIRS = [BASE_DIR / "static"]
 # (demo, tests) relaxes only what would make the site unusable over http://127.0.0.1.
 _TLS = env.boolean("VIGIE_TLS", default=PRODUCTION)
 SECURE_SSL_REDIRECT = env.boolean("VIGIE_SSL_REDIRECT", default=_TLS)
+# Except the health check: a load balancer checks each node over plain HTTP, without the
+# X-Forwarded-Proto it adds to clients' requests. Redirected, HAProxy's check never got its
+# 200 and took every node out: the portal was down behind the shipped configuration
+# (tests/test_behind_proxies.py). /health answers "ok" and nothing else.
+SECURE_REDIRECT_EXEMPT = [r"^health$"]
 # The certificate chain and private key (PEM files) with which `vigie serve` terminates TLS
 # itself, when no reverse proxy does; `vigie check` inspects the same two files.
 VIGIE_TLS_CERT = env.string("VIGIE_TLS_CERT")

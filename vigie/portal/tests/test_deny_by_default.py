@@ -25,6 +25,7 @@ from django.urls import URLPattern, URLResolver, get_resolver, include, resolve,
 from django.urls import path as url_path
 from django.urls.exceptions import Resolver404
 from django.utils.regex_helper import normalize
+from pytest_django.fixtures import Settings as SettingsWrapper
 
 from vigie.accounts.deny_by_default import (
     PUBLIC_VIEWS,
@@ -182,6 +183,22 @@ def test_a_post_redirects_to_login_without_next() -> None:
 )
 def test_the_public_pages_answer_an_outsider(path: str) -> None:
     assert Client().get(path).status_code in (200, 429)
+
+
+def test_a_load_balancers_plain_http_health_check_is_answered_not_redirected(
+    settings: SettingsWrapper,
+) -> None:
+    """HAProxy checks each node over plain HTTP, without the X-Forwarded-Proto it adds to
+    clients' requests: redirected to https, its check never got the 200 it expects and it
+    took every node out. Every other page still redirects."""
+    settings.SECURE_SSL_REDIRECT = True
+    client = Client()
+    health = client.get("/health", HTTP_HOST="testserver")
+    assert health.status_code == 200
+    assert health.content == b"ok\n"
+    login = client.get("/accounts/login/")
+    assert login.status_code == 301
+    assert login["Location"].startswith("https://")
 
 
 def _api_view(request: HttpRequest) -> HttpResponse:
