@@ -55,7 +55,7 @@ from vigie.intake.hl7 import ack
 from vigie.intake.hl7.handler import Reply, refuse
 from vigie.intake.hl7.parser import ErrorCode, Header, HL7Error, peek_header
 from vigie.intake.hl7.processes import default_processes, reserve_port, run_group
-from vigie.intake.hl7.rounds import Rounds, in_worker
+from vigie.intake.hl7.rounds import MessageCommitter, in_worker
 from vigie.intake.models import MllpSender
 from vigie.intake.senders import fingerprint, loopback_sender, sender_for_certificate
 from vigie.lib.shutdown import stop_on_signals
@@ -218,7 +218,7 @@ class MllpServer:
         self.executor = ThreadPoolExecutor(
             max_workers=settings.workers, thread_name_prefix="mllp-worker"
         )
-        self.rounds = Rounds(
+        self.rounds = MessageCommitter(
             settings.local_authority,
             on_revoked=lambda s: _refuse_connection(None, f"the sender {s.name!r} was revoked"),
         )
