@@ -3,6 +3,7 @@ tests/settings.py, which pytest-django loads before any conftest."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,6 +19,28 @@ def _vigie_home() -> Path:
     assert settings.VIGIE_MODE == "test", "the suite must never run against a real VIGIE_HOME"
     bootstrap_home()
     return Path(settings.VIGIE_HOME)
+
+
+@pytest.fixture(autouse=True)
+def _log_handlers_left_writable() -> Iterator[None]:
+    """Fails the test that leaves the root logger writing to a stream closed after it.
+
+    Django's setup binds the root's console handler (settings.LOGGING) to the sys.stderr of
+    that moment; a test that sets Django up again (importing vigie.wsgi, calling
+    django.setup()) under capsys or capfd leaves it on the test's capture, closed at teardown,
+    and every record logged later in the session fails ("--- Logging error ---") in other
+    tests. Autouse and in the root conftest, so this runs after the test's own fixtures
+    (capsys included) are torn down. The root only: every Vigie and Django record ends there;
+    a library's own handler on a closed stream (pyasn1 binds one at import, and never logs
+    unless debugging is on) is not this test's concern.
+    """
+    yield
+    closed = [
+        handler
+        for handler in logging.getLogger().handlers
+        if getattr(getattr(handler, "stream", None), "closed", False)
+    ]
+    assert not closed, f"the root logger's handlers left on a closed stream: {closed}"
 
 
 @pytest.fixture

@@ -18,31 +18,21 @@ from __future__ import annotations
 
 import argparse
 import io
-import json
 import shutil
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
+from bench.cpuchild import measure_in_child
 from bench.intake import multipart, setup
 from bench.payload import make_pdf
 
-_MARK = "@@INGESTCPU@@"
-
-# Run in the child, with Vigie's environment: Django is configured by it alone.
-_INNER = """
-import cProfile, io, json, os, pstats, sys, time
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "vigie.settings")
-import django
-django.setup()
-from django.core.wsgi import get_wsgi_application
-args = json.loads(sys.argv[1])
+# The upload, run in cpuchild's child (which defines `app` and `args`): the stage's multipart
+# body, read once, posted with the API key; anything but 202 stops the run.
+_UPLOAD = """
 body = open(args["body"], "rb").read()
-app = get_wsgi_application()
 
-def post():
+def operation():
     environ = {
         "REQUEST_METHOD": "POST", "PATH_INFO": "/api/v1/documents", "QUERY_STRING": "",
         "SERVER_NAME": "127.0.0.1", "SERVER_PORT": "80", "SERVER_PROTOCOL": "HTTP/1.1",
@@ -56,32 +46,6 @@ def post():
     answer = b"".join(app(environ, lambda s, h, e=None: status.append(s)))
     if not status[0].startswith("202"):
         raise SystemExit(f"the upload answered {status[0]}: {answer[:300]!r}")
-
-for _ in range(min(50, args["documents"])):
-    post()
-wall, cpu, own = time.perf_counter(), time.process_time(), time.thread_time()
-for _ in range(args["documents"]):
-    post()
-n = args["documents"]
-result = {
-    "documents": n,
-    "wall_ms": 1000 * (time.perf_counter() - wall) / n,
-    "cpu_ms": 1000 * (time.process_time() - cpu) / n,
-    "request_thread_cpu_ms": 1000 * (time.thread_time() - own) / n,
-}
-result["other_threads_cpu_ms"] = result["cpu_ms"] - result["request_thread_cpu_ms"]
-if args["profile"]:
-    profiler = cProfile.Profile()
-    profiler.enable()
-    for _ in range(n):
-        post()
-    profiler.disable()
-    out = io.StringIO()
-    stats = pstats.Stats(profiler, stream=out)
-    stats.sort_stats("cumulative").print_stats(args["profile"])
-    stats.sort_stats("tottime").print_stats(args["profile"])
-    result["profile"] = out.getvalue()
-print(args["mark"] + json.dumps(result))
 """
 
 
@@ -92,27 +56,21 @@ def measure(documents: int, profile: int) -> dict[str, Any]:
         boundary, body = multipart(make_pdf())
         body_file = work / "body.bin"
         body_file.write_bytes(body)
-        args = {
-            "key": key,
-            "boundary": boundary,
-            "body": str(body_file),
-            "documents": documents,
-            "profile": profile,
-            "mark": _MARK,
-        }
-        done = subprocess.run(
-            [sys.executable, "-c", _INNER, json.dumps(args)],
-            env=env,
-            capture_output=True,
-            text=True,
-            check=False,
+        args = {"key": key, "boundary": boundary, "body": str(body_file)}
+        return measure_in_child(
+            _UPLOAD,
+            args,
+            env,
+            count=documents,
+            count_key="documents",
+            warmup=50,
+            profile=profile,
+            what="uploads",
             timeout=900,
+            # Both orders, as this script always printed: the call tree, then the functions
+            # that spend the time themselves.
+            sort_orders=("cumulative", "tottime"),
         )
-        lines = [x for x in done.stdout.splitlines() if x.startswith(_MARK)]
-        if done.returncode != 0 or not lines:
-            raise SystemExit(f"the uploads failed:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
-        result: dict[str, Any] = json.loads(lines[-1][len(_MARK) :])
-        return result
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -22,32 +22,21 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
-import json
 import shutil
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from bench.cpuchild import measure_in_child
 from bench.fetch import check_fetch, postgres_database, start_vigie, vigie_env
 from bench.payload import make_pdf
 from bench.processes import Processes
 
-_MARK = "@@READCPU@@"
-
-# Run in the child, with Vigie's environment: Django is configured by it alone.
-_INNER = """
-import cProfile, io, json, os, pstats, sys, time
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "vigie.settings")
-import django
-django.setup()
-from django.core.wsgi import get_wsgi_application
-args = json.loads(sys.argv[1])
-app = get_wsgi_application()
-
-def read():
+# The read, run in cpuchild's child (which defines `app` and `args`): one GET of the
+# document with the signed-in doctor's cookie, checked whole.
+_READ = """
+def operation():
     environ = {
         "REQUEST_METHOD": "GET", "PATH_INFO": args["path"], "QUERY_STRING": "",
         "SERVER_NAME": "127.0.0.1", "SERVER_PORT": "80", "SERVER_PROTOCOL": "HTTP/1.1",
@@ -60,30 +49,6 @@ def read():
     body.close()
     if not status[0].startswith("200") or size != args["size"]:
         raise SystemExit(f"the read answered {status[0]} with {size} bytes")
-
-for _ in range(min(200, args["reads"])):
-    read()
-wall, cpu, own = time.perf_counter(), time.process_time(), time.thread_time()
-for _ in range(args["reads"]):
-    read()
-n = args["reads"]
-result = {
-    "reads": n,
-    "wall_ms": 1000 * (time.perf_counter() - wall) / n,
-    "cpu_ms": 1000 * (time.process_time() - cpu) / n,
-    "request_thread_cpu_ms": 1000 * (time.thread_time() - own) / n,
-}
-result["other_threads_cpu_ms"] = result["cpu_ms"] - result["request_thread_cpu_ms"]
-if args["profile"]:
-    profiler = cProfile.Profile()
-    profiler.enable()
-    for _ in range(n):
-        read()
-    profiler.disable()
-    out = io.StringIO()
-    pstats.Stats(profiler, stream=out).sort_stats("cumulative").print_stats(args["profile"])
-    result["profile"] = out.getvalue()
-print(args["mark"] + json.dumps(result))
 """
 
 
@@ -101,27 +66,18 @@ def measure(reads: int, postgres: bool, profile: int) -> dict[str, Any]:
         # The server only signed the doctor in; the reads run in this script's child.
         procs.stop_all()
         parts = urlsplit(url)
-        args = {
-            "path": parts.path,
-            "host": parts.netloc,
-            "cookie": cookie,
-            "size": len(pdf),
-            "reads": reads,
-            "profile": profile,
-            "mark": _MARK,
-        }
-        done = subprocess.run(
-            [sys.executable, "-c", _INNER, json.dumps(args)],
-            env=vigie_env(work, "readcpu", database_url),
-            capture_output=True,
-            text=True,
-            check=False,
+        args = {"path": parts.path, "host": parts.netloc, "cookie": cookie, "size": len(pdf)}
+        result = measure_in_child(
+            _READ,
+            args,
+            vigie_env(work, "readcpu", database_url),
+            count=reads,
+            count_key="reads",
+            warmup=200,
+            profile=profile,
+            what="reads",
             timeout=600,
         )
-        lines = [x for x in done.stdout.splitlines() if x.startswith(_MARK)]
-        if done.returncode != 0 or not lines:
-            raise SystemExit(f"the reads failed:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
-        result: dict[str, Any] = json.loads(lines[-1][len(_MARK) :])
         result["database"] = "postgresql" if postgres else "sqlite"
         return result
     finally:

@@ -9,6 +9,7 @@ import sys
 
 import pytest
 
+from bench.cpuchild import measure_in_child
 from bench.fetch import parse_wrk, with_cpu
 from bench.figures import fetch_figures, ingest_figures
 from bench.processes import tree_cpu_seconds
@@ -33,6 +34,52 @@ def test_it_counts_requests_and_divides_cpu_by_them() -> None:
     run = with_cpu(parse_wrk("vigie", WRK_OUTPUT, 32), cpu_seconds=4.52)
     assert run.requests == 904
     assert run.cpu_ms_per_request == pytest.approx(5.0, abs=0.001)
+
+
+def test_the_cpu_child_runs_the_operation_count_times_and_profiles_it_in_each_order() -> None:
+    # readcpu and ingestcpu hand the child their operation's source; `app` is Vigie's WSGI
+    # application there. The profile's call count shows the operation really ran n times.
+    operation = "def operation():\n    assert callable(app)\n    sum(range(args['size']))\n"
+    result = measure_in_child(
+        operation,
+        {"size": 1000},
+        dict(os.environ),
+        count=7,
+        count_key="sums",
+        warmup=2,
+        profile=5,
+        what="sums",
+        timeout=120,
+        sort_orders=("cumulative", "tottime"),
+    )
+    assert result["sums"] == 7
+    assert result["cpu_ms"] >= result["request_thread_cpu_ms"] >= 0
+    assert result["other_threads_cpu_ms"] == pytest.approx(
+        result["cpu_ms"] - result["request_thread_cpu_ms"]
+    )
+    profile = result["profile"]
+    assert "Ordered by: cumulative time" in profile
+    assert "Ordered by: internal time" in profile
+    assert [line.split()[0] for line in profile.splitlines() if "(operation)" in line] == [
+        "7",
+        "7",
+    ]
+
+
+def test_the_cpu_child_stops_the_run_with_the_childs_error() -> None:
+    operation = "def operation():\n    raise SystemExit('the read answered 403 Forbidden')\n"
+    with pytest.raises(SystemExit, match=r"(?s)the reads failed:.*403 Forbidden"):
+        measure_in_child(
+            operation,
+            {},
+            dict(os.environ),
+            count=3,
+            count_key="reads",
+            warmup=1,
+            profile=0,
+            what="reads",
+            timeout=120,
+        )
 
 
 def test_it_counts_the_cpu_of_a_servers_children() -> None:

@@ -8,6 +8,7 @@ sessions.py (session ids, stamps).
 from __future__ import annotations
 
 from base64 import b32encode
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import segno
@@ -88,9 +89,15 @@ def _locked_out(
     return locked_page(request, retry_after)
 
 
-def _refused(request: HttpRequest, refusal: lockout.Refused, username: str) -> HttpResponse | str:
-    """A password attempt refused before checking: a hard lock (the address), or the
-    account's delay, which is only a wait (its message, for the form, is returned)."""
+def _refused(
+    request: HttpRequest,
+    refusal: lockout.Refused,
+    username: str,
+    form_page: Callable[[str], HttpResponse],
+) -> HttpResponse:
+    """The answer to a password attempt refused before checking: a hard lock (the address)
+    ends the attempt on the locked page; the account's delay is only a wait, so the form
+    comes back (`form_page`, given the message to show) as 429 with Retry-After."""
     if not refusal.delayed:
         return _locked_out(request, refusal.retry_after, username=username, step="password")
     events.audit(
@@ -100,11 +107,40 @@ def _refused(request: HttpRequest, refusal: lockout.Refused, username: str) -> H
         reason="too_many_failures",
         extra={"username": username, "retry_after": refusal.retry_after},
     )
-    return ngettext(
+    message = ngettext(
         "Too many failed attempts for this identifier: wait %(seconds)d second, then try again.",
         "Too many failed attempts for this identifier: wait %(seconds)d seconds, then try again.",
         refusal.retry_after,
     ) % {"seconds": refusal.retry_after}
+    response = form_page(message)
+    response.status_code = 429
+    response["Retry-After"] = str(refusal.retry_after)
+    return response
+
+
+def _reserve_password(
+    request: HttpRequest, username: str, form_page: Callable[[str], HttpResponse]
+) -> lockout.Reservation | HttpResponse:
+    """Count one password attempt on `username` before anything is checked (see lockout.py):
+    its reservation, or the answer to send instead (see `_refused`)."""
+    try:
+        return lockout.reserve_password(username, lockout.client_ip(request))
+    except lockout.Refused as refusal:
+        return _refused(request, refusal, username, form_page)
+
+
+def _login_page(request: HttpRequest, form: LoginForm, error: str | None) -> HttpResponse:
+    # The target survives a failed attempt: it travels in the form, not in the action URL.
+    requested = request.POST.get("next") or request.GET.get("next")
+    context = {
+        "form": form,
+        "error": error,
+        "next": _safe_next(request, requested),
+        # Set by deny-by-default when the session policy has just ended the session: the
+        # person is told why they are here (only a message; it grants and proves nothing).
+        "expired": request.method == "GET" and request.GET.get("expired") == "1",
+    }
+    return render(request, "accounts/login.html", context)
 
 
 @sensitive_post_parameters("password")
@@ -122,57 +158,37 @@ def login_view(request: HttpRequest) -> HttpResponse:
         return redirect("accounts:verify")
     form = LoginForm(request.POST if request.method == "POST" else None)
     error = None
-    retry_after = None
     if request.method == "POST" and form.is_valid():
         username = User.normalize_username(form.cleaned_data["username"])
-        try:
-            # Counted before the password is looked at: see lockout.py.
-            reservation = lockout.reserve_password(username, lockout.client_ip(request))
-        except lockout.Refused as refusal:
-            refused = _refused(request, refusal, username)
-            if isinstance(refused, HttpResponse):
-                return refused
-            error, retry_after = refused, refusal.retry_after
+        reservation = _reserve_password(
+            request, username, lambda message: _login_page(request, form, message)
+        )
+        if isinstance(reservation, HttpResponse):
+            return reservation
+        lockout.note_password_attempt(reservation, username, request)
+        user = authenticate(request, username=username, password=form.cleaned_data["password"])
+        if not isinstance(user, User):
+            events.audit(
+                events.LOGIN_FAILURE,
+                request=request,
+                outcome="failure",
+                reason="bad_credentials",
+                extra={"username": username},
+            )
+            # One message for an unknown identifier and a wrong password: no probing.
+            error = _("The identifier or the password is incorrect.")
         else:
-            lockout.note_password_attempt(reservation, username, request)
-            user = authenticate(request, username=username, password=form.cleaned_data["password"])
-            if not isinstance(user, User):
-                events.audit(
-                    events.LOGIN_FAILURE,
-                    request=request,
-                    outcome="failure",
-                    reason="bad_credentials",
-                    extra={"username": username},
-                )
-                # One message for an unknown identifier and a wrong password: no probing.
-                error = _("The identifier or the password is incorrect.")
-            else:
-                reservation.succeeded()
-                next_url = _safe_next(request, request.POST.get("next"))
-                if next_url:
-                    request.session[NEXT_URL] = next_url
-                start_password_session(request, user)
-                # The password step only: "mfa.success" follows when the second factor is
-                # proved.
-                events.audit(
-                    events.LOGIN_SUCCESS, request=request, actor=user, extra={"step": "password"}
-                )
-                return signin_policy.after_password(request, user)
-    # The target survives a failed attempt: it travels in the form, not in the action URL.
-    requested = request.POST.get("next") or request.GET.get("next")
-    context = {
-        "form": form,
-        "error": error,
-        "next": _safe_next(request, requested),
-        # Set by deny-by-default when the session policy has just ended the session: the
-        # person is told why they are here (only a message; it grants and proves nothing).
-        "expired": request.method == "GET" and request.GET.get("expired") == "1",
-    }
-    if retry_after is None:
-        return render(request, "accounts/login.html", context)
-    response = render(request, "accounts/login.html", context, status=429)
-    response["Retry-After"] = str(retry_after)
-    return response
+            reservation.succeeded()
+            next_url = _safe_next(request, request.POST.get("next"))
+            if next_url:
+                request.session[NEXT_URL] = next_url
+            start_password_session(request, user)
+            # The password step only: "mfa.success" follows when the second factor is proved.
+            events.audit(
+                events.LOGIN_SUCCESS, request=request, actor=user, extra={"step": "password"}
+            )
+            return signin_policy.after_password(request, user)
+    return _login_page(request, form, error)
 
 
 @sensitive_post_parameters("code", "password", "password_again")
@@ -185,18 +201,16 @@ def invitation_view(request: HttpRequest) -> HttpResponse:
     error = None
     if request.method == "POST" and form.is_valid():
         username = User.normalize_username(form.cleaned_data["username"])
-        try:
-            # Counted like a password, before the code is looked at.
-            reservation = lockout.reserve_password(username, lockout.client_ip(request))
-        except lockout.Refused as refusal:
-            refused = _refused(request, refusal, username)
-            if isinstance(refused, HttpResponse):
-                return refused
-            response = render(
-                request, "accounts/invitation.html", {"form": form, "error": refused}, status=429
-            )
-            response["Retry-After"] = str(refusal.retry_after)
-            return response
+        # Counted like a password, before the code is looked at.
+        reservation = _reserve_password(
+            request,
+            username,
+            lambda message: render(
+                request, "accounts/invitation.html", {"form": form, "error": message}
+            ),
+        )
+        if isinstance(reservation, HttpResponse):
+            return reservation
         try:
             user = invitations.redeem(
                 username, form.cleaned_data["code"], form.cleaned_data["password"], request=request
@@ -432,17 +446,16 @@ def password_change_view(request: HttpRequest) -> HttpResponse:
         except lockout.Refused as refusal:
             # Counted like a password at login, before it is checked: a hard lock (the
             # address) ends the session; the account's delay is only a wait.
-            refused = _refused(request, refusal, user.get_username())
-            if isinstance(refused, HttpResponse):
-                logout(request)
-                return refused
-            response = render(
+            response = _refused(
                 request,
-                "accounts/password_change.html",
-                {"form": form, "error": refused},
-                status=429,
+                refusal,
+                user.get_username(),
+                lambda message: render(
+                    request, "accounts/password_change.html", {"form": form, "error": message}
+                ),
             )
-            response["Retry-After"] = str(refusal.retry_after)
+            if not refusal.delayed:
+                logout(request)
             return response
         except credentials.WrongCurrentPassword:
             form.add_error("current_password", _("This is not your current password."))

@@ -97,6 +97,45 @@ def test_it_refuses_a_weak_password_and_keeps_the_invitation(
     assert Invitation.objects.usable().filter(pk=issued.invitation.pk).exists()
 
 
+def test_attack_guessing_an_invitation_code_is_held_to_the_password_delay(
+    newcomer: User, settings: Any
+) -> None:
+    # A code is counted like a password on its account, before it is looked at: from many
+    # addresses (no address lock), past the free attempts even the right code waits.
+    issued = invitations.issue(newcomer, by="it.admin")
+    for i in range(settings.VIGIE_LOGIN_DELAY_FREE_ATTEMPTS):
+        guess = Client(REMOTE_ADDR=f"203.0.113.{i}")
+        assert _accept(guess, "dr.new", "AAAA-BBBB-CCCC").status_code == 200
+    response = _accept(Client(REMOTE_ADDR="192.0.2.50"), "dr.new", issued.code)
+    assert response.status_code == 429
+    wait = int(response["Retry-After"])
+    assert wait >= 1
+    # The form again, saying how long to wait (a wait, not the locked page).
+    page = response.content.decode()
+    assert 'id="invitation-error"' in page
+    assert f"{wait} second" in page  # "seconde(s)" in French, "second(s)" in English
+    assert 'name="code"' in page
+    assert Invitation.objects.usable().filter(pk=issued.invitation.pk).exists()
+    assert AuditEvent.objects.filter(action="login.delayed", extra__username="dr.new").exists()
+
+
+def test_attack_spraying_invitation_codes_from_one_address_locks_it(
+    client: Client, newcomer: User, settings: Any
+) -> None:
+    # One address, a different identifier each time: the address's hard lock, whose page
+    # ends the attempt (not the form), even for a right code on a real invitation.
+    issued = invitations.issue(newcomer, by="it.admin")
+    for i in range(settings.VIGIE_LOCKOUT_FAILURES):
+        assert _accept(client, f"guess{i}", "AAAA-BBBB-CCCC").status_code == 200
+    response = _accept(client, "dr.new", issued.code)
+    assert response.status_code == 429
+    assert response.templates[0].name == "accounts/locked.html"
+    assert 'name="code"' not in response.content.decode()
+    assert Invitation.objects.usable().filter(pk=issued.invitation.pk).exists()
+    locked = AuditEvent.objects.get(action="login.locked")
+    assert locked.extra == {"username": "dr.new", "step": "password"}
+
+
 def test_reset_revokes_every_device_and_session_and_alerts_the_auditor(doctor: User) -> None:
     it = make_user("it.admin", role=Role.ADMIN)
     otp.new_recovery_codes(doctor)

@@ -1,8 +1,8 @@
 """The MLLP server's committer: messages from every connection, stored in rounds.
 
-Each connection hands its message to `Rounds.submit` and waits for the ACK; `Rounds.run`
-takes every message waiting, stores them as one round (`batch.prepare_many`, then
-`batch.finish_many`) and answers each. Pipelined: while round k commits (its rows and audit
+Each connection hands its message to `MessageCommitter.submit` and waits for the ACK;
+`MessageCommitter.run` takes every message waiting, stores them as one round
+(`batch.prepare_many`, then `batch.finish_many`) and answers each. Pipelined: while round k commits (its rows and audit
 events, one transaction), round k+1 is parsed, converted, sealed and its blobs fsynced, in
 another thread; commits stay one at a time, in order, each after its own blobs' fsyncs, and
 no ACK is written before the commit that holds its message.
@@ -61,7 +61,7 @@ class _Round:
     prepared: Prepared
 
 
-class Rounds:
+class MessageCommitter:
     """The queue of messages waiting, and the two threads that store them in rounds."""
 
     def __init__(self, local_authority: str, on_revoked: Callable[[MllpSender], None]) -> None:

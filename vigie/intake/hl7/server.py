@@ -61,7 +61,7 @@ from vigie.intake.hl7.processes import (
     reserve_port,
     run_group,
 )
-from vigie.intake.hl7.rounds import Rounds, in_worker
+from vigie.intake.hl7.rounds import MessageCommitter, in_worker
 from vigie.intake.models import MllpSender
 from vigie.intake.senders import fingerprint, loopback_sender, sender_for_certificate
 from vigie.lib.shutdown import stop_on_signals
@@ -224,7 +224,7 @@ class MllpServer:
         self.executor = ThreadPoolExecutor(
             max_workers=settings.workers, thread_name_prefix="mllp-worker"
         )
-        self.rounds = Rounds(
+        self.rounds = MessageCommitter(
             settings.local_authority,
             on_revoked=lambda s: _refuse_connection(None, f"the sender {s.name!r} was revoked"),
         )

@@ -4,9 +4,9 @@
 audit batch, one request after the other (SQLite has one writer). Here each request first
 prepares its own upload in its own thread, as `records.batch.prepare_round` does (checked,
 matched, sealed, its blob fsynced — these waits overlap across requests), then hands it to
-the process's `Rounds`: the request that finds no commit in progress leads one, and commits
-with `records.batch.commit_rounds` every prepared upload waiting at that moment, its own
-included — one transaction, one audit batch, one fsync of the database for all of them. The
+the process's `GroupCommit`: the request that finds no commit in progress leads one, and
+commits with `records.batch.commit_rounds` every prepared upload waiting at that moment, its
+own included — one transaction, one audit batch, one fsync of the database for all of them. The
 requests that arrive meanwhile wait; when that commit is done, the first of them leads the
 next with everything that arrived. A request alone (the usual case at low load) commits
 alone, exactly as `receive()` would.
@@ -47,7 +47,7 @@ class _Slot(Generic[_Item]):
     outcome: Received | BaseException | None = None
 
 
-class Rounds(Generic[_Item]):
+class GroupCommit(Generic[_Item]):
     """The items waiting in this process, and who leads the round that `work`s them."""
 
     def __init__(
@@ -111,7 +111,7 @@ def _commit(prepared: list[Round]) -> list[Received | Exception]:
 
 
 # One per process: a granian worker's request threads share it.
-_commits: Rounds[Round] = Rounds(_commit)
+_commits: GroupCommit[Round] = GroupCommit(_commit)
 
 
 def receive(arrival: Arrival) -> Received:

@@ -397,12 +397,12 @@ def test_a_sender_revoked_while_connected_is_hung_up_on(server, known):
 def test_a_round_that_cannot_be_read_closes_the_connection_without_an_ack(
     server, known, monkeypatch
 ):
-    from vigie.intake.hl7.rounds import Rounds
+    from vigie.intake.hl7.rounds import MessageCommitter
 
     def down(self, batch):
         raise RuntimeError("database unavailable")
 
-    monkeypatch.setattr(Rounds, "_prepare", down)
+    monkeypatch.setattr(MessageCommitter, "_prepare", down)
     client = MllpClient("127.0.0.1", server.port)
     try:
         client.send(Oru(control_id="LOST").encode())

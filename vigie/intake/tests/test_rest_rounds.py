@@ -14,7 +14,7 @@ from datetime import date
 
 import pytest
 
-from vigie.intake.rest.rounds import Rounds
+from vigie.intake.rest.rounds import GroupCommit
 from vigie.records.batch import Arrival
 from vigie.records.ingest import DocumentMeta
 from vigie.records.ingest_errors import InvalidDocument
@@ -54,7 +54,7 @@ class Store:
         ]
 
 
-def submit(rounds: Rounds[Arrival], name: str, answers: dict[str, object]) -> threading.Thread:
+def submit(rounds: GroupCommit[Arrival], name: str, answers: dict[str, object]) -> threading.Thread:
     def run() -> None:
         try:
             answers[name] = rounds.submit(arrival(name)).warnings
@@ -66,7 +66,7 @@ def submit(rounds: Rounds[Arrival], name: str, answers: dict[str, object]) -> th
     return thread
 
 
-def waiting(rounds: Rounds[Arrival], count: int) -> None:
+def waiting(rounds: GroupCommit[Arrival], count: int) -> None:
     event = threading.Event()
     for _ in range(int(WAIT * 100)):
         with rounds._lock:
@@ -79,7 +79,7 @@ def waiting(rounds: Rounds[Arrival], count: int) -> None:
 def test_an_upload_alone_is_a_round_of_one() -> None:
     store = Store()
     store.release.set()
-    rounds = Rounds(store)
+    rounds = GroupCommit(store)
     assert rounds.submit(arrival("a")).warnings == ["a"]
     assert rounds.submit(arrival("b")).warnings == ["b"]
     assert store.rounds == [["a"], ["b"]]
@@ -87,7 +87,7 @@ def test_an_upload_alone_is_a_round_of_one() -> None:
 
 def test_uploads_arriving_during_a_round_share_the_next_each_with_its_own_outcome() -> None:
     store = Store()
-    rounds = Rounds(store)
+    rounds = GroupCommit(store)
     answers: dict[str, object] = {}
     threads = [submit(rounds, "first", answers)]
     assert store.first_started.wait(WAIT)
@@ -108,7 +108,7 @@ def test_uploads_arriving_during_a_round_share_the_next_each_with_its_own_outcom
 
 def test_a_round_is_bounded_and_the_rest_waits_for_the_next() -> None:
     store = Store()
-    rounds = Rounds(store, round_items=2)
+    rounds = GroupCommit(store, round_items=2)
     answers: dict[str, object] = {}
     threads = [submit(rounds, "first", answers)]
     assert store.first_started.wait(WAIT)
@@ -131,7 +131,7 @@ def test_a_round_that_fails_answers_every_upload_with_the_error_and_the_next_one
             raise OSError("the database went away")
         return [Received(warnings=["ok"]) for _ in arrivals]
 
-    rounds = Rounds(broken)
+    rounds = GroupCommit(broken)
     with pytest.raises(OSError, match="went away"):
         rounds.submit(arrival("a"))
     # The failed round handed nothing on: the next upload leads its own.
@@ -140,7 +140,7 @@ def test_a_round_that_fails_answers_every_upload_with_the_error_and_the_next_one
 
 
 def test_a_round_answering_for_the_wrong_number_of_uploads_fails_them_all() -> None:
-    rounds: Rounds[Arrival] = Rounds(lambda arrivals: [])
+    rounds: GroupCommit[Arrival] = GroupCommit(lambda arrivals: [])
     with pytest.raises(RuntimeError, match="another number"):
         rounds.submit(arrival("a"))
     assert not rounds._leading
