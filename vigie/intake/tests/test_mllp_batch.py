@@ -169,3 +169,29 @@ def test_a_foreign_ipp_is_refused_without_failing_the_round(known):
     # Its IPP names BIOMED's system, which OTHER does not speak for: AR, nothing kept.
     assert replies[1].code == "AR"
     assert _stored() == (1, 0, 1)
+
+
+@pytest.mark.django_db
+def test_a_round_writes_each_table_in_one_insert(known):
+    # The round's rows go in one multi-row INSERT per table (`rawsql.insert_many`), not one
+    # statement per message: the CPU of a round should not grow by a statement per row.
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from vigie.records.models import SealedResults
+
+    orus = [Oru(control_id=f"M{n}") for n in range(5)] + [Oru(control_id="P", ipp="L999999")]
+    prepared = prepare_many(_round(*orus), local_authority="")
+    with CaptureQueriesContext(connection) as queries:
+        replies = finish_many(prepared)
+    assert [r.code for r in replies] == ["AA"] * 6
+    assert _stored() == (5, 1, 6)
+    assert SealedResults.objects.count() == 6
+    inserts: dict[str, int] = {}
+    for query in queries:
+        sql = query["sql"]
+        if sql.startswith("INSERT INTO"):
+            table = sql.split()[2].strip('"')
+            inserts[table] = inserts.get(table, 0) + 1
+    for model in (Document, PendingDocument, SealedResults, ReceivedMessage, AuditEvent):
+        assert inserts.get(model._meta.db_table) == 1, (model, inserts)
