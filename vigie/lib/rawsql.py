@@ -90,6 +90,39 @@ def first_by(model: type[M], name: str, value: Any, conn: BaseDatabaseWrapper) -
     return None if row is None else cast(M, instance(model, fields, readers, row, conn))
 
 
+def many_by(model: type[M], name: str, values: Sequence[Any], conn: BaseDatabaseWrapper) -> list[M]:
+    """`list(model.objects.filter(<name>__in=values))` for a unique column `name` (in no
+    particular order), in one statement per 500 values: a round's look-ups at once (the
+    patients of a round of messages) instead of one `first_by` each."""
+    field = model._meta.get_field(name)
+    if not (getattr(field, "unique", False) or getattr(field, "primary_key", False)):
+        raise ValueError(f"{model.__name__}.{name} is not unique")
+    conn = resolved(conn)
+    fields = list(model._meta.concrete_fields)
+    readers = [Reader(f, conn) for f in fields]
+    columns = ", ".join(conn.ops.quote_name(str(f.column)) for f in fields)
+    prepared = [cast(Any, field).get_db_prep_value(v, conn, prepared=False) for v in values]
+    found: list[M] = []
+    with conn.cursor() as cursor:
+        for start in range(0, len(prepared), _IN_CHUNK):
+            part = prepared[start : start + _IN_CHUNK]
+            marks = ", ".join(["%s"] * len(part))
+            # Names from the model's metadata; every value a parameter.
+            cursor.execute(
+                f"SELECT {columns} FROM {table(model, conn)}"  # noqa: S608
+                f" WHERE {column(model, name, conn)} IN ({marks})",
+                part,
+            )
+            found.extend(
+                cast(M, instance(model, fields, readers, row, conn)) for row in cursor.fetchall()
+            )
+    return found
+
+
+# Values per IN (...): below every backend's limit on parameters per statement.
+_IN_CHUNK = 500
+
+
 def resolved(conn: BaseDatabaseWrapper) -> BaseDatabaseWrapper:
     """The thread's connection itself when given Django's `connection` proxy: a statement's
     every field conversion reads the connection, each read through the proxy a thread-local

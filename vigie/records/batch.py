@@ -31,9 +31,11 @@ each unit in one transaction of its own, never part of it.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,6 +47,7 @@ from vigie import vault
 from vigie.audit import log as audit_log
 from vigie.audit.log import record
 from vigie.lib import rawsql
+from vigie.records.identifiers import InvalidIdentifier, validate_ipp, validate_nir
 from vigie.records.ingest import (
     DocumentMeta,
     _validate_meta,
@@ -68,6 +71,7 @@ from vigie.records.receive import (
     Sender,
     _with_type,
     in_own_source,
+    ins_lookups,
     lab_report,
     match_patient,
 )
@@ -150,11 +154,12 @@ def prepare_round(arrivals: list[Arrival], *, executor: Executor | None = None) 
     previous round's commit."""
     outcomes: list[Received | Exception | None] = [None] * len(arrivals)
     ready: list[_Ready] = []
-    for index, arrival in enumerate(arrivals):
-        try:
-            ready.append(_check(index, arrival))
-        except Exception as exc:  # this document's answer; the others go on
-            outcomes[index] = exc
+    with _patient_lookups(arrivals):
+        for index, arrival in enumerate(arrivals):
+            try:
+                ready.append(_check(index, arrival))
+            except Exception as exc:  # this document's answer; the others go on
+                outcomes[index] = exc
     ready = _whole_units(arrivals, ready, outcomes)
     group = seal_group(
         vault.get_blob_store(), vault.get_keyring(), int(settings.VIGIE_VAULT_CHUNK_SIZE)
@@ -285,6 +290,25 @@ def _units(ready: list[_Ready]) -> list[list[_Ready]]:
             by_unit[unit] = [item]
             units.append(by_unit[unit])
     return units
+
+
+def _patient_lookups(arrivals: list[Arrival]) -> AbstractContextManager[None]:
+    """The round's patients by INS and by clinic IPP in one query each (`ins_lookups`), not
+    one per document; a round of one looks its patient up as `receive()` does."""
+    if len(arrivals) < 2:
+        return contextlib.nullcontext()
+    ins: list[str] = []
+    ipps: list[str] = []
+    for arrival in arrivals:
+        sender = arrival.sender
+        # As `match_patient` will look them up; an invalid one is refused there, not here.
+        with contextlib.suppress(InvalidIdentifier):
+            if sender.ins:
+                ins.append(validate_nir(sender.ins))
+        with contextlib.suppress(InvalidIdentifier):
+            if sender.ipp and not sender.ipp_source:
+                ipps.append(validate_ipp(sender.ipp))
+    return ins_lookups(ins, ipps=ipps)
 
 
 def _check(index: int, arrival: Arrival) -> _Ready:

@@ -195,3 +195,27 @@ def test_a_round_writes_each_table_in_one_insert(known):
             inserts[table] = inserts.get(table, 0) + 1
     for model in (Document, PendingDocument, SealedResults, ReceivedMessage, AuditEvent):
         assert inserts.get(model._meta.db_table) == 1, (model, inserts)
+
+
+@pytest.mark.django_db
+def test_a_round_looks_its_patients_up_in_one_query(vault_home):
+    # Each message names its patient by the clinic's IPP: one query for the round's
+    # patients, not one per message, and each message still filed under its own patient.
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    patients = [make_patient(name) for name in ("MARTIN", "BERNARD", "PETIT")]
+    orus = [
+        Oru(control_id=f"P{n}", ipp=p.ipp, ipp_authority="CLINIQUE") for n, p in enumerate(patients)
+    ]
+    orus.append(Oru(control_id="NOBODY", ipp="UNKNOWN-1", ipp_authority="CLINIQUE"))
+    with CaptureQueriesContext(connection) as queries:
+        prepared = prepare_many(_round(*orus), local_authority="CLINIQUE")
+    patient_table = Patient._meta.db_table
+    lookups = [q for q in queries if q["sql"].startswith("SELECT") and patient_table in q["sql"]]
+    assert len(lookups) == 1, [q["sql"] for q in lookups]
+    replies = finish_many(prepared)
+    assert [r.code for r in replies] == ["AA"] * 4
+    for reply, patient in zip(replies, patients, strict=False):
+        assert Document.objects.get(pk=reply.document_id).patient == patient
+    assert PendingDocument.objects.get().pk == replies[3].pending_id

@@ -352,3 +352,23 @@ def test_a_multi_row_insert_of_nothing_sends_nothing() -> None:
     with CaptureQueriesContext(connection) as queries:
         rawsql.insert_many([], connection)
     assert len(queries) == 0
+
+
+def test_a_raw_lookup_of_many_finds_what_filter_in_finds() -> None:
+    patients = [make_patient("MARTIN"), make_patient("DUPONT", with_ins=False)]
+    cases: list[tuple[str, list[Any]]] = [
+        ("ipp", [p.ipp for p in patients] + ["nobody", "IPP' OR '1'='1"]),
+        ("ins", [patients[0].ins, "185127512345678"]),
+        ("ipp", []),
+        # More values than one statement takes: several statements, one answer.
+        ("ipp", [f"X{n}" for n in range(1_100)] + [patients[1].ipp]),
+    ]
+    for name, values in cases:
+        expected = Patient.objects.filter(**{f"{name}__in": values})
+        found = rawsql.many_by(Patient, name, values, connection)
+        by_pk = {p.pk: _attributes(p) for p in found}
+        assert len(by_pk) == len(found)
+        assert by_pk == {p.pk: _attributes(p) for p in expected}, (name, values[:3])
+        assert all(p._state.adding is False for p in found)
+    with pytest.raises(ValueError, match="not unique"):
+        rawsql.many_by(Patient, "family_name", ["MARTIN"], connection)
