@@ -81,6 +81,9 @@ _REQUEST_ID_KEY = "VIGIE_REQUEST_ID"
 # The longest a caller waits for the appender before giving up (and not disclosing).
 _WAIT_SECONDS = 30.0
 _MAX_BATCH = 500
+# Built once: `Outcome.values` rebuilds its list (and every label) on each read, and every
+# event is checked against it.
+_OUTCOMES = frozenset(Outcome.values)
 
 
 class Patient(Protocol):
@@ -236,7 +239,7 @@ def _build(
 ) -> AuditEvent:
     if len(action) > 64 or not _ACTION_RE.fullmatch(action):
         raise ValueError(f"audit action {action!r} is not a namespaced tag like document.read")
-    if outcome not in Outcome.values:
+    if outcome not in _OUTCOMES:
         raise ValueError(f"audit outcome {outcome!r} is not one of {', '.join(Outcome.values)}")
     details = dict(extra or {})
     if request is not None:

@@ -90,6 +90,39 @@ def first_by(model: type[M], name: str, value: Any, conn: BaseDatabaseWrapper) -
     return None if row is None else cast(M, instance(model, fields, readers, row, conn))
 
 
+def many_by(model: type[M], name: str, values: Sequence[Any], conn: BaseDatabaseWrapper) -> list[M]:
+    """`list(model.objects.filter(<name>__in=values))` for a unique column `name` (in no
+    particular order), in one statement per 500 values: a round's look-ups at once (the
+    patients of a round of messages) instead of one `first_by` each."""
+    field = model._meta.get_field(name)
+    if not (getattr(field, "unique", False) or getattr(field, "primary_key", False)):
+        raise ValueError(f"{model.__name__}.{name} is not unique")
+    conn = resolved(conn)
+    fields = list(model._meta.concrete_fields)
+    readers = [Reader(f, conn) for f in fields]
+    columns = ", ".join(conn.ops.quote_name(str(f.column)) for f in fields)
+    prepared = [cast(Any, field).get_db_prep_value(v, conn, prepared=False) for v in values]
+    found: list[M] = []
+    with conn.cursor() as cursor:
+        for start in range(0, len(prepared), _IN_CHUNK):
+            part = prepared[start : start + _IN_CHUNK]
+            marks = ", ".join(["%s"] * len(part))
+            # Names from the model's metadata; every value a parameter.
+            cursor.execute(
+                f"SELECT {columns} FROM {table(model, conn)}"  # noqa: S608
+                f" WHERE {column(model, name, conn)} IN ({marks})",
+                part,
+            )
+            found.extend(
+                cast(M, instance(model, fields, readers, row, conn)) for row in cursor.fetchall()
+            )
+    return found
+
+
+# Values per IN (...): below every backend's limit on parameters per statement.
+_IN_CHUNK = 500
+
+
 def resolved(conn: BaseDatabaseWrapper) -> BaseDatabaseWrapper:
     """The thread's connection itself when given Django's `connection` proxy: a statement's
     every field conversion reads the connection, each read through the proxy a thread-local
@@ -106,20 +139,48 @@ def insert(row: Model, conn: BaseDatabaseWrapper) -> None:
     and conversions are the ORM's own. No save signals and no `save()` override run: for
     models whose saves need neither (a Document at intake: proven equal by a differential
     test), on the path where building the INSERT cost the ORM more than running it."""
+    insert_many([row], conn)
+
+
+def insert_many(rows: Sequence[Model], conn: BaseDatabaseWrapper) -> None:
+    """`insert` for each of `rows`, in one INSERT ... VALUES (...), (...) per model instead
+    of one statement per row: a round of intake writes several rows per document, and each
+    statement cost more CPU to send than the database spent on its row.
+
+    Rows are written model by model, in the order each model first appears (rows whose
+    automatic key is still unset apart from those that set it: their column lists differ),
+    in as many statements as the backend's parameter limit needs (SQLite: 999). Same values
+    as `insert` writes, row for row (a differential test holds both to the ORM). An error
+    (a unique constraint) fails the statement, hence every row in it: the caller's
+    transaction decides what to roll back."""
+    if not rows:
+        return
     conn = resolved(conn)
-    meta = type(row)._meta
-    # An automatic primary key not set yet is the database's to assign (PostgreSQL refuses
-    # an explicit NULL in an identity column); its value is not read back.
-    auto = meta.pk if getattr(meta.pk, "db_returning", False) and row.pk is None else None
-    fields = [f for f in meta.concrete_fields if f is not auto]
-    values = [f.get_db_prep_save(f.pre_save(row, True), conn) for f in fields]
-    columns = ", ".join(conn.ops.quote_name(str(f.column)) for f in fields)
-    marks = ", ".join(["%s"] * len(fields))
+    groups: dict[tuple[type[Model], bool], list[Model]] = {}
+    for row in rows:
+        meta = type(row)._meta
+        # An automatic primary key not set yet is the database's to assign (PostgreSQL
+        # refuses an explicit NULL in an identity column); its value is not read back.
+        auto = bool(getattr(meta.pk, "db_returning", False)) and row.pk is None
+        groups.setdefault((type(row), auto), []).append(row)
     with conn.cursor() as cursor:
-        # Names from the model's metadata; every value a parameter.
-        cursor.execute(
-            f"INSERT INTO {table(type(row), conn)} ({columns}) VALUES ({marks})",  # noqa: S608
-            values,
-        )
-    row._state.adding = False
-    row._state.db = conn.alias
+        for (model, auto), group in groups.items():
+            meta = model._meta
+            fields = [f for f in meta.concrete_fields if not (auto and f is meta.pk)]
+            values = [
+                [f.get_db_prep_save(f.pre_save(row, True), conn) for f in fields] for row in group
+            ]
+            columns = ", ".join(conn.ops.quote_name(str(f.column)) for f in fields)
+            one = "(" + ", ".join(["%s"] * len(fields)) + ")"
+            per_statement = max(1, conn.ops.bulk_batch_size(list(fields), group))
+            for start in range(0, len(values), per_statement):
+                part = values[start : start + per_statement]
+                # Names from the model's metadata; every value a parameter.
+                cursor.execute(
+                    f"INSERT INTO {table(model, conn)} ({columns})"  # noqa: S608
+                    f" VALUES {', '.join([one] * len(part))}",
+                    [value for row_values in part for value in row_values],
+                )
+    for row in rows:
+        row._state.adding = False
+        row._state.db = conn.alias

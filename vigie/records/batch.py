@@ -8,9 +8,10 @@ with one wait of each kind:
 1. each document is checked (`inspect`), matched (`match_patient`) and sealed into its blob,
    written and named but not yet fsynced (`vault.group.SealGroup`);
 2. every blob of the round is fsynced, files then folders, concurrently;
-3. one transaction inserts every row (Document or PendingDocument), runs each channel's
-   `within` hook (its ReceivedMessage row) and appends every audit event as ONE batch
-   (`audit.log.together`), then commits: one fsync of the database;
+3. one transaction inserts every row (Document or PendingDocument, SealedResults, the
+   channel's own: its ReceivedMessage), one INSERT per table for the whole round
+   (`rawsql.insert_many`), runs each channel's `within` hook and appends every audit event
+   as ONE batch (`audit.log.together`), then commits: one fsync of the database;
 4. only then does `receive_many` return, so the caller may acknowledge.
 
 Nothing is weakened: no row exists before its blob is durable (a crash before 3 commits
@@ -18,7 +19,8 @@ leaves orphan blobs for `vault fsck`, never a row without a blob), and every doc
 acknowledged after the commit that holds it. One document that fails does not fail the
 others: a check or seal failure is that document's outcome alone, and if the round's
 transaction fails (a ReceivedMessage already taken by another process, a constraint), the
-documents are committed again one transaction each, so only the ones at fault fail.
+documents are committed again one transaction each (one per unit), so only the ones at
+fault fail.
 
 **Units.** Arrivals that share a `unit` are one delivery, stored whole or not at all (an
 HPRIM file of several patients, from the hot folder): if one of them fails its check or its
@@ -29,19 +31,23 @@ each unit in one transaction of its own, never part of it.
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
+from django.db.models import Model
 
 from vigie import vault
 from vigie.audit import log as audit_log
 from vigie.audit.log import record
 from vigie.lib import rawsql
+from vigie.records.identifiers import InvalidIdentifier, validate_ipp, validate_nir
 from vigie.records.ingest import (
     DocumentMeta,
     _validate_meta,
@@ -65,6 +71,7 @@ from vigie.records.receive import (
     Sender,
     _with_type,
     in_own_source,
+    ins_lookups,
     lab_report,
     match_patient,
 )
@@ -87,6 +94,12 @@ class Arrival:
     extra: dict[str, Any] = field(default_factory=dict)
     # Runs in the round's transaction with the stored row (see `receive`'s `within`).
     within: Callable[[Document | PendingDocument], None] | None = None
+    # The channel's own rows for the stored row (its record of the delivery: the
+    # ReceivedMessage that makes a resend a duplicate), inserted in the round's transaction
+    # with the round's other rows of their model, one statement for all
+    # (`rawsql.insert_many`: no save() override or signal runs, so only for models whose
+    # saves need neither). Not yet in the database when `within` runs.
+    rows: Callable[[Document | PendingDocument], Sequence[Model]] | None = None
     # A lab message's values (and the sender's embedded PDF), sealed beside it.
     results: ResultSet | None = None
     attachment: bytes | None = None
@@ -141,11 +154,12 @@ def prepare_round(arrivals: list[Arrival], *, executor: Executor | None = None) 
     previous round's commit."""
     outcomes: list[Received | Exception | None] = [None] * len(arrivals)
     ready: list[_Ready] = []
-    for index, arrival in enumerate(arrivals):
-        try:
-            ready.append(_check(index, arrival))
-        except Exception as exc:  # this document's answer; the others go on
-            outcomes[index] = exc
+    with _patient_lookups(arrivals):
+        for index, arrival in enumerate(arrivals):
+            try:
+                ready.append(_check(index, arrival))
+            except Exception as exc:  # this document's answer; the others go on
+                outcomes[index] = exc
     ready = _whole_units(arrivals, ready, outcomes)
     group = seal_group(
         vault.get_blob_store(), vault.get_keyring(), int(settings.VIGIE_VAULT_CHUNK_SIZE)
@@ -172,47 +186,67 @@ def commit_round(round_: Round) -> list[Received | Exception]:
     """Commit the round's rows and events in one transaction (its blobs are durable
     already); each arrival's outcome, in order. Returns once what it reports stored is
     committed."""
-    group, ready, outcomes = round_.group, round_.ready, round_.outcomes
+    return commit_rounds([round_])[0]
+
+
+def commit_rounds(rounds: list[Round]) -> list[list[Received | Exception]]:
+    """Prepared rounds committed in ONE transaction (REST: each request prepares its own
+    round, so blob fsyncs overlap, and concurrent requests share the commit); each round's
+    outcomes, in order. If that transaction fails, each unit of each round is committed
+    alone, so only what is at fault fails. Returns once what it reports stored is
+    committed."""
     try:
-        if ready:
-            _commit(ready, group, outcomes)
+        _commit(rounds)
     except BaseException:
         # Not committed (an unexpected error): the blobs are orphans, remove them now.
-        group.discard(r.row_id for r in ready if not isinstance(outcomes[r.index], Received))
+        for round_ in rounds:
+            round_.group.discard(
+                r.row_id for r in round_.ready if not isinstance(round_.outcomes[r.index], Received)
+            )
         raise
     finally:
-        group.close()
+        for round_ in rounds:
+            round_.group.close()
+    return [_final(round_.outcomes) for round_ in rounds]
+
+
+def _commit(rounds: list[Round]) -> None:
+    """Every ready arrival of `rounds` in one transaction; if it fails, each unit alone.
+    Sets the outcome of each, and discards the blobs of what did not commit."""
+    ready = [item for round_ in rounds for item in round_.ready]
+    if not ready:
+        return
+    try:
+        _store(ready)
+    except Exception:
+        # One of them (or the audit) failed the round: each alone now (each unit whole), so
+        # that only what is at fault fails. Rare: a control id taken meanwhile by another
+        # process, an audit log that refuses.
+        logger.info("%d documents failed together; committing each unit alone", len(ready))
+        for round_ in rounds:
+            for unit in _units(round_.ready):
+                try:
+                    _store(unit)
+                except Exception as exc:
+                    for item in unit:
+                        round_.outcomes[item.index] = exc
+                    round_.group.discard(item.row_id for item in unit)
+                    continue
+                for item in unit:
+                    _done(item, round_.outcomes)
+        return
+    for round_ in rounds:
+        for item in round_.ready:
+            _done(item, round_.outcomes)
+
+
+def _final(outcomes: list[Received | Exception | None]) -> list[Received | Exception]:
     final: list[Received | Exception] = []
     for outcome in outcomes:
         if outcome is None:  # every path above sets one; guard against a silent gap
             outcome = RuntimeError("internal error: a document of the round has no outcome")
         final.append(outcome)
     return final
-
-
-def commit_rounds(rounds: list[Round]) -> list[list[Received | Exception]]:
-    """Several prepared rounds committed in ONE transaction (REST: each request prepares its
-    own round, so blob fsyncs overlap, and concurrent requests share the commit); each
-    round's outcomes, as `commit_round` gives them. If that transaction fails, each round is
-    committed alone (`commit_round`), so only what is at fault fails."""
-    try:
-        with transaction.atomic(), audit_log.together():
-            for round_ in rounds:
-                for item in round_.ready:
-                    _insert(item)
-    except Exception:
-        logger.info("%d rounds failed together; committing each alone", len(rounds))
-        return [commit_round(round_) for round_ in rounds]
-    except BaseException:
-        for round_ in rounds:
-            round_.group.discard(r.row_id for r in round_.ready)
-            round_.group.close()
-        raise
-    for round_ in rounds:
-        for item in round_.ready:
-            _done(item, round_.outcomes)
-        round_.ready = []  # committed: nothing left for commit_round to insert
-    return [commit_round(round_) for round_ in rounds]
 
 
 def _whole_units(
@@ -256,6 +290,25 @@ def _units(ready: list[_Ready]) -> list[list[_Ready]]:
             by_unit[unit] = [item]
             units.append(by_unit[unit])
     return units
+
+
+def _patient_lookups(arrivals: list[Arrival]) -> AbstractContextManager[None]:
+    """The round's patients by INS and by clinic IPP in one query each (`ins_lookups`), not
+    one per document; a round of one looks its patient up as `receive()` does."""
+    if len(arrivals) < 2:
+        return contextlib.nullcontext()
+    ins: list[str] = []
+    ipps: list[str] = []
+    for arrival in arrivals:
+        sender = arrival.sender
+        # As `match_patient` will look them up; an invalid one is refused there, not here.
+        with contextlib.suppress(InvalidIdentifier):
+            if sender.ins:
+                ins.append(validate_nir(sender.ins))
+        with contextlib.suppress(InvalidIdentifier):
+            if sender.ipp and not sender.ipp_source:
+                ipps.append(validate_ipp(sender.ipp))
+    return ins_lookups(ins, ipps=ipps)
 
 
 def _check(index: int, arrival: Arrival) -> _Ready:
@@ -312,36 +365,33 @@ def _seal(
     return sealed
 
 
-def _commit(ready: list[_Ready], group: SealGroup | DirectSealGroup, outcomes: list[Any]) -> None:
-    try:
-        with transaction.atomic(), audit_log.together():
-            for item in ready:
-                _insert(item)
-    except Exception:
-        # One of them (or the audit) failed the round: each alone now (each unit whole), so
-        # that only what is at fault fails. Rare: a control id taken meanwhile by another
-        # process, an audit log that refuses.
-        logger.info("round of %d failed as a whole; committing one by one", len(ready))
-        for unit in _units(ready):
-            try:
-                with transaction.atomic(), audit_log.together():
-                    for item in unit:
-                        _insert(item)
-            except Exception as exc:
-                for item in unit:
-                    outcomes[item.index] = exc
-                group.discard(item.row_id for item in unit)
-                continue
-            for item in unit:
-                _done(item, outcomes)
-        return
-    for item in ready:
-        _done(item, outcomes)
+def _store(ready: list[_Ready]) -> None:
+    """Insert the rows of `ready` and append their events in one transaction, committed when
+    this returns (or nothing of it, if it raises).
+
+    Rows go in one INSERT per model (`rawsql.insert_many`): the documents and their sealed
+    results first, then each arrival's `within` hook and audit events in order, then the
+    channels' own rows (`Arrival.rows`). The events are appended as one batch at the end of
+    the block (`audit.log.together`), in the transaction that holds the rows."""
+    with transaction.atomic(), audit_log.together():
+        rows: list[Model] = []
+        for item in ready:
+            item.row = _row(item)
+            rows.append(item.row)
+            if item.results is not None:
+                rows.append(item.results)
+        rawsql.insert_many(rows, connection)
+        channel_rows: list[Model] = []
+        for item in ready:
+            channel_rows.extend(_within(item))
+        rawsql.insert_many(channel_rows, connection)
 
 
-def _insert(item: _Ready) -> None:
+def _row(item: _Ready) -> Document | PendingDocument:
+    """The arrival's unsaved row: its Document, or the PendingDocument that awaits
+    reconciliation."""
     kek_id, wrapped_key, size, sha256 = item.sealed
-    arrival, report = item.arrival, item.report
+    report = item.report
     common = {
         "id": item.row_id,
         "size": size,
@@ -353,45 +403,41 @@ def _insert(item: _Ready) -> None:
         "content_warnings": list(report.warnings),
     }
     if item.match.patient is not None:
-        document = Document(patient=item.match.patient, **common)
-        rawsql.insert(document, connection)
-        if item.results is not None:
-            # Raw too (no save() override or signal concerns it): a lab round writes one per
-            # document, and the ORM's INSERT cost more CPU than the database's work.
-            rawsql.insert(item.results, connection)
-        if arrival.within is not None:
-            arrival.within(document)
-        record_stored(document)
-        item.row = document
-        return
-    reason = item.match.reason[:500]
-    pending = PendingDocument(
-        channel=arrival.channel,
-        reason=reason,
-        identifiers=arrival.sender.identifiers(),
-        demographics=arrival.sender.demographics(),
+        return Document(patient=item.match.patient, **common)
+    return PendingDocument(
+        channel=item.arrival.channel,
+        reason=item.match.reason[:500],
+        identifiers=item.arrival.sender.identifiers(),
+        demographics=item.arrival.sender.demographics(),
         **common,
     )
-    rawsql.insert(pending, connection)
-    if item.results is not None:
-        rawsql.insert(item.results, connection)
-    audit_extra = {
-        "channel": arrival.channel,
-        "source_system": item.meta.source_system,
-        **arrival.extra,
-    }
+
+
+def _within(item: _Ready) -> list[Model]:
+    """After the row's insert: its events, in the order `receive()` records them, and the
+    channel's own rows for the round's later insert."""
+    arrival, row = item.arrival, item.row
+    assert row is not None  # noqa: S101 (set by _store first)
+    channel_rows = list(arrival.rows(row)) if arrival.rows is not None else []
+    if isinstance(row, Document):
+        if arrival.within is not None:
+            arrival.within(row)
+        record_stored(row)
+        return channel_rows
     record(
         "intake.pending",
-        reason=reason,
+        reason=row.reason,
         extra={
-            **audit_extra,
-            "pending_id": pending.pk,
+            "channel": arrival.channel,
+            "source_system": item.meta.source_system,
+            **arrival.extra,
+            "pending_id": row.pk,
             "identifiers": arrival.sender.identifiers(),
         },
     )
     if arrival.within is not None:
-        arrival.within(pending)
-    item.row = pending
+        arrival.within(row)
+    return channel_rows
 
 
 def _done(item: _Ready, outcomes: list[Any]) -> None:

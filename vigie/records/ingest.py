@@ -102,8 +102,13 @@ def find_patient(ref: PatientRef) -> Patient:
     return patient
 
 
+# Built once: `DocumentKind.values` rebuilds its list (and every label) on each read, a
+# cost paid by every received document.
+_KINDS = frozenset(DocumentKind.values)
+
+
 def _validate_meta(meta: DocumentMeta) -> None:
-    if meta.kind not in DocumentKind.values:
+    if meta.kind not in _KINDS:
         raise InvalidDocument(
             f"unknown document kind {meta.kind!r}; expected one of {', '.join(DocumentKind.values)}"
         )

@@ -132,45 +132,64 @@ def in_own_source(sender: Sender, source_system: str) -> Sender:
     return replace(sender, ipp_source=own)
 
 
-# The patients of a round of documents by INS (the hot folder's HPRIM rounds): looked up all
-# at once, and each at most once for the round, instead of once per document and once more by
-# the HPRIM NIR check. Per thread and per context (a ContextVar), so rounds never share it.
+# The patients of a round of documents by INS (the hot folder's HPRIM rounds) and by clinic
+# IPP (an MLLP round): looked up all at once, and each at most once for the round, instead of
+# once per document (and once more by the HPRIM NIR check). Per thread and per context (a
+# ContextVar), so rounds never share them.
 _by_ins: ContextVar[dict[str, Patient | None] | None] = ContextVar("vigie_by_ins", default=None)
-_PREFETCH_CHUNK = 500  # below every backend's limit on parameters per statement
+_by_ipp: ContextVar[dict[str, Patient | None] | None] = ContextVar("vigie_by_ipp", default=None)
 
 
 @contextmanager
-def ins_lookups(prefetch: Iterable[str] = ()) -> Iterator[None]:
-    """Within the block, `patient_by_ins` answers each INS from one look-up: those in
-    `prefetch` by one query, others on first use. For a round whose rows are written within
-    moments of its checks, as every document's own look-up already is; never across rounds.
-    A nested block shares the outer one's answers."""
+def ins_lookups(prefetch: Iterable[str] = (), *, ipps: Iterable[str] = ()) -> Iterator[None]:
+    """Within the block, `patient_by_ins` answers each INS from one look-up, and
+    `patient_by_ipp` each clinic IPP: those in `prefetch` (INS) and `ipps` by one query
+    each, others on first use. For a round whose rows are written within moments of its
+    checks, as every document's own look-up already is; never across rounds. A nested
+    block shares the outer one's answers."""
     if _by_ins.get() is not None:
         yield
         return
-    memo: dict[str, Patient | None] = {}
-    wanted = sorted({ins for ins in prefetch if ins})
-    for start in range(0, len(wanted), _PREFETCH_CHUNK):
-        chunk = wanted[start : start + _PREFETCH_CHUNK]
-        memo.update(dict.fromkeys(chunk))
-        memo.update({p.ins: p for p in Patient.objects.filter(ins__in=chunk) if p.ins})
-    token = _by_ins.set(memo)
+    by_ins = _prefetched("ins", prefetch)
+    by_ipp = _prefetched("ipp", ipps)
+    tokens = _by_ins.set(by_ins), _by_ipp.set(by_ipp)
     try:
         yield
     finally:
-        _by_ins.reset(token)
+        _by_ins.reset(tokens[0])
+        _by_ipp.reset(tokens[1])
+
+
+def _prefetched(name: str, values: Iterable[str]) -> dict[str, Patient | None]:
+    """{value: the patient holding it, or None}, in one raw query (not the ORM's: its
+    query cost more CPU than the answer)."""
+    wanted = sorted({value for value in values if value})
+    memo: dict[str, Patient | None] = dict.fromkeys(wanted)
+    if wanted:
+        for patient in rawsql.many_by(Patient, name, wanted, connection):
+            memo[getattr(patient, name)] = patient
+    return memo
+
+
+def _looked_up(memo: dict[str, Patient | None] | None, name: str, value: str) -> Patient | None:
+    if memo is None:
+        # Raw, by the unique column: on every received document, the ORM's query cost more
+        # CPU than the database's answer.
+        return rawsql.first_by(Patient, name, value, connection)
+    if value not in memo:
+        memo[value] = rawsql.first_by(Patient, name, value, connection)
+    return memo[value]
 
 
 def patient_by_ins(ins: str) -> Patient | None:
     """The patient holding this INS, or None (through the round's answers in `ins_lookups`)."""
-    memo = _by_ins.get()
-    if memo is None:
-        # Raw, by the unique column: on every received document, the ORM's query cost more
-        # CPU than the database's answer.
-        return rawsql.first_by(Patient, "ins", ins, connection)
-    if ins not in memo:
-        memo[ins] = rawsql.first_by(Patient, "ins", ins, connection)
-    return memo[ins]
+    return _looked_up(_by_ins.get(), "ins", ins)
+
+
+def patient_by_ipp(ipp: str) -> Patient | None:
+    """The patient with this clinic IPP, or None (through the round's answers in
+    `ins_lookups`)."""
+    return _looked_up(_by_ipp.get(), "ipp", ipp)
 
 
 def match_patient(sender: Sender) -> Match:
@@ -199,7 +218,7 @@ def match_patient(sender: Sender) -> Match:
                 identifiers__source=sender.ipp_source, identifiers__value=ipp
             ).first()
         else:
-            by_ipp = rawsql.first_by(Patient, "ipp", ipp, connection)
+            by_ipp = patient_by_ipp(ipp)
     if by_ins and by_ipp and by_ins.pk != by_ipp.pk:
         return Match(None, "the INS and the IPP designate two different patients")
     if by_ins is not None and ipp and not sender.ipp_source and by_ins.ipp != ipp:

@@ -20,7 +20,6 @@ from __future__ import annotations
 import contextlib
 import io
 import os
-import secrets
 from collections.abc import Callable, Iterable
 from concurrent.futures import Executor
 from dataclasses import dataclass
@@ -31,26 +30,50 @@ from vigie.lib import durable
 from vigie.vault.envelope import new_data_key, seal_chunks
 from vigie.vault.errors import DocumentTooLarge, VaultError
 from vigie.vault.kek_store import Keyring
-from vigie.vault.store import TEMP_PREFIX, BlobStore, FilesystemBlobStore
+from vigie.vault.store import BlobStore, FilesystemBlobStore
 
 __all__ = ["DirectSealGroup", "SealGroup", "seal_group"]
+
+# A new blob, never an existing one; a shard folder, read-only (enough to fsync it).
+_CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+_FOLDER = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
+
+
+@dataclass
+class _Folder:
+    """A shard folder of the round, opened once: its blobs are created relative to it (no
+    path lookup per file) and it is fsynced through the same descriptor."""
+
+    path: Path
+    fd: int
 
 
 @dataclass
 class _Written:
     blob_id: str
-    path: Path
+    folder: _Folder
+    name: str
     fd: int  # kept open until `sync()`: fsync needs the file, and reopening costs a lookup
 
 
 class SealGroup:
-    """Blobs sealed for one round; durable together once `sync()` returns."""
+    """Blobs sealed for one round; durable together once `sync()` returns.
+
+    Each blob is written straight under its final name, created with O_EXCL (write-once:
+    an existing blob is refused atomically, never overwritten), not under a temporary name
+    then linked: until `sync()` returns and a row commits, nothing refers to it, so the
+    temporary name bought nothing here but three more calls (a check, a link, an unlink)
+    and two more folder entries for the journal. A blob whose write fails is removed; one
+    cut short by a crash is an orphan, as an unsynced one already was, which `vault fsck`
+    removes once older than its grace period (a write in progress is never that old).
+    """
 
     def __init__(self, store: FilesystemBlobStore, keyring: Keyring, chunk_size: int) -> None:
         self.store = store
         self.keyring = keyring
         self.chunk_size = chunk_size
         self._written: dict[str, _Written] = {}
+        self._folders: dict[Path, _Folder] = {}
         # Folders whose entries changed: a new shard folder was created in them.
         self._parents: set[Path] = set()
 
@@ -58,35 +81,46 @@ class SealGroup:
         """Encrypt `data` into the blob `document_id`, written but not yet durable: returns
         (kek_id, wrapped_key, size, sha256) for the row. DocumentTooLarge, VaultError or
         OSError with nothing left behind."""
-        final = self.store.path_for(document_id)
+        shard, name = self.store.locate(document_id)
         if len(data) > max_size:
             raise DocumentTooLarge(f"the document is larger than the limit of {max_size} bytes")
-        if os.path.lexists(final):
-            raise VaultError(f"blob {document_id} already exists; blobs are write-once")
-        data_key = new_data_key()
-        kek_id, wrapped_key = self.keyring.wrap(data_key, document_id)
-        sealed = seal_chunks(data_key, document_id, io.BytesIO(data), self.chunk_size, max_size)
-        self._make_shard(final.parent)
-        tmp = final.parent / f"{TEMP_PREFIX}{document_id}-{secrets.token_hex(6)}"
-        fd = durable.create_private(tmp)
+        folder = self._folder(shard)
         try:
+            fd = os.open(name, _CREATE, durable.PRIVATE_FILE_MODE, dir_fd=folder.fd)
+        except FileExistsError:
+            raise VaultError(f"blob {document_id} already exists; blobs are write-once") from None
+        try:
+            # 0600 whatever the umask, as `durable.create_private` makes every vault file.
+            os.fchmod(fd, durable.PRIVATE_FILE_MODE)
+            data_key = new_data_key()
+            kek_id, wrapped_key = self.keyring.wrap(data_key, document_id)
+            sealed = seal_chunks(data_key, document_id, io.BytesIO(data), self.chunk_size, max_size)
             for chunk in sealed:
                 durable.write_all(fd, chunk)
-            # Named now, fsynced in `sync()`: a name on unsynced data is safe because no
-            # row refers to it before then (a crash leaves an orphan for fsck).
-            durable.publish_new(tmp, final)
         except BaseException:
             os.close(fd)
-            tmp.unlink(missing_ok=True)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(name, dir_fd=folder.fd)
             raise
-        self._written[document_id] = _Written(document_id, final, fd)
+        self._written[document_id] = _Written(document_id, folder, name, fd)
         return kek_id, wrapped_key, sealed.size, sealed.sha256
 
+    def _folder(self, shard: Path) -> _Folder:
+        """The blob's shard folder, opened once per round (created if new: its own entry is
+        then fsynced with the round's in `sync()`, not at once as
+        `durable.make_private_dir` does, one wait fewer)."""
+        folder = self._folders.get(shard)
+        if folder is not None:
+            return folder
+        try:
+            fd = os.open(shard, _FOLDER)
+        except FileNotFoundError:
+            self._make_shard(shard)
+            fd = os.open(shard, _FOLDER)
+        folder = self._folders[shard] = _Folder(shard, fd)
+        return folder
+
     def _make_shard(self, shard: Path) -> None:
-        """The blob's folder, created if new: its own entry is fsynced with the round's in
-        `sync()` (not at once, as `durable.make_private_dir` does), one wait fewer."""
-        if shard.is_dir():
-            return
         durable.make_private_dir(shard.parent)  # the store's root: exists but once
         # Made by us or, a moment ago, by another writer that may not have fsynced its
         # entry yet: either way ours is only durable once the parent is fsynced.
@@ -104,8 +138,8 @@ class SealGroup:
         them as durable. The order among them does not matter: nothing refers to these
         blobs until every one of these calls has returned."""
         files: list[int | Path] = [w.fd for w in self._written.values()]
-        folders = sorted({w.path.parent for w in self._written.values()} | self._parents)
-        _run(executor, _fsync, files + list(folders))
+        folders = {w.folder.fd for w in self._written.values()}
+        _run(executor, _fsync, [*files, *sorted(folders), *sorted(self._parents)])
         self._parents.clear()
 
     def discard(self, blob_ids: Iterable[str]) -> None:
@@ -115,14 +149,17 @@ class SealGroup:
             if written is None:
                 continue
             os.close(written.fd)
-            written.path.unlink(missing_ok=True)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(written.name, dir_fd=written.folder.fd)
 
     def close(self) -> None:
-        """Close the files still open (after `sync()`, or when giving the round up)."""
-        for written in self._written.values():
+        """Close the files and folders still open (after `sync()`, or when giving the round
+        up)."""
+        for fd in [w.fd for w in self._written.values()] + [f.fd for f in self._folders.values()]:
             with contextlib.suppress(OSError):  # already closed: nothing to release
-                os.close(written.fd)
+                os.close(fd)
         self._written.clear()
+        self._folders.clear()
 
     def __len__(self) -> int:
         return len(self._written)

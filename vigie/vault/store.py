@@ -91,8 +91,14 @@ class FilesystemBlobStore:
         return str(self.root)
 
     def path_for(self, blob_id: str) -> Path:
+        shard, name = self.locate(blob_id)
+        return shard / name
+
+    def locate(self, blob_id: str) -> tuple[Path, str]:
+        """The blob's shard folder and its file name in it (VaultError for an invalid id),
+        for a writer that works relative to the folder (`vault.group`)."""
         validate_blob_id(blob_id)
-        return self.root / blob_id[:2] / f"{blob_id}{_SUFFIX}"
+        return self.root / blob_id[:2], f"{blob_id}{_SUFFIX}"
 
     def exists(self, blob_id: str) -> bool:
         return self.path_for(blob_id).is_file()

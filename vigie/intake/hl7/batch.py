@@ -31,8 +31,9 @@ from vigie.intake.hl7.handler import (
     _taken,
     convert,
     handle,
+    received_event,
     received_from,
-    received_hook,
+    received_row,
     reply_for,
 )
 from vigie.intake.hl7.parser import Header, Message, parse, peek_header
@@ -170,7 +171,9 @@ def _prepare(prepared: Prepared, executor: Executor | None) -> None:
                 content=converted.content,
                 channel=CHANNEL,
                 extra=_facts(message, item.sender),
-                within=received_hook(message, item.sender),
+                # Its ReceivedMessage goes in with the round's others: one INSERT.
+                rows=received_row(message, item.sender),
+                within=received_event(message, item.sender),
                 results=converted.results,
                 attachment=converted.attachment,
             )

@@ -229,24 +229,48 @@ def received_hook(
     message: Message, sender: MllpSender
 ) -> Callable[[Document | PendingDocument], None]:
     """What runs in the stored row's transaction: the ReceivedMessage that makes a resend
-    a duplicate, and the `intake.received` event."""
-    facts = _facts(message, sender)
-    source = received_from(sender, message)
+    a duplicate, and the `intake.received` event (a round inserts the former with its
+    others: `received_row` and `received_event` apart)."""
+    row_for, event = received_row(message, sender), received_event(message, sender)
 
     def within(row: Document | PendingDocument) -> None:
-        is_document = isinstance(row, Document)
         # Raw, as `create()` writes it: on the MLLP path the ORM's INSERT cost more CPU
         # than the database's work.
-        rawsql.insert(
+        rawsql.insert(row_for(row)[0], connection)
+        event(row)
+
+    return within
+
+
+def received_row(
+    message: Message, sender: MllpSender
+) -> Callable[[Document | PendingDocument], list[ReceivedMessage]]:
+    """The ReceivedMessage of the stored row, unsaved (`records.batch.Arrival.rows`)."""
+    source = received_from(sender, message)
+
+    def rows(row: Document | PendingDocument) -> list[ReceivedMessage]:
+        is_document = isinstance(row, Document)
+        return [
             ReceivedMessage(
                 channel=CHANNEL,
                 source=source,
                 control_id=message.control_id,
                 document_id=row.pk if is_document else "",
                 pending_id="" if is_document else row.pk,
-            ),
-            connection,
-        )
+            )
+        ]
+
+    return rows
+
+
+def received_event(
+    message: Message, sender: MllpSender
+) -> Callable[[Document | PendingDocument], None]:
+    """The `intake.received` event of the stored row, in its transaction."""
+    facts = _facts(message, sender)
+
+    def within(row: Document | PendingDocument) -> None:
+        is_document = isinstance(row, Document)
         record(
             "intake.received",
             patient=row.patient if isinstance(row, Document) else None,

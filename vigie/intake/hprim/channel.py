@@ -40,6 +40,7 @@ resend the same file under a new, time-stamped name. Each patient's row is recor
 from __future__ import annotations
 
 import datetime
+import functools
 import hashlib
 import re
 from collections.abc import Callable
@@ -237,7 +238,8 @@ def arrivals(
             content=part.content,
             channel=channel,
             extra={**(extra or {}), "hprim_patient": index},
-            within=_remember(received_as, source, file_id, index, audit),
+            rows=_received_row(received_as, source, file_id, index),
+            within=functools.partial(_audit_as, audit, index),
             results=part.values,
             inspected=ContentReport(
                 CONTENT_TYPE, warnings=_warnings_of(parsed_file, part.report, index)
@@ -252,23 +254,40 @@ def arrivals(
 def _remember(
     received_as: str, source: str, file_id: str, index: int, audit: Audit
 ) -> Callable[[Row], None]:
+    row_of = _received_row(received_as, source, file_id, index)
+
     def within(row: Row) -> None:
-        is_document = isinstance(row, Document)
         # Raw, as `create()` writes it (as the MLLP path does): for every patient of every
         # file, the ORM's INSERT cost more CPU than the database's work.
-        rawsql.insert(
+        rawsql.insert(row_of(row)[0], connection)
+        audit(row, index)
+
+    return within
+
+
+def _audit_as(audit: Audit, index: int, row: Row) -> None:
+    audit(row, index)
+
+
+def _received_row(
+    received_as: str, source: str, file_id: str, index: int
+) -> Callable[[Row], list[ReceivedMessage]]:
+    """The ReceivedMessage of a patient's stored row, unsaved: a round inserts it with the
+    round's others, in one statement (`records.batch.Arrival.rows`)."""
+
+    def rows(row: Row) -> list[ReceivedMessage]:
+        is_document = isinstance(row, Document)
+        return [
             ReceivedMessage(
                 channel=received_as,
                 source=source,
                 control_id=section_control_id(file_id, index),
                 document_id=row.pk if is_document else "",
                 pending_id="" if is_document else row.pk,
-            ),
-            connection,
-        )
-        audit(row, index)
+            )
+        ]
 
-    return within
+    return rows
 
 
 def _meta(report: PatientReport, source_system: str) -> DocumentMeta:

@@ -3,6 +3,7 @@ the answer `handle()` would give it alone, one failure fails no other, nothing h
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -169,3 +170,52 @@ def test_a_foreign_ipp_is_refused_without_failing_the_round(known):
     # Its IPP names BIOMED's system, which OTHER does not speak for: AR, nothing kept.
     assert replies[1].code == "AR"
     assert _stored() == (1, 0, 1)
+
+
+@pytest.mark.django_db
+def test_a_round_writes_each_table_in_one_insert(known):
+    # The round's rows go in one multi-row INSERT per table (`rawsql.insert_many`), not one
+    # statement per message: the CPU of a round should not grow by a statement per row.
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from vigie.records.models import SealedResults
+
+    orus = [Oru(control_id=f"M{n}") for n in range(5)] + [Oru(control_id="P", ipp="L999999")]
+    prepared = prepare_many(_round(*orus), local_authority="")
+    with CaptureQueriesContext(connection) as queries:
+        replies = finish_many(prepared)
+    assert [r.code for r in replies] == ["AA"] * 6
+    assert _stored() == (5, 1, 6)
+    assert SealedResults.objects.count() == 6
+    inserts: dict[str, int] = {}
+    for query in queries:
+        # PostgreSQL appends the audit events inside a WITH (with the head's move).
+        for table in re.findall(r'INSERT INTO "?(\w+)"?', query["sql"]):
+            inserts[table] = inserts.get(table, 0) + 1
+    for model in (Document, PendingDocument, SealedResults, ReceivedMessage, AuditEvent):
+        assert inserts.get(model._meta.db_table) == 1, (model, inserts)
+
+
+@pytest.mark.django_db
+def test_a_round_looks_its_patients_up_in_one_query(vault_home):
+    # Each message names its patient by the clinic's IPP: one query for the round's
+    # patients, not one per message, and each message still filed under its own patient.
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    patients = [make_patient(name) for name in ("MARTIN", "BERNARD", "PETIT")]
+    orus = [
+        Oru(control_id=f"P{n}", ipp=p.ipp, ipp_authority="CLINIQUE") for n, p in enumerate(patients)
+    ]
+    orus.append(Oru(control_id="NOBODY", ipp="UNKNOWN-1", ipp_authority="CLINIQUE"))
+    with CaptureQueriesContext(connection) as queries:
+        prepared = prepare_many(_round(*orus), local_authority="CLINIQUE")
+    patient_table = Patient._meta.db_table
+    lookups = [q for q in queries if q["sql"].startswith("SELECT") and patient_table in q["sql"]]
+    assert len(lookups) == 1, [q["sql"] for q in lookups]
+    replies = finish_many(prepared)
+    assert [r.code for r in replies] == ["AA"] * 4
+    for reply, patient in zip(replies, patients, strict=False):
+        assert Document.objects.get(pk=reply.document_id).patient == patient
+    assert PendingDocument.objects.get().pk == replies[3].pending_id

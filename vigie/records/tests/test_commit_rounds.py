@@ -1,7 +1,8 @@
 """`batch.commit_rounds`: rounds prepared apart (one per REST request) committed together.
 
 Each round keeps its own outcome; together they are one transaction; and when that
-transaction fails, each round is committed alone, so only the one at fault fails.
+transaction fails, each unit of each round is committed alone, so only the one at fault
+fails.
 """
 
 from __future__ import annotations

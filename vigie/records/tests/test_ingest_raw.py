@@ -1,6 +1,6 @@
-"""Differential: the ingest path's raw statements (`lib.rawsql.first_by`, `rawsql.insert`) and
-its one audit append (`audit.log.together`) against the ORM calls and one-by-one appends they
-replace. Same rows, same audit rows, or the shortcut is wrong."""
+"""Differential: the ingest path's raw statements (`lib.rawsql.first_by`, `rawsql.insert`,
+`rawsql.insert_many`) and its one audit append (`audit.log.together`) against the ORM calls
+and one-by-one appends they replace. Same rows, same audit rows, or the shortcut is wrong."""
 
 from __future__ import annotations
 
@@ -161,6 +161,11 @@ def _orm_insert(row: Model, conn: Any) -> None:
     row.save(force_insert=True)
 
 
+def _orm_insert_many(rows: list[Model], conn: Any) -> None:
+    for row in rows:
+        row.save(force_insert=True)
+
+
 _MOMENT_OR_ROW = {"seq", "at", "hash", "prev_hash", "request_id", "document_id"}
 
 
@@ -201,6 +206,7 @@ def test_an_ingest_stores_and_audits_what_the_orm_path_did(
     with monkeypatch.context() as before:
         before.setattr(rawsql, "first_by", _orm_first)
         before.setattr(rawsql, "insert", _orm_insert)
+        before.setattr(rawsql, "insert_many", _orm_insert_many)
         before.setattr(audit_log, "together", contextlib.nullcontext)
         slow = _received(client, text, patient)
 
@@ -229,3 +235,140 @@ def test_a_raw_insert_of_a_row_with_an_automatic_key_matches_create() -> None:
     for row in rows.values():
         del row["id"], row["control_id"]
     assert rows["RAW-1"] == rows["ORM-1"]
+
+
+def _pending_fields() -> dict[str, Any]:
+    return {
+        **_STORED,
+        "channel": "hl7",
+        "reason": "no patient has this IPP here",
+        "identifiers": {"ipp": "4242", "ipp_source": "LAB"},
+        "demographics": {"family_name": "N'GUYEN", "birth_date": "1985-03-14"},
+    }
+
+
+def _results_fields(n: int) -> dict[str, Any]:
+    attachment = None if n % 2 else b"%PDF-1.7 \x00\xff" + bytes([n % 256])
+    results = b"\x00sealed json\xff" + str(n).encode()
+    return {
+        "kek_id": "kek-2026",
+        "wrapped_key": bytes(range(n % 256)),
+        "results": results,
+        "attachment": attachment,
+    }
+
+
+def _comparable(model: type[Model], pk: str) -> dict[str, Any]:
+    """The stored row without its own id and its moment of creation (a default: each row's
+    own), binary columns as bytes."""
+    row = _stored(model, pk)
+    for moment in ("received_at", "created_at"):
+        row.pop(moment, None)
+    return {k: bytes(v) if isinstance(v, memoryview) else v for k, v in row.items()}
+
+
+def test_a_multi_row_insert_writes_the_rows_create_writes() -> None:
+    # records.batch writes a round's rows with one INSERT per table: every model of a round,
+    # mixed in one call, each row equal to the one the ORM writes for the same fields.
+    from vigie.intake.models import ReceivedMessage
+
+    patient = make_patient()
+    when = timezone.make_aware(datetime(2026, 3, 1, 23, 59, 59, 999_999))
+    cases: list[tuple[type[Model], dict[str, Any]]] = [
+        (Document, {"patient": patient, **_STORED}),
+        (Document, {"patient": patient, **_STORED, "received_at": when, "title": "« 2 »"}),
+        (PendingDocument, _pending_fields()),
+        (SealedResults, _results_fields(1)),
+        (SealedResults, _results_fields(2)),
+    ]
+    orm_ids, raw_rows = [], []
+    for model, fields in cases:
+        key = results_label if model is SealedResults else (lambda pk: pk)
+        orm = model(id=key(new_document_id()), **fields)
+        orm.save(force_insert=True)
+        orm_ids.append(orm.pk)
+        raw_rows.append(model(id=key(new_document_id()), **fields))
+    received = {"channel": "hl7", "source": "LAB", "received_at": when, "pending_id": ""}
+    by_orm = ReceivedMessage.objects.create(control_id="ORM-1", document_id="d1", **received)
+    # Its key is automatic: left to the database, as create() leaves it.
+    raw_rows.append(ReceivedMessage(control_id="RAW-1", document_id="d1", **received))
+    rawsql.insert_many(raw_rows, connection)
+
+    assert all(not row._state.adding for row in raw_rows)
+    for (model, _fields), orm_id, raw in zip(cases, orm_ids, raw_rows[:-1], strict=True):
+        assert _comparable(model, raw.pk) == _comparable(model, orm_id), model
+    raw_received = ReceivedMessage.objects.get(control_id="RAW-1")
+    assert raw_received.pk not in (None, by_orm.pk)
+    names = [f.attname for f in ReceivedMessage._meta.concrete_fields]
+    orm_values = {n: getattr(by_orm, n) for n in names if n not in ("id", "control_id")}
+    raw_values = {n: getattr(raw_received, n) for n in names if n not in ("id", "control_id")}
+    assert raw_values == orm_values
+
+
+def test_a_multi_row_insert_is_one_statement_per_table_under_the_parameter_limit() -> None:
+    from django.test.utils import CaptureQueriesContext
+
+    # 400 rows of 6 columns: 2,400 parameters, over SQLite's 999 (PostgreSQL's is higher).
+    rows = [
+        SealedResults(id=results_label(new_document_id()), **_results_fields(n)) for n in range(400)
+    ]
+    patient = make_patient()
+    documents = [Document(id=new_document_id(), patient=patient, **_STORED) for _ in range(3)]
+    with CaptureQueriesContext(connection) as queries:
+        rawsql.insert_many([*documents, *rows], connection)
+    per_statement = connection.ops.bulk_batch_size(list(SealedResults._meta.concrete_fields), rows)
+    expected = 1 + -(-400 // per_statement)
+    assert len([q for q in queries if q["sql"].startswith("INSERT")]) == expected
+    assert SealedResults.objects.count() == 400
+    assert Document.objects.count() == 3
+    stored = {r.pk: r for r in SealedResults.objects.all()}
+    for row in rows:
+        assert bytes(stored[row.pk].results) == row.results
+        assert stored[row.pk].attachment == row.attachment
+
+
+def test_a_duplicate_in_a_multi_row_insert_stores_none_of_its_statement() -> None:
+    # A round whose ReceivedMessage collides (a resend taken meanwhile) must fail as a whole,
+    # so that records.batch retries unit by unit: no partial round is left behind.
+    from django.db import IntegrityError, transaction
+
+    from vigie.intake.models import ReceivedMessage
+
+    ReceivedMessage.objects.create(
+        channel="hl7", source="LAB", control_id="TAKEN", document_id="d0", pending_id=""
+    )
+    rows = [
+        ReceivedMessage(channel="hl7", source="LAB", control_id=c, document_id="d1", pending_id="")
+        for c in ("NEW-1", "TAKEN", "NEW-2")
+    ]
+    with pytest.raises(IntegrityError), transaction.atomic():
+        rawsql.insert_many(rows, connection)
+    assert list(ReceivedMessage.objects.values_list("control_id", flat=True)) == ["TAKEN"]
+
+
+def test_a_multi_row_insert_of_nothing_sends_nothing() -> None:
+    from django.test.utils import CaptureQueriesContext
+
+    with CaptureQueriesContext(connection) as queries:
+        rawsql.insert_many([], connection)
+    assert len(queries) == 0
+
+
+def test_a_raw_lookup_of_many_finds_what_filter_in_finds() -> None:
+    patients = [make_patient("MARTIN"), make_patient("DUPONT", with_ins=False)]
+    cases: list[tuple[str, list[Any]]] = [
+        ("ipp", [p.ipp for p in patients] + ["nobody", "IPP' OR '1'='1"]),
+        ("ins", [patients[0].ins, "185127512345678"]),
+        ("ipp", []),
+        # More values than one statement takes: several statements, one answer.
+        ("ipp", [f"X{n}" for n in range(1_100)] + [patients[1].ipp]),
+    ]
+    for name, values in cases:
+        expected = Patient.objects.filter(**{f"{name}__in": values})
+        found = rawsql.many_by(Patient, name, values, connection)
+        by_pk = {p.pk: _attributes(p) for p in found}
+        assert len(by_pk) == len(found)
+        assert by_pk == {p.pk: _attributes(p) for p in expected}, (name, values[:3])
+        assert all(p._state.adding is False for p in found)
+    with pytest.raises(ValueError, match="not unique"):
+        rawsql.many_by(Patient, "family_name", ["MARTIN"], connection)

@@ -6,6 +6,7 @@ import os
 import stat
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -85,7 +86,7 @@ def test_sync_fsyncs_every_file_and_folder_of_the_round(
     real_fsync = os.fsync
 
     def fsync(fd: int) -> None:
-        synced.add(os.fstat(fd).st_ino)  # the inode: a blob's fd was opened by its temp name
+        synced.add(os.fstat(fd).st_ino)  # the inode: what was fsynced, whatever its name
         real_fsync(fd)
 
     group = SealGroup(store, keyring, chunk_size=4096)
@@ -97,3 +98,78 @@ def test_sync_fsyncs_every_file_and_folder_of_the_round(
     group.close()
     paths = [store.path_for(b) for b in blob_ids] + [store.root / "Gh", store.root]
     assert synced == {path.stat().st_ino for path in paths}
+
+
+def test_a_blob_whose_write_fails_is_removed_and_the_round_goes_on(
+    store: FilesystemBlobStore, keyring: Keyring, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Written under its final name (no temporary one): a write that fails half way (a full
+    # disk) must not leave a truncated blob behind under that name.
+    from vigie.lib import durable
+
+    first, failing, third = _ids("Ij", 3)
+    real_write_all = durable.write_all
+    group = SealGroup(store, keyring, chunk_size=4096)
+    group.seal(first, MARKER, max_size=1 << 20)
+
+    def full_disk(fd: int, data: bytes) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(durable, "write_all", full_disk)
+    with pytest.raises(OSError, match="No space"):
+        group.seal(failing, MARKER, max_size=1 << 20)
+    monkeypatch.setattr(durable, "write_all", real_write_all)
+    rows = {third: group.seal(third, MARKER, max_size=1 << 20)}
+    group.sync()
+    group.close()
+    assert _files(store.root) == [f"Ij/{first}.blob", f"Ij/{third}.blob"]
+    kek_id, wrapped, _size, _sha = rows[third]
+    with vault.open(third, kek_id, wrapped, store=store, keyring=keyring) as chunks:
+        assert b"".join(chunks) == MARKER
+
+
+def test_a_symlink_planted_at_a_blob_name_is_refused_not_followed(
+    store: FilesystemBlobStore, keyring: Keyring, tmp_path: Path
+) -> None:
+    # Someone with write access to a shard plants a link where the next blob will go, to
+    # have the ciphertext written (or a file truncated) elsewhere: O_EXCL refuses the name.
+    (blob_id,) = _ids("Kl", 1)
+    target = tmp_path / "elsewhere"
+    target.write_bytes(b"not the vault's")
+    (store.root / "Kl").mkdir(parents=True)
+    store.path_for(blob_id).symlink_to(target)
+    group = SealGroup(store, keyring, chunk_size=4096)
+    with pytest.raises(VaultError, match="write-once"):
+        group.seal(blob_id, MARKER, max_size=1 << 20)
+    group.close()
+    assert target.read_bytes() == b"not the vault's"
+    assert store.path_for(blob_id).is_symlink()
+
+
+def test_a_round_opens_its_shard_folder_once_and_links_nothing(
+    store: FilesystemBlobStore, keyring: Keyring, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The per-blob filesystem work of a round: one create and its writes, no existence
+    # check, no temporary name to link and unlink; the folder is opened once for all.
+    opened: list[str] = []
+    real_open = os.open
+
+    def counting_open(path: Any, flags: int, *args: Any, **kwargs: Any) -> int:
+        opened.append("folder" if flags & os.O_DIRECTORY else "file")
+        return real_open(path, flags, *args, **kwargs)
+
+    def no_link(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("a blob of a round is created under its final name")
+
+    (store.root / "Mn").mkdir(parents=True)
+    blob_ids = _ids("Mn", 6)
+    monkeypatch.setattr(os, "open", counting_open)
+    monkeypatch.setattr(os, "link", no_link)
+    group = SealGroup(store, keyring, chunk_size=4096)
+    for blob_id in blob_ids:
+        group.seal(blob_id, MARKER, max_size=1 << 20)
+    group.sync()
+    group.close()
+    assert opened.count("file") == 6
+    assert opened.count("folder") == 1
+    assert sorted(Path(f).name for f in _files(store.root)) == [f"{b}.blob" for b in blob_ids]
