@@ -211,6 +211,9 @@ def invitation_view(request: HttpRequest) -> HttpResponse:
         )
         if isinstance(reservation, HttpResponse):
             return reservation
+        # Guesses of a code take a new account before its owner does: IT hears of them
+        # going on as of password guesses (one alert per identifier, the same counter).
+        lockout.note_password_attempt(reservation, username, request)
         try:
             user = invitations.redeem(
                 username, form.cleaned_data["code"], form.cleaned_data["password"], request=request

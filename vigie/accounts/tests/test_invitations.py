@@ -12,7 +12,7 @@ from django.utils import timezone
 from django_otp.plugins.otp_static.models import StaticDevice
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
-from vigie.accounts import invitations, otp
+from vigie.accounts import invitations, lockout, otp
 from vigie.accounts.models import Invitation, Role, User
 from vigie.accounts.testing import PASSWORD, log_in, make_user
 from vigie.alerts.models import Alert, Audience
@@ -117,6 +117,23 @@ def test_attack_guessing_an_invitation_code_is_held_to_the_password_delay(
     assert 'name="code"' in page
     assert Invitation.objects.usable().filter(pk=issued.invitation.pk).exists()
     assert AuditEvent.objects.filter(action="login.delayed", extra__username="dr.new").exists()
+
+
+def test_attack_sustained_invitation_code_guesses_alert_it_as_login_guesses_do(
+    newcomer: User, settings: Any
+) -> None:
+    # Someone trying codes for a new account, from many addresses: slowed by the account's
+    # delay, and IT told while it goes on, as for passwords (nobody else would notice: the
+    # account has no owner yet to find it locked).
+    invitations.issue(newcomer, by="it.admin")
+    settings.VIGIE_LOGIN_ALERT_ATTEMPTS = settings.VIGIE_LOGIN_DELAY_FREE_ATTEMPTS
+    for i in range(settings.VIGIE_LOGIN_DELAY_FREE_ATTEMPTS):
+        guess = Client(REMOTE_ADDR=f"203.0.113.{i}")
+        assert _accept(guess, "dr.new", "AAAA-BBBB-CCCC").status_code == 200
+    alert = Alert.objects.get(kind=lockout.SUSTAINED_ALERT)
+    assert alert.audience == Audience.ADMIN
+    assert alert.details["username"] == "dr.new"
+    assert AuditEvent.objects.filter(action="login.sustained_failures").count() == 1
 
 
 def test_attack_spraying_invitation_codes_from_one_address_locks_it(
