@@ -388,13 +388,10 @@ def _insert(events: list[AuditEvent], seq: int, hash_hex: str) -> None:
     # This thread's connection itself, not the `connection` proxy: every field's conversion
     # below reads it, and each read through the proxy is a thread-local lookup.
     conn = connections[DEFAULT_DB_ALIAS]
-    fields = AuditEvent._meta.concrete_fields
-    rows = [
-        [f.get_db_prep_save(getattr(event, f.attname), conn) for f in fields] for event in events
-    ]
-    columns = ", ".join(conn.ops.quote_name(f.column) for f in fields)
-    one = "(" + ", ".join(["%s"] * len(fields)) + ")"
-    event_table, head_table = rawsql.table(AuditEvent, conn), rawsql.table(AuditHead, conn)
+    plan = rawsql.insert_plan(AuditEvent, conn, without_pk=False)
+    rows = [plan.values(event, conn) for event in events]
+    fields, columns, one = list(plan.fields), plan.columns, plan.one
+    event_table, head_table = plan.table, rawsql.table(AuditHead, conn)
     head_seq, head_hash = (rawsql.column(AuditHead, n, conn) for n in ("seq", "hash"))
     # As many rows per INSERT as the backend takes parameters (bulk imports pass thousands).
     per_statement = max(1, conn.ops.bulk_batch_size(list(fields), events))

@@ -10,9 +10,12 @@ converted on its way in and out exactly as the ORM's compiler converts it.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
+from django.db import models
 from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.backends.base.operations import BaseDatabaseOperations
 from django.db.models import Field, Model
 from django.utils.connection import ConnectionProxy
 
@@ -165,22 +168,131 @@ def insert_many(rows: Sequence[Model], conn: BaseDatabaseWrapper) -> None:
         groups.setdefault((type(row), auto), []).append(row)
     with conn.cursor() as cursor:
         for (model, auto), group in groups.items():
-            meta = model._meta
-            fields = [f for f in meta.concrete_fields if not (auto and f is meta.pk)]
-            values = [
-                [f.get_db_prep_save(f.pre_save(row, True), conn) for f in fields] for row in group
-            ]
-            columns = ", ".join(conn.ops.quote_name(str(f.column)) for f in fields)
-            one = "(" + ", ".join(["%s"] * len(fields)) + ")"
-            per_statement = max(1, conn.ops.bulk_batch_size(list(fields), group))
+            plan = insert_plan(model, conn, without_pk=auto)
+            values = [plan.values(row, conn) for row in group]
+            per_statement = max(1, conn.ops.bulk_batch_size(list(plan.fields), group))
             for start in range(0, len(values), per_statement):
                 part = values[start : start + per_statement]
                 # Names from the model's metadata; every value a parameter.
                 cursor.execute(
-                    f"INSERT INTO {table(model, conn)} ({columns})"  # noqa: S608
-                    f" VALUES {', '.join([one] * len(part))}",
+                    f"INSERT INTO {plan.table} ({plan.columns})"  # noqa: S608
+                    f" VALUES {', '.join([plan.one] * len(part))}",
                     [value for row_values in part for value in row_values],
                 )
     for row in rows:
         row._state.adding = False
         row._state.db = conn.alias
+
+
+# Field classes whose `get_db_prep_save` gives back a value of these exact types unchanged,
+# on SQLite and PostgreSQL alike (`to_python`, `int()` or `bool()` of it is itself, and no
+# backend adapts it): for them a row's value is sent as it is, not through the four calls
+# of the field's conversion, which were most of a multi-row INSERT's CPU. Exact classes only:
+# a subclass may convert (its own `get_prep_value`), and so goes through the ORM's path.
+_STR, _INT = (str,), (int,)
+_PLAIN: dict[type[Field[Any, Any]], tuple[type, ...]] = {
+    models.CharField: _STR,
+    models.TextField: _STR,
+    models.SlugField: _STR,
+    models.IntegerField: _INT,
+    models.BigIntegerField: _INT,
+    models.SmallIntegerField: _INT,
+    models.PositiveIntegerField: _INT,
+    models.PositiveBigIntegerField: _INT,
+    models.PositiveSmallIntegerField: _INT,
+    models.AutoField: _INT,
+    models.BigAutoField: _INT,
+    models.SmallAutoField: _INT,
+    models.BooleanField: (bool,),
+}
+# Of those, the ones whose conversion of None is None (a non-null BooleanField refuses it).
+_NONE_KEPT = frozenset(_PLAIN) - {models.BooleanField}
+
+
+def _sent_as_is(
+    field: Field[Any, Any], conn: BaseDatabaseWrapper
+) -> tuple[tuple[type, ...], bool] | None:
+    """(the value types sent unchanged, whether None is) for `field` on `conn`'s database,
+    or None when its values always go through `get_db_prep_save`."""
+    if isinstance(field, models.ForeignKey):
+        # A foreign key sends what its target field would send.
+        if type(field).get_db_prep_save is not models.ForeignKey.get_db_prep_save:
+            return None
+        return _sent_as_is(field.target_field, conn)
+    types = _PLAIN.get(type(field))
+    if types is None:
+        return None
+    if types is _INT and (
+        type(conn.ops).adapt_integerfield_value
+        is not BaseDatabaseOperations.adapt_integerfield_value
+    ):
+        # PostgreSQL (psycopg 3) sends integers typed by their column (Int2, Int4, Int8).
+        return None
+    return types, type(field) in _NONE_KEPT
+
+
+@dataclass(frozen=True)
+class _Column:
+    field: Field[Any, Any]
+    attname: str
+    own_pre_save: bool  # the field computes its value (auto_now_add...): ask it
+    as_is: tuple[type, ...]
+    none_as_is: bool
+
+
+@dataclass(frozen=True)
+class InsertPlan:
+    """What an INSERT of `model`'s rows needs, worked out once per model and database: the
+    table, the quoted columns, one row's placeholders, and how each value is prepared."""
+
+    table: str
+    columns: str
+    one: str
+    fields: tuple[Field[Any, Any], ...]
+    steps: tuple[_Column, ...]
+
+    def values(self, row: Model, conn: BaseDatabaseWrapper) -> list[Any]:
+        """`row`'s values as `row.save(force_insert=True)` would send them: each field's
+        `pre_save` and `get_db_prep_save`, skipped only where they give the value back."""
+        values: list[Any] = []
+        for step in self.steps:
+            field = step.field
+            value = field.pre_save(row, True) if step.own_pre_save else getattr(row, step.attname)
+            if type(value) in step.as_is or (value is None and step.none_as_is):
+                values.append(value)
+            else:
+                values.append(field.get_db_prep_save(value, conn))
+        return values
+
+
+_PLANS: dict[tuple[str, str, type[Model], bool], InsertPlan] = {}
+
+
+def insert_plan(model: type[Model], conn: BaseDatabaseWrapper, *, without_pk: bool) -> InsertPlan:
+    """The cached `InsertPlan` of `model` on `conn`'s database (`without_pk`: the automatic
+    primary key is left to the database)."""
+    key = (conn.alias, conn.vendor, model, without_pk)
+    plan = _PLANS.get(key)
+    if plan is None:
+        meta = model._meta
+        fields = tuple(f for f in meta.concrete_fields if not (without_pk and f is meta.pk))
+        steps = []
+        for f in fields:
+            as_is = _sent_as_is(f, conn)
+            steps.append(
+                _Column(
+                    field=f,
+                    attname=str(f.attname),
+                    own_pre_save=type(f).pre_save is not Field.pre_save,
+                    as_is=as_is[0] if as_is else (),
+                    none_as_is=bool(as_is and as_is[1]),
+                )
+            )
+        plan = _PLANS[key] = InsertPlan(
+            table=table(model, conn),
+            columns=", ".join(conn.ops.quote_name(str(f.column)) for f in fields),
+            one="(" + ", ".join(["%s"] * len(fields)) + ")",
+            fields=fields,
+            steps=tuple(steps),
+        )
+    return plan

@@ -10,10 +10,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from django.apps import apps
 from django.db import connection
 from django.db.models import Model
 from django.test import Client
 from django.utils import timezone
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
 from vigie.audit import log as audit_log
 from vigie.audit.models import AuditEvent
@@ -372,3 +376,36 @@ def test_a_raw_lookup_of_many_finds_what_filter_in_finds() -> None:
         assert all(p._state.adding is False for p in found)
     with pytest.raises(ValueError, match="not unique"):
         rawsql.many_by(Patient, "family_name", ["MARTIN"], connection)
+
+
+def _every_concrete_field() -> list[Any]:
+    return [
+        pytest.param(field, id=f"{model.__name__}.{field.name}")
+        for model in apps.get_models()
+        for field in model._meta.concrete_fields
+    ]
+
+
+@pytest.mark.parametrize("field", _every_concrete_field())
+@hypothesis_settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    value=st.one_of(
+        st.text(max_size=40),
+        st.integers(min_value=-(2**62), max_value=2**62),
+        st.booleans(),
+        st.none(),
+    )
+)
+def test_a_value_sent_as_is_is_what_the_field_itself_would_send(field: Any, value: Any) -> None:
+    """The insert plan skips a field's conversion only for values the conversion gives back
+    unchanged: for every concrete field of every model, on this database, a value of a type
+    the plan sends as is equals (and has the type of) what `get_db_prep_save` sends."""
+    plan = rawsql.insert_plan(field.model, connection, without_pk=False)
+    (step,) = (s for s in plan.steps if s.field is field)
+    if not (type(value) in step.as_is or (value is None and step.none_as_is)):
+        return  # the plan asks the field: nothing skipped to compare
+    sent = field.get_db_prep_save(value, rawsql.resolved(connection))
+    assert sent == value
+    assert type(sent) is type(value)
