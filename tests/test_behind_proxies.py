@@ -38,6 +38,7 @@ from typing import Any
 
 import pytest
 
+from tests.browser.chromium import CHROMIUM, CHROMIUM_ARGS
 from tests.conftest import VIGIE, _base_env
 from tests.deploy_sites import PORTAL, haproxy_binary, haproxy_site, nginx_binary, nginx_site
 from vigie.intake.hl7.testing import small_pdf
@@ -45,7 +46,6 @@ from vigie.intake.hl7.testing import small_pdf
 pytestmark = [pytest.mark.slow, pytest.mark.sqlite_only]
 
 REPO = Path(__file__).resolve().parent.parent
-CHROMIUM = Path("/usr/bin/chromium")
 # The browser's own address in the namespace.
 CLIENT = "10.99.0.2"
 FORGED = "203.0.113.66"
@@ -212,13 +212,7 @@ class Clinic:
             browser = playwright.chromium.launch(
                 executable_path=str(wrapper),
                 headless=True,
-                args=[
-                    "--headless",
-                    "--no-sandbox",
-                    "--disable-gpu",
-                    "--disable-background-networking",
-                    f"--host-resolver-rules=MAP {PORTAL} {CLIENT}",
-                ],
+                args=[*CHROMIUM_ARGS, f"--host-resolver-rules=MAP {PORTAL} {CLIENT}"],
             )
             try:
                 context = browser.new_context(
