@@ -160,32 +160,22 @@ def start_nginx(
 
 # --- Vigie ----------------------------------------------------------------------------------
 
-_SETUP = """
-import io, json
-from datetime import date, timedelta
-from pathlib import Path
-from django.utils import timezone
-from django_otp.plugins.otp_totp.models import TOTPDevice
-from vigie.accounts.models import Role, User
-from vigie.records.ingest import DocumentMeta, ingest
-from vigie.records.models import CareRelationship, CareRole, Patient
-args = json.loads(Path({args!r}).read_text())
-user = User(username="bench.doctor", first_name="Banc", last_name="Essai", role=Role.DOCTOR)
-user.set_password(args["password"])
-user.save()
-device = TOTPDevice.objects.create(user=user, name="authenticator", confirmed=True)
-patient = Patient.objects.create(
-    ipp="BENCH-0001", family_name="BANC", given_names="Essai", birth_date=date(1970, 1, 1)
+# The doctor who reads, their patient and the document (see
+# vigie.records.testing.seed_reading_doctor), made in `vigie shell` against the installation.
+_DOCTOR = {
+    "username": "bench.doctor",
+    "first_name": "Banc",
+    "last_name": "Essai",
+    "ipp": "BENCH-0001",
+    "family_name": "BANC",
+    "given_names": "Essai",
+    "source_system": "bench",
+}
+_SETUP = (
+    "import json\n"
+    "from vigie.records.testing import seed_reading_doctor as seed\n"
+    "print({mark!r} + json.dumps(seed(**json.loads(open({args!r}).read()))))\n"
 )
-CareRelationship.objects.create(
-    doctor=user, patient=patient, role=CareRole.TREATING,
-    valid_from=timezone.now() - timedelta(days=1),
-)
-with open(args["pdf"], "rb") as handle:
-    doc = ingest(patient, DocumentMeta(kind="lab_result", title="Bilan sanguin",
-        clinical_date=date.today(), source_system="bench", author="Laboratoire"), handle)
-print({mark!r} + json.dumps(dict(document=doc.id, totp_key=device.key)))
-"""
 
 
 def totp_now(key_hex: str, offset: int = 0) -> str:
@@ -346,7 +336,8 @@ def start_vigie(
     (work / "pdf.pdf").write_bytes(pdf)
     args_file = work / f"{name}-setup.json"
     args_file.write_text(
-        json.dumps({"password": password, "pdf": str(work / "pdf.pdf")}), encoding="utf-8"
+        json.dumps({**_DOCTOR, "password": password, "pdf": str(work / "pdf.pdf")}),
+        encoding="utf-8",
     )
     out = run("shell", "--no-imports", "-c", _SETUP.format(args=str(args_file), mark=_MARK))
     facts = json.loads(next(x for x in out.splitlines() if x.startswith(_MARK))[len(_MARK) :])
@@ -362,7 +353,7 @@ def start_vigie(
         argv += ["--blocking-threads", str(threads), "--no-access-log", wsgi_app]
     process = procs.start(argv, log, env=env)
     wait_http(port, "/health", process, log)
-    cookie = vigie_login(port, "bench.doctor", password, facts["totp_key"])
+    cookie = vigie_login(port, _DOCTOR["username"], password, facts["totp_key"])
     return f"http://127.0.0.1:{port}/documents/{facts['document']}/content", cookie, process
 
 

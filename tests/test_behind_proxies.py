@@ -38,6 +38,7 @@ from typing import Any
 
 import pytest
 
+from tests.browser.chromium import CHROMIUM, CHROMIUM_ARGS
 from tests.conftest import VIGIE, _base_env
 from tests.deploy_sites import PORTAL, haproxy_binary, haproxy_site, nginx_binary, nginx_site
 from vigie.intake.hl7.testing import small_pdf
@@ -45,7 +46,6 @@ from vigie.intake.hl7.testing import small_pdf
 pytestmark = [pytest.mark.slow, pytest.mark.sqlite_only]
 
 REPO = Path(__file__).resolve().parent.parent
-CHROMIUM = Path("/usr/bin/chromium")
 # The browser's own address in the namespace.
 CLIENT = "10.99.0.2"
 FORGED = "203.0.113.66"
@@ -53,31 +53,22 @@ FORGED = "203.0.113.66"
 NODES = {"node1": "10.0.0.11", "node2": "10.0.0.12"}
 MARK = "@@BEHIND-PROXY@@"
 
-SETUP = """
-import json
-from datetime import date, timedelta
-from django.utils import timezone
-from django_otp.plugins.otp_totp.models import TOTPDevice
-from vigie.accounts.models import Role, User
-from vigie.records.ingest import DocumentMeta, ingest
-from vigie.records.models import CareRelationship, CareRole, Patient
-args = json.loads(open({args!r}).read())
-user = User(username="dr.proxy", first_name="Paul", last_name="Proxy", role=Role.DOCTOR)
-user.set_password(args["password"])
-user.save()
-device = TOTPDevice.objects.create(user=user, name="authenticator", confirmed=True)
-patient = Patient.objects.create(
-    ipp="PROXY-0001", family_name="PROXY", given_names="Test", birth_date=date(1970, 1, 1)
+# The doctor who signs in, their patient and the document (see
+# vigie.records.testing.seed_reading_doctor), made in `vigie shell` against the clinic.
+DOCTOR = {
+    "username": "dr.proxy",
+    "first_name": "Paul",
+    "last_name": "Proxy",
+    "ipp": "PROXY-0001",
+    "family_name": "PROXY",
+    "given_names": "Test",
+    "source_system": "lab",
+}
+SETUP = (
+    "import json\n"
+    "from vigie.records.testing import seed_reading_doctor as seed\n"
+    "print({mark!r} + json.dumps(seed(**json.loads(open({args!r}).read()))))\n"
 )
-CareRelationship.objects.create(
-    doctor=user, patient=patient, role=CareRole.TREATING,
-    valid_from=timezone.now() - timedelta(days=1),
-)
-with open(args["pdf"], "rb") as handle:
-    doc = ingest(patient, DocumentMeta(kind="lab_result", title="Bilan sanguin",
-        clinical_date=date.today(), source_system="lab", author="Laboratoire"), handle)
-print({mark!r} + json.dumps(dict(document=doc.id, totp_key=device.key)))
-"""
 
 # The document fetched from the page, as its viewer does: same origin, its cookies.
 FETCH = """async (url) => {
@@ -221,13 +212,7 @@ class Clinic:
             browser = playwright.chromium.launch(
                 executable_path=str(wrapper),
                 headless=True,
-                args=[
-                    "--headless",
-                    "--no-sandbox",
-                    "--disable-gpu",
-                    "--disable-background-networking",
-                    f"--host-resolver-rules=MAP {PORTAL} {CLIENT}",
-                ],
+                args=[*CHROMIUM_ARGS, f"--host-resolver-rules=MAP {PORTAL} {CLIENT}"],
             )
             try:
                 context = browser.new_context(
@@ -242,7 +227,7 @@ class Clinic:
         """From plain HTTP, as a doctor types the portal's name: the redirect, the login."""
         page.goto(f"http://{PORTAL}/")
         assert page.url.startswith(f"https://{PORTAL}/accounts/login/"), page.url
-        page.fill("input[name=username]", "dr.proxy")
+        page.fill("input[name=username]", DOCTOR["username"])
         page.fill("input[name=password]", self.password)
         # Enter, as a person would: the page's first button is the language's.
         page.press("input[name=password]", "Enter")
@@ -293,7 +278,7 @@ def clinic(tmp_path: Path) -> Iterator[Clinic]:
     (tmp_path / "document.pdf").write_bytes(clinic.pdf)
     args = tmp_path / "setup.json"
     args.write_text(
-        json.dumps({"password": clinic.password, "pdf": str(tmp_path / "document.pdf")})
+        json.dumps({**DOCTOR, "password": clinic.password, "pdf": str(tmp_path / "document.pdf")})
     )
     clinic.facts = clinic.shell_json(SETUP.format(args=str(args), mark=MARK))
     _run("ip", "netns", "add", namespace)

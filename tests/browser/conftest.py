@@ -14,19 +14,9 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
 
+from tests.browser.chromium import CHROMIUM, CHROMIUM_ARGS
 from tests.browser.live import ARTIFACTS, live_fixture  # noqa: F401 - the shared fixture
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-    "--disable-sync",
-    "--disable-quic",
-]
 SCREENSHOTS = ARTIFACTS / "screenshots"
 
 Shot = Callable[[str], Path]

@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 import pytest
 from playwright.sync_api import CDPSession, Page, expect
 
-from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS
+from tests.browser.chromium import CHROMIUM, CHROMIUM_ARGS
 from tests.browser.live import Live, Login
 from tests.browser.pages import Shot, enter_code, path_of
 

@@ -122,11 +122,17 @@ def _reserve_password(
     request: HttpRequest, username: str, form_page: Callable[[str], HttpResponse]
 ) -> lockout.Reservation | HttpResponse:
     """Count one password attempt on `username` before anything is checked (see lockout.py):
-    its reservation, or the answer to send instead (see `_refused`)."""
+    its reservation, or the answer to send instead (see `_refused`).
+
+    A counted attempt is also noted here, so no caller can forget it: attempts going on
+    alert IT and are audited (one alert per identifier), whether they are passwords at
+    login or invitation codes, which take a new account before its owner does."""
     try:
-        return lockout.reserve_password(username, lockout.client_ip(request))
+        reservation = lockout.reserve_password(username, lockout.client_ip(request))
     except lockout.Refused as refusal:
         return _refused(request, refusal, username, form_page)
+    lockout.note_password_attempt(reservation, username, request)
+    return reservation
 
 
 def _login_page(request: HttpRequest, form: LoginForm, error: str | None) -> HttpResponse:
@@ -165,7 +171,6 @@ def login_view(request: HttpRequest) -> HttpResponse:
         )
         if isinstance(reservation, HttpResponse):
             return reservation
-        lockout.note_password_attempt(reservation, username, request)
         user = authenticate(request, username=username, password=form.cleaned_data["password"])
         if not isinstance(user, User):
             events.audit(
@@ -211,9 +216,6 @@ def invitation_view(request: HttpRequest) -> HttpResponse:
         )
         if isinstance(reservation, HttpResponse):
             return reservation
-        # Guesses of a code take a new account before its owner does: IT hears of them
-        # going on as of password guesses (one alert per identifier, the same counter).
-        lockout.note_password_attempt(reservation, username, request)
         try:
             user = invitations.redeem(
                 username, form.cleaned_data["code"], form.cleaned_data["password"], request=request

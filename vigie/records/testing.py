@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import io
 import zlib
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from itertools import count
+from pathlib import Path
+from typing import Any
 
+from django.utils import timezone
 from pypdf import PdfReader, PdfWriter
 from pypdf.actions import JavaScript, PageTrigger
 from pypdf.generic import (
@@ -20,10 +23,11 @@ from pypdf.generic import (
 from reportlab.lib.pagesizes import A4
 from reportlab.pdfgen import canvas
 
-from vigie.accounts.models import Role, User
+from vigie.accounts.models import Role, SealedTOTPDevice, User
+from vigie.accounts.otp import TOTP_DEVICE_NAME
 from vigie.records.identifiers import nir_key
 from vigie.records.ingest import DocumentMeta, ingest
-from vigie.records.models import Document, Patient
+from vigie.records.models import CareRelationship, CareRole, Document, Patient
 from vigie.records.results import Observation, ResultGroup, ResultSet
 
 _seq = count(1)
@@ -59,6 +63,54 @@ def make_document(patient: Patient, content: bytes = b"%PDF-1.4 test", **meta: o
     }
     fields.update(meta)
     return ingest(patient, DocumentMeta(**fields), io.BytesIO(content))  # type: ignore[arg-type]
+
+
+def seed_reading_doctor(
+    *,
+    password: str,
+    pdf: str,
+    username: str,
+    first_name: str,
+    last_name: str,
+    ipp: str,
+    family_name: str,
+    given_names: str,
+    source_system: str,
+) -> dict[str, Any]:
+    """One doctor (`password` and a confirmed authenticator), one patient in their care, and
+    the file `pdf` stored as that patient's lab result: an installation that a whole-system
+    test or a benchmark signs in to like a person and reads from. Run in that
+    installation's `vigie shell` (its own home, keys and database, not the caller's):
+
+        print(MARK + json.dumps(seed_reading_doctor(**json.loads(open(ARGS).read()))))
+
+    Returns what the caller goes on with, as JSON: the document's id and the
+    authenticator's key (hex), to compute the codes the doctor types.
+    """
+    user = User(username=username, first_name=first_name, last_name=last_name, role=Role.DOCTOR)
+    user.set_password(password)
+    user.save()
+    # The object that creates a device keeps its key in memory (the table holds it sealed).
+    device = SealedTOTPDevice.objects.create(user=user, name=TOTP_DEVICE_NAME, confirmed=True)
+    patient = Patient.objects.create(
+        ipp=ipp, family_name=family_name, given_names=given_names, birth_date=date(1970, 1, 1)
+    )
+    CareRelationship.objects.create(
+        doctor=user,
+        patient=patient,
+        role=CareRole.TREATING,
+        valid_from=timezone.now() - timedelta(days=1),
+    )
+    meta = DocumentMeta(
+        kind="lab_result",
+        title="Bilan sanguin",
+        clinical_date=date.today(),
+        source_system=source_system,
+        author="Laboratoire",
+    )
+    with Path(pdf).open("rb") as handle:
+        document = ingest(patient, meta, handle)
+    return {"document": document.id, "totp_key": device.key}
 
 
 def lab_report_pdf() -> bytes:
