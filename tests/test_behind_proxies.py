@@ -365,8 +365,13 @@ def test_the_shipped_haproxy_takes_a_dead_node_out_and_reads_go_on(clinic: Clini
         assert time.monotonic() - killed < 5
         for _ in range(10):
             clinic.assert_read(page)
-    # A scanner by IP address: dropped silently (no answer at all), over HTTP and HTTPS.
-    assert clinic.scan(CLIENT) == ["http:TimeoutError", "https:TimeoutError"]
+    # A scanner by IP address: dropped unanswered, over HTTP and HTTPS. Mostly silently (it
+    # waits until its own timeout); now and then HAProxy's TLS layer closes the connection
+    # as it drops it (the scanner reads an end of stream, RemoteDisconnected). Either way
+    # not one byte of an HTTP answer: no status, no page.
+    scanned = clinic.scan(CLIENT)
+    assert [result.split(":")[0] for result in scanned] == ["http", "https"]
+    assert {result.split(":")[1] for result in scanned} <= {"TimeoutError", "RemoteDisconnected"}
     # Every read recorded with the browser's address, whichever node served it.
     addresses = clinic.read_addresses()
     assert len(addresses) == 11
