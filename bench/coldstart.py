@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.fetch import _SETUP, vigie_login
+from bench.fetch import _DOCTOR, _SETUP, seed_args, vigie_login
 from bench.intake import _vigie
 from bench.payload import make_pdf
 from bench.processes import free_port, production_env, stop_group, tail, wait_http
@@ -99,9 +99,7 @@ def run(runs: int = 5) -> dict[str, Any]:
         password = secrets.token_urlsafe(16)
         (work / "doc.pdf").write_bytes(pdf)
         args_file = work / "setup.json"
-        args_file.write_text(
-            json.dumps({"password": password, "pdf": str(work / "doc.pdf")}), encoding="utf-8"
-        )
+        args_file.write_text(json.dumps(seed_args(password, work / "doc.pdf")), encoding="utf-8")
         out = _vigie(
             env, "shell", "--no-imports", "-c", _SETUP.format(args=str(args_file), mark=_MARK)
         )
@@ -113,7 +111,7 @@ def run(runs: int = 5) -> dict[str, Any]:
         port = free_port()
         server = _serve(env, port, log)
         wait_http(port, "/health", server, log)
-        cookie = vigie_login(port, "bench.doctor", password, facts["totp_key"])
+        cookie = vigie_login(port, _DOCTOR["username"], password, facts["totp_key"])
         stop_group(server)
         server = None
 

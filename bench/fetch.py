@@ -171,6 +171,14 @@ _DOCTOR = {
     "given_names": "Essai",
     "source_system": "bench",
 }
+
+
+def seed_args(password: str, pdf: Path) -> dict[str, str]:
+    """The arguments `_SETUP` passes to `seed_reading_doctor` (through a JSON file): the bench's
+    doctor, with this run's password and document."""
+    return {**_DOCTOR, "password": password, "pdf": str(pdf)}
+
+
 _SETUP = (
     "import json\n"
     "from vigie.records.testing import seed_reading_doctor as seed\n"
@@ -336,7 +344,7 @@ def start_vigie(
     (work / "pdf.pdf").write_bytes(pdf)
     args_file = work / f"{name}-setup.json"
     args_file.write_text(
-        json.dumps({**_DOCTOR, "password": password, "pdf": str(work / "pdf.pdf")}),
+        json.dumps(seed_args(password, work / "pdf.pdf")),
         encoding="utf-8",
     )
     out = run("shell", "--no-imports", "-c", _SETUP.format(args=str(args_file), mark=_MARK))
