@@ -260,3 +260,38 @@ def test_a_second_group_on_the_same_port_is_refused_not_joined(system: System) -
         except subprocess.TimeoutExpired:
             first.kill()
             first.communicate()
+
+
+def test_a_stop_closes_idle_connections_cleanly_without_a_traceback(system: System) -> None:
+    """Labs keep their MLLP connections open between messages. A SIGTERM (systemd's stop,
+    every restart) closes those idle connections: each sees the end of the stream, and the
+    service's log shows its two lines, not one traceback per open connection (Python 3.11's
+    streams log a cancelled connection task as an "Exception in callback")."""
+    system.run("shell", "-c", SEED)
+    argv = [*VIGIE, "intake", "mllp", "--host", "127.0.0.1", "--port", "0"]
+    process = system.popen(
+        [*argv, "--sender", "biomed-engine"], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    clients: list[MllpClient] = []
+    try:
+        line = _read_line(process, 60)
+        port = int(line.rsplit(":", 1)[1])
+        # One connection that has sent a message and waits for the next, one that never did.
+        used, silent = MllpClient("127.0.0.1", port), MllpClient("127.0.0.1", port)
+        clients += [used, silent]
+        assert ack_fields(used.exchange(Oru(control_id="IDLE01").encode()))["code"] == "AA"
+        process.send_signal(signal.SIGTERM)
+        out, err = process.communicate(timeout=60)
+        assert process.returncode == 0, err
+        assert "stopped" in out
+        assert "Traceback" not in err, err
+        assert "Exception in callback" not in err, err
+        for client in clients:
+            client.sock.settimeout(5)
+            assert client.sock.recv(1) == b""  # closed by the server, not left hanging
+    finally:
+        for client in clients:
+            client.close()
+        if process.poll() is None:
+            process.kill()
+            process.wait()

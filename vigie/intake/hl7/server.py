@@ -232,6 +232,7 @@ class MllpServer:
         self.ready = asyncio.Event()
         self.port = 0
         self._connections: dict[asyncio.Task[None], bool] = {}  # task → busy
+        self._writers: dict[asyncio.Task[None], asyncio.StreamWriter] = {}
 
     def _ssl_context(self) -> ssl.SSLContext | None:
         if not self.settings.tls_cert:
@@ -274,6 +275,7 @@ class MllpServer:
         task = asyncio.current_task()
         assert task is not None  # noqa: S101 (always inside a task here)
         self._connections[task] = False
+        self._writers[task] = writer
         peer = writer.get_extra_info("peername")
         framer = Framer(self.settings.max_message_bytes)
         try:
@@ -318,6 +320,7 @@ class MllpServer:
             logger.info("mllp %s: connection ended (%s)", peer, type(exc).__name__)
         finally:
             self._connections.pop(task, None)
+            self._writers.pop(task, None)
             writer.close()
             with contextlib.suppress(ConnectionError, ssl.SSLError, OSError):
                 await writer.wait_closed()
@@ -350,7 +353,12 @@ class MllpServer:
         """Idle connections are closed now; busy ones finish their message and its ACK."""
         for task, busy in list(self._connections.items()):
             if not busy:
-                task.cancel()
+                # Their transport is cut, not their task cancelled: the read waiting on it
+                # sees the end of the stream and the connection ends as a sender's hang-up
+                # does (Python 3.11's streams log a cancelled connection task as an
+                # "Exception in callback" traceback, one per lab connection at every stop).
+                # Nothing is in flight on an idle connection, so nothing is left to flush.
+                self._writers[task].transport.abort()
         pending = list(self._connections)
         if pending:
             _done, late = await asyncio.wait(pending, timeout=timeout)
