@@ -50,6 +50,9 @@ ABNORMAL_FLAGS = frozenset(
 _MAX_TEXT = 20_000
 _MAX_SHORT = 500
 _CONTROL_RE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+# What a one-line field may not hold: a control character or a line break (a tab it may).
+_LINE_BAD_RE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+_MAX_FLAG = 16
 _NUMBER_RE = re.compile(r"[+-]?(\d+([.,]\d*)?|[.,]\d+)")
 _RANGE_RE = re.compile(
     r"^\s*[\[(]?\s*(?P<low>[+-]?\d+(?:[.,]\d+)?)\s*(?:-|–|à|a|to|;|/)\s*"
@@ -157,21 +160,53 @@ class Observation:
     second_unit: str = ""
 
     def __post_init__(self) -> None:
+        if not self._plainly_valid():
+            self._check_each_field()
+        if not (self.code.strip() or self.label.strip()):
+            raise ResultsFormatError("an observation needs a code or a label")
+        for name in ("numeric", "low", "high"):
+            number = getattr(self, name)
+            if number is not None and (not isinstance(number, Decimal) or not number.is_finite()):
+                raise ResultsFormatError(f"observation {name} must be a finite Decimal")
+
+    def _plainly_valid(self) -> bool:
+        """Every text field within its limits and free of what it may not hold, checked in
+        two searches (the one-line fields joined by a tab, which they may hold; the free
+        texts by a line break) instead of one per field: a lab result carries a dozen fields
+        and every message several results. False sends the observation through
+        `_check_each_field`, which says which field is wrong."""
+        lines = (
+            self.code,
+            self.code_system,
+            self.unit,
+            self.reference_range,
+            self.status,
+            self.value_type,
+            self.label,
+            self.second_unit,
+        )
+        texts = (self.value, self.second_value, *self.comments)
+        try:
+            return (
+                len(self.flag) <= _MAX_FLAG
+                and max(map(len, lines)) <= _MAX_SHORT
+                and max(map(len, texts)) <= _MAX_TEXT
+                and _LINE_BAD_RE.search("\t".join((*lines, self.flag))) is None
+                and _CONTROL_RE.search("\n".join(texts)) is None
+            )
+        except TypeError:  # a field that is not text: the field-by-field check names it
+            return False
+
+    def _check_each_field(self) -> None:
         for name in ("code", "code_system", "unit", "reference_range", "status", "value_type"):
             _clean(getattr(self, name), f"observation {name}")
         _clean(self.label, "observation label")
         _clean(self.value, "observation value", _MAX_TEXT, multiline=True)
         _clean(self.second_value, "observation second value", _MAX_TEXT, multiline=True)
         _clean(self.second_unit, "observation second unit")
-        _clean(self.flag, "observation flag", 16)
-        if not (self.code.strip() or self.label.strip()):
-            raise ResultsFormatError("an observation needs a code or a label")
+        _clean(self.flag, "observation flag", _MAX_FLAG)
         for comment in self.comments:
             _clean(comment, "observation comment", _MAX_TEXT, multiline=True)
-        for name in ("numeric", "low", "high"):
-            number = getattr(self, name)
-            if number is not None and (not isinstance(number, Decimal) or not number.is_finite()):
-                raise ResultsFormatError(f"observation {name} must be a finite Decimal")
 
     @classmethod
     def from_text(cls, **values: Any) -> Observation:

@@ -312,3 +312,63 @@ def test_an_hprim_file_is_kept_as_received_with_its_results(vault_home: Path) ->
 
     assert b"".join(stream_verified(document)) == raw
     assert open_results(document) == free_text
+
+
+_LINE_FIELDS = (
+    "code",
+    "code_system",
+    "label",
+    "unit",
+    "reference_range",
+    "status",
+    "value_type",
+    "second_unit",
+    "flag",
+)
+_TEXT_FIELDS = ("value", "second_value", "comment")
+_LIMITS = {**dict.fromkeys(_LINE_FIELDS, 500), "flag": 16, **dict.fromkeys(_TEXT_FIELDS, 20_000)}
+# Characters any field may hold, and those only a free text may (a line break).
+_CLEAN = "aÉ \t"
+_BAD = ["\n", "\r", "\x00", "\x08", "\x0b", "\x0c", "\x0e", "\x1f", "\x7f"]
+
+
+@settings(max_examples=1000, deadline=None)
+@given(
+    values=st.fixed_dictionaries(
+        {
+            **{name: st.text(alphabet=_CLEAN, max_size=6) for name in _LINE_FIELDS},
+            **{name: st.text(alphabet=_CLEAN + "\n\r", max_size=6) for name in _TEXT_FIELDS},
+        }
+    ),
+    # At most one thing wrong, so that neither check can hide behind another field's fault:
+    # a character somewhere, or a field at its limit or one past it.
+    defect=st.one_of(
+        st.none(),
+        st.tuples(st.sampled_from(_LINE_FIELDS + _TEXT_FIELDS), st.sampled_from(_BAD)),
+        st.tuples(st.sampled_from(_LINE_FIELDS + _TEXT_FIELDS), st.sampled_from([0, 1])),
+    ),
+    comments=st.integers(min_value=0, max_value=2),
+)
+def test_the_two_search_check_accepts_exactly_what_the_field_by_field_check_accepts(
+    values: dict[str, str], defect: tuple[str, str | int] | None, comments: int
+) -> None:
+    """`Observation._plainly_valid` (two searches) stands in for `_check_each_field` (one
+    per field, which names the culprit): it must accept an observation exactly when every
+    field passes its own check, or a control character would slip into sealed results."""
+    if defect is not None:
+        name, what = defect
+        if isinstance(what, str):
+            values[name] = values[name][:2] + what + values[name][2:]
+        else:
+            values[name] = "x" * (_LIMITS[name] + what)
+    observation = object.__new__(Observation)
+    comment = values.pop("comment")
+    for name, value in {**values, "comments": (comment,) * comments}.items():
+        object.__setattr__(observation, name, value)
+    try:
+        observation._check_each_field()
+    except ResultsFormatError:
+        each_accepts = False
+    else:
+        each_accepts = True
+    assert observation._plainly_valid() is each_accepts
