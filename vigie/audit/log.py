@@ -390,11 +390,11 @@ def _insert(events: list[AuditEvent], seq: int, hash_hex: str) -> None:
     conn = connections[DEFAULT_DB_ALIAS]
     plan = rawsql.insert_plan(AuditEvent, conn, without_pk=False)
     rows = [plan.values(event, conn) for event in events]
-    fields, columns, one = list(plan.fields), plan.columns, plan.one
+    columns, one = plan.columns, plan.one
     event_table, head_table = plan.table, rawsql.table(AuditHead, conn)
     head_seq, head_hash = (rawsql.column(AuditHead, n, conn) for n in ("seq", "hash"))
     # As many rows per INSERT as the backend takes parameters (bulk imports pass thousands).
-    per_statement = max(1, conn.ops.bulk_batch_size(list(fields), events))
+    per_statement = plan.per_statement(conn, events)
     move_head = (
         f"UPDATE {head_table} SET {head_seq} = %s, {head_hash} = %s"  # noqa: S608
         f" WHERE {rawsql.column(AuditHead, 'id', conn)} = 1"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from typing import Any, TypeVar, cast
 
 from django.db import models
@@ -101,9 +102,7 @@ def many_by(model: type[M], name: str, values: Sequence[Any], conn: BaseDatabase
     if not (getattr(field, "unique", False) or getattr(field, "primary_key", False)):
         raise ValueError(f"{model.__name__}.{name} is not unique")
     conn = resolved(conn)
-    fields = list(model._meta.concrete_fields)
-    readers = [Reader(f, conn) for f in fields]
-    columns = ", ".join(conn.ops.quote_name(str(f.column)) for f in fields)
+    columns, fields, readers = _row_reader(model, conn)
     prepared = [cast(Any, field).get_db_prep_value(v, conn, prepared=False) for v in values]
     found: list[M] = []
     with conn.cursor() as cursor:
@@ -124,6 +123,24 @@ def many_by(model: type[M], name: str, values: Sequence[Any], conn: BaseDatabase
 
 # Values per IN (...): below every backend's limit on parameters per statement.
 _IN_CHUNK = 500
+
+_ROW_READERS: dict[
+    tuple[str, str, type[Model]], tuple[str, list[Field[Any, Any]], list[Reader]]
+] = {}
+
+
+def _row_reader(
+    model: type[Model], conn: BaseDatabaseWrapper
+) -> tuple[str, list[Field[Any, Any]], list[Reader]]:
+    """`model`'s quoted columns, its fields and their readers, worked out once per database
+    (a round's look-up built them anew each time, which cost more than the query)."""
+    key = (conn.alias, conn.vendor, model)
+    known = _ROW_READERS.get(key)
+    if known is None:
+        fields = list(model._meta.concrete_fields)
+        columns = ", ".join(conn.ops.quote_name(str(f.column)) for f in fields)
+        known = _ROW_READERS[key] = (columns, fields, [Reader(f, conn) for f in fields])
+    return known
 
 
 def resolved(conn: BaseDatabaseWrapper) -> BaseDatabaseWrapper:
@@ -170,7 +187,7 @@ def insert_many(rows: Sequence[Model], conn: BaseDatabaseWrapper) -> None:
         for (model, auto), group in groups.items():
             plan = insert_plan(model, conn, without_pk=auto)
             values = [plan.values(row, conn) for row in group]
-            per_statement = max(1, conn.ops.bulk_batch_size(list(plan.fields), group))
+            per_statement = plan.per_statement(conn, group)
             for start in range(0, len(values), per_statement):
                 part = values[start : start + per_statement]
                 # Names from the model's metadata; every value a parameter.
@@ -250,6 +267,18 @@ class InsertPlan:
     one: str
     fields: tuple[Field[Any, Any], ...]
     steps: tuple[_Column, ...]
+    # Rows per statement by number of rows: the backend's answer depends on the fields and
+    # on how many rows there are, nothing else (SQLite: its parameter limit over the
+    # fields; PostgreSQL: all of them), and working it out cost a round as much as a row.
+    _per_statement: dict[int, int] = dataclass_field(default_factory=dict, compare=False)
+
+    def per_statement(self, conn: BaseDatabaseWrapper, rows: Sequence[Model]) -> int:
+        """How many of `rows` one INSERT may carry on `conn`'s database."""
+        known = self._per_statement.get(len(rows))
+        if known is None:
+            known = max(1, conn.ops.bulk_batch_size(list(self.fields), rows))
+            self._per_statement[len(rows)] = known
+        return known
 
     def values(self, row: Model, conn: BaseDatabaseWrapper) -> list[Any]:
         """`row`'s values as `row.save(force_insert=True)` would send them: each field's

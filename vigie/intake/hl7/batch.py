@@ -20,6 +20,7 @@ from concurrent.futures import Executor
 from dataclasses import dataclass, field
 
 from django.db import IntegrityError, connection
+from django.db.backends.base.base import BaseDatabaseWrapper
 
 from vigie.intake.hl7 import ack
 from vigie.intake.hl7.handler import (
@@ -213,15 +214,9 @@ def _already_taken(items: list[_Item]) -> dict[tuple[str, str], ReceivedMessage]
     if not ids:
         return {}
     conn = rawsql.resolved(connection)
-    columns = ", ".join(rawsql.column(ReceivedMessage, n, conn) for n in _TAKEN_FIELDS)
     marks = ", ".join(["%s"] * len(ids))
-    sql = (
-        f"SELECT {columns} FROM {rawsql.table(ReceivedMessage, conn)}"  # noqa: S608 (names from the model)
-        f" WHERE {rawsql.column(ReceivedMessage, 'channel', conn)} = %s"
-        f" AND {rawsql.column(ReceivedMessage, 'control_id', conn)} IN ({marks})"
-    )
     with conn.cursor() as cursor:
-        cursor.execute(sql, [CHANNEL, *ids])
+        cursor.execute(f"{_taken_sql(conn)}({marks})", [CHANNEL, *ids])
         rows = cursor.fetchall()
     found = [ReceivedMessage(**dict(zip(_TAKEN_FIELDS, row, strict=True))) for row in rows]
     return {(r.source, r.control_id): r for r in found}
@@ -229,3 +224,18 @@ def _already_taken(items: list[_Item]) -> dict[tuple[str, str], ReceivedMessage]
 
 # What a duplicate's answer needs of the message taken (text columns: no conversion).
 _TAKEN_FIELDS = ("id", "source", "control_id", "document_id", "pending_id")
+_TAKEN_SQL: dict[tuple[str, str], str] = {}
+
+
+def _taken_sql(conn: BaseDatabaseWrapper) -> str:
+    """`_already_taken`'s statement up to its list of ids, written once per database."""
+    key = (conn.alias, conn.vendor)
+    sql = _TAKEN_SQL.get(key)
+    if sql is None:
+        columns = ", ".join(rawsql.column(ReceivedMessage, n, conn) for n in _TAKEN_FIELDS)
+        sql = _TAKEN_SQL[key] = (
+            f"SELECT {columns} FROM {rawsql.table(ReceivedMessage, conn)}"  # noqa: S608 (names from the model)
+            f" WHERE {rawsql.column(ReceivedMessage, 'channel', conn)} = %s"
+            f" AND {rawsql.column(ReceivedMessage, 'control_id', conn)} IN "
+        )
+    return sql

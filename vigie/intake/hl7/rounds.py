@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from django.db import close_old_connections, connection
+from django.db.backends.base.base import BaseDatabaseWrapper
 
 from vigie.intake.hl7.batch import Prepared, finish_many, prepare_many
 from vigie.intake.hl7.handler import Reply
@@ -155,15 +156,27 @@ def _active(pks: set[int]) -> set[int]:
     """Which of these senders are not revoked: one statement per round, written raw (the
     ORM's query cost more CPU than the answer, on every round)."""
     conn = rawsql.resolved(connection)
-    key = rawsql.column(MllpSender, "id", conn)
+    head, tail = _active_sql(conn)
     marks = ", ".join(["%s"] * len(pks))
-    sql = (
-        f"SELECT {key} FROM {rawsql.table(MllpSender, conn)}"  # noqa: S608 (names from the model)
-        f" WHERE {key} IN ({marks}) AND {rawsql.column(MllpSender, 'revoked_at', conn)} IS NULL"
-    )
     with conn.cursor() as cursor:
-        cursor.execute(sql, sorted(pks))
+        cursor.execute(f"{head}({marks}){tail}", sorted(pks))
         return {int(row[0]) for row in cursor.fetchall()}
+
+
+_ACTIVE_SQL: dict[tuple[str, str], tuple[str, str]] = {}
+
+
+def _active_sql(conn: BaseDatabaseWrapper) -> tuple[str, str]:
+    """`_active`'s statement before and after its list of ids, written once per database."""
+    key = (conn.alias, conn.vendor)
+    known = _ACTIVE_SQL.get(key)
+    if known is None:
+        pk = rawsql.column(MllpSender, "id", conn)
+        known = _ACTIVE_SQL[key] = (
+            f"SELECT {pk} FROM {rawsql.table(MllpSender, conn)} WHERE {pk} IN ",  # noqa: S608 (names from the model)
+            f" AND {rawsql.column(MllpSender, 'revoked_at', conn)} IS NULL",
+        )
+    return known
 
 
 def _answer(batch: list[_Waiting], answers: list[Reply | None] | Exception) -> None:
