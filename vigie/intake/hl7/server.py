@@ -231,8 +231,8 @@ class MllpServer:
         self.stopping = asyncio.Event()
         self.ready = asyncio.Event()
         self.port = 0
-        self._connections: dict[asyncio.Task[None], bool] = {}  # task → busy
-        self._writers: dict[asyncio.Task[None], asyncio.StreamWriter] = {}
+        self._connections: dict[asyncio.Task[None], asyncio.StreamWriter] = {}
+        self._busy: set[asyncio.Task[None]] = set()  # those with a message in hand
 
     def _ssl_context(self) -> ssl.SSLContext | None:
         if not self.settings.tls_cert:
@@ -274,8 +274,7 @@ class MllpServer:
     async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         assert task is not None  # noqa: S101 (always inside a task here)
-        self._connections[task] = False
-        self._writers[task] = writer
+        self._connections[task] = writer
         peer = writer.get_extra_info("peername")
         framer = Framer(self.settings.max_message_bytes)
         try:
@@ -297,7 +296,7 @@ class MllpServer:
                     data = await reader.read(65536)
                 if not data:
                     break
-                self._connections[task] = True
+                self._busy.add(task)
                 close = False
                 for item in framer.feed(data):
                     reply = await self._work(item, sender)
@@ -313,14 +312,14 @@ class MllpServer:
                     if item.close:
                         close = True
                         break
-                self._connections[task] = False
+                self._busy.discard(task)
                 if close:
                     break
         except (TimeoutError, ConnectionError, ssl.SSLError, asyncio.IncompleteReadError) as exc:
             logger.info("mllp %s: connection ended (%s)", peer, type(exc).__name__)
         finally:
             self._connections.pop(task, None)
-            self._writers.pop(task, None)
+            self._busy.discard(task)
             writer.close()
             with contextlib.suppress(ConnectionError, ssl.SSLError, OSError):
                 await writer.wait_closed()
@@ -351,14 +350,11 @@ class MllpServer:
 
     async def _drain(self, timeout: float = 30.0) -> None:
         """Idle connections are closed now; busy ones finish their message and its ACK."""
-        for task, busy in list(self._connections.items()):
-            if not busy:
-                # Their transport is cut, not their task cancelled: the read waiting on it
-                # sees the end of the stream and the connection ends as a sender's hang-up
-                # does (Python 3.11's streams log a cancelled connection task as an
-                # "Exception in callback" traceback, one per lab connection at every stop).
-                # Nothing is in flight on an idle connection, so nothing is left to flush.
-                self._writers[task].transport.abort()
+        for task, writer in list(self._connections.items()):
+            if task not in self._busy:
+                # Cut, not cancelled: the read ends as at a hang-up (Python 3.11 logs each
+                # cancelled connection task as a traceback). Nothing is in flight to flush.
+                writer.transport.abort()
         pending = list(self._connections)
         if pending:
             _done, late = await asyncio.wait(pending, timeout=timeout)
