@@ -22,6 +22,7 @@ from django.utils.connection import ConnectionProxy
 
 Converter = Callable[[Any, Any, Any], Any]
 M = TypeVar("M", bound=Model)
+T = TypeVar("T")
 
 
 def column(model: type[Model], name: str, conn: BaseDatabaseWrapper) -> str:
@@ -119,6 +120,19 @@ def many_by(model: type[M], name: str, values: Sequence[Any], conn: BaseDatabase
                 cast(M, instance(model, fields, readers, row, conn)) for row in cursor.fetchall()
             )
     return found
+
+
+_ONCE: dict[tuple[str, str, str], Any] = {}
+
+
+def once_per_database(name: str, conn: BaseDatabaseWrapper, build: Callable[[], T]) -> T:
+    """`build()`'s result (a statement's text, say), worked out once per database under
+    `name`: hot paths that wrote the same SQL anew on every round spent more CPU on it than
+    on running it."""
+    key = (name, conn.alias, conn.vendor)
+    if key not in _ONCE:
+        _ONCE[key] = build()
+    return cast(T, _ONCE[key])
 
 
 # Values per IN (...): below every backend's limit on parameters per statement.

@@ -224,18 +224,17 @@ def _already_taken(items: list[_Item]) -> dict[tuple[str, str], ReceivedMessage]
 
 # What a duplicate's answer needs of the message taken (text columns: no conversion).
 _TAKEN_FIELDS = ("id", "source", "control_id", "document_id", "pending_id")
-_TAKEN_SQL: dict[tuple[str, str], str] = {}
 
 
 def _taken_sql(conn: BaseDatabaseWrapper) -> str:
-    """`_already_taken`'s statement up to its list of ids, written once per database."""
-    key = (conn.alias, conn.vendor)
-    sql = _TAKEN_SQL.get(key)
-    if sql is None:
-        columns = ", ".join(rawsql.column(ReceivedMessage, n, conn) for n in _TAKEN_FIELDS)
-        sql = _TAKEN_SQL[key] = (
-            f"SELECT {columns} FROM {rawsql.table(ReceivedMessage, conn)}"  # noqa: S608 (names from the model)
+    """`_already_taken`'s statement up to its list of ids."""
+    return rawsql.once_per_database(
+        "hl7.taken",
+        conn,
+        lambda: (
+            f"SELECT {', '.join(rawsql.column(ReceivedMessage, n, conn) for n in _TAKEN_FIELDS)}"  # noqa: S608 (names from the model)
+            f" FROM {rawsql.table(ReceivedMessage, conn)}"
             f" WHERE {rawsql.column(ReceivedMessage, 'channel', conn)} = %s"
             f" AND {rawsql.column(ReceivedMessage, 'control_id', conn)} IN "
-        )
-    return sql
+        ),
+    )

@@ -163,20 +163,17 @@ def _active(pks: set[int]) -> set[int]:
         return {int(row[0]) for row in cursor.fetchall()}
 
 
-_ACTIVE_SQL: dict[tuple[str, str], tuple[str, str]] = {}
-
-
 def _active_sql(conn: BaseDatabaseWrapper) -> tuple[str, str]:
-    """`_active`'s statement before and after its list of ids, written once per database."""
-    key = (conn.alias, conn.vendor)
-    known = _ACTIVE_SQL.get(key)
-    if known is None:
+    """`_active`'s statement before and after its list of ids."""
+
+    def build() -> tuple[str, str]:
         pk = rawsql.column(MllpSender, "id", conn)
-        known = _ACTIVE_SQL[key] = (
+        return (
             f"SELECT {pk} FROM {rawsql.table(MllpSender, conn)} WHERE {pk} IN ",  # noqa: S608 (names from the model)
             f" AND {rawsql.column(MllpSender, 'revoked_at', conn)} IS NULL",
         )
-    return known
+
+    return rawsql.once_per_database("hl7.active", conn, build)
 
 
 def _answer(batch: list[_Waiting], answers: list[Reply | None] | Exception) -> None:
